@@ -1,0 +1,49 @@
+"""The training/evaluation backend: the same interface over an ultralytics `.pt` checkpoint. Needs torch."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import supervision as sv
+
+from .base import DetectorSettings, make_detections
+
+os.environ.setdefault("YOLO_OFFLINE", "1")
+
+
+class UltralyticsDetector:
+    """`ultralytics.YOLO` behind the `Detector` interface.
+
+    >>> det = UltralyticsDetector("models/street-v1/model.pt", DetectorSettings(imgsz=320))
+    """
+
+    def __init__(self, path: str | Path, settings: DetectorSettings | None = None, device: str = "cpu") -> None:
+        from ultralytics import YOLO
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {self.path}")
+        self.settings = settings or DetectorSettings()
+        self.model = YOLO(str(self.path))
+        names = self.model.names
+        self.names: tuple[str, ...] = tuple(names[i] for i in range(len(names)))
+        self.keep_ids = self.settings.class_ids(self.names)
+        trained = self.model.ckpt.get("train_args", {}).get("imgsz") if getattr(self.model, "ckpt", None) else None
+        self.imgsz = self.settings.imgsz or int(trained or 640)
+        self.device = device
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[sv.Detections]:
+        if not images:
+            return []
+        s = self.settings
+        results = self.model.predict(
+            list(images), imgsz=self.imgsz, conf=s.conf, iou=s.iou, classes=self.keep_ids, max_det=s.max_det, device=self.device, verbose=False
+        )
+        out = []
+        for r in results:
+            b = r.boxes
+            out.append(make_detections(b.xyxy.cpu().numpy(), b.conf.cpu().numpy(), b.cls.cpu().numpy().astype(int), self.names))
+        return out

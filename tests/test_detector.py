@@ -1,0 +1,111 @@
+"""The two backends agree on real images, and the ONNX path matches ultralytics' preprocessing exactly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pipeline.detect import DetectorSettings, load_detector, resolve_model
+from pipeline.detect.letterbox import letterbox
+from pipeline.images import load_image
+from pipeline.geometry import box_iou
+
+from .conftest import STREETS_IN, val_images
+
+REAL_IMAGES = val_images(24) + sorted((STREETS_IN / "images").glob("*.jpg"))[::40]
+
+
+@pytest.mark.parametrize("shape", [(640, 640), (576, 768), (1080, 1920), (333, 500), (41, 977)])
+def test_letterbox_matches_ultralytics(shape):
+    from ultralytics.data.augment import LetterBox
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, size=(*shape, 3), dtype=np.uint8)
+    ours, box = letterbox(image, 320)
+    theirs = LetterBox((320, 320), auto=False)(image=image)
+    assert ours.shape == theirs.shape == (320, 320, 3)
+    assert np.array_equal(ours, theirs)
+    corners = np.array([[0, 0, shape[1], shape[0]]], dtype=np.float32)
+    to_input = corners * box.ratio + [box.pad_left, box.pad_top, box.pad_left, box.pad_top]
+    assert np.allclose(box.boxes_to_source(to_input, shape[1], shape[0]), corners, atol=1e-3)
+
+
+def assert_parity(onnx_dets, ultra_dets, min_score=0.3):
+    """Every confident box of one backend has a partner in the other: IoU >= 0.9, same class, |Δscore| <= 0.02.
+
+    Boxes near the threshold may fall on either side of it in one backend, so partners are searched among all
+    boxes down to `min_score - 0.05`.
+    """
+    matched = 0
+    for a_all, b_all in ((onnx_dets, ultra_dets), (ultra_dets, onnx_dets)):
+        for a, b in zip(a_all, b_all):
+            a = a[a.confidence >= min_score]
+            b = b[b.confidence >= min_score - 0.05]
+            if len(a) == 0:
+                continue
+            assert len(b) > 0, f"{len(a)} boxes without partner"
+            iou = box_iou(a.xyxy, b.xyxy)
+            for i in range(len(a)):
+                same = np.where(b.class_id == a.class_id[i])[0]
+                assert len(same), f"class {a.data['class_name'][i]} missing in the other backend"
+                j = same[iou[i, same].argmax()]
+                assert iou[i, j] >= 0.9, iou[i, j]
+                assert abs(float(a.confidence[i]) - float(b.confidence[j])) <= 0.02
+                matched += 1
+    return matched
+
+
+def _both(model, imgsz=None):
+    settings = DetectorSettings(conf=0.2, imgsz=imgsz)
+    images = [load_image(p) for p in REAL_IMAGES]
+    return load_detector(model, "onnx", settings).detect(images), load_detector(model, "ultralytics", settings).detect(images)
+
+
+def test_parity_coco_model(coco_onnx):
+    onnx_dets, ultra_dets = _both(coco_onnx)
+    assert assert_parity(onnx_dets, ultra_dets) > 30
+
+
+def test_parity_shipped_model():
+    ref = resolve_model()
+    assert ref.onnx and ref.pt, "the current model must ship both model.onnx and model.pt"
+    onnx_dets, ultra_dets = _both(ref.name)
+    assert assert_parity(onnx_dets, ultra_dets) > 30
+
+
+def test_batched_equals_single(coco_onnx):
+    det = load_detector(coco_onnx, "onnx", DetectorSettings(conf=0.25))
+    images = [load_image(p) for p in REAL_IMAGES[:5]]
+    batched = det.detect(images)
+    for image, b in zip(images, batched):
+        [s] = det.detect([image])
+        assert np.allclose(s.xyxy, b.xyxy, atol=0.05) and np.array_equal(s.class_id, b.class_id)
+
+
+def test_class_filter_and_unknown_class(coco_onnx):
+    images = [load_image(p) for p in REAL_IMAGES[:8]]
+    only = load_detector(coco_onnx, "onnx", DetectorSettings(conf=0.25, classes=("person",))).detect(images)
+    every = load_detector(coco_onnx, "onnx", DetectorSettings(conf=0.25)).detect(images)
+    assert sum(len(d) for d in only) > 0
+    for o, e in zip(only, every):
+        assert set(o.data["class_name"]) <= {"person"}
+        assert len(o) == int((e.data["class_name"] == "person").sum())
+    with pytest.raises(ValueError, match="unknown class"):
+        load_detector(coco_onnx, "onnx", DetectorSettings(classes=("unicorn",)))
+
+
+def test_boxes_in_source_pixels(coco_onnx):
+    det = load_detector(coco_onnx, "onnx", DetectorSettings(conf=0.25))
+    image = load_image(REAL_IMAGES[0])
+    big = np.ascontiguousarray(np.repeat(np.repeat(image, 2, axis=0), 2, axis=1))  # same scene at twice the size
+    [small_d], [big_d] = det.detect([image]), det.detect([big])
+    assert len(small_d) and len(small_d) == len(big_d)
+    assert np.allclose(big_d.xyxy, small_d.xyxy * 2, atol=4)
+    assert (big_d.xyxy[:, 2] <= big.shape[1]).all() and (big_d.xyxy[:, 3] <= big.shape[0]).all()
+
+
+def test_settings_validation():
+    with pytest.raises(ValueError):
+        DetectorSettings(conf=1.5)
+    with pytest.raises(ValueError):
+        DetectorSettings(imgsz=333)
