@@ -1,0 +1,26 @@
+"""Camera and rule configuration: YAML validated by pydantic, errors pointing at the field and its line."""
+
+from .load import ConfigError, load_config, parse_config
+from .models import (
+    CameraConfig,
+    EvidenceConfig,
+    Fixture,
+    GarbageRule,
+    IncidentConfig,
+    ParkingRule,
+    PatrolConfig,
+    RulesConfig,
+    Schedule,
+    StreetOrderConfig,
+    TimeWindow,
+    TrackingConfig,
+    VendingRule,
+    ZoneConfig,
+    ZoneKind,
+)
+
+__all__ = [
+    "CameraConfig", "ConfigError", "EvidenceConfig", "Fixture", "GarbageRule", "IncidentConfig", "ParkingRule", "PatrolConfig",
+    "RulesConfig", "Schedule", "StreetOrderConfig", "TimeWindow", "TrackingConfig", "VendingRule", "ZoneConfig", "ZoneKind",
+    "load_config", "parse_config",
+]

@@ -1,0 +1,128 @@
+"""Load the YAML config; a bad one gets an error naming the field, the file and the line.
+
+Reviewer-added fixtures live in a separate machine-written file (`fixtures_file`), merged in at load time, so
+the hand-written config (and its comments) is never rewritten.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from .models import Fixture, StreetOrderConfig
+
+
+class ConfigError(ValueError):
+    """An invalid config; `str()` lists every problem as 'file:line: field.path: message'."""
+
+
+def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
+    """Follow a pydantic error location through the YAML node tree; return the deepest line found (1-based)."""
+    line = node.start_mark.line + 1 if node is not None else None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next((v for k, v in node.value if k.value == str(part)), None)
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            match = node.value[part]
+        else:
+            match = None
+        if match is None:
+            break
+        node, line = match, match.start_mark.line + 1
+    return line
+
+
+def _dotted(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def parse_config(text: str, source: str = "<config>", base_dir: Path | None = None) -> StreetOrderConfig:
+    """Validate YAML text. `base_dir` resolves a relative `fixtures_file`."""
+    try:
+        data = yaml.safe_load(text)
+        root = yaml.compose(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark else source
+        raise ConfigError(f"{where}: not valid YAML: {getattr(e, 'problem', e)}") from None
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}:1: the config must be a mapping (cameras:, rules:, ...), got {type(data).__name__}")
+    try:
+        config = StreetOrderConfig.model_validate(data)
+    except ValidationError as e:
+        lines = []
+        for err in e.errors():
+            loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+            line = _line_of(root, loc)
+            msg = err["msg"].removeprefix("Value error, ")
+            lines.append(f"{source}:{line or '?'}: {_dotted(loc)}: {msg}")
+        raise ConfigError("invalid config:\n  " + "\n  ".join(lines)) from None
+    if config.fixtures_file is not None:
+        path = config.fixtures_file if config.fixtures_file.is_absolute() or base_dir is None else base_dir / config.fixtures_file
+        config = merge_fixtures(config.model_copy(update={"fixtures_file": path}), path)
+    return config
+
+
+def load_config(path: str | Path) -> StreetOrderConfig:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    return parse_config(text, str(path), base_dir=path.parent)
+
+
+def read_fixtures(path: Path) -> dict[str, list[Fixture]]:
+    """The fixtures file: `{camera_id: [fixture, ...]}`; missing means none yet."""
+    if not path.exists():
+        return {}
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: must map camera ids to lists of fixtures")
+        return {str(cam): [Fixture.model_validate(f) for f in (items or [])] for cam, items in data.items()}
+    except (yaml.YAMLError, ValidationError) as e:
+        raise ConfigError(f"{path}: invalid fixtures file: {e}") from None
+
+
+def merge_fixtures(config: StreetOrderConfig, path: Path) -> StreetOrderConfig:
+    extra = read_fixtures(path)
+    known = {c.id for c in config.cameras}
+    unknown = sorted(set(extra) - known)
+    if unknown:
+        raise ConfigError(f"{path}: fixtures for unknown camera(s) {unknown}")
+    cameras = []
+    for cam in config.cameras:
+        added = extra.get(cam.id, [])
+        taken = {f.id for f in cam.fixtures}
+        clash = [f.id for f in added if f.id in taken]
+        if clash:
+            raise ConfigError(f"{path}: camera '{cam.id}' already has fixture id(s) {clash}")
+        # Re-validate so a reviewer's box outside the frame is caught like a hand-written one.
+        try:
+            cameras.append(type(cam).model_validate({**cam.model_dump(), "fixtures": [*cam.fixtures, *added]}))
+        except ValidationError as e:
+            raise ConfigError(f"{path}: camera '{cam.id}': " + "; ".join(err["msg"].removeprefix("Value error, ") for err in e.errors())) from None
+    return config.model_copy(update={"cameras": tuple(cameras)})
+
+
+def add_fixture(path: Path, camera_id: str, fixture: Fixture) -> None:
+    """Append a reviewer's fixture to the fixtures file (atomic replace)."""
+    data = {cam: [f.model_dump(mode="json", exclude_defaults=True) for f in fs] for cam, fs in read_fixtures(path).items()}
+    entries = data.setdefault(camera_id, [])
+    if any(f["id"] == fixture.id for f in entries):
+        raise ConfigError(f"{path}: camera '{camera_id}' already has fixture '{fixture.id}'")
+    entries.append(fixture.model_dump(mode="json", exclude_defaults=True))
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    tmp.replace(path)

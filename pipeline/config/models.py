@@ -1,0 +1,288 @@
+"""Pydantic models for cameras, zones, schedules, fixtures and rules.
+
+Every field has a title and description, so the same models validate the YAML, document it
+(`streetorder config schema`) and could render a settings UI, as Frigate's config does.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, time
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+
+from ..domain import Location
+from ..geometry import polygon_area, self_intersection
+
+ZoneKind = Literal["no_vending", "parking_bay", "no_parking", "garbage_watch", "ignore"]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _parse_window(value):
+    """Accept '18:00-23:00' as shorthand for {start: 18:00, end: 23:00}."""
+    if isinstance(value, str):
+        start, sep, end = value.partition("-")
+        if not sep:
+            raise ValueError(f"time window '{value}' must look like 'HH:MM-HH:MM'")
+        return {"start": start.strip(), "end": end.strip()}
+    return value
+
+
+class TimeWindow(_Model):
+    """A daily time window; it may cross midnight (22:00-02:00)."""
+
+    start: time = Field(title="Start", description="Local time the window opens (HH:MM)")
+    end: time = Field(title="End", description="Local time the window closes (HH:MM); earlier than start means it ends the next day")
+    days: tuple[Weekday, ...] | None = Field(None, title="Days", description="Weekdays the window opens on (mon..sun); all days if omitted")
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "TimeWindow":
+        if self.start == self.end:
+            raise ValueError("a time window needs start != end")
+        return self
+
+    def contains(self, at: datetime) -> bool:
+        t = at.time()
+        if self.start < self.end:
+            return self.start <= t < self.end and self._day_ok(at.weekday())
+        if t >= self.start:  # evening part, opened today
+            return self._day_ok(at.weekday())
+        if t < self.end:  # small hours, opened yesterday
+            return self._day_ok((at.weekday() - 1) % 7)
+        return False
+
+    def _day_ok(self, weekday: int) -> bool:
+        return self.days is None or WEEKDAYS[weekday] in self.days
+
+
+Window = Annotated[TimeWindow, BeforeValidator(_parse_window)]
+
+
+class Schedule(_Model):
+    """When the activity a zone forbids is allowed anyway (a night market from 18:00 to 23:00)."""
+
+    allowed: tuple[Window, ...] = Field((), title="Allowed windows", description="While any window is open, the zone's rule does not fire")
+
+    def allows(self, at: datetime) -> bool:
+        return any(w.contains(at) for w in self.allowed)
+
+
+class RuleOverride(_Model):
+    """Per-zone thresholds that replace the rule's defaults (per-zone dwell without duplicating zones)."""
+
+    min_dwell_s: float | None = Field(None, ge=0, title="Minimum dwell (s)")
+    min_count: int | None = Field(None, ge=1, title="Minimum count")
+    min_score: float | None = Field(None, ge=0, le=1, title="Minimum score")
+    min_area: float | None = Field(None, ge=0, le=1, title="Minimum area", description="Share of the frame area")
+
+
+class ZoneConfig(_Model):
+    """A polygon on one camera's view, with a kind and an optional schedule."""
+
+    id: str = Field(min_length=1, title="Zone id", description="Unique within the camera")
+    kind: ZoneKind = Field(title="Kind", description="no_vending, parking_bay, no_parking, garbage_watch, or ignore (a mask)")
+    polygon: tuple[tuple[float, float], ...] = Field(title="Polygon", description="Vertices in order, as [x, y]; at least 3")
+    coords: Literal["pixel", "normalized"] = Field("pixel", title="Coordinates", description="pixel (of the camera resolution) or normalized 0..1")
+    schedule: Schedule | None = Field(None, title="Schedule", description="Windows when the zone's rule is suspended")
+    point: str | None = Field(None, title="Point", description="Inspection point (点位) of this zone, if not the camera's")
+    overrides: dict[Literal["street_vending", "non_motor_parking", "garbage"], RuleOverride] = Field(
+        default_factory=dict, title="Rule overrides", description="Thresholds for rules in this zone"
+    )
+
+    @field_validator("polygon")
+    @classmethod
+    def _simple_polygon(cls, v):
+        if len(v) < 3:
+            raise ValueError(f"a polygon needs at least 3 points, got {len(v)}")
+        crossing = self_intersection(v)
+        if crossing:
+            i, j = crossing
+            raise ValueError(f"polygon crosses itself: edge {i} ({v[i]}->{v[(i + 1) % len(v)]}) meets edge {j} ({v[j]}->{v[(j + 1) % len(v)]})")
+        if polygon_area(v) <= 0:
+            raise ValueError("polygon has zero area (all points on one line)")
+        return v
+
+    def pixel_polygon(self, width: int, height: int, resolution: tuple[int, int]) -> list[tuple[float, float]]:
+        """Vertices in the pixels of a frame of `width` x `height` (pixel zones scale from the camera resolution)."""
+        if self.coords == "normalized":
+            return [(x * width, y * height) for x, y in self.polygon]
+        sx, sy = width / resolution[0], height / resolution[1]
+        return [(x * sx, y * sy) for x, y in self.polygon]
+
+
+class Fixture(_Model):
+    """A known static thing allowed where it stands (a bin that belongs there, a permitted kiosk, a bike rack),
+    or a post the model mistakes for something: detections that match it are dropped."""
+
+    id: str = Field(min_length=1, title="Fixture id")
+    box: tuple[float, float, float, float] = Field(title="Box", description="x1, y1, x2, y2")
+    coords: Literal["pixel", "normalized"] = Field("pixel", title="Coordinates")
+    classes: tuple[str, ...] | None = Field(None, title="Classes", description="Classes it suppresses; all if omitted")
+    min_iou: float = Field(0.4, gt=0, le=1, title="Minimum IoU", description="How well a detection must match the fixture box")
+    reason: str = Field("", title="Reason", description="Why it is allowed, e.g. 'permitted kiosk' or 'rejected case 42: bollard'")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Fixture":
+        x1, y1, x2, y2 = self.box
+        if x2 <= x1 or y2 <= y1:
+            raise ValueError(f"box {self.box} must have x2 > x1 and y2 > y1")
+        return self
+
+    def pixel_box(self, width: int, height: int, resolution: tuple[int, int]) -> tuple[float, float, float, float]:
+        x1, y1, x2, y2 = self.box
+        sx, sy = (width, height) if self.coords == "normalized" else (width / resolution[0], height / resolution[1])
+        return (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
+
+
+class CameraConfig(_Model):
+    """One fixed camera: where it is, who owns the spot, and its zones and fixtures."""
+
+    id: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$", title="Camera id")
+    name: str = Field("", title="Name")
+    location: Location = Field(title="Location", description="District, street, point (点位) and GPS")
+    owner: str | None = Field(None, title="Point owner", description="点位长, who must rectify problems here")
+    resolution: tuple[int, int] = Field(title="Resolution", description="Width and height of the frames pixel coordinates refer to")
+    timezone: str = Field("Asia/Shanghai", title="Time zone", description="Local time for schedules")
+    zones: tuple[ZoneConfig, ...] = Field((), title="Zones")
+    fixtures: tuple[Fixture, ...] = Field((), title="Fixtures")
+
+    @field_validator("resolution")
+    @classmethod
+    def _positive(cls, v):
+        if v[0] <= 0 or v[1] <= 0:
+            raise ValueError(f"resolution must be positive, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _zones_fit(self) -> "CameraConfig":
+        ids = [z.id for z in self.zones]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"zone ids must be unique per camera; repeated: {dupes}")
+        w, h = self.resolution
+        for n, z in enumerate(self.zones):
+            limit = (1.0, 1.0) if z.coords == "normalized" else (w, h)
+            for k, (x, y) in enumerate(z.polygon):
+                if not (0 <= x <= limit[0] and 0 <= y <= limit[1]):
+                    raise ValueError(
+                        f"zones[{n}] '{z.id}': point {k} ({x}, {y}) lies outside the frame "
+                        f"({'0..1 normalized' if z.coords == 'normalized' else f'{w}x{h} pixels'})"
+                    )
+        for n, f in enumerate(self.fixtures):
+            limit = (1.0, 1.0) if f.coords == "normalized" else (w, h)
+            x1, y1, x2, y2 = f.box
+            if not (0 <= x1 and 0 <= y1 and x2 <= limit[0] and y2 <= limit[1]):
+                raise ValueError(f"fixtures[{n}] '{f.id}': box {f.box} lies outside the frame")
+        return self
+
+
+class _Rule(_Model):
+    enabled: bool = Field(True, title="Enabled")
+    min_dwell_s: float = Field(ge=0, title="Minimum dwell (s)", description="How long the evidence must stay put before it is a violation")
+    min_score: float = Field(0.35, ge=0, le=1, title="Minimum score", description="Detector score below which evidence is ignored")
+    min_area: float = Field(0.0, ge=0, le=1, title="Minimum area", description="Smallest evidence box, as a share of the frame area")
+    min_count: int = Field(1, ge=1, title="Minimum count", description="Stationary objects needed at once")
+
+
+class VendingRule(_Rule):
+    """Street vending: stall-like things, stationary in a no_vending zone, outside its allowed hours."""
+
+    min_dwell_s: float = Field(600, ge=0, title="Minimum dwell (s)")
+    standalone_classes: tuple[str, ...] = Field(("stall", "cart"), title="Stall classes", description="Classes that are a stall by themselves")
+    attended_classes: tuple[str, ...] = Field(
+        ("umbrella", "dining table", "chair", "bench"), title="Attended stall classes", description="Classes that are a stall only with a stationary person near them"
+    )
+    person_classes: tuple[str, ...] = Field(("person",), title="Vendor classes")
+    person_reach: float = Field(1.0, gt=0, title="Person reach", description="How near a person must be: the gap between the boxes, in sizes of the stall box")
+
+
+class ParkingRule(_Rule):
+    """Messy non-motor parking: stationary bicycles/motorcycles outside parking bays or inside no_parking zones."""
+
+    min_dwell_s: float = Field(300, ge=0, title="Minimum dwell (s)")
+    min_count: int = Field(3, ge=1, title="Minimum count")
+    min_score: float = Field(0.3, ge=0, le=1, title="Minimum score")
+    vehicle_classes: tuple[str, ...] = Field(("bicycle", "motorcycle"), title="Vehicle classes")
+    severity_counts: tuple[int, int] = Field((6, 10), title="Severity steps", description="Counts at which severity rises to 2 and to 3")
+
+
+class GarbageRule(_Rule):
+    """Exposed garbage: garbage or overflow that stays put in a watched zone and is not moving with a person."""
+
+    min_dwell_s: float = Field(600, ge=0, title="Minimum dwell (s)")
+    classes: tuple[str, ...] = Field(("garbage", "overflow"), title="Garbage classes")
+    carrier_classes: tuple[str, ...] = Field(("person",), title="Carrier classes", description="Things that carry garbage (a bag in hand is not garbage)")
+    carried_overlap: float = Field(0.5, gt=0, le=1, title="Carried overlap", description="Share of a garbage box inside a carrier box that counts as carried")
+    severity_area: tuple[float, float] = Field((0.05, 0.15), title="Severity steps", description="Frame-area shares at which severity rises to 2 and 3")
+
+
+class RulesConfig(_Model):
+    street_vending: VendingRule = Field(default_factory=VendingRule, title="Street vending (占道经营)")
+    non_motor_parking: ParkingRule = Field(default_factory=ParkingRule, title="Non-motor parking (非机动车乱停放)")
+    garbage: GarbageRule = Field(default_factory=GarbageRule, title="Exposed garbage (暴露垃圾)")
+
+
+class TrackingConfig(_Model):
+    """ByteTrack settings, in seconds of frame time so they hold at any sampling rate."""
+
+    lost_track_s: float = Field(30.0, gt=0, title="Lost track buffer (s)", description="How long a track survives without detections")
+    min_iou: float = Field(0.1, gt=0, le=1, title="Match IoU", description="Association threshold; stationary objects match at any frame rate")
+    activation_score: float = Field(0.25, ge=0, le=1, title="Activation score", description="Score a detection needs to start a track")
+    high_score: float = Field(0.5, ge=0, le=1, title="High score", description="ByteTrack's split between first- and second-stage matches")
+    still_tolerance: float = Field(0.25, gt=0, title="Stillness tolerance", description="Movement, in box diagonals, that still counts as standing still")
+    relink_s: float = Field(120.0, ge=0, title="Re-link window (s)", description="A new track where a still object was lost this recently inherits its dwell")
+
+
+class IncidentConfig(_Model):
+    end_after_s: float = Field(120.0, gt=0, title="End after (s)", description="An incident ends after its violation is absent this long")
+    match_iou: float = Field(0.2, gt=0, le=1, title="Match IoU", description="Overlap that makes a violation the same incident")
+    report_every_s: float = Field(300.0, gt=0, title="Re-report every (s)", description="An open incident is re-reported (last seen, evidence) this often, and at once when it gets worse")
+
+
+class EvidenceConfig(_Model):
+    enabled: bool = Field(True, title="Write evidence")
+    blur_faces: bool = Field(True, title="Blur faces", description="Blur the head region of every person box")
+    blur_plates: bool = Field(True, title="Blur plates", description="Blur the plate band of every vehicle box")
+    head_fraction: float = Field(0.3, gt=0, le=1, title="Head fraction", description="Top share of a person box treated as the head")
+    crop_margin: float = Field(0.3, ge=0, le=2, title="Crop margin", description="Margin around the violation box, in box sizes")
+    jpeg_quality: int = Field(90, ge=30, le=100, title="JPEG quality")
+    edge_margin_px: int = Field(4, ge=0, title="Edge margin (px)", description="A box this close to the frame edge counts as cut")
+
+
+class PatrolConfig(_Model):
+    radius_m: float = Field(30.0, gt=0, title="Dedup radius (m)", description="Photos of one violation type this close are one incident")
+    window_s: float = Field(6 * 3600.0, gt=0, title="Dedup window (s)", description="...if taken within this time of the incident's last photo")
+    district: str = Field("unknown", title="Default district", description="District for photos whose GPS matches no camera point")
+    timezone: str = Field("Asia/Shanghai", title="Time zone", description="Zone of photo times that carry none (EXIF times are local)")
+
+
+class StreetOrderConfig(_Model):
+    """The whole deployment: cameras plus rule, tracking, incident, evidence and patrol settings."""
+
+    cameras: tuple[CameraConfig, ...] = Field((), title="Cameras")
+    rules: RulesConfig = Field(default_factory=RulesConfig, title="Rules")
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig, title="Tracking")
+    incidents: IncidentConfig = Field(default_factory=IncidentConfig, title="Incidents")
+    evidence: EvidenceConfig = Field(default_factory=EvidenceConfig, title="Evidence")
+    patrol: PatrolConfig = Field(default_factory=PatrolConfig, title="Patrol photos")
+    fixtures_file: Path | None = Field(None, title="Fixtures file", description="Extra fixtures added by reviewers, per camera (YAML)")
+
+    @model_validator(mode="after")
+    def _unique_cameras(self) -> "StreetOrderConfig":
+        ids = [c.id for c in self.cameras]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"camera ids must be unique; repeated: {dupes}")
+        return self
+
+    def camera(self, camera_id: str) -> CameraConfig:
+        for c in self.cameras:
+            if c.id == camera_id:
+                return c
+        raise KeyError(f"unknown camera '{camera_id}' (configured: {', '.join(c.id for c in self.cameras) or 'none'})")

@@ -1,0 +1,279 @@
+"""The violation engine: (frame, timestamp) in, violations and incident reports out.
+
+One engine serves the night batch job and the live service alike. It is driven by each frame's own timestamp,
+never by the wall clock, so a night of footage replayed in ten minutes gives the same incidents (and the same
+incident ids) as the live feed did.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import numpy as np
+import supervision as sv
+
+from .config import CameraConfig, ConfigError, StreetOrderConfig, load_config
+from .detect import Detector
+from .domain import IncidentReport, Location
+from .evidence import EvidenceWriter
+from .fixtures import fixture_mask
+from .frames import Frame
+from .geometry import haversine_m
+from .incidents import CameraIncidents, Incident, IncidentChanges, PatrolIncidents, Snapshot, snapshot_quality
+from .rules import FrameContext, Violation, evaluate, present
+from .track import CameraTracker
+from .zones import CameraZones
+
+log = logging.getLogger(__name__)
+
+
+class ConfigSource:
+    """The config, re-read when its file (or the fixtures file) changes: zone and fixture edits need no restart.
+
+    A config that fails validation after an edit is reported in `error` and the last good one stays in use.
+    """
+
+    def __init__(self, source: str | Path | StreetOrderConfig) -> None:
+        self.path = None if isinstance(source, StreetOrderConfig) else Path(source)
+        self.config = source if isinstance(source, StreetOrderConfig) else load_config(self.path)
+        self.version = 1
+        self.error: str | None = None
+        self._stamp = self._mtimes()
+
+    def _mtimes(self) -> tuple:
+        if self.path is None:
+            return ()
+        files = [self.path] + ([self.config.fixtures_file] if self.config.fixtures_file else [])
+        # inode too: add_fixture replaces the file, and two writes can share one mtime tick
+        return tuple((st.st_mtime_ns, st.st_ino, st.st_size) if (st := _stat(f)) else None for f in files)
+
+    def get(self) -> StreetOrderConfig:
+        if self.path is not None and (stamp := self._mtimes()) != self._stamp:
+            self._stamp = stamp
+            try:
+                self.config = load_config(self.path)
+                self.version += 1
+                self.error = None
+                log.info("config reloaded from %s", self.path)
+            except ConfigError as e:
+                self.error = str(e)
+                log.error("config change ignored, keeping the last good one: %s", e)
+        return self.config
+
+
+@dataclass
+class FrameResult:
+    """What one frame produced."""
+
+    detections: sv.Detections
+    violations: list[Violation] = field(default_factory=list)
+    present: list[tuple[str, tuple[float, float, float, float]]] = field(default_factory=list)  # for auto-verification
+    opened: list[IncidentReport] = field(default_factory=list)
+    updated: list[IncidentReport] = field(default_factory=list)
+    ended: list[IncidentReport] = field(default_factory=list)
+
+    @property
+    def reports(self) -> list[IncidentReport]:
+        return self.opened + self.updated + self.ended
+
+
+@dataclass
+class _Camera:
+    tracker: CameraTracker
+    incidents: CameraIncidents
+    zones: CameraZones | None = None
+    zones_key: tuple = ()
+
+
+@dataclass
+class _Reported:
+    at: datetime
+    severity: int
+    count: int
+    best_version: int
+    evidence: list
+
+
+class Engine:
+    """Turns timestamped frames into incidents.
+
+    >>> engine = Engine("datasets/cameras.yaml", detector=load_detector(), evidence_dir=Path("var/evidence"))
+    >>> result = engine.process(Frame(image, at, camera_id="cam-01"))
+    >>> for report in result.reports: store.post_incident(report)
+    """
+
+    def __init__(self, config: ConfigSource | StreetOrderConfig | str | Path, detector: Detector | None = None, evidence_dir: Path | None = None) -> None:
+        self.source = config if isinstance(config, ConfigSource) else ConfigSource(config)
+        self.detector = detector
+        self.evidence_dir = Path(evidence_dir) if evidence_dir else None
+        self.cameras: dict[str, _Camera] = {}
+        self.patrol = PatrolIncidents(self.config.patrol)
+        self._reported: dict[str, _Reported] = {}
+
+    @property
+    def config(self) -> StreetOrderConfig:
+        return self.source.get()
+
+    # -- cameras ---------------------------------------------------------------------------------------------
+
+    def _camera_state(self, camera: CameraConfig, width: int, height: int) -> _Camera:
+        cfg = self.config
+        state = self.cameras.get(camera.id)
+        if state is None:
+            state = self.cameras[camera.id] = _Camera(CameraTracker(cfg.tracking), CameraIncidents(camera.id, cfg.incidents))
+        key = (self.source.version, width, height)
+        if state.zones_key != key:  # new frame size or a reloaded config
+            state.zones, state.zones_key = CameraZones(camera, width, height), key
+            state.incidents.cfg = cfg.incidents
+        return state
+
+    def _detect(self, frame: Frame, detections: sv.Detections | None) -> sv.Detections:
+        if detections is not None:
+            return detections
+        if self.detector is None:
+            raise ValueError("the engine has no detector: pass detections with each frame")
+        return self.detector.detect([frame.image])[0]
+
+    def process(self, frame: Frame, detections: sv.Detections | None = None) -> FrameResult:
+        """One frame of a fixed camera. Frames of a camera must arrive in time order."""
+        cfg = self.config
+        if frame.camera_id is None:
+            raise ValueError("a camera frame needs camera_id (patrol photos go to process_photo)")
+        camera = cfg.camera(frame.camera_id)
+        height, width = frame.image.shape[:2]
+        state = self._camera_state(camera, width, height)
+        at = local_time(frame.at, camera.timezone)
+
+        dets = self._detect(frame, detections)
+        if len(dets):
+            dets = dets[~state.zones.ignored(dets) & ~fixture_mask(dets, camera, width, height)]
+        tracked = state.tracker.update(dets, at)
+        ctx = FrameContext(at=at, width=width, height=height, detections=tracked, rules=cfg.rules, zones=state.zones)
+        violations = evaluate(ctx)
+        changes = state.incidents.update(at, violations, lambda v: Snapshot(frame.image, at, v.box, tracked, v.members, snapshot_quality(v, width, height, cfg.evidence.edge_margin_px)))
+        result = self._result(tracked, violations, changes, camera=camera, zones=state.zones)
+        result.present = present(ctx)
+        return result
+
+    # -- patrol photos ---------------------------------------------------------------------------------------
+
+    def patrol_location(self, frame: Frame) -> Location:
+        """A patrol photo belongs to the nearest camera point within the dedup radius, else to a GPS point."""
+        cfg = self.config
+        if frame.gps is None:
+            raise ValueError(f"{frame.source or 'photo'}: a patrol photo needs GPS (EXIF GPS or given with the upload)")
+        near = [
+            (haversine_m(frame.gps.lat, frame.gps.lon, c.location.gps.lat, c.location.gps.lon), c)
+            for c in cfg.cameras if c.location.gps is not None
+        ]
+        near = [x for x in near if x[0] <= cfg.patrol.radius_m]
+        if near:
+            loc = min(near, key=lambda x: x[0])[1].location
+            return loc.model_copy(update={"gps": frame.gps})
+        return Location(district=cfg.patrol.district, point=f"GPS {frame.gps.lat:.5f},{frame.gps.lon:.5f}", gps=frame.gps)
+
+    def process_photo(self, frame: Frame, location: Location | None = None, detections: sv.Detections | None = None) -> FrameResult:
+        """One patrol photo: no zones and no dwell; incidents deduplicated by place and time."""
+        cfg = self.config
+        location = location or self.patrol_location(frame)
+        if location.gps is None and frame.gps is None:
+            raise ValueError("a patrol photo needs GPS")
+        gps = frame.gps or location.gps
+        height, width = frame.image.shape[:2]
+        at = local_time(frame.at, cfg.patrol.timezone)
+        dets = self._detect(frame, detections)
+        ctx = FrameContext(at=at, width=width, height=height, detections=dets, rules=cfg.rules, zones=None)
+        violations = evaluate(ctx)
+        self.patrol.cfg = cfg.patrol
+        changes = self.patrol.update(at, gps, violations, lambda v: Snapshot(frame.image, at, v.box, dets, v.members, snapshot_quality(v, width, height, cfg.evidence.edge_margin_px)))
+        for inc in changes.opened:
+            inc.meta["location"] = location
+        return self._result(dets, violations, changes, location=location)
+
+    # -- reports ---------------------------------------------------------------------------------------------
+
+    def _result(self, dets, violations, changes: IncidentChanges, camera: CameraConfig | None = None, zones: CameraZones | None = None, location: Location | None = None) -> FrameResult:
+        result = FrameResult(dets, violations)
+        polygons = [(z.id, z.kind, z.polygon) for z in zones.zones] if zones else []
+        for kind, incidents in (("opened", changes.opened), ("updated", changes.updated), ("ended", changes.ended)):
+            for inc in incidents:
+                loc = self._location(inc, camera, location)
+                prev = self._reported.get(inc.id)
+                if kind == "updated" and prev and not (
+                    inc.severity > prev.severity or inc.count > prev.count or (inc.last_seen - prev.at).total_seconds() >= self.config.incidents.report_every_s
+                ):
+                    continue
+                getattr(result, kind).append(self._report(inc, camera, loc, polygons, prev))
+        return result
+
+    def _location(self, inc: Incident, camera: CameraConfig | None, location: Location | None) -> Location:
+        if camera is None:
+            return inc.meta.get("location") or location
+        zone = next((z for z in camera.zones if z.id == inc.zone_id), None)
+        return camera.location.model_copy(update={"point": zone.point}) if zone and zone.point else camera.location
+
+    def _report(self, inc: Incident, camera: CameraConfig | None, loc: Location, polygons, prev: _Reported | None) -> IncidentReport:
+        evidence = prev.evidence if prev else []
+        if self.evidence_dir and (prev is None or prev.best_version != inc.best_version):
+            evidence = EvidenceWriter(self.config.evidence, self.evidence_dir).write(inc, loc, polygons)
+        if inc.ended:
+            self._reported.pop(inc.id, None)
+        else:
+            self._reported[inc.id] = _Reported(inc.last_seen, inc.severity, inc.count, inc.best_version, evidence)
+        return IncidentReport(
+            incident_id=inc.id,
+            type=inc.type,
+            source="camera" if camera else "patrol",
+            camera_id=inc.camera_id,
+            zone_id=inc.zone_id,
+            location=loc,
+            owner=camera.owner if camera else None,
+            first_seen=inc.first_seen,
+            last_seen=inc.last_seen,
+            ended=inc.ended,
+            severity=inc.severity,
+            count=inc.count,
+            score=round(min(max(inc.score, 0.0), 1.0), 4),
+            box=tuple(round(float(v), 1) for v in inc.box) if camera else None,
+            evidence=evidence,
+        )
+
+    def open_incidents(self) -> list[Incident]:
+        return [inc for cam in self.cameras.values() for inc in cam.incidents.open]
+
+    def flush(self) -> list[IncidentReport]:
+        """The current state of every open camera incident, reported now (end of a batch of footage).
+
+        They stay open: a violation still there when the footage ends has not ended.
+        """
+        out = []
+        for camera_id, state in self.cameras.items():
+            camera = self.config.camera(camera_id)
+            polygons = [(z.id, z.kind, z.polygon) for z in state.zones.zones] if state.zones else []
+            for inc in state.incidents.open:
+                out.append(self._report(inc, camera, self._location(inc, camera, None), polygons, self._reported.get(inc.id)))
+        return out
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
+
+
+def local_time(at: datetime, tz: str) -> datetime:
+    """`at` in the camera's zone; a naive time is taken to be the camera's local time already."""
+    zone = ZoneInfo(tz)
+    return at.replace(tzinfo=zone) if at.tzinfo is None else at.astimezone(zone)
+
+
+def empty_detections() -> sv.Detections:
+    d = sv.Detections.empty()
+    d.data = {"class_name": np.array([], dtype=object)}
+    return d

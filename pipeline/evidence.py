@@ -1,0 +1,129 @@
+"""Evidence for an incident: best frame, crop, context frame, metadata, each with its sha256.
+
+Everything saved is blurred first (heads of people, plate bands of vehicles) as configured, so no file on
+disk shows a face or a licence plate. File names carry a hash prefix: a better best-frame later is a new file,
+and a file a case already references is never overwritten.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import supervision as sv
+
+from .config import EvidenceConfig
+from .domain import EvidenceFile, Location
+from .draw import draw_detections
+from .incidents import Incident
+
+FACE_CLASSES = ("person",)
+PLATE_CLASSES = ("car", "truck", "motorcycle", "bus")
+
+
+def privacy_regions(detections: sv.Detections, cfg: EvidenceConfig) -> list[tuple[int, int, int, int]]:
+    """Regions to blur: the top `head_fraction` of each person box; the lower-middle band of each vehicle box, where
+    plates sit seen from the front or back (a fifth of the box, so the vehicle itself stays recognisable)."""
+    regions = []
+    names = detections.data.get("class_name", np.array([], dtype=object))
+    for (x1, y1, x2, y2), n in zip(detections.xyxy, names):
+        w, h = x2 - x1, y2 - y1
+        if cfg.blur_faces and n in FACE_CLASSES:
+            regions.append((x1, y1, x2, y1 + h * cfg.head_fraction))
+        elif cfg.blur_plates and n in PLATE_CLASSES:
+            regions.append((x1 + 0.25 * w, y1 + 0.55 * h, x2 - 0.25 * w, y1 + 0.92 * h))
+    return [tuple(int(round(v)) for v in r) for r in regions]
+
+
+def blur_regions(image: np.ndarray, regions) -> np.ndarray:
+    """Pixelate then blur each region: unreadable, yet the scene stays legible."""
+    out = image.copy()
+    h, w = out.shape[:2]
+    for x1, y1, x2, y2 in regions:
+        x1, y1, x2, y2 = max(0, x1), max(0, y1), min(w, x2), min(h, y2)
+        if x2 - x1 < 2 or y2 - y1 < 2:
+            continue
+        roi = out[y1:y2, x1:x2]
+        small = cv2.resize(roi, (max(1, (x2 - x1) // 8), max(1, (y2 - y1) // 8)), interpolation=cv2.INTER_AREA)
+        k = max(3, ((min(x2 - x1, y2 - y1) // 4) | 1))
+        out[y1:y2, x1:x2] = cv2.GaussianBlur(cv2.resize(small, (x2 - x1, y2 - y1), interpolation=cv2.INTER_LINEAR), (k, k), 0)
+    return out
+
+
+def crop_with_margin(image: np.ndarray, box, margin: float) -> np.ndarray:
+    h, w = image.shape[:2]
+    x1, y1, x2, y2 = box
+    mx, my = (x2 - x1) * margin, (y2 - y1) * margin
+    x1, y1 = int(max(0, x1 - mx)), int(max(0, y1 - my))
+    x2, y2 = int(min(w, x2 + mx)), int(min(h, y2 + my))
+    return image[y1:max(y2, y1 + 1), x1:max(x2, x1 + 1)]
+
+
+def draw_context(image: np.ndarray, polygons: list[tuple[str, str, np.ndarray]], detections: sv.Detections, box) -> np.ndarray:
+    """Zones outlined and named, detections boxed, the violation box in red."""
+    out = image.copy()
+    colors = {"no_vending": (0, 165, 255), "parking_bay": (0, 200, 0), "no_parking": (0, 0, 255), "garbage_watch": (255, 128, 0), "ignore": (128, 128, 128)}
+    for zid, kind, poly in polygons:
+        cv2.polylines(out, [poly.astype(np.int32)], True, colors.get(kind, (255, 255, 255)), 2)
+        cv2.putText(out, f"{zid} ({kind})", tuple(int(v) for v in poly[0]), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colors.get(kind, (255, 255, 255)), 1, cv2.LINE_AA)
+    if len(detections):
+        out = draw_detections(out, detections)
+    x1, y1, x2, y2 = (int(round(v)) for v in box)
+    cv2.rectangle(out, (x1, y1), (x2, y2), (0, 0, 255), 3)
+    return out
+
+
+class EvidenceWriter:
+    """Writes an incident's evidence under `root/<camera or patrol>/<incident id>/`."""
+
+    def __init__(self, cfg: EvidenceConfig, root: Path) -> None:
+        self.cfg = cfg
+        self.root = Path(root)
+
+    def _put(self, folder: Path, kind: str, ext: str, data: bytes, taken_at) -> EvidenceFile:
+        sha = hashlib.sha256(data).hexdigest()
+        path = folder / f"{kind}-{sha[:12]}.{ext}"
+        if not path.exists():
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(data)
+            tmp.replace(path)
+        return EvidenceFile(kind=kind, path=str(path), sha256=sha, taken_at=taken_at)
+
+    def _jpeg(self, image: np.ndarray) -> bytes:
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.cfg.jpeg_quality])
+        if not ok:
+            raise ValueError("could not encode evidence image")
+        return buf.tobytes()
+
+    def write(self, incident: Incident, location: Location, polygons: list[tuple[str, str, np.ndarray]]) -> list[EvidenceFile]:
+        snap = incident.best
+        if snap is None or not self.cfg.enabled:
+            return []
+        folder = self.root / (incident.camera_id or "patrol") / incident.id
+        folder.mkdir(parents=True, exist_ok=True)
+        clean = blur_regions(snap.image, privacy_regions(snap.detections, self.cfg))
+        files = [
+            self._put(folder, "best_frame", "jpg", self._jpeg(clean), snap.at),
+            self._put(folder, "crop", "jpg", self._jpeg(crop_with_margin(clean, snap.box, self.cfg.crop_margin)), snap.at),
+            self._put(folder, "context", "jpg", self._jpeg(draw_context(clean, polygons, snap.detections[list(snap.members)], snap.box)), snap.at),
+        ]
+        meta = {
+            "incident_id": incident.id,
+            "type": incident.type,
+            "taken_at": snap.at.isoformat(),
+            "camera_id": incident.camera_id,
+            "zone_id": incident.zone_id,
+            "location": location.model_dump(mode="json"),
+            "box": [round(v, 1) for v in snap.box],
+            "detections": [
+                {"class_name": str(n), "score": round(float(s), 3), "box": [round(float(v), 1) for v in b]}
+                for b, s, n in zip(snap.detections.xyxy[list(snap.members)], snap.detections.confidence[list(snap.members)], snap.detections.data["class_name"][list(snap.members)])
+            ],
+            "blurred": {"faces": self.cfg.blur_faces, "plates": self.cfg.blur_plates},
+            "files": {f.kind: {"file": Path(f.path).name, "sha256": f.sha256} for f in files},
+        }
+        files.append(self._put(folder, "metadata", "json", json.dumps(meta, ensure_ascii=False, indent=2).encode(), snap.at))
+        return files

@@ -1,0 +1,130 @@
+"""What every rule sees (one frame, its tracked detections, the camera's zones) and what it returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+import supervision as sv
+
+from ..config import RulesConfig
+from ..config.models import RuleOverride, _Rule
+from ..geometry import union_box
+from ..zones import CameraZones
+
+PATROL_ZONE = "photo"  # patrol photos have no zones: the whole photo is one
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One rule's finding on one frame: the evidence behind it and where."""
+
+    type: str
+    zone_id: str
+    box: tuple[float, float, float, float]
+    count: int
+    score: float
+    severity: int
+    since: datetime  # when the evidence settled (the earliest of its members)
+    members: tuple[int, ...]  # indices into the frame's detections
+
+
+@dataclass
+class FrameContext:
+    """One frame as the rules see it.
+
+    `detections` carry `class_name`, `tracker_id` and `still_since`. For a patrol photo `zones` is None: there is
+    no dwell (a photo is one moment) and the photo is a single zone.
+    """
+
+    at: datetime  # frame time, local to the camera (schedules are local)
+    width: int
+    height: int
+    detections: sv.Detections
+    rules: RulesConfig
+    zones: CameraZones | None = None
+    _names: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._names = self.detections.data.get("class_name", np.array([], dtype=object)).astype(str)
+
+    @property
+    def patrol(self) -> bool:
+        return self.zones is None
+
+    def of_class(self, classes) -> np.ndarray:
+        return np.isin(self._names, list(classes))
+
+    def dwell_s(self) -> np.ndarray:
+        """Seconds each detection has stood still (infinite for a patrol photo)."""
+        if self.patrol:
+            return np.full(len(self.detections), np.inf)
+        return np.array([(self.at - s).total_seconds() for s in self.detections.data["still_since"]], dtype=float)
+
+    def since(self, members) -> datetime:
+        if self.patrol:
+            return self.at
+        return min(self.detections.data["still_since"][list(members)])
+
+    def area_share(self) -> np.ndarray:
+        xyxy = self.detections.xyxy
+        return (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1]) / float(self.width * self.height)
+
+    def active_zones(self, kind: str, rule_type: str) -> list[tuple[str, np.ndarray, RuleOverride | None]]:
+        """(zone id, detections inside, per-zone override) for the zones of `kind` whose schedule is not open now."""
+        if self.patrol:
+            return [(PATROL_ZONE, np.ones(len(self.detections), dtype=bool), None)]
+        return [(z.id, z.contains(self.detections), z.config.overrides.get(rule_type)) for z in self.zones.of_kind(kind) if z.active(self.at)]
+
+    def evidence(self, rule: _Rule, classes, inside: np.ndarray, override: RuleOverride | None) -> np.ndarray:
+        """Detections of `classes` inside the zone that pass the rule's score, area and dwell thresholds."""
+        t = _thresholds(rule, override)
+        return self.of_class(classes) & inside & (self.detections.confidence >= t.min_score) & (self.area_share() >= t.min_area) & (self.dwell_s() >= t.min_dwell_s)
+
+
+def _thresholds(rule: _Rule, override: RuleOverride | None) -> _Rule:
+    if override is None:
+        return rule
+    return rule.model_copy(update={k: v for k, v in override.model_dump().items() if v is not None})
+
+
+def min_count(rule: _Rule, override: RuleOverride | None) -> int:
+    return _thresholds(rule, override).min_count
+
+
+def clusters(boxes: np.ndarray, reach: float = 0.5) -> list[list[int]]:
+    """Group boxes that touch once each is grown by `reach` of its own size (one stall, one pile)."""
+    n = len(boxes)
+    parent = list(range(n))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    size = np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]], axis=1) if n else np.zeros((0, 2))
+    grown = np.concatenate([boxes[:, :2] - size * reach / 2, boxes[:, 2:] + size * reach / 2], axis=1) if n else boxes
+    for i in range(n):
+        for j in range(i + 1, n):
+            if grown[i, 0] <= grown[j, 2] and grown[j, 0] <= grown[i, 2] and grown[i, 1] <= grown[j, 3] and grown[j, 1] <= grown[i, 3]:
+                parent[find(i)] = find(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(find(i), []).append(i)
+    return list(groups.values())
+
+
+def make_violation(ctx: FrameContext, type_: str, zone_id: str, members: list[int], severity: int) -> Violation:
+    d = ctx.detections
+    return Violation(
+        type=type_,
+        zone_id=zone_id,
+        box=union_box(d.xyxy[members]),
+        count=len(members),
+        score=float(d.confidence[members].max()),
+        severity=severity,
+        since=ctx.since(members),
+        members=tuple(int(m) for m in members),
+    )

@@ -1,0 +1,122 @@
+"""Tracking on a fixed camera: ByteTrack (from the `trackers` library) plus how long each object has stood still.
+
+ByteTrack runs per class on frame timestamps, so its lost-track buffer is in seconds and holds at one frame
+every 2 s. On top of it, `StillnessBook` keeps, per track, where the object settled and since when. When an
+object's track is lost (a long dropout, an id switch) and a new one starts where it stood, the new track
+inherits the old one's `still_since`: a garbage pile does not become 'new' because the tracker blinked.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import supervision as sv
+from trackers import ByteTrackTracker
+
+from .config import TrackingConfig
+from .geometry import box_iou
+
+
+@dataclass
+class _Still:
+    anchor: np.ndarray  # box where the object settled
+    since: datetime
+    last_seen: datetime
+    last_box: np.ndarray
+
+
+class StillnessBook:
+    """`still_since` per tracked detection, surviving track-id switches by position."""
+
+    def __init__(self, cfg: TrackingConfig) -> None:
+        self.cfg = cfg
+        self.states: dict[tuple[str, int], _Still] = {}
+        self._untracked = 0
+
+    def _moved(self, anchor: np.ndarray, box: np.ndarray) -> bool:
+        c0 = (anchor[:2] + anchor[2:]) / 2
+        c1 = (box[:2] + box[2:]) / 2
+        diag = float(np.hypot(*(anchor[2:] - anchor[:2])))
+        return float(np.hypot(*(c1 - c0))) > self.cfg.still_tolerance * max(diag, 1.0)
+
+    def _relink(self, cls: str, box: np.ndarray, at: datetime, taken: set) -> _Still | None:
+        """A recently lost still object of the same class where this one stands (best IoU >= 0.5)."""
+        keys = [
+            k for k, st in self.states.items()
+            if k[0] == cls and k not in taken and st.last_seen < at and (at - st.last_seen).total_seconds() <= self.cfg.relink_s
+        ]
+        if not keys:
+            return None
+        iou = box_iou(np.array([self.states[k].anchor for k in keys]), box[None])[:, 0]
+        best = int(iou.argmax())
+        return self.states.pop(keys[best]) if iou[best] >= 0.5 else None
+
+    def update(self, detections: sv.Detections, at: datetime) -> list[datetime]:
+        """Record this frame; return, per detection, the time since which it has stood where it is."""
+        out: list[datetime] = []
+        seen: set[tuple[str, int]] = set()
+        for box, cls, tid in zip(detections.xyxy, detections.data["class_name"], detections.tracker_id):
+            if tid < 0:  # not (yet) confirmed by ByteTrack: keep it under a private negative key
+                self._untracked -= 1
+                tid = self._untracked
+            key = (str(cls), int(tid))
+            st = self.states.get(key)
+            if st is None:
+                st = self._relink(str(cls), box, at, seen) or _Still(box.copy(), at, at, box.copy())
+                self.states[key] = st
+            elif self._moved(st.anchor, box):
+                st.anchor, st.since = box.copy(), at
+            st.last_seen, st.last_box = at, box.copy()
+            seen.add(key)
+            out.append(st.since)
+        # Unconfirmed observations only need to last until ByteTrack confirms them; lost tracks until re-link ends.
+        horizon = {True: self.cfg.lost_track_s, False: self.cfg.relink_s + self.cfg.lost_track_s}
+        self.states = {k: s for k, s in self.states.items() if (at - s.last_seen).total_seconds() <= horizon[k[1] < 0]}
+        return out
+
+
+class CameraTracker:
+    """ByteTrack per class for one camera, fed frame timestamps; adds `tracker_id` and `still_since`."""
+
+    def __init__(self, cfg: TrackingConfig) -> None:
+        self.cfg = cfg
+        self.trackers: dict[str, ByteTrackTracker] = {}
+        self.stillness = StillnessBook(cfg)
+        self.last_at: datetime | None = None
+
+    def _tracker(self, cls: str) -> ByteTrackTracker:
+        if cls not in self.trackers:
+            self.trackers[cls] = ByteTrackTracker(
+                lost_track_buffer=max(1, round(self.cfg.lost_track_s * 30)),  # the library counts 30 fps frames
+                track_activation_threshold=self.cfg.activation_score,
+                minimum_consecutive_frames=1,
+                minimum_iou_threshold=self.cfg.min_iou,
+                high_conf_det_threshold=self.cfg.high_score,
+            )
+        return self.trackers[cls]
+
+    def update(self, detections: sv.Detections, at: datetime) -> sv.Detections:
+        """Track one frame. Frames must come in time order; an older frame resets the camera's tracks."""
+        if self.last_at is not None and at < self.last_at:
+            self.trackers.clear()
+            self.stillness = StillnessBook(self.cfg)
+        self.last_at = at
+        ts = at.timestamp()
+        parts = []
+        names = detections.data.get("class_name", np.array([], dtype=object))
+        for cls in sorted(set(map(str, names)) | set(self.trackers)):
+            sub = detections[names == cls] if len(detections) else detections
+            tracked = self._tracker(cls).update(sub, timestamp=ts)
+            if len(tracked):
+                parts.append(tracked)
+        if not parts:
+            out = sv.Detections.empty()
+            out.tracker_id = np.zeros(0, dtype=int)
+            out.data = {"class_name": np.array([], dtype=object)}
+            out.data["still_since"] = np.array([], dtype=object)
+            return out
+        out = sv.Detections.merge(parts)
+        out.data["still_since"] = np.array(self.stillness.update(out, at), dtype=object)
+        return out

@@ -1,0 +1,66 @@
+"""Zones of one camera at the size of the frames actually arriving, backed by `supervision.PolygonZone`.
+
+An object is in a zone when its bottom-centre (where it stands on the ground) is inside the polygon.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import supervision as sv
+
+from .config import CameraConfig, ZoneConfig
+
+
+@dataclass(frozen=True)
+class Zone:
+    """A configured zone placed on a frame of a given size."""
+
+    config: ZoneConfig
+    polygon: np.ndarray  # (N, 2) int pixels of the frame
+    area_px: float
+
+    @property
+    def id(self) -> str:
+        return self.config.id
+
+    @property
+    def kind(self) -> str:
+        return self.config.kind
+
+    def active(self, at_local: datetime) -> bool:
+        """False while the zone's schedule allows the activity (a night market's opening hours)."""
+        return self.config.schedule is None or not self.config.schedule.allows(at_local)
+
+    def contains(self, detections: sv.Detections) -> np.ndarray:
+        if len(detections) == 0:
+            return np.zeros(0, dtype=bool)
+        return sv.PolygonZone(self.polygon, triggering_anchors=(sv.Position.BOTTOM_CENTER,)).trigger(detections)
+
+
+class CameraZones:
+    """All zones of a camera for one frame size; built once per (camera config, size) and reused."""
+
+    def __init__(self, camera: CameraConfig, width: int, height: int) -> None:
+        self.camera = camera
+        self.size = (width, height)
+        self.zones: list[Zone] = []
+        for z in camera.zones:
+            poly = np.round(np.array(z.pixel_polygon(width, height, camera.resolution))).astype(np.int64)
+            area = float(abs(np.dot(poly[:, 0], np.roll(poly[:, 1], -1)) - np.dot(poly[:, 1], np.roll(poly[:, 0], -1))) / 2)
+            self.zones.append(Zone(z, poly, area))
+
+    def of_kind(self, kind: str) -> list[Zone]:
+        return [z for z in self.zones if z.kind == kind]
+
+    def ignored(self, detections: sv.Detections) -> np.ndarray:
+        """Detections standing inside any `ignore` mask."""
+        mask = np.zeros(len(detections), dtype=bool)
+        for z in self.of_kind("ignore"):
+            mask |= z.contains(detections)
+        return mask
+
+    def get(self, zone_id: str) -> Zone:
+        return next(z for z in self.zones if z.id == zone_id)
