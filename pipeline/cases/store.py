@@ -1,0 +1,436 @@
+"""The case store: incidents in, cases out, every change in one transaction with its history and outbox rows.
+
+Posting rules, in order (all inside one transaction, serialized per violation type):
+1. A known `incident_id` updates its own case, whatever the case's status: a retry or a batch re-run
+   never creates or reopens anything, and an exact re-post writes nothing.
+2. Otherwise an OPEN case (detected, dispatched, rectified, reopened) of the same type at the same spot
+   absorbs the incident (two cameras at one point, a vendor who came back before rectification).
+3. Otherwise a resolved (verified or closed) case of the same type at the same spot:
+   - the incident was last seen before the case was resolved: it is old footage, attached as is;
+   - it was first seen within `relapse_days` of resolution: the case relapses to `reopened` (反弹).
+4. Otherwise a new case is opened as `detected`.
+"Same spot" is the same district and point (点位), or GPS within `same_spot_radius_m`.
+Evidence files are copied into the evidence store before the transaction; if the transaction then fails,
+they are unreferenced and `gc` removes them after its grace period.
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from sqlalchemy import and_, func, or_, select, text
+from sqlalchemy.orm import Session, selectinload
+
+from ..domain import IncidentReport
+from ..geometry import haversine_m
+from .config import LedgerConfig
+from .db import Database
+from .errors import CaseNotFound, InvalidTransition, LedgerError
+from .evidence_store import EvidenceStore, StoredFile
+from .lifecycle import OPEN_STATUSES, RESOLVED_STATUSES, CaseStatus, parse_status, refusal
+from .models import Case, CaseEvent, CaseEvidence, CaseIncident
+from .outbox import enqueue
+from .views import CaseView, PostResult
+
+Clock = Callable[[], datetime]
+_RELAPSE_ACTOR = "relapse-rule"
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _aware(value: datetime, what: str) -> datetime:
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise LedgerError(f"{what} {value.isoformat()} has no time zone; give timezone-aware times (e.g. +08:00)")
+    return value
+
+
+@dataclass(frozen=True)
+class WatchedCase:
+    """What auto-verification needs to re-check one dispatched camera case."""
+
+    id: int
+    type: str
+    box: tuple[float, float, float, float]
+    dispatched_at: datetime
+    deadline_at: datetime
+    escalated_at: datetime | None
+
+
+class CaseStore:
+    """The rectification ledger (整改台账). All times are injected or come from `clock`, never read ad hoc."""
+
+    def __init__(self, db: Database, evidence: EvidenceStore, config: LedgerConfig, *, clock: Clock = utcnow):
+        self.db = db
+        self.evidence = evidence
+        self.config = config
+        self.clock = clock
+
+    @classmethod
+    def open(cls, config: LedgerConfig, *, clock: Clock = utcnow) -> CaseStore:
+        return cls(Database(config.database_url, auto_upgrade=config.auto_upgrade), EvidenceStore(config.evidence_dir), config, clock=clock)
+
+    def close(self) -> None:
+        self.db.dispose()
+
+    def _now(self, at: datetime | None) -> datetime:
+        return (_aware(at, "time") if at is not None else _aware(self.clock(), "clock time")).astimezone(UTC)
+
+    # ---- posting ------------------------------------------------------------------------------------
+
+    def post_incident(self, report: IncidentReport, *, at: datetime | None = None) -> PostResult:
+        """Fold one incident into the ledger (see the module docstring for the rules). Safe to repeat."""
+        at = self._now(at)
+        _aware(report.first_seen, "first_seen")
+        _aware(report.last_seen, "last_seen")
+        for ev in report.evidence:
+            _aware(ev.taken_at, f"evidence {ev.path} taken_at")
+        if report.last_seen < report.first_seen:
+            raise LedgerError(f"incident {report.incident_id}: last_seen {report.last_seen.isoformat()} is before first_seen {report.first_seen.isoformat()}")
+        if report.box is not None:
+            x1, y1, x2, y2 = report.box
+            if not (x2 > x1 and y2 > y1):
+                raise LedgerError(f"incident {report.incident_id}: box {report.box} is not xyxy with x2 > x1 and y2 > y1")
+        # content already stored is not read again: a retry still works after the engine cleaned up its files
+        stored = [(ev.kind, ev.taken_at, self.evidence.stored(ev.sha256) or self.evidence.put_file(ev.path, ev.sha256)) for ev in report.evidence]
+        with self.db.transaction() as s:
+            if self.db.dialect == "postgresql":  # serialize posts of one type, so two can't both open a case at one spot
+                s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(f"streetorder.post.{report.type}".encode())})
+            return self._post(s, report, stored, at)
+
+    def _post(self, s: Session, report: IncidentReport, stored: list[tuple[str, datetime, StoredFile]], at: datetime) -> PostResult:
+        actor = "engine" if report.source == "camera" else "patrol"
+        known = s.execute(select(CaseIncident).where(CaseIncident.incident_id == report.incident_id).with_for_update()).scalar_one_or_none()
+        if known is not None:
+            case = s.get(Case, known.case_id, with_for_update=True)
+            if case.type != report.type:
+                raise LedgerError(f"incident {report.incident_id} belongs to case {case.id} of type {case.type}, not {report.type}")
+            changed = _update_incident(known, report) | _absorb(case, report) | self._attach(case, stored, report.incident_id, at)
+            if changed:
+                case.revision += 1
+                case.updated_at = at
+            return PostResult(case_id=case.id, created=False, reopened=False, merged=False, changed=changed, status=case.status)
+
+        case = self._at_spot(s, report, OPEN_STATUSES)
+        if case is not None:
+            self._fold(s, case, report, stored, at, actor, f"incident {report.incident_id} joined this open case at {report.location.point}")
+            return PostResult(case_id=case.id, created=False, reopened=False, merged=True, changed=True, status=case.status)
+
+        case = self._at_spot(s, report, RESOLVED_STATUSES, newest_resolved=True)
+        if case is not None:
+            resolved_at = case.closed_at if case.status == CaseStatus.CLOSED else case.verified_at
+            if report.last_seen <= resolved_at:
+                self._fold(s, case, report, stored, at, actor, f"incident {report.incident_id} was seen before this case was resolved")
+                return PostResult(case_id=case.id, created=False, reopened=False, merged=True, changed=True, status=case.status)
+            if report.first_seen <= resolved_at + timedelta(days=self.config.relapse_days):
+                days = max((report.first_seen - resolved_at).total_seconds(), 0) / 86400
+                case.incidents.append(_new_incident(report, at))
+                _absorb(case, report)
+                self._attach(case, stored, report.incident_id, at)
+                note = f"violation back at {report.location.point} {days:.1f} days after the case was {case.status} (incident {report.incident_id})"
+                self._apply(s, case, CaseStatus.REOPENED, _RELAPSE_ACTOR, note, None, None, at, kind="relapse", incident_id=report.incident_id)
+                return PostResult(case_id=case.id, created=False, reopened=True, merged=False, changed=True, status=case.status)
+
+        case = self._create(s, report, stored, at, actor)
+        return PostResult(case_id=case.id, created=True, reopened=False, merged=False, changed=True, status=case.status)
+
+    def _create(self, s: Session, report: IncidentReport, stored, at: datetime, actor: str) -> Case:
+        loc = report.location
+        case = Case(
+            type=report.type,
+            status=CaseStatus.DETECTED.value,
+            source=report.source,
+            severity=report.severity,
+            count=report.count,
+            score=report.score,
+            camera_id=report.camera_id,
+            zone_id=report.zone_id,
+            box=list(report.box) if report.box else None,
+            district=loc.district,
+            street=loc.street,
+            point=loc.point,
+            lat=loc.gps.lat if loc.gps else None,
+            lon=loc.gps.lon if loc.gps else None,
+            owner=report.owner,
+            first_seen=report.first_seen,
+            last_seen=report.last_seen,
+            created_at=at,
+            updated_at=at,
+            relapse_count=0,
+            escalation_count=0,
+            revision=1,
+            incidents=[_new_incident(report, at)],
+            events=[],
+            evidence=[],
+        )
+        s.add(case)
+        self._attach(case, stored, report.incident_id, at)
+        event = CaseEvent(kind="created", from_status=None, to_status=CaseStatus.DETECTED.value, actor=actor, at=at, incident_id=report.incident_id, note=f"{report.source} incident {report.incident_id}")
+        case.events.append(event)
+        s.flush()
+        enqueue(s, case, event, self.config)
+        return case
+
+    def _fold(self, s: Session, case: Case, report: IncidentReport, stored, at: datetime, actor: str, note: str) -> None:
+        """Attach a new incident to an existing case without changing its status."""
+        case.incidents.append(_new_incident(report, at))
+        _absorb(case, report)
+        self._attach(case, stored, report.incident_id, at)
+        case.revision += 1
+        case.updated_at = at
+        case.events.append(CaseEvent(kind="merged", from_status=case.status, to_status=case.status, actor=actor, at=at, note=note, incident_id=report.incident_id))
+
+    def _at_spot(self, s: Session, report: IncidentReport, statuses: frozenset[CaseStatus], *, newest_resolved: bool = False) -> Case | None:
+        loc = report.location
+        same_point = and_(Case.district == loc.district, Case.point == loc.point)
+        spot = same_point
+        r = self.config.same_spot_radius_m
+        if loc.gps is not None and r > 0:
+            dlat = r / 111_320 + 1e-9
+            dlon = r / (111_320 * max(math.cos(math.radians(loc.gps.lat)), 1e-6)) + 1e-9
+            near = and_(Case.lat.between(loc.gps.lat - dlat, loc.gps.lat + dlat), Case.lon.between(loc.gps.lon - dlon, loc.gps.lon + dlon))
+            spot = or_(same_point, near)
+        q = select(Case).where(Case.type == report.type, Case.status.in_([st.value for st in statuses]), spot).order_by(Case.id).with_for_update()
+        found = [
+            c
+            for c in s.scalars(q)
+            if (c.district == loc.district and c.point == loc.point)
+            or (loc.gps is not None and c.lat is not None and c.lon is not None and haversine_m(loc.gps.lat, loc.gps.lon, c.lat, c.lon) <= r)
+        ]
+        if not found:
+            return None
+        if newest_resolved:
+            return max(found, key=lambda c: c.closed_at if c.status == CaseStatus.CLOSED else c.verified_at)
+        return found[0]
+
+    def _attach(self, case: Case, stored: Sequence[tuple[str, datetime, StoredFile]], incident_id: str | None, at: datetime) -> bool:
+        """Reference stored files from the case; an already referenced (sha, kind) is left alone."""
+        have = {(e.sha256, e.kind): e for e in case.evidence}
+        changed = False
+        for kind, taken_at, f in stored:
+            ref = have.get((f.sha256, kind))
+            if ref is None:
+                ref = CaseEvidence(sha256=f.sha256, kind=kind, taken_at=taken_at, size_bytes=f.size, incident_id=incident_id, added_at=at)
+                case.evidence.append(ref)
+                have[(f.sha256, kind)] = ref
+                changed = True
+            elif ref.purged_at is not None:  # the same file came back with a new report: reference it again
+                ref.purged_at = None
+                changed = True
+        return changed
+
+    # ---- lifecycle ----------------------------------------------------------------------------------
+
+    def transition(
+        self,
+        case_id: int,
+        to: CaseStatus | str,
+        *,
+        actor: str,
+        note: str | None = None,
+        after_photo: bytes | str | Path | None = None,
+        owner: str | None = None,
+        at: datetime | None = None,
+    ) -> CaseView:
+        """Move a case along the workflow, or raise InvalidTransition saying why not and what is allowed.
+
+        `owner` (re)assigns the point owner on dispatch; `after_photo` (bytes or a file) is stored as `after`
+        evidence on rectification; `note` is kept in the history (the reason, for a rejection).
+        """
+        target = parse_status(to) if isinstance(to, str) else to
+        at = self._now(at)
+        if not actor or not actor.strip():
+            raise LedgerError("a transition needs an actor (who did it)")
+        note = note.strip() if note and note.strip() else None
+        photo = None
+        if after_photo is not None:
+            if target is not CaseStatus.RECTIFIED:
+                raise LedgerError("an after photo belongs to a rectification (→ rectified)")
+            photo = self.evidence.put_bytes(after_photo) if isinstance(after_photo, bytes) else self.evidence.put_file(after_photo)
+        with self.db.transaction() as s:
+            case = self._locked(s, case_id)
+            current = CaseStatus(case.status)
+            why = refusal(current, target, has_owner=bool(owner or case.owner), has_note=note is not None, has_after_photo=photo is not None)
+            if why:
+                raise InvalidTransition(case.id, current, target, why)
+            self._check_order(s, case, at)
+            self._apply(s, case, target, actor.strip(), note, owner, photo, at)
+            return CaseView.of(case)
+
+    def _apply(self, s: Session, case: Case, to: CaseStatus, actor: str, note: str | None, owner: str | None, photo: StoredFile | None, at: datetime, *, kind: str = "transition", incident_id: str | None = None) -> CaseEvent:
+        frm = case.status
+        case.status = to.value
+        case.updated_at = at
+        case.revision += 1
+        deadline = None
+        if to is CaseStatus.DISPATCHED:
+            if owner:
+                case.owner = owner
+            deadline = at + timedelta(hours=self.config.deadlines_h[case.type])
+            case.dispatched_at, case.deadline_at, case.escalated_at = at, deadline, None
+        elif to is CaseStatus.RECTIFIED:
+            case.rectified_at = at
+            if photo is not None:
+                self._attach(case, [("after", at, photo)], None, at)
+        elif to is CaseStatus.VERIFIED:
+            case.verified_at = at
+        elif to is CaseStatus.CLOSED:
+            case.closed_at = at
+        elif to is CaseStatus.REJECTED:
+            case.rejected_at = at
+        elif to is CaseStatus.REOPENED:
+            case.reopened_at, case.deadline_at, case.escalated_at = at, None, None
+            case.relapse_count += 1
+        event = CaseEvent(kind=kind, from_status=frm, to_status=to.value, actor=actor, at=at, note=note, incident_id=incident_id, deadline_at=deadline)
+        case.events.append(event)
+        s.flush()
+        enqueue(s, case, event, self.config)
+        return event
+
+    def escalate(self, case_id: int, *, actor: str, note: str, at: datetime | None = None) -> CaseView:
+        """Flag an overdue dispatched case for the next level up; it stays dispatched (see lifecycle)."""
+        at = self._now(at)
+        with self.db.transaction() as s:
+            case = self._locked(s, case_id)
+            if case.status != CaseStatus.DISPATCHED:
+                raise LedgerError(f"case {case_id} is '{case.status}'; only dispatched cases can be escalated")
+            self._check_order(s, case, at)
+            case.escalated_at = at
+            case.escalation_count += 1
+            case.revision += 1
+            case.updated_at = at
+            event = CaseEvent(kind="escalated", from_status=case.status, to_status=case.status, actor=actor, at=at, note=note)
+            case.events.append(event)
+            s.flush()
+            enqueue(s, case, event, self.config)
+            return CaseView.of(case)
+
+    def _locked(self, s: Session, case_id: int) -> Case:
+        case = s.get(Case, case_id, with_for_update=True)
+        if case is None:
+            raise CaseNotFound(case_id)
+        return case
+
+    def _check_order(self, s: Session, case: Case, at: datetime) -> None:
+        last = s.scalar(select(func.max(CaseEvent.at)).where(CaseEvent.case_id == case.id))
+        if last is not None and at < last:
+            raise LedgerError(f"case {case.id}: time {at.isoformat()} is before its last recorded change at {last.isoformat()}; history only moves forward")
+
+    # ---- queries ------------------------------------------------------------------------------------
+
+    def _views(self, q) -> list[CaseView]:
+        q = q.options(selectinload(Case.incidents), selectinload(Case.events), selectinload(Case.evidence))
+        with self.db.transaction() as s:
+            return [CaseView.of(c) for c in s.scalars(q)]
+
+    def get(self, case_id: int) -> CaseView:
+        found = self._views(select(Case).where(Case.id == case_id))
+        if not found:
+            raise CaseNotFound(case_id)
+        return found[0]
+
+    def list(
+        self,
+        *,
+        status: CaseStatus | str | None = None,
+        type: str | None = None,
+        district: str | None = None,
+        point: str | None = None,
+        camera_id: str | None = None,
+        limit: int | None = None,
+    ) -> list[CaseView]:
+        """Cases matching every given filter, oldest first. `status="rejected"` is the retraining feed."""
+        q = select(Case).order_by(Case.id)
+        if status is not None:
+            q = q.where(Case.status == (parse_status(status) if isinstance(status, str) else status).value)
+        for column, value in ((Case.type, type), (Case.district, district), (Case.point, point), (Case.camera_id, camera_id)):
+            if value is not None:
+                q = q.where(column == value)
+        if limit is not None:
+            q = q.limit(limit)
+        return self._views(q)
+
+    def overdue(self, now: datetime) -> list[CaseView]:
+        """Dispatched cases past their deadline at `now`, most overdue first."""
+        now = _aware(now, "now")
+        return self._views(select(Case).where(Case.status == CaseStatus.DISPATCHED.value, Case.deadline_at < now).order_by(Case.deadline_at, Case.id))
+
+    def case_for_incident(self, incident_id: str) -> int | None:
+        with self.db.transaction() as s:
+            return s.scalar(select(CaseIncident.case_id).where(CaseIncident.incident_id == incident_id))
+
+    def camera_watch(self, camera_id: str) -> list[WatchedCase]:
+        """Dispatched cases seen by `camera_id` with a box on its frame: the auto-verifier's work list."""
+        q = select(Case).where(Case.camera_id == camera_id, Case.status == CaseStatus.DISPATCHED.value, Case.box.is_not(None)).order_by(Case.id)
+        with self.db.transaction() as s:
+            return [WatchedCase(c.id, c.type, tuple(c.box), c.dispatched_at, c.deadline_at, c.escalated_at) for c in s.scalars(q) if c.box]
+
+
+def _new_incident(report: IncidentReport, at: datetime) -> CaseIncident:
+    return CaseIncident(
+        incident_id=report.incident_id,
+        source=report.source,
+        camera_id=report.camera_id,
+        zone_id=report.zone_id,
+        box=list(report.box) if report.box else None,
+        first_seen=report.first_seen,
+        last_seen=report.last_seen,
+        ended=report.ended,
+        severity=report.severity,
+        count=report.count,
+        score=report.score,
+        posted_at=at,
+    )
+
+
+def _update_incident(inc: CaseIncident, report: IncidentReport) -> bool:
+    """The latest report of an incident is its truth; returns whether anything differed."""
+    new = {
+        "camera_id": report.camera_id,
+        "zone_id": report.zone_id,
+        "box": list(report.box) if report.box else None,
+        "first_seen": report.first_seen,
+        "last_seen": report.last_seen,
+        "ended": report.ended,
+        "severity": report.severity,
+        "count": report.count,
+        "score": report.score,
+    }
+    changed = False
+    for k, v in new.items():
+        if getattr(inc, k) != v:
+            setattr(inc, k, v)
+            changed = True
+    return changed
+
+
+def _absorb(case: Case, report: IncidentReport) -> bool:
+    """Widen the case by an incident: earliest first sighting, latest last, worst severity and count.
+
+    Monotone (min/max), so re-posting anything already absorbed changes nothing.
+    """
+    loc = report.location
+    new = {
+        "first_seen": min(case.first_seen, report.first_seen),
+        "last_seen": max(case.last_seen, report.last_seen),
+        "severity": max(case.severity, report.severity),
+        "count": max(case.count, report.count),
+        "score": max(case.score, report.score),
+        "owner": case.owner or report.owner,
+        "lat": case.lat if case.lat is not None else (loc.gps.lat if loc.gps else None),
+        "lon": case.lon if case.lon is not None else (loc.gps.lon if loc.gps else None),
+    }
+    if case.camera_id is None and report.camera_id is not None and report.box is not None:  # a patrol case now watched by a camera
+        new.update(camera_id=report.camera_id, zone_id=report.zone_id, box=list(report.box))
+    changed = False
+    for k, v in new.items():
+        if getattr(case, k) != v:
+            setattr(case, k, v)
+            changed = True
+    return changed
