@@ -1,0 +1,114 @@
+"""Serving-path benchmarks that print their figures: detector latency and throughput, engine overhead.
+
+Machines are noisy, so every comparison is a ratio of runs measured side by side in one process, interleaved
+round by round rather than one after the other.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import tracemalloc
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+
+from .detect import DetectorSettings, load_detector
+from .engine import Engine
+from .frames import Frame, video_frames, video_start
+from .images import load_image
+
+
+def _interleaved(cases: dict[str, Callable[[], int]], rounds: int) -> dict[str, list[float]]:
+    """Seconds per item for each case, measured round-robin so drift hits all cases alike."""
+    out: dict[str, list[float]] = {k: [] for k in cases}
+    for fn in cases.values():
+        fn()  # warm-up
+    for _ in range(rounds):
+        for name, fn in cases.items():
+            t = time.perf_counter()
+            n = fn()
+            out[name].append((time.perf_counter() - t) / n)
+    return out
+
+
+def detector_bench(model: str | None, images: list[Path], rounds: int = 5) -> dict:
+    """Per-image latency at batch 1 vs batch 8, and with 1 thread vs all cores."""
+    imgs = [load_image(p) for p in images[:8]]
+    one = load_detector(model, settings=DetectorSettings(conf=0.25), threads=1)
+    full = load_detector(model, settings=DetectorSettings(conf=0.25))
+    def singly(det) -> Callable[[], int]:
+        def run() -> int:
+            for im in imgs:
+                det.detect([im])
+            return len(imgs)
+
+        return run
+
+    def batched() -> int:
+        full.detect(imgs)
+        return len(imgs)
+
+    cases = {"batch1_threads1": singly(one), "batch1_all_threads": singly(full), "batch8_all_threads": batched}
+    t = _interleaved(cases, rounds)
+    med = {k: statistics.median(v) * 1000 for k, v in t.items()}
+    return {
+        "imgsz": full.imgsz,
+        "ms_per_image": {k: round(v, 1) for k, v in med.items()},
+        "images_per_s": {k: round(1000 / v, 1) for k, v in med.items()},
+        "speedup_all_threads_vs_1": round(med["batch1_threads1"] / med["batch1_all_threads"], 2),
+        "speedup_batch8_vs_batch1": round(med["batch1_all_threads"] / med["batch8_all_threads"], 2),
+        "rounds": rounds,
+    }
+
+
+def engine_bench(config: Path, video: Path, camera_id: str, model: str | None, seconds: float = 120.0) -> dict:
+    """Time per frame spent in detection vs in the engine (zones, tracking, rules, incidents), and peak memory."""
+    from zoneinfo import ZoneInfo
+
+    detector = load_detector(model, settings=DetectorSettings(conf=0.25))
+    engine = Engine(config)
+    tz = ZoneInfo(engine.config.camera(camera_id).timezone)
+    frames = []
+    for f in video_frames(video, video_start(video, tz), every_s=2.0, camera_id=camera_id):
+        frames.append(f)
+        if (f.at - frames[0].at) >= timedelta(seconds=seconds):
+            break
+    det_t, eng_t = [], []
+    tracemalloc.start()
+    for f in frames:
+        t0 = time.perf_counter()
+        [d] = detector.detect([f.image])
+        t1 = time.perf_counter()
+        engine.process(Frame(f.image, f.at, camera_id), d)
+        eng_t.append(time.perf_counter() - t1)
+        det_t.append(t1 - t0)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    det_ms, eng_ms = statistics.median(det_t) * 1000, statistics.median(eng_t) * 1000
+    return {
+        "frames": len(frames),
+        "detect_ms_per_frame": round(det_ms, 1),
+        "engine_ms_per_frame": round(eng_ms, 2),
+        "engine_share_of_frame_time": round(eng_ms / (det_ms + eng_ms), 3),
+        "python_heap_peak_mb": round(peak / 1e6, 1),
+    }
+
+
+def run_all(model: str | None, repo: Path) -> dict:
+    images = sorted((repo / "datasets" / "samples" / "footage" / "patrol").glob("*.jpg"))
+    images = (images * 2)[:8]
+    lane = repo / "datasets" / "samples" / "footage" / "cam-lane" / "lane_20261120_220000.mp4"
+    return {
+        "detector": detector_bench(model, images),
+        "engine": engine_bench(repo / "datasets" / "sample-city.yaml", lane, "cam-lane", model),
+        "cpu": _cpu(),
+    }
+
+
+def _cpu() -> str:
+    import os
+    import platform
+
+    return f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}"
+

@@ -1,0 +1,65 @@
+"""Intake keeps the reports the ledger could not take and posts them first next time."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+import numpy as np
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from pipeline.cases import CaseStore, LedgerConfig, LedgerError
+from pipeline.config import StreetOrderConfig
+from pipeline.detect import make_detections
+from pipeline.engine import Engine
+from pipeline.frames import Frame
+from pipeline.intake import Intake
+
+T0 = datetime(2026, 11, 21, 9, 0, tzinfo=timezone(timedelta(hours=8)))
+CONFIG = StreetOrderConfig.model_validate({
+    "cameras": [{"id": "cam-1", "location": {"district": "拱墅区", "point": "P1"}, "resolution": [640, 480],
+                 "zones": [{"id": "np", "kind": "no_parking", "polygon": [[0, 0], [640, 0], [640, 480], [0, 480]]}]}],
+    "rules": {"non_motor_parking": {"min_dwell_s": 2, "min_count": 1}},
+})
+BIKE = make_detections(np.array([[100, 100, 200, 300]]), np.array([0.9]), np.array([0]), ("bicycle",))
+IMAGE = np.full((480, 640, 3), 120, np.uint8)
+
+
+@pytest.fixture
+def intake(tmp_path):
+    store = CaseStore.open(LedgerConfig(database_url=f"sqlite:///{tmp_path / 'ledger.db'}", evidence_dir=tmp_path / "evidence"))
+    yield Intake(Engine(CONFIG, evidence_dir=tmp_path / "engine"), store)
+    store.close()
+
+
+def frame(i: int) -> Frame:
+    return Frame(IMAGE, T0 + timedelta(seconds=2 * i), "cam-1")
+
+
+def test_reports_the_ledger_could_not_take_are_posted_first_on_the_next_frame(intake, monkeypatch):
+    intake.frame(frame(0), BIKE)
+    real = intake.store.post_incident
+
+    def down(report, **kw):
+        raise OperationalError("INSERT", {}, ConnectionError("database is down"))
+
+    monkeypatch.setattr(intake.store, "post_incident", down)
+    with pytest.raises(OperationalError):
+        intake.frame(frame(1), BIKE)  # the incident opens here; the engine will not report it again for a while
+    assert [r.incident_id for r in intake.backlog] == ["cam-1-non_motor_parking-np-20261121T090000"]
+
+    monkeypatch.setattr(intake.store, "post_incident", real)
+    out = intake.frame(frame(2), BIKE)
+    assert [(r.incident_id, p.created) for r, p in out.retried] == [("cam-1-non_motor_parking-np-20261121T090000", True)]
+    assert intake.backlog == []
+    assert len(intake.store.list()) == 1
+
+
+def test_a_report_the_ledger_refuses_is_dropped_from_the_backlog_not_retried_forever(intake, monkeypatch):
+    intake.frame(frame(0), BIKE)
+    monkeypatch.setattr(intake.store, "post_incident", lambda r, **kw: (_ for _ in ()).throw(OperationalError("x", {}, ConnectionError("down"))))
+    with pytest.raises(OperationalError):
+        intake.frame(frame(1), BIKE)
+    monkeypatch.setattr(intake.store, "post_incident", lambda r, **kw: (_ for _ in ()).throw(LedgerError("invalid")))
+    out = intake.frame(frame(2), BIKE)  # the backlog's report is refused: logged and dropped; this frame has no report
+    assert out.retried == [] and intake.backlog == []
