@@ -1,0 +1,74 @@
+"""The rectification ledger over HTTP: list, look up, and move cases along the workflow."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
+from pydantic import AwareDatetime
+
+from pipeline.cases import CaseView
+from pipeline.cases.lifecycle import CaseStatus
+from pipeline.domain import ViolationType
+
+from ..deps import Store, require_multipart
+from ..errors import error_responses
+from ..schemas import CaseList, TransitionIn
+from ..uploads import read_image
+
+router = APIRouter(prefix="/cases", tags=["cases"])
+
+CaseId = Annotated[int, Path(ge=1, description="Case id")]
+
+
+@router.get("", response_model=CaseList, summary="List cases", responses=error_responses(401, 422))
+def list_cases(
+    store: Store,
+    status: CaseStatus | None = None,
+    type: ViolationType | None = None,
+    district: Annotated[str | None, Query(max_length=100)] = None,
+    point: Annotated[str | None, Query(max_length=200)] = None,
+    camera_id: Annotated[str | None, Query(max_length=100)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+) -> CaseList:
+    """Oldest first; every given filter must match."""
+    cases = store.list(status=status, type=type, district=district, point=point, camera_id=camera_id, limit=limit)
+    return CaseList(count=len(cases), cases=cases)
+
+
+@router.get("/overdue", response_model=CaseList, summary="Dispatched cases past their deadline", responses=error_responses(401, 422))
+def overdue(store: Store, at: Annotated[AwareDatetime | None, Query(description="Reference time (ISO-8601 with zone); default now")] = None) -> CaseList:
+    cases = store.overdue(at or datetime.now(UTC))
+    return CaseList(count=len(cases), cases=cases)
+
+
+@router.get("/{case_id}", response_model=CaseView, summary="One case with its evidence and history", responses=error_responses(401, 404, 422))
+def get_case(store: Store, case_id: CaseId) -> CaseView:
+    return store.get(case_id)
+
+
+@router.post("/{case_id}/transition", response_model=CaseView, summary="Move a case to another status", responses=error_responses(401, 404, 409, 422))
+def transition(store: Store, case_id: CaseId, body: TransitionIn) -> CaseView:
+    """409 with the reason when the workflow does not allow the move or it lacks what it needs (an owner to
+    dispatch, a reason to reject, a note or after photo to rectify)."""
+    return store.transition(case_id, body.to, actor=body.actor, note=body.note, owner=body.owner)
+
+
+@router.post(
+    "/{case_id}/rectify",
+    response_model=CaseView,
+    summary="Mark a case rectified with an after photo",
+    dependencies=[Depends(require_multipart)],
+    responses=error_responses(401, 404, 409, 413, 415, 422),
+)
+def rectify(
+    store: Store,
+    case_id: CaseId,
+    actor: Annotated[str, Form(min_length=1, max_length=200)],
+    photo: Annotated[UploadFile, File(description="The spot after rectification (整改后照片)")],
+    note: Annotated[str | None, Form(max_length=2000)] = None,
+) -> CaseView:
+    """The photo is checked to be a readable image, then stored as the case's `after` evidence."""
+    data, _ = read_image(photo, "photo")
+    return store.transition(case_id, CaseStatus.RECTIFIED, actor=actor, note=note, after_photo=data)

@@ -1,0 +1,36 @@
+"""POST /frames: one timestamped frame of a fixed camera through detector, engine and ledger."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, UploadFile
+from pydantic import AwareDatetime
+
+from ..deps import BaseUrl, State, require_multipart
+from ..errors import error_responses
+from ..schemas import FrameOut, intake_fields
+from ..uploads import read_image
+
+router = APIRouter(tags=["frames"])
+
+
+@router.post(
+    "/frames",
+    response_model=FrameOut,
+    summary="Process one camera frame",
+    dependencies=[Depends(require_multipart)],
+    responses=error_responses(401, 404, 409, 413, 415, 422, 503),
+)
+def post_frame(
+    state: State,
+    base: BaseUrl,
+    camera_id: Annotated[str, Form(min_length=1, max_length=100, description="A camera of the config")],
+    taken_at: Annotated[AwareDatetime, Form(description="When the frame was taken, ISO-8601 with a zone, e.g. 2026-11-21T09:00:00+08:00")],
+    image: Annotated[UploadFile, File(description="The frame (JPEG, PNG, ...)")],
+) -> FrameOut:
+    """Processed synchronously: the cases are committed before the answer, so an accepted frame is never lost.
+    Frames of one camera must come in time order (409 otherwise): the tracker measures dwell on frame time."""
+    _, img = read_image(image)
+    processed = state.process_frame(camera_id, taken_at, img)
+    return FrameOut(camera_id=camera_id, taken_at=taken_at, **intake_fields(processed, base))

@@ -1,0 +1,153 @@
+"""GET /review: the annotators' page. Cases awaiting review (detected, reopened) with their evidence, and forms
+to dispatch or reject them; a rejection can also mark the spot as a fixture so the camera stops raising it.
+
+Plain server-rendered HTML with a few lines of JS (no CDN: the service may run offline). Forms post here and
+get a redirect back (post/redirect/get); an error re-renders the page with the message and its status code.
+With an API key configured, a login form sets it as an HttpOnly, SameSite=Strict cookie, which keeps other
+sites from posting the forms with it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.templating import Jinja2Templates
+
+from pipeline.cases import CaseView
+from pipeline.cases.errors import CaseNotFound, InvalidTransition, LedgerError
+from pipeline.cases.lifecycle import CaseStatus
+from pipeline.config import ConfigError
+from pipeline.domain import VIOLATION_TYPES
+
+from ..case_fixtures import fixtures_for_case
+from ..deps import COOKIE, State, key_ok, require_key
+from ..errors import ServiceError, Unprocessable
+
+router = APIRouter(prefix="/review", tags=["review"])
+templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
+
+AWAITING = (CaseStatus.DETECTED, CaseStatus.REOPENED)
+TYPE_LABELS = {"street_vending": "占道经营 street vending", "non_motor_parking": "非机动车乱停放 messy parking", "garbage": "暴露垃圾 exposed garbage"}
+_STATUS = {CaseNotFound: 404, InvalidTransition: 409, LedgerError: 422, ConfigError: 422}
+
+
+def _latest(case: CaseView, kind: str) -> str | None:
+    refs = [e for e in case.evidence if e.kind == kind and not e.purged]
+    return max(refs, key=lambda e: e.taken_at).sha256 if refs else None
+
+
+def _row(case: CaseView, tz: ZoneInfo) -> dict:
+    local = lambda t: t.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if t else "–"  # noqa: E731
+    return {
+        "case": case,
+        "label": TYPE_LABELS.get(case.type, case.type),
+        "first_seen": local(case.first_seen),
+        "last_seen": local(case.last_seen),
+        "crop": _latest(case, "crop") or _latest(case, "best_frame"),
+        "context": _latest(case, "context"),
+        "can_fixture": case.source == "camera" and case.camera_id is not None and case.box is not None,
+    }
+
+
+def _page(request: Request, state, *, type: str | None, district: str | None, message: str | None = None, error: str | None = None, status: int = 200) -> HTMLResponse:
+    store = state.store
+    cases = sorted((c for s in AWAITING for c in store.list(status=s, type=type or None)), key=lambda c: c.id)
+    districts = sorted({c.location.district for c in cases})
+    if district:
+        cases = [c for c in cases if c.location.district == district]
+    tz = ZoneInfo(store.config.report_timezone)
+    context = {
+        "rows": [_row(c, tz) for c in cases], "types": TYPE_LABELS, "districts": districts, "type": type or "", "district": district or "",
+        "message": message, "error": error, "tz": store.config.report_timezone,
+    }
+    return templates.TemplateResponse(request, "review.html", context, status_code=status)
+
+
+def _back(request: Request, type: str, district: str, message: str) -> RedirectResponse:
+    query = urlencode({k: v for k, v in (("type", type), ("district", district), ("msg", message)) if v})
+    return RedirectResponse(f"{request.url_for('review')}?{query}", status_code=303)
+
+
+def _clean_type(type: str | None) -> str | None:
+    if type and type not in VIOLATION_TYPES:
+        raise Unprocessable(f"unknown type {type!r}; valid: {', '.join(VIOLATION_TYPES)}")
+    return type or None
+
+
+@router.get("", response_class=HTMLResponse, summary="Review page: cases awaiting review (HTML)", responses={401: {"description": "Login form (an API key is configured)", "content": {"text/html": {}}}})
+def review(request: Request, state: State, type: str | None = None, district: str | None = None, msg: str | None = None) -> HTMLResponse:
+    given = request.headers.get("x-api-key") or request.cookies.get(COOKIE)
+    if not key_ok(state, given):
+        return templates.TemplateResponse(request, "login.html", {"error": None}, status_code=401)
+    return _page(request, state, type=_clean_type(type), district=district, message=msg)
+
+
+@router.post("/login", response_class=RedirectResponse, status_code=303, summary="Log in to the review page with the API key", responses={401: {"description": "Wrong key", "content": {"text/html": {}}}})
+def login(request: Request, state: State, key: Annotated[str, Form(max_length=500)]):
+    if state.settings.api_key is None or not key_ok(state, key):
+        return templates.TemplateResponse(request, "login.html", {"error": "wrong key" if state.settings.api_key else "no key is configured; open /review"}, status_code=401)
+    response = RedirectResponse(str(request.url_for("review")), status_code=303)
+    response.set_cookie(COOKIE, key, httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    return response
+
+
+def _act(request: Request, state, type: str, district: str, action) -> HTMLResponse | RedirectResponse:
+    """Run a review action; success redirects back to the page, a refusal re-renders it with the reason."""
+    try:
+        return _back(request, type, district, action())
+    except ServiceError as e:
+        return _page(request, state, type=_clean_type(type), district=district, error=e.detail, status=e.status)
+    except tuple(_STATUS) as e:
+        status = next(code for cls, code in _STATUS.items() if isinstance(e, cls))
+        return _page(request, state, type=_clean_type(type), district=district, error=str(e), status=status)
+
+
+@router.post(
+    "/{case_id}/dispatch", response_class=RedirectResponse, status_code=303, dependencies=[Depends(require_key)],
+    summary="Dispatch a case to its point owner (form)", responses={409: {"content": {"text/html": {}}}, 404: {"content": {"text/html": {}}}},
+)
+def dispatch(
+    request: Request, state: State, case_id: int,
+    actor: Annotated[str, Form(max_length=200)], owner: Annotated[str, Form(max_length=200)] = "",
+    type: Annotated[str, Form()] = "", district: Annotated[str, Form()] = "",
+):
+    def action() -> str:
+        case = state.store.transition(case_id, CaseStatus.DISPATCHED, actor=actor, owner=owner.strip() or None)
+        return f"case {case.id} dispatched to {case.owner}"
+
+    return _act(request, state, type, district, action)
+
+
+@router.post(
+    "/{case_id}/reject", response_class=RedirectResponse, status_code=303, dependencies=[Depends(require_key)],
+    summary="Reject a case as a false alarm, optionally marking the spot as a fixture (form)", responses={409: {"content": {"text/html": {}}}, 404: {"content": {"text/html": {}}}},
+)
+def reject(
+    request: Request, state: State, case_id: int,
+    actor: Annotated[str, Form(max_length=200)], reason: Annotated[str, Form(max_length=2000)] = "",
+    fixture: Annotated[bool, Form(description="Also add fixtures so the camera stops raising this spot")] = False,
+    type: Annotated[str, Form()] = "", district: Annotated[str, Form()] = "",
+):
+    def action() -> str:
+        fixtures = []
+        if fixture:  # everything checked before the case changes, so a refusal leaves both untouched
+            case = state.store.get(case_id)
+            if case.camera_id is None or case.box is None:
+                raise Unprocessable(f"case {case_id} is not from a fixed camera; only camera cases can mark a fixture")
+            camera = state.camera(case.camera_id)
+            fixtures = fixtures_for_case(case, state.store.evidence, camera, state.config().rules, reason.strip() or "rejected")
+            state.add_fixtures(camera.id, fixtures, check_only=True)
+        case = state.store.transition(case_id, CaseStatus.REJECTED, actor=actor, note=reason)
+        if fixtures:
+            try:
+                state.add_fixtures(case.camera_id, fixtures)
+            except ServiceError as e:
+                raise type(e)(f"case {case.id} was rejected, but its fixtures were not added: {e.detail}") from None
+        return f"case {case.id} rejected" + (f"; {len(fixtures)} fixture(s) added to camera {case.camera_id}" if fixtures else "")
+
+    return _act(request, state, type, district, action)
