@@ -1,0 +1,51 @@
+"""POST /detect: the detector alone, with per-request score and class filters."""
+
+from __future__ import annotations
+
+import pytest
+
+from .conftest import MOTO
+
+
+def detect(client, jpeg, **params):
+    return client.post("/detect", params=params, files={"image": ("street.jpg", jpeg, "image/jpeg")})
+
+
+def test_detections_of_a_real_street_photo(client, street_jpeg):
+    r = detect(client, street_jpeg)
+    assert r.status_code == 200
+    body = r.json()
+    assert (body["model"], body["width"], body["height"]) == ("coco", 640, 640)
+    motos = [d for d in body["detections"] if d["class_name"] == "motorcycle"]
+    assert len(motos) >= 4 and all(d["class_id"] == 3 for d in motos)
+    best = max(motos, key=lambda d: d["score"])
+    assert best["box"] == pytest.approx(list(MOTO), abs=0.2)
+    assert all(d["track_id"] is None for d in body["detections"])
+
+
+def test_score_and_class_filters(client, street_jpeg):
+    all_ = detect(client, street_jpeg).json()["detections"]
+    high = detect(client, street_jpeg, conf=0.6).json()["detections"]
+    assert high and len(high) < len(all_) and all(d["score"] >= 0.6 for d in high)
+    only = detect(client, street_jpeg, classes="truck,car").json()["detections"]
+    assert only and {d["class_name"] for d in only} <= {"truck", "car"}
+    repeated = client.post("/detect?classes=truck&classes=car", files={"image": ("s.jpg", street_jpeg, "image/jpeg")}).json()["detections"]
+    assert repeated == only
+
+
+def test_filter_errors(client, street_jpeg):
+    below = detect(client, street_jpeg, conf=0.1)
+    assert below.status_code == 422 and "floor 0.25" in below.json()["detail"]
+    unknown = detect(client, street_jpeg, classes="garbage")
+    assert unknown.status_code == 422 and "unknown class(es) ['garbage']" in unknown.json()["detail"]
+    assert detect(client, street_jpeg, conf=2).status_code == 422
+    assert client.post("/detect").status_code == 415
+    assert client.post("/detect", files={"other": ("s.jpg", street_jpeg, "image/jpeg")}).status_code == 422
+
+
+def test_the_api_key_is_required_when_configured(make_client, street_jpeg):
+    client = make_client(api_key="k-123456")
+    assert detect(client, street_jpeg).status_code == 401
+    assert client.post("/detect", headers={"X-API-Key": "wrong"}, files={"image": ("s.jpg", street_jpeg, "image/jpeg")}).status_code == 401
+    assert client.post("/detect", headers={"X-API-Key": "k-123456"}, files={"image": ("s.jpg", street_jpeg, "image/jpeg")}).status_code == 200
+    assert client.get("/health").status_code == 200 and client.get("/ready").status_code == 200  # probes stay open

@@ -1,0 +1,24 @@
+"""Liveness and readiness."""
+
+from __future__ import annotations
+
+from sqlalchemy import create_engine
+
+
+def test_health_and_ready(client):
+    assert client.get("/health").json() == {"status": "ok"}
+    ready = client.get("/ready")
+    assert ready.status_code == 200
+    assert ready.json() == {
+        "ready": True, "model": "coco", "model_error": None, "database": True, "database_error": None,
+        "config_version": 1, "config_error": None, "backlog": 0,
+    }
+
+
+def test_ready_is_503_when_the_database_is_gone(client, monkeypatch):
+    state = client.app.state.service
+    monkeypatch.setattr(state.store.db, "engine", create_engine("postgresql+psycopg://nobody@127.0.0.1:1/none"))
+    r = client.get("/ready")
+    assert r.status_code == 503
+    assert r.json()["database"] is False and "OperationalError" in r.json()["database_error"]
+    assert client.get("/health").status_code == 200

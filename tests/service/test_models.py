@@ -1,0 +1,69 @@
+"""Model listing and hot swap: the new model loads fully before it serves; a broken one leaves the old serving."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from .conftest import T0, post_frame
+
+
+def detect(client, jpeg):
+    return client.post("/detect", files={"image": ("s.jpg", jpeg, "image/jpeg")})
+
+
+def test_list_and_current(client):
+    listed = client.get("/models").json()
+    assert listed["current_file"] == "coco"
+    by_name = {m["name"]: m for m in listed["models"]}
+    assert set(by_name) == {"coco", "coco-b", "broken", "no-onnx"}
+    assert by_name["coco"]["current"] and by_name["coco"]["map50"] == 0.1 and by_name["coco"]["architecture"] == "YOLO11n"
+    assert not by_name["no-onnx"]["servable"] and by_name["broken"]["servable"]
+    current = client.get("/models/current").json()
+    assert current["name"] == "coco" and current["imgsz"] == 640 and "motorcycle" in current["classes"]
+    assert current["rule_classes_missing"] == ["cart", "garbage", "overflow", "stall"]  # COCO cannot see these
+
+
+def test_swap_serves_the_new_model_for_the_next_request(client, street_jpeg, models_root):
+    r = client.put("/models/current", json={"name": "coco-b"})
+    assert r.status_code == 200 and r.json()["name"] == "coco-b"
+    assert r.json()["path"] == str(models_root / "coco-b" / "model.onnx")
+    assert detect(client, street_jpeg).json()["model"] == "coco-b"
+    assert post_frame(client, street_jpeg, T0).json()["model"] == "coco-b"  # the engine uses it too
+    assert {m["name"] for m in client.get("/models").json()["models"] if m["current"]} == {"coco-b"}
+    assert (models_root / "CURRENT").read_text().strip() == "coco"  # not persisted unless asked
+
+
+def test_failed_swaps_keep_the_old_model_serving(client, street_jpeg):
+    broken = client.put("/models/current", json={"name": "broken"})
+    assert broken.status_code == 422 and "failed to load" in broken.json()["detail"]
+    for name, code in (("missing", 404), ("no-onnx", 404), ("../coco", 404), ("coco/model.onnx", 404)):
+        assert client.put("/models/current", json={"name": name}).status_code == code, name
+    assert client.put("/models/current", json={}).status_code == 422
+    assert client.get("/models/current").json()["name"] == "coco"
+    r = detect(client, street_jpeg)
+    assert r.status_code == 200 and r.json()["model"] == "coco"
+    assert client.get("/ready").json()["ready"] is True
+
+
+def test_persisting_the_choice_rewrites_current_in_the_models_dir(make_client, models_root, tmp_path):
+    own = tmp_path / "models"
+    for name in ("coco", "coco-b"):
+        (own / name).mkdir(parents=True)
+        os.symlink(models_root / name / "model.onnx", own / name / "model.onnx")
+    (own / "CURRENT").write_text("coco\n")
+    client = make_client(models_dir=own, persist_model=True)
+    assert client.put("/models/current", json={"name": "coco-b"}).status_code == 200
+    assert (own / "CURRENT").read_text() == "coco-b\n"
+    assert client.put("/models/current", json={"name": "nope"}).status_code == 404
+    assert (own / "CURRENT").read_text() == "coco-b\n"
+    shutil.rmtree(own)
+
+
+def test_a_swap_fixes_a_service_that_started_without_a_model(make_client, street_jpeg):
+    client = make_client(model="broken")
+    assert client.get("/ready").status_code == 503
+    assert detect(client, street_jpeg).status_code == 503
+    assert client.put("/models/current", json={"name": "coco"}).status_code == 200
+    assert client.get("/ready").status_code == 200
+    assert detect(client, street_jpeg).status_code == 200
