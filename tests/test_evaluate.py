@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.formats.yolo import DatasetError
+from pipeline.formats.yolo import DatasetError, load_data_yaml
 from pipeline.train.evaluate import evaluate_model
 
 from .conftest import GARBAGE_CN, REPO, STREETS_IN, val_images
@@ -69,3 +69,13 @@ def test_bad_dataset_files(tmp_path):
         evaluate_model(tmp_path / "d.yaml")
     r = subprocess.run([STREETORDER, "evaluate", "--data", str(tmp_path / "d.yaml")], capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_relative_dataset_path_resolves_against_its_own_folder(tmp_path, monkeypatch):
+    """`--data ../shared/.../data.yaml`, as the model card writes it: folders are found beside the file, once."""
+    (tmp_path / "set" / "val" / "images").mkdir(parents=True)
+    (tmp_path / "set" / "data.yaml").write_text("names: [garbage]\nval: val/images\n")
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    dataset = load_data_yaml("../set/data.yaml")
+    assert dataset.splits["val"] == [(tmp_path / "set" / "val" / "images").resolve()]

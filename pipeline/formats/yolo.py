@@ -50,7 +50,7 @@ def load_data_yaml(path: str | Path) -> YoloDataset:
     names = doc["names"]
     if isinstance(names, dict):
         names = [names[k] for k in sorted(names)]
-    root = Path(doc.get("path") or path.parent)
+    root = Path(doc.get("path") or ".")
     if not root.is_absolute():
         root = (path.parent / root).resolve()
     splits = {}
