@@ -18,6 +18,9 @@ from .measure import false_positives_per_image, latency_ms, recall_against_refer
 from .run import OPERATING_CONF, environment
 from .trainer import TrainConfig
 
+# The bar for a shippable v1: mean mAP50 over garbage, garbage_bin and overflow on garbage-cn val.
+TARGET_STREET_MAP50 = 0.65
+
 DATA_LICENCES = [
     {"name": "garbage-cn", "use": "street-class labels (human); train and val", "source": "Roboflow '公开数据集111' v2 via GitHub ATANU0023/garbage_detection_dataset", "licence": "CC BY 4.0"},
     {"name": "streets-in", "use": "background (negative) street images, motorcycle/car labels; a held-out part measures false alarms", "source": "Roboflow 'modes-of-transport' v1 via GitHub nervewastaken/VehicleDetection", "licence": "CC BY 4.0"},
@@ -130,7 +133,10 @@ def render_markdown(card: dict) -> str:
     lines.append(f"| **all** | **{_fmt(day['map50'])}** | **{_fmt(day['map50_95'])}** | **{_fmt(night['map50'])}** | **{_fmt(night['map50_95'])}** | |")
     fp = m["false_positives_unseen_streets"]
     rec = m["coco_recall_vs_teacher"]
+    verdict = "met" if day["map50"] >= TARGET_STREET_MAP50 else "NOT met"
     lines += [
+        "",
+        f"Target for v1: mAP50 ≥ {TARGET_STREET_MAP50} over the street classes on garbage-cn val — {verdict}: {_fmt(day['map50'])} at imgsz {card['imgsz']}.",
         "",
         f"Day: garbage-cn val ({day['images']} images). Night: the same images through `pipeline/train/night.py` (dark, half infrared-grayscale, sensor noise), seeded per file.",
         "",
