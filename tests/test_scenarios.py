@@ -19,7 +19,7 @@ def test_scenarios_command_gives_exactly_the_expected_incidents():
     summary = json.loads(r.stdout)
     details = {(s["name"], s["dropout"]): s for s in summary["scenarios"]}
     assert len(details) == 8  # four scenarios, two dropout rates
-    assert summary["recall"] == 1.0 and summary["precision"] == 1.0 and summary["duplicate_rate"] == 0.0, json.dumps(details, indent=1)
+    assert summary["recall"] == 1.0 and summary["precision"] == 1.0 and summary["duplicate_rate"] == 0.0, json.dumps(summary["scenarios"], indent=1)
     assert r.returncode == 0
     for (name, dropout), s in details.items():
         assert s["produced"] == s["expected"] == s["matched"], (name, dropout, s)
