@@ -20,6 +20,8 @@ from .trainer import TrainConfig
 
 # The issue's bar for a shippable v1: mean mAP50 over garbage, garbage_bin and overflow on garbage-cn val.
 TARGET_STREET_MAP50 = 0.65
+# Below this recall against the teacher, a kept COCO class is called out as forgotten.
+WEAK_RECALL = 0.3
 
 DATA_LICENCES = [
     {"name": "garbage-cn", "use": "street-class labels (human); train and val", "source": "Roboflow '公开数据集111' v2 via GitHub ATANU0023/garbage_detection_dataset", "licence": "CC BY 4.0"},
@@ -99,6 +101,19 @@ def _fmt(x) -> str:
     return "–" if x is None else f"{x:.3f}"
 
 
+def _forgotten(per_class: dict) -> list[str]:
+    """Name the kept classes this model mostly lost: the rules that use them are weaker until a retrain fixes it."""
+    weak = [c for c, v in per_class.items() if v["recall"] is not None and v["recall"] < WEAK_RECALL]
+    if not weak:
+        return []
+    return [
+        f"**Mostly forgotten** (recall < {WEAK_RECALL}): {', '.join(weak)}. Rules whose evidence uses them (vending: umbrella, "
+        "bench, chair, dining table) see them only at low scores; lower that camera's `min_score` or retrain with more examples "
+        "(`streetorder samples export`, then `streetorder train --extra-data`).",
+        "",
+    ]
+
+
 def render_markdown(card: dict) -> str:
     m = card["metrics"]
     day, night = m["garbage_cn_val"], m["garbage_cn_val_night"]
@@ -149,6 +164,7 @@ def render_markdown(card: dict) -> str:
         "|---|---|---|",
         *[f"| {c} | {_fmt(v['recall'])} | {v['reference_boxes']} |" for c, v in rec["per_class"].items()],
         "",
+        *_forgotten(rec["per_class"]),
         f"**Latency** (ONNX, CPU, batch 1, {m['latency_onnx_cpu']['imgsz']} px): median {m['latency_onnx_cpu']['median_ms']} ms, p90 {m['latency_onnx_cpu']['p90_ms']} ms on {card['training']['environment'].get('cpus')} cores.",
         "",
         "## Reproduce",
