@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from .domain import GeoPoint
-from .images import ImageError, load_image
+from .images import ImageError, load_image, open_pil
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".ts", ".flv", ".webm", ".m4v"})
 _STAMP = re.compile(r"(20\d{2})[-_]?(\d{2})[-_]?(\d{2})[T_\- ]?(\d{2})[-_:]?(\d{2})[-_:]?(\d{2})")
@@ -138,7 +138,7 @@ def _dms(v) -> float:
 def photo_metadata(source: Path | bytes, tz: ZoneInfo) -> tuple[datetime | None, GeoPoint | None]:
     """Capture time and GPS from a photo's EXIF (either may be missing); `source` is a file or its bytes (an upload)."""
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+        with open_pil(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
             exif = im.getexif()
             return _exif_time(exif, tz), _exif_gps(exif)
     except (OSError, ValueError):

@@ -24,12 +24,25 @@ class ImageError(ValueError):
     """An image that cannot be used; `str()` is the reason, fit for a user."""
 
 
+def open_pil(source) -> Image.Image:
+    """`PIL.Image.open` that fails the same way in every process.
+
+    Once ultralytics is imported (training, evaluation, the parity tests) it patches `Image.open` to try a HEIF
+    plugin on unidentified files, and raises ImportError when pi-heif is missing; that is turned back into PIL's
+    own UnidentifiedImageError here, so callers need to know about one error only.
+    """
+    try:
+        return Image.open(source)
+    except ImportError:
+        raise UnidentifiedImageError(f"cannot identify image file {source!r}") from None
+
+
 def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode encoded image bytes to a BGR uint8 array."""
     if not data:
         raise ImageError(f"{name}: empty file (0 bytes)")
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with open_pil(io.BytesIO(data)) as im:
             w, h = im.size
             if w * h > max_pixels:
                 raise ImageError(f"{name}: image too large ({w}x{h} = {w * h / 1e6:.0f} MP, limit {max_pixels / 1e6:.0f} MP)")
@@ -40,9 +53,7 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS)
             rgb = np.asarray(im.convert("RGB"))
     except ImageError:
         raise
-    except (UnidentifiedImageError, ImportError):
-        # ImportError: ultralytics, once imported in a process (training, evaluation), patches Image.open to try
-        # a HEIF plugin on unidentified files and fails when pi-heif is not installed.
+    except UnidentifiedImageError:
         raise ImageError(f"{name}: not a readable image (unknown or corrupt format)") from None
     except OSError as e:
         msg = str(e)
