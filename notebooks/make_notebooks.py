@@ -67,7 +67,7 @@ LEDGER = [
 # 2. From footage to the ledger, and back to the model
 
 The night job, the cases it makes, a reviewer's decisions, and the monthly report. It uses a scratch SQLite
-ledger under `var/notebook/`.
+ledger under `var/notebook/` (evidence goes to the default content-addressed store, `var/evidence/`).
 """),
     ("code", """
 import os, subprocess, json
@@ -80,7 +80,7 @@ json.loads(out.stdout)
 """),
     ("code", """
 from pipeline.cases import CaseStore, LedgerConfig
-store = CaseStore.open(LedgerConfig(database_url=db, evidence_dir=Path("var/notebook/evidence")))
+store = CaseStore.open(LedgerConfig(database_url=db, evidence_dir=Path("var/evidence")))  # where `run` put it
 [(c.id, c.type, c.status, c.location.point, c.first_seen) for c in store.list()]
 """),
     ("markdown", "## The workflow: dispatch to the point owner, rectify, verify, close\nAn invalid move is refused with the allowed ones named."),
