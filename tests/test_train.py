@@ -129,3 +129,14 @@ def test_streets_split_lists_are_real_files():
     doc = yaml.safe_load((REPO / "datasets" / "streets-in-split.yaml").read_text())
     names = {p.name for p in (STREETS_IN / "images").glob("*.jpg")}
     assert set(doc["exclude"]) <= names and set(doc["holdout"]) <= names and len(doc["holdout"]) == 78
+
+
+def test_shipped_card_renders_and_states_the_target():
+    """The shipped card.json renders to the README beside it, with the v1 verdict and the forgetting baseline."""
+    from pipeline.detect import resolve_model
+    from pipeline.train.card import render_markdown
+
+    ref = resolve_model()
+    text = render_markdown(ref.card)
+    assert text == (ref.onnx.parent / "README.md").read_text()
+    assert "Target for v1: mAP50 ≥ 0.65" in text and f"COCO model at {ref.card['imgsz']} px" in text
