@@ -76,6 +76,7 @@ class FrameResult:
     opened: list[IncidentReport] = field(default_factory=list)
     updated: list[IncidentReport] = field(default_factory=list)
     ended: list[IncidentReport] = field(default_factory=list)
+    raw: sv.Detections | None = None  # every detection before ignore zones, fixtures and tracking (for blurring)
 
     @property
     def reports(self) -> list[IncidentReport]:
@@ -149,15 +150,15 @@ class Engine:
         state = self._camera_state(camera, width, height)
         at = local_time(frame.at, camera.timezone)
 
-        dets = self._detect(frame, detections)
-        if len(dets):
-            dets = dets[~state.zones.ignored(dets) & ~fixture_mask(dets, camera, width, height)]
+        raw = self._detect(frame, detections)
+        dets = raw[~state.zones.ignored(raw) & ~fixture_mask(raw, camera, width, height)] if len(raw) else raw
         tracked = state.tracker.update(dets, at)
         ctx = FrameContext(at=at, width=width, height=height, detections=tracked, rules=cfg.rules, zones=state.zones)
         violations = evaluate(ctx)
-        changes = state.incidents.update(at, violations, lambda v: Snapshot(frame.image, at, v.box, tracked, v.members, snapshot_quality(v, width, height, cfg.evidence.edge_margin_px)))
+        changes = state.incidents.update(at, violations, lambda v: Snapshot(frame.image, at, v.box, tracked, v.members, snapshot_quality(v, width, height, cfg.evidence.edge_margin_px), raw))
         result = self._result(tracked, violations, changes, camera=camera, zones=state.zones)
         result.present = present(ctx)
+        result.raw = raw
         return result
 
     # -- patrol photos ---------------------------------------------------------------------------------------
@@ -190,7 +191,7 @@ class Engine:
         ctx = FrameContext(at=at, width=width, height=height, detections=dets, rules=cfg.rules, zones=None)
         violations = evaluate(ctx)
         self.patrol.cfg = cfg.patrol
-        changes = self.patrol.update(at, gps, violations, lambda v: Snapshot(frame.image, at, v.box, dets, v.members, snapshot_quality(v, width, height, cfg.evidence.edge_margin_px)))
+        changes = self.patrol.update(at, gps, violations, lambda v: Snapshot(frame.image, at, v.box, dets, v.members, snapshot_quality(v, width, height, cfg.evidence.edge_margin_px), dets))
         for inc in changes.opened:
             inc.meta["location"] = location
         return self._result(dets, violations, changes, location=location)
@@ -198,7 +199,7 @@ class Engine:
     # -- reports ---------------------------------------------------------------------------------------------
 
     def _result(self, dets, violations, changes: IncidentChanges, camera: CameraConfig | None = None, zones: CameraZones | None = None, location: Location | None = None) -> FrameResult:
-        result = FrameResult(dets, violations)
+        result = FrameResult(dets, violations, raw=dets)
         polygons = [(z.id, z.kind, z.polygon) for z in zones.zones] if zones else []
         for kind, incidents in (("opened", changes.opened), ("updated", changes.updated), ("ended", changes.ended)):
             for inc in incidents:

@@ -104,7 +104,7 @@ class EvidenceWriter:
             return []
         folder = self.root / (incident.camera_id or "patrol") / incident.id
         folder.mkdir(parents=True, exist_ok=True)
-        clean = blur_regions(snap.image, privacy_regions(snap.detections, self.cfg))
+        clean = blur_regions(snap.image, privacy_regions(snap.private, self.cfg))
         files = [
             self._put(folder, "best_frame", "jpg", self._jpeg(clean), snap.at),
             self._put(folder, "crop", "jpg", self._jpeg(crop_with_margin(clean, snap.box, self.cfg.crop_margin)), snap.at),

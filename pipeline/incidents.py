@@ -29,9 +29,10 @@ class Snapshot:
     image: np.ndarray
     at: datetime
     box: tuple[float, float, float, float]
-    detections: sv.Detections  # all detections of the frame (for blurring and drawing)
+    detections: sv.Detections  # the frame's tracked detections; `members` index these (for drawing)
     members: tuple[int, ...]
     quality: float
+    private: sv.Detections  # every raw detection, ignored and untracked ones too: anyone in the frame is blurred
 
 
 def snapshot_quality(v: Violation, width: int, height: int, edge_px: int) -> float:

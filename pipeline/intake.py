@@ -47,7 +47,7 @@ class Intake:
         if self.verifier and frame.camera_id:
             jpeg = None
             if self.store.camera_watch(frame.camera_id):  # only pay for the after-image when a case may need it
-                clean = blur_regions(frame.image, privacy_regions(result.detections, self.engine.config.evidence))
+                clean = blur_regions(frame.image, privacy_regions(result.raw, self.engine.config.evidence))
                 jpeg = cv2.imencode(".jpg", clean, [cv2.IMWRITE_JPEG_QUALITY, self.engine.config.evidence.jpeg_quality])[1].tobytes()
             at = local_time(frame.at, self.engine.config.camera(frame.camera_id).timezone)
             out.verified = self.verifier.check(frame.camera_id, at, result.present, jpeg)

@@ -206,6 +206,21 @@ def test_evidence_files_blur_and_hashes(tmp_path):
     assert meta["files"]["crop"]["sha256"] == kinds["crop"].sha256
 
 
+def test_people_the_rules_ignore_are_still_blurred(tmp_path):
+    """A person in an ignore mask, or too faint to start a track, never reaches the rules but is in the picture."""
+    frame_img = checkerboard()
+    e = engine(tmp_path)
+    reports = []
+    for t in range(0, 200, 2):
+        d = dets(("garbage", (250, 300, 350, 380), 0.7), ("person", (570, 220, 630, 420), 0.9), ("person", (100, 200, 160, 400), 0.15))
+        reports += e.process(Frame(frame_img, T0 + timedelta(seconds=t), "cam"), d).reports
+    import cv2
+
+    best = cv2.imread(next(f.path for f in reports[0].evidence if f.kind == "best_frame")).astype(int)
+    for head in ((slice(220, 280), slice(570, 630)), (slice(200, 260), slice(100, 160))):
+        assert np.abs(best[head] - frame_img[head]).mean() > 25
+
+
 def test_blur_can_be_switched_off(tmp_path):
     frame_img = checkerboard()
     e = engine(tmp_path, "evidence: {blur_faces: false, blur_plates: false}\n")
