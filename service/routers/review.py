@@ -147,7 +147,7 @@ def reject(
             try:
                 state.add_fixtures(case.camera_id, fixtures)
             except ServiceError as e:
-                raise type(e)(f"case {case.id} was rejected, but its fixtures were not added: {e.detail}") from None
+                raise e.__class__(f"case {case.id} was rejected, but its fixtures were not added: {e.detail}") from None
         return f"case {case.id} rejected" + (f"; {len(fixtures)} fixture(s) added to camera {case.camera_id}" if fixtures else "")
 
     return _act(request, state, type, district, action)
