@@ -61,10 +61,17 @@ def video_start(path: Path, tz: ZoneInfo, start: datetime | None = None) -> date
         return from_name
     import av
 
-    with av.open(str(path)) as container:
-        created = container.metadata.get("creation_time")
-    if created:
-        return datetime.fromisoformat(created.replace("Z", "+00:00")).astimezone(tz)
+    try:
+        with av.open(str(path)) as container:
+            created = container.metadata.get("creation_time")
+        if created:
+            stamp = datetime.fromisoformat(created.replace("Z", "+00:00"))
+            # ffmpeg writes creation_time in UTC; one without an offset is UTC too, not this server's zone
+            return (stamp if stamp.tzinfo else stamp.replace(tzinfo=timezone.utc)).astimezone(tz)
+    except (av.error.FFmpegError, OSError) as e:
+        raise VideoError(f"{path}: not a readable video ({e})") from None
+    except ValueError:
+        raise VideoError(f"{path}: unreadable creation_time {created!r} in its metadata; pass --start") from None
     raise VideoError(f"{path}: no start time in the file name (e.g. cam1_20261120_221500.mp4) or metadata; pass --start")
 
 

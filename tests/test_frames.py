@@ -86,3 +86,11 @@ def test_patrol_exif_and_snapshot_order(tmp_path):
     frames = [i for i in items if not isinstance(i, ImageError)]
     assert len(frames) == 2 and all(f.at == datetime(2026, 11, 20, 22, 5, tzinfo=TZ) for f in frames)
     assert isinstance(items[-1], ImageError) and "no capture time" in str(items[-1])
+
+
+def test_start_time_of_an_unreadable_or_unstamped_file_is_a_video_error(tmp_path):
+    bad = tmp_path / "nodate.mp4"
+    bad.write_bytes(b"\x00" * 5000)
+    with pytest.raises(VideoError, match="not a readable video"):
+        video_start(bad, TZ)
+
