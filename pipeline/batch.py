@@ -19,6 +19,7 @@ from .config import StreetOrderConfig
 from .detect import Detector
 from .frames import VIDEO_SUFFIXES, Frame, VideoError, image_frames, photo_metadata, video_frames, video_start
 from .images import IMAGE_SUFFIXES, ImageError, load_image
+from .cases import LedgerError
 from .intake import Intake, IntakeResult
 
 PATROL = "patrol"
@@ -85,13 +86,21 @@ def discover(root: Path, config: StreetOrderConfig) -> tuple[dict[str, list[Path
 
 
 def _batched(frames: Iterable[Frame], detector: Detector, size: int) -> Iterator[tuple[Frame, object]]:
-    """Detect in batches (faster on every backend), hand frames on one by one, in order."""
+    """Detect in batches (faster on every backend), hand frames on one by one, in order.
+
+    When the source fails part-way (a truncated video), the frames already decoded are still handed on first.
+    """
     buf: list[Frame] = []
-    for f in frames:
-        buf.append(f)
-        if len(buf) == size:
+    try:
+        for f in frames:
+            buf.append(f)
+            if len(buf) == size:
+                batch, buf = buf, []
+                yield from zip(batch, detector.detect([b.image for b in batch]))
+    except Exception:
+        if buf:
             yield from zip(buf, detector.detect([b.image for b in buf]))
-            buf = []
+        raise
     if buf:
         yield from zip(buf, detector.detect([b.image for b in buf]))
 
@@ -102,6 +111,21 @@ def run_batch(intake: Intake, detector: Detector, footage: Path, every_s: float 
     started = time.perf_counter()
     cameras, patrol, problems = discover(footage, config)
     summary.failed.extend(problems)
+
+    def take(frame: Frame, dets) -> None:
+        """One camera frame into the ledger; a report the ledger refuses is reported, not fatal to the night."""
+        try:
+            summary.add(intake.frame(frame, dets))
+        except LedgerError as e:
+            summary.failed.append({"path": frame.source or str(frame.camera_id), "error": f"ledger refused an incident: {e}"})
+        summary.frames += 1
+
+    def readable(items: Iterable[Frame | ImageError]) -> Iterator[Frame]:
+        for item in items:
+            if isinstance(item, ImageError):
+                summary.failed.append({"path": str(item).split(":")[0], "error": str(item)})
+            else:
+                yield item
 
     for camera_id, files in cameras.items():
         tz = ZoneInfo(config.camera(camera_id).timezone)
@@ -121,8 +145,7 @@ def run_batch(intake: Intake, detector: Detector, footage: Path, every_s: float 
             bar = tqdm(desc=f"{camera_id} {video.name}", unit="frame", disable=not progress, leave=False)
             try:
                 for frame, dets in _batched(video_frames(video, start, every_s, camera_id), detector, batch):
-                    summary.add(intake.frame(frame, dets))
-                    summary.frames += 1
+                    take(frame, dets)
                     bar.update()
             except VideoError as e:
                 summary.failed.append({"path": str(video), "error": str(e), "frames_read": e.frames_read})
@@ -130,15 +153,8 @@ def run_batch(intake: Intake, detector: Detector, footage: Path, every_s: float 
                 bar.close()
         if stills:
             summary.files += len(stills)
-            good = []
-            for item in image_frames(stills, camera_id, tz):
-                if isinstance(item, ImageError):
-                    summary.failed.append({"path": str(item).split(":")[0], "error": str(item)})
-                else:
-                    good.append(item)
-            for frame, dets in _batched(good, detector, batch):
-                summary.add(intake.frame(frame, dets))
-                summary.frames += 1
+            for frame, dets in _batched(readable(image_frames(stills, camera_id, tz)), detector, batch):
+                take(frame, dets)
 
     ptz = ZoneInfo(config.patrol.timezone)
     stamped = []  # in capture order: patrol dedup looks back in time

@@ -6,6 +6,7 @@ import json
 import shutil
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -103,3 +104,30 @@ def test_postgres_ledger(tmp_path, pg_url):
     assert r.returncode == 0, r.stderr[-2000:]
     summary = json.loads(r.stdout)
     assert summary["photos"] == 2 and summary["cases_created"] == 1  # one pile, photographed twice
+
+
+def test_frames_decoded_before_a_video_breaks_are_still_detected():
+    """A truncated video raises after its last good frame; frames waiting for a full batch still go through."""
+    import numpy as np
+
+    from pipeline.batch import _batched
+    from pipeline.engine import empty_detections
+    from pipeline.frames import Frame, VideoError
+
+    class Counting:
+        calls: list[int] = []
+
+        def detect(self, images):
+            self.calls.append(len(images))
+            return [empty_detections() for _ in images]
+
+    def frames():
+        for i in range(6):
+            yield Frame(np.zeros((8, 8, 3), np.uint8), datetime(2026, 11, 20, 22, 0, i, tzinfo=timezone.utc), "cam")
+        raise VideoError("cut.mp4: truncated", 6)
+
+    got, det = [], Counting()
+    with pytest.raises(VideoError):
+        for frame, _ in _batched(frames(), det, 4):
+            got.append(frame)
+    assert len(got) == 6 and det.calls == [4, 2]
