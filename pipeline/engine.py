@@ -87,6 +87,7 @@ class FrameResult:
 class _Camera:
     tracker: CameraTracker
     incidents: CameraIncidents
+    camera: CameraConfig | None = None  # as last seen: flush still reports a camera that a reload removed
     zones: CameraZones | None = None
     zones_key: tuple = ()
 
@@ -127,6 +128,7 @@ class Engine:
         state = self.cameras.get(camera.id)
         if state is None:
             state = self.cameras[camera.id] = _Camera(CameraTracker(cfg.tracking), CameraIncidents(camera.id, cfg.incidents))
+        state.camera = camera
         key = (self.source.version, width, height)
         if state.zones_key != key:  # new frame size or a reloaded config
             state.zones, state.zones_key = CameraZones(camera, width, height), key
@@ -253,8 +255,8 @@ class Engine:
         They stay open: a violation still there when the footage ends has not ended.
         """
         out = []
-        for camera_id, state in self.cameras.items():
-            camera = self.config.camera(camera_id)
+        for state in self.cameras.values():
+            camera = state.camera
             polygons = [(z.id, z.kind, z.polygon) for z in state.zones.zones] if state.zones else []
             for inc in state.incidents.open:
                 out.append(self._report(inc, camera, self._location(inc, camera, None), polygons, self._reported.get(inc.id)))

@@ -283,6 +283,21 @@ def test_config_reload_without_restart(tmp_path):
     assert e.source.error and "not valid YAML" in e.source.error and e.source.version == 2
 
 
+def test_flush_still_reports_a_camera_a_reload_removed(tmp_path):
+    path = tmp_path / "cams.yaml"
+    path.write_text(CONFIG, encoding="utf-8")
+    e = Engine(ConfigSource(path))
+    pile = dets(("garbage", (400, 300, 460, 380), 0.8))
+    opened = []
+    for t in range(0, 200, 2):
+        opened += e.process(Frame(IMG, T0 + timedelta(seconds=t), "cam"), pile).opened
+    time.sleep(0.01)
+    path.write_text(CONFIG.replace("id: cam\n", "id: cam-renamed\n"), encoding="utf-8")
+    assert e.config.cameras[0].id == "cam-renamed"
+    [report] = e.flush()
+    assert report.incident_id == opened[0].incident_id and report.location.point == "P1"
+
+
 def test_unknown_camera_and_missing_detector():
     e = engine()
     with pytest.raises(KeyError, match="unknown camera 'nope'"):
