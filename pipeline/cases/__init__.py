@@ -18,6 +18,7 @@ _EXPORTS = {
     "LedgerError": "errors",
     "EvidenceError": "errors",
     "CaseStore": "store",
+    "Step": "store",
     "CaseView": "views",
     "PostResult": "views",
     "EvidenceStore": "evidence_store",

@@ -52,6 +52,16 @@ def _aware(value: datetime, what: str) -> datetime:
 
 
 @dataclass(frozen=True)
+class Step:
+    """One move of `CaseStore.transitions`."""
+
+    to: CaseStatus | str
+    note: str | None = None
+    after_photo: bytes | str | Path | None = None
+    owner: str | None = None
+
+
+@dataclass(frozen=True)
 class WatchedCase:
     """What auto-verification needs to re-check one dispatched camera case."""
 
@@ -243,24 +253,33 @@ class CaseStore:
         `owner` (re)assigns the point owner on dispatch; `after_photo` (bytes or a file) is stored as `after`
         evidence on rectification; `note` is kept in the history (the reason, for a rejection).
         """
-        target = parse_status(to) if isinstance(to, str) else to
+        return self.transitions(case_id, [Step(to, note, after_photo, owner)], actor=actor, at=at)
+
+    def transitions(self, case_id: int, steps: Sequence[Step], *, actor: str, at: datetime | None = None) -> CaseView:
+        """Several moves in one transaction, all or none: auto-verification's rectified → verified must not stop
+        half-way, where no camera would ever look at the case again."""
         at = self._now(at)
         if not actor or not actor.strip():
             raise LedgerError("a transition needs an actor (who did it)")
-        note = note.strip() if note and note.strip() else None
-        photo = None
-        if after_photo is not None:
-            if target is not CaseStatus.RECTIFIED:
-                raise LedgerError("an after photo belongs to a rectification (→ rectified)")
-            photo = self.evidence.put_bytes(after_photo) if isinstance(after_photo, bytes) else self.evidence.put_file(after_photo)
+        moves = []
+        for step in steps:
+            target = parse_status(step.to) if isinstance(step.to, str) else step.to
+            note = step.note.strip() if step.note and step.note.strip() else None
+            photo = None
+            if step.after_photo is not None:
+                if target is not CaseStatus.RECTIFIED:
+                    raise LedgerError("an after photo belongs to a rectification (→ rectified)")
+                photo = self.evidence.put_bytes(step.after_photo) if isinstance(step.after_photo, bytes) else self.evidence.put_file(step.after_photo)
+            moves.append((target, note, photo, step.owner))
         with self.db.transaction() as s:
             case = self._locked(s, case_id)
-            current = CaseStatus(case.status)
-            why = refusal(current, target, has_owner=bool(owner or case.owner), has_note=note is not None, has_after_photo=photo is not None)
-            if why:
-                raise InvalidTransition(case.id, current, target, why)
-            self._check_order(s, case, at)
-            self._apply(s, case, target, actor.strip(), note, owner, photo, at)
+            for target, note, photo, owner in moves:
+                current = CaseStatus(case.status)
+                why = refusal(current, target, has_owner=bool(owner or case.owner), has_note=note is not None, has_after_photo=photo is not None)
+                if why:
+                    raise InvalidTransition(case.id, current, target, why)
+                self._check_order(s, case, at)
+                self._apply(s, case, target, actor.strip(), note, owner, photo, at)
             return CaseView.of(case)
 
     def _apply(self, s: Session, case: Case, to: CaseStatus, actor: str, note: str | None, owner: str | None, photo: StoredFile | None, at: datetime, *, kind: str = "transition", incident_id: str | None = None) -> CaseEvent:

@@ -25,7 +25,7 @@ from ..geometry import box_iou
 from .config import AutoVerifyConfig
 from .errors import InvalidTransition, LedgerError
 from .lifecycle import CaseStatus
-from .store import CaseStore, WatchedCase
+from .store import CaseStore, Step, WatchedCase
 
 log = logging.getLogger(__name__)
 
@@ -102,8 +102,11 @@ class AutoVerifier:
     def _verify(self, case: WatchedCase, camera_id: str, since: datetime, at: datetime, frame: bytes | None) -> VerifyAction | None:
         note = f"camera {camera_id}: spot clear of {case.type} from {since.isoformat()} to {at.isoformat()}"
         try:
-            self.store.transition(case.id, CaseStatus.RECTIFIED, actor=ACTOR, note=note if frame else note + " (no frame image supplied)", after_photo=frame, at=at)
-            self.store.transition(case.id, CaseStatus.VERIFIED, actor=ACTOR, note=f"confirmed by camera {camera_id}", at=at)
+            self.store.transitions(
+                case.id,
+                [Step(CaseStatus.RECTIFIED, note if frame else note + " (no frame image supplied)", frame), Step(CaseStatus.VERIFIED, f"confirmed by camera {camera_id}")],
+                actor=ACTOR, at=at,
+            )
         except (InvalidTransition, LedgerError) as e:  # someone else moved the case in between
             log.info("auto-verify skipped case %s: %s", case.id, e)
             return None

@@ -9,6 +9,7 @@ import pytest
 
 from pipeline.cases.errors import CaseNotFound, InvalidTransition, LedgerError
 from pipeline.cases.lifecycle import TRANSITIONS, CaseStatus
+from pipeline.cases.store import Step
 
 from .factory import incident, jpeg
 
@@ -116,6 +117,18 @@ def test_reject_needs_a_reason_and_the_rejected_list_feeds_retraining(store, clo
     assert rejected[0].reject_reason == "a parked tricycle, not a stall"
     assert json.loads(rejected[0].model_dump_json())["reject_reason"] == "a parked tricycle, not a stall"  # in `cases list --json` too
     assert rejected[0].evidence and all(store.evidence.exists(e.sha256) for e in rejected[0].evidence)
+
+
+def test_several_moves_are_all_or_nothing(store, clock, new_case):
+    """Auto-verification moves rectified → verified in one go: a refused later step undoes the earlier one."""
+    bring_to(store, clock, new_case, S.DISPATCHED)
+    clock.advance(minutes=1)
+    with pytest.raises(InvalidTransition, match="'rectified' to 'closed'"):
+        store.transitions(new_case, [Step(S.RECTIFIED, "cleared"), Step(S.CLOSED)], actor="camera")
+    c = store.get(new_case)
+    assert c.status is S.DISPATCHED and [e.to_status for e in c.history][-1] is S.DISPATCHED
+    c = store.transitions(new_case, [Step(S.RECTIFIED, "cleared"), Step(S.VERIFIED, "seen clear")], actor="camera")
+    assert c.status is S.VERIFIED and [e.to_status for e in c.history][-2:] == [S.RECTIFIED, S.VERIFIED]
 
 
 def test_failed_check_goes_back_to_the_owner_with_a_new_deadline(store, clock, new_case):
