@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 
 import numpy as np
 import supervision as sv
@@ -20,7 +21,6 @@ class Zone:
 
     config: ZoneConfig
     polygon: np.ndarray  # (N, 2) int pixels of the frame
-    area_px: float
 
     @property
     def id(self) -> str:
@@ -34,10 +34,14 @@ class Zone:
         """False while the zone's schedule allows the activity (a night market's opening hours)."""
         return self.config.schedule is None or not self.config.schedule.allows(at_local)
 
+    @cached_property
+    def _polygon_zone(self) -> sv.PolygonZone:
+        return sv.PolygonZone(self.polygon, triggering_anchors=(sv.Position.BOTTOM_CENTER,))
+
     def contains(self, detections: sv.Detections) -> np.ndarray:
         if len(detections) == 0:
             return np.zeros(0, dtype=bool)
-        return sv.PolygonZone(self.polygon, triggering_anchors=(sv.Position.BOTTOM_CENTER,)).trigger(detections)
+        return self._polygon_zone.trigger(detections)
 
 
 class CameraZones:
@@ -45,12 +49,7 @@ class CameraZones:
 
     def __init__(self, camera: CameraConfig, width: int, height: int) -> None:
         self.camera = camera
-        self.size = (width, height)
-        self.zones: list[Zone] = []
-        for z in camera.zones:
-            poly = np.round(np.array(z.pixel_polygon(width, height, camera.resolution))).astype(np.int64)
-            area = float(abs(np.dot(poly[:, 0], np.roll(poly[:, 1], -1)) - np.dot(poly[:, 1], np.roll(poly[:, 0], -1))) / 2)
-            self.zones.append(Zone(z, poly, area))
+        self.zones = [Zone(z, np.round(np.array(z.pixel_polygon(width, height, camera.resolution))).astype(np.int64)) for z in camera.zones]
 
     def of_kind(self, kind: str) -> list[Zone]:
         return [z for z in self.zones if z.kind == kind]
@@ -61,6 +60,3 @@ class CameraZones:
         for z in self.of_kind("ignore"):
             mask |= z.contains(detections)
         return mask
-
-    def get(self, zone_id: str) -> Zone:
-        return next(z for z in self.zones if z.id == zone_id)
