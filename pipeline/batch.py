@@ -15,11 +15,11 @@ from zoneinfo import ZoneInfo
 
 from tqdm import tqdm
 
+from .cases import LedgerError
 from .config import StreetOrderConfig
 from .detect import Detector
 from .frames import VIDEO_SUFFIXES, Frame, VideoError, image_frames, photo_metadata, video_frames, video_start
 from .images import IMAGE_SUFFIXES, ImageError, load_image
-from .cases import LedgerError
 from .intake import Intake, IntakeResult
 
 PATROL = "patrol"

@@ -158,9 +158,8 @@ class Engine:
         ctx = FrameContext(at=at, width=width, height=height, detections=tracked, rules=cfg.rules, zones=state.zones)
         violations = evaluate(ctx)
         changes = state.incidents.update(at, violations, lambda v: Snapshot(frame.image, at, v.box, tracked, v.members, snapshot_quality(v, width, height, cfg.evidence.edge_margin_px), raw))
-        result = self._result(tracked, violations, changes, camera=camera, zones=state.zones)
+        result = self._result(tracked, violations, changes, raw, camera=camera, zones=state.zones)
         result.present = present(ctx)
-        result.raw = raw
         return result
 
     # -- patrol photos ---------------------------------------------------------------------------------------
@@ -196,12 +195,12 @@ class Engine:
         changes = self.patrol.update(at, gps, violations, lambda v: Snapshot(frame.image, at, v.box, dets, v.members, snapshot_quality(v, width, height, cfg.evidence.edge_margin_px), dets))
         for inc in changes.opened:
             inc.meta["location"] = location
-        return self._result(dets, violations, changes, location=location)
+        return self._result(dets, violations, changes, dets, location=location)
 
     # -- reports ---------------------------------------------------------------------------------------------
 
-    def _result(self, dets, violations, changes: IncidentChanges, camera: CameraConfig | None = None, zones: CameraZones | None = None, location: Location | None = None) -> FrameResult:
-        result = FrameResult(dets, violations, raw=dets)
+    def _result(self, dets, violations, changes: IncidentChanges, raw: sv.Detections, camera: CameraConfig | None = None, zones: CameraZones | None = None, location: Location | None = None) -> FrameResult:
+        result = FrameResult(dets, violations, raw=raw)
         polygons = [(z.id, z.kind, z.polygon) for z in zones.zones] if zones else []
         for kind, incidents in (("opened", changes.opened), ("updated", changes.updated), ("ended", changes.ended)):
             for inc in incidents:
