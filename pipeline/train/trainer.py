@@ -21,7 +21,8 @@ class TrainConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field("street-v1", description="Model version; output goes to models/<name>/")
-    base: Path = Field(Path("../shared/models/yolo11n-coco.pt"), description="COCO-pretrained starting weights (also the pseudo-label teacher)")
+    base: Path = Field(Path("../shared/models/yolo11n-coco.pt"), description="COCO-pretrained model: the pseudo-label teacher, and the starting weights unless `init` is set")
+    init: Path | None = Field(None, description="Weights to fine-tune from, when not `base` (e.g. the previous street model with the same classes)")
     garbage_cn: Path = Field(Path("../shared/data/garbage-cn"), description="garbage-cn dataset root (train/, val/)")
     streets_in: Path = Field(Path("../shared/data/streets-in"), description="Violation-free street scenes used as background")
     streets_split: Path = Field(Path("datasets/streets-in-split.yaml"), description="Which streets-in images are excluded or held out")
@@ -30,12 +31,16 @@ class TrainConfig(BaseModel):
     imgsz: int = Field(320, ge=128, le=1280, multiple_of=32)
     epochs: int = Field(15, ge=1)
     close_mosaic: int = Field(5, ge=0, description="Final epochs trained without mosaic, on whole images as the camera sees them")
+    warmup_epochs: float = Field(3.0, ge=0.0, description="Epochs of learning-rate warm-up (shorter when fine-tuning an already-trained street model)")
     batch: int = Field(16, ge=1)
     seed: int = 0
     night_p: float = Field(0.3, ge=0.0, le=1.0, description="Probability of the night augmentation per training image")
     workers: int = Field(2, ge=0, description="Dataloader worker processes (also on CPU)")
     threads: int = Field(os.cpu_count() or 1, ge=1, description="Torch CPU threads")
     device: str = Field("cpu", description="'cpu', or a CUDA index such as '0'")
+    cue_model: str | None = Field(None, description="Model (under models/) that serves the COCO cue classes beside this one on vending and parking cameras; written to the card")
+    cue_imgsz: int = Field(640, ge=128, le=1280, multiple_of=32, description="Input size of the cue model")
+    compare_with: str | None = Field(None, description="Model whose card this one is compared with (the one it should replace)")
     workdir: Path = Field(Path("var/train"), description="Scratch space for the built dataset and ultralytics runs")
     models_dir: Path = Field(Path("models"), description="Where the shipped model folder is written")
 
@@ -98,13 +103,14 @@ def fit(cfg: TrainConfig, resume: bool = False) -> Path:
         model = YOLO(str(last))
         model.train(resume=True, trainer=_street_trainer(cfg.night_p, cfg.workers, cfg.threads))
     else:
-        model = YOLO(str(cfg.base))
+        model = YOLO(str(cfg.init or cfg.base))
         model.train(
             trainer=_street_trainer(cfg.night_p, cfg.workers, cfg.threads),
             data=str((cfg.data_dir / "data.yaml").resolve()),
             imgsz=cfg.imgsz,
             epochs=cfg.epochs,
             close_mosaic=cfg.close_mosaic,
+            warmup_epochs=cfg.warmup_epochs,
             batch=cfg.batch,
             seed=cfg.seed,
             deterministic=True,
