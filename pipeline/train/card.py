@@ -79,7 +79,33 @@ def measure(cfg: TrainConfig) -> dict:
         "coco_model_at_student_imgsz": recall_against_reference(same_size, ref, coco_names),
     }
     metrics["latency_onnx_cpu"] = latency_ms(OnnxDetector(onnx), load_image(val_images[0])) | {"batch": 1, "imgsz": cfg.imgsz}
+    metrics["latency_per_backend"] = latency_per_backend(cfg, load_image(val_images[0]))
+
+    from .cue_eval import cue_report
+
+    shared = cfg.garbage_cn.resolve().parents[1]
+    metrics["cue_classes"] = cue_report(cfg.out_dir, shared)
+    if cfg.compare_with:
+        metrics["cue_classes_previous"] = cue_report(cfg.compare_with, shared)
     return metrics
+
+
+def latency_per_backend(cfg: TrainConfig, image) -> dict:
+    """Milliseconds per frame (batch 1) of the street model, the cue model and both, on every serving backend here."""
+    from ..detect import load_detector
+    from ..detect.cascade import load_cue_cascade
+
+    out = {}
+    for backend in ("onnx", "openvino"):
+        try:
+            row = {"street_model": latency_ms(load_detector(cfg.out_dir, backend=backend), image)["median_ms"]}
+            if cfg.cue_model:
+                row["cue_model"] = latency_ms(load_detector(cfg.cue_model, backend=backend, settings=DetectorSettings(imgsz=cfg.cue_imgsz)), image)["median_ms"]
+                row["street_and_cue"] = latency_ms(load_cue_cascade(cfg.out_dir, backend=backend), image)["median_ms"]
+        except (ImportError, ValueError) as e:  # a backend this machine lacks
+            row = {"error": str(e)}
+        out[backend] = row
+    return out
 
 
 def write_card(cfg: TrainConfig, command: str) -> dict:
@@ -92,14 +118,48 @@ def write_card(cfg: TrainConfig, command: str) -> dict:
         "classes": list(MERGED_CLASSES),
         "street_classes": list(STREET_CLASSES),
         "files": {"onnx": "model.onnx", "pt": "model.pt"},
+        **({"cue_model": {"name": cfg.cue_model, "imgsz": cfg.cue_imgsz}} if cfg.cue_model else {}),
         "data": DATA_LICENCES,
         "dataset_build": build,
         "training": {"command": command, "config": json.loads(cfg.model_dump_json()), "environment": environment()} | _training_log(cfg),
         "metrics": measure(cfg),
     }
+    if cfg.compare_with:
+        from ..detect import resolve_model
+
+        previous = resolve_model(cfg.compare_with).card
+        card["compared_with"] = {"name": previous.get("name", str(cfg.compare_with))} | better_than(card, previous)
     (cfg.out_dir / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False))
     (cfg.out_dir / "README.md").write_text(render_markdown(card))
     return card
+
+
+STREET_METRICS = (("garbage_cn_val", "map50"), ("garbage_cn_val", "map50_95"), ("garbage_cn_val_night", "map50"), ("garbage_cn_val_night", "map50_95"))
+
+
+def better_than(new: dict, old: dict) -> dict:
+    """Is `new` at least as good as `old` on every street-class metric, false alarms and the cue classes?
+
+    Street classes: mAP50 and mAP50-95, day and night, per class and overall, not lower. False alarms per
+    image on unseen streets, at each score, not higher. Cue classes: recall per class (of the configuration a
+    vending or parking camera is served with) not lower than the old model's on the same cue set.
+    """
+    worse, better = [], []
+    nm, om = new["metrics"], old["metrics"]
+    for key, metric in STREET_METRICS:
+        rows = [("all", nm[key][metric], om[key][metric])] + [(c, nm[key]["per_class"][c][metric], om[key]["per_class"][c][metric]) for c in nm[key]["per_class"]]
+        for cls, a, b in rows:
+            (worse if a < b else better if a > b else []).append(f"{key} {metric} {cls}: {b} -> {a}")
+    for conf, row in nm["false_positives_unseen_streets"].items():
+        if conf.startswith("conf_"):
+            a, b = row["fp_per_image"], om["false_positives_unseen_streets"][conf]["fp_per_image"]
+            (worse if a > b else better if a < b else []).append(f"false alarms per image at {conf}: {b} -> {a}")
+    old_cues = nm.get("cue_classes_previous", {}).get("per_class", {})
+    for cls, row in nm.get("cue_classes", {}).get("per_class", {}).items():
+        a, b = row["recall"], old_cues.get(cls, {}).get("recall")
+        if a is not None and b is not None:
+            (worse if a < b else better if a > b else []).append(f"cue recall {cls}: {b} -> {a}")
+    return {"better": not worse and bool(better), "worse": worse, "improved": better}
 
 
 def _fmt(x) -> str:
@@ -155,9 +215,14 @@ def render_markdown(card: dict) -> str:
     rec = m["coco_recall_vs_teacher"]
     same = rec["coco_model_at_student_imgsz"]
     verdict = "met" if day["map50"] >= TARGET_STREET_MAP50 else "NOT met"
+    target_line = (
+        _v2_targets(card)
+        if "cue_classes" in m
+        else f"Target for v1: mAP50 ≥ {TARGET_STREET_MAP50} over the street classes on garbage-cn val — {verdict}: {_fmt(day['map50'])} at imgsz {card['imgsz']}."
+    )
     lines += [
         "",
-        f"Target for v1: mAP50 ≥ {TARGET_STREET_MAP50} over the street classes on garbage-cn val — {verdict}: {_fmt(day['map50'])} at imgsz {card['imgsz']}.",
+        target_line,
         "",
         f"Day: garbage-cn val ({day['images']} images). Night: the same images through `pipeline/train/night.py` (dark, half infrared-grayscale, sensor noise), seeded per file.",
         "",
@@ -171,7 +236,10 @@ def render_markdown(card: dict) -> str:
         "|---|---|---|---|",
         *[f"| {c} | {_fmt(v['recall'])} | {_fmt(same['per_class'][c]['recall'])} | {v['reference_boxes']} |" for c, v in rec["per_class"].items()],
         "",
-        *_forgotten(rec["per_class"]),
+        *([] if "cue_classes" in m else _forgotten(rec["per_class"])),
+        *_cue_section(card),
+        *_latency_section(card),
+        *_comparison_section(card),
         f"**Latency** (ONNX, CPU, batch 1, {m['latency_onnx_cpu']['imgsz']} px): median {m['latency_onnx_cpu']['median_ms']} ms, p90 {m['latency_onnx_cpu']['p90_ms']} ms on {card['training']['environment'].get('cpus')} cores.",
         "",
         "## Reproduce",
@@ -179,6 +247,75 @@ def render_markdown(card: dict) -> str:
         card["training"]["command"],
         f"streetorder evaluate --data {card['training']['config']['garbage_cn']}/data.yaml --model {card['name']} --json",
         f"streetorder evaluate --data {card['training']['config']['garbage_cn']}/data.yaml --model {card['name']} --night --json",
+        *([f"streetorder evaluate --cues --model {card['name']} --json"] if "cue_classes" in m else []),
         "```",
     ]
     return "\n".join(lines) + "\n"
+
+
+# v2's bar (issue 10): street classes kept, cue classes at 0.9 of the COCO model, no more false alarms.
+TARGET_V2_STREET_MAP50 = 0.84
+TARGET_V2_CUE_RECALL = 0.9
+
+
+def _v2_targets(card: dict) -> str:
+    m = card["metrics"]
+    cues = m["cue_classes"]["per_class"]
+    low = [c for c, v in cues.items() if v["recall"] is not None and v["recall"] < TARGET_V2_CUE_RECALL]
+    street_ok = m["garbage_cn_val"]["map50"] >= TARGET_V2_STREET_MAP50
+    return (
+        f"Targets for v2: street classes mAP50 ≥ {TARGET_V2_STREET_MAP50} on garbage-cn val — {'met' if street_ok else 'NOT met'} "
+        f"({_fmt(m['garbage_cn_val']['map50'])}); every cue class at recall ≥ {TARGET_V2_CUE_RECALL} of the COCO model at 640 px, as served "
+        f"({m['cue_classes']['served_as']}) — {'met' if not low else 'NOT met for ' + ', '.join(low)}."
+    )
+
+
+def _cue_section(card: dict) -> list[str]:
+    m = card["metrics"]
+    if "cue_classes" not in m:
+        return []
+    cue = m["cue_classes"]
+    dets = cue["detectors"]
+    keys = list(dets)
+    prev = m.get("cue_classes_previous", {}).get("detectors", {})
+    prev_key = next(iter(prev), None)
+    cols = keys + ([f"{prev_key} (previous)"] if prev_key else [])
+    lines = [
+        f"**Cue classes** (what the vending and parking rules read): recall against the {cue['reference']}, counting detections at the "
+        f"score the rule uses; on {', '.join(f'{k} ({v})' for k, v in cue['images'].items())}. Reproduce: `streetorder evaluate --cues --model {card['name']}`.",
+    ]
+    if "cue_model" in card:
+        lines.append(
+            f"Served with the cue model `{card['cue_model']['name']}` at {card['cue_model']['imgsz']} px on cameras with a no_vending, no_parking or parking_bay zone "
+            "(`pipeline/detect/cascade.py`); garbage-only cameras run this model alone."
+        )
+    lines += ["", "| class | score | " + " | ".join(cols) + " | reference boxes |", "|---|---|" + "---|" * len(cols) + "---|"]
+    for c, v in dets[keys[-1]]["per_class"].items():
+        vals = [_fmt(dets[k]["per_class"][c]["recall"]) for k in keys] + ([_fmt(prev[prev_key]["per_class"][c]["recall"])] if prev_key else [])
+        lines.append(f"| {c} | {v['score']} | " + " | ".join(vals) + f" | {v['reference_boxes']} |")
+    alls = [_fmt(dets[k]["recall"]) for k in keys] + ([_fmt(prev[prev_key]["recall"])] if prev_key else [])
+    maps = [_fmt(dets[k]["two_wheeler_map50_human"]) for k in keys] + ([_fmt(prev[prev_key]["two_wheeler_map50_human"])] if prev_key else [])
+    lines += [f"| **all** | | " + " | ".join(f"**{a}**" for a in alls) + " | |"]
+    lines += [f"| two-wheeler mAP50 (human labels, {cue['human_two_wheelers']} boxes) | | " + " | ".join(maps) + " | |", ""]
+    return lines
+
+
+def _latency_section(card: dict) -> list[str]:
+    lat = card["metrics"].get("latency_per_backend")
+    if not lat:
+        return []
+    lines = ["**Cost per frame** (median ms, batch 1, CPU):", "", "| backend | street model | cue model | both (vending/parking cameras) |", "|---|---|---|---|"]
+    for backend, row in lat.items():
+        if "error" in row:
+            lines.append(f"| {backend} | unavailable: {row['error']} | | |")
+        else:
+            lines.append(f"| {backend} | {row['street_model']} | {row.get('cue_model', '–')} | {row.get('street_and_cue', '–')} |")
+    return lines + [""]
+
+
+def _comparison_section(card: dict) -> list[str]:
+    cmp_ = card.get("compared_with")
+    if not cmp_:
+        return []
+    head = f"**Against {cmp_['name']}**: " + ("better or equal on every street-class metric, false alarms and cue class." if cmp_["better"] else f"worse on {len(cmp_['worse'])} metric(s).")
+    return [head, "", *[f"- worse: {w}" for w in cmp_["worse"]], *[f"- better: {b}" for b in cmp_["improved"]], ""]
