@@ -1,4 +1,5 @@
-"""Serving-path benchmarks that print their figures: detector latency and throughput, engine overhead.
+"""Serving-path benchmarks that print their figures: backends side by side, detector latency and throughput,
+engine overhead.
 
 Machines are noisy, so every comparison is a ratio of runs measured side by side in one process, interleaved
 round by round rather than one after the other.
@@ -6,6 +7,7 @@ round by round rather than one after the other.
 
 from __future__ import annotations
 
+import importlib.util
 import statistics
 import time
 import tracemalloc
@@ -32,11 +34,55 @@ def _interleaved(cases: dict[str, Callable[[], int]], rounds: int) -> dict[str, 
     return out
 
 
-def detector_bench(model: str | None, images: list[Path], rounds: int = 5) -> dict:
+def backends_bench(model: str | None, images: list[Path], rounds: int = 2, threads: int | None = None, pause_s: float = 0.005) -> dict:
+    """Every available backend at batch 1 and the model's own size, on real images, interleaved image by image
+    (each image goes through every backend before the next), so noise hits all of them alike. A short untimed
+    pause before each call lets the previous backend's worker threads stop spinning, as between live frames."""
+    imgs = [load_image(p) for p in images]
+    if not imgs:
+        raise FileNotFoundError("backend bench: no images")
+    onnx = load_detector(model, backend="onnx", settings=DetectorSettings(conf=0.25), threads=threads)
+    settings = DetectorSettings(conf=0.25, imgsz=onnx.imgsz)
+    dets, skipped = {"onnx": onnx}, {}
+    for name in ("openvino", "ultralytics"):
+        if importlib.util.find_spec(name) is None:
+            skipped[name] = "not installed"
+            continue
+        try:
+            dets[name] = load_detector(model, backend=name, settings=settings, threads=threads)
+        except Exception as e:  # e.g. no model.pt beside the .onnx
+            skipped[name] = f"{type(e).__name__}: {e}"
+    for det in dets.values():  # warm-up
+        det.detect([imgs[0]])
+        det.detect([imgs[0]])
+    times: dict[str, list[float]] = {k: [] for k in dets}
+    for _ in range(rounds):
+        for im in imgs:
+            for name, det in dets.items():
+                time.sleep(pause_s)
+                t = time.perf_counter()
+                det.detect([im])
+                times[name].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) * 1000 for k, v in times.items()}
+    auto = load_detector(model, backend="auto", settings=settings, threads=threads)
+    choice = getattr(auto, "auto_choice", None)
+    return {
+        "imgsz": onnx.imgsz,
+        "images": len(imgs),
+        "rounds": rounds,
+        "threads": threads or "all cores",
+        "ms_per_image": {k: round(v, 1) for k, v in med.items()},
+        "time_vs_onnx": {k: round(v / med["onnx"], 2) for k, v in med.items()},
+        "skipped": skipped,
+        "auto": {"backend": auto.backend, "reason": choice.reason if choice else None},
+    }
+
+
+def detector_bench(model: str | None, images: list[Path], rounds: int = 5, backend: str = "auto") -> dict:
     """Per-image latency at batch 1 vs batch 8, and with 1 thread vs all cores."""
     imgs = [load_image(p) for p in images[:8]]
-    one = load_detector(model, settings=DetectorSettings(conf=0.25), threads=1)
-    full = load_detector(model, settings=DetectorSettings(conf=0.25))
+    one = load_detector(model, backend=backend, settings=DetectorSettings(conf=0.25), threads=1)
+    full = load_detector(model, backend=backend, settings=DetectorSettings(conf=0.25))
     def singly(det) -> Callable[[], int]:
         def run() -> int:
             for im in imgs:
@@ -53,6 +99,7 @@ def detector_bench(model: str | None, images: list[Path], rounds: int = 5) -> di
     t = _interleaved(cases, rounds)
     med = {k: statistics.median(v) * 1000 for k, v in t.items()}
     return {
+        "backend": getattr(full, "backend", backend),
         "imgsz": full.imgsz,
         "ms_per_image": {k: round(v, 1) for k, v in med.items()},
         "images_per_s": {k: round(1000 / v, 1) for k, v in med.items()},
@@ -62,11 +109,11 @@ def detector_bench(model: str | None, images: list[Path], rounds: int = 5) -> di
     }
 
 
-def engine_bench(config: Path, video: Path, camera_id: str, model: str | None, seconds: float = 120.0) -> dict:
+def engine_bench(config: Path, video: Path, camera_id: str, model: str | None, seconds: float = 120.0, backend: str = "auto") -> dict:
     """Time per frame spent in detection vs in the engine (zones, tracking, rules, incidents), and peak memory."""
     from zoneinfo import ZoneInfo
 
-    detector = load_detector(model, settings=DetectorSettings(conf=0.25))
+    detector = load_detector(model, backend=backend, settings=DetectorSettings(conf=0.25))
     engine = Engine(config)
     tz = ZoneInfo(engine.config.camera(camera_id).timezone)
     frames = []
@@ -101,13 +148,18 @@ def engine_bench(config: Path, video: Path, camera_id: str, model: str | None, s
     }
 
 
-def run_all(model: str | None, repo: Path) -> dict:
-    images = sorted((repo / "datasets" / "samples" / "footage" / "patrol").glob("*.jpg"))
-    images = (images * 2)[:8]
+def run_all(model: str | None, repo: Path, backend: str = "auto", images: int = 30, data: Path | None = None) -> dict:
+    data = data or repo.parent / "shared" / "data" / "garbage-cn" / "val" / "images"
+    real = sorted(p for p in data.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:images]
+    if not real:
+        raise FileNotFoundError(f"no images in {data} for the backend comparison (use --data)")
+    samples = sorted((repo / "datasets" / "samples" / "footage" / "patrol").glob("*.jpg"))
+    samples = (samples * 2)[:8]
     lane = repo / "datasets" / "samples" / "footage" / "cam-lane" / "lane_20261120_220000.mp4"
     return {
-        "detector": detector_bench(model, images),
-        "engine": engine_bench(repo / "datasets" / "sample-city.yaml", lane, "cam-lane", model),
+        "backends": backends_bench(model, real),
+        "detector": detector_bench(model, samples, backend=backend),
+        "engine": engine_bench(repo / "datasets" / "sample-city.yaml", lane, "cam-lane", model, backend=backend),
         "cpu": _cpu(),
     }
 

@@ -1,11 +1,12 @@
-"""The two backends agree on real images, and the ONNX path matches ultralytics' preprocessing exactly."""
+"""The backends agree on real images, and the ONNX path matches ultralytics' preprocessing exactly."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from pipeline.detect import DetectorSettings, load_detector, resolve_model
+from pipeline.detect import DetectorSettings, load_detector, registry, resolve_model
+from pipeline.detect.exported import read_onnx_metadata
 from pipeline.detect.letterbox import letterbox
 from pipeline.images import load_image
 from pipeline.geometry import box_iou
@@ -55,10 +56,10 @@ def assert_parity(onnx_dets, ultra_dets, min_score=0.3):
     return matched
 
 
-def _both(model, imgsz=None):
+def _both(model, imgsz=None, other="ultralytics"):
     settings = DetectorSettings(conf=0.2, imgsz=imgsz)
     images = [load_image(p) for p in REAL_IMAGES]
-    return load_detector(model, "onnx", settings).detect(images), load_detector(model, "ultralytics", settings).detect(images)
+    return load_detector(model, "onnx", settings).detect(images), load_detector(model, other, settings).detect(images)
 
 
 def test_parity_coco_model(coco_onnx):
@@ -71,6 +72,66 @@ def test_parity_shipped_model():
     assert ref.onnx and ref.pt, "the current model must ship both model.onnx and model.pt"
     onnx_dets, ultra_dets = _both(ref.name)
     assert assert_parity(onnx_dets, ultra_dets) > 30
+
+
+def test_parity_openvino_coco_model(coco_onnx):
+    onnx_dets, ov_dets = _both(coco_onnx, other="openvino")
+    assert assert_parity(onnx_dets, ov_dets) > 30
+
+
+def test_parity_openvino_shipped_model():
+    onnx_dets, ov_dets = _both(resolve_model().name, other="openvino")
+    assert assert_parity(onnx_dets, ov_dets) > 30
+
+
+def test_auto_backend_picks_a_passing_backend_once(monkeypatch):
+    monkeypatch.setattr(registry, "_AUTO", {})
+    settings = DetectorSettings(conf=0.2)
+    det = load_detector(None, "auto", settings, threads=1)
+    assert det.backend in ("onnx", "openvino") and det.auto_choice.backend == det.backend
+    assert det.auto_choice.reason and set(det.auto_choice.ms) == {"onnx", "openvino"}  # both probed, so both passed
+    images = [load_image(p) for p in REAL_IMAGES[:8]]
+    assert assert_parity(load_detector(None, "onnx", settings, threads=1).detect(images), det.detect(images)) > 5
+    again = load_detector(None, "auto", settings, threads=1)
+    assert again.auto_choice is det.auto_choice and len(registry._AUTO) == 1  # probed once per model file and threads
+
+
+def test_auto_backend_falls_back_to_onnx(monkeypatch, coco_onnx):
+    monkeypatch.setattr(registry, "_AUTO", {})
+    monkeypatch.setitem(__import__("sys").modules, "pipeline.detect.openvino", None)  # as if openvino were missing
+    det = load_detector(coco_onnx, "auto", DetectorSettings(conf=0.25))
+    assert det.backend == "onnx" and "openvino unavailable" in det.auto_choice.reason
+    assert len(det.detect([load_image(REAL_IMAGES[0])])) > 0
+
+
+def test_auto_backend_keeps_onnx_when_parity_fails(monkeypatch, coco_onnx, caplog):
+    monkeypatch.setattr(registry, "_AUTO", {})
+    monkeypatch.setattr(registry, "parity_problems", lambda a, b: (["score differs by 0.050 > 0.02"], 0))
+    det = load_detector(coco_onnx, "auto", DetectorSettings(conf=0.25))
+    assert det.backend == "onnx" and "disagrees" in det.auto_choice.reason
+    assert "backend auto" in caplog.text
+
+
+@pytest.mark.parametrize("backend", ["auto", "onnx", "openvino"])
+def test_missing_model_file_is_a_clear_error(tmp_path, backend):
+    with pytest.raises(FileNotFoundError, match="model file not found"):
+        load_detector(tmp_path / "nope.onnx", backend)
+    from pipeline.detect.openvino import OpenVinoDetector
+
+    with pytest.raises(FileNotFoundError, match="ONNX model not found"):
+        OpenVinoDetector(tmp_path / "nope.onnx")
+    with pytest.raises(ValueError, match="unknown backend 'tensorrt'"):
+        load_detector(None, "tensorrt")
+
+
+def test_onnx_metadata_without_onnx(coco_onnx, tmp_path):
+    import onnxruntime as ort
+
+    for path in (coco_onnx, resolve_model().onnx):
+        meta = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).get_modelmeta().custom_metadata_map
+        assert read_onnx_metadata(path) == meta and "names" in meta
+    (tmp_path / "junk.onnx").write_bytes(b"\xff" * 64)
+    assert read_onnx_metadata(tmp_path / "junk.onnx") == {}
 
 
 def test_batched_equals_single(coco_onnx):

@@ -1,6 +1,7 @@
-"""Detectors: one interface (`Detector.detect(images) -> list[sv.Detections]`), two backends.
+"""Detectors: one interface (`Detector.detect(images) -> list[sv.Detections]`), three backends.
 
-`onnx` is the serving path and never imports torch; `ultralytics` is for training and evaluation.
+`onnx` (onnxruntime) and `openvino` serve the exported `.onnx` and never import torch; `auto` picks the faster of
+the two that agrees with onnx on this machine. `ultralytics` is for training and evaluation.
 """
 
 from .base import Detector, DetectorSettings, detections_to_records, make_detections

@@ -20,6 +20,8 @@ class UltralyticsDetector:
     >>> det = UltralyticsDetector("models/street-v1/model.pt", DetectorSettings(imgsz=320))
     """
 
+    backend = "ultralytics"
+
     def __init__(self, path: str | Path, settings: DetectorSettings | None = None, device: str = "cpu") -> None:
         from ultralytics import YOLO
 

@@ -1,0 +1,165 @@
+"""What every runtime for an exported YOLO model shares: metadata, letterbox, decoding, class filter, NMS.
+
+A backend (onnxruntime, OpenVINO) only opens the `.onnx` file and runs a float32 NCHW batch; everything else
+lives here once, following ultralytics' predictor (letterbox, sigmoid class scores, best class per box, class-aware
+NMS, max_det) so every backend gives the same boxes for the same weights.
+"""
+
+from __future__ import annotations
+
+import ast
+import copy
+import mmap
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+import supervision as sv
+
+from .base import DetectorSettings, make_detections
+from .letterbox import letterbox
+
+Dims = list[int | None]  # a tensor shape; None where the model leaves a dimension dynamic
+
+
+def _varint(buf, i: int) -> tuple[int, int]:
+    shift = value = 0
+    while True:
+        b = buf[i]
+        i += 1
+        value |= (b & 0x7F) << shift
+        if b < 0x80:
+            return value, i
+        shift += 7
+
+
+def _fields(buf, start: int, end: int):
+    """(field number, payload) for each protobuf field in buf[start:end]; payload is (start, end) for bytes fields."""
+    i = start
+    while i < end:
+        key, i = _varint(buf, i)
+        number, wire = key >> 3, key & 7
+        if wire == 0:
+            value, i = _varint(buf, i)
+            yield number, value
+        elif wire == 2:
+            n, i = _varint(buf, i)
+            yield number, (i, i + n)
+            i += n
+        elif wire == 1:
+            i += 8
+        elif wire == 5:
+            i += 4
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+
+
+def read_onnx_metadata(path: str | Path) -> dict[str, str]:
+    """The `metadata_props` of an ONNX file (ultralytics writes `names`, `imgsz`, ... there), without `onnx`.
+
+    Walks only the top level of the ModelProto (field 14 holds key/value entries), skipping the graph unread.
+    A file that is not valid protobuf gives {}; the runtime that opens it reports the real problem.
+    """
+    out: dict[str, str] = {}
+    try:
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            for number, payload in _fields(buf, 0, len(buf)):
+                if number == 14 and isinstance(payload, tuple):
+                    entry = {n: bytes(buf[v[0] : v[1]]).decode("utf-8", "replace") for n, v in _fields(buf, *payload) if isinstance(v, tuple)}
+                    if 1 in entry:
+                        out[entry[1]] = entry.get(2, "")
+    except (ValueError, IndexError, OSError):
+        return {}
+    return out
+
+
+class ExportedDetector:
+    """Batched inference of a YOLO model exported to ONNX; subclasses supply the runtime.
+
+    A subclass sets `backend` and implements `_open` (load the file, report input shape and output channels),
+    optionally `_compile` (called once `imgsz` and the batch size are known) and `_infer` (float32 NCHW batch in,
+    raw `(B, 4 + nc, anchors)` predictions out).
+    """
+
+    backend = "exported"
+
+    def __init__(self, path: str | Path, settings: DetectorSettings | None = None, threads: int | None = None, batch_size: int = 8) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"ONNX model not found: {self.path}")
+        self.settings = settings or DetectorSettings()
+        self.threads = threads
+        in_shape, out_channels = self._open()
+        meta = read_onnx_metadata(self.path)
+        names = ast.literal_eval(meta["names"]) if "names" in meta else None
+        fixed = [d for d in in_shape[2:] if d is not None]
+        exported = ast.literal_eval(meta["imgsz"])[0] if "imgsz" in meta else (fixed[0] if fixed else 640)
+        self.imgsz = self.settings.imgsz or int(exported)
+        if fixed and fixed[0] != self.imgsz:
+            raise ValueError(f"{self.path} has a fixed input of {fixed[0]} px; imgsz {self.imgsz} is not possible")
+        self.dynamic_batch = in_shape[0] is None
+        self.batch_size = batch_size if self.dynamic_batch else int(in_shape[0])
+        nc = out_channels - 4 if out_channels is not None else len(names or [])
+        self.names: tuple[str, ...] = tuple(names[i] for i in range(nc)) if names else tuple(str(i) for i in range(nc))
+        self.keep_ids = self.settings.class_ids(self.names)
+        self._compile()
+
+    # ---- what a runtime supplies -------------------------------------------------------------------------
+    def _open(self) -> tuple[Dims, int | None]:
+        """Load `self.path`; return the input shape (N, C, H, W) and the output's channel count (4 + nc)."""
+        raise NotImplementedError
+
+    def _compile(self) -> None:
+        """Finish loading now that `self.imgsz`, `self.batch_size` and `self.dynamic_batch` are known."""
+
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        """float32 (B, 3, imgsz, imgsz) RGB in [0, 1] -> (B, 4 + nc, anchors)."""
+        raise NotImplementedError
+
+    # ---- shared ------------------------------------------------------------------------------------------
+    def with_settings(self, settings: DetectorSettings) -> ExportedDetector:
+        """The same loaded model with other thresholds or class filter (the input size cannot change)."""
+        if (settings.imgsz or self.imgsz) != self.imgsz:
+            raise ValueError(f"with_settings cannot change imgsz ({self.imgsz} -> {settings.imgsz}); load the model again")
+        other = copy.copy(self)
+        other.settings = settings
+        other.keep_ids = settings.class_ids(self.names)
+        return other
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[sv.Detections]:
+        out: list[sv.Detections] = []
+        for start in range(0, len(images), self.batch_size):
+            out.extend(self._detect_batch(images[start : start + self.batch_size]))
+        return out
+
+    def _detect_batch(self, images: Sequence[np.ndarray]) -> list[sv.Detections]:
+        boxed = [letterbox(im, self.imgsz) for im in images]
+        batch = np.stack([b[0] for b in boxed])[..., ::-1].transpose(0, 3, 1, 2)  # BGR HWC -> RGB CHW
+        batch = np.ascontiguousarray(batch, dtype=np.float32) / 255.0
+        if not self.dynamic_batch and len(images) < self.batch_size:  # pad a fixed-batch model
+            batch = np.concatenate([batch, np.zeros((self.batch_size - len(images), *batch.shape[1:]), np.float32)])
+        preds = self._infer(batch)
+        return [self._postprocess(preds[i], im, box) for i, (im, (_, box)) in enumerate(zip(images, boxed))]
+
+    def _postprocess(self, pred: np.ndarray, image: np.ndarray, box) -> sv.Detections:
+        s = self.settings
+        pred = pred.T  # (anchors, 4 + nc)
+        scores_all = pred[:, 4:]
+        cls = scores_all.argmax(axis=1)
+        scores = scores_all[np.arange(len(cls)), cls]
+        keep = scores > s.conf
+        if self.keep_ids is not None:  # filter after choosing the best class, as ultralytics does
+            keep &= np.isin(cls, self.keep_ids)
+        if not keep.any():
+            return make_detections(np.zeros((0, 4)), [], [], self.names)
+        cxcywh, scores, cls = pred[keep, :4], scores[keep], cls[keep]
+        if len(scores) > 30000:  # ultralytics' max_nms
+            top = np.argsort(-scores)[:30000]
+            cxcywh, scores, cls = cxcywh[top], scores[top], cls[top]
+        xywh = np.column_stack([cxcywh[:, 0] - cxcywh[:, 2] / 2, cxcywh[:, 1] - cxcywh[:, 3] / 2, cxcywh[:, 2], cxcywh[:, 3]])
+        idx = np.asarray(cv2.dnn.NMSBoxesBatched(xywh.tolist(), scores.tolist(), cls.tolist(), s.conf, s.iou), dtype=int).reshape(-1)
+        idx = idx[np.argsort(-scores[idx], kind="stable")][: s.max_det]
+        xyxy = np.column_stack([xywh[idx, 0], xywh[idx, 1], xywh[idx, 0] + xywh[idx, 2], xywh[idx, 1] + xywh[idx, 3]])
+        h, w = image.shape[:2]
+        return make_detections(box.boxes_to_source(xyxy, w, h), scores[idx], cls[idx], self.names)
