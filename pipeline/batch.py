@@ -16,8 +16,9 @@ from zoneinfo import ZoneInfo
 from tqdm import tqdm
 
 from .cases import LedgerError
-from .config import StreetOrderConfig
+from .config import CameraConfig, StreetOrderConfig
 from .detect import Detector
+from .detect.plan import camera_detector
 from .frames import VIDEO_SUFFIXES, Frame, VideoError, image_frames, photo_metadata, video_frames, video_start
 from .images import IMAGE_SUFFIXES, ImageError, load_image
 from .intake import Intake, IntakeResult
@@ -85,7 +86,22 @@ def discover(root: Path, config: StreetOrderConfig) -> tuple[dict[str, list[Path
     return cameras, patrol, problems
 
 
-def _batched(frames: Iterable[Frame], detector: Detector, size: int) -> Iterator[tuple[Frame, object]]:
+def _detect(frames: list[Frame], detector: Detector, camera: CameraConfig | None) -> list:
+    """One batch of one camera's frames, each through the detector its camera asks for (`camera_detector`:
+    the same one unless the camera slices; frames of one size share a call)."""
+    if camera is None:
+        return detector.detect([f.image for f in frames])
+    out: list = [None] * len(frames)
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for i, f in enumerate(frames):
+        by_size.setdefault(f.image.shape[:2], []).append(i)
+    for (h, w), idx in by_size.items():
+        for i, d in zip(idx, camera_detector(detector, camera, w, h).detect([frames[i].image for i in idx])):
+            out[i] = d
+    return out
+
+
+def _batched(frames: Iterable[Frame], detector: Detector, size: int, camera: CameraConfig | None = None) -> Iterator[tuple[Frame, object]]:
     """Detect in batches (faster on every backend), hand frames on one by one, in order.
 
     When the source fails part-way (a truncated video), the frames already decoded are still handed on first.
@@ -96,13 +112,13 @@ def _batched(frames: Iterable[Frame], detector: Detector, size: int) -> Iterator
             buf.append(f)
             if len(buf) == size:
                 batch, buf = buf, []
-                yield from zip(batch, detector.detect([b.image for b in batch]))
+                yield from zip(batch, _detect(batch, detector, camera))
     except Exception:
         if buf:
-            yield from zip(buf, detector.detect([b.image for b in buf]))
+            yield from zip(buf, _detect(buf, detector, camera))
         raise
     if buf:
-        yield from zip(buf, detector.detect([b.image for b in buf]))
+        yield from zip(buf, _detect(buf, detector, camera))
 
 
 def run_batch(intake: Intake, detector: Detector, footage: Path, every_s: float = 2.0, batch: int = 4, progress: bool = True) -> BatchSummary:
@@ -128,7 +144,8 @@ def run_batch(intake: Intake, detector: Detector, footage: Path, every_s: float 
                 yield item
 
     for camera_id, files in cameras.items():
-        tz = ZoneInfo(config.camera(camera_id).timezone)
+        camera = config.camera(camera_id)
+        tz = ZoneInfo(camera.timezone)
         videos = [p for p in files if p.suffix.lower() in VIDEO_SUFFIXES]
         stills = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
         for p in files:
@@ -144,7 +161,7 @@ def run_batch(intake: Intake, detector: Detector, footage: Path, every_s: float 
             summary.files += 1
             bar = tqdm(desc=f"{camera_id} {video.name}", unit="frame", disable=not progress, leave=False)
             try:
-                for frame, dets in _batched(video_frames(video, start, every_s, camera_id), detector, batch):
+                for frame, dets in _batched(video_frames(video, start, every_s, camera_id), detector, batch, camera):
                     take(frame, dets)
                     bar.update()
             except VideoError as e:
@@ -153,7 +170,7 @@ def run_batch(intake: Intake, detector: Detector, footage: Path, every_s: float 
                 bar.close()
         if stills:
             summary.files += len(stills)
-            for frame, dets in _batched(readable(image_frames(stills, camera_id, tz)), detector, batch):
+            for frame, dets in _batched(readable(image_frames(stills, camera_id, tz)), detector, batch, camera):
                 take(frame, dets)
 
     ptz = ZoneInfo(config.patrol.timezone)

@@ -19,6 +19,7 @@ import supervision as sv
 
 from .config import CameraConfig, ConfigError, StreetOrderConfig, load_config
 from .detect import Detector
+from .detect.plan import camera_detector
 from .domain import IncidentReport, Location
 from .evidence import EvidenceWriter
 from .fixtures import fixture_mask
@@ -135,12 +136,13 @@ class Engine:
             state.incidents.cfg = cfg.incidents
         return state
 
-    def _detect(self, frame: Frame, detections: sv.Detections | None) -> sv.Detections:
+    def _detect(self, frame: Frame, detections: sv.Detections | None, camera: CameraConfig | None = None) -> sv.Detections:
         if detections is not None:
             return detections
         if self.detector is None:
             raise ValueError("the engine has no detector: pass detections with each frame")
-        return self.detector.detect([frame.image])[0]
+        detector = self.detector if camera is None else camera_detector(self.detector, camera, frame.image.shape[1], frame.image.shape[0])
+        return detector.detect([frame.image])[0]
 
     def process(self, frame: Frame, detections: sv.Detections | None = None) -> FrameResult:
         """One frame of a fixed camera. Frames of a camera must arrive in time order."""
@@ -152,7 +154,7 @@ class Engine:
         state = self._camera_state(camera, width, height)
         at = local_time(frame.at, camera.timezone)
 
-        raw = self._detect(frame, detections)
+        raw = self._detect(frame, detections, camera)
         dets = raw[~state.zones.ignored(raw) & ~fixture_mask(raw, camera, width, height)] if len(raw) else raw
         tracked = state.tracker.update(dets, at)
         ctx = FrameContext(at=at, width=width, height=height, detections=tracked, rules=cfg.rules, zones=state.zones)

@@ -26,6 +26,7 @@ from pipeline.cases import CaseStore
 from pipeline.config import CameraConfig, ConfigError, Fixture, StreetOrderConfig
 from pipeline.config.load import add_fixture
 from pipeline.detect import DetectorSettings
+from pipeline.detect.plan import camera_detector
 from pipeline.domain import GeoPoint, Location
 from pipeline.engine import ConfigSource, Engine
 from pipeline.frames import Frame
@@ -138,11 +139,12 @@ class ServiceState:
         If the ledger fails after the engine has seen the frame, the frame's incident reports wait in the intake
         backlog and are posted before the next frame's: the answer is 503 and the frame must not be resent.
         """
-        self.camera(camera_id)
+        camera = self.camera(camera_id)
         with self.engine_lock:
             self._check_order(camera_id, at)  # fail before paying for inference
         model = self.models.require()
-        detections = model.detector.detect([image])[0]
+        # the camera's detector: the model itself, or sliced over tiles where the camera or a zone asks
+        detections = camera_detector(model.detector, camera, image.shape[1], image.shape[0]).detect([image])[0]
         with self.engine_lock:
             self._check_order(camera_id, at)  # another frame of this camera may have gone first
             try:

@@ -11,6 +11,7 @@ from .models import (
     PatrolConfig,
     RulesConfig,
     Schedule,
+    SlicingConfig,
     StreetOrderConfig,
     TimeWindow,
     TrackingConfig,
@@ -21,6 +22,6 @@ from .models import (
 
 __all__ = [
     "CameraConfig", "ConfigError", "EvidenceConfig", "Fixture", "GarbageRule", "IncidentConfig", "ParkingRule", "PatrolConfig",
-    "RulesConfig", "Schedule", "StreetOrderConfig", "TimeWindow", "TrackingConfig", "VendingRule", "ZoneConfig", "ZoneKind",
+    "RulesConfig", "Schedule", "SlicingConfig", "StreetOrderConfig", "TimeWindow", "TrackingConfig", "VendingRule", "ZoneConfig", "ZoneKind",
     "load_config", "parse_config",
 ]

@@ -82,6 +82,37 @@ class RuleOverride(_Model):
     min_area: float | None = Field(None, ge=0, le=1, title="Minimum area", description="Share of the frame area")
 
 
+def _parse_tiles(value):
+    """Accept '2x2' (columns x rows) as shorthand for [2, 2]."""
+    if isinstance(value, str):
+        cols, sep, rows = value.lower().partition("x")
+        if not sep or not cols.strip().isdigit() or not rows.strip().isdigit():
+            raise ValueError(f"tiles '{value}' must look like '2x2' (columns x rows)")
+        return (int(cols), int(rows))
+    return value
+
+
+class SlicingConfig(_Model):
+    """Sliced inference: the detector also runs on overlapping tiles, for small and dense objects (a heap of
+    parked bikes). On a camera the tiles cover the whole frame; on a zone, the zone's bounding box. The full
+    frame always runs too; boxes are merged by NMS. Costs 1 + columns x rows detector runs per frame and region."""
+
+    enabled: bool = Field(True, title="Enabled", description="Run the tiles; false keeps the settings but runs the full frame only")
+    tiles: Annotated[tuple[int, int], BeforeValidator(_parse_tiles)] = Field(
+        (2, 2), title="Tiles", description="Columns and rows of tiles, as [2, 2] or '2x2'; each at most 6"
+    )
+    overlap: float = Field(0.2, ge=0, le=0.5, title="Overlap", description="Share of a tile's width and height that it shares with its neighbour (0..0.5)")
+
+    @field_validator("tiles")
+    @classmethod
+    def _tiles(cls, v):
+        if not all(1 <= n <= 6 for n in v):
+            raise ValueError(f"tiles must be 1..6 columns and 1..6 rows, got {v[0]}x{v[1]}")
+        if v == (1, 1):
+            raise ValueError("tiles 1x1 is the full frame alone; use at least 2 columns or rows (or enabled: false)")
+        return v
+
+
 class ZoneConfig(_Model):
     """A polygon on one camera's view, with a kind and an optional schedule."""
 
@@ -93,6 +124,9 @@ class ZoneConfig(_Model):
     point: str | None = Field(None, title="Point", description="Inspection point (点位) of this zone, if not the camera's")
     overrides: dict[Literal["street_vending", "non_motor_parking", "garbage"], RuleOverride] = Field(
         default_factory=dict, title="Rule overrides", description="Thresholds for rules in this zone"
+    )
+    slicing: SlicingConfig | None = Field(
+        None, title="Slicing", description="Also detect on overlapping tiles of this zone's bounding box (small or dense objects in it)"
     )
 
     @field_validator("polygon")
@@ -107,6 +141,12 @@ class ZoneConfig(_Model):
         if polygon_area(v) <= 0:
             raise ValueError("polygon has zero area (all points on one line)")
         return v
+
+    @model_validator(mode="after")
+    def _slicing_kind(self) -> "ZoneConfig":
+        if self.slicing is not None and self.kind == "ignore":
+            raise ValueError(f"zone '{self.id}' is an ignore zone (a mask): its detections are dropped, so slicing it makes no sense")
+        return self
 
     def pixel_polygon(self, width: int, height: int, resolution: tuple[int, int]) -> list[tuple[float, float]]:
         """Vertices in the pixels of a frame of `width` x `height` (pixel zones scale from the camera resolution)."""
@@ -151,6 +191,7 @@ class CameraConfig(_Model):
     timezone: str = Field("Asia/Shanghai", title="Time zone", description="Local time for schedules")
     zones: tuple[ZoneConfig, ...] = Field((), title="Zones")
     fixtures: tuple[Fixture, ...] = Field((), title="Fixtures")
+    slicing: SlicingConfig | None = Field(None, title="Slicing", description="Also detect on overlapping tiles of the whole frame (small or dense objects anywhere)")
 
     @field_validator("resolution")
     @classmethod

@@ -1,0 +1,69 @@
+"""Which detector a camera's frames go through: the shared model, wrapped per camera as its config asks.
+
+Two steps, in order:
+1. cues: when `base` is a `CueCascade` (a street model served with its cue model), only cameras with a
+   vending or parking zone run the cue model; the others get the street model alone.
+2. slicing (`CameraConfig.slicing`: tiles over the whole frame; `ZoneConfig.slicing`: tiles over that zone's
+   bounding box); the tiles go through whatever step 1 chose.
+A camera with neither gets `base` itself, unchanged. Wrappers are cached
+per base detector, camera and regions (which follow from the config and the frame size), so a frame never
+rebuilds one; a model swap (a new base) or a config edit simply gets a new entry.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+
+from ..config import CameraConfig, SlicingConfig
+from .base import Detector
+from .cascade import CueCascade, needs_cues
+from .slicing import SliceRegion, SlicedDetector, SliceSettings
+
+_CACHE_PER_BASE = 256  # camera x frame size x config versions; cleared when exceeded
+_cache: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+_lock = threading.Lock()
+
+
+def slice_settings(cfg: SlicingConfig) -> SliceSettings:
+    return SliceSettings(tiles=tuple(cfg.tiles), overlap=cfg.overlap)
+
+
+def slicing_regions(camera: CameraConfig, width: int, height: int) -> tuple[SliceRegion, ...]:
+    """The regions to tile on a `width` x `height` frame of `camera`: the whole frame if the camera slices,
+    plus the bounding box of each zone that slices (zone coordinates scaled as the zones are)."""
+    regions = []
+    if camera.slicing is not None and camera.slicing.enabled:
+        regions.append(SliceRegion((0.0, 0.0, float(width), float(height)), slice_settings(camera.slicing)))
+    for zone in camera.zones:
+        if zone.slicing is None or not zone.slicing.enabled:
+            continue
+        xs, ys = zip(*zone.pixel_polygon(width, height, camera.resolution))
+        box = (max(0.0, min(xs)), max(0.0, min(ys)), min(float(width), max(xs)), min(float(height), max(ys)))
+        regions.append(SliceRegion(tuple(round(v, 1) for v in box), slice_settings(zone.slicing)))
+    return tuple(regions)
+
+
+def _sliced(base: Detector, camera: CameraConfig, width: int, height: int) -> Detector:
+    regions = slicing_regions(camera, width, height)
+    if not regions:
+        return base
+    key = (camera.id, regions)
+    try:
+        with _lock:
+            per_base = _cache.setdefault(base, {})
+            det = per_base.get(key)
+            if det is None:
+                if len(per_base) >= _CACHE_PER_BASE:
+                    per_base.clear()
+                det = per_base[key] = SlicedDetector(base, regions=regions)
+        return det
+    except TypeError:  # a base that cannot be weakly referenced: build it uncached
+        return SlicedDetector(base, regions=regions)
+
+
+def camera_detector(base: Detector, camera: CameraConfig, width: int, height: int) -> Detector:
+    """The detector for a `width` x `height` frame of `camera`: cues where its zones need them, then slicing."""
+    if isinstance(base, CueCascade) and not needs_cues([z.kind for z in camera.zones]):
+        base = base.primary
+    return _sliced(base, camera, width, height)
