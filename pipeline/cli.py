@@ -9,13 +9,20 @@ import sys
 from pathlib import Path
 
 
+BACKEND_HELP = "auto (default): the faster of onnx and openvino that agrees with onnx on this machine; onnx (onnxruntime), openvino, or ultralytics (the .pt; needs the train extra)"
+
+
+def _add_backend_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=["auto", "onnx", "openvino", "ultralytics"], default="auto", help=BACKEND_HELP)
+
+
 def _add_detector_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help="model name under models/, a model folder, or an .onnx/.pt file (default: models/CURRENT)")
     p.add_argument("--conf", type=float, default=0.25, help="minimum score (default 0.25)")
     p.add_argument("--iou", type=float, default=0.7, help="NMS IoU threshold (default 0.7)")
     p.add_argument("--imgsz", type=int, help="inference size in pixels (default: the model's own)")
     p.add_argument("--classes", help="comma-separated class names to keep, e.g. garbage,overflow")
-    p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: all cores)")
+    p.add_argument("--threads", type=int, help="inference threads (default: all cores)")
 
 
 def _settings(args: argparse.Namespace):
@@ -25,12 +32,38 @@ def _settings(args: argparse.Namespace):
     return DetectorSettings(conf=args.conf, iou=args.iou, imgsz=args.imgsz, classes=classes)
 
 
+def _tiles_arg(text: str) -> tuple[int, int]:
+    cols, sep, rows = text.lower().partition("x")
+    if not sep or not cols.isdigit() or not rows.isdigit() or not (1 <= int(cols) <= 6 and 1 <= int(rows) <= 6) or (int(cols), int(rows)) == (1, 1):
+        raise argparse.ArgumentTypeError(f"'{text}' is not a tile grid; use COLSxROWS, 1..6 each and at least 2 tiles, e.g. 2x2")
+    return int(cols), int(rows)
+
+
+def _overlap_arg(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a number") from None
+    if not 0.0 <= v <= 0.5:
+        raise argparse.ArgumentTypeError(f"overlap must be between 0 and 0.5 (a share of the tile), got {v}")
+    return v
+
+
+def _add_slice_args(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument("--tiles", type=_tiles_arg, default=(2, 2), metavar="COLSxROWS", help=f"{what}tile grid (default 2x2)")
+    p.add_argument("--overlap", type=_overlap_arg, default=0.2, help=f"{what}share of a tile shared with its neighbour (default 0.2)")
+
+
 def cmd_detect(args: argparse.Namespace) -> int:
     from .detect import detections_to_records, load_detector
     from .detect.files import detect_files
     from .images import expand_paths
 
     detector = load_detector(args.model, backend=args.backend, settings=_settings(args), threads=args.threads)
+    if args.slice:
+        from .detect.slicing import SlicedDetector, SliceSettings
+
+        detector = SlicedDetector(detector, SliceSettings(tiles=args.tiles, overlap=args.overlap))
     save = Path(args.save) if args.save else None
     if save:
         save.mkdir(parents=True, exist_ok=True)
@@ -66,6 +99,12 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.slice_study:
+        return _evaluate_slicing(args)
+    if args.cues:
+        return _evaluate_cues(args)
+    if not args.data:
+        raise SystemExit("streetorder evaluate: --data is required (or --cues, or --slice-study)")
     from .train.evaluate import evaluate_model
 
     report = evaluate_model(args.data, args.model, split=args.split, backend=args.backend, imgsz=args.imgsz, night=args.night, threads=args.threads)
@@ -89,12 +128,13 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from .batch import run_batch
     from .cases import AutoVerifier, CaseStore, LedgerConfig
-    from .detect import DetectorSettings, load_detector
+    from .detect import DetectorSettings
+    from .detect.cascade import load_cue_cascade
     from .engine import Engine
     from .intake import Intake
 
     ledger = LedgerConfig.load(args.ledger, database_url=args.db)
-    detector = load_detector(args.model, settings=DetectorSettings(conf=args.conf), threads=args.threads)
+    detector = load_cue_cascade(args.model, backend=args.backend, settings=DetectorSettings(conf=args.conf), threads=args.threads)
     store = CaseStore.open(ledger)
     try:
         with tempfile.TemporaryDirectory(prefix="streetorder-evidence-") as work:
@@ -126,10 +166,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_scenarios(args: argparse.Namespace) -> int:
-    from .detect import DetectorSettings, load_detector
+    from .detect import DetectorSettings
+    from .detect.cascade import load_cue_cascade
     from .scenarios import SHIPPED, load_scenarios, run_scenario, summarize
 
-    detector = load_detector(args.model, settings=DetectorSettings(conf=args.conf), threads=args.threads)
+    detector = load_cue_cascade(args.model, backend=args.backend, settings=DetectorSettings(conf=args.conf), threads=args.threads)
     dropouts = [float(d) for d in args.dropout.split(",")]
     scenarios = load_scenarios(Path(args.folder) if args.folder else SHIPPED)
     if args.only:
@@ -162,7 +203,7 @@ def cmd_config(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from .bench import run_all
 
-    print(json.dumps(run_all(args.model, REPO), indent=2))
+    print(json.dumps(run_all(args.model, REPO, backend=args.backend, images=args.images, data=Path(args.data)), indent=2))
     return 0
 
 
@@ -173,7 +214,7 @@ def cmd_samples(args: argparse.Namespace) -> int:
 
     store = CaseStore.open(LedgerConfig.load(args.ledger, database_url=args.db))
     try:
-        detector = load_detector(args.model, settings=DetectorSettings(conf=args.conf))
+        detector = load_detector(args.model, backend=args.backend, settings=DetectorSettings(conf=args.conf))
         report = export_samples(store, detector, Path(args.out))
     finally:
         store.close()
@@ -181,6 +222,45 @@ def cmd_samples(args: argparse.Namespace) -> int:
     for s in report.skipped:
         print(f"skipped case {s['case']}: {s['reason']}", file=sys.stderr)
     print(f"retrain with: streetorder train --extra-data {args.out}")
+    return 0
+
+
+def _evaluate_slicing(args: argparse.Namespace) -> int:
+    from .train.slicing_eval import slice_study
+
+    report = slice_study(args.model, args.shared, tiles=args.tiles, overlap=args.overlap, threads=args.threads, imgsz=args.imgsz)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return 0
+    sc = report["scores"]
+    print(f"{report['model']} (onnx, {report['imgsz']} px): full frame vs sliced {report['slicing']['tiles'][0]}x{report['slicing']['tiles'][1]} + full frame, overlap {report['slicing']['overlap']}; matched at IoU {report['match_iou']}")
+    print(f"  images: streets-in holdout {report['images']['streets_in_holdout']}, garbage-cn val {report['images']['garbage_cn_val']}")
+    for key, r in report["detectors"].items():
+        b, g, t = r["streets_in_two_wheelers"], r["garbage_cn_street_classes"], r["ms_per_frame"]
+        print(f"  {key:<7} two-wheelers (score >= {sc['two_wheelers']}): recall {b['recall']} precision {b['precision']} ({b['found']}/{b['labels']} found, {b['predictions']} predicted)")
+        print(f"  {'':<7} street classes (score >= {sc['street_classes']}): recall {g['recall']} precision {g['precision']} ({g['found']}/{g['labels']} found, {g['predictions']} predicted)")
+        print(f"  {'':<7} {t['median']} ms per frame (median of {t['frames']}, p90 {t['p90']})")
+    if args.out:
+        print(f"written: {args.out}")
+    return 0
+
+
+def _evaluate_cues(args: argparse.Namespace) -> int:
+    from .train.cue_eval import cue_report
+
+    report = cue_report(args.model, args.shared, backend=args.backend, reference=args.reference, threads=args.threads, imgsz=args.imgsz)
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return 0
+    print(f"cue classes of {report['model']}: recall against {report['reference']} at each rule's score")
+    print("  images: " + ", ".join(f"{k} {v}" for k, v in report["images"].items()))
+    for key, r in report["detectors"].items():
+        print(f"  {key}: recall {r['recall']}, two-wheeler mAP50 (human labels) {r['two_wheeler_map50_human']}")
+        for c, v in r["per_class"].items():
+            print(f"    {c:<13} {v['recall'] if v['recall'] is not None else '–':<7} ({v['reference_boxes']} reference boxes, score >= {v['score']})")
     return 0
 
 
@@ -227,19 +307,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
     p.add_argument("--save", metavar="DIR", help="write annotated images to DIR")
-    p.add_argument("--backend", choices=["onnx", "ultralytics"], default="onnx", help="onnx (serving, default) or ultralytics (needs the train extra)")
+    p.add_argument("--slice", action="store_true", help="also detect on overlapping tiles of each image, merged with the full frame (small, dense objects)")
+    _add_slice_args(p, "with --slice: ")
+    _add_backend_arg(p)
     p.add_argument("--batch", type=int, default=8, help="images per inference batch (default 8)")
     _add_detector_args(p)
     p.set_defaults(func=cmd_detect)
 
     p = sub.add_parser("evaluate", help="mAP of a model on a YOLO-format dataset", description="Evaluate a model (the shipped ONNX by default) on any YOLO dataset file. Dataset classes are matched to the model's by name, so a dataset may use only some of them.")
-    p.add_argument("--data", required=True, help="ultralytics dataset YAML")
+    p.add_argument("--data", help="ultralytics dataset YAML (required unless --cues or --slice-study)")
+    p.add_argument("--cues", action="store_true", help="instead: recall of the cue classes (person, bicycle, umbrella, ...) against the COCO model at 640 px on the cue-class set (streets-in holdout, vtest frames, garbage-cn val), the model alone and with its cue model")
+    p.add_argument("--reference", default="yolo11n-coco", help="with --cues: the reference model (default yolo11n-coco, run at 640 px)")
+    p.add_argument("--shared", type=Path, default=Path("../shared"), help="with --cues or --slice-study: the shared data folder (default ../shared)")
+    p.add_argument("--slice-study", action="store_true", help="instead: full frame vs sliced inference (ONNX): two-wheeler recall/precision on the streets-in holdout, street-class recall/precision on garbage-cn val, ms per frame")
+    _add_slice_args(p, "with --slice-study: ")
+    p.add_argument("--out", metavar="JSON", help="with --slice-study: also write the report to this file")
     p.add_argument("--model", help="model name, folder or file (default: models/CURRENT)")
     p.add_argument("--split", default="val", help="dataset split (default val)")
-    p.add_argument("--backend", choices=["onnx", "ultralytics"], default="onnx")
+    _add_backend_arg(p)
     p.add_argument("--imgsz", type=int, help="inference size (default: the model's own)")
     p.add_argument("--night", action="store_true", help="evaluate on a night-simulated copy of the split (fixed seed)")
-    p.add_argument("--threads", type=int, help="onnxruntime threads")
+    p.add_argument("--threads", type=int, help="inference threads")
     p.add_argument("--json", action="store_true", help="print JSON with map50, map50_95 and per_class")
     p.set_defaults(func=cmd_evaluate)
 
@@ -262,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", help="database URL, e.g. postgresql://root@127.0.0.1/test (overrides the ledger config)")
     p.add_argument("--model", help="model name, folder or .onnx (default: models/CURRENT)")
     p.add_argument("--conf", type=float, default=0.25, help="detector score threshold (default 0.25; rules apply their own on top)")
-    p.add_argument("--threads", type=int, help="onnxruntime threads")
+    p.add_argument("--threads", type=int, help="inference threads")
+    _add_backend_arg(p)
     p.add_argument("--every", type=float, default=2.0, help="seconds of video between sampled frames (default 2)")
     p.add_argument("--batch", type=int, default=4, help="frames per detector batch (default 4)")
     p.add_argument("--deliver", action="store_true", help="deliver the outbox (webhook/MQTT) once after the run")
@@ -273,7 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--model", help="model (default: models/CURRENT)")
     p.add_argument("--conf", type=float, default=0.25, help="detector score threshold (default 0.25)")
-    p.add_argument("--threads", type=int, help="onnxruntime threads")
+    p.add_argument("--threads", type=int, help="inference threads")
+    _add_backend_arg(p)
     p.add_argument("--dropout", default="0,0.3", help="comma-separated shares of frames whose detections are dropped (default 0,0.3)")
     p.add_argument("--seed", type=int, default=0, help="dropout random seed")
     p.add_argument("--only", help="comma-separated scenario names")
@@ -288,6 +378,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", help="database URL (overrides the ledger config)")
     p.add_argument("--model", help="model that labels the other objects (default: models/CURRENT)")
     p.add_argument("--conf", type=float, default=0.4, help="score for the model's labels (default 0.4, as the pseudo-labels)")
+    _add_backend_arg(p)
     p.set_defaults(func=cmd_samples)
 
     p = sub.add_parser("config", help="check a camera config, or print its JSON schema", description="check FILE: validate a camera/zone/rule config and summarize it (errors name file:line and field). schema: the JSON schema, with a title and description for every field.")
@@ -295,8 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file", nargs="?", default=str(SAMPLE_CONFIG), help="config YAML for 'check' (default: the sample city)")
     p.set_defaults(func=cmd_config)
 
-    p = sub.add_parser("bench", help="serving-path benchmarks (prints its figures)", description="Detector latency and throughput (batch 1 vs 8, 1 thread vs all cores, measured interleaved in one run) and the engine's share of frame time and peak Python memory on the sample lane clip.")
+    p = sub.add_parser("bench", help="serving-path benchmarks (prints its figures as JSON)", description="Every available backend (onnx, openvino, ultralytics if installed) side by side on real images, one image at a time in round-robin, at the model's size: median ms per image and the ratio to onnx. Then, with --backend: detector latency and throughput (batch 1 vs 8, 1 thread vs all cores, measured interleaved in one run) and the engine's share of frame time and peak Python memory on the sample lane clip.")
     p.add_argument("--model", help="model (default: models/CURRENT)")
+    _add_backend_arg(p)
+    p.add_argument("--images", type=int, default=30, help="real images for the backend comparison (default 30)")
+    p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "garbage-cn" / "val" / "images"), help="folder of images for the backend comparison (default ../shared/data/garbage-cn/val/images)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(

@@ -15,7 +15,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from pipeline.detect import DetectorSettings, resolve_model
-from pipeline.detect.onnx import OnnxDetector
+from pipeline.detect import Detector
+from pipeline.detect.cascade import load_cue_cascade
 from pipeline.detect.registry import current_name
 
 from .errors import NotFound, Unavailable, Unprocessable
@@ -29,7 +30,7 @@ NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}$")
 class LoadedModel:
     name: str
     path: Path
-    detector: OnnxDetector
+    detector: Detector
     card: dict = field(default_factory=dict)
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
 
@@ -62,7 +63,7 @@ class ModelSlot:
             ref = resolve_model(target)
             if ref.onnx is None:
                 raise FileNotFoundError(f"model '{ref.name}' has no model.onnx (the service runs ONNX models only)")
-            detector = OnnxDetector(ref.onnx, self.settings, threads=self.threads)
+            detector = load_cue_cascade(target, backend="auto", settings=self.settings, threads=self.threads)
         except FileNotFoundError as e:
             raise NotFound(str(e)) from None
         except Exception as e:  # a corrupt or incompatible file: onnxruntime raises its own types

@@ -38,6 +38,11 @@ class CueCascade:
         self.names: tuple[str, ...] = tuple(primary.names)
         self.backend = f"{getattr(primary, 'backend', '?')}+cue:{getattr(cue, 'backend', '?')}"
 
+    @property
+    def imgsz(self) -> int | None:
+        """The street model's input size (the cue model has its own, in its card)."""
+        return getattr(self.primary, "imgsz", None)
+
     def detect(self, images: Sequence[np.ndarray]) -> list[sv.Detections]:
         if not len(images):
             return []
@@ -76,5 +81,8 @@ def load_cue_cascade(spec=None, backend: str = "onnx", settings=None, threads: i
     cue_spec = ref.card.get("cue_model")
     if not cue_spec:
         return primary
-    cue = load_detector(cue_spec["name"], backend=backend, settings=replace(settings, classes=None, imgsz=cue_spec.get("imgsz")), threads=threads)
+    # a sibling folder of the model first (a service's own models dir), else the registry's models dir
+    home = (ref.onnx or ref.pt).parent.parent if (ref.onnx or ref.pt) else None
+    cue_name = home / cue_spec["name"] if home is not None and (home / cue_spec["name"]).is_dir() else cue_spec["name"]
+    cue = load_detector(cue_name, backend=backend, settings=replace(settings, classes=None, imgsz=cue_spec.get("imgsz")), threads=threads)
     return CueCascade(primary, cue, ref.card.get("street_classes") or (), keep=settings.classes)
