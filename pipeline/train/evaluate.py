@@ -74,7 +74,7 @@ def evaluate_model(
         per_class[name] = {"map50": _num(ap[0]), "map50_95": _num(np.nanmean(ap) if np.isfinite(ap).any() else np.nan), "instances": int(instances[i])}
     return {
         "model": ref.name,
-        "backend": backend,
+        "backend": getattr(detector, "backend", backend),
         "data": str(data),
         "split": split,
         "night": night,
