@@ -131,12 +131,20 @@ def test_streets_split_lists_are_real_files():
     assert set(doc["exclude"]) <= names and set(doc["holdout"]) <= names and len(doc["holdout"]) == 78
 
 
-def test_shipped_card_renders_and_states_the_target():
-    """The shipped card.json renders to the README beside it, with the v1 verdict and the forgetting baseline."""
+def test_shipped_cards_render_and_state_their_targets():
+    """Every shipped card.json with metrics renders to the README beside it, with its version's verdict."""
     from pipeline.detect import resolve_model
+    from pipeline.detect.registry import REPO_MODELS
     from pipeline.train.card import render_markdown
 
-    ref = resolve_model()
-    text = render_markdown(ref.card)
-    assert text == (ref.onnx.parent / "README.md").read_text()
-    assert "Target for v1: mAP50 ≥ 0.65" in text and f"COCO model at {ref.card['imgsz']} px" in text
+    cards = [resolve_model(p.parent) for p in sorted(REPO_MODELS.glob("*/card.json"))]
+    trained = [r for r in cards if "metrics" in r.card]
+    assert {r.name for r in trained} >= {"street-v1", "street-v2"}
+    for ref in trained:
+        text = render_markdown(ref.card)
+        assert text == (ref.onnx.parent / "README.md").read_text(), ref.name
+    v1, v2 = (next(r for r in trained if r.name == n) for n in ("street-v1", "street-v2"))
+    assert "Target for v1: mAP50 ≥ 0.65" in render_markdown(v1.card)
+    text = render_markdown(v2.card)
+    assert "Targets for v2" in text and "Cue classes" in text and "Cost per frame" in text and "Against street-v1" in text
+    assert v2.card["cue_model"] == {"name": "yolo11n-coco", "imgsz": 640}

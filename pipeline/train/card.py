@@ -122,8 +122,10 @@ def write_card(cfg: TrainConfig, command: str) -> dict:
         "data": DATA_LICENCES,
         "dataset_build": build,
         "training": {"command": command, "config": json.loads(cfg.model_dump_json()), "environment": environment()} | _training_log(cfg),
-        "metrics": measure(cfg),
     }
+    # the serving fields first: measuring the model as served (with its cue model) reads them from card.json
+    (cfg.out_dir / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False))
+    card["metrics"] = measure(cfg)
     if cfg.compare_with:
         from ..detect import resolve_model
 
