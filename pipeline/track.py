@@ -16,7 +16,7 @@ import supervision as sv
 from trackers import ByteTrackTracker
 
 from .config import TrackingConfig
-from .geometry import box_iou
+from .geometry import box_iou, box_overlap
 
 
 @dataclass
@@ -25,6 +25,10 @@ class _Still:
     since: datetime
     last_seen: datetime
     last_box: np.ndarray
+
+
+# Share of a box inside the settled box above which a change of shape is occlusion, not movement.
+OCCLUDED_INSIDE = 0.9
 
 
 class StillnessBook:
@@ -36,6 +40,10 @@ class StillnessBook:
         self._untracked = 0
 
     def _moved(self, anchor: np.ndarray, box: np.ndarray) -> bool:
+        """Whether the object left where it settled. A box that shrank inside its settled box (a passer-by hides
+        part of a pile) has not moved, even when its centre shifted: occlusion must not restart the dwell."""
+        if float(box_overlap(box[None], anchor[None])[0, 0]) >= OCCLUDED_INSIDE:
+            return False
         c0 = (anchor[:2] + anchor[2:]) / 2
         c1 = (box[:2] + box[2:]) / 2
         diag = float(np.hypot(*(anchor[2:] - anchor[:2])))
