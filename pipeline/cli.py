@@ -56,10 +56,11 @@ def _add_slice_args(p: argparse.ArgumentParser, what: str) -> None:
 
 def cmd_detect(args: argparse.Namespace) -> int:
     from .detect import detections_to_records, load_detector
+    from .detect.cascade import load_cue_cascade
     from .detect.files import detect_files
     from .images import expand_paths
 
-    detector = load_detector(args.model, backend=args.backend, settings=_settings(args), threads=args.threads)
+    detector = (load_detector if args.no_cue else load_cue_cascade)(args.model, backend=args.backend, settings=_settings(args), threads=args.threads)
     if args.slice:
         from .detect.slicing import SlicedDetector, SliceSettings
 
@@ -306,6 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("detect", help="run the detector over image files and folders", description="Detect objects in images. Bad files are reported one by one; the exit status is 1 if any failed.")
     p.add_argument("paths", nargs="+", metavar="PATH", help="image files or folders (searched recursively)")
     p.add_argument("--json", action="store_true", help="print one JSON object per image")
+    p.add_argument("--no-cue", action="store_true", help="the street model alone, without the cue model its card names (which serves person, bicycle, umbrella, ... as on a vending or parking camera)")
     p.add_argument("--save", metavar="DIR", help="write annotated images to DIR")
     p.add_argument("--slice", action="store_true", help="also detect on overlapping tiles of each image, merged with the full frame (small, dense objects)")
     _add_slice_args(p, "with --slice: ")
