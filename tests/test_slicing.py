@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import ConfigError, SlicingConfig, parse_config
-from pipeline.detect import DetectorSettings, load_detector, make_detections
+from pipeline.detect import DetectorSettings, make_detections
 from pipeline.detect.plan import camera_detector, slicing_regions
 from pipeline.detect.slicing import SlicedDetector, SliceRegion, SliceSettings
 from pipeline.images import load_image
