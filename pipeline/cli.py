@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from .paths import REPO, SAMPLE_CONFIG, SAMPLE_FOOTAGE, SHARED, SHARED_DATA
+
 
 BACKEND_HELP = "auto (default): the faster of onnx and openvino that agrees with onnx on this machine; onnx (onnxruntime), openvino, or ultralytics (the .pt; needs the train extra)"
 
@@ -119,9 +121,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE_CONFIG = REPO / "datasets" / "sample-city.yaml"
-SAMPLE_FOOTAGE = REPO / "datasets" / "samples" / "footage"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -169,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_scenarios(args: argparse.Namespace) -> int:
     from .detect import DetectorSettings
     from .detect.cascade import load_cue_cascade
-    from .scenarios import SHIPPED, load_scenarios, run_scenario, summarize
+    from .devtools.scenarios import SHIPPED, load_scenarios, run_scenario, summarize
 
     detector = load_cue_cascade(args.model, backend=args.backend, settings=DetectorSettings(conf=args.conf), threads=args.threads)
     dropouts = [float(d) for d in args.dropout.split(",")]
@@ -202,9 +201,9 @@ def cmd_config(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_all
+    from .devtools.bench import run_all
 
-    print(json.dumps(run_all(args.model, REPO, backend=args.backend, images=args.images, data=Path(args.data)), indent=2))
+    print(json.dumps(run_all(args.model, backend=args.backend, images=args.images, data=Path(args.data)), indent=2))
     return 0
 
 
@@ -266,7 +265,7 @@ def _evaluate_cues(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train.run import train_from_cli
+    from .train.cli import train_from_cli
 
     return train_from_cli(args, argv=sys.argv)
 
@@ -320,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", help="ultralytics dataset YAML (required unless --cues or --slice-study)")
     p.add_argument("--cues", action="store_true", help="instead: recall of the cue classes (person, bicycle, umbrella, ...) against the COCO model at 640 px on the cue-class set (streets-in holdout, vtest frames, garbage-cn val), the model alone and with its cue model")
     p.add_argument("--reference", default="yolo11n-coco", help="with --cues: the reference model (default yolo11n-coco, run at 640 px)")
-    p.add_argument("--shared", type=Path, default=Path("../shared"), help="with --cues or --slice-study: the shared data folder (default ../shared)")
+    p.add_argument("--shared", type=Path, default=SHARED, help="with --cues or --slice-study: the shared data folder (default ../shared)")
     p.add_argument("--slice-study", action="store_true", help="instead: full frame vs sliced inference (ONNX): two-wheeler recall/precision on the streets-in holdout, street-class recall/precision on garbage-cn val, ms per frame")
     _add_slice_args(p, "with --slice-study: ")
     p.add_argument("--out", metavar="JSON", help="with --slice-study: also write the report to this file")
@@ -334,7 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("train", help="build the merged dataset and fine-tune the street model (train extra)", description="Build the merged dataset (garbage-cn labels, COCO pseudo-labels, background streets), fine-tune, export ONNX, measure, and write models/<name>/ with its card.")
-    from .train.run import add_train_args
+    from .train.cli import add_train_args
 
     add_train_args(p)
     p.set_defaults(func=cmd_train)
@@ -370,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="dropout random seed")
     p.add_argument("--only", help="comma-separated scenario names")
     p.add_argument("--folder", help="scenario folder (default datasets/scenarios)")
-    p.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"), help="where scenario images are read from (default ../shared/data)")
+    p.add_argument("--data-root", default=str(SHARED_DATA), help="where scenario images are read from (default ../shared/data)")
     p.set_defaults(func=cmd_scenarios)
 
     p = sub.add_parser("samples", help="turn reviewed cases into training samples", description="Export every reviewed case's best frame as a YOLO sample: a rejected case (false alarm) with the violation's boxes as background, a confirmed one with them as labels; every other object the model sees stays labelled. Feed the folder to `streetorder train --extra-data`.")
@@ -392,7 +391,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model (default: models/CURRENT)")
     _add_backend_arg(p)
     p.add_argument("--images", type=int, default=30, help="real images for the backend comparison (default 30)")
-    p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "garbage-cn" / "val" / "images"), help="folder of images for the backend comparison (default ../shared/data/garbage-cn/val/images)")
+    p.add_argument("--data", default=str(SHARED_DATA / "garbage-cn" / "val" / "images"), help="folder of images for the backend comparison (default ../shared/data/garbage-cn/val/images)")
     p.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(

@@ -22,13 +22,13 @@ from .detect import Detector
 from .detect.plan import camera_detector
 from .domain import IncidentReport, Location
 from .evidence import EvidenceWriter
-from .fixtures import fixture_mask
+from .scene.fixtures import fixture_mask
 from .frames import Frame
 from .geometry import haversine_m
 from .incidents import CameraIncidents, Incident, IncidentChanges, PatrolIncidents, Snapshot, snapshot_quality
 from .rules import FrameContext, Violation, evaluate, present
-from .track import CameraTracker
-from .zones import CameraZones
+from .scene.track import CameraTracker
+from .scene.zones import CameraZones
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from pipeline.cases.config import LedgerConfig
 from pipeline.detect import models_dir
+from pipeline.paths import SAMPLE_CONFIG
 
 ENV_PREFIX = "STREETORDER_"
-SAMPLE_CONFIG = Path(__file__).resolve().parents[1] / "datasets" / "sample-city.yaml"
 
 
 def _env(name: str) -> dict:

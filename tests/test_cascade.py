@@ -55,7 +55,7 @@ def test_the_cascade_loads_from_a_model_card(tmp_path):
     import json
     import shutil
 
-    from pipeline.detect.registry import REPO_MODELS
+    from pipeline.paths import MODELS_DIR as REPO_MODELS
 
     folder = tmp_path / "street-x"
     folder.mkdir()

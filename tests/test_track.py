@@ -8,7 +8,7 @@ import numpy as np
 import supervision as sv
 
 from pipeline.config import TrackingConfig
-from pipeline.track import StillnessBook
+from pipeline.scene.track import StillnessBook
 
 T0 = datetime(2026, 11, 20, 22, 0)
 

@@ -15,7 +15,7 @@ from pipeline.train.classes import MERGED_CLASSES, merged_id
 from pipeline.train.dataset import Sources, build_dataset
 from pipeline.train.night import NightAugment, simulate_night
 from pipeline.train.pseudo_label import TeacherBox, select_pseudo_labels
-from pipeline.train.run import _without_stage_flags
+from pipeline.train.cli import _without_stage_flags
 
 from .conftest import COCO_PT, GARBAGE_CN, REPO, STREETS_IN, val_images
 
@@ -134,7 +134,7 @@ def test_streets_split_lists_are_real_files():
 def test_shipped_cards_render_and_state_their_targets():
     """Every shipped card.json with metrics renders to the README beside it, with its version's verdict."""
     from pipeline.detect import resolve_model
-    from pipeline.detect.registry import REPO_MODELS
+    from pipeline.paths import MODELS_DIR as REPO_MODELS
     from pipeline.train.card import render_markdown
 
     cards = [resolve_model(p.parent) for p in sorted(REPO_MODELS.glob("*/card.json"))]

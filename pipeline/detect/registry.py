@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..paths import MODELS_DIR, SAMPLE_FOOTAGE
 from .base import Detector, DetectorSettings
 
-REPO_MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
 def models_dir() -> Path:
-    return Path(os.environ.get("STREETORDER_MODELS", REPO_MODELS))
+    return Path(os.environ.get("STREETORDER_MODELS", MODELS_DIR))
 
 
 def current_name(root: Path | None = None) -> str:
@@ -73,7 +73,7 @@ def resolve_model(spec: str | Path | None = None) -> ModelRef:
 
 
 BACKENDS = ("auto", "onnx", "openvino", "ultralytics")
-PROBE_IMAGE = REPO_MODELS.parent / "datasets" / "samples" / "footage" / "patrol" / "patrol_01.jpg"
+PROBE_IMAGE = SAMPLE_FOOTAGE / "patrol" / "patrol_01.jpg"
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import supervision as sv
 from ..config import RulesConfig
 from ..config.models import RuleOverride, _Rule
 from ..geometry import union_box
-from ..zones import CameraZones
+from ..scene.zones import CameraZones
 
 PATROL_ZONE = "photo"  # patrol photos have no zones: the whole photo is one
 

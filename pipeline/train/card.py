@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import json
+import os
+import platform
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -15,8 +17,10 @@ from .classes import COCO_KEEP, MERGED_CLASSES, STREET_CLASSES
 from .dataset import Sources
 from .evaluate import evaluate_model
 from .measure import false_positives_per_image, latency_ms, recall_against_reference
-from .run import OPERATING_CONF, environment
 from .trainer import TrainConfig
+
+# Operating threshold of the coarse alarms in the card (FP per image, forgetting recall).
+OPERATING_CONF = 0.25
 
 # The bar for a shippable v1: mean mAP50 over garbage, garbage_bin and overflow on garbage-cn val.
 TARGET_STREET_MAP50 = 0.65
@@ -321,3 +325,17 @@ def _comparison_section(card: dict) -> list[str]:
         return []
     head = f"**Against {cmp_['name']}**: " + ("better or equal on every street-class metric, false alarms and cue class." if cmp_["better"] else f"worse on {len(cmp_['worse'])} metric(s).")
     return [head, "", *[f"- worse: {w}" for w in cmp_["worse"]], *[f"- better: {b}" for b in cmp_["improved"]], ""]
+
+
+def environment() -> dict:
+    import onnxruntime
+
+    env = {"python": platform.python_version(), "onnxruntime": onnxruntime.__version__, "cpus": os.cpu_count(), "machine": platform.machine()}
+    try:
+        import torch
+        import ultralytics
+
+        env |= {"ultralytics": ultralytics.__version__, "torch": torch.__version__}
+    except ImportError:
+        pass
+    return env

@@ -26,6 +26,7 @@ from ..config.models import RulesConfig
 from ..detect import Detector
 from ..formats.yolo import cxcywh_to_xyxy, label_path, list_images, read_labels
 from ..images import load_image
+from ..paths import SHARED, STREETS_SPLIT
 from .classes import COCO_KEEP
 from .dataset import Sources
 from .measure import recall_against_reference
@@ -130,11 +131,10 @@ def _two_wheelers(d: sv.Detections) -> sv.Detections:
     return sv.Detections(xyxy=d.xyxy[keep], confidence=d.confidence[keep], class_id=np.zeros(int(keep.sum()), dtype=int))
 
 
-REPO = Path(__file__).resolve().parents[2]
 EVAL_CONF = 0.001  # keep nearly every box: the mAP needs the whole curve; recall filters at the rule's score
 
 
-def cue_report(model=None, shared: Path = Path("../shared"), backend: str = "onnx", reference: str = "yolo11n-coco", threads: int | None = None, imgsz: int | None = None) -> dict:
+def cue_report(model=None, shared: Path = SHARED, backend: str = "onnx", reference: str = "yolo11n-coco", threads: int | None = None, imgsz: int | None = None) -> dict:
     """`streetorder evaluate --cues`: the model alone and, when its card names one, with its cue model.
 
     `per_class` at the top is the configuration a camera with a vending or parking zone is served with.
@@ -149,7 +149,7 @@ def cue_report(model=None, shared: Path = Path("../shared"), backend: str = "onn
         detectors[f"{ref.name}+{ref.card['cue_model']['name']}"] = load_cue_cascade(model, backend=backend, settings=settings, threads=threads)
     teacher = load_detector(reference, backend=backend, settings=DetectorSettings(conf=REFERENCE_CONF, imgsz=REFERENCE_IMGSZ), threads=threads)
     data = Path(shared) / "data"
-    sources = Sources(data / "garbage-cn", data / "streets-in", REPO / "datasets" / "streets-in-split.yaml")
+    sources = Sources(data / "garbage-cn", data / "streets-in", STREETS_SPLIT)
     report = evaluate_cues(detectors, teacher, cue_images(sources, data / "video" / "vtest.avi", data / "garbage-cn" / "val" / "images"))
     served = list(report["detectors"])[-1]
     return {"model": ref.name, "served_as": served, "per_class": report["detectors"][served]["per_class"]} | report

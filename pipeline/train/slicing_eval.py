@@ -23,13 +23,13 @@ import numpy as np
 import supervision as sv
 
 from ..config.models import GarbageRule, ParkingRule
+from ..paths import SHARED, STREETS_SPLIT
 from ..detect import Detector
 from ..formats.yolo import cxcywh_to_xyxy, label_path, list_images, read_labels
 from ..geometry import box_iou
 from ..images import load_image
 from .dataset import Sources
 
-REPO = Path(__file__).resolve().parents[2]
 TWO_WHEELERS = ("bicycle", "motorcycle")
 STREETS_IN_BIKE = 0  # streets-in's published class id for motorbikes and scooters
 STREET_CLASSES = ("garbage", "garbage_bin", "overflow")  # garbage-cn's class ids 0, 1, 2
@@ -132,7 +132,7 @@ def study(detectors: dict[str, Detector], holdout: Sequence[Path], garbage_val: 
     return out
 
 
-def slice_study(model=None, shared: Path = Path("../shared"), tiles: tuple[int, int] = (2, 2), overlap: float = 0.2, threads: int | None = None, imgsz: int | None = None) -> dict:
+def slice_study(model=None, shared: Path = SHARED, tiles: tuple[int, int] = (2, 2), overlap: float = 0.2, threads: int | None = None, imgsz: int | None = None) -> dict:
     """`streetorder evaluate --slice-study`: full frame versus sliced, for `model` on the ONNX backend."""
     from ..detect import DetectorSettings, load_detector, resolve_model
     from ..detect.slicing import SlicedDetector, SliceSettings
@@ -142,7 +142,7 @@ def slice_study(model=None, shared: Path = Path("../shared"), tiles: tuple[int, 
     settings = SliceSettings(tiles=tuple(tiles), overlap=overlap)
     detectors: dict[str, Detector] = {"full": base, "sliced": SlicedDetector(base, settings)}
     data = Path(shared) / "data"
-    sources = Sources(data / "garbage-cn", data / "streets-in", REPO / "datasets" / "streets-in-split.yaml")
+    sources = Sources(data / "garbage-cn", data / "streets-in", STREETS_SPLIT)
     holdout = sources.holdout_streets()
     garbage_val = list_images(data / "garbage-cn" / "val" / "images")
     bike_score = ParkingRule().min_score

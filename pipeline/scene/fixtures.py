@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import supervision as sv
 
-from .config import CameraConfig
-from .geometry import box_iou
+from ..config import CameraConfig
+from ..geometry import box_iou
 
 
 def fixture_mask(detections: sv.Detections, camera: CameraConfig, width: int, height: int) -> np.ndarray:

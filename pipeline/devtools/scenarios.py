@@ -18,17 +18,18 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .config import CameraConfig, RulesConfig, StreetOrderConfig, TrackingConfig, IncidentConfig
-from .detect import Detector
-from .detect.plan import camera_detector
-from .domain import IncidentReport
-from .engine import Engine, empty_detections
-from .frames import Frame
-from .geometry import box_iou
-from .images import load_image
+from ..config import CameraConfig, RulesConfig, StreetOrderConfig, TrackingConfig, IncidentConfig
+from ..detect import Detector
+from ..detect.plan import camera_detector
+from ..domain import IncidentReport
+from ..engine import Engine, empty_detections
+from ..frames import Frame
+from ..geometry import box_iou
+from ..images import load_image
+from ..paths import SCENARIOS_DIR, SHARED_DATA
 
-SHIPPED = Path(__file__).resolve().parents[1] / "datasets" / "scenarios"
-DEFAULT_DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHIPPED = SCENARIOS_DIR
+DEFAULT_DATA_ROOT = SHARED_DATA
 
 
 class _M(BaseModel):

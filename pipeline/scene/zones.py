@@ -12,7 +12,7 @@ from functools import cached_property
 import numpy as np
 import supervision as sv
 
-from .config import CameraConfig, ZoneConfig
+from ..config import CameraConfig, ZoneConfig
 
 
 @dataclass(frozen=True)

@@ -15,10 +15,11 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-from .detect import DetectorSettings, load_detector
-from .engine import Engine
-from .frames import Frame, video_frames, video_start
-from .images import load_image
+from ..detect import DetectorSettings, load_detector
+from ..engine import Engine
+from ..frames import Frame, video_frames, video_start
+from ..images import load_image
+from ..paths import SAMPLE_CONFIG, SAMPLE_FOOTAGE, SHARED_DATA
 
 
 def _interleaved(cases: dict[str, Callable[[], int]], rounds: int) -> dict[str, list[float]]:
@@ -148,18 +149,18 @@ def engine_bench(config: Path, video: Path, camera_id: str, model: str | None, s
     }
 
 
-def run_all(model: str | None, repo: Path, backend: str = "auto", images: int = 30, data: Path | None = None) -> dict:
-    data = data or repo.parent / "shared" / "data" / "garbage-cn" / "val" / "images"
+def run_all(model: str | None, backend: str = "auto", images: int = 30, data: Path | None = None) -> dict:
+    data = data or SHARED_DATA / "garbage-cn" / "val" / "images"
     real = sorted(p for p in data.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:images]
     if not real:
         raise FileNotFoundError(f"no images in {data} for the backend comparison (use --data)")
-    samples = sorted((repo / "datasets" / "samples" / "footage" / "patrol").glob("*.jpg"))
+    samples = sorted((SAMPLE_FOOTAGE / "patrol").glob("*.jpg"))
     samples = (samples * 2)[:8]
-    lane = repo / "datasets" / "samples" / "footage" / "cam-lane" / "lane_20261120_220000.mp4"
+    lane = SAMPLE_FOOTAGE / "cam-lane" / "lane_20261120_220000.mp4"
     return {
         "backends": backends_bench(model, real),
         "detector": detector_bench(model, samples, backend=backend),
-        "engine": engine_bench(repo / "datasets" / "sample-city.yaml", lane, "cam-lane", model, backend=backend),
+        "engine": engine_bench(SAMPLE_CONFIG, lane, "cam-lane", model, backend=backend),
         "cpu": _cpu(),
     }
 

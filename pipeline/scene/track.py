@@ -15,8 +15,8 @@ import numpy as np
 import supervision as sv
 from trackers import ByteTrackTracker
 
-from .config import TrackingConfig
-from .geometry import box_iou, box_overlap
+from ..config import TrackingConfig
+from ..geometry import box_iou, box_overlap
 
 
 @dataclass

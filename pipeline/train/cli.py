@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shlex
 from pathlib import Path
 
 from .trainer import TrainConfig
 
 STAGES = ("build", "fit", "export", "measure")
-# Operating threshold of the coarse alarms in the card (FP per image, forgetting recall).
-OPERATING_CONF = 0.25
 
 
 def add_train_args(p: argparse.ArgumentParser) -> None:
@@ -89,17 +85,3 @@ def _without_stage_flags(args: list[str]) -> list[str]:
         elif not (a.startswith("--stage=") or a == "--resume"):
             out.append(a)
     return out
-
-
-def environment() -> dict:
-    import onnxruntime
-
-    env = {"python": platform.python_version(), "onnxruntime": onnxruntime.__version__, "cpus": os.cpu_count(), "machine": platform.machine()}
-    try:
-        import torch
-        import ultralytics
-
-        env |= {"ultralytics": ultralytics.__version__, "torch": torch.__version__}
-    except ImportError:
-        pass
-    return env
