@@ -15,6 +15,8 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
+import numpy as np
+
 from ..detect import DetectorSettings, load_detector
 from ..engine import Engine
 from ..frames import Frame, video_frames, video_start
@@ -149,6 +151,54 @@ def engine_bench(config: Path, video: Path, camera_id: str, model: str | None, s
     }
 
 
+# (boxes in a, boxes in b): the serving path calls box IoU on a single pair (incident matching, case verification)
+# or a frame's detections against one box (re-linking still objects, fixtures); N x M is evaluation and training.
+GEOMETRY_SIZES = ((1, 1), (10, 1), (50, 1), (10, 10), (50, 50))
+
+
+def geometry_bench(rounds: int = 15, calls: int = 100) -> dict:
+    """Box IoU as `pipeline.geometry.box_iou` does it (hand-written numpy) vs `supervision.box_iou_batch` as a
+    drop-in (same inputs, float64 out), on float32 boxes as detections carry them, all sizes and both versions
+    interleaved in one run."""
+    import supervision as sv
+
+    from ..geometry import box_iou
+
+    def sv_iou(a, b):
+        a, b = np.asarray(a, dtype=np.float64).reshape(-1, 4), np.asarray(b, dtype=np.float64).reshape(-1, 4)
+        return sv.box_iou_batch(a, b).astype(np.float64)
+
+    rng = np.random.default_rng(0)
+
+    def boxes(n: int) -> np.ndarray:
+        xy = rng.uniform(0, 1800, (n, 2))
+        return np.hstack([xy, xy + rng.uniform(10, 300, (n, 2))]).astype(np.float32)
+
+    def repeat(fn, a, b) -> Callable[[], int]:
+        def run() -> int:
+            for _ in range(calls):
+                fn(a, b)
+            return calls
+
+        return run
+
+    cases: dict[str, Callable[[], int]] = {}
+    for n, m in GEOMETRY_SIZES:
+        a, b = boxes(n), boxes(m)
+        cases[f"{n}x{m} numpy"] = repeat(box_iou, a, b)
+        cases[f"{n}x{m} supervision"] = repeat(sv_iou, a, b)
+    t = _interleaved(cases, rounds)
+    out: dict = {"calls_per_round": calls, "rounds": rounds, "box_iou_ms_per_call": {}}
+    for n, m in GEOMETRY_SIZES:
+        k = f"{n}x{m}"
+        ms = {impl: statistics.median(t[f"{k} {impl}"]) * 1000 for impl in ("numpy", "supervision")}
+        out["box_iou_ms_per_call"][k] = {
+            **{impl: round(v, 4) for impl, v in ms.items()},
+            "supervision_vs_numpy": round(ms["supervision"] / ms["numpy"], 2),
+        }
+    return out
+
+
 def run_all(model: str | None, backend: str = "auto", images: int = 30, data: Path | None = None) -> dict:
     data = data or SHARED_DATA / "garbage-cn" / "val" / "images"
     real = sorted(p for p in data.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:images]
@@ -161,6 +211,7 @@ def run_all(model: str | None, backend: str = "auto", images: int = 30, data: Pa
         "backends": backends_bench(model, real),
         "detector": detector_bench(model, samples, backend=backend),
         "engine": engine_bench(SAMPLE_CONFIG, lane, "cam-lane", model, backend=backend),
+        "geometry": geometry_bench(),
         "cpu": _cpu(),
     }
 
