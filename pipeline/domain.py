@@ -6,13 +6,58 @@ so they validate on the way in. The engine's working state lives in dataclasses 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-ViolationType = Literal["street_vending", "non_motor_parking", "garbage"]
-VIOLATION_TYPES: tuple[str, ...] = ("street_vending", "non_motor_parking", "garbage")
+
+@dataclass(frozen=True)
+class ViolationKind:
+    """What the ledger and the people need to know about one violation type, whatever rule finds it."""
+
+    name: str
+    label: str  # shown to reviewers and in reports: Chinese term first, then English
+    deadline_h: float  # default hours from dispatch (交办) to rectification; the ledger config may override it
+    whole_zone: bool = False  # one incident per zone: the count (of bikes) is the spot's state, not each object
+
+
+# The one place a violation type is declared. A new type is one entry here plus one rule file in
+# `pipeline/rules/` (its thresholds model and its function); everything else reads this table.
+VIOLATION_TYPES: dict[str, ViolationKind] = {
+    k.name: k
+    for k in (
+        ViolationKind("street_vending", "占道经营 street vending", deadline_h=2.0),
+        ViolationKind("non_motor_parking", "非机动车乱停放 messy parking", deadline_h=4.0, whole_zone=True),
+        ViolationKind("garbage", "暴露垃圾 exposed garbage", deadline_h=24.0),
+    )
+}
+
+
+def register_violation_type(kind: ViolationKind) -> ViolationKind:
+    """Add a type at run time (a plug-in rule, a test); the same as adding an entry to `VIOLATION_TYPES`."""
+    if kind.name in VIOLATION_TYPES and VIOLATION_TYPES[kind.name] != kind:
+        raise ValueError(f"violation type {kind.name!r} is already declared differently")
+    VIOLATION_TYPES[kind.name] = kind
+    return kind
+
+
+def _known_type(value: str) -> str:
+    if value not in VIOLATION_TYPES:
+        raise ValueError(f"unknown violation type {value!r}; known: {', '.join(VIOLATION_TYPES)}")
+    return value
+
+
+class _TypeEnumSchema:
+    """The JSON schema lists the declared types as an enum, read when the schema is built (not at import)."""
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict:
+        return handler(core_schema) | {"enum": list(VIOLATION_TYPES)}
+
+
+ViolationType = Annotated[str, AfterValidator(_known_type), _TypeEnumSchema()]
 EvidenceKind = Literal["best_frame", "crop", "context", "after", "metadata"]
 
 
@@ -69,3 +114,9 @@ class IncidentReport(BaseModel):
     score: float = Field(ge=0, le=1, description="Best detector score behind the violation")
     box: tuple[float, float, float, float] | None = Field(None, description="xyxy pixels on the camera frame (camera incidents)")
     evidence: list[EvidenceFile] = Field(default_factory=list)
+
+
+def local_time(at: datetime, tz: str) -> datetime:
+    """`at` in the camera's zone; a naive time is taken to be the camera's local time already."""
+    zone = ZoneInfo(tz)
+    return at.replace(tzinfo=zone) if at.tzinfo is None else at.astimezone(zone)

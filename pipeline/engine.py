@@ -3,24 +3,24 @@
 One engine serves the night batch job and the live service alike. It is driven by each frame's own timestamp,
 never by the wall clock, so a night of footage replayed in ten minutes gives the same incidents (and the same
 incident ids) as the live feed did.
+
+The engine only orchestrates: the live config (`config.ConfigSource`), detectors (`detect`), zones, fixtures and
+tracking (`scene`), rules, incidents and evidence each live in their own module. `intake.Intake` puts the engine's
+reports into the case ledger.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
-import numpy as np
 import supervision as sv
 
-from .config import CameraConfig, ConfigError, StreetOrderConfig, load_config
+from .config import CameraConfig, ConfigSource, StreetOrderConfig
 from .detect import Detector
 from .detect.plan import camera_detector
-from .domain import IncidentReport, Location
+from .domain import IncidentReport, Location, local_time
 from .evidence import EvidenceWriter
 from .scene.fixtures import fixture_mask
 from .frames import Frame
@@ -29,42 +29,6 @@ from .incidents import CameraIncidents, Incident, IncidentChanges, PatrolInciden
 from .rules import FrameContext, Violation, evaluate, present
 from .scene.track import CameraTracker
 from .scene.zones import CameraZones
-
-log = logging.getLogger(__name__)
-
-
-class ConfigSource:
-    """The config, re-read when its file (or the fixtures file) changes: zone and fixture edits need no restart.
-
-    A config that fails validation after an edit is reported in `error` and the last good one stays in use.
-    """
-
-    def __init__(self, source: str | Path | StreetOrderConfig) -> None:
-        self.path = None if isinstance(source, StreetOrderConfig) else Path(source)
-        self.config = source if isinstance(source, StreetOrderConfig) else load_config(self.path)
-        self.version = 1
-        self.error: str | None = None
-        self._stamp = self._mtimes()
-
-    def _mtimes(self) -> tuple:
-        if self.path is None:
-            return ()
-        files = [self.path] + ([self.config.fixtures_file] if self.config.fixtures_file else [])
-        # inode too: add_fixture replaces the file, and two writes can share one mtime tick
-        return tuple((st.st_mtime_ns, st.st_ino, st.st_size) if (st := _stat(f)) else None for f in files)
-
-    def get(self) -> StreetOrderConfig:
-        if self.path is not None and (stamp := self._mtimes()) != self._stamp:
-            self._stamp = stamp
-            try:
-                self.config = load_config(self.path)
-                self.version += 1
-                self.error = None
-                log.info("config reloaded from %s", self.path)
-            except ConfigError as e:
-                self.error = str(e)
-                log.error("config change ignored, keeping the last good one: %s", e)
-        return self.config
 
 
 @dataclass
@@ -105,9 +69,13 @@ class _Reported:
 class Engine:
     """Turns timestamped frames into incidents.
 
-    >>> engine = Engine("datasets/cameras.yaml", detector=load_detector(), evidence_dir=Path("var/evidence"))
-    >>> result = engine.process(Frame(image, at, camera_id="cam-01"))
-    >>> for report in result.reports: store.post_incident(report)
+    >>> engine = Engine("datasets/sample-city.yaml", detector=load_cue_cascade(), evidence_dir=Path("var/evidence"))
+    >>> result = engine.process(Frame(image, at, camera_id="cam-lane"))
+    >>> for report in result.reports: store.post_incident(report)  # what `Intake` does, with auto-verification
+
+    `detector` is the shared model (`detect.load_detector`, or `detect.cascade.load_cue_cascade` for the street
+    model with its cue model); each camera's frames go through it as `detect.plan.camera_detector` wraps it.
+    Without a detector, pass the detections with each frame.
     """
 
     def __init__(self, config: ConfigSource | StreetOrderConfig | str | Path, detector: Detector | None = None, evidence_dir: Path | None = None) -> None:
@@ -263,21 +231,3 @@ class Engine:
                 out.append(self._report(inc, camera, self._location(inc, camera, None), polygons, self._reported.get(inc.id)))
         return out
 
-
-def _stat(path: Path) -> os.stat_result | None:
-    try:
-        return os.stat(path)
-    except FileNotFoundError:
-        return None
-
-
-def local_time(at: datetime, tz: str) -> datetime:
-    """`at` in the camera's zone; a naive time is taken to be the camera's local time already."""
-    zone = ZoneInfo(tz)
-    return at.replace(tzinfo=zone) if at.tzinfo is None else at.astimezone(zone)
-
-
-def empty_detections() -> sv.Detections:
-    d = sv.Detections.empty()
-    d.data = {"class_name": np.array([], dtype=object)}
-    return d

@@ -53,6 +53,19 @@ def blur_regions(image: np.ndarray, regions) -> np.ndarray:
     return out
 
 
+def privacy_blur(image: np.ndarray, detections: sv.Detections, cfg: EvidenceConfig) -> np.ndarray:
+    """`image` as every saved copy shows it (evidence files, a case's after-image): the privacy regions of
+    `detections` blurred."""
+    return blur_regions(image, privacy_regions(detections, cfg))
+
+
+def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
+    ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("could not encode evidence image")
+    return buf.tobytes()
+
+
 def crop_with_margin(image: np.ndarray, box, margin: float) -> np.ndarray:
     h, w = image.shape[:2]
     x1, y1, x2, y2 = box
@@ -93,10 +106,7 @@ class EvidenceWriter:
         return EvidenceFile(kind=kind, path=str(path), sha256=sha, taken_at=taken_at)
 
     def _jpeg(self, image: np.ndarray) -> bytes:
-        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.cfg.jpeg_quality])
-        if not ok:
-            raise ValueError("could not encode evidence image")
-        return buf.tobytes()
+        return encode_jpeg(image, self.cfg.jpeg_quality)
 
     def write(self, incident: Incident, location: Location, polygons: list[tuple[str, str, np.ndarray]]) -> list[EvidenceFile]:
         snap = incident.best
@@ -104,7 +114,7 @@ class EvidenceWriter:
             return []
         folder = self.root / (incident.camera_id or "patrol") / incident.id
         folder.mkdir(parents=True, exist_ok=True)
-        clean = blur_regions(snap.image, privacy_regions(snap.private, self.cfg))
+        clean = privacy_blur(snap.image, snap.private, self.cfg)
         files = [
             self._put(folder, "best_frame", "jpg", self._jpeg(clean), snap.at),
             self._put(folder, "crop", "jpg", self._jpeg(crop_with_margin(clean, snap.box, self.cfg.crop_margin)), snap.at),

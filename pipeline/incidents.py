@@ -15,11 +15,10 @@ import numpy as np
 import supervision as sv
 
 from .config import IncidentConfig, PatrolConfig
-from .domain import GeoPoint
+from .domain import VIOLATION_TYPES, GeoPoint
 from .geometry import box_iou, box_overlap, haversine_m
 from .rules import OUTSIDE_BAYS, Violation
 
-WHOLE_ZONE_TYPES = {"non_motor_parking"}  # one incident per zone: the count of bikes is the spot's state
 
 
 @dataclass
@@ -103,7 +102,7 @@ class CameraIncidents:
         for k, inc in enumerate(self.open):
             if k in taken or inc.type != v.type or inc.zone_id != v.zone_id:
                 continue
-            if v.type in WHOLE_ZONE_TYPES or v.zone_id == OUTSIDE_BAYS:
+            if VIOLATION_TYPES[v.type].whole_zone or v.zone_id == OUTSIDE_BAYS:
                 score = 1.0
             else:
                 a, b = np.array([v.box]), np.array([inc.box])

@@ -6,12 +6,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-import cv2
-
 from .cases import AutoVerifier, CaseStore, LedgerError, PostResult, VerifyAction
-from .domain import IncidentReport, Location
-from .engine import Engine, FrameResult, local_time
-from .evidence import blur_regions, privacy_regions
+from .domain import IncidentReport, Location, local_time
+from .engine import Engine, FrameResult
+from .evidence import encode_jpeg, privacy_blur
 from .frames import Frame
 
 log = logging.getLogger(__name__)
@@ -47,8 +45,8 @@ class Intake:
         if self.verifier and frame.camera_id:
             jpeg = None
             if self.store.camera_watch(frame.camera_id):  # only pay for the after-image when a case may need it
-                clean = blur_regions(frame.image, privacy_regions(result.raw, self.engine.config.evidence))
-                jpeg = cv2.imencode(".jpg", clean, [cv2.IMWRITE_JPEG_QUALITY, self.engine.config.evidence.jpeg_quality])[1].tobytes()
+                cfg = self.engine.config.evidence
+                jpeg = encode_jpeg(privacy_blur(frame.image, result.raw, cfg), cfg.jpeg_quality)
             at = local_time(frame.at, self.engine.config.camera(frame.camera_id).timezone)
             out.verified = self.verifier.check(frame.camera_id, at, result.present, jpeg)
         return out

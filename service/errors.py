@@ -14,6 +14,7 @@ from sqlalchemy.exc import DBAPIError
 
 from pipeline.cases.errors import CaseNotFound, EvidenceError, InvalidTransition, LedgerError
 from pipeline.config import ConfigError
+from pipeline.config.load import FixtureConflict, UnknownCamera
 from pipeline.images import ImageError
 
 log = logging.getLogger(__name__)
@@ -71,11 +72,26 @@ class Unauthorized(ServiceError):
 _LIBRARY: tuple[tuple[type[Exception], int], ...] = (
     (ImageError, 422),
     (CaseNotFound, 404),
+    (UnknownCamera, 404),
+    (FixtureConflict, 409),
     (InvalidTransition, 409),
     (EvidenceError, 404),
     (LedgerError, 422),
     (ConfigError, 422),
 )
+
+
+
+def status_of(e: Exception) -> tuple[int, str] | None:
+    """(status, message) for a service or library error, None for anything else: the one error-to-status map,
+    used by the JSON handlers below and by the review page's HTML answers."""
+    if isinstance(e, ServiceError):
+        return e.status, e.detail
+    for exc_type, status in _LIBRARY:
+        if isinstance(e, exc_type):
+            return status, str(e)
+    return None
+
 
 # Shown in the OpenAPI schema of routes that can answer with them.
 RESPONSES = {code: {"model": ErrorOut} for code in (401, 404, 409, 413, 415, 422, 503)}

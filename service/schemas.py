@@ -206,6 +206,7 @@ class TransitionIn(BaseModel):
     actor: str = Field(min_length=1, max_length=200, description="Who does it (kept in the history)")
     note: str | None = Field(None, max_length=2000, description="Required to reject (the reason) and to rectify without a photo")
     owner: str | None = Field(None, max_length=200, description="Point owner (点位长) to dispatch to; defaults to the case's")
+    fixture: bool = Field(False, description="With to=rejected: also add fixtures for the case's spot so the camera stops raising it")
 
 
 # ---- models -----------------------------------------------------------------------------------------

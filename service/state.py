@@ -18,21 +18,21 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from pydantic import ValidationError
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from pipeline.cases import CaseStore
-from pipeline.config import CameraConfig, ConfigError, Fixture, StreetOrderConfig
-from pipeline.config.load import add_fixture
+from pipeline.config import CameraConfig, ConfigSource, Fixture, StreetOrderConfig
+from pipeline.config.load import add_fixtures
 from pipeline.detect import DetectorSettings
 from pipeline.detect.plan import camera_detector
 from pipeline.domain import GeoPoint, Location
-from pipeline.engine import ConfigSource, Engine
+from pipeline.engine import Engine
 from pipeline.frames import Frame
 from pipeline.intake import Intake, IntakeResult
+from pipeline.review import Rejection, reject
 
-from .errors import Conflict, NotFound, Unavailable, Unprocessable
+from .errors import Conflict, NotFound, Unavailable
 from .model_slot import LoadedModel, ModelSlot
 from .settings import ServiceSettings
 
@@ -95,35 +95,18 @@ class ServiceState:
             raise NotFound(e.args[0]) from None
 
     def add_fixtures(self, camera_id: str, fixtures: list[Fixture], *, check_only: bool = False) -> list[Fixture]:
-        """Append fixtures to the config's fixtures file; the next frame uses them (ConfigSource sees the change).
-
-        They are validated against the camera first: a box outside the frame written to the file would make
-        every later reload fail and freeze the config at its last good version. `check_only` validates only.
-        """
+        """Append fixtures to the config's fixtures file; the next frame uses them (ConfigSource sees the change)."""
         with self.engine_lock:
-            cfg = self.source.get()
-            try:
-                camera = cfg.camera(camera_id)
-            except KeyError as e:
-                raise NotFound(e.args[0]) from None
-            if cfg.fixtures_file is None:
-                raise Conflict(f"the camera config {self.source.path} has no fixtures_file, so fixtures cannot be added at run time; add e.g. `fixtures_file: fixtures.yaml` to it")
-            taken = {f.id for f in camera.fixtures} & {f.id for f in fixtures}
-            if taken:
-                raise Conflict(f"camera '{camera_id}' already has fixture(s) {sorted(taken)}")
-            try:
-                type(camera).model_validate({**camera.model_dump(), "fixtures": [*camera.fixtures, *fixtures]})
-            except ValidationError as e:
-                raise Unprocessable("; ".join(err["msg"].removeprefix("Value error, ") for err in e.errors())) from None
-            if check_only:
-                return fixtures
-            try:
-                for f in fixtures:
-                    add_fixture(cfg.fixtures_file, camera_id, f)
-            except ConfigError as e:
-                raise Conflict(str(e)) from None
+            added = add_fixtures(self.source.get(), camera_id, fixtures, check_only=check_only)
             self.source.get()
-            return fixtures
+            return added
+
+    def reject(self, case_id: int, *, actor: str, reason: str, fixture: bool) -> Rejection:
+        """Reject a case, with fixtures for its spot if asked (under the engine lock: the config may change)."""
+        if not fixture:
+            return reject(self.store, case_id, actor=actor, reason=reason)
+        with self.engine_lock:
+            return reject(self.store, case_id, actor=actor, reason=reason, fixture_source=self.source)
 
     # ---- frames and photos --------------------------------------------------------------------------
 

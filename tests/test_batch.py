@@ -111,7 +111,7 @@ def test_frames_decoded_before_a_video_breaks_are_still_detected():
     import numpy as np
 
     from pipeline.batch import _batched
-    from pipeline.engine import empty_detections
+    from pipeline.detect import empty_detections
     from pipeline.frames import Frame, VideoError
 
     class Counting:

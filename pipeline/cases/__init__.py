@@ -1,7 +1,8 @@
 """The rectification ledger (整改台账): cases from incidents, their lifecycle, evidence, delivery and reports.
 
 Modules, each for one job: `config` (settings), `models` + `migrations` + `db` (storage), `lifecycle`
-(the workflow as data), `store` (posting and transitions), `evidence_store` and `retention` (files),
+(the workflow as data), `store` (posting and transitions), `apply` (report fields onto rows), `evidence_store`
+and `retention` (files),
 `outbox` + `delivery` (outbound messages), `verify` (auto-verification), `report` (monthly figures).
 Names below import lazily so `streetorder --help` stays fast.
 """

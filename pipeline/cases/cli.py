@@ -9,18 +9,22 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-EPILOG = "The database is --db, else $STREETORDER_DB, else the config file's database_url, else sqlite:///var/streetorder.db."
+EPILOG = "The database is --db, else $STREETORDER_DB, else the ledger config's database_url, else sqlite:///var/streetorder.db."
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--db", metavar="URL", help="database URL: sqlite:///FILE or postgresql://USER@HOST:PORT/DB")
-    p.add_argument("--config", metavar="YAML", help="ledger config file (default: $STREETORDER_CONFIG, else built-in defaults)")
+def add_ledger_args(p: argparse.ArgumentParser) -> None:
+    """`--ledger` and `--db`, the same in every command that opens the ledger (`--config` is always the camera config)."""
+    p.add_argument("--ledger", metavar="YAML", help="ledger config (default: $STREETORDER_LEDGER_CONFIG, else built-in defaults: SQLite var/streetorder.db, evidence in var/evidence)")
+    p.add_argument("--db", metavar="URL", help="ledger database: sqlite:///FILE or postgresql://USER@HOST:PORT/DB (overrides the ledger config)")
+
+
+_common = add_ledger_args
 
 
 def _config(args: argparse.Namespace):
     from .config import LedgerConfig
 
-    return LedgerConfig.load(args.config, database_url=args.db)
+    return LedgerConfig.load(args.ledger, database_url=args.db)
 
 
 def _store(args: argparse.Namespace):
@@ -48,7 +52,8 @@ def _print_cases(cases, as_json: bool) -> None:
         deadline = f" due {c.deadline_at:%Y-%m-%d %H:%M}Z" if c.deadline_at and c.status == "dispatched" else ""
         flags = (" escalated" if c.escalated_at else "") + (f" relapsed×{c.relapse_count}" if c.relapse_count else "")
         print(f"{c.id:>6} {c.status:<10} {c.type:<17} {c.location.district}/{c.location.point} owner={c.owner or '-'}{deadline}{flags}")
-    print(f"{len(cases)} case(s)", file=sys.stderr)
+    sys.stdout.flush()  # the rows first, then the count, even when both streams go to one file
+    print(f"\n{len(cases)} case(s)", file=sys.stderr)
 
 
 # ---- cases ------------------------------------------------------------------------------------------
@@ -108,6 +113,16 @@ def cmd_show(args: argparse.Namespace) -> int:
 
 
 def cmd_transition(args: argparse.Namespace) -> int:
+    if args.fixture:
+        # the review decision the page and the API take; it needs the camera config, so it lives above the ledger
+        from ..config.source import ConfigSource
+        from ..review import reject
+
+        if args.status != "rejected" or not args.config:
+            raise ValueError("--fixture goes with status 'rejected' and --config (the camera config whose fixtures file gets the spot)")
+        done = reject(_store(args), args.case_id, actor=args.actor, reason=args.note or "", fixture_source=ConfigSource(args.config))
+        print(done.message())
+        return 0
     c = _store(args).transition(args.case_id, args.status, actor=args.actor, note=args.note, after_photo=Path(args.after_photo) if args.after_photo else None, owner=args.owner)
     print(f"case {c.id} is now {c.status}" + (f", due {c.deadline_at.isoformat()}" if c.status == "dispatched" and c.deadline_at else ""))
     return 0
@@ -122,15 +137,10 @@ def cmd_overdue(args: argparse.Namespace) -> int:
 
 
 def cmd_deliver(args: argparse.Namespace) -> int:
-    from .delivery import transports_for
-    from .outbox import OutboxWorker
+    from .delivery import outbox_worker
 
     store = _store(args)
-    transports = transports_for(store.config)
-    if not transports:
-        print("error: no delivery channel configured (set webhook and/or mqtt in the ledger config)", file=sys.stderr)
-        return 2
-    worker = OutboxWorker(store.db, transports, store.config.outbox)
+    worker = outbox_worker(store.db, store.config)
     while True:
         stats = worker.deliver_pending(datetime.now(UTC))
         if stats.sent or stats.failed or stats.dead or args.once:
@@ -249,6 +259,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--note", help="comment; the reason when rejecting")
     p.add_argument("--after-photo", metavar="FILE", help="photo after rectification (→ rectified)")
     p.add_argument("--owner", help="point owner (点位长) to dispatch to, if not the case's")
+    p.add_argument("--fixture", action="store_true", help="with rejected: also mark the case's spot as a fixture of its camera, as the review page does")
+    p.add_argument("--config", metavar="YAML", help="with --fixture: the camera config (its fixtures_file gets the new fixtures)")
     _common(p)
     p.set_defaults(func=cmd_transition)
 

@@ -16,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from ..domain import VIOLATION_TYPES
 
 DEFAULT_DB_URL = "sqlite:///var/streetorder.db"
-ENV_CONFIG = "STREETORDER_CONFIG"
+ENV_CONFIG = "STREETORDER_LEDGER_CONFIG"
+ENV_CONFIG_OLD = "STREETORDER_CONFIG"  # the earlier name, still read
 ENV_DB = "STREETORDER_DB"
 ENV_WEBHOOK_SECRET = "STREETORDER_WEBHOOK_SECRET"
 
@@ -104,9 +105,9 @@ class LedgerConfig(_Section):
     evidence_dir: Path = Field(Path("var/evidence"), title="Evidence directory", description="Root of the content-addressed evidence store")
     evidence_base_url: str = Field("http://127.0.0.1:8000/evidence/", title="Evidence base URL", description="Evidence URLs in outbound messages are this plus the file's sha256")
     deadlines_h: dict[str, float] = Field(
-        default_factory=lambda: {"street_vending": 2.0, "non_motor_parking": 4.0, "garbage": 24.0},
+        default_factory=lambda: {t: k.deadline_h for t, k in VIOLATION_TYPES.items()},
         title="Deadlines",
-        description="Hours from dispatch (交办) to rectification, per violation type",
+        description="Hours from dispatch (交办) to rectification, per violation type; a type left out keeps its default (domain.VIOLATION_TYPES)",
     )
     relapse_days: float = Field(7, gt=0, title="Relapse window", description="A violation back at the same spot within this many days of closing reopens the case (反弹)")
     same_spot_radius_m: float = Field(30, ge=0, title="Same-spot radius", description="Cases with GPS this close (metres) are at the same spot even if their point names differ")
@@ -121,13 +122,16 @@ class LedgerConfig(_Section):
     @classmethod
     def _deadline_per_type(cls, v: dict[str, float]) -> dict[str, float]:
         unknown = sorted(set(v) - set(VIOLATION_TYPES))
-        missing = sorted(set(VIOLATION_TYPES) - set(v))
-        if unknown or missing:
-            raise ValueError(f"deadlines_h needs exactly the types {', '.join(VIOLATION_TYPES)}" + (f"; unknown: {unknown}" if unknown else "") + (f"; missing: {missing}" if missing else ""))
+        if unknown:
+            raise ValueError(f"deadlines_h: unknown: {unknown}; the types are {', '.join(VIOLATION_TYPES)}")
         bad = {k: h for k, h in v.items() if not h > 0}
         if bad:
             raise ValueError(f"deadlines must be positive hours, got {bad}")
-        return v
+        return {t: v.get(t, k.deadline_h) for t, k in VIOLATION_TYPES.items()}
+
+    def deadline_h(self, type_: str) -> float:
+        """Hours to rectify a case of `type_`: the config's, else the type's default."""
+        return self.deadlines_h.get(type_, VIOLATION_TYPES[type_].deadline_h)
 
     @field_validator("report_timezone")
     @classmethod
@@ -154,8 +158,9 @@ class LedgerConfig(_Section):
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, database_url: str | None = None) -> LedgerConfig:
-        """Defaults, then the YAML file (`path` or $STREETORDER_CONFIG), then the environment, then `database_url`."""
-        path = path or os.environ.get(ENV_CONFIG)
+        """Defaults, then the YAML file (`path`, else $STREETORDER_LEDGER_CONFIG or $STREETORDER_CONFIG), then the
+        environment, then `database_url`."""
+        path = path or os.environ.get(ENV_CONFIG) or os.environ.get(ENV_CONFIG_OLD)
         data: dict = {}
         if path:
             p = Path(path)

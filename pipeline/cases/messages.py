@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from ..domain import GeoPoint, Location
+from ..domain import Location
 from .models import Case, CaseEvent
 from .views import UtcTime
 
@@ -74,7 +74,6 @@ def evidence_url(base_url: str, sha256: str) -> str:
 
 def build_message(case: Case, event: CaseEvent, evidence_base_url: str) -> CaseMessage:
     """A snapshot of `case` right after `event`; call it inside the transaction that wrote the event."""
-    gps = GeoPoint(lat=case.lat, lon=case.lon) if case.lat is not None and case.lon is not None else None
     return CaseMessage(
         idempotency_key=idempotency_key(case.id, event.id),
         event=EventInfo(
@@ -89,7 +88,7 @@ def build_message(case: Case, event: CaseEvent, evidence_base_url: str) -> CaseM
             count=case.count,
             source=case.source,
             camera_id=case.camera_id,
-            location=Location(district=case.district, street=case.street, point=case.point, gps=gps),
+            location=case.location,
             owner=case.owner,
             first_seen=case.first_seen,
             last_seen=case.last_seen,

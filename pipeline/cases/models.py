@@ -12,6 +12,8 @@ from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Int
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from ..domain import GeoPoint, Location
+
 # Free text from cameras and people (names, ids) is unbounded String(); short codes we control are sized.
 # Integer on SQLite, where only INTEGER PRIMARY KEY autoincrements; 64-bit on PostgreSQL.
 Id = BigInteger().with_variant(Integer(), "sqlite")
@@ -98,6 +100,22 @@ class Case(Base):
     incidents: Mapped[list[CaseIncident]] = relationship(back_populates="case", order_by="CaseIncident.posted_at")
     events: Mapped[list[CaseEvent]] = relationship(back_populates="case", order_by="CaseEvent.id")
     evidence: Mapped[list[CaseEvidence]] = relationship(back_populates="case", order_by="CaseEvidence.id")
+
+    @property
+    def location(self) -> Location:
+        """The case's place as the domain's `Location`, rebuilt from its columns (gps only when both lat and lon are set)."""
+        gps = GeoPoint(lat=self.lat, lon=self.lon) if self.lat is not None and self.lon is not None else None
+        return Location(district=self.district, street=self.street, point=self.point, gps=gps)
+
+    @location.setter
+    def location(self, loc: Location) -> None:
+        for column, value in location_columns(loc).items():
+            setattr(self, column, value)
+
+
+def location_columns(loc: Location) -> dict[str, Any]:
+    """A `Location` as the case columns that store it: the one place its fields are mapped to storage."""
+    return {"district": loc.district, "street": loc.street, "point": loc.point, "lat": loc.gps.lat if loc.gps else None, "lon": loc.gps.lon if loc.gps else None}
 
 
 class CaseIncident(Base):

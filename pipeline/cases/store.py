@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from ..domain import IncidentReport
 from ..geometry import haversine_m
+from .apply import apply_report
 from .config import LedgerConfig
 from .db import Database
 from .errors import CaseNotFound, InvalidTransition, LedgerError
@@ -121,7 +122,7 @@ class CaseStore:
             case = s.get(Case, known.case_id, with_for_update=True)
             if case.type != report.type:
                 raise LedgerError(f"incident {report.incident_id} belongs to case {case.id} of type {case.type}, not {report.type}")
-            changed = _update_incident(known, report) | _absorb(case, report) | self._attach(case, stored, report.incident_id, at)
+            changed = apply_report(known, report, create=False) | apply_report(case, report, create=False) | self._attach(case, stored, report.incident_id, at)
             if changed:
                 case.revision += 1
                 case.updated_at = at
@@ -141,7 +142,7 @@ class CaseStore:
             if report.first_seen <= resolved_at + timedelta(days=self.config.relapse_days):
                 days = max((report.first_seen - resolved_at).total_seconds(), 0) / 86400
                 case.incidents.append(_new_incident(report, at))
-                _absorb(case, report)
+                apply_report(case, report, create=False)
                 self._attach(case, stored, report.incident_id, at)
                 note = f"violation back at {report.location.point} {days:.1f} days after the case was {case.status} (incident {report.incident_id})"
                 self._apply(s, case, CaseStatus.REOPENED, _RELAPSE_ACTOR, note, None, None, at, kind="relapse", incident_id=report.incident_id)
@@ -151,25 +152,8 @@ class CaseStore:
         return PostResult(case_id=case.id, created=True, reopened=False, merged=False, changed=True, status=case.status)
 
     def _create(self, s: Session, report: IncidentReport, stored, at: datetime, actor: str) -> Case:
-        loc = report.location
         case = Case(
-            type=report.type,
             status=CaseStatus.DETECTED.value,
-            source=report.source,
-            severity=report.severity,
-            count=report.count,
-            score=report.score,
-            camera_id=report.camera_id,
-            zone_id=report.zone_id,
-            box=list(report.box) if report.box else None,
-            district=loc.district,
-            street=loc.street,
-            point=loc.point,
-            lat=loc.gps.lat if loc.gps else None,
-            lon=loc.gps.lon if loc.gps else None,
-            owner=report.owner,
-            first_seen=report.first_seen,
-            last_seen=report.last_seen,
             created_at=at,
             updated_at=at,
             relapse_count=0,
@@ -179,6 +163,7 @@ class CaseStore:
             events=[],
             evidence=[],
         )
+        apply_report(case, report, create=True)
         s.add(case)
         self._attach(case, stored, report.incident_id, at)
         event = CaseEvent(kind="created", from_status=None, to_status=CaseStatus.DETECTED.value, actor=actor, at=at, incident_id=report.incident_id, note=f"{report.source} incident {report.incident_id}")
@@ -190,7 +175,7 @@ class CaseStore:
     def _fold(self, s: Session, case: Case, report: IncidentReport, stored, at: datetime, actor: str, note: str) -> None:
         """Attach a new incident to an existing case without changing its status."""
         case.incidents.append(_new_incident(report, at))
-        _absorb(case, report)
+        apply_report(case, report, create=False)
         self._attach(case, stored, report.incident_id, at)
         case.revision += 1
         case.updated_at = at
@@ -291,7 +276,7 @@ class CaseStore:
         if to is CaseStatus.DISPATCHED:
             if owner:
                 case.owner = owner
-            deadline = at + timedelta(hours=self.config.deadlines_h[case.type])
+            deadline = at + timedelta(hours=self.config.deadline_h(case.type))
             case.dispatched_at, case.deadline_at, case.escalated_at = at, deadline, None
         elif to is CaseStatus.RECTIFIED:
             case.rectified_at = at
@@ -392,64 +377,6 @@ class CaseStore:
 
 
 def _new_incident(report: IncidentReport, at: datetime) -> CaseIncident:
-    return CaseIncident(
-        incident_id=report.incident_id,
-        source=report.source,
-        camera_id=report.camera_id,
-        zone_id=report.zone_id,
-        box=list(report.box) if report.box else None,
-        first_seen=report.first_seen,
-        last_seen=report.last_seen,
-        ended=report.ended,
-        severity=report.severity,
-        count=report.count,
-        score=report.score,
-        posted_at=at,
-    )
-
-
-def _update_incident(inc: CaseIncident, report: IncidentReport) -> bool:
-    """The latest report of an incident is its truth; returns whether anything differed."""
-    new = {
-        "camera_id": report.camera_id,
-        "zone_id": report.zone_id,
-        "box": list(report.box) if report.box else None,
-        "first_seen": report.first_seen,
-        "last_seen": report.last_seen,
-        "ended": report.ended,
-        "severity": report.severity,
-        "count": report.count,
-        "score": report.score,
-    }
-    changed = False
-    for k, v in new.items():
-        if getattr(inc, k) != v:
-            setattr(inc, k, v)
-            changed = True
-    return changed
-
-
-def _absorb(case: Case, report: IncidentReport) -> bool:
-    """Widen the case by an incident: earliest first sighting, latest last, worst severity and count.
-
-    Monotone (min/max), so re-posting anything already absorbed changes nothing.
-    """
-    loc = report.location
-    new = {
-        "first_seen": min(case.first_seen, report.first_seen),
-        "last_seen": max(case.last_seen, report.last_seen),
-        "severity": max(case.severity, report.severity),
-        "count": max(case.count, report.count),
-        "score": max(case.score, report.score),
-        "owner": case.owner or report.owner,
-        "lat": case.lat if case.lat is not None else (loc.gps.lat if loc.gps else None),
-        "lon": case.lon if case.lon is not None else (loc.gps.lon if loc.gps else None),
-    }
-    if case.camera_id is None and report.camera_id is not None and report.box is not None:  # a patrol case now watched by a camera
-        new.update(camera_id=report.camera_id, zone_id=report.zone_id, box=list(report.box))
-    changed = False
-    for k, v in new.items():
-        if getattr(case, k) != v:
-            setattr(case, k, v)
-            changed = True
-    return changed
+    inc = CaseIncident(posted_at=at)
+    apply_report(inc, report, create=True)
+    return inc

@@ -1,6 +1,7 @@
 """Auto-verification (自动核查): later frames from a fixed camera re-check its dispatched cases.
 
-The engine calls `AutoVerifier.check` once per processed frame with what it sees. For each dispatched case of
+`pipeline.intake.Intake` calls `AutoVerifier.check` once per processed camera frame, after the engine, with what
+the frame shows (and its privacy-blurred JPEG when the camera has a case to watch). For each dispatched case of
 that camera:
 - the spot stays clear (no detection of the case's type overlapping its box) for `gone_for_s` of frame time
   → rectified then verified, by actor `auto-verify`, with the frame that proved it as the `after` image;
@@ -49,7 +50,7 @@ class _CameraState:
 
 
 class AutoVerifier:
-    """Per-frame re-checks of dispatched camera cases. One instance per engine process."""
+    """Per-frame re-checks of dispatched camera cases. One instance per process, held by its `Intake`."""
 
     def __init__(self, store: CaseStore, config: AutoVerifyConfig | None = None):
         self.store = store

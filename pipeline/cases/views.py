@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, computed_field
 
-from ..domain import GeoPoint, Location
+from ..domain import Location
 from .lifecycle import CaseStatus
 from .models import Case
 
@@ -84,7 +84,6 @@ class CaseView(_View):
 
     @classmethod
     def of(cls, case: Case) -> CaseView:
-        gps = GeoPoint(lat=case.lat, lon=case.lon) if case.lat is not None and case.lon is not None else None
         return cls(
             id=case.id,
             type=case.type,
@@ -96,7 +95,7 @@ class CaseView(_View):
             camera_id=case.camera_id,
             zone_id=case.zone_id,
             box=tuple(case.box) if case.box else None,
-            location=Location(district=case.district, street=case.street, point=case.point, gps=gps),
+            location=case.location,
             owner=case.owner,
             first_seen=case.first_seen,
             last_seen=case.last_seen,

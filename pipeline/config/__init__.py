@@ -19,9 +19,10 @@ from .models import (
     ZoneConfig,
     ZoneKind,
 )
+from .source import ConfigSource
 
 __all__ = [
-    "CameraConfig", "ConfigError", "EvidenceConfig", "Fixture", "GarbageRule", "IncidentConfig", "ParkingRule", "PatrolConfig",
+    "CameraConfig", "ConfigError", "ConfigSource", "EvidenceConfig", "Fixture", "GarbageRule", "IncidentConfig", "ParkingRule", "PatrolConfig",
     "RulesConfig", "Schedule", "SlicingConfig", "StreetOrderConfig", "TimeWindow", "TrackingConfig", "VendingRule", "ZoneConfig", "ZoneKind",
     "load_config", "parse_config",
 ]

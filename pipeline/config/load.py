@@ -11,11 +11,19 @@ from pathlib import Path
 import yaml
 from pydantic import ValidationError
 
-from .models import Fixture, StreetOrderConfig
+from .models import CameraConfig, Fixture, StreetOrderConfig
 
 
 class ConfigError(ValueError):
     """An invalid config; `str()` lists every problem as 'file:line: field.path: message'."""
+
+
+class UnknownCamera(ConfigError, LookupError):
+    """A camera id the config does not have."""
+
+
+class FixtureConflict(ConfigError):
+    """Fixtures that clash with the config as it is: an id already taken, or no fixtures file to add them to."""
 
 
 def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
@@ -107,12 +115,41 @@ def merge_fixtures(config: StreetOrderConfig, path: Path) -> StreetOrderConfig:
         clash = [f.id for f in added if f.id in taken]
         if clash:
             raise ConfigError(f"{path}: camera '{cam.id}' already has fixture id(s) {clash}")
-        # Re-validate so a reviewer's box outside the frame is caught like a hand-written one.
         try:
-            cameras.append(type(cam).model_validate({**cam.model_dump(), "fixtures": [*cam.fixtures, *added]}))
-        except ValidationError as e:
-            raise ConfigError(f"{path}: camera '{cam.id}': " + "; ".join(err["msg"].removeprefix("Value error, ") for err in e.errors())) from None
+            cameras.append(with_fixtures(cam, added))
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
     return config.model_copy(update={"cameras": tuple(cameras)})
+
+
+def with_fixtures(camera: CameraConfig, fixtures: list[Fixture]) -> CameraConfig:
+    """The camera with `fixtures` added, validated as a hand-written one (a box outside the frame is an error):
+    the one check every fixture passes, from the file, the API or the review page."""
+    try:
+        return type(camera).model_validate({**camera.model_dump(), "fixtures": [*camera.fixtures, *fixtures]})
+    except ValidationError as e:
+        raise ConfigError(f"camera '{camera.id}': " + "; ".join(err["msg"].removeprefix("Value error, ") for err in e.errors())) from None
+
+
+def add_fixtures(config: StreetOrderConfig, camera_id: str, fixtures: list[Fixture], *, check_only: bool = False) -> list[Fixture]:
+    """Validate fixtures against the camera, then append them to the config's fixtures file (unless `check_only`).
+
+    Checked first, because a box outside the frame written to the file would make every later load fail.
+    """
+    try:
+        camera = config.camera(camera_id)
+    except KeyError as e:
+        raise UnknownCamera(e.args[0]) from None
+    if config.fixtures_file is None:
+        raise FixtureConflict("the camera config has no fixtures_file, so fixtures cannot be added at run time; add e.g. `fixtures_file: fixtures.yaml` to it")
+    taken = sorted({f.id for f in camera.fixtures} & {f.id for f in fixtures})
+    if taken:
+        raise FixtureConflict(f"camera '{camera_id}' already has fixture(s) {taken}")
+    with_fixtures(camera, fixtures)
+    if not check_only:
+        for f in fixtures:
+            add_fixture(config.fixtures_file, camera_id, f)
+    return fixtures
 
 
 def add_fixture(path: Path, camera_id: str, fixture: Fixture) -> None:
@@ -120,7 +157,7 @@ def add_fixture(path: Path, camera_id: str, fixture: Fixture) -> None:
     data = {cam: [f.model_dump(mode="json", exclude_defaults=True) for f in fs] for cam, fs in read_fixtures(path).items()}
     entries = data.setdefault(camera_id, [])
     if any(f["id"] == fixture.id for f in entries):
-        raise ConfigError(f"{path}: camera '{camera_id}' already has fixture '{fixture.id}'")
+        raise FixtureConflict(f"{path}: camera '{camera_id}' already has fixture '{fixture.id}'")
     entries.append(fixture.model_dump(mode="json", exclude_defaults=True))
     tmp = path.with_suffix(path.suffix + ".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from ..domain import Location
+from ..domain import VIOLATION_TYPES, Location, ViolationType
 from ..geometry import polygon_area, self_intersection
 
 ZoneKind = Literal["no_vending", "parking_bay", "no_parking", "garbage_watch", "ignore"]
@@ -122,7 +122,7 @@ class ZoneConfig(_Model):
     coords: Literal["pixel", "normalized"] = Field("pixel", title="Coordinates", description="pixel (of the camera resolution) or normalized 0..1")
     schedule: Schedule | None = Field(None, title="Schedule", description="Windows when the zone's rule is suspended")
     point: str | None = Field(None, title="Point", description="Inspection point (点位) of this zone, if not the camera's")
-    overrides: dict[Literal["street_vending", "non_motor_parking", "garbage"], RuleOverride] = Field(
+    overrides: dict[ViolationType, RuleOverride] = Field(
         default_factory=dict, title="Rule overrides", description="Thresholds for rules in this zone"
     )
     slicing: SlicingConfig | None = Field(
@@ -230,6 +230,14 @@ class _Rule(_Model):
     min_area: float = Field(0.0, ge=0, le=1, title="Minimum area", description="Smallest evidence box, as a share of the frame area")
     min_count: int = Field(1, ge=1, title="Minimum count", description="Stationary objects needed at once")
 
+    def evidence_classes(self) -> tuple[str, ...]:
+        """Classes that are the violation itself: what presence checks look for and a fixture suppresses."""
+        return tuple(getattr(self, "classes", ()))
+
+    def used_classes(self) -> tuple[str, ...]:
+        """Every class the rule reads: its evidence plus context (a vendor beside a stall, a person carrying a bag)."""
+        return self.evidence_classes()
+
 
 class VendingRule(_Rule):
     """Street vending: stall-like things, stationary in a no_vending zone, outside its allowed hours."""
@@ -242,6 +250,12 @@ class VendingRule(_Rule):
     person_classes: tuple[str, ...] = Field(("person",), title="Vendor classes")
     person_reach: float = Field(1.0, gt=0, title="Person reach", description="How near a person must be: the gap between the boxes, in sizes of the stall box")
 
+    def evidence_classes(self) -> tuple[str, ...]:
+        return self.standalone_classes + self.attended_classes
+
+    def used_classes(self) -> tuple[str, ...]:
+        return self.evidence_classes() + self.person_classes
+
 
 class ParkingRule(_Rule):
     """Messy non-motor parking: stationary bicycles/motorcycles outside parking bays or inside no_parking zones."""
@@ -251,6 +265,9 @@ class ParkingRule(_Rule):
     min_score: float = Field(0.3, ge=0, le=1, title="Minimum score")
     vehicle_classes: tuple[str, ...] = Field(("bicycle", "motorcycle"), title="Vehicle classes")
     severity_counts: tuple[int, int] = Field((6, 10), title="Severity steps", description="Counts at which severity rises to 2 and to 3")
+
+    def evidence_classes(self) -> tuple[str, ...]:
+        return self.vehicle_classes
 
 
 class GarbageRule(_Rule):
@@ -262,11 +279,60 @@ class GarbageRule(_Rule):
     carried_overlap: float = Field(0.5, gt=0, le=1, title="Carried overlap", description="Share of a garbage box inside a carrier box that counts as carried")
     severity_area: tuple[float, float] = Field((0.05, 0.15), title="Severity steps", description="Frame-area shares at which severity rises to 2 and 3")
 
+    def used_classes(self) -> tuple[str, ...]:
+        return self.evidence_classes() + self.carrier_classes
+
+
+# Thresholds models of rules that are not a field of `RulesConfig` (a new violation type's rule file registers
+# its model here through `pipeline.rules.rule`); their YAML section is validated with it.
+RULE_CONFIGS: dict[str, type[_Rule]] = {}
+
 
 class RulesConfig(_Model):
+    """One section per violation type, named by the type. Which classes feed which rule is read from here
+    (`classes_for`, `used_classes`) and nowhere else."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
     street_vending: VendingRule = Field(default_factory=VendingRule, title="Street vending (占道经营)")
     non_motor_parking: ParkingRule = Field(default_factory=ParkingRule, title="Non-motor parking (非机动车乱停放)")
     garbage: GarbageRule = Field(default_factory=GarbageRule, title="Exposed garbage (暴露垃圾)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _registered_rules(cls, data):
+        if not isinstance(data, dict):
+            return data
+        out = dict(data)
+        for name, value in data.items():
+            if name in cls.model_fields:
+                continue
+            if name not in RULE_CONFIGS:
+                raise ValueError(f"unknown rule '{name}'; rules: {', '.join([*cls.model_fields, *RULE_CONFIGS])}")
+            out[name] = value if isinstance(value, RULE_CONFIGS[name]) else RULE_CONFIGS[name].model_validate(value or {})
+        return out
+
+    def rule(self, type_: str) -> _Rule:
+        """The thresholds of the rule for `type_` (a registered rule left out of the YAML gets its defaults)."""
+        if type_ in type(self).model_fields:
+            return getattr(self, type_)
+        if type_ in (self.model_extra or {}):
+            return self.model_extra[type_]
+        if type_ in RULE_CONFIGS:
+            return RULE_CONFIGS[type_]()
+        raise KeyError(f"no rule for violation type '{type_}' (declared: {', '.join(VIOLATION_TYPES)})")
+
+    def types(self) -> tuple[str, ...]:
+        """Every declared violation type that has a rule."""
+        return tuple(t for t in VIOLATION_TYPES if t in type(self).model_fields or t in RULE_CONFIGS)
+
+    def classes_for(self, type_: str) -> tuple[str, ...]:
+        """The detector classes that are the evidence of `type_` (what a rejected case's fixture suppresses)."""
+        return self.rule(type_).evidence_classes()
+
+    def used_classes(self) -> set[str]:
+        """Every class an enabled rule reads: what the serving model must be able to detect."""
+        return {c for t in self.types() if (r := self.rule(t)).enabled for c in r.used_classes()}
 
 
 class TrackingConfig(_Model):

@@ -4,7 +4,7 @@
 the two that agrees with onnx on this machine. `ultralytics` is for training and evaluation.
 """
 
-from .base import Detector, DetectorSettings, detections_to_records, make_detections
+from .base import Detector, DetectorSettings, detections_to_records, empty_detections, make_detections
 from .registry import ModelRef, load_detector, models_dir, resolve_model
 
-__all__ = ["Detector", "DetectorSettings", "ModelRef", "detections_to_records", "load_detector", "make_detections", "models_dir", "resolve_model"]
+__all__ = ["Detector", "DetectorSettings", "ModelRef", "detections_to_records", "empty_detections", "load_detector", "make_detections", "models_dir", "resolve_model"]

@@ -57,6 +57,13 @@ def make_detections(xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray,
     )
 
 
+def empty_detections() -> sv.Detections:
+    """No detections, with the (empty) `data['class_name']` every Detections value carries."""
+    d = sv.Detections.empty()
+    d.data = {"class_name": np.array([], dtype=object)}
+    return d
+
+
 def detections_to_records(detections: sv.Detections) -> list[dict]:
     """JSON-ready list: class id and name, score, xyxy box in source pixels."""
     names = detections.data.get("class_name", [None] * len(detections))

@@ -19,10 +19,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..config import CameraConfig, RulesConfig, StreetOrderConfig, TrackingConfig, IncidentConfig
-from ..detect import Detector
+from ..detect import Detector, empty_detections
 from ..detect.plan import camera_detector
 from ..domain import IncidentReport
-from ..engine import Engine, empty_detections
+from ..engine import Engine
 from ..frames import Frame
 from ..geometry import box_iou
 from ..images import load_image

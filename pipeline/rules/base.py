@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -9,7 +10,8 @@ import numpy as np
 import supervision as sv
 
 from ..config import RulesConfig
-from ..config.models import RuleOverride, _Rule
+from ..config.models import RULE_CONFIGS, RuleOverride, _Rule
+from ..domain import VIOLATION_TYPES
 from ..geometry import union_box
 from ..scene.zones import CameraZones
 
@@ -114,6 +116,50 @@ def clusters(boxes: np.ndarray, reach: float = 0.5) -> list[list[int]]:
     for i in range(n):
         groups.setdefault(find(i), []).append(i)
     return list(groups.values())
+
+
+Box = tuple[float, float, float, float]
+RuleFn = Callable[["FrameContext"], list[Violation]]
+PresenceFn = Callable[["FrameContext"], list[Box]]
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """One violation type's rule: the function that finds violations, and the one that says what is physically
+    there (for auto-verification)."""
+
+    type: str
+    find: RuleFn
+    present: PresenceFn
+
+
+RULES: dict[str, RuleSpec] = {}
+
+
+def rule(type_: str, *, config: type[_Rule] | None = None, presence: PresenceFn | None = None, reach: float = 0.5):
+    """Register the decorated function as the rule of a type declared in `domain.VIOLATION_TYPES`.
+
+    `config` is the rule's thresholds model when `RulesConfig` has no field for it (a new type: its YAML section
+    under `rules:` is then validated with it). `presence` defaults to groups of the rule's evidence classes at its
+    score, boxes touching once grown by `reach` of their size (the grouping the rule itself uses).
+    """
+    if type_ not in VIOLATION_TYPES:
+        raise ValueError(f"rule for undeclared violation type '{type_}': add it to domain.VIOLATION_TYPES first")
+
+    def register(find: RuleFn) -> RuleFn:
+        if config is not None:
+            RULE_CONFIGS[type_] = config
+        RULES[type_] = RuleSpec(type_, find, presence or (lambda ctx: evidence_groups(ctx, type_, reach)))
+        return find
+
+    return register
+
+
+def evidence_groups(ctx: FrameContext, type_: str, reach: float) -> list[Box]:
+    """One box per group of the type's evidence classes at the rule's score, ignoring zones, dwell and count."""
+    r = ctx.rules.rule(type_)
+    idx = np.where(ctx.of_class(r.evidence_classes()) & (ctx.detections.confidence >= r.min_score))[0]
+    return [union_box(ctx.detections.xyxy[idx[g]]) for g in clusters(ctx.detections.xyxy[idx], reach=reach)] if len(idx) else []
 
 
 def make_violation(ctx: FrameContext, type_: str, zone_id: str, members: list[int], severity: int) -> Violation:

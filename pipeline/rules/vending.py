@@ -4,27 +4,28 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import FrameContext, Violation, clusters, make_violation
+from .base import FrameContext, Violation, clusters, make_violation, rule
 
 TYPE = "street_vending"
 
 
+@rule(TYPE, reach=0.5)
 def street_vending(ctx: FrameContext) -> list[Violation]:
     """A stall is a `stall`/`cart` detection on its own, or an umbrella/table/chair/bench with a stationary person
     within reach. Things of one stall are grouped into one violation."""
-    rule = ctx.rules.street_vending
-    if not rule.enabled:
+    cfg = ctx.rules.street_vending
+    if not cfg.enabled:
         return []
     d = ctx.detections
     dwell = ctx.dwell_s()
-    persons = np.where(ctx.of_class(rule.person_classes) & (d.confidence >= rule.min_score) & (dwell >= min(rule.min_dwell_s, 60.0)))[0]
+    persons = np.where(ctx.of_class(cfg.person_classes) & (d.confidence >= cfg.min_score) & (dwell >= min(cfg.min_dwell_s, 60.0)))[0]
     out = []
     for zone_id, inside, override in ctx.active_zones("no_vending", TYPE):
-        standalone = ctx.evidence(rule, rule.standalone_classes, inside, override)
-        attended = ctx.evidence(rule, rule.attended_classes, inside, override)
+        standalone = ctx.evidence(cfg, cfg.standalone_classes, inside, override)
+        attended = ctx.evidence(cfg, cfg.attended_classes, inside, override)
         stall = np.where(standalone)[0].tolist()
         for i in np.where(attended)[0]:
-            if _person_near(d.xyxy[i], d.xyxy[persons], rule.person_reach):
+            if _person_near(d.xyxy[i], d.xyxy[persons], cfg.person_reach):
                 stall.append(int(i))
         if not stall:
             continue

@@ -1,12 +1,17 @@
-"""`streetorder train`: build → fit → export → measure → card, each stage re-runnable on its own."""
+"""`streetorder train|evaluate|samples`: the model's sub-commands. `train` runs build → fit → export → measure →
+card, each stage re-runnable on its own. Heavy imports stay inside each command."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import shlex
+import sys
 from pathlib import Path
 
+from ..cases.cli import add_ledger_args
+from ..cli_options import add_backend_arg, add_slice_args
+from ..paths import SHARED
 from .trainer import TrainConfig
 
 STAGES = ("build", "fit", "export", "measure")
@@ -85,3 +90,117 @@ def _without_stage_flags(args: list[str]) -> list[str]:
         elif not (a.startswith("--stage=") or a == "--resume"):
             out.append(a)
     return out
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.slice_study:
+        return _evaluate_slicing(args)
+    if args.cues:
+        return _evaluate_cues(args)
+    if not args.data:
+        raise SystemExit("streetorder evaluate: --data is required (or --cues, or --slice-study)")
+    from .evaluate import evaluate_model
+
+    report = evaluate_model(args.data, args.model, split=args.split, backend=args.backend, imgsz=args.imgsz, night=args.night, threads=args.threads)
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        print(f"{report['model']} on {report['data']} ({report['split']}{', night' if args.night else ''}, {report['images']} images)")
+        print(f"  mAP50 {report['map50']:.3f}  mAP50-95 {report['map50_95']:.3f}")
+        for name, m in report["per_class"].items():
+            print(f"  {name:<14} mAP50 {m['map50']:.3f}  mAP50-95 {m['map50_95']:.3f}  ({m['instances']} boxes)")
+    return 0
+
+
+def _evaluate_slicing(args: argparse.Namespace) -> int:
+    from .slicing_eval import slice_study
+
+    report = slice_study(args.model, args.shared, tiles=args.tiles, overlap=args.overlap, threads=args.threads, imgsz=args.imgsz)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return 0
+    sc = report["scores"]
+    print(f"{report['model']} (onnx, {report['imgsz']} px): full frame vs sliced {report['slicing']['tiles'][0]}x{report['slicing']['tiles'][1]} + full frame, overlap {report['slicing']['overlap']}; matched at IoU {report['match_iou']}")
+    print(f"  images: streets-in holdout {report['images']['streets_in_holdout']}, garbage-cn val {report['images']['garbage_cn_val']}")
+    for key, r in report["detectors"].items():
+        b, g, t = r["streets_in_two_wheelers"], r["garbage_cn_street_classes"], r["ms_per_frame"]
+        print(f"  {key:<7} two-wheelers (score >= {sc['two_wheelers']}): recall {b['recall']} precision {b['precision']} ({b['found']}/{b['labels']} found, {b['predictions']} predicted)")
+        print(f"  {'':<7} street classes (score >= {sc['street_classes']}): recall {g['recall']} precision {g['precision']} ({g['found']}/{g['labels']} found, {g['predictions']} predicted)")
+        print(f"  {'':<7} {t['median']} ms per frame (median of {t['frames']}, p90 {t['p90']})")
+    if args.out:
+        print(f"written: {args.out}")
+    return 0
+
+
+def _evaluate_cues(args: argparse.Namespace) -> int:
+    from .cue_eval import cue_report
+
+    report = cue_report(args.model, args.shared, backend=args.backend, reference=args.reference, threads=args.threads, imgsz=args.imgsz)
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return 0
+    print(f"cue classes of {report['model']}: recall against {report['reference']} at each rule's score")
+    print("  images: " + ", ".join(f"{k} {v}" for k, v in report["images"].items()))
+    for key, r in report["detectors"].items():
+        print(f"  {key}: recall {r['recall']}, two-wheeler mAP50 (human labels) {r['two_wheeler_map50_human']}")
+        for c, v in r["per_class"].items():
+            print(f"    {c:<13} {v['recall'] if v['recall'] is not None else '–':<7} ({v['reference_boxes']} reference boxes, score >= {v['score']})")
+    return 0
+
+
+def cmd_samples(args: argparse.Namespace) -> int:
+    from ..cases import CaseStore, LedgerConfig
+    from ..detect import DetectorSettings, load_detector
+    from .samples import export_samples
+
+    store = CaseStore.open(LedgerConfig.load(args.ledger, database_url=args.db))
+    try:
+        detector = load_detector(args.model, backend=args.backend, settings=DetectorSettings(conf=args.conf))
+        report = export_samples(store, detector, Path(args.out))
+    finally:
+        store.close()
+    print(f"{report.negatives} false-alarm sample(s), {report.positives} confirmed sample(s) in {args.out}")
+    for s in report.skipped:
+        print(f"skipped case {s['case']}: {s['reason']}", file=sys.stderr)
+    print(f"retrain with: streetorder train --extra-data {args.out}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    return train_from_cli(args, argv=sys.argv)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the model's commands to the `streetorder` sub-command parser."""
+    p = sub.add_parser("evaluate", help="mAP of a model on a YOLO-format dataset", description="Evaluate a model (the shipped ONNX by default) on any YOLO dataset file. Dataset classes are matched to the model's by name, so a dataset may use only some of them.")
+    p.add_argument("--data", help="ultralytics dataset YAML (required unless --cues or --slice-study)")
+    p.add_argument("--cues", action="store_true", help="instead: recall of the cue classes (person, bicycle, umbrella, ...) against the COCO model at 640 px on the cue-class set (streets-in holdout, vtest frames, garbage-cn val), the model alone and with its cue model")
+    p.add_argument("--reference", default="yolo11n-coco", help="with --cues: the reference model (default yolo11n-coco, run at 640 px)")
+    p.add_argument("--shared", type=Path, default=SHARED, help="with --cues or --slice-study: the shared data folder (default ../shared)")
+    p.add_argument("--slice-study", action="store_true", help="instead: full frame vs sliced inference (ONNX): two-wheeler recall/precision on the streets-in holdout, street-class recall/precision on garbage-cn val, ms per frame")
+    add_slice_args(p, "with --slice-study: ")
+    p.add_argument("--out", metavar="JSON", help="with --slice-study: also write the report to this file")
+    p.add_argument("--model", help="model name, folder or file (default: models/CURRENT)")
+    p.add_argument("--split", default="val", help="dataset split (default val)")
+    add_backend_arg(p)
+    p.add_argument("--imgsz", type=int, help="inference size (default: the model's own)")
+    p.add_argument("--night", action="store_true", help="evaluate on a night-simulated copy of the split (fixed seed)")
+    p.add_argument("--threads", type=int, help="inference threads")
+    p.add_argument("--json", action="store_true", help="print JSON with map50, map50_95 and per_class")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("train", help="build the merged dataset and fine-tune the street model (train extra)", description="Build the merged dataset (garbage-cn labels, COCO pseudo-labels, background streets), fine-tune, export ONNX, measure, and write models/<name>/ with its card.")
+    add_train_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("samples", help="turn reviewed cases into training samples", description="Export every reviewed case's best frame as a YOLO sample: a rejected case (false alarm) with the violation's boxes as background, a confirmed one with them as labels; every other object the model sees stays labelled. Feed the folder to `streetorder train --extra-data`.")
+    p.add_argument("action", choices=["export"])
+    p.add_argument("--out", required=True, help="output folder (images/, labels/, samples.json)")
+    add_ledger_args(p)
+    p.add_argument("--model", help="model that labels the other objects (default: models/CURRENT)")
+    p.add_argument("--conf", type=float, default=0.4, help="score for the model's labels (default 0.4, as the pseudo-labels)")
+    add_backend_arg(p)
+    p.set_defaults(func=cmd_samples)

@@ -50,11 +50,12 @@ class CueImage:
 def rule_scores(rules: RulesConfig | None = None) -> dict[str, float]:
     """The lowest score at which a rule counts each cue class as evidence (the rules' defaults)."""
     rules = rules or RulesConfig()
-    v, p = rules.street_vending, rules.non_motor_parking
-    scores = {c: v.min_score for c in (*v.attended_classes, *v.person_classes)}
-    for c in p.vehicle_classes:
-        scores[c] = min(scores.get(c, 1.0), p.min_score)
-    default = type(v).model_fields["min_score"].default
+    scores: dict[str, float] = {}
+    for t in rules.types():
+        r = rules.rule(t)
+        for c in r.used_classes():
+            scores[c] = min(scores.get(c, 1.0), r.min_score)
+    default = type(rules.street_vending).model_fields["min_score"].default
     return {c: scores.get(c, default) for c in CUE_CLASSES}
 
 

@@ -12,8 +12,8 @@ from pipeline.cases import CaseView
 from pipeline.cases.lifecycle import CaseStatus
 from pipeline.domain import ViolationType
 
-from ..deps import Store, require_multipart
-from ..errors import error_responses
+from ..deps import State, Store, require_multipart
+from ..errors import Unprocessable, error_responses
 from ..schemas import CaseList, TransitionIn
 from ..uploads import read_image
 
@@ -49,10 +49,15 @@ def get_case(store: Store, case_id: CaseId) -> CaseView:
 
 
 @router.post("/{case_id}/transition", response_model=CaseView, summary="Move a case to another status", responses=error_responses(401, 404, 409, 422))
-def transition(store: Store, case_id: CaseId, body: TransitionIn) -> CaseView:
+def transition(state: State, case_id: CaseId, body: TransitionIn) -> CaseView:
     """409 with the reason when the workflow does not allow the move or it lacks what it needs (an owner to
-    dispatch, a reason to reject, a note or after photo to rectify)."""
-    return store.transition(case_id, body.to, actor=body.actor, note=body.note, owner=body.owner)
+    dispatch, a reason to reject, a note or after photo to rectify). Rejecting with `fixture` also marks the
+    spot as a fixture of the camera, as the review page does (422 for a case that is not a camera's)."""
+    if body.fixture and body.to != CaseStatus.REJECTED:
+        raise Unprocessable("fixture applies only when rejecting (to: rejected)")
+    if body.to == CaseStatus.REJECTED:
+        return state.reject(case_id, actor=body.actor, reason=body.note or "", fixture=body.fixture).case
+    return state.store.transition(case_id, body.to, actor=body.actor, note=body.note, owner=body.owner)
 
 
 @router.post(

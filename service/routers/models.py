@@ -16,16 +16,11 @@ from ..schemas import CurrentModel, ModelChoice, ModelList, ModelSummary
 router = APIRouter(prefix="/models", tags=["models"])
 
 
-def rule_classes(rules: RulesConfig) -> set[str]:
-    v, p, g = rules.street_vending, rules.non_motor_parking, rules.garbage
-    return {c for rule, classes in ((v, v.standalone_classes + v.attended_classes + v.person_classes), (p, p.vehicle_classes), (g, g.classes)) if rule.enabled for c in classes}
-
-
 def describe(model: LoadedModel, rules: RulesConfig) -> CurrentModel:
     names = list(model.detector.names)
     return CurrentModel(
         name=model.name, path=str(model.path), classes=names, imgsz=model.detector.imgsz, loaded_at=model.loaded_at,
-        rule_classes_missing=sorted(rule_classes(rules) - set(names)),
+        rule_classes_missing=sorted(rules.used_classes() - set(names)),
     )
 
 

@@ -18,22 +18,18 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
+from pipeline import review as decisions
 from pipeline.cases import CaseView
-from pipeline.cases.errors import CaseNotFound, InvalidTransition, LedgerError
 from pipeline.cases.lifecycle import CaseStatus
-from pipeline.config import ConfigError
 from pipeline.domain import VIOLATION_TYPES
 
-from ..case_fixtures import fixtures_for_case
 from ..deps import COOKIE, State, key_ok, require_key
-from ..errors import ServiceError, Unprocessable
+from ..errors import Unprocessable, status_of
 
 router = APIRouter(prefix="/review", tags=["review"])
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
 
 AWAITING = (CaseStatus.DETECTED, CaseStatus.REOPENED)
-TYPE_LABELS = {"street_vending": "占道经营 street vending", "non_motor_parking": "非机动车乱停放 messy parking", "garbage": "暴露垃圾 exposed garbage"}
-_STATUS = {CaseNotFound: 404, InvalidTransition: 409, LedgerError: 422, ConfigError: 422}
 
 
 def _latest(case: CaseView, kind: str) -> str | None:
@@ -45,7 +41,7 @@ def _row(case: CaseView, tz: ZoneInfo) -> dict:
     local = lambda t: t.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if t else "–"  # noqa: E731
     return {
         "case": case,
-        "label": TYPE_LABELS.get(case.type, case.type),
+        "label": VIOLATION_TYPES[case.type].label if case.type in VIOLATION_TYPES else case.type,
         "first_seen": local(case.first_seen),
         "last_seen": local(case.last_seen),
         "crop": _latest(case, "crop") or _latest(case, "best_frame"),
@@ -62,7 +58,7 @@ def _page(request: Request, state, *, type: str | None, district: str | None, me
         cases = [c for c in cases if c.location.district == district]
     tz = ZoneInfo(store.config.report_timezone)
     context = {
-        "rows": [_row(c, tz) for c in cases], "types": TYPE_LABELS, "districts": districts, "type": type or "", "district": district or "",
+        "rows": [_row(c, tz) for c in cases], "types": {t: k.label for t, k in VIOLATION_TYPES.items()}, "districts": districts, "type": type or "", "district": district or "",
         "message": message, "error": error, "tz": store.config.report_timezone,
     }
     return templates.TemplateResponse(request, "review.html", context, status_code=status)
@@ -100,11 +96,12 @@ def _act(request: Request, state, type: str, district: str, action) -> HTMLRespo
     """Run a review action; success redirects back to the page, a refusal re-renders it with the reason."""
     try:
         return _back(request, type, district, action())
-    except ServiceError as e:
-        return _page(request, state, type=_clean_type(type), district=district, error=e.detail, status=e.status)
-    except tuple(_STATUS) as e:
-        status = next(code for cls, code in _STATUS.items() if isinstance(e, cls))
-        return _page(request, state, type=_clean_type(type), district=district, error=str(e), status=status)
+    except Exception as e:
+        known = status_of(e)
+        if known is None:
+            raise
+        status, message = known
+        return _page(request, state, type=_clean_type(type), district=district, error=message, status=status)
 
 
 @router.post(
@@ -117,7 +114,7 @@ def dispatch(
     type: Annotated[str, Form()] = "", district: Annotated[str, Form()] = "",
 ):
     def action() -> str:
-        case = state.store.transition(case_id, CaseStatus.DISPATCHED, actor=actor, owner=owner.strip() or None)
+        case = decisions.dispatch(state.store, case_id, actor=actor, owner=owner.strip() or None)
         return f"case {case.id} dispatched to {case.owner}"
 
     return _act(request, state, type, district, action)
@@ -134,20 +131,6 @@ def reject(
     type: Annotated[str, Form()] = "", district: Annotated[str, Form()] = "",
 ):
     def action() -> str:
-        fixtures = []
-        if fixture:  # everything checked before the case changes, so a refusal leaves both untouched
-            case = state.store.get(case_id)
-            if case.camera_id is None or case.box is None:
-                raise Unprocessable(f"case {case_id} is not from a fixed camera; only camera cases can mark a fixture")
-            camera = state.camera(case.camera_id)
-            fixtures = fixtures_for_case(case, state.store.evidence, camera, state.config().rules, reason.strip() or "rejected")
-            state.add_fixtures(camera.id, fixtures, check_only=True)
-        case = state.store.transition(case_id, CaseStatus.REJECTED, actor=actor, note=reason)
-        if fixtures:
-            try:
-                state.add_fixtures(case.camera_id, fixtures)
-            except ServiceError as e:
-                raise e.__class__(f"case {case.id} was rejected, but its fixtures were not added: {e.detail}") from None
-        return f"case {case.id} rejected" + (f"; {len(fixtures)} fixture(s) added to camera {case.camera_id}" if fixtures else "")
+        return state.reject(case_id, actor=actor, reason=reason, fixture=fixture).message()
 
     return _act(request, state, type, district, action)

@@ -104,13 +104,13 @@ def test_outbox_deliver_once_and_status(db_url, tmp_path, capsys, monkeypatch):
         cfg.write_text(yaml.safe_dump({"database_url": db_url, "evidence_dir": str(tmp_path / "ev"), "webhook": {"url": receiver.url, "secret": SECRET}}))
         batch = tmp_path / "batch.json"
         batch.write_text(json.dumps([json.loads(incident(tmp_path, f"i{n}", point=f"P{n}").model_dump_json()) for n in range(3)]))
-        assert main(["cases", "post", str(batch), "--config", str(cfg)]) == 0
-        assert main(["outbox", "status", "--config", str(cfg)]) == 0
+        assert main(["cases", "post", str(batch), "--ledger", str(cfg)]) == 0
+        assert main(["outbox", "status", "--ledger", str(cfg)]) == 0
         assert capsys.readouterr().out.splitlines()[-1].split() == ["webhook", "pending", "3"]
-        assert main(["outbox", "deliver", "--once", "--config", str(cfg)]) == 0
+        assert main(["outbox", "deliver", "--once", "--ledger", str(cfg)]) == 0
         assert "sent 3, failed 0" in capsys.readouterr().out
         assert len(receiver.accepted) == 3
-        assert main(["outbox", "status", "--config", str(cfg)]) == 0
+        assert main(["outbox", "status", "--ledger", str(cfg)]) == 0
         assert capsys.readouterr().out.split() == ["webhook", "delivered", "3"]
     finally:
         receiver.close()

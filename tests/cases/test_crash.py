@@ -64,7 +64,7 @@ def test_killed_posting_loses_nothing_and_a_rerun_completes_without_duplicates(s
             }
         )
     )
-    cmd = [sys.executable, "-m", "pipeline.cli", "cases", "post", str(batch), "--config", str(config)]
+    cmd = [sys.executable, "-m", "pipeline.cli", "cases", "post", str(batch), "--ledger", str(config)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
 
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

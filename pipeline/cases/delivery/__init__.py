@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from ..config import LedgerConfig
-from ..outbox import Transport
+from ..db import Database
+from ..errors import LedgerError
+from ..outbox import OutboxWorker, Transport
 
 
 def transports_for(config: LedgerConfig) -> list[Transport]:
@@ -18,3 +20,11 @@ def transports_for(config: LedgerConfig) -> list[Transport]:
 
         out.append(MqttTransport(config.mqtt))
     return out
+
+
+def outbox_worker(db: Database, config: LedgerConfig) -> OutboxWorker:
+    """The worker that delivers this ledger's outbox through every configured channel; an error if there is none."""
+    transports = transports_for(config)
+    if not transports:
+        raise LedgerError("no delivery channel configured (set webhook and/or mqtt in the ledger config)")
+    return OutboxWorker(db, transports, config.outbox)

@@ -1,0 +1,61 @@
+"""`streetorder scenarios|bench`: the developers' tools. Heavy imports stay inside each command."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..cli_options import add_backend_arg
+from ..paths import SHARED_DATA
+
+
+def cmd_scenarios(args: argparse.Namespace) -> int:
+    from ..detect import DetectorSettings
+    from ..detect.cascade import load_cue_cascade
+    from .scenarios import SHIPPED, load_scenarios, run_scenario, summarize
+
+    detector = load_cue_cascade(args.model, backend=args.backend, settings=DetectorSettings(conf=args.conf), threads=args.threads)
+    dropouts = [float(d) for d in args.dropout.split(",")]
+    scenarios = load_scenarios(Path(args.folder) if args.folder else SHIPPED)
+    if args.only:
+        scenarios = [s for s in scenarios if s.name in args.only.split(",")]
+    results = [r for s in scenarios for r in run_scenario(s, detector, Path(args.data_root), dropouts=tuple(dropouts), seed=args.seed)]
+    summary = summarize(results)
+    if args.json:
+        print(json.dumps(summary, indent=2, ensure_ascii=False, default=str))
+    else:
+        for r in results:
+            print(f"{r.name:<24} dropout {r.dropout:.0%}: expected {r.expected}, produced {r.produced}, matched {r.matched}, duplicates {r.duplicates}, false {r.false}")
+        print(f"recall {summary['recall']:.3f}  precision {summary['precision']:.3f}  duplicate rate {summary['duplicate_rate']:.3f}")
+    return 0 if summary["recall"] == 1.0 and summary["precision"] == 1.0 else 1
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_all
+
+    print(json.dumps(run_all(args.model, backend=args.backend, images=args.images, data=Path(args.data)), indent=2))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    """Add the developers' commands to the `streetorder` sub-command parser."""
+    p = sub.add_parser("scenarios", help="run the shipped engine scenarios and score incidents", description="Compose the shipped scenarios from real images, run the detector and the engine, and report incident-level recall, precision and duplicate rate (with and without detection dropout). Exit status 1 unless recall and precision are both 1.")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--model", help="model (default: models/CURRENT)")
+    p.add_argument("--conf", type=float, default=0.25, help="detector score threshold (default 0.25)")
+    p.add_argument("--threads", type=int, help="inference threads")
+    add_backend_arg(p)
+    p.add_argument("--dropout", default="0,0.3", help="comma-separated shares of frames whose detections are dropped (default 0,0.3)")
+    p.add_argument("--seed", type=int, default=0, help="dropout random seed")
+    p.add_argument("--only", help="comma-separated scenario names")
+    p.add_argument("--folder", help="scenario folder (default datasets/scenarios)")
+    p.add_argument("--data-root", default=str(SHARED_DATA), help="where scenario images are read from (default ../shared/data)")
+    p.set_defaults(func=cmd_scenarios)
+
+    p = sub.add_parser("bench", help="serving-path benchmarks (prints its figures as JSON)", description="Every available backend (onnx, openvino, ultralytics if installed) side by side on real images, one image at a time in round-robin, at the model's size: median ms per image and the ratio to onnx. Then, with --backend: detector latency and throughput (batch 1 vs 8, 1 thread vs all cores, measured interleaved in one run) and the engine's share of frame time and peak Python memory on the sample lane clip.")
+    p.add_argument("--model", help="model (default: models/CURRENT)")
+    add_backend_arg(p)
+    p.add_argument("--images", type=int, default=30, help="real images for the backend comparison (default 30)")
+    p.add_argument("--data", default=str(SHARED_DATA / "garbage-cn" / "val" / "images"), help="folder of images for the backend comparison (default ../shared/data/garbage-cn/val/images)")
+    p.set_defaults(func=cmd_bench)

@@ -1,0 +1,97 @@
+"""Tracking on a fixed camera: ByteTrack per class, and stillness: when an object settled, and what does (not)
+restart its dwell."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import numpy as np
+import supervision as sv
+
+from pipeline.config import TrackingConfig
+from pipeline.scene.track import CameraTracker, StillnessBook
+
+from ..factory import T0, dets, engine, jitter, run
+
+
+def _dets(box, tid=1, cls="garbage"):
+    return sv.Detections(xyxy=np.array([box], dtype=np.float32), tracker_id=np.array([tid]), data={"class_name": np.array([cls], dtype=object)})
+
+
+def test_a_pile_partly_hidden_by_a_passer_by_keeps_its_dwell():
+    """A passer-by hides the left half of a pile: the box shrinks and its centre shifts by more than the
+    tolerance, but it stays inside where the pile settled, so the dwell does not restart (street-v2 saw exactly
+    this in the garbage-pile scenario)."""
+    book = StillnessBook(TrackingConfig())
+    assert book.update(_dets([237, 442, 426, 553]), T0) == [T0]
+    assert book.update(_dets([351, 442, 425, 548]), T0 + timedelta(seconds=4)) == [T0]
+    assert book.update(_dets([238, 448, 357, 554]), T0 + timedelta(seconds=8)) == [T0]
+
+
+def test_an_object_that_really_moves_restarts_its_dwell():
+    book = StillnessBook(TrackingConfig())
+    book.update(_dets([100, 100, 200, 200]), T0)
+    later = T0 + timedelta(seconds=10)
+    assert book.update(_dets([180, 100, 280, 200]), later) == [later]
+
+
+def test_a_small_shift_is_still_and_a_larger_one_is_movement():
+    """still_tolerance 0.25 of the box diagonal: 35 px for a 100 x 100 box."""
+    book = StillnessBook(TrackingConfig())
+    book.update(_dets([100, 100, 200, 200]), T0)
+    assert book.update(_dets([130, 100, 230, 200]), T0 + timedelta(seconds=2)) == [T0]  # 30 px from where it settled
+    moved = T0 + timedelta(seconds=4)
+    assert book.update(_dets([140, 100, 240, 200]), moved) == [moved]  # 40 px
+    assert book.update(_dets([160, 100, 260, 200]), T0 + timedelta(seconds=6)) == [moved]  # 20 px from its new place
+
+
+def test_a_new_track_where_a_still_object_was_lost_inherits_its_dwell():
+    book = StillnessBook(TrackingConfig())  # relink_s: 120
+    book.update(_dets([100, 100, 200, 200], tid=1), T0)
+    assert book.update(_dets([102, 101, 203, 199], tid=2), T0 + timedelta(seconds=120)) == [T0]
+    # another class where it stood, or the same class elsewhere, starts afresh
+    at = T0 + timedelta(seconds=122)
+    assert book.update(_dets([102, 101, 203, 199], tid=3, cls="overflow"), at) == [at]
+    assert book.update(_dets([300, 100, 400, 200], tid=4), at) == [at]
+
+
+def test_a_track_lost_for_longer_than_relink_s_starts_afresh():
+    book = StillnessBook(TrackingConfig(relink_s=60))
+    book.update(_dets([100, 100, 200, 200], tid=1), T0)
+    later = T0 + timedelta(seconds=62)
+    assert book.update(_dets([100, 100, 200, 200], tid=2), later) == [later]
+
+
+# ---- ByteTrack and stillness together -------------------------------------------------------------------
+
+
+def test_track_lost_for_longer_than_the_buffer_keeps_dwell_and_incident():
+    # 40 s without detections: ByteTrack drops the track (30 s buffer); the new track re-links by position.
+    scene = lambda t: [("garbage", jitter((250, 300, 350, 380), t), 0.7)] if not 100 <= t < 140 else []
+    incidents = run(engine(), scene, 300)
+    assert len(incidents) == 1
+    [r] = incidents.values()
+    assert r.first_seen == T0 and not r.ended
+
+
+def test_the_tracker_keeps_still_since_across_a_track_lost_by_bytetrack():
+    tracker = CameraTracker(TrackingConfig())  # lost_track_s 30: a 42 s gap loses the track
+    pile = dets(("garbage", (250, 300, 350, 380), 0.7))
+    ids = []
+    for t in [*range(0, 20, 2), *range(62, 80, 2)]:
+        out = tracker.update(pile, T0 + timedelta(seconds=t))
+        assert list(out.data["still_since"]) == [T0]
+        ids.append(int(out.tracker_id[0]))
+    assert ids[1] >= 0 and ids[-1] >= 0 and ids[1] != ids[-1]  # a new ByteTrack id after the gap, the same dwell
+
+
+def test_the_tracker_on_an_empty_frame_and_a_frame_from_the_past():
+    tracker = CameraTracker(TrackingConfig())
+    pile = dets(("garbage", (250, 300, 350, 380), 0.7))
+    for t in range(0, 20, 2):
+        tracker.update(pile, T0 + timedelta(seconds=t))
+    empty = tracker.update(dets(), T0 + timedelta(seconds=20))
+    assert len(empty) == 0 and list(empty.data["still_since"]) == [] and list(empty.data["class_name"]) == []
+    # an older frame (a replay started over) resets the camera's tracks: nothing has stood still since T0 any more
+    back = T0 + timedelta(seconds=10)
+    assert list(tracker.update(pile, back).data["still_since"]) == [back]
