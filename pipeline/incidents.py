@@ -15,7 +15,7 @@ import numpy as np
 import supervision as sv
 
 from .config import IncidentConfig, PatrolConfig
-from .domain import VIOLATION_TYPES, GeoPoint
+from .domain import VIOLATION_TYPES, GeoPoint, ViolationType
 from .geometry import box_iou, box_overlap, haversine_m
 from .rules import OUTSIDE_BAYS, Violation
 
@@ -45,7 +45,7 @@ def snapshot_quality(v: Violation, width: int, height: int, edge_px: int) -> flo
 @dataclass
 class Incident:
     id: str
-    type: str
+    type: ViolationType
     zone_id: str
     box: tuple[float, float, float, float]
     first_seen: datetime

@@ -13,7 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
-from ..domain import VIOLATION_TYPES
+from ..domain import VIOLATION_TYPES, ViolationType
 
 DEFAULT_DB_URL = "sqlite:///var/streetorder.db"
 ENV_CONFIG = "STREETORDER_LEDGER_CONFIG"
@@ -129,7 +129,7 @@ class LedgerConfig(_Section):
             raise ValueError(f"deadlines must be positive hours, got {bad}")
         return {t: v.get(t, k.deadline_h) for t, k in VIOLATION_TYPES.items()}
 
-    def deadline_h(self, type_: str) -> float:
+    def deadline_h(self, type_: ViolationType) -> float:
         """Hours to rectify a case of `type_`: the config's, else the type's default."""
         return self.deadlines_h.get(type_, VIOLATION_TYPES[type_].deadline_h)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from ..domain import Location
+from ..domain import Location, ViolationType
 from .models import Case, CaseEvent
 from .views import UtcTime
 
@@ -40,7 +40,7 @@ class EventInfo(_Msg):
 class CaseSnapshot(_Msg):
     id: int
     revision: int
-    type: str
+    type: ViolationType
     status: str
     severity: int
     count: int

@@ -27,6 +27,7 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from ..domain import ViolationType
 from .errors import EvidenceError, LedgerError
 from .evidence_store import EvidenceStore
 from .lifecycle import OPEN_STATUSES, CaseStatus
@@ -83,7 +84,7 @@ class PointRow:
 @dataclass(frozen=True)
 class GalleryCase:
     id: int
-    type: str
+    type: ViolationType
     status: str
     district: str
     point: str

@@ -26,7 +26,7 @@ from pathlib import Path
 from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.orm import Session, selectinload
 
-from ..domain import IncidentReport
+from ..domain import IncidentReport, ViolationType
 from ..geometry import haversine_m
 from .apply import apply_report
 from .config import LedgerConfig
@@ -67,7 +67,7 @@ class WatchedCase:
     """What auto-verification needs to re-check one dispatched camera case."""
 
     id: int
-    type: str
+    type: ViolationType
     box: tuple[float, float, float, float]
     dispatched_at: datetime
     deadline_at: datetime
@@ -343,7 +343,7 @@ class CaseStore:
         self,
         *,
         status: CaseStatus | str | None = None,
-        type: str | None = None,
+        type: ViolationType | None = None,
         district: str | None = None,
         point: str | None = None,
         camera_id: str | None = None,

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, computed_field
 
-from ..domain import Location
+from ..domain import Location, ViolationType
 from .lifecycle import CaseStatus
 from .models import Case
 
@@ -43,7 +43,7 @@ class EvidenceRef(_View):
 
 class CaseView(_View):
     id: int
-    type: str
+    type: ViolationType
     status: CaseStatus
     source: str
     severity: int

@@ -312,7 +312,7 @@ class RulesConfig(_Model):
             out[name] = value if isinstance(value, RULE_CONFIGS[name]) else RULE_CONFIGS[name].model_validate(value or {})
         return out
 
-    def rule(self, type_: str) -> _Rule:
+    def rule(self, type_: ViolationType) -> _Rule:
         """The thresholds of the rule for `type_` (a registered rule left out of the YAML gets its defaults)."""
         if type_ in type(self).model_fields:
             return getattr(self, type_)
@@ -326,7 +326,7 @@ class RulesConfig(_Model):
         """Every declared violation type that has a rule."""
         return tuple(t for t in VIOLATION_TYPES if t in type(self).model_fields or t in RULE_CONFIGS)
 
-    def classes_for(self, type_: str) -> tuple[str, ...]:
+    def classes_for(self, type_: ViolationType) -> tuple[str, ...]:
         """The detector classes that are the evidence of `type_` (what a rejected case's fixture suppresses)."""
         return self.rule(type_).evidence_classes()
 

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from ..config import CameraConfig, RulesConfig, StreetOrderConfig, TrackingConfig, IncidentConfig
 from ..detect import Detector, empty_detections
 from ..detect.plan import camera_detector
-from ..domain import IncidentReport
+from ..domain import IncidentReport, ViolationType
 from ..engine import Engine
 from ..frames import Frame
 from ..geometry import box_iou
@@ -54,7 +54,7 @@ class Actor(_M):
 
 
 class Expected(_M):
-    type: str
+    type: ViolationType
     zone: str
     first_seen_s: tuple[float, float] = Field(description="Window the incident's first_seen must fall in (s from start)")
     last_seen_s: tuple[float, float] | None = None

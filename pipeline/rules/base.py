@@ -11,7 +11,7 @@ import supervision as sv
 
 from ..config import RulesConfig
 from ..config.models import RULE_CONFIGS, RuleOverride, _Rule
-from ..domain import VIOLATION_TYPES
+from ..domain import VIOLATION_TYPES, ViolationType
 from ..geometry import union_box
 from ..scene.zones import CameraZones
 
@@ -22,7 +22,7 @@ PATROL_ZONE = "photo"  # patrol photos have no zones: the whole photo is one
 class Violation:
     """One rule's finding on one frame: the evidence behind it and where."""
 
-    type: str
+    type: ViolationType
     zone_id: str
     box: tuple[float, float, float, float]
     count: int
@@ -128,7 +128,7 @@ class RuleSpec:
     """One violation type's rule: the function that finds violations, and the one that says what is physically
     there (for auto-verification)."""
 
-    type: str
+    type: ViolationType
     find: RuleFn
     present: PresenceFn
 
@@ -136,7 +136,7 @@ class RuleSpec:
 RULES: dict[str, RuleSpec] = {}
 
 
-def rule(type_: str, *, config: type[_Rule] | None = None, presence: PresenceFn | None = None, reach: float = 0.5):
+def rule(type_: ViolationType, *, config: type[_Rule] | None = None, presence: PresenceFn | None = None, reach: float = 0.5):
     """Register the decorated function as the rule of a type declared in `domain.VIOLATION_TYPES`.
 
     `config` is the rule's thresholds model when `RulesConfig` has no field for it (a new type: its YAML section
@@ -155,14 +155,14 @@ def rule(type_: str, *, config: type[_Rule] | None = None, presence: PresenceFn 
     return register
 
 
-def evidence_groups(ctx: FrameContext, type_: str, reach: float) -> list[Box]:
+def evidence_groups(ctx: FrameContext, type_: ViolationType, reach: float) -> list[Box]:
     """One box per group of the type's evidence classes at the rule's score, ignoring zones, dwell and count."""
     r = ctx.rules.rule(type_)
     idx = np.where(ctx.of_class(r.evidence_classes()) & (ctx.detections.confidence >= r.min_score))[0]
     return [union_box(ctx.detections.xyxy[idx[g]]) for g in clusters(ctx.detections.xyxy[idx], reach=reach)] if len(idx) else []
 
 
-def make_violation(ctx: FrameContext, type_: str, zone_id: str, members: list[int], severity: int) -> Violation:
+def make_violation(ctx: FrameContext, type_: ViolationType, zone_id: str, members: list[int], severity: int) -> Violation:
     d = ctx.detections
     return Violation(
         type=type_,
