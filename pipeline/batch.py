@@ -75,9 +75,8 @@ class BatchSummary:
         self.failed.append({"path": str(path), "error": error, "outcome": outcome, **extra})
 
     def saw(self, frame: Frame) -> None:
-        if frame.camera_id is not None:
-            w = self.windows.setdefault(frame.camera_id, [frame.at, frame.at])
-            w[0], w[1] = min(w[0], frame.at), max(w[1], frame.at)
+        w = self.windows.setdefault(frame.camera_id or PATROL, [frame.at, frame.at])
+        w[0], w[1] = min(w[0], frame.at), max(w[1], frame.at)
 
     def as_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -237,7 +236,9 @@ def _run(intake: Intake, detector: Detector, cameras: dict[str, list[Path]], pat
         summary.fail(photo, reason)
     for at, photo, gps in tqdm(sorted(stamped, key=lambda s: (s[0], str(s[1]))), desc="patrol photos", unit="photo", disable=not progress or not stamped, leave=False):
         try:
-            summary.add(intake.photo(Frame(load_image(photo), at, None, gps, source=str(photo))))
+            frame = Frame(load_image(photo), at, None, gps, source=str(photo))
+            summary.saw(frame)
+            summary.add(intake.photo(frame))
             summary.photos += 1
             summary.read.append({"path": str(photo), "camera_id": None, "frames": 1})
         except (ImageError, ValueError) as e:
