@@ -209,7 +209,7 @@ def _run(intake: Intake, detector: Detector, cameras: dict[str, list[Path]], pat
                     used += 1
                     bar.update()
             except VideoError as e:
-                summary.fail(video, str(e), "partial" if used else "failed", frames_read=e.frames_read, frames_used=used)
+                summary.fail(video, str(e), "partial" if used else "failed", camera_id=camera_id, frames_read=e.frames_read, frames_used=used)
             else:
                 summary.read.append({"path": str(video), "camera_id": camera_id, "frames": used})
             finally:

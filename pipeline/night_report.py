@@ -84,6 +84,7 @@ class Timeline:
     height: float
     width: int = TIMELINE_W
     label_w: int = LABEL_W
+    plot_w: int = TIMELINE_W - LABEL_W - 30  # room on the right for the last tick's label
 
 
 @dataclass(frozen=True)
@@ -133,9 +134,9 @@ def build_night_report(store: CaseStore, summary: BatchSummary, config: StreetOr
 
     frames: dict[str, int] = defaultdict(int)
     files: dict[str, int] = defaultdict(int)
-    for r in summary.read:
-        key = r["camera_id"] or PATROL
-        frames[key] += r["frames"]
+    for r in summary.read + [f for f in summary.failed if f.get("frames_used")]:  # partly read files count too
+        key = r.get("camera_id") or PATROL
+        frames[key] += r.get("frames", r.get("frames_used", 0))
         files[key] += 1
     sections = []
     with_cases = {c.camera_id or PATROL for c in cases}
@@ -183,7 +184,7 @@ def _timeline(cam: str, window: list[datetime], incidents: list[tuple[NightCase,
     if end - start < timedelta(minutes=1):  # a single frame or photo: give the axis some width
         start, end = start - timedelta(seconds=30), end + timedelta(seconds=30)
     span = (end - start).total_seconds()
-    plot_w = TIMELINE_W - LABEL_W - 10
+    plot_w = Timeline.plot_w
 
     def x(t: datetime) -> float:
         return LABEL_W + plot_w * min(max((t - start).total_seconds() / span, 0.0), 1.0)
