@@ -62,14 +62,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     import tempfile
     from datetime import UTC, datetime
 
-    from .batch import run_batch
     from .cases import AutoVerifier, CaseStore, LedgerConfig, StorageError
     from .cases.db import redact
     from .cases.storage import check_ledger_storage
-    from .detect import DetectorSettings
-    from .detect.cascade import load_cue_cascade
-    from .engine import Engine
-    from .intake import Intake
 
     started_at = datetime.now(UTC)
     ledger = LedgerConfig.load(args.ledger, database_url=args.db)
@@ -80,8 +75,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     except StorageError as e:
         print(f"error: the night did not start: {e}", file=sys.stderr)
         return 2
-    detector = load_cue_cascade(args.model, backend=args.backend, settings=DetectorSettings(conf=args.conf), threads=args.threads)
+    from .batch import run_batch  # the heavy imports, once the night can be written down
+    from .detect import DetectorSettings
+    from .detect.cascade import load_cue_cascade
+    from .engine import Engine
+    from .intake import Intake
+
     try:
+        detector = load_cue_cascade(args.model, backend=args.backend, settings=DetectorSettings(conf=args.conf), threads=args.threads)
         with tempfile.TemporaryDirectory(prefix="streetorder-evidence-") as work:
             intake = Intake(Engine(args.config, detector, evidence_dir=Path(work)), store, AutoVerifier(store))
             summary = run_batch(intake, detector, Path(args.footage), every_s=args.every, batch=args.batch, progress=not args.json)
