@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from .batch import PATROL
 from .cases.models import Case, CaseEvidence, CaseIncident
-from .cases.report import thumbnail_uri, template_env
+from .cases.report import MAX_GALLERY, template_env, thumbnail_uri
 from .domain import VIOLATION_TYPES
 
 if TYPE_CHECKING:
@@ -124,10 +124,11 @@ def build_night_report(store: CaseStore, summary: BatchSummary, config: StreetOr
             for e in s.scalars(q):
                 thumbs[e.case_id][e.kind] = e.sha256
     night_cases: dict[int, NightCase] = {}
-    for c in cases:
+    for n, c in enumerate(cases):
         kinds = thumbs.get(c.id, {})
         picks = (("crop", kinds.get("crop")), ("context", kinds.get("context") or kinds.get("best_frame")))
-        images = [(k, thumbnail_uri(store.evidence, sha)) for k, sha in picks if sha]
+        # thumbnails for the first MAX_GALLERY cases only: the file must stay small enough to open on a phone
+        images = [(k, thumbnail_uri(store.evidence, sha)) for k, sha in picks if sha] if n < MAX_GALLERY else [("thumbnail", None)]
         night_cases[c.id] = NightCase(
             c.id, c.type, _label(c.type), c.status, summary.cases[c.id], c.district, c.street, c.point, c.first_seen, c.last_seen, len(incidents[c.id]), images
         )
