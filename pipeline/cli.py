@@ -60,25 +60,36 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     import tempfile
+    from datetime import UTC, datetime
 
-    from .batch import run_batch
-    from .cases import AutoVerifier, CaseStore, LedgerConfig
+    from .cases import AutoVerifier, CaseStore, LedgerConfig, StorageError
+    from .cases.db import redact
+    from .cases.storage import check_ledger_storage
+
+    started_at = datetime.now(UTC)
+    ledger = LedgerConfig.load(args.ledger, database_url=args.db)
+    report_dir = None if args.no_report else Path(args.report)
+    try:  # before a minute is spent on decoding: a night that cannot be written down is not worth running
+        check_ledger_storage(ledger, *([("report directory", report_dir)] if report_dir else []))
+        store = CaseStore.open(ledger)
+    except StorageError as e:
+        print(f"error: the night did not start: {e}", file=sys.stderr)
+        return 2
+    from .batch import run_batch  # the heavy imports, once the night can be written down
     from .detect import DetectorSettings
     from .detect.cascade import load_cue_cascade
     from .engine import Engine
     from .intake import Intake
 
-    ledger = LedgerConfig.load(args.ledger, database_url=args.db)
-    detector = load_cue_cascade(args.model, backend=args.backend, settings=DetectorSettings(conf=args.conf), threads=args.threads)
-    store = CaseStore.open(ledger)
     try:
+        detector = load_cue_cascade(args.model, backend=args.backend, settings=DetectorSettings(conf=args.conf), threads=args.threads)
         with tempfile.TemporaryDirectory(prefix="streetorder-evidence-") as work:
             intake = Intake(Engine(args.config, detector, evidence_dir=Path(work)), store, AutoVerifier(store))
             summary = run_batch(intake, detector, Path(args.footage), every_s=args.every, batch=args.batch, progress=not args.json)
-        report = summary.as_dict() | {"database": ledger.database_url, "evidence_dir": str(ledger.evidence_dir)}
-        if args.deliver:
-            from datetime import UTC, datetime
-
+        report = summary.as_dict() | {"database": redact(ledger.database_url), "evidence_dir": str(ledger.evidence_dir)}
+        if report_dir:
+            report |= _night_report(store, summary, intake.engine.config, Path(args.footage), started_at, report_dir, report["database"])
+        if args.deliver and not summary.stopped:
             from .cases.delivery import outbox_worker
 
             stats = outbox_worker(store.db, ledger).deliver_pending(datetime.now(UTC))
@@ -91,9 +102,32 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"{report['files']} files, {report['frames']} frames, {report['photos']} patrol photos in {report['seconds']} s")
         print(f"incidents opened {report['incidents_opened']}, ended {report['incidents_ended']}; cases created {report['cases_created']}, updated {report['cases_updated']}, reopened {report['cases_reopened']}; auto-verified {report['auto_verified']}, escalated {report['escalated']}")
         print(f"ledger: {report['database']}  (see: streetorder cases list)")
+        if report.get("report"):
+            print(f"report of the night: {report['report']}")
         for f in report["failed"]:
             print(f"error: {f['path']}: {f['error']}", file=sys.stderr)
-    return 1 if report["failed"] else 0
+    if report.get("report_error"):
+        print(f"error: {report['report_error']}", file=sys.stderr)
+    if summary.stopped:
+        print(f"error: the night stopped early: {summary.stopped}", file=sys.stderr)
+        return 3
+    return 1 if report["failed"] or report.get("report_error") else 0
+
+
+def _night_report(store, summary, config, footage: Path, started_at, out_dir: Path, database: str) -> dict:
+    """Write the HTML report of the night; a report that cannot be written is an error line, not a lost night."""
+    from .cases import StorageError
+    from .cases.storage import storage_error
+    from .night_report import build_night_report, report_path, write_night_report
+
+    path = report_path(out_dir, started_at, store.config.report_timezone)
+    try:
+        night = build_night_report(store, summary, config, footage=footage, started_at=started_at, database=database)
+        return {"report": str(write_night_report(night, path))}
+    except StorageError as e:
+        return {"report_error": f"report of the night not written: {e}"}
+    except OSError as e:
+        return {"report_error": f"report of the night not written: {storage_error('report', path, e) or e}"}
 
 
 def cmd_config(args: argparse.Namespace) -> int:
@@ -131,7 +165,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the night batch job: footage and patrol photos -> incidents -> cases",
         description="Run every camera's footage (FOOTAGE/<camera id>/: videos named with their start time, or timestamped "
         "snapshots) and patrol photos (FOOTAGE/patrol/, time and GPS from EXIF) through the engine into the case ledger. "
-        "Defaults run the sample city on the sample footage with SQLite and local files.",
+        "Defaults run the sample city on the sample footage with SQLite and local files. Exit status: 0 all went well, "
+        "1 some files failed or were skipped (each is listed with its reason), 2 the night did not start (a bad config, "
+        "a ledger or report folder that cannot be written), 3 it stopped early (the ledger's disk filled up or became read-only).",
     )
     p.add_argument("footage", nargs="?", default=str(SAMPLE_FOOTAGE), help=f"footage folder (default {SAMPLE_FOOTAGE.relative_to(REPO)})")
     p.add_argument("--config", default=str(SAMPLE_CONFIG), help=f"camera/zone/rule config YAML (default {SAMPLE_CONFIG.relative_to(REPO)})")
@@ -143,6 +179,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--every", type=float, default=2.0, help="seconds of video between sampled frames (default 2)")
     p.add_argument("--batch", type=int, default=4, help="frames per detector batch (default 4)")
     p.add_argument("--deliver", action="store_true", help="deliver the outbox (webhook/MQTT) once after the run")
+    p.add_argument("--report", default="var/reports", metavar="DIR", help="write the HTML report of the night (cases with thumbnails, a timeline per camera, files that failed) to DIR/night-<start time>.html; the summary names it (default var/reports)")
+    p.add_argument("--no-report", action="store_true", help="no HTML report")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
     p.set_defaults(func=cmd_run)
 

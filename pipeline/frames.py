@@ -97,6 +97,8 @@ def video_frames(path: str | Path, start: datetime, every_s: float = 2.0, camera
         if not container.streams.video:
             raise VideoError(f"{path}: has no video stream")
         stream = container.streams.video[0]
+        if stream.codec_context is None:  # the container names a codec this ffmpeg cannot decode
+            raise VideoError(f"{path}: unknown video codec: no decoder for it in this ffmpeg build")
         stream.thread_type = "AUTO"
         declared = stream.frames
         next_t = 0.0

@@ -12,6 +12,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
     from sqlalchemy.exc import DBAPIError
 
+    from pipeline.cases.errors import StorageError
     from service.app import create_app
     from service.settings import ServiceSettings
 
@@ -24,6 +25,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         app = create_app(settings)
     except DBAPIError as e:
         raise ValueError(f"cannot open the ledger database: {e.orig}") from None
+    except StorageError as e:
+        raise ValueError(f"cannot open the ledger: {e}") from None
     # One process: the engine keeps each camera's tracks and open incidents in memory.
     uvicorn.run(app, host=args.host, port=args.port, workers=1, log_level=args.log_level)
     return 0

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.exc import DBAPIError
 
-from pipeline.cases.errors import CaseNotFound, EvidenceError, InvalidTransition, LedgerError
+from pipeline.cases.errors import CaseNotFound, EvidenceError, InvalidTransition, LedgerError, StorageError
 from pipeline.config import ConfigError
 from pipeline.config.load import FixtureConflict, UnknownCamera
 from pipeline.images import ImageError
@@ -78,6 +78,7 @@ _LIBRARY: tuple[tuple[type[Exception], int], ...] = (
     (EvidenceError, 404),
     (LedgerError, 422),
     (ConfigError, 422),
+    (StorageError, 503),  # the ledger's disk is full or read-only: not the caller's fault, nothing was accepted
 )
 
 

@@ -22,6 +22,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from pipeline.cases import CaseStore
+from pipeline.cases.errors import StorageError
 from pipeline.config import CameraConfig, ConfigSource, Fixture, StreetOrderConfig
 from pipeline.config.load import add_fixtures
 from pipeline.detect import DetectorSettings
@@ -137,9 +138,9 @@ class ServiceState:
             self.last_frame[camera_id] = at  # the engine sees it now, whatever happens next
             try:
                 result = self.intake.frame(Frame(image, at, camera_id, source=f"api:{camera_id}"), detections)
-            except DBAPIError as e:
+            except (DBAPIError, StorageError) as e:  # down, or its disk full / read-only
                 raise Unavailable(
-                    f"the ledger database is unavailable ({type(e.orig).__name__}); the frame was processed and its incident reports "
+                    f"the ledger database is unavailable ({_why(e)}); the frame was processed and its incident reports "
                     f"({len(self.intake.backlog)} queued) are posted with the next frame: do not resend this one"
                 ) from None
             self._tidy(result)
@@ -156,8 +157,8 @@ class ServiceState:
                 location = Location.model_validate({**location.model_dump(), **place})
             try:
                 result = self.intake.photo(frame, location, detections)
-            except DBAPIError as e:
-                raise Unavailable(f"the ledger database is unavailable ({type(e.orig).__name__}); the photo's incident reports are queued and posted with the next upload") from None
+            except (DBAPIError, StorageError) as e:  # down, or its disk full / read-only
+                raise Unavailable(f"the ledger database is unavailable ({_why(e)}); the photo's incident reports are queued and posted with the next upload") from None
             self._tidy(result)
         return Processed(model, result, image.shape[1], image.shape[0]), location
 
@@ -188,3 +189,8 @@ class ServiceState:
     @property
     def config_path(self) -> Path | None:
         return self.source.path
+
+
+def _why(e: Exception) -> str:
+    """The short reason a ledger write failed: the driver's error class, or the storage problem in words."""
+    return str(e) if isinstance(e, StorageError) else type(e.orig).__name__

@@ -18,6 +18,7 @@ _EXPORTS = {
     "CaseNotFound": "errors",
     "LedgerError": "errors",
     "EvidenceError": "errors",
+    "StorageError": "errors",
     "CaseStore": "store",
     "Step": "store",
     "CaseView": "views",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = "pipeline.cases:migrations"
@@ -106,9 +107,13 @@ class Database:
 
     def __init__(self, url: str, *, auto_upgrade: bool = True):
         self.url = normalize_url(url)
-        self.engine = create_ledger_engine(self.url)
-        if auto_upgrade and current_revision(self.engine) != head_revision():
-            upgrade(self.engine)
+        try:
+            self.engine = create_ledger_engine(self.url)
+            if auto_upgrade and current_revision(self.engine) != head_revision():
+                upgrade(self.engine)
+        except (DBAPIError, OSError) as e:
+            _raise_storage(self.url, e)
+            raise
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     @property
@@ -117,12 +122,27 @@ class Database:
 
     @contextmanager
     def transaction(self) -> Iterator[Session]:
-        """A session in one transaction: committed when the block ends, rolled back if it raises."""
-        with self._sessions() as session, session.begin():
-            yield session
+        """A session in one transaction: committed when the block ends, rolled back if it raises.
+
+        A database that cannot take the write (disk full, read-only) raises `StorageError`, not a driver error."""
+        try:
+            with self._sessions() as session, session.begin():
+                yield session
+        except DBAPIError as e:
+            _raise_storage(self.url, e)
+            raise
 
     def dispose(self) -> None:
         self.engine.dispose()
 
     def __repr__(self) -> str:
         return f"Database({redact(self.url)})"
+
+
+def _raise_storage(url: str, e: BaseException) -> None:
+    """Raise `e` as a StorageError naming the database when it is about storage (full, read-only); else return."""
+    from .storage import storage_error
+
+    err = storage_error("ledger database", redact(url), e)
+    if err is not None:
+        raise err from e

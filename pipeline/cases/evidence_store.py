@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import EvidenceError
+from .storage import storage_error
 
 _SHA = re.compile(r"^[0-9a-f]{64}$")
 _CHUNK = 1 << 20
@@ -86,6 +87,15 @@ class EvidenceStore:
     def _ingest(self, chunks: Iterator[bytes], expected: str | None, name: str) -> StoredFile:
         if expected is not None and not _SHA.match(expected):
             raise EvidenceError(f"{name}: expected sha256 {expected!r} is not a 64-digit lowercase hex digest")
+        try:
+            return self._write(chunks, expected, name)
+        except OSError as e:  # the store's disk, not the caller's file: full, read-only, a file in its place
+            err = storage_error("evidence directory", self.root, e)
+            if err is None:
+                raise
+            raise err from e
+
+    def _write(self, chunks: Iterator[bytes], expected: str | None, name: str) -> StoredFile:
         self.root.mkdir(parents=True, exist_ok=True)
         digest, size = hashlib.sha256(), 0
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".incoming-")

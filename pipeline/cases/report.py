@@ -255,14 +255,20 @@ def _figures(c: Counts) -> list:
     return [c.new, c.open, c.overdue, c.closed, c.relapsed, c.rectified, "" if med is None else f"{med:.2f}"]
 
 
-def write_html(report: MonthlyReport, path: Path) -> Path:
+def template_env(timezone: str):
+    """The Jinja environment of the ledger's HTML reports (monthly, nightly): autoescaped, one shared style
+    sheet, and the `local` (a time in `timezone`) and `hours` filters."""
     from jinja2 import Environment, PackageLoader, select_autoescape
 
     env = Environment(loader=PackageLoader("pipeline.cases", "templates"), autoescape=select_autoescape(["html"]))
     env.filters["hours"] = lambda h: "–" if h is None else f"{h:.1f} h"
-    zone = ZoneInfo(report.timezone)
-    env.filters["local"] = lambda dt: dt.astimezone(zone).strftime("%Y-%m-%d %H:%M")
-    path.write_text(env.get_template("report.html").render(r=report), encoding="utf-8")
+    zone = ZoneInfo(timezone)
+    env.filters["local"] = lambda dt, fmt="%Y-%m-%d %H:%M": dt.astimezone(zone).strftime(fmt)
+    return env
+
+
+def write_html(report: MonthlyReport, path: Path) -> Path:
+    path.write_text(template_env(report.timezone).get_template("report.html").render(r=report), encoding="utf-8")
     return path
 
 
