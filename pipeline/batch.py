@@ -121,7 +121,8 @@ def _batched(frames: Iterable[Frame], detector: Detector, size: int, camera: Cam
         yield from zip(buf, _detect(buf, detector, camera))
 
 
-def run_batch(intake: Intake, detector: Detector, footage: Path, every_s: float = 2.0, batch: int = 4, progress: bool = True) -> BatchSummary:
+def run_batch(intake: Intake, detector: Detector, footage: Path, every_s: float = 2.0, batch: int = 4, progress: bool = True, model: str | None = None) -> BatchSummary:
+    """`model` names the detector's model in each incident's evidence metadata (a sample's provenance)."""
     config = intake.engine.config
     summary = BatchSummary()
     started = time.perf_counter()
@@ -130,6 +131,7 @@ def run_batch(intake: Intake, detector: Detector, footage: Path, every_s: float 
 
     def take(frame: Frame, dets) -> None:
         """One camera frame into the ledger; a report the ledger refuses is reported, not fatal to the night."""
+        frame.meta.setdefault("model", model)
         try:
             summary.add(intake.frame(frame, dets))
         except LedgerError as e:
@@ -189,7 +191,7 @@ def run_batch(intake: Intake, detector: Detector, footage: Path, every_s: float 
         summary.failed.append({"path": str(photo), "error": reason})
     for at, photo, gps in tqdm(sorted(stamped, key=lambda s: (s[0], str(s[1]))), desc="patrol photos", unit="photo", disable=not progress or not stamped, leave=False):
         try:
-            summary.add(intake.photo(Frame(load_image(photo), at, None, gps, source=str(photo))))
+            summary.add(intake.photo(Frame(load_image(photo), at, None, gps, source=str(photo), meta={"model": model})))
             summary.photos += 1
         except (ImageError, ValueError) as e:
             summary.failed.append({"path": str(photo), "error": str(e)})

@@ -65,6 +65,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .cases import AutoVerifier, CaseStore, LedgerConfig
     from .detect import DetectorSettings
     from .detect.cascade import load_cue_cascade
+    from .detect.registry import resolve_model
     from .engine import Engine
     from .intake import Intake
 
@@ -74,7 +75,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="streetorder-evidence-") as work:
             intake = Intake(Engine(args.config, detector, evidence_dir=Path(work)), store, AutoVerifier(store))
-            summary = run_batch(intake, detector, Path(args.footage), every_s=args.every, batch=args.batch, progress=not args.json)
+            model = resolve_model(args.model).name
+            summary = run_batch(intake, detector, Path(args.footage), every_s=args.every, batch=args.batch, progress=not args.json, model=model)
         report = summary.as_dict() | {"database": ledger.database_url, "evidence_dir": str(ledger.evidence_dir)}
         if args.deliver:
             from datetime import UTC, datetime

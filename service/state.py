@@ -136,7 +136,7 @@ class ServiceState:
                 raise NotFound(e.args[0]) from None
             self.last_frame[camera_id] = at  # the engine sees it now, whatever happens next
             try:
-                result = self.intake.frame(Frame(image, at, camera_id, source=f"api:{camera_id}"), detections)
+                result = self.intake.frame(Frame(image, at, camera_id, source=f"api:{camera_id}", meta={"model": model.name}), detections)
             except DBAPIError as e:
                 raise Unavailable(
                     f"the ledger database is unavailable ({type(e.orig).__name__}); the frame was processed and its incident reports "
@@ -150,7 +150,7 @@ class ServiceState:
         model = self.models.require()
         detections = model.detector.detect([image])[0]
         with self.engine_lock:
-            frame = Frame(image, at, None, gps, source=source)
+            frame = Frame(image, at, None, gps, source=source, meta={"model": model.name})
             location = self.engine.patrol_location(frame)
             if place:
                 location = Location.model_validate({**location.model_dump(), **place})
