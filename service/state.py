@@ -101,12 +101,12 @@ class ServiceState:
             self.source.get()
             return added
 
-    def reject(self, case_id: int, *, actor: str, reason: str, fixture: bool) -> Rejection:
+    def reject(self, case_id: int, *, actor: str, reason: str, fixture: bool, source: str = "api") -> Rejection:
         """Reject a case, with fixtures for its spot if asked (under the engine lock: the config may change)."""
         if not fixture:
-            return reject(self.store, case_id, actor=actor, reason=reason)
+            return reject(self.store, case_id, actor=actor, reason=reason, source=source)
         with self.engine_lock:
-            return reject(self.store, case_id, actor=actor, reason=reason, fixture_source=self.source)
+            return reject(self.store, case_id, actor=actor, reason=reason, fixture_source=self.source, source=source)
 
     # ---- frames and photos --------------------------------------------------------------------------
 
