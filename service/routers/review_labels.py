@@ -106,9 +106,12 @@ def label_page(request: Request, state: State, case_id: CaseId) -> HTMLResponse:
     if not logged_in(request, state):
         return templates.TemplateResponse(request, "login.html", {"error": None}, status_code=401)
     case = state.store.get(case_id)
-    frame = _frame_out(request, state, case_id)
+    try:
+        frame = _frame_out(request, state, case_id).model_dump(mode="json")
+    except NotFound:  # nothing to draw on, but the case can still be decided from here
+        frame = {"case_id": case_id, "width": 1, "height": 1, "frame_url": None, "model": None, "classes": list(label_classes()), "proposals": [], "violation": [], "boxes": [], "negatives": []}
     context = {
-        "case": case, "label": VIOLATION_TYPES[case.type].label if case.type in VIOLATION_TYPES else case.type, "frame": frame.model_dump(mode="json"),
+        "case": case, "label": VIOLATION_TYPES[case.type].label if case.type in VIOLATION_TYPES else case.type, "frame": frame,
         "next_id": _next_case(state, case_id), "awaiting": case.status in AWAITING, "can_fixture": case.source == "camera" and case.camera_id is not None and case.box is not None,
     }
     return templates.TemplateResponse(request, "label.html", context)
