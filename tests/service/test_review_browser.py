@@ -95,9 +95,10 @@ def test_review_page_end_to_end_in_chromium(chromium, server):
         page.click(f"#case-{camera_case} a.label-link")
         page.wait_for_selector("#editor rect.box")
         page.fill("#reviewer", "王审核")
-        # fix the violation's box: select it, drag its bottom-right corner out
-        violation = page.locator("#editor rect.box.violation")
-        page.mouse.click(*_centre(violation.bounding_box()))
+        # fix the violation's box: select it (from the list), drag its bottom-right corner out
+        [target] = proposals_before["violation"]
+        page.click(f"#box-list li[data-i='{target}']")
+        assert page.locator("#editor rect.box.selected").get_attribute("class").split() == ["box", "selected", "violation"]
         handle = page.locator('#editor rect.handle[data-corner="se"]')
         x, y = _centre(handle.bounding_box())
         page.mouse.move(x, y)
@@ -138,6 +139,7 @@ def test_review_page_end_to_end_in_chromium(chromium, server):
     assert [(a.action, a.reviewer, a.source) for a in log] == [("boxes", "王审核", "review-page"), ("dispatch", "王审核", "review-page")]
     saved = log[0]
     [edited] = [b for b in saved.boxes if b.origin == "edited"]
+    assert edited.proposal == target
     before = proposals_before["proposals"][edited.proposal]["box"]
     assert edited.class_name == "motorcycle" and edited.box[2] > before[2] + 10 and edited.box[3] > before[3] + 10 and edited.box[:2] == pytest.approx(before[:2], abs=0.5)
     [drawn] = [b for b in saved.boxes if b.origin == "drawn"]
