@@ -139,3 +139,22 @@ def test_export_import_round_trip(ledger, tmp_path, fmt):
         assert [x["box"] for x in s1["negatives"]] == [x["box"] for x in s2["negatives"]]  # hard negatives stay negatives
     rows = [h for h in Annotations(store.db).history(b.id) if h.action == "import"]
     assert len(rows) == 1 and rows[0].reviewer == "cvat-team" and rows[0].model == "coco-test"
+
+
+def test_a_batch_with_a_bad_label_file_is_refused_whole(ledger, tmp_path):
+    store, _ = ledger
+    a, b = (store.list(camera_id=c)[0] for c in ("cam-a", "cam-b"))
+    reject(store, a.id, actor="annotator", reason="allowed")
+    dispatch(store, b.id, actor="office", owner="李娜")
+    version = export_samples(store, None, tmp_path / "samples", classes=CLASSES).version
+    manifest = json.loads((version / "manifest.json").read_text())
+    bad = version / manifest["samples"][1]["label_file"]
+    bad.write_text(bad.read_text() + "80 0.5 0.5 0.1 0.1\n3 0.99 0.5 0.1 0.1\n")
+    lines = len(bad.read_text().splitlines())
+    (version / "labels" / "stray.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(Exception) as e:
+        import_samples(store, "yolo", version, reviewer="someone")
+    text = str(e.value)
+    assert f"{bad}:{lines - 1}: unknown class id 80 (the dataset has {len(CLASSES)} classes" in text
+    assert f"{bad}:{lines}: coordinates out of range" in text and "stray.txt: labels without an image" in text
+    assert not [h for c in (a, b) for h in Annotations(store.db).history(c.id) if h.action == "import"]  # nothing imported

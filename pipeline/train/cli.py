@@ -161,8 +161,6 @@ def cmd_samples(args: argparse.Namespace) -> int:
         if args.action == "import":
             from .samples import import_samples
 
-            if not args.path:
-                raise SystemExit("streetorder samples import: give the labelled batch: streetorder samples import --format F PATH")
             try:
                 done = import_samples(store, args.format, Path(args.path), reviewer=args.reviewer, manifest_path=args.manifest)
             except LabelError as e:
@@ -217,20 +215,31 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "samples", help="reviewed frames as a versioned dataset; export to and import from annotation tools",
-        description="export: every reviewed frame (a review decision or boxes saved in the review page) into a new version ROOT/vNNNN/ (never overwriting one): "
-        "YOLO images/ and labels/ for `streetorder train --extra-data`, manifest.json (provenance per image, class list, counts per class and camera), and --format's "
-        "files for CVAT (COCO 1.0 zip) or Label Studio (JSON tasks). Reviewers' boxes are labels, deleted model boxes and rejected violations hard negatives, every other "
-        "object the model finds a pseudo-label. import: a labelled batch back from a tool, as annotations by --reviewer on the frames the version's manifest names.",
+        description="Reviewed frames (a review decision, or boxes saved in the review page's editor) as versioned training data, and the way to CVAT and Label Studio and back.",
     )
-    p.add_argument("action", choices=["export", "import"])
-    p.add_argument("path", nargs="?", help="import: the labelled batch (a version folder, a COCO/Label Studio JSON, a CVAT zip)")
-    p.add_argument("--format", choices=FORMATS, default="yolo", help="yolo (default), coco, cvat (COCO 1.0 zip for CVAT) or labelstudio")
-    p.add_argument("--out", type=Path, default=SAMPLES_DIR, help=f"export: the root of the versions (default {SAMPLES_DIR})")
-    p.add_argument("--manifest", type=Path, help="import: the exported version's manifest.json (default: found in PATH or a folder above it)")
-    p.add_argument("--reviewer", default="importer", help="import: who labelled the batch, stored with every annotation (default: importer)")
-    p.add_argument("--pseudo", choices=["model", "proposals"], default="model", help="export: pseudo-labels from the current model run on each frame (default) or the proposing model's stored boxes")
-    add_ledger_args(p)
-    p.add_argument("--model", help="model that labels the other objects (default: models/CURRENT)")
-    p.add_argument("--conf", type=float, default=0.4, help="score for the model's labels (default 0.4, as the pseudo-labels)")
-    add_backend_arg(p)
-    p.set_defaults(func=cmd_samples)
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    e = actions.add_parser(
+        "export", help="write the next dataset version ROOT/vNNNN/",
+        description="Write every reviewed frame into a new version ROOT/vNNNN/ (never overwriting one): YOLO images/ and labels/ for `streetorder train --extra-data`, "
+        "manifest.json (provenance per image, class list, counts per class and camera), and --format's files for CVAT (COCO 1.0 zip) or Label Studio (JSON tasks). "
+        "Reviewers' boxes are labels, deleted model boxes and rejected violations hard negatives, every other object the model finds a pseudo-label.",
+    )
+    e.add_argument("--format", choices=FORMATS, default="yolo", help="yolo (default), coco, cvat (COCO 1.0 zip for CVAT) or labelstudio (JSON tasks + labelling config)")
+    e.add_argument("--out", type=Path, default=SAMPLES_DIR, help=f"the root of the versions (default {SAMPLES_DIR})")
+    e.add_argument("--pseudo", choices=["model", "proposals"], default="model", help="pseudo-labels from the current model run on each frame (default) or the proposing model's stored boxes")
+    e.add_argument("--model", help="model that labels the other objects (default: models/CURRENT)")
+    e.add_argument("--conf", type=float, default=0.4, help="score for the model's labels (default 0.4, as the pseudo-labels)")
+    add_backend_arg(e)
+    add_ledger_args(e)
+    e.set_defaults(func=cmd_samples)
+    i_ = actions.add_parser(
+        "import", help="bring a labelled batch back from a tool",
+        description="Read a labelled batch (a version folder, a COCO JSON, CVAT's COCO 1.0 zip, a Label Studio JSON export) and save each image's boxes as the frame's "
+        "label set, by --reviewer, on the case and frame the version's manifest names. Any bad label file (file:line: reason) stops the whole import.",
+    )
+    i_.add_argument("path", type=Path, help="the labelled batch")
+    i_.add_argument("--format", choices=FORMATS, required=True, help="the batch's format")
+    i_.add_argument("--manifest", type=Path, help="the exported version's manifest.json (default: found in PATH or a folder above it)")
+    i_.add_argument("--reviewer", default="importer", help="who labelled the batch, stored with every annotation (default: importer)")
+    add_ledger_args(i_)
+    i_.set_defaults(func=cmd_samples)
