@@ -5,6 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import supervision as sv
+
 from .yolo import LabelProblem, check_box
 
 Box = tuple[str, tuple[float, float, float, float]]  # class name, xyxy pixels
@@ -47,3 +50,19 @@ def check_pixel_box(file: Path, where: int | None, class_name: str, xyxy, width:
         return LabelProblem(file, where, reason), None
     clip = lambda v, hi: min(max(v, 0.0), float(hi))  # noqa: E731 -- within the tolerance, onto the image
     return None, (class_name, (clip(x1, width), clip(y1, height), clip(x2, width), clip(y2, height)))
+
+
+def detection_dataset(images: list[LabelledImage], classes: tuple[str, ...]) -> sv.DetectionDataset:
+    """The images as supervision's DetectionDataset, which writes the YOLO and COCO files."""
+    annotations = {}
+    for im in images:
+        if im.boxes:
+            annotations[str(im.path)] = sv.Detections(xyxy=np.array([b for _, b in im.boxes], dtype=np.float32), class_id=np.array([classes.index(c) for c, _ in im.boxes]))
+        else:
+            annotations[str(im.path)] = sv.Detections.empty()
+    return sv.DetectionDataset(list(classes), [str(im.path) for im in images], annotations)
+
+
+def write_yolo_labels(images: list[LabelledImage], classes: tuple[str, ...], labels_dir: Path) -> None:
+    """One `class cx cy w h` file per image (an empty one for an image without objects)."""
+    detection_dataset(images, classes).as_yolo(annotations_directory_path=str(labels_dir))

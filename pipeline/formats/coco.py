@@ -6,27 +6,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
-import supervision as sv
-
-from .base import LabelledImage, ReadResult, check_pixel_box
+from .base import LabelledImage, ReadResult, check_pixel_box, detection_dataset
 from .yolo import LabelProblem
-
-
-def _dataset(images: list[LabelledImage], classes: tuple[str, ...]) -> sv.DetectionDataset:
-    annotations = {}
-    for im in images:
-        if im.boxes:
-            annotations[str(im.path)] = sv.Detections(xyxy=np.array([b for _, b in im.boxes], dtype=np.float32), class_id=np.array([classes.index(c) for c, _ in im.boxes]))
-        else:
-            annotations[str(im.path)] = sv.Detections.empty()
-    return sv.DetectionDataset(list(classes), [str(im.path) for im in images], annotations)
 
 
 def write_coco(images: list[LabelledImage], classes: tuple[str, ...], path: Path) -> None:
     """`path`: the annotations JSON; images are referenced by file name."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    _dataset(images, classes).as_coco(annotations_path=str(path))
+    detection_dataset(images, classes).as_coco(annotations_path=str(path))
 
 
 def read_coco(path: Path, classes: tuple[str, ...]) -> ReadResult:

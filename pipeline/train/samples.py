@@ -153,22 +153,19 @@ def _labelled_images(samples: list[Sample], images_dir: Path) -> list[LabelledIm
 
 def write_version(samples: list[Sample], classes: tuple[str, ...], folder: Path, fmt: str) -> dict:
     """Write one dataset version into the (new, empty) `folder`; returns the manifest."""
+    from ..formats.base import write_yolo_labels
     from ..formats.coco import write_coco
     from ..formats.cvat import write_cvat
     from ..formats.labelstudio import write_labelstudio
-    from ..formats.yolo import write_labels, xyxy_to_cxcywh
 
     images_dir, labels_dir = folder / "images", folder / "labels"
     images_dir.mkdir(parents=True)
     labels_dir.mkdir()
     for s in samples:
         shutil.copyfile(s.image, images_dir / f"{s.id}.jpg")  # the evidence bytes as stored (blurred), not re-encoded
-        wh = np.array([s.width, s.height, s.width, s.height], dtype=np.float64)
-        xyxy = np.array([b["box"] for b in s.labels], dtype=np.float64).reshape(-1, 4) / wh
-        rows = np.concatenate([np.array([classes.index(b["class_name"]) for b in s.labels], dtype=np.float64)[:, None], xyxy_to_cxcywh(xyxy)], axis=1) if s.labels else np.zeros((0, 5))
-        write_labels(labels_dir / f"{s.id}.txt", rows)
-    (folder / "data.yaml").write_text(yaml.safe_dump({"train": "images", "val": "images", "names": dict(enumerate(classes))}, sort_keys=False, allow_unicode=True))
     images = _labelled_images(samples, images_dir)
+    write_yolo_labels(images, classes, labels_dir)
+    (folder / "data.yaml").write_text(yaml.safe_dump({"train": "images", "val": "images", "names": dict(enumerate(classes))}, sort_keys=False, allow_unicode=True))
     if fmt == "coco":
         write_coco(images, classes, folder / "coco" / "annotations.json")
     elif fmt == "cvat":
