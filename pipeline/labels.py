@@ -84,6 +84,18 @@ def case_frame(store: CaseStore, case: CaseView) -> CaseFrame | None:
     return CaseFrame(case.id, sha, width, height, case.camera_id, ref.taken_at, meta.get("model"), tuple(proposals), tuple(sorted(set(violation))))
 
 
+def next_awaiting(store: CaseStore, after: int) -> int | None:
+    """The next case awaiting review after case `after` (by id, wrapping round): one indexed query, not a list."""
+    from sqlalchemy import func, select
+
+    from .cases.models import Case
+
+    waiting = Case.status.in_([s.value for s in AWAITING])
+    with store.db.transaction() as s:
+        found = s.scalar(select(func.min(Case.id)).where(waiting, Case.id > after))
+        return found if found is not None else s.scalar(select(func.min(Case.id)).where(waiting, Case.id != after))
+
+
 def review_decision(case: CaseView) -> CaseEventView | None:
     """The latest review decision on a case (dispatched or rejected out of detected/reopened), wherever the case
     went after it: a later rectification, closure or relapse does not undo what the reviewer said."""

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 from pipeline.cases import CaseView
 from pipeline.cases.annotations import AnnotationView, Annotations, LabelBox
 from pipeline.domain import VIOLATION_TYPES
-from pipeline.labels import AWAITING, CaseFrame, case_frame, current_labels, label_classes
+from pipeline.labels import AWAITING, CaseFrame, case_frame, current_labels, label_classes, next_awaiting
 
 from ..deps import COOKIE, State, key_ok, require_key
 from ..errors import NotFound, Unprocessable, error_responses
@@ -94,13 +94,6 @@ def _frame_out(request: Request, state, case_id: int) -> FrameOut:
     )
 
 
-def _next_case(state, case_id: int) -> int | None:
-    """The next case awaiting review after this one (by id, wrapping round), for the `next` key."""
-    waiting = sorted(c.id for s in AWAITING for c in state.store.list(status=s))
-    later = [i for i in waiting if i > case_id] or [i for i in waiting if i != case_id]
-    return later[0] if later else None
-
-
 @router.get("/{case_id}/label", response_class=HTMLResponse, summary="Box editor for a case's frame (HTML)", responses={401: {"description": "Login form", "content": {"text/html": {}}}, 404: {"content": {"text/html": {}}}})
 def label_page(request: Request, state: State, case_id: CaseId) -> HTMLResponse:
     if not logged_in(request, state):
@@ -112,7 +105,7 @@ def label_page(request: Request, state: State, case_id: CaseId) -> HTMLResponse:
         frame = {"case_id": case_id, "width": 1, "height": 1, "frame_url": None, "model": None, "classes": list(label_classes()), "proposals": [], "violation": [], "boxes": [], "negatives": []}
     context = {
         "case": case, "label": VIOLATION_TYPES[case.type].label if case.type in VIOLATION_TYPES else case.type, "frame": frame,
-        "next_id": _next_case(state, case_id), "awaiting": case.status in AWAITING, "can_fixture": case.source == "camera" and case.camera_id is not None and case.box is not None,
+        "next_id": next_awaiting(state.store, case_id), "awaiting": case.status in AWAITING, "can_fixture": case.source == "camera" and case.camera_id is not None and case.box is not None,
     }
     return templates.TemplateResponse(request, "label.html", context)
 

@@ -46,6 +46,7 @@ def test_saving_boxes_adds_an_annotation_and_keeps_the_history(client, street_jp
     now = _frame(client, case_id)
     assert [b["class_name"] for b in now["boxes"]] == ["garbage_bin"] and now["saved"]["reviewer"] == "李审核"
     assert [h["reviewer"] for h in now["history"]] == ["王审核", "李审核"]  # the first save is kept, never overwritten
+    assert "王审核 · boxes (2 boxes) · review-page" in client.get(f"/review/{case_id}/label").text  # the page shows the history too
     # a decision later is logged too, and changes none of the boxes
     assert client.post(f"/review/{case_id}/dispatch", data={"actor": "王审核", "owner": "张三"}, follow_redirects=False).status_code == 303
     history = Annotations(client.app.state.service.store.db).history(case_id)
