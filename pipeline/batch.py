@@ -148,14 +148,15 @@ def _batched(frames: Iterable[Frame], detector: Detector, size: int, camera: Cam
         yield from zip(buf, _detect(buf, detector, camera))
 
 
-def run_batch(intake: Intake, detector: Detector, footage: Path, every_s: float = 2.0, batch: int = 4, progress: bool = True) -> BatchSummary:
+def run_batch(intake: Intake, detector: Detector, footage: Path, every_s: float = 2.0, batch: int = 4, progress: bool = True, model: str | None = None) -> BatchSummary:
+    """`model` names the detector's model in each incident's evidence metadata (a sample's provenance)."""
     config = intake.engine.config
     summary = BatchSummary()
     started = time.perf_counter()
     cameras, patrol, problems = discover(footage, config)
     summary.failed.extend(problems)
     try:
-        _run(intake, detector, cameras, patrol, summary, every_s, batch, progress)
+        _run(intake, detector, cameras, patrol, summary, every_s, batch, progress, model)
     except StorageError as e:  # the ledger cannot take writes: every later file would fail the same way
         summary.stopped = str(e)
         touched = {f["path"] for f in summary.read} | {f["path"] for f in summary.failed}
@@ -166,12 +167,13 @@ def run_batch(intake: Intake, detector: Detector, footage: Path, every_s: float 
     return summary
 
 
-def _run(intake: Intake, detector: Detector, cameras: dict[str, list[Path]], patrol: list[Path], summary: BatchSummary, every_s: float, batch: int, progress: bool) -> None:
+def _run(intake: Intake, detector: Detector, cameras: dict[str, list[Path]], patrol: list[Path], summary: BatchSummary, every_s: float, batch: int, progress: bool, model: str | None) -> None:
     config = intake.engine.config
 
     def take(frame: Frame, dets) -> None:
         """One camera frame into the ledger; a report the ledger refuses is reported, not fatal to the night."""
         summary.saw(frame)
+        frame.meta.setdefault("model", model)
         try:
             summary.add(intake.frame(frame, dets))
         except LedgerError as e:
@@ -236,7 +238,7 @@ def _run(intake: Intake, detector: Detector, cameras: dict[str, list[Path]], pat
         summary.fail(photo, reason)
     for at, photo, gps in tqdm(sorted(stamped, key=lambda s: (s[0], str(s[1]))), desc="patrol photos", unit="photo", disable=not progress or not stamped, leave=False):
         try:
-            frame = Frame(load_image(photo), at, None, gps, source=str(photo))
+            frame = Frame(load_image(photo), at, None, gps, source=str(photo), meta={"model": model})
             summary.saw(frame)
             summary.add(intake.photo(frame))
             summary.photos += 1

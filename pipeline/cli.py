@@ -78,6 +78,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .batch import run_batch  # the heavy imports, once the night can be written down
     from .detect import DetectorSettings
     from .detect.cascade import load_cue_cascade
+    from .detect.registry import resolve_model
     from .engine import Engine
     from .intake import Intake
 
@@ -85,7 +86,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         detector = load_cue_cascade(args.model, backend=args.backend, settings=DetectorSettings(conf=args.conf), threads=args.threads)
         with tempfile.TemporaryDirectory(prefix="streetorder-evidence-") as work:
             intake = Intake(Engine(args.config, detector, evidence_dir=Path(work)), store, AutoVerifier(store))
-            summary = run_batch(intake, detector, Path(args.footage), every_s=args.every, batch=args.batch, progress=not args.json)
+            model = resolve_model(args.model).name
+            summary = run_batch(intake, detector, Path(args.footage), every_s=args.every, batch=args.batch, progress=not args.json, model=model)
         report = summary.as_dict() | {"database": redact(ledger.database_url), "evidence_dir": str(ledger.evidence_dir)}
         if report_dir:
             report |= _night_report(store, summary, intake.engine.config, Path(args.footage), started_at, report_dir, report["database"])

@@ -127,7 +127,7 @@ class Engine:
         tracked = state.tracker.update(dets, at)
         ctx = FrameContext(at=at, width=width, height=height, detections=tracked, rules=cfg.rules, zones=state.zones)
         violations = evaluate(ctx)
-        changes = state.incidents.update(at, violations, lambda v: Snapshot(frame.image, at, v.box, tracked, v.members, snapshot_quality(v, width, height, cfg.evidence.edge_margin_px), raw))
+        changes = state.incidents.update(at, violations, lambda v: Snapshot(frame.image, at, v.box, tracked, v.members, snapshot_quality(v, width, height, cfg.evidence.edge_margin_px), raw, frame.meta.get("model")))
         result = self._result(tracked, violations, changes, raw, camera=camera, zones=state.zones)
         result.present = present(ctx)
         return result
@@ -162,7 +162,7 @@ class Engine:
         ctx = FrameContext(at=at, width=width, height=height, detections=dets, rules=cfg.rules, zones=None)
         violations = evaluate(ctx)
         self.patrol.cfg = cfg.patrol
-        changes = self.patrol.update(at, gps, violations, lambda v: Snapshot(frame.image, at, v.box, dets, v.members, snapshot_quality(v, width, height, cfg.evidence.edge_margin_px), dets))
+        changes = self.patrol.update(at, gps, violations, lambda v: Snapshot(frame.image, at, v.box, dets, v.members, snapshot_quality(v, width, height, cfg.evidence.edge_margin_px), dets, frame.meta.get("model")))
         for inc in changes.opened:
             inc.meta["location"] = location
         return self._result(dets, violations, changes, dets, location=location)

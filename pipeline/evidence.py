@@ -89,6 +89,12 @@ def draw_context(image: np.ndarray, polygons: list[tuple[str, str, np.ndarray]],
     return out
 
 
+def _records(detections: sv.Detections) -> list[dict]:
+    names = detections.data.get("class_name", [None] * len(detections))
+    scores = detections.confidence if detections.confidence is not None else [1.0] * len(detections)
+    return [{"class_name": str(n), "score": round(float(s), 3), "box": [round(float(v), 1) for v in b]} for b, s, n in zip(detections.xyxy, scores, names)]
+
+
 class EvidenceWriter:
     """Writes an incident's evidence under `root/<camera or patrol>/<incident id>/`."""
 
@@ -132,6 +138,11 @@ class EvidenceWriter:
                 {"class_name": str(n), "score": round(float(s), 3), "box": [round(float(v), 1) for v in b]}
                 for b, s, n in zip(snap.detections.xyxy[list(snap.members)], snap.detections.confidence[list(snap.members)], snap.detections.data["class_name"][list(snap.members)])
             ],
+            # every object the model found in the frame, not only the violation's: what the review page's box
+            # editor starts from, and what a sample keeps as pseudo-labels where no reviewer looked
+            "frame_size": [int(snap.image.shape[1]), int(snap.image.shape[0])],
+            "model": snap.model,
+            "frame_detections": _records(snap.private),
             "blurred": {"faces": self.cfg.blur_faces, "plates": self.cfg.blur_plates},
             "files": {f.kind: {"file": Path(f.path).name, "sha256": f.sha256} for f in files},
         }

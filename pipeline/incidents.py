@@ -32,6 +32,7 @@ class Snapshot:
     members: tuple[int, ...]
     quality: float
     private: sv.Detections  # every raw detection, ignored and untracked ones too: anyone in the frame is blurred
+    model: str | None = None  # the model that proposed the detections (kept as a sample's provenance)
 
 
 def snapshot_quality(v: Violation, width: int, height: int, edge_px: int) -> float:

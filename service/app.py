@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI
 
 from .deps import require_key
 from .errors import install_handlers
-from .routers import cameras, cases, detect, evidence, frames, health, models, photos, review
+from .routers import cameras, cases, detect, evidence, frames, health, models, photos, review, review_labels
 from .settings import ServiceSettings
 from .state import ServiceState
 from .uploads import BodyLimit
@@ -46,4 +46,5 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
         app.include_router(module.router, dependencies=keyed)
     app.include_router(evidence.router)  # its own key check: evidence may be public
     app.include_router(review.router)  # the page shows a login form; its actions need the key
+    app.include_router(review_labels.router)  # the review page's box editor (issue 9)
     return app

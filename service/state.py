@@ -102,12 +102,12 @@ class ServiceState:
             self.source.get()
             return added
 
-    def reject(self, case_id: int, *, actor: str, reason: str, fixture: bool) -> Rejection:
+    def reject(self, case_id: int, *, actor: str, reason: str, fixture: bool, source: str = "api") -> Rejection:
         """Reject a case, with fixtures for its spot if asked (under the engine lock: the config may change)."""
         if not fixture:
-            return reject(self.store, case_id, actor=actor, reason=reason)
+            return reject(self.store, case_id, actor=actor, reason=reason, source=source)
         with self.engine_lock:
-            return reject(self.store, case_id, actor=actor, reason=reason, fixture_source=self.source)
+            return reject(self.store, case_id, actor=actor, reason=reason, fixture_source=self.source, source=source)
 
     # ---- frames and photos --------------------------------------------------------------------------
 
@@ -137,7 +137,7 @@ class ServiceState:
                 raise NotFound(e.args[0]) from None
             self.last_frame[camera_id] = at  # the engine sees it now, whatever happens next
             try:
-                result = self.intake.frame(Frame(image, at, camera_id, source=f"api:{camera_id}"), detections)
+                result = self.intake.frame(Frame(image, at, camera_id, source=f"api:{camera_id}", meta={"model": model.name}), detections)
             except (DBAPIError, StorageError) as e:  # down, or its disk full / read-only
                 raise Unavailable(
                     f"the ledger database is unavailable ({_why(e)}); the frame was processed and its incident reports "
@@ -151,7 +151,7 @@ class ServiceState:
         model = self.models.require()
         detections = model.detector.detect([image])[0]
         with self.engine_lock:
-            frame = Frame(image, at, None, gps, source=source)
+            frame = Frame(image, at, None, gps, source=source, meta={"model": model.name})
             location = self.engine.patrol_location(frame)
             if place:
                 location = Location.model_validate({**location.model_dump(), **place})

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from ..cases.cli import add_ledger_args
 from ..cli_options import add_backend_arg, add_slice_args
-from ..paths import SHARED
+from ..paths import SAMPLES_DIR, SHARED
+from .samples_formats import FORMATS
 from .trainer import TrainConfig
 
 STAGES = ("build", "fit", "export", "measure")
@@ -153,19 +154,35 @@ def _evaluate_cues(args: argparse.Namespace) -> int:
 
 def cmd_samples(args: argparse.Namespace) -> int:
     from ..cases import CaseStore, LedgerConfig
-    from ..detect import DetectorSettings, load_detector
-    from .samples import export_samples
+    from ..formats.yolo import LabelError
 
     store = CaseStore.open(LedgerConfig.load(args.ledger, database_url=args.db))
     try:
-        detector = load_detector(args.model, backend=args.backend, settings=DetectorSettings(conf=args.conf))
-        report = export_samples(store, detector, Path(args.out))
+        if args.action == "import":
+            from .samples import import_samples
+
+            try:
+                done = import_samples(store, args.format, Path(args.path), reviewer=args.reviewer, manifest_path=args.manifest)
+            except LabelError as e:
+                print(f"nothing imported: {e}", file=sys.stderr)
+                return 1
+            print(f"imported {done.imported} image(s), {done.boxes} box(es) as annotations by {done.reviewer}")
+            return 0
+        from .samples import export_samples
+
+        detector = None
+        if args.pseudo == "model":
+            from ..detect import DetectorSettings, load_detector
+
+            detector = load_detector(args.model, backend=args.backend, settings=DetectorSettings(conf=args.conf))
+        report = export_samples(store, detector, Path(args.out), fmt=args.format)
     finally:
         store.close()
-    print(f"{report.negatives} false-alarm sample(s), {report.positives} confirmed sample(s) in {args.out}")
+    print(f"{report.version}: {report.samples} sample(s) ({report.negatives} from rejected cases, {report.positives} from dispatched ones), format {args.format}")
+    print("  labels per class: " + ", ".join(f"{c} {n}" for c, n in report.labels.items() if n))
     for s in report.skipped:
         print(f"skipped case {s['case']}: {s['reason']}", file=sys.stderr)
-    print(f"retrain with: streetorder train --extra-data {args.out}")
+    print(f"retrain with: streetorder train --extra-data {report.version}")
     return 0
 
 
@@ -196,11 +213,33 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_train_args(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("samples", help="turn reviewed cases into training samples", description="Export every reviewed case's best frame as a YOLO sample: a rejected case (false alarm) with the violation's boxes as background, a confirmed one with them as labels; every other object the model sees stays labelled. Feed the folder to `streetorder train --extra-data`.")
-    p.add_argument("action", choices=["export"])
-    p.add_argument("--out", required=True, help="output folder (images/, labels/, samples.json)")
-    add_ledger_args(p)
-    p.add_argument("--model", help="model that labels the other objects (default: models/CURRENT)")
-    p.add_argument("--conf", type=float, default=0.4, help="score for the model's labels (default 0.4, as the pseudo-labels)")
-    add_backend_arg(p)
-    p.set_defaults(func=cmd_samples)
+    p = sub.add_parser(
+        "samples", help="reviewed frames as a versioned dataset; export to and import from annotation tools",
+        description="Reviewed frames (a review decision, or boxes saved in the review page's editor) as versioned training data, and the way to CVAT and Label Studio and back.",
+    )
+    actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    e = actions.add_parser(
+        "export", help="write the next dataset version ROOT/vNNNN/",
+        description="Write every reviewed frame into a new version ROOT/vNNNN/ (never overwriting one): YOLO images/ and labels/ for `streetorder train --extra-data`, "
+        "manifest.json (provenance per image, class list, counts per class and camera), and --format's files for CVAT (COCO 1.0 zip) or Label Studio (JSON tasks). "
+        "Reviewers' boxes are labels, deleted model boxes and rejected violations hard negatives, every other object the model finds a pseudo-label.",
+    )
+    e.add_argument("--format", choices=FORMATS, default="yolo", help="yolo (default), coco, cvat (COCO 1.0 zip for CVAT) or labelstudio (JSON tasks + labelling config)")
+    e.add_argument("--out", type=Path, default=SAMPLES_DIR, help=f"the root of the versions (default {SAMPLES_DIR})")
+    e.add_argument("--pseudo", choices=["model", "proposals"], default="model", help="pseudo-labels from the current model run on each frame (default) or the proposing model's stored boxes")
+    e.add_argument("--model", help="model that labels the other objects (default: models/CURRENT)")
+    e.add_argument("--conf", type=float, default=0.4, help="score for the model's labels (default 0.4, as the pseudo-labels)")
+    add_backend_arg(e)
+    add_ledger_args(e)
+    e.set_defaults(func=cmd_samples)
+    i_ = actions.add_parser(
+        "import", help="bring a labelled batch back from a tool",
+        description="Read a labelled batch (a version folder, a COCO JSON, CVAT's COCO 1.0 zip, a Label Studio JSON export) and save each image's boxes as the frame's "
+        "label set, by --reviewer, on the case and frame the version's manifest names. Any bad label file (file:line: reason) stops the whole import.",
+    )
+    i_.add_argument("path", type=Path, help="the labelled batch")
+    i_.add_argument("--format", choices=FORMATS, required=True, help="the batch's format")
+    i_.add_argument("--manifest", type=Path, help="the exported version's manifest.json (default: found in PATH or a folder above it)")
+    i_.add_argument("--reviewer", default="importer", help="who labelled the batch, stored with every annotation (default: importer)")
+    add_ledger_args(i_)
+    i_.set_defaults(func=cmd_samples)

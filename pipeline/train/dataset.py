@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from ..formats.yolo import cxcywh_to_xyxy, label_path, list_images, read_labels, write_labels, xyxy_to_cxcywh
+from ..formats.yolo import LabelError, cxcywh_to_xyxy, label_path, list_images, read_labels, validate_yolo_folder, write_labels, xyxy_to_cxcywh
 from .classes import MERGED_CLASSES, STREET_CLASSES, merged_id
 from .pseudo_label import TeacherBox, run_teacher, select_pseudo_labels
 
@@ -75,9 +75,14 @@ def build_dataset(
     """Write the merged dataset to `out` and return what went into it.
 
     `extra` folders are reviewed samples from `streetorder samples export` (images/ and labels/ in the merged
-    class ids); they go into training as they are.
+    class ids); they go into training as they are, once `validate_yolo_folder` finds nothing wrong with them
+    (else LabelError lists every problem, file:line: reason, and nothing is built).
     """
     out = Path(out)
+    checks = [validate_yolo_folder(Path(folder) / "images", Path(folder) / "labels", len(MERGED_CLASSES)) for folder in extra]
+    problems = [p for c in checks for p in c.problems]
+    if problems:  # first, before the teacher runs: a bad label file is fixed, never trained on
+        raise LabelError(problems)
     report = BuildReport(pseudo_conf=pseudo_conf)
     excluded, holdout = sources.streets_split_lists()
     report.streets_excluded, report.streets_holdout = len(excluded), len(holdout)
@@ -108,9 +113,9 @@ def build_dataset(
         emit("train", "streets", image, _merge(human, teacher[image.name], pseudo_conf, report))
 
     reviewed = 0
-    for i, folder in enumerate(extra):
-        for image in list_images(Path(folder) / "images"):
-            emit("train", f"reviewed{i}", image, read_labels(label_path(image)))
+    for i, check in enumerate(checks):
+        for image, rows in check.pairs:
+            emit("train", f"reviewed{i}", image, rows)
             reviewed += 1
 
     report.images = {"train_garbage_cn": len(gcn["train"]), "train_background_streets": len(streets), "val_garbage_cn": len(gcn["val"])}

@@ -114,7 +114,7 @@ def dispatch(
     type: Annotated[str, Form()] = "", district: Annotated[str, Form()] = "",
 ):
     def action() -> str:
-        case = decisions.dispatch(state.store, case_id, actor=actor, owner=owner.strip() or None)
+        case = decisions.dispatch(state.store, case_id, actor=actor, owner=owner.strip() or None, source="review-page")
         return f"case {case.id} dispatched to {case.owner}"
 
     return _act(request, state, type, district, action)
@@ -131,6 +131,6 @@ def reject(
     type: Annotated[str, Form()] = "", district: Annotated[str, Form()] = "",
 ):
     def action() -> str:
-        return state.reject(case_id, actor=actor, reason=reason, fixture=fixture).message()
+        return state.reject(case_id, actor=actor, reason=reason, fixture=fixture, source="review-page").message()
 
     return _act(request, state, type, district, action)
