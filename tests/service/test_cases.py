@@ -88,3 +88,24 @@ def test_overdue_lists_dispatched_cases_past_their_deadline(seeded):
     later = client.get("/cases/overdue", params={"at": "2099-01-01T00:00:00+08:00"}).json()
     assert [c["id"] for c in later["cases"]] == [a]
     assert client.get("/cases/overdue", params={"at": "2099-01-01T00:00:00"}).status_code == 422  # no zone
+
+
+def test_cases_page_with_limit_offset_total_and_a_next_link(client, tmp_path):
+    store = client.app.state.service.store
+    ids = [store.post_incident(incident(tmp_path / "in", f"i{i}", point=f"P-{i}", district="黄浦区" if i % 2 else "静安区")).case_id for i in range(7)]
+    first = client.get("/cases", params={"limit": 3}).json()
+    assert (first["total"], first["offset"], first["limit"], first["count"]) == (7, 0, 3, 3) and [c["id"] for c in first["cases"]] == ids[:3]
+    seen, page = [], first
+    while page["next"]:
+        page = client.get(page["next"]).json()
+        seen += [c["id"] for c in page["cases"]]
+    assert seen == ids[3:] and page["offset"] == 6 and page["next"] is None
+    filtered = client.get("/cases", params={"district": "黄浦区", "limit": 2, "offset": 2}).json()
+    assert filtered["total"] == 3 and [c["id"] for c in filtered["cases"]] == [ids[5]] and filtered["next"] is None
+    assert "district=" in client.get("/cases", params={"district": "黄浦区", "limit": 1}).json()["next"]  # filters are kept
+    assert client.get("/cases", params={"offset": 100}).json() | {"cases": None} == {"total": 7, "offset": 100, "limit": 200, "next": None, "count": 0, "cases": None}
+    assert client.get("/cases", params={"offset": -1}).status_code == 422
+    for case_id in ids[:3]:
+        client.post(f"/cases/{case_id}/transition", json={"to": "dispatched"})
+    overdue = client.get("/cases/overdue", params={"at": "2099-01-01T00:00:00+08:00", "limit": 2}).json()
+    assert overdue["total"] == 3 and overdue["count"] == 2 and "offset=2" in overdue["next"]

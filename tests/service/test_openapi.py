@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 def refs(schema: dict) -> list[str]:
     """The models a response schema names: one $ref, or each of an anyOf (/ready answers one of two)."""
@@ -29,3 +31,14 @@ def test_every_route_has_a_response_model_and_documents_its_errors(client):
     keyed = spec["paths"]["/cases"]["get"]["security"]
     assert {"APIKeyHeader": []} in keyed
     assert "security" not in spec["paths"]["/health"]["get"]
+
+
+def test_docs_and_redoc_load_their_assets_from_the_service_not_a_cdn(client):
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css|png))"', html)
+        assert assets and all(a.startswith("/") for a in assets), (page, assets)
+        assert "cdn" not in html.lower() and "fonts.googleapis" not in html
+        for asset in assets:
+            r = client.get(asset)
+            assert r.status_code == 200 and len(r.content) > 1000, asset

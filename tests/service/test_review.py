@@ -76,3 +76,18 @@ def test_reject_with_fixture_rejects_adds_fixtures_and_the_spot_stays_quiet(clie
     later = post_frame(client, street_jpeg, T0 + timedelta(seconds=4)).json()
     assert later["violations"] == [] and later["incidents"] == []
     assert not any(abs(d["box"][0] - MOTO[0]) < 2 and abs(d["box"][3] - MOTO[3]) < 2 for d in later["detections"])
+
+
+def test_the_page_shows_one_page_of_cases_with_links_to_the_others(client, tmp_path):
+    store = client.app.state.service.store
+    ids = [store.post_incident(incident(tmp_path / "in", f"i{i}", point=f"P-{i}")).case_id for i in range(55)]
+    first = client.get("/review").text
+    assert first.count('class="case"') == 50 and f'id="case-{ids[49]}"' in first and f'id="case-{ids[50]}"' not in first
+    assert "cases 1–50 of 55" in first and "(55)" in first
+    nxt = re.search(r'href="([^"]+)" rel="next"', first).group(1).replace("&amp;", "&")
+    second = client.get(nxt).text
+    assert second.count('class="case"') == 5 and f'id="case-{ids[54]}"' in second and 'rel="prev"' in second and 'rel="next"' not in second
+    assert 'name="offset" value="50"' in second  # an action there comes back to the same page
+    r = client.post(f"/review/{ids[52]}/dispatch", data={"owner": "张三", "offset": "50"}, follow_redirects=False)
+    assert r.status_code == 303 and "offset=50" in r.headers["location"]
+    assert client.get("/review", params={"limit": 10, "offset": 10}).text.count('class="case"') == 10
