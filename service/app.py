@@ -12,6 +12,8 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Security
 from fastapi_offline import FastAPIOffline
 
+from pipeline.cases.db import Database
+
 from . import access_log
 from .auth import Auth, refuse_key_in_url, require
 from .errors import error_responses, install_handlers
@@ -34,6 +36,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     """Build the app. Raises ConfigError (bad camera config) or a database error (ledger unreachable) at once;
     a model that fails to load only makes /ready say so."""
     settings = settings or ServiceSettings.load()
+    ledger_db = Database(settings.ledger_settings().database_url, auto_upgrade=settings.ledger_settings().auto_upgrade)
+    try:
+        Auth.check_configured(settings, ledger_db)  # fail fast, before the model loads
+    finally:
+        ledger_db.dispose()
     state = ServiceState.open(settings)
     try:
         auth = Auth.open_for(settings, state.store.db)  # no keys and no --insecure-open: refuse to start

@@ -50,18 +50,24 @@ class Auth:
     legacy_key: str | None
     open: bool  # --insecure-open with no keys at startup: an anonymous caller is admin
 
-    @classmethod
-    def open_for(cls, settings: ServiceSettings, db: Database) -> Auth:
-        """Check there is some way in; say loudly when there is no lock at all."""
-        keys = KeyStore(db)
-        legacy = settings.api_key.get_secret_value() if settings.api_key else None
-        count = keys.active_count()
-        is_open = count == 0 and legacy is None
+    @staticmethod
+    def check_configured(settings: ServiceSettings, db: Database) -> bool:
+        """Whether the service would run open (no key at all); raises unless --insecure-open allows that.
+        `create_app` asks before it loads anything heavy."""
+        is_open = settings.api_key is None and KeyStore(db).active_count() == 0
         if is_open and not settings.insecure_open:
             raise NoKeysConfigured(
                 "no API keys are configured, so every route would be open: create one with "
                 "`streetorder keys create --role admin --name NAME` (same --ledger/--db as serve), or start with --insecure-open for a local demo"
             )
+        return is_open
+
+    @classmethod
+    def open_for(cls, settings: ServiceSettings, db: Database) -> Auth:
+        """Check there is some way in; say loudly when there is no lock at all."""
+        keys = KeyStore(db)
+        legacy = settings.api_key.get_secret_value() if settings.api_key else None
+        is_open = cls.check_configured(settings, db)
         if is_open:
             log.warning("!" * 20 + " %s " + "!" * 20, OPEN_WARNING)
         if legacy is not None:
