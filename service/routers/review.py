@@ -11,12 +11,11 @@ into the cookie. Every decision is recorded under the key's name. Logout deletes
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
-
-from datetime import timedelta
 
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -67,13 +66,17 @@ def _page(
     total = store.count(**filters)
     cases = store.list(**filters, limit=limit, offset=offset)
     tz = ZoneInfo(store.config.report_timezone)
-    link = lambda at: f"{request.url_for('review')}?{urlencode({k: v for k, v in (('type', type), ('district', district), ('offset', at), ('limit', limit if limit != PAGE_SIZE else None)) if v})}"  # noqa: E731
+
+    def link(at: int) -> str:
+        query = {"type": type, "district": district, "offset": at, "limit": limit if limit != PAGE_SIZE else None}
+        return f"{request.url_for('review')}?{urlencode({k: v for k, v in query.items() if v})}"
+
     context = {
         "rows": [_row(c, tz) for c in cases], "types": {t: k.label for t, k in VIOLATION_TYPES.items()}, "districts": store.districts(status=AWAITING, type=type or None),
         "type": type or "", "district": district or "", "message": message, "error": error, "tz": store.config.report_timezone,
         "who": who, "warnings": [w for w in get_auth(request).warnings() if who.role == Role.ADMIN or w == OPEN_WARNING],
         "total": total, "offset": offset, "first": offset + 1 if cases else 0, "last": offset + len(cases),
-        "prev_url": link(max(offset - limit, 0) or None) if offset > 0 else None, "next_url": link(offset + limit) if offset + limit < total else None,
+        "prev_url": link(max(offset - limit, 0)) if offset > 0 else None, "next_url": link(offset + limit) if offset + limit < total else None,
     }
     return templates.TemplateResponse(request, "review.html", context, status_code=status)
 
