@@ -91,7 +91,7 @@ def cmd_keys_revoke(args: argparse.Namespace) -> int:
 
 KEYS_EPILOG = """Roles: camera (POST /frames, /photos, /detect), reviewer (cases, the review page, evidence), admin (models, cameras
 and fixtures, /ready details; and everything the others may do). A key is printed once; the ledger database keeps
-only its SHA-256. A running service sees new and revoked keys at once (no restart)."""
+only its SHA-256. A running service takes new keys at once and refuses a revoked one within 2 s (no restart)."""
 
 
 SERVE_EPILOG = """Every option can also come from the environment: STREETORDER_CAMERA_CONFIG, STREETORDER_LEDGER_CONFIG

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -71,11 +73,22 @@ def _info(k: ApiKey) -> KeyInfo:
 
 
 class KeyStore:
-    """Keys and sessions over the ledger's Database (one transaction per call, safe from any thread)."""
+    """Keys and sessions over the ledger's Database (one transaction per call, safe from any thread).
 
-    def __init__(self, db: Database, *, clock: Callable[[], datetime] = utcnow) -> None:
+    A verified key is remembered for `cache_s` seconds (default 2), so a camera streaming frames costs one
+    SELECT every few seconds rather than one per frame (on SQLite every transaction takes the write lock).
+    A key revoked by another process (`streetorder keys revoke`) is refused within that time; one revoked here
+    at once. Wrong keys are never cached.
+    """
+
+    CACHE_MAX = 1000
+
+    def __init__(self, db: Database, *, clock: Callable[[], datetime] = utcnow, cache_s: float = 2.0) -> None:
         self.db = db
         self.clock = clock
+        self.cache_s = cache_s
+        self._cache: dict[str, tuple[Principal, float]] = {}
+        self._cache_lock = threading.Lock()
 
     # ---- keys ---------------------------------------------------------------------------------------
 
@@ -114,15 +127,29 @@ class KeyStore:
                 k.revoked_at = now
             if rows:
                 s.execute(delete(ReviewSession).where(ReviewSession.key_id.in_([k.id for k in rows])))
-            return [_info(k) for k in rows]
+            gone = [_info(k) for k in rows]
+        with self._cache_lock:
+            self._cache.clear()
+        return gone
 
     def verify(self, key: str) -> Principal | None:
         """The principal of an active key, None for a wrong or revoked one."""
         if not key.startswith(KEY_PREFIX) or len(key) > 200:
             return None
+        h, now = digest(key), time.monotonic()
+        with self._cache_lock:
+            hit = self._cache.get(h)
+        if hit is not None and hit[1] > now:
+            return hit[0]
         with self.db.transaction() as s:
-            row = s.scalar(select(ApiKey).where(ApiKey.key_hash == digest(key), ApiKey.revoked_at.is_(None)))
-            return Principal(row.name, Role(row.role), row.id) if row else None
+            row = s.scalar(select(ApiKey).where(ApiKey.key_hash == h, ApiKey.revoked_at.is_(None)))
+            who = Principal(row.name, Role(row.role), row.id) if row else None
+        if who is not None and self.cache_s > 0:
+            with self._cache_lock:
+                if len(self._cache) >= self.CACHE_MAX:
+                    self._cache.clear()
+                self._cache[h] = (who, now + self.cache_s)
+        return who
 
     # ---- sessions -----------------------------------------------------------------------------------
 

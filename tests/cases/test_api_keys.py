@@ -3,6 +3,7 @@ stored, revocation ends a key's sessions, sessions expire. Also the ledger pagin
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
@@ -34,6 +35,20 @@ def test_keys_and_sessions_on_both_backends(db_url):
     assert keys.session(token) is None and keys.verify(rev.key) is None and keys.active_count() == 1
     assert [k.id for k in keys.list(include_revoked=True)] == [cam.info.id, rev.info.id] and [k.id for k in keys.list()] == [cam.info.id]
     assert keys.close_session(token) is False
+    db.dispose()
+
+
+def test_a_verified_key_is_remembered_briefly_and_a_local_revoke_is_at_once(tmp_path):
+    db = Database(f"sqlite:///{tmp_path}/k.db")
+    service, cli = KeyStore(db, cache_s=0.3), KeyStore(db)
+    a, b = service.create("a", Role.CAMERA).key, service.create("b", Role.CAMERA).key
+    assert service.verify(a) and service.verify(b)
+    cli.revoke(name="a")  # another process
+    assert service.verify(a) is not None  # still remembered...
+    time.sleep(0.35)
+    assert service.verify(a) is None  # ...for cache_s only
+    service.revoke(name="b")
+    assert service.verify(b) is None  # revoked here: at once
     db.dispose()
 
 
