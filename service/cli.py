@@ -97,7 +97,8 @@ only its SHA-256. A running service takes new keys at once and refuses a revoked
 SERVE_EPILOG = """Every option can also come from the environment: STREETORDER_CAMERA_CONFIG, STREETORDER_LEDGER_CONFIG
 (else STREETORDER_CONFIG), STREETORDER_DB, STREETORDER_MODEL, STREETORDER_MODELS, STREETORDER_THREADS, STREETORDER_CONF,
 STREETORDER_IMGSZ, STREETORDER_EVIDENCE_DIR, STREETORDER_PUBLIC_URL, STREETORDER_MAX_UPLOAD_BYTES,
-STREETORDER_PERSIST_MODEL, STREETORDER_INSECURE_OPEN, STREETORDER_SESSION_HOURS; flags win.
+STREETORDER_PERSIST_MODEL, STREETORDER_INSECURE_OPEN, STREETORDER_SESSION_HOURS, STREETORDER_AUTH_FAILURES_PER_ADDRESS,
+STREETORDER_AUTH_FAILURES_GLOBAL, STREETORDER_AUTH_WINDOW_S; flags win.
 Every route but /health, /ready and the docs needs an API key with the right role in the X-API-Key header (create
 them with `streetorder keys create`; STREETORDER_EVIDENCE_PUBLIC=1 opens /evidence). With no key in the ledger the
 service refuses to start unless --insecure-open is given. STREETORDER_API_KEY (the old single master key) still
