@@ -70,6 +70,8 @@ class Auth:
         is_open = cls.check_configured(settings, db)
         if is_open:
             log.warning("!" * 20 + " %s " + "!" * 20, OPEN_WARNING)
+        elif settings.insecure_open:
+            log.warning("--insecure-open is ignored: API keys are configured, so every route needs one")
         if legacy is not None:
             log.warning(LEGACY_WARNING)
         limiter = FailureLimiter(settings.auth_failures_per_address, settings.auth_failures_global, settings.auth_window_s)
