@@ -1,8 +1,11 @@
-"""`streetorder serve`: the live service's sub-command. The web app is imported only when it runs."""
+"""`streetorder serve` and `streetorder keys`: the live service's sub-commands. The web app is imported only when
+`serve` runs."""
 
 from __future__ import annotations
 
 import argparse
+import json
+import sys
 
 from pipeline.cases.cli import add_ledger_args
 from pipeline.paths import REPO, SAMPLE_CONFIG
@@ -13,6 +16,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import DBAPIError
 
     from pipeline.cases.errors import StorageError
+    from service import access_log
     from service.app import create_app
     from service.settings import ServiceSettings
 
@@ -20,6 +24,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         camera_config=args.config, ledger_config=args.ledger, db=args.db, model=args.model, models_dir=args.models_dir,
         threads=args.threads, conf=args.conf, imgsz=args.imgsz, evidence_dir=args.evidence_dir, public_url=args.public_url,
         max_upload_bytes=args.max_upload_mb * 1024 * 1024 if args.max_upload_mb else None, persist_model=args.persist_model or None,
+        insecure_open=args.insecure_open or None,
     )
     try:
         app = create_app(settings)
@@ -27,17 +32,80 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise ValueError(f"cannot open the ledger database: {e.orig}") from None
     except StorageError as e:
         raise ValueError(f"cannot open the ledger: {e}") from None
+    for warning in app.state.auth.warnings():
+        print(f"WARNING: {warning}", file=sys.stderr, flush=True)
     # One process: the engine keeps each camera's tracks and open incidents in memory.
-    uvicorn.run(app, host=args.host, port=args.port, workers=1, log_level=args.log_level)
+    config = uvicorn.Config(app, host=args.host, port=args.port, workers=1, log_level=args.log_level)
+    access_log.install()  # after uvicorn set its loggers up: keys in URLs never reach the access log
+    uvicorn.Server(config).run()
     return 0
+
+
+# ---- keys -----------------------------------------------------------------------------------------
+
+
+def _keys(args: argparse.Namespace):
+    from pipeline.cases.config import LedgerConfig
+    from pipeline.cases.db import Database
+    from service.keys import KeyStore
+
+    cfg = LedgerConfig.load(args.ledger, database_url=args.db)
+    return KeyStore(Database(cfg.database_url, auto_upgrade=cfg.auto_upgrade))
+
+
+def _key_json(k) -> dict:
+    return {"id": k.id, "name": k.name, "role": k.role.value, "created_at": k.created_at.isoformat(), "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None}
+
+
+def cmd_keys_create(args: argparse.Namespace) -> int:
+    new = _keys(args).create(args.name, args.role)
+    if args.json:
+        print(json.dumps({**_key_json(new.info), "key": new.key}, ensure_ascii=False))
+    else:
+        print(new.key)
+        print(f"key {new.info.id} for {new.info.name!r}, role {new.info.role.value}: shown once, only its hash is stored", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_list(args: argparse.Namespace) -> int:
+    keys = _keys(args).list(include_revoked=args.all)
+    for k in keys:
+        if args.json:
+            print(json.dumps(_key_json(k), ensure_ascii=False))
+        else:
+            state = f"revoked {k.revoked_at:%Y-%m-%d %H:%M}Z" if k.revoked_at else "active"
+            print(f"{k.id:>5} {k.role.value:<9} {state:<24} created {k.created_at:%Y-%m-%d %H:%M}Z  {k.name}")
+    sys.stdout.flush()
+    print(f"{len(keys)} key(s)", file=sys.stderr)
+    return 0
+
+
+def cmd_keys_revoke(args: argparse.Namespace) -> int:
+    if (args.id is None) == (args.name is None):
+        raise ValueError("give a key id, or --name NAME to revoke every active key of that name")
+    gone = _keys(args).revoke(key_id=args.id, name=args.name)
+    if not gone:
+        print(f"error: no active key {'with id ' + str(args.id) if args.id is not None else 'named ' + repr(args.name)}", file=sys.stderr)
+        return 1
+    for k in gone:
+        print(f"revoked key {k.id} ({k.role.value}) of {k.name!r}; its review sessions ended")
+    return 0
+
+
+KEYS_EPILOG = """Roles: camera (POST /frames, /photos, /detect), reviewer (cases, the review page, evidence), admin (models, cameras
+and fixtures, /ready details; and everything the others may do). A key is printed once; the ledger database keeps
+only its SHA-256. A running service takes new keys at once and refuses a revoked one within 2 s (no restart)."""
 
 
 SERVE_EPILOG = """Every option can also come from the environment: STREETORDER_CAMERA_CONFIG, STREETORDER_LEDGER_CONFIG
 (else STREETORDER_CONFIG), STREETORDER_DB, STREETORDER_MODEL, STREETORDER_MODELS, STREETORDER_THREADS, STREETORDER_CONF,
 STREETORDER_IMGSZ, STREETORDER_EVIDENCE_DIR, STREETORDER_PUBLIC_URL, STREETORDER_MAX_UPLOAD_BYTES,
-STREETORDER_PERSIST_MODEL; flags win. The API key is read only from STREETORDER_API_KEY (a flag would show in `ps`);
-with it set, every route but /health and /ready needs the X-API-Key header (STREETORDER_EVIDENCE_PUBLIC=1 exempts
-/evidence). Docs at http://HOST:PORT/docs; the review page at /review."""
+STREETORDER_PERSIST_MODEL, STREETORDER_INSECURE_OPEN, STREETORDER_SESSION_HOURS, STREETORDER_AUTH_FAILURES_PER_ADDRESS,
+STREETORDER_AUTH_FAILURES_GLOBAL, STREETORDER_AUTH_WINDOW_S; flags win.
+Every route but /health, /ready and the docs needs an API key with the right role in the X-API-Key header (create
+them with `streetorder keys create`; STREETORDER_EVIDENCE_PUBLIC=1 opens /evidence). With no key in the ledger the
+service refuses to start unless --insecure-open is given. STREETORDER_API_KEY (the old single master key) still
+works as an admin key, with a deprecation warning. Docs at http://HOST:PORT/docs; the review page at /review."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -62,4 +130,25 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--public-url", metavar="URL", help="how clients reach the service; links in responses and outbound messages use it")
     p.add_argument("--max-upload-mb", type=int, help="largest request body in MiB (default 20)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"], help="uvicorn log level (default info)")
+    p.add_argument("--insecure-open", action="store_true", help="start even with no API keys, every route open to anyone (local demos only; warned loudly)")
     p.set_defaults(func=cmd_serve)
+
+    keys = sub.add_parser("keys", help="create, list and revoke the service's API keys (roles camera, reviewer, admin)", epilog=KEYS_EPILOG,
+                          description="API keys of the live service, kept hashed in the ledger database.")
+    ksub = keys.add_subparsers(dest="keys_command", required=True, metavar="{create,list,revoke}")
+    k = ksub.add_parser("create", help="make a key and print it once", epilog=KEYS_EPILOG)
+    k.add_argument("--role", required=True, choices=["camera", "reviewer", "admin"], help="what the key may do")
+    k.add_argument("--name", required=True, help="who holds it (a person or a camera); recorded as the actor of its actions")
+    k.add_argument("--json", action="store_true", help="print the key and its record as JSON")
+    add_ledger_args(k)
+    k.set_defaults(func=cmd_keys_create)
+    k = ksub.add_parser("list", help="the keys (never the keys themselves: id, name, role, dates)")
+    k.add_argument("--all", action="store_true", help="include revoked keys")
+    k.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_ledger_args(k)
+    k.set_defaults(func=cmd_keys_list)
+    k = ksub.add_parser("revoke", help="revoke a key (by id) or every active key of a name; their sessions end")
+    k.add_argument("id", nargs="?", type=int, help="key id, as `keys list` shows it")
+    k.add_argument("--name", help="revoke every active key with this name instead")
+    add_ledger_args(k)
+    k.set_defaults(func=cmd_keys_revoke)

@@ -1,21 +1,15 @@
-"""FastAPI dependencies: the service state, the ledger, auth, and the request checks uploads share."""
+"""FastAPI dependencies: the service state, the ledger, and the request checks uploads share (auth: `auth.py`)."""
 
 from __future__ import annotations
 
-import secrets
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyCookie, APIKeyHeader
+from fastapi import Depends, Request
 
 from pipeline.cases import CaseStore
 
-from .errors import Unauthorized, UnsupportedMediaType
+from .errors import UnsupportedMediaType
 from .state import ServiceState
-
-COOKIE = "streetorder_key"
-_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="The service's API key ($STREETORDER_API_KEY)")
-_cookie = APIKeyCookie(name=COOKIE, auto_error=False, description="Set by the review page's login form")
 
 
 def get_state(request: Request) -> ServiceState:
@@ -39,22 +33,6 @@ def base_url(request: Request) -> str:
 
 
 BaseUrl = Annotated[str, Depends(base_url)]
-
-
-def key_ok(state: ServiceState, given: str | None) -> bool:
-    expected = state.settings.api_key
-    return expected is None or (given is not None and secrets.compare_digest(given.encode(), expected.get_secret_value().encode()))
-
-
-def require_key(state: State, header: str | None = Security(_header), cookie: str | None = Security(_cookie)) -> None:
-    """Every route but health (and evidence, if public) needs the key, as the X-API-Key header or the review cookie."""
-    if not (key_ok(state, header) or (cookie is not None and key_ok(state, cookie))):
-        raise Unauthorized("missing or wrong API key: send it in the X-API-Key header")
-
-
-def require_key_for_evidence(state: State, header: str | None = Security(_header), cookie: str | None = Security(_cookie)) -> None:
-    if not state.settings.evidence_public:
-        require_key(state, header, cookie)
 
 
 def require_multipart(request: Request) -> None:

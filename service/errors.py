@@ -14,7 +14,7 @@ from sqlalchemy.exc import DBAPIError
 
 from pipeline.cases.errors import CaseNotFound, EvidenceError, InvalidTransition, LedgerError, StorageError
 from pipeline.config import ConfigError
-from pipeline.config.load import FixtureConflict, UnknownCamera
+from pipeline.config.load import FixtureConflict, UnknownCamera, UnknownFixture
 from pipeline.images import ImageError
 
 log = logging.getLogger(__name__)
@@ -68,11 +68,28 @@ class Unauthorized(ServiceError):
     status = 401
 
 
+class Forbidden(ServiceError):
+    """A valid key whose role may not do this."""
+
+    status = 403
+
+
+class TooManyRequests(ServiceError):
+    """Too many failed authentications; `Retry-After` says when to try again."""
+
+    status = 429
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 # Library errors, most specific first (CaseNotFound is a LedgerError).
 _LIBRARY: tuple[tuple[type[Exception], int], ...] = (
     (ImageError, 422),
     (CaseNotFound, 404),
     (UnknownCamera, 404),
+    (UnknownFixture, 404),
     (FixtureConflict, 409),
     (InvalidTransition, 409),
     (EvidenceError, 404),
@@ -95,22 +112,22 @@ def status_of(e: Exception) -> tuple[int, str] | None:
 
 
 # Shown in the OpenAPI schema of routes that can answer with them.
-RESPONSES = {code: {"model": ErrorOut} for code in (401, 404, 409, 413, 415, 422, 503)}
+RESPONSES = {code: {"model": ErrorOut} for code in (401, 403, 404, 409, 413, 415, 422, 429, 503)}
 
 
 def error_responses(*codes: int) -> dict:
     return {c: RESPONSES[c] for c in codes}
 
 
-def _json(status: int, detail) -> JSONResponse:
-    headers = {"WWW-Authenticate": "APIKey"} if status == 401 else None
+def _json(status: int, detail, headers: dict[str, str] | None = None) -> JSONResponse:
+    headers = {**({"WWW-Authenticate": "APIKey"} if status == 401 else {}), **(headers or {})} or None
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service(_: Request, e: ServiceError) -> JSONResponse:
-        return _json(e.status, e.detail)
+        return _json(e.status, e.detail, getattr(e, "headers", None))
 
     for exc_type, status in _LIBRARY:
         app.add_exception_handler(exc_type, lambda _r, e, status=status: _json(status, str(e)))

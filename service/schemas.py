@@ -26,6 +26,15 @@ class _Out(BaseModel):
     model_config = ConfigDict(frozen=True)
 
 
+class Page(_Out):
+    """The paging fields of every list answer (`paging.page_fields` fills them)."""
+
+    total: int = Field(description="Items matching the filters, over all pages")
+    offset: int = Field(description="Items skipped before this page")
+    limit: int = Field(description="Most items per page")
+    next: str | None = Field(description="URL of the next page; null on the last")
+
+
 # ---- health -----------------------------------------------------------------------------------------
 
 
@@ -33,8 +42,16 @@ class Health(_Out):
     status: Literal["ok"] = "ok"
 
 
-class Readiness(_Out):
+class ReadyBrief(_Out):
+    """What /ready tells a caller without an admin key: ready or not, and any warning about how it runs."""
+
     ready: bool = Field(description="True when a model is loaded and the ledger database answers")
+    warnings: list[str] = Field(default_factory=list, description="E.g. that the service runs with --insecure-open")
+
+
+class Readiness(ReadyBrief):
+    """What /ready tells an admin."""
+
     model: str | None = Field(description="The model serving, if any")
     model_error: str | None = Field(description="Why no model is loaded")
     database: bool
@@ -194,16 +211,17 @@ def intake_fields(processed, base_url: str) -> dict:
 # ---- cases ------------------------------------------------------------------------------------------
 
 
-class CaseList(_Out):
-    count: int
+class CaseList(Page):
+    count: int = Field(description="Cases on this page")
     cases: list[CaseView]
 
 
 class TransitionIn(BaseModel):
+    """The actor kept in the history is the API key's name, never a field of the request."""
+
     model_config = ConfigDict(extra="forbid")
 
     to: CaseStatus = Field(description="Target status")
-    actor: str = Field(min_length=1, max_length=200, description="Who does it (kept in the history)")
     note: str | None = Field(None, max_length=2000, description="Required to reject (the reason) and to rectify without a photo")
     owner: str | None = Field(None, max_length=200, description="Point owner (点位长) to dispatch to; defaults to the case's")
     fixture: bool = Field(False, description="With to=rejected: also add fixtures for the case's spot so the camera stops raising it")
@@ -268,7 +286,7 @@ class CameraOut(_Out):
     last_frame_at: datetime | None
 
 
-class CameraList(_Out):
+class CameraList(Page):
     config_path: str | None
     config_version: int
     config_error: str | None = Field(description="Why the last reload failed; the last good config stays in use")
@@ -276,7 +294,7 @@ class CameraList(_Out):
     cameras: list[CameraOut]
 
 
-class FixtureIn(BaseModel):
+class FixtureEdit(BaseModel):
     """A known static thing allowed where it stands; detections matching it are dropped from the next frame on."""
 
     model_config = ConfigDict(extra="forbid")
@@ -286,4 +304,19 @@ class FixtureIn(BaseModel):
     classes: list[str] | None = Field(None, description="Classes it suppresses; all if omitted")
     reason: str = Field(min_length=1, max_length=500, description="Why it is allowed, e.g. 'permitted kiosk'")
     min_iou: float = Field(0.4, gt=0, le=1)
-    id: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$", description="Defaults to a generated one")
+
+    def fixture(self, fixture_id: str) -> Fixture:
+        return Fixture(id=fixture_id, box=self.box, coords=self.coords, classes=tuple(self.classes) if self.classes else None, min_iou=self.min_iou, reason=self.reason)
+
+
+class FixtureIn(FixtureEdit):
+    id: str | None = Field(None, min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$", description="Stable once given; defaults to a generated one")
+
+
+class FixtureOut(Fixture):
+    editable: bool = Field(description="In the fixtures file, so the API can edit and remove it; false: hand-written in the camera config")
+
+
+class FixtureList(Page):
+    camera_id: str
+    fixtures: list[FixtureOut]

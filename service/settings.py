@@ -52,14 +52,30 @@ class ServiceSettings(BaseModel):
     conf: float = Field(0.25, ge=0.01, le=1, title="Detector score floor", description="Detections below it never reach the engine; /detect cannot go lower", json_schema_extra=_env("CONF"))
     imgsz: int | None = Field(None, ge=32, title="Inference size", description="Pixels (multiple of 32); unset: the model's own", json_schema_extra=_env("IMGSZ"))
     threads: int | None = Field(None, ge=1, title="ONNX threads", description="onnxruntime intra-op threads; unset: all cores", json_schema_extra=_env("THREADS"))
+    # ---- auth (roles, sessions, login limits) ----
     api_key: SecretStr | None = Field(
-        None, title="API key", description="Required as the X-API-Key header (or the review page's login cookie) on every route but /health and /ready; unset: no auth",
+        None, title="Legacy master key",
+        description="Deprecated: still accepted as an admin key (with a warning) until role keys replace it; create them with `streetorder keys create`",
         json_schema_extra=_env("API_KEY"),
     )
+    insecure_open: bool = Field(
+        False, title="Insecure open mode", description="Start with no API keys at all and leave every route open (for a laptop demo, never a city network)",
+        json_schema_extra=_env("INSECURE_OPEN"),
+    )
     evidence_public: bool = Field(
-        False, title="Public evidence", description="Serve /evidence without the API key: its URLs are unguessable sha256 names, as linked in outbound case messages",
+        False, title="Public evidence", description="Serve /evidence without a key: its URLs are unguessable sha256 names, as linked in outbound case messages",
         json_schema_extra=_env("EVIDENCE_PUBLIC"),
     )
+    session_hours: float = Field(8, gt=0, le=24 * 30, title="Review session length", description="Hours a review-page login lasts", json_schema_extra=_env("SESSION_HOURS"))
+    auth_failures_per_address: int = Field(
+        10, ge=1, title="Failed logins per address", description="Failed authentications one client address may make per window before it gets 429",
+        json_schema_extra=_env("AUTH_FAILURES_PER_ADDRESS"),
+    )
+    auth_failures_global: int = Field(
+        100, ge=1, title="Failed logins overall", description="Failed authentications of all clients per window before the review login form answers 429 to everyone",
+        json_schema_extra=_env("AUTH_FAILURES_GLOBAL"),
+    )
+    auth_window_s: float = Field(300, gt=0, title="Failure window", description="Seconds a failed authentication counts against the limits", json_schema_extra=_env("AUTH_WINDOW_S"))
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, title="Upload limit", description="Largest request body in bytes; more is refused with 413", json_schema_extra=_env("MAX_UPLOAD_BYTES"))
     evidence_dir: Path = Field(
         Path("var/engine-evidence"), title="Engine evidence directory", description="Where the engine writes evidence before the ledger stores it by content",

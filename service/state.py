@@ -24,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from pipeline.cases import CaseStore
 from pipeline.cases.errors import StorageError
 from pipeline.config import CameraConfig, ConfigSource, Fixture, StreetOrderConfig
-from pipeline.config.load import add_fixtures
+from pipeline.config.load import add_fixtures, remove_fixture, update_fixture
 from pipeline.detect import DetectorSettings
 from pipeline.detect.plan import camera_detector
 from pipeline.domain import GeoPoint, Location
@@ -101,6 +101,19 @@ class ServiceState:
             added = add_fixtures(self.source.get(), camera_id, fixtures, check_only=check_only)
             self.source.get()
             return added
+
+    def update_fixture(self, camera_id: str, fixture: Fixture) -> Fixture:
+        """Edit a fixture of the fixtures file in place (same id); the next frame uses it."""
+        with self.engine_lock:
+            updated = update_fixture(self.source.get(), camera_id, fixture)
+            self.source.get()
+            return updated
+
+    def remove_fixture(self, camera_id: str, fixture_id: str) -> Fixture:
+        with self.engine_lock:
+            gone = remove_fixture(self.source.get(), camera_id, fixture_id)
+            self.source.get()
+            return gone
 
     def reject(self, case_id: int, *, actor: str, reason: str, fixture: bool, source: str = "api") -> Rejection:
         """Reject a case, with fixtures for its spot if asked (under the engine lock: the config may change)."""

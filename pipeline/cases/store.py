@@ -339,31 +339,70 @@ class CaseStore:
             raise CaseNotFound(case_id)
         return found[0]
 
+    @staticmethod
+    def _filtered(q, status, type, district, point, camera_id):
+        if status is not None:
+            statuses = [status] if isinstance(status, str | CaseStatus) else list(status)
+            q = q.where(Case.status.in_([(parse_status(s) if isinstance(s, str) else s).value for s in statuses]))
+        for column, value in ((Case.type, type), (Case.district, district), (Case.point, point), (Case.camera_id, camera_id)):
+            if value is not None:
+                q = q.where(column == value)
+        return q
+
     def list(
         self,
         *,
-        status: CaseStatus | str | None = None,
+        status: CaseStatus | str | Sequence[CaseStatus | str] | None = None,
         type: ViolationType | None = None,
         district: str | None = None,
         point: str | None = None,
         camera_id: str | None = None,
         limit: int | None = None,
+        offset: int = 0,
     ) -> list[CaseView]:
-        """Cases matching every given filter, oldest first. `status="rejected"` is the retraining feed."""
-        q = select(Case).order_by(Case.id)
-        if status is not None:
-            q = q.where(Case.status == (parse_status(status) if isinstance(status, str) else status).value)
-        for column, value in ((Case.type, type), (Case.district, district), (Case.point, point), (Case.camera_id, camera_id)):
-            if value is not None:
-                q = q.where(column == value)
+        """Cases matching every given filter (`status` may be several), oldest first. `status="rejected"` is
+        the retraining feed."""
+        q = self._filtered(select(Case).order_by(Case.id), status, type, district, point, camera_id)
+        if offset:
+            q = q.offset(offset)
         if limit is not None:
             q = q.limit(limit)
         return self._views(q)
 
-    def overdue(self, now: datetime) -> list[CaseView]:
+    def count(
+        self,
+        *,
+        status: CaseStatus | str | Sequence[CaseStatus | str] | None = None,
+        type: ViolationType | None = None,
+        district: str | None = None,
+        point: str | None = None,
+        camera_id: str | None = None,
+    ) -> int:
+        """How many cases `list` with the same filters would give without a limit (for paging)."""
+        q = self._filtered(select(func.count()).select_from(Case), status, type, district, point, camera_id)
+        with self.db.transaction() as s:
+            return s.scalar(q) or 0
+
+    def districts(self, *, status: CaseStatus | str | Sequence[CaseStatus | str] | None = None, type: ViolationType | None = None) -> list[str]:
+        """The districts that have cases matching the filters, sorted (the review page's district filter)."""
+        q = self._filtered(select(Case.district).distinct(), status, type, None, None, None)
+        with self.db.transaction() as s:
+            return sorted(s.scalars(q))
+
+    def overdue(self, now: datetime, *, limit: int | None = None, offset: int = 0) -> list[CaseView]:
         """Dispatched cases past their deadline at `now`, most overdue first."""
         now = _aware(now, "now")
-        return self._views(select(Case).where(Case.status == CaseStatus.DISPATCHED.value, Case.deadline_at < now).order_by(Case.deadline_at, Case.id))
+        q = select(Case).where(Case.status == CaseStatus.DISPATCHED.value, Case.deadline_at < now).order_by(Case.deadline_at, Case.id)
+        if offset:
+            q = q.offset(offset)
+        if limit is not None:
+            q = q.limit(limit)
+        return self._views(q)
+
+    def overdue_count(self, now: datetime) -> int:
+        now = _aware(now, "now")
+        with self.db.transaction() as s:
+            return s.scalar(select(func.count()).select_from(Case).where(Case.status == CaseStatus.DISPATCHED.value, Case.deadline_at < now)) or 0
 
     def case_for_incident(self, incident_id: str) -> int | None:
         with self.db.transaction() as s:

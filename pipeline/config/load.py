@@ -26,6 +26,10 @@ class FixtureConflict(ConfigError):
     """Fixtures that clash with the config as it is: an id already taken, or no fixtures file to add them to."""
 
 
+class UnknownFixture(ConfigError, LookupError):
+    """A fixture id the camera does not have."""
+
+
 def _line_of(node: yaml.Node | None, loc: tuple) -> int | None:
     """Follow a pydantic error location through the YAML node tree; return the deepest line found (1-based)."""
     line = node.start_mark.line + 1 if node is not None else None
@@ -145,6 +149,10 @@ def add_fixtures(config: StreetOrderConfig, camera_id: str, fixtures: list[Fixtu
     taken = sorted({f.id for f in camera.fixtures} & {f.id for f in fixtures})
     if taken:
         raise FixtureConflict(f"camera '{camera_id}' already has fixture(s) {taken}")
+    for f in fixtures:
+        twin = next((g for g in camera.fixtures if _same_spot(f, g)), None)
+        if twin is not None:
+            raise FixtureConflict(f"camera '{camera_id}' already has fixture '{twin.id}' with this box and classes; edit it instead (PUT .../fixtures/{twin.id})")
     with_fixtures(camera, fixtures)
     if not check_only:
         for f in fixtures:
@@ -154,12 +162,60 @@ def add_fixtures(config: StreetOrderConfig, camera_id: str, fixtures: list[Fixtu
 
 def add_fixture(path: Path, camera_id: str, fixture: Fixture) -> None:
     """Append a reviewer's fixture to the fixtures file (atomic replace)."""
-    data = {cam: [f.model_dump(mode="json", exclude_defaults=True) for f in fs] for cam, fs in read_fixtures(path).items()}
+    data = read_fixtures(path)
     entries = data.setdefault(camera_id, [])
-    if any(f["id"] == fixture.id for f in entries):
+    if any(f.id == fixture.id for f in entries):
         raise FixtureConflict(f"{path}: camera '{camera_id}' already has fixture '{fixture.id}'")
-    entries.append(fixture.model_dump(mode="json", exclude_defaults=True))
+    entries.append(fixture)
+    _write_fixtures(path, data)
+
+
+def _same_spot(a: Fixture, b: Fixture) -> bool:
+    """Two fixtures that suppress exactly the same thing (what a retried or fuzzed POST would add twice)."""
+    return (a.box, a.coords, a.classes and sorted(a.classes), a.min_iou) == (b.box, b.coords, b.classes and sorted(b.classes), b.min_iou)
+
+
+def _write_fixtures(path: Path, data: dict[str, list[Fixture]]) -> None:
+    """The whole fixtures file, replaced atomically (a reader sees the old file or the new one)."""
+    out = {cam: [f.model_dump(mode="json", exclude_defaults=True) for f in fs] for cam, fs in data.items() if fs}
     tmp = path.with_suffix(path.suffix + ".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_text(yaml.safe_dump(data, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    tmp.write_text(yaml.safe_dump(out, allow_unicode=True, sort_keys=False), encoding="utf-8")
     tmp.replace(path)
+
+
+def _file_fixture(config: StreetOrderConfig, camera_id: str, fixture_id: str) -> tuple[CameraConfig, dict[str, list[Fixture]]]:
+    """The camera and the fixtures file's content, once `fixture_id` is known to be one the file holds (the
+    hand-written config's fixtures are edited in the config, never by the service)."""
+    try:
+        camera = config.camera(camera_id)
+    except KeyError as e:
+        raise UnknownCamera(e.args[0]) from None
+    if not any(f.id == fixture_id for f in camera.fixtures):
+        raise UnknownFixture(f"camera '{camera_id}' has no fixture '{fixture_id}'")
+    data = read_fixtures(config.fixtures_file) if config.fixtures_file is not None else {}
+    if not any(f.id == fixture_id for f in data.get(camera_id, [])):
+        raise FixtureConflict(f"fixture '{fixture_id}' of camera '{camera_id}' is in the hand-written config; change it there, not through the service")
+    return camera, data
+
+
+def update_fixture(config: StreetOrderConfig, camera_id: str, fixture: Fixture) -> Fixture:
+    """Replace the fixtures file's fixture of the same id (the id never changes), validated like a new one."""
+    camera, data = _file_fixture(config, camera_id, fixture.id)
+    others = [f for f in camera.fixtures if f.id != fixture.id]
+    twin = next((g for g in others if _same_spot(fixture, g)), None)
+    if twin is not None:
+        raise FixtureConflict(f"camera '{camera_id}' already has fixture '{twin.id}' with this box and classes")
+    with_fixtures(camera.model_copy(update={"fixtures": tuple(others)}), [fixture])
+    data[camera_id] = [fixture if f.id == fixture.id else f for f in data[camera_id]]
+    _write_fixtures(config.fixtures_file, data)
+    return fixture
+
+
+def remove_fixture(config: StreetOrderConfig, camera_id: str, fixture_id: str) -> Fixture:
+    """Take a fixture out of the fixtures file; the camera raises its spot again from the next frame."""
+    _, data = _file_fixture(config, camera_id, fixture_id)
+    gone = next(f for f in data[camera_id] if f.id == fixture_id)
+    data[camera_id] = [f for f in data[camera_id] if f.id != fixture_id]
+    _write_fixtures(config.fixtures_file, data)
+    return gone

@@ -1,23 +1,29 @@
-"""The camera config as the engine uses it, and fixtures added at run time (no restart)."""
+"""The camera config as the engine uses it, and its fixtures: listed per camera, added, edited and removed at
+run time (no restart). Only the machine-written fixtures file changes; hand-written fixtures are read-only here."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request
 
 from pipeline.config import Fixture
+from pipeline.config.load import read_fixtures
 
 from ..deps import State
 from ..errors import error_responses
-from ..schemas import CameraList, CameraOut, FixtureIn, ZoneOut
+from ..paging import Paging, page_fields, window
+from ..schemas import CameraList, CameraOut, FixtureEdit, FixtureIn, FixtureList, FixtureOut, ZoneOut
 
 router = APIRouter(prefix="/cameras", tags=["cameras"])
 
+CameraId = Annotated[str, Path(max_length=100, description="A camera of the config")]
+FixtureId = Annotated[str, Path(max_length=100, description="The fixture's id (stable: edits keep it)")]
+
 
 @router.get("", response_model=CameraList, summary="Configured cameras, and the last reload error", responses=error_responses(401))
-def list_cameras(state: State) -> CameraList:
+def list_cameras(state: State, request: Request, page: Paging) -> CameraList:
     cfg = state.config()
     return CameraList(
         config_path=str(state.config_path) if state.config_path else None,
@@ -30,17 +36,38 @@ def list_cameras(state: State) -> CameraList:
                 zones=[ZoneOut(id=z.id, kind=z.kind, point=z.point, scheduled=bool(z.schedule and z.schedule.allowed)) for z in c.zones],
                 fixtures=list(c.fixtures), last_frame_at=state.last_frame.get(c.id),
             )
-            for c in cfg.cameras
+            for c in window(list(cfg.cameras), page)
         ],
+        **page_fields(request, page, len(cfg.cameras)),
     )
+
+
+@router.get("/{camera_id}/fixtures", response_model=FixtureList, summary="A camera's fixtures, hand-written and added", responses=error_responses(401, 404, 422))
+def list_fixtures(state: State, request: Request, page: Paging, camera_id: CameraId) -> FixtureList:
+    """In the order the engine applies them: the config's own first, then the fixtures file's."""
+    camera = state.camera(camera_id)
+    cfg = state.config()
+    in_file = {f.id for f in read_fixtures(cfg.fixtures_file).get(camera_id, [])} if cfg.fixtures_file else set()
+    fixtures = [FixtureOut(**f.model_dump(), editable=f.id in in_file) for f in camera.fixtures]
+    return FixtureList(camera_id=camera_id, fixtures=window(fixtures, page), **page_fields(request, page, len(fixtures)))
 
 
 @router.post("/{camera_id}/fixtures", response_model=Fixture, status_code=201, summary="Add a fixture to a camera", responses=error_responses(401, 404, 409, 422))
-def add_fixture(state: State, camera_id: Annotated[str, Path(max_length=100)], body: FixtureIn) -> Fixture:
+def add_fixture(state: State, camera_id: CameraId, body: FixtureIn) -> Fixture:
     """Written to the config's `fixtures_file` (the hand-written config is never rewritten); the engine picks
-    it up on the camera's next frame. 409 if the config has no fixtures_file."""
-    fixture = Fixture(
-        id=body.id or f"api-{uuid.uuid4().hex[:8]}", box=body.box, coords=body.coords,
-        classes=tuple(body.classes) if body.classes else None, min_iou=body.min_iou, reason=body.reason,
-    )
-    return state.add_fixtures(camera_id, [fixture])[0]
+    it up on the camera's next frame. 409 if the config has no fixtures_file, the id is taken, or the camera
+    already has a fixture with the same box and classes (a repeated POST adds nothing)."""
+    return state.add_fixtures(camera_id, [body.fixture(body.id or f"api-{uuid.uuid4().hex[:8]}")])[0]
+
+
+@router.put("/{camera_id}/fixtures/{fixture_id}", response_model=Fixture, summary="Edit a fixture (its id stays)", responses=error_responses(401, 404, 409, 422))
+def edit_fixture(state: State, camera_id: CameraId, fixture_id: FixtureId, body: FixtureEdit) -> Fixture:
+    """Replaces the fixture's box, classes, IoU and reason. 409 for a hand-written fixture (edit the config)."""
+    return state.update_fixture(camera_id, body.fixture(fixture_id))
+
+
+@router.delete("/{camera_id}/fixtures/{fixture_id}", response_model=Fixture, summary="Remove a fixture", responses=error_responses(401, 404, 409, 422))
+def remove_fixture(state: State, camera_id: CameraId, fixture_id: FixtureId) -> Fixture:
+    """The camera raises the spot again from its next frame. Answers with the removed fixture, so it can be put
+    back with POST. 409 for a hand-written fixture."""
+    return state.remove_fixture(camera_id, fixture_id)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request, Security
 from fastapi.responses import JSONResponse
 
+from ..auth import OPEN_WARNING, get_auth, optional_principal
 from ..deps import State
-from ..schemas import Health, Readiness
+from ..errors import error_responses
+from ..keys import Principal, Role
+from ..schemas import Health, Readiness, ReadyBrief
 
 router = APIRouter(tags=["health"])
 
@@ -16,10 +19,14 @@ def health() -> Health:
     return Health()
 
 
-@router.get("/ready", response_model=Readiness, summary="Readiness: model loaded, database reachable, config state", responses={503: {"model": Readiness}})
-def ready(state: State) -> JSONResponse:
-    """503 until a model is loaded and the database answers. A failed config reload does not make the service
-    unready (the last good config keeps serving) but is reported in `config_error`."""
+@router.get(
+    "/ready", response_model=Readiness | ReadyBrief, summary="Readiness: model loaded, database reachable, config state",
+    responses={503: {"model": Readiness | ReadyBrief}, **error_responses(401, 429)},
+)
+def ready(state: State, request: Request, who: Principal | None = Security(optional_principal)) -> JSONResponse:
+    """503 until a model is loaded and the database answers. Anyone may ask, and is told only `ready` (and
+    any warnings); with an admin key the answer has the details. A failed config reload does not make the
+    service unready (the last good config keeps serving) but is reported in `config_error`."""
     state.config()  # notice a config edit now, not only on the next frame
     db_error = state.database_error()
     model = state.models.current
@@ -32,5 +39,8 @@ def ready(state: State) -> JSONResponse:
         config_version=state.source.version,
         config_error=state.source.error,
         backlog=len(state.intake.backlog),
+        warnings=get_auth(request).warnings(),
     )
+    if who is None or not who.allows(Role.ADMIN):
+        body = ReadyBrief(ready=body.ready, warnings=[w for w in body.warnings if w == OPEN_WARNING])  # how keys are set up is admin business
     return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.ready else 503)

@@ -1,20 +1,23 @@
 """GET /review: the annotators' page. Cases awaiting review (detected, reopened) with their evidence, and forms
 to dispatch or reject them; a rejection can also mark the spot as a fixture so the camera stops raising it.
 
-Plain server-rendered HTML with a few lines of JS (no CDN: the service may run offline). Forms post here and
-get a redirect back (post/redirect/get); an error re-renders the page with the message and its status code.
-With an API key configured, a login form sets it as an HttpOnly, SameSite=Strict cookie, which keeps other
-sites from posting the forms with it.
+Plain server-rendered HTML (no CDN: the service may run offline), one page of cases at a time. Forms post here
+and get a redirect back (post/redirect/get); an error re-renders the page with the message and its status code.
+
+Login: a reviewer (or admin) key is exchanged for a session: a random token in an HttpOnly, SameSite=Strict
+cookie (so other sites cannot post the forms with it), stored hashed with an expiry; the key itself never goes
+into the cookie. Every decision is recorded under the key's name. Logout deletes the session.
 """
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
@@ -23,13 +26,16 @@ from pipeline.cases import CaseView
 from pipeline.cases.lifecycle import CaseStatus
 from pipeline.domain import VIOLATION_TYPES
 
-from ..deps import COOKIE, State, key_ok, require_key
-from ..errors import Unprocessable, status_of
+from ..auth import HEADER, OPEN_WARNING, SESSION_COOKIE, check_limit, client_address, get_auth, identify
+from ..deps import State
+from ..errors import TooManyRequests, Unprocessable, status_of
+from ..keys import Principal, Role
 
 router = APIRouter(prefix="/review", tags=["review"])
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
 
 AWAITING = (CaseStatus.DETECTED, CaseStatus.REOPENED)
+PAGE_SIZE = 50
 
 
 def _latest(case: CaseView, kind: str) -> str | None:
@@ -50,22 +56,51 @@ def _row(case: CaseView, tz: ZoneInfo) -> dict:
     }
 
 
-def _page(request: Request, state, *, type: str | None, district: str | None, message: str | None = None, error: str | None = None, status: int = 200) -> HTMLResponse:
+def _page(
+    request: Request, state, who: Principal, *, type: str | None, district: str | None, offset: int = 0, limit: int = PAGE_SIZE,
+    message: str | None = None, error: str | None = None, status: int = 200,
+) -> HTMLResponse:
+    """One page of the cases awaiting review, oldest first; the database does the filtering and paging."""
     store = state.store
-    cases = sorted((c for s in AWAITING for c in store.list(status=s, type=type or None)), key=lambda c: c.id)
-    districts = sorted({c.location.district for c in cases})
-    if district:
-        cases = [c for c in cases if c.location.district == district]
+    filters = {"status": AWAITING, "type": type or None, "district": district or None}
+    total = store.count(**filters)
+    cases = store.list(**filters, limit=limit, offset=offset)
     tz = ZoneInfo(store.config.report_timezone)
+
+    def link(at: int) -> str:
+        query = {"type": type, "district": district, "offset": at, "limit": limit if limit != PAGE_SIZE else None}
+        return f"{request.url_for('review')}?{urlencode({k: v for k, v in query.items() if v})}"
+
     context = {
-        "rows": [_row(c, tz) for c in cases], "types": {t: k.label for t, k in VIOLATION_TYPES.items()}, "districts": districts, "type": type or "", "district": district or "",
-        "message": message, "error": error, "tz": store.config.report_timezone,
+        "rows": [_row(c, tz) for c in cases], "types": {t: k.label for t, k in VIOLATION_TYPES.items()}, "districts": store.districts(status=AWAITING, type=type or None),
+        "type": type or "", "district": district or "", "message": message, "error": error, "tz": store.config.report_timezone,
+        "who": who, "warnings": [w for w in get_auth(request).warnings() if who.role == Role.ADMIN or w == OPEN_WARNING],
+        "total": total, "offset": offset, "first": offset + 1 if cases else 0, "last": offset + len(cases),
+        "prev_url": link(max(offset - limit, 0)) if offset > 0 else None, "next_url": link(offset + limit) if offset + limit < total else None,
     }
     return templates.TemplateResponse(request, "review.html", context, status_code=status)
 
 
-def _back(request: Request, type: str, district: str, message: str) -> RedirectResponse:
-    query = urlencode({k: v for k, v in (("type", type), ("district", district), ("msg", message)) if v})
+def _login_page(request: Request, error: str | None, status: int, *, forget: bool = False, headers: dict | None = None) -> HTMLResponse:
+    response = templates.TemplateResponse(request, "login.html", {"error": error}, status_code=status, headers=headers)
+    if forget:
+        response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+def _reviewer(request: Request) -> Principal | HTMLResponse:
+    """The logged-in reviewer (session cookie, or a key header for scripts), else the login page to answer with."""
+    cookie = request.cookies.get(SESSION_COOKIE)
+    who = identify(request, request.headers.get(HEADER), cookie)
+    if who is None:
+        return _login_page(request, "your session has ended: log in again" if cookie else None, 401, forget=cookie is not None)
+    if not who.allows(Role.REVIEWER):
+        return _login_page(request, f"the key of {who.name!r} is a {who.role.value} key; the review page needs a reviewer key", 403)
+    return who
+
+
+def _back(request: Request, type: str, district: str, offset: int, message: str) -> RedirectResponse:
+    query = urlencode({k: v for k, v in (("type", type), ("district", district), ("offset", offset), ("msg", message)) if v})
     return RedirectResponse(f"{request.url_for('review')}?{query}", status_code=303)
 
 
@@ -75,62 +110,105 @@ def _clean_type(type: str | None) -> str | None:
     return type or None
 
 
-@router.get("", response_class=HTMLResponse, summary="Review page: cases awaiting review (HTML)", responses={401: {"description": "Login form (an API key is configured)", "content": {"text/html": {}}}})
-def review(request: Request, state: State, type: str | None = None, district: str | None = None, msg: str | None = None) -> HTMLResponse:
-    given = request.headers.get("x-api-key") or request.cookies.get(COOKIE)
-    if not key_ok(state, given):
-        return templates.TemplateResponse(request, "login.html", {"error": None}, status_code=401)
-    return _page(request, state, type=_clean_type(type), district=district, message=msg)
+HTML = {"content": {"text/html": {}}}
 
 
-@router.post("/login", response_class=RedirectResponse, status_code=303, summary="Log in to the review page with the API key", responses={401: {"description": "Wrong key", "content": {"text/html": {}}}})
+@router.get(
+    "", response_class=HTMLResponse, summary="Review page: cases awaiting review, one page at a time (HTML)",
+    responses={401: {"description": "Login form (no or an ended session)", **HTML}, 403: {"description": "Not a reviewer key", **HTML}},
+)
+def review(
+    request: Request, state: State, type: str | None = None, district: Annotated[str | None, Query(max_length=100)] = None, msg: Annotated[str | None, Query(max_length=500)] = None,
+    offset: Annotated[int, Query(ge=0, le=2**62)] = 0, limit: Annotated[int, Query(ge=1, le=200)] = PAGE_SIZE,
+) -> HTMLResponse:
+    who = _reviewer(request)
+    if isinstance(who, HTMLResponse):
+        return who
+    return _page(request, state, who, type=_clean_type(type), district=district, offset=offset, limit=limit, message=msg)
+
+
+@router.post(
+    "/login", response_class=RedirectResponse, status_code=303, summary="Log in to the review page with a reviewer key (form)",
+    responses={401: {"description": "Wrong or revoked key", **HTML}, 403: {"description": "Not a reviewer key", **HTML}, 429: {"description": "Too many failed logins", **HTML}},
+)
 def login(request: Request, state: State, key: Annotated[str, Form(max_length=500)]):
-    if state.settings.api_key is None or not key_ok(state, key):
-        return templates.TemplateResponse(request, "login.html", {"error": "wrong key" if state.settings.api_key else "no key is configured; open /review"}, status_code=401)
+    """Opens a session (a new random token; the key is not kept) and sets its cookie. Failed logins count
+    against the client address and the whole service (429 with Retry-After past the limits)."""
+    auth = get_auth(request)
+    try:
+        check_limit(request, login=True)
+    except TooManyRequests as e:
+        return _login_page(request, e.detail, 429, headers=e.headers)
+    who = auth.verify_key(key.strip())
+    if who is None:
+        auth.limiter.fail(client_address(request))
+        return _login_page(request, "wrong or revoked key", 401)
+    if who.key_id is None:
+        return _login_page(request, "the legacy STREETORDER_API_KEY cannot log in: create a reviewer key with `streetorder keys create --role reviewer --name NAME`", 403)
+    if not who.allows(Role.REVIEWER):
+        return _login_page(request, f"a {who.role.value} key cannot log in to the review page; use a reviewer key", 403)
+    ttl = timedelta(hours=state.settings.session_hours)
+    token, _ = auth.keys.open_session(who, ttl)
     response = RedirectResponse(str(request.url_for("review")), status_code=303)
-    response.set_cookie(COOKIE, key, httponly=True, samesite="strict", secure=request.url.scheme == "https")
+    response.set_cookie(SESSION_COOKIE, token, max_age=int(ttl.total_seconds()), path="/", httponly=True, samesite="strict", secure=request.url.scheme == "https")
     return response
 
 
-def _act(request: Request, state, type: str, district: str, action) -> HTMLResponse | RedirectResponse:
-    """Run a review action; success redirects back to the page, a refusal re-renders it with the reason."""
+@router.post("/logout", response_class=RedirectResponse, status_code=303, summary="Log out of the review page (ends the session)")
+def logout(request: Request):
+    token = request.cookies.get(SESSION_COOKIE)
+    if token:
+        get_auth(request).keys.close_session(token)
+    response = RedirectResponse(str(request.url_for("review")), status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/", httponly=True, samesite="strict")
+    return response
+
+
+def _act(request: Request, state, type: str, district: str, offset: int, action) -> HTMLResponse | RedirectResponse:
+    """Run a review action as the logged-in reviewer; success redirects back to the page, a refusal re-renders
+    it with the reason."""
+    who = _reviewer(request)
+    if isinstance(who, HTMLResponse):
+        return who
     try:
-        return _back(request, type, district, action())
+        return _back(request, type, district, offset, action(who.name))
     except Exception as e:
         known = status_of(e)
         if known is None:
             raise
         status, message = known
-        return _page(request, state, type=_clean_type(type), district=district, error=message, status=status)
+        return _page(request, state, who, type=_clean_type(type), district=district, offset=offset, error=message, status=status)
+
+
+ACTION_RESPONSES = {code: HTML for code in (401, 403, 404, 409, 422)}
+Offset = Annotated[int, Form(ge=0, le=2**62)]
 
 
 @router.post(
-    "/{case_id}/dispatch", response_class=RedirectResponse, status_code=303, dependencies=[Depends(require_key)],
-    summary="Dispatch a case to its point owner (form)", responses={409: {"content": {"text/html": {}}}, 404: {"content": {"text/html": {}}}},
+    "/{case_id}/dispatch", response_class=RedirectResponse, status_code=303,
+    summary="Dispatch a case to its point owner (form)", responses=ACTION_RESPONSES,
 )
 def dispatch(
-    request: Request, state: State, case_id: int,
-    actor: Annotated[str, Form(max_length=200)], owner: Annotated[str, Form(max_length=200)] = "",
-    type: Annotated[str, Form()] = "", district: Annotated[str, Form()] = "",
+    request: Request, state: State, case_id: int, owner: Annotated[str, Form(max_length=200)] = "",
+    type: Annotated[str, Form()] = "", district: Annotated[str, Form()] = "", offset: Offset = 0,
 ):
-    def action() -> str:
+    def action(actor: str) -> str:
         case = decisions.dispatch(state.store, case_id, actor=actor, owner=owner.strip() or None, source="review-page")
         return f"case {case.id} dispatched to {case.owner}"
 
-    return _act(request, state, type, district, action)
+    return _act(request, state, type, district, offset, action)
 
 
 @router.post(
-    "/{case_id}/reject", response_class=RedirectResponse, status_code=303, dependencies=[Depends(require_key)],
-    summary="Reject a case as a false alarm, optionally marking the spot as a fixture (form)", responses={409: {"content": {"text/html": {}}}, 404: {"content": {"text/html": {}}}},
+    "/{case_id}/reject", response_class=RedirectResponse, status_code=303,
+    summary="Reject a case as a false alarm, optionally marking the spot as a fixture (form)", responses=ACTION_RESPONSES,
 )
 def reject(
-    request: Request, state: State, case_id: int,
-    actor: Annotated[str, Form(max_length=200)], reason: Annotated[str, Form(max_length=2000)] = "",
+    request: Request, state: State, case_id: int, reason: Annotated[str, Form(max_length=2000)] = "",
     fixture: Annotated[bool, Form(description="Also add fixtures so the camera stops raising this spot")] = False,
-    type: Annotated[str, Form()] = "", district: Annotated[str, Form()] = "",
+    type: Annotated[str, Form()] = "", district: Annotated[str, Form()] = "", offset: Offset = 0,
 ):
-    def action() -> str:
+    def action(actor: str) -> str:
         return state.reject(case_id, actor=actor, reason=reason, fixture=fixture, source="review-page").message()
 
-    return _act(request, state, type, district, action)
+    return _act(request, state, type, district, offset, action)

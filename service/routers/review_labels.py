@@ -6,8 +6,8 @@ the case with the keyboard.
 - POST /review/{id}/boxes  save the frame's label set: a new annotation row, never an update.
 Dispatch and reject go through the review page's own form routes, so a decision means the same from either page.
 
-Who is labelling comes from `reviewer_of` alone, and who may come in from `logged_in` alone: the two places a
-login with reviewer sessions replaces.
+Who may come in and who is labelling come from the review page's session (`review._reviewer`, or a reviewer key
+in the header for scripts): never from a name the page sends.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Request, Security
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
@@ -26,8 +26,11 @@ from pipeline.cases.annotations import AnnotationView, Annotations, LabelBox
 from pipeline.domain import VIOLATION_TYPES
 from pipeline.labels import AWAITING, CaseFrame, case_frame, current_labels, label_classes, next_awaiting
 
-from ..deps import COOKIE, State, key_ok, require_key
+from ..auth import require
+from ..deps import State
 from ..errors import NotFound, Unprocessable, error_responses
+from ..keys import Principal, Role
+from .review import _reviewer
 
 router = APIRouter(prefix="/review", tags=["review"])
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
@@ -37,23 +40,12 @@ MAX_BOXES = 500
 EDGE_PX = 2.0  # a box may overhang the frame by rounding, not more
 
 
-def logged_in(request: Request, state) -> bool:
-    """May this browser see the labelling page? (Today: the review page's key cookie.)"""
-    return key_ok(state, request.headers.get("x-api-key") or request.cookies.get(COOKIE))
-
-
-def reviewer_of(request: Request, given: str | None) -> str:
-    """Who saves: today the name the page sends (remembered in the browser), later the session's reviewer."""
-    name = (given or "").strip()
-    if not name:
-        raise Unprocessable("say who is labelling: the reviewer's name is required")
-    return name
+Reviewer = Security(require(Role.REVIEWER, session=True))  # the session cookie (the page) or a reviewer key
 
 
 class BoxesIn(BaseModel):
     """A frame's whole label set as the editor has it now."""
 
-    reviewer: str | None = Field(None, max_length=200, title="Reviewer", description="who labelled (the review page's reviewer name)")
     boxes: list[LabelBox] = Field(max_length=MAX_BOXES, title="Boxes", description="every object on the frame, as it should be learned")
     negatives: list[LabelBox] = Field(default_factory=list, max_length=MAX_BOXES, title="Negatives", description="the model's boxes the reviewer deleted (false detections)")
 
@@ -96,8 +88,9 @@ def _frame_out(request: Request, state, case_id: int) -> FrameOut:
 
 @router.get("/{case_id}/label", response_class=HTMLResponse, summary="Box editor for a case's frame (HTML)", responses={401: {"description": "Login form", "content": {"text/html": {}}}, 404: {"content": {"text/html": {}}}})
 def label_page(request: Request, state: State, case_id: CaseId) -> HTMLResponse:
-    if not logged_in(request, state):
-        return templates.TemplateResponse(request, "login.html", {"error": None}, status_code=401)
+    who = _reviewer(request)
+    if not isinstance(who, Principal):  # the login page
+        return who
     case = state.store.get(case_id)
     try:
         frame = _frame_out(request, state, case_id).model_dump(mode="json")
@@ -105,19 +98,19 @@ def label_page(request: Request, state: State, case_id: CaseId) -> HTMLResponse:
         frame = {"case_id": case_id, "width": 1, "height": 1, "frame_url": None, "model": None, "classes": list(label_classes()), "proposals": [], "violation": [], "boxes": [], "negatives": []}
     context = {
         "case": case, "label": VIOLATION_TYPES[case.type].label if case.type in VIOLATION_TYPES else case.type, "frame": frame,
-        "next_id": next_awaiting(state.store, case_id), "awaiting": case.status in AWAITING, "can_fixture": case.source == "camera" and case.camera_id is not None and case.box is not None,
+        "reviewer": who.name, "next_id": next_awaiting(state.store, case_id), "awaiting": case.status in AWAITING, "can_fixture": case.source == "camera" and case.camera_id is not None and case.box is not None,
     }
     return templates.TemplateResponse(request, "label.html", context)
 
 
-@router.get("/{case_id}/boxes", response_model=FrameOut, dependencies=[Depends(require_key)], summary="A case's frame: the model's boxes, the current label set, the history", responses=error_responses(401, 404, 422))
+@router.get("/{case_id}/boxes", response_model=FrameOut, dependencies=[Reviewer], summary="A case's frame: the model's boxes, the current label set, the history", responses=error_responses(401, 403, 404, 422))
 def get_boxes(request: Request, state: State, case_id: CaseId) -> FrameOut:
     return _frame_out(request, state, case_id)
 
 
-@router.post("/{case_id}/boxes", response_model=AnnotationView, status_code=201, dependencies=[Depends(require_key)], summary="Save a case frame's label set (a new annotation)", responses=error_responses(401, 404, 422))
-def save_boxes(request: Request, state: State, case_id: CaseId, body: BoxesIn) -> AnnotationView:
-    reviewer = reviewer_of(request, body.reviewer)
+@router.post("/{case_id}/boxes", response_model=AnnotationView, status_code=201, summary="Save a case frame's label set (a new annotation)", responses=error_responses(401, 403, 404, 422))
+def save_boxes(request: Request, state: State, case_id: CaseId, body: BoxesIn, who: Principal = Reviewer) -> AnnotationView:
+    reviewer = who.name
     _, frame = _frame(state, case_id)
     classes = label_classes()
     for what, boxes in (("box", body.boxes), ("negative", body.negatives)):

@@ -1,11 +1,13 @@
 """Service fixtures: a tmp models dir (two copies of the COCO ONNX model and a broken one), a small camera
-config, a SQLite ledger from a migrated template, and a TestClient per test."""
+config, a SQLite ledger from a migrated template with one API key per role, and a TestClient per test (sending
+the admin key unless told otherwise)."""
 
 from __future__ import annotations
 
 import json
 import shutil
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -16,6 +18,7 @@ from fastapi.testclient import TestClient
 from pipeline.cases.config import LedgerConfig
 from pipeline.cases.db import Database
 from service.app import create_app
+from service.keys import KeyStore, Role
 from service.settings import ServiceSettings
 from tests.conftest import STREETS_IN
 
@@ -25,6 +28,7 @@ T0 = datetime(2026, 11, 21, 9, 0, tzinfo=CST)
 # inside the test camera's no_parking zone, and nothing else's.
 STREET = STREETS_IN / "images" / "IMG20240615122056_jpg.jpg"
 MOTO = (131.8, 198.5, 307.1, 424.0)
+KEY_NAMES = {Role.CAMERA: "cam-gate-1", Role.REVIEWER: "王审核", Role.ADMIN: "ops-admin"}
 
 CAMERA_CONFIG = {
     "fixtures_file": "fixtures.yaml",
@@ -90,16 +94,23 @@ def camera_config(tmp_path) -> Path:
 @pytest.fixture
 def make_client(tmp_path, camera_config, models_root, ledger_template) -> Iterator[Callable[..., TestClient]]:
     """Start apps on this test's config and ledger; keyword arguments override ServiceSettings fields,
-    `ledger_update` LedgerConfig fields."""
+    `ledger_update` LedgerConfig fields. The ledger gets one key per role (`client.keys[role]`, names in
+    KEY_NAMES) unless `keys=False`; the client sends the key of `role` (None: no key)."""
     clients: list[TestClient] = []
+    keys: dict[Role, str] = {}
 
-    def make(ledger_update: dict | None = None, **overrides) -> TestClient:
+    def make(ledger_update: dict | None = None, *, role: Role | None = Role.ADMIN, keys_in_ledger: bool = True, **overrides) -> TestClient:
         db = tmp_path / "ledger.db"
         if not db.exists():
             shutil.copy(ledger_template, db)
+            if keys_in_ledger:
+                store = KeyStore(Database(f"sqlite:///{db}", auto_upgrade=False))
+                keys.update({r: store.create(name, r).key for r, name in KEY_NAMES.items()})
+                store.db.dispose()
         ledger = LedgerConfig(database_url=f"sqlite:///{db}", evidence_dir=tmp_path / "evidence", auto_upgrade=False, **(ledger_update or {}))
         fields = {"camera_config": camera_config, "ledger": ledger, "models_dir": models_root, "evidence_dir": tmp_path / "engine-evidence", "threads": 1} | overrides
-        client = TestClient(create_app(ServiceSettings(**fields)))
+        client = TestClient(create_app(ServiceSettings(**fields)), headers={"X-API-Key": keys[role]} if role and keys else None)
+        client.keys = keys
         client.__enter__()
         clients.append(client)
         return client
@@ -112,6 +123,22 @@ def make_client(tmp_path, camera_config, models_root, ledger_template) -> Iterat
 @pytest.fixture
 def client(make_client) -> TestClient:
     return make_client()
+
+
+@contextmanager
+def without_key(client: TestClient) -> Iterator[TestClient]:
+    """The client with no default key header, for anonymous requests."""
+    saved = client.headers.pop("X-API-Key", None)
+    try:
+        yield client
+    finally:
+        if saved is not None:
+            client.headers["X-API-Key"] = saved
+
+
+def key_of(client: TestClient, role: Role) -> dict[str, str]:
+    """Headers that send `role`'s key instead of the default one."""
+    return {"X-API-Key": client.keys[role]}
 
 
 def post_frame(client: TestClient, jpeg: bytes, at: datetime, camera_id: str = "cam-1"):

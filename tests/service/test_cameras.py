@@ -73,3 +73,39 @@ def test_a_broken_config_edit_is_reported_and_the_last_good_one_keeps_serving(cl
     camera_config.write_text(good.replace("min_dwell_s: 2", "min_dwell_s: 3"), encoding="utf-8")
     fixed = client.get("/cameras").json()
     assert fixed["config_error"] is None and fixed["config_version"] == 2
+
+
+def test_fixtures_are_listed_per_camera_edited_in_place_and_removed(client, street_jpeg, camera_config):
+    data = yaml.safe_load(camera_config.read_text(encoding="utf-8"))
+    data["cameras"][0]["fixtures"] = [{"id": "kiosk", "box": [0, 0, 40, 40], "reason": "permitted kiosk"}]
+    camera_config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    rack = {"box": list(MOTO), "classes": ["motorcycle"], "reason": "bike rack"}
+    assert client.post("/cameras/cam-1/fixtures", json=rack | {"id": "rack"}).status_code == 201
+    again = client.post("/cameras/cam-1/fixtures", json=rack | {"reason": "the same rack, posted twice"})
+    assert again.status_code == 409 and "'rack'" in again.json()["detail"]  # no duplicates, whatever the id
+    for i in range(3):
+        assert client.post("/cameras/cam-1/fixtures", json={"box": [100 + i, 0, 140 + i, 40], "reason": f"bin {i}", "id": f"bin-{i}"}).status_code == 201
+    listed = client.get("/cameras/cam-1/fixtures", params={"limit": 2}).json()
+    assert [f["id"] for f in listed["fixtures"]] == ["kiosk", "rack"] and listed["total"] == 5
+    assert [f["editable"] for f in listed["fixtures"]] == [False, True]
+    assert [f["id"] for f in client.get(listed["next"]).json()["fixtures"]] == ["bin-0", "bin-1"]
+    assert client.get("/cameras/cam-2/fixtures").json() == {"camera_id": "cam-2", "fixtures": [], "total": 0, "offset": 0, "limit": 200, "next": None}
+    assert client.get("/cameras/cam-9/fixtures").status_code == 404
+
+    # edit: the id stays, the box moves; the next frame sees the moved fixture, so the motorbike is back
+    assert moto_seen(post_frame(client, street_jpeg, T0).json()) is False
+    moved = client.put("/cameras/cam-1/fixtures/rack", json={"box": [500, 500, 600, 600], "classes": ["motorcycle"], "reason": "rack moved"})
+    assert moved.status_code == 200 and moved.json()["id"] == "rack" and moved.json()["box"] == [500, 500, 600, 600]
+    assert moto_seen(post_frame(client, street_jpeg, T0 + timedelta(seconds=2)).json())
+    assert client.put("/cameras/cam-1/fixtures/rack", json={"box": [600, 600, 700, 700], "reason": "x"}).status_code == 422  # outside the frame
+    assert client.put("/cameras/cam-1/fixtures/kiosk", json={"box": [0, 0, 50, 50], "reason": "x"}).status_code == 409  # hand-written
+    assert client.put("/cameras/cam-1/fixtures/nope", json={"box": [0, 0, 50, 50], "reason": "x"}).status_code == 404
+
+    gone = client.delete("/cameras/cam-1/fixtures/bin-1")
+    assert gone.status_code == 200 and gone.json()["reason"] == "bin 1"
+    assert client.delete("/cameras/cam-1/fixtures/bin-1").status_code == 404
+    assert client.delete("/cameras/cam-1/fixtures/kiosk").status_code == 409
+    stored = yaml.safe_load((camera_config.parent / "fixtures.yaml").read_text(encoding="utf-8"))
+    assert [f["id"] for f in stored["cam-1"]] == ["rack", "bin-0", "bin-2"] and stored["cam-1"][0]["reason"] == "rack moved"
+    assert [f["id"] for f in client.get("/cameras/cam-1/fixtures").json()["fixtures"]] == ["kiosk", "rack", "bin-0", "bin-2"]
+    assert client.get("/cameras").json()["config_error"] is None

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import MOTO
+from service.keys import Role
+
+from .conftest import MOTO, key_of, without_key
 
 
 def detect(client, jpeg, **params):
@@ -43,9 +45,11 @@ def test_filter_errors(client, street_jpeg):
     assert client.post("/detect", files={"other": ("s.jpg", street_jpeg, "image/jpeg")}).status_code == 422
 
 
-def test_the_api_key_is_required_when_configured(make_client, street_jpeg):
-    client = make_client(api_key="k-123456")
-    assert detect(client, street_jpeg).status_code == 401
-    assert client.post("/detect", headers={"X-API-Key": "wrong"}, files={"image": ("s.jpg", street_jpeg, "image/jpeg")}).status_code == 401
-    assert client.post("/detect", headers={"X-API-Key": "k-123456"}, files={"image": ("s.jpg", street_jpeg, "image/jpeg")}).status_code == 200
-    assert client.get("/health").status_code == 200 and client.get("/ready").status_code == 200  # probes stay open
+def test_detect_needs_a_camera_or_admin_key(client, street_jpeg):
+    files = {"image": ("s.jpg", street_jpeg, "image/jpeg")}
+    with without_key(client):
+        assert client.post("/detect", files=files).status_code == 401
+        assert client.post("/detect", headers={"X-API-Key": "so_wrong"}, files=files).status_code == 401
+        assert client.post("/detect", headers=key_of(client, Role.REVIEWER), files=files).status_code == 403
+        assert client.post("/detect", headers=key_of(client, Role.CAMERA), files=files).status_code == 200
+        assert client.get("/health").status_code == 200 and client.get("/ready").status_code == 200  # probes stay open

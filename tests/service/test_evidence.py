@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 
-from .conftest import open_case
+from service.keys import Role
+
+from .conftest import key_of, open_case, without_key
 
 
 def test_evidence_is_served_byte_for_byte(client, street_jpeg):
@@ -24,11 +26,13 @@ def test_bad_and_unknown_hashes(client):
     assert r.status_code == 404 and "no evidence" in r.json()["detail"]
 
 
-def test_evidence_needs_the_key_unless_public(make_client, tmp_path):
-    sha = make_client().app.state.service.store.evidence.put_bytes(b"{}").sha256
-    keyed = make_client(api_key="s3cret-key")
-    assert keyed.get(f"/evidence/{sha}").status_code == 401
-    assert keyed.get(f"/evidence/{sha}", headers={"X-API-Key": "s3cret-key"}).content == b"{}"
-    public = make_client(api_key="s3cret-key", evidence_public=True)
+def test_evidence_needs_a_reviewer_key_unless_public(make_client):
+    keyed = make_client()
+    sha = keyed.app.state.service.store.evidence.put_bytes(b"{}").sha256
+    with without_key(keyed):
+        assert keyed.get(f"/evidence/{sha}").status_code == 401
+        assert keyed.get(f"/evidence/{sha}", headers=key_of(keyed, Role.CAMERA)).status_code == 403
+        assert keyed.get(f"/evidence/{sha}", headers=key_of(keyed, Role.REVIEWER)).content == b"{}"
+    public = make_client(evidence_public=True, role=None)
     assert public.get(f"/evidence/{sha}").status_code == 200
     assert public.get("/cases").status_code == 401

@@ -69,7 +69,7 @@ def test_a_dispatched_case_is_auto_verified_once_its_spot_stays_clear(make_clien
     client = make_client(ledger_update={"autoverify": AutoVerifyConfig(gone_for_s=4, max_frame_gap_s=60)})
     start = datetime.now(CST).replace(microsecond=0)  # live: the dispatch below is stamped with the wall clock
     case_id = open_case(client, street_jpeg, start)["incidents"][0]["case"]["case_id"]
-    assert client.post(f"/cases/{case_id}/transition", json={"to": "dispatched", "actor": "reviewer"}).status_code == 200
+    assert client.post(f"/cases/{case_id}/transition", json={"to": "dispatched"}).status_code == 200
     actions = []
     for i in range(3):
         r = post_frame(client, cleared_jpeg, start + timedelta(minutes=1, seconds=2 * i))

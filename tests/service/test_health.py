@@ -4,15 +4,27 @@ from __future__ import annotations
 
 from sqlalchemy import create_engine
 
+from service.keys import Role
+
+from .conftest import key_of, without_key
+
 
 def test_health_and_ready(client):
     assert client.get("/health").json() == {"status": "ok"}
-    ready = client.get("/ready")
+    ready = client.get("/ready")  # the client sends the admin key
     assert ready.status_code == 200
     assert ready.json() == {
         "ready": True, "model": "coco", "model_error": None, "database": True, "database_error": None,
-        "config_version": 1, "config_error": None, "backlog": 0,
+        "config_version": 1, "config_error": None, "backlog": 0, "warnings": [],
     }
+
+
+def test_ready_tells_an_anonymous_or_non_admin_caller_only_ready_or_not(client):
+    with without_key(client):
+        answers = [client.get("/ready"), client.get("/ready", headers=key_of(client, Role.CAMERA)), client.get("/ready", headers=key_of(client, Role.REVIEWER))]
+        assert client.get("/ready", headers={"X-API-Key": "so_wrong"}).status_code == 401  # a wrong key is an error, not anonymity
+    for r in answers:
+        assert (r.status_code, r.json()) == (200, {"ready": True, "warnings": []})
 
 
 def test_ready_is_503_when_the_database_is_gone(client, monkeypatch):

@@ -19,14 +19,17 @@ SCRIPT = textwrap.dedent(
     from pathlib import Path
     from fastapi.testclient import TestClient
     from pipeline.cases.config import LedgerConfig
+    from pipeline.cases.db import Database
     from service.app import create_app
+    from service.keys import KeyStore
     from service.settings import ServiceSettings
 
     cfg, models, tmp, image, taken_at = sys.argv[1:]
     ledger = LedgerConfig(database_url=f"sqlite:///{tmp}/ledger.db", evidence_dir=Path(tmp) / "evidence")
     settings = ServiceSettings(camera_config=cfg, models_dir=models, ledger=ledger, evidence_dir=Path(tmp) / "engine", threads=1)
     data = Path(image).read_bytes()
-    with TestClient(create_app(settings)) as client:
+    key = KeyStore(Database(ledger.database_url)).create("ops", "admin").key
+    with TestClient(create_app(settings), headers={"X-API-Key": key}) as client:
         codes = [
             client.get("/ready").status_code,
             client.post("/detect", files={"image": ("s.jpg", data, "image/jpeg")}).status_code,

@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
+
+def refs(schema: dict) -> list[str]:
+    """The models a response schema names: one $ref, or each of an anyOf (/ready answers one of two)."""
+    return [schema["$ref"]] if "$ref" in schema else [s["$ref"] for s in schema.get("anyOf", []) if "$ref" in s]
+
 
 def test_every_route_has_a_response_model_and_documents_its_errors(client):
     spec = client.get("/openapi.json").json()
@@ -14,12 +21,24 @@ def test_every_route_has_a_response_model_and_documents_its_errors(client):
                 continue  # HTML and redirects
             for media, body in ok["content"].items():
                 schema = body.get("schema", {})
-                assert "$ref" in schema or schema.get("format") == "binary", (where, media, schema)
-            if "$ref" in (ok["content"].get("application/json", {}).get("schema") or {}):
-                assert ok["content"]["application/json"]["schema"]["$ref"].split("/")[-1] in schemas
+                assert refs(schema) or schema.get("format") == "binary", (where, media, schema)
+            for ref in refs(ok["content"].get("application/json", {}).get("schema") or {}):
+                assert ref.split("/")[-1] in schemas
             for code, resp in op["responses"].items():
                 if code.startswith(("4", "5")) and code != "422":
-                    assert resp["content"]["application/json"]["schema"]["$ref"].endswith(("/ErrorOut", "/Readiness")), (where, code)
+                    found = refs(resp["content"]["application/json"]["schema"])
+                    assert found and all(r.endswith(("/ErrorOut", "/Readiness", "/ReadyBrief")) for r in found), (where, code)
     keyed = spec["paths"]["/cases"]["get"]["security"]
     assert {"APIKeyHeader": []} in keyed
     assert "security" not in spec["paths"]["/health"]["get"]
+
+
+def test_docs_and_redoc_load_their_assets_from_the_service_not_a_cdn(client):
+    for page in ("/docs", "/redoc"):
+        html = client.get(page).text
+        assets = re.findall(r'(?:src|href)="([^"]+\.(?:js|css|png))"', html)
+        assert assets and all(a.startswith("/") for a in assets), (page, assets)
+        assert "cdn" not in html.lower() and "fonts.googleapis" not in html
+        for asset in assets:
+            r = client.get(asset)
+            assert r.status_code == 200 and len(r.content) > 1000, asset

@@ -16,14 +16,16 @@ import uvicorn
 
 from pipeline.cases.annotations import Annotations
 from pipeline.cases.config import LedgerConfig
+from pipeline.cases.db import Database
 from service.app import create_app
+from service.keys import KeyStore, Role
 from service.settings import ServiceSettings
 from tests.browser import ensure_chromium, launch
 from tests.cases.factory import incident
 
 from .conftest import T0
 
-KEY = "browser-review-key"
+KEYS: dict[Role, str] = {}  # the reviewer who logs in, and the camera that sends the frames
 
 
 @pytest.fixture(scope="session")
@@ -36,8 +38,11 @@ def server(tmp_path, camera_config, models_root, ledger_template, street_jpeg):
     """A live service on a free port with two cases awaiting review: a camera case with its frame, and one without."""
     db = tmp_path / "ledger.db"
     shutil.copy(ledger_template, db)
+    keys = KeyStore(Database(f"sqlite:///{db}", auto_upgrade=False))
+    KEYS.update({Role.REVIEWER: keys.create("王审核", Role.REVIEWER).key, Role.CAMERA: keys.create("cam-gate", Role.CAMERA).key})
+    keys.db.dispose()
     ledger = LedgerConfig(database_url=f"sqlite:///{db}", evidence_dir=tmp_path / "evidence", auto_upgrade=False)
-    app = create_app(ServiceSettings(camera_config=camera_config, ledger=ledger, models_dir=models_root, evidence_dir=tmp_path / "engine", threads=1, api_key=KEY))
+    app = create_app(ServiceSettings(camera_config=camera_config, ledger=ledger, models_dir=models_root, evidence_dir=tmp_path / "engine", threads=1))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -49,7 +54,7 @@ def server(tmp_path, camera_config, models_root, ledger_template, street_jpeg):
         assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
         time.sleep(0.05)
     base = f"http://127.0.0.1:{port}"
-    with httpx.Client(base_url=base, headers={"X-API-Key": KEY}, timeout=60) as http:
+    with httpx.Client(base_url=base, headers={"X-API-Key": KEYS[Role.CAMERA]}, timeout=60) as http:
         for dt in (0, 2):  # the parked motorbike stands its dwell: a camera case with a frame to label
             r = http.post("/frames", data={"camera_id": "cam-1", "taken_at": (T0 + timedelta(seconds=dt)).isoformat()}, files={"image": ("f.jpg", street_jpeg, "image/jpeg")})
             assert r.status_code == 200, r.text
@@ -61,16 +66,20 @@ def server(tmp_path, camera_config, models_root, ledger_template, street_jpeg):
 
 
 def login(page, base: str) -> None:
-    """Today's login: the review page's key form (one helper, so the reviewer login can replace it)."""
+    """The reviewer's key opens a session (the page keeps only the session's cookie, never the key)."""
     page.goto(f"{base}/review")
-    page.fill('input[name="key"]', KEY)
+    page.fill('input[name="key"]', KEYS[Role.REVIEWER])
     page.click("text=Log in")
     page.wait_for_selector("section.case")
 
 
 def logout(page, base: str) -> None:
-    """Today's page has no logout: the browser forgets the login cookie (until reviewer sessions add one)."""
-    page.context.clear_cookies()
+    """Log out ends the session on the server: the old cookie no longer opens the page."""
+    cookie = next(c for c in page.context.cookies() if c["name"] == "streetorder_session")
+    page.goto(f"{base}/review")
+    page.click("text=Log out")
+    page.wait_for_selector('input[name="key"]')
+    page.context.add_cookies([cookie])  # the cookie as it was before logging out
     page.goto(f"{base}/review")
 
 
@@ -83,7 +92,7 @@ def test_review_page_end_to_end_in_chromium(chromium, server):
 
     base, store = server
     camera_case, other = (c.id for c in store.list())
-    proposals_before = httpx.get(f"{base}/review/{camera_case}/boxes", headers={"X-API-Key": KEY}).json()
+    proposals_before = httpx.get(f"{base}/review/{camera_case}/boxes", headers={"X-API-Key": KEYS[Role.CAMERA]}).json()
     errors: list[str] = []
     with sync_playwright() as p:
         browser = launch(p, chromium)
@@ -94,7 +103,6 @@ def test_review_page_end_to_end_in_chromium(chromium, server):
 
         page.click(f"#case-{camera_case} a.label-link")
         page.wait_for_selector("#editor rect.box")
-        page.fill("#reviewer", "王审核")
         # fix the violation's box: select it (from the list), drag its bottom-right corner out
         [target] = proposals_before["violation"]
         page.click(f"#box-list li[data-i='{target}']")
@@ -117,7 +125,6 @@ def test_review_page_end_to_end_in_chromium(chromium, server):
         page.wait_for_url(f"**/review/{other}/label**")
         assert f"case {camera_case} dispatched" in page.locator("#status").inner_text()
 
-        page.fill("#reviewer", "王审核")
         page.keyboard.press("Escape")
         page.locator("body").click(position={"x": 5, "y": 5})
         page.keyboard.press("r")  # no reason yet: the page asks for one

@@ -8,7 +8,9 @@ import re
 
 from pipeline.cases.annotations import Annotations
 
-from .conftest import MOTO, open_case
+from service.keys import Role
+
+from .conftest import MOTO, key_of, open_case, without_key
 
 
 def _frame(client, case_id):
@@ -38,17 +40,18 @@ def test_saving_boxes_adds_an_annotation_and_keeps_the_history(client, street_jp
     frame = _frame(client, case_id)
     moved = dict(frame["boxes"][0], box=[b + 3 for b in frame["boxes"][0]["box"]], origin="edited")
     drawn = {"class_name": "garbage_bin", "box": [10, 20, 60, 90], "origin": "drawn"}
-    r = client.post(f"/review/{case_id}/boxes", json={"reviewer": "王审核", "boxes": [moved, drawn], "negatives": frame["boxes"][1:2]})
+    reviewer = key_of(client, Role.REVIEWER)  # who saves is the key's (or the session's) name, never a name sent
+    r = client.post(f"/review/{case_id}/boxes", json={"boxes": [moved, drawn], "negatives": frame["boxes"][1:2]}, headers=reviewer)
     assert r.status_code == 201, r.text
     assert r.json()["reviewer"] == "王审核" and r.json()["action"] == "boxes" and r.json()["model"] == "coco"
-    again = client.post(f"/review/{case_id}/boxes", json={"reviewer": "李审核", "boxes": [drawn]})
+    again = client.post(f"/review/{case_id}/boxes", json={"reviewer": "李审核", "boxes": [drawn]})  # the admin's key; a sent name is ignored
     assert again.status_code == 201
     now = _frame(client, case_id)
-    assert [b["class_name"] for b in now["boxes"]] == ["garbage_bin"] and now["saved"]["reviewer"] == "李审核"
-    assert [h["reviewer"] for h in now["history"]] == ["王审核", "李审核"]  # the first save is kept, never overwritten
+    assert [b["class_name"] for b in now["boxes"]] == ["garbage_bin"] and now["saved"]["reviewer"] == "ops-admin"
+    assert [h["reviewer"] for h in now["history"]] == ["王审核", "ops-admin"]  # the first save is kept, never overwritten
     assert "王审核 · boxes (2 boxes) · review-page" in client.get(f"/review/{case_id}/label").text  # the page shows the history too
     # a decision later is logged too, and changes none of the boxes
-    assert client.post(f"/review/{case_id}/dispatch", data={"actor": "王审核", "owner": "张三"}, follow_redirects=False).status_code == 303
+    assert client.post(f"/review/{case_id}/dispatch", data={"owner": "张三"}, headers=reviewer, follow_redirects=False).status_code == 303
     history = Annotations(client.app.state.service.store.db).history(case_id)
     assert [(h.action, h.source) for h in history] == [("boxes", "review-page"), ("boxes", "review-page"), ("dispatch", "review-page")]
     assert history[-1].event_id is not None and history[-1].frame_sha256 == frame["frame_sha256"]
@@ -59,25 +62,25 @@ def test_bad_label_sets_are_refused_with_the_reason(client, street_jpeg, tmp_pat
     case_id = open_case(client, street_jpeg)["incidents"][0]["case"]["case_id"]
     box = {"class_name": "person", "box": [10, 10, 50, 50]}
     cases = [
-        ({"reviewer": "x", "boxes": [dict(box, class_name="unicorn")]}, "unknown class 'unicorn'"),
-        ({"reviewer": "x", "boxes": [dict(box, box=[10, 10, 900, 50])]}, "leaves the 640x640 frame"),
-        ({"reviewer": "x", "boxes": [dict(box, box=[50, 10, 10, 50])]}, "x2 > x1"),
-        ({"reviewer": " ", "boxes": [box]}, "reviewer's name is required"),
+        ({"boxes": [dict(box, class_name="unicorn")]}, "unknown class 'unicorn'"),
+        ({"boxes": [dict(box, box=[10, 10, 900, 50])]}, "leaves the 640x640 frame"),
+        ({"boxes": [dict(box, box=[50, 10, 10, 50])]}, "x2 > x1"),
     ]
     for body, reason in cases:
         r = client.post(f"/review/{case_id}/boxes", json=body)
         assert r.status_code == 422 and reason in json.dumps(r.json()["detail"]), (body, r.text)
-    assert client.post("/review/999/boxes", json={"reviewer": "x", "boxes": []}).status_code == 404
+    assert client.post("/review/999/boxes", json={"boxes": []}).status_code == 404
     assert Annotations(client.app.state.service.store.db).history(case_id) == []
 
 
-def test_with_a_key_the_editor_needs_the_login(make_client, street_jpeg):
-    client = make_client(api_key="k-1")
-    client.headers["X-API-Key"] = "k-1"
+def test_the_editor_needs_a_reviewer_session_or_key(client, street_jpeg):
     case_id = open_case(client, street_jpeg)["incidents"][0]["case"]["case_id"]
-    del client.headers["X-API-Key"]
-    assert client.get(f"/review/{case_id}/label").status_code == 401
-    assert client.get(f"/review/{case_id}/boxes").status_code == 401
-    assert client.post(f"/review/{case_id}/boxes", json={"reviewer": "x", "boxes": []}).status_code == 401
-    client.post("/review/login", data={"key": "k-1"})
-    assert client.get(f"/review/{case_id}/label").status_code == 200 and client.get(f"/review/{case_id}/boxes").status_code == 200
+    with without_key(client):
+        assert client.get(f"/review/{case_id}/label").status_code == 401
+        assert client.get(f"/review/{case_id}/boxes").status_code == 401
+        assert client.post(f"/review/{case_id}/boxes", json={"boxes": []}).status_code == 401
+        assert client.get(f"/review/{case_id}/boxes", headers=key_of(client, Role.CAMERA)).status_code == 403
+        client.post("/review/login", data={"key": client.keys[Role.REVIEWER]})
+        assert client.get(f"/review/{case_id}/label").status_code == 200 and client.get(f"/review/{case_id}/boxes").status_code == 200
+        saved = client.post(f"/review/{case_id}/boxes", json={"boxes": []})
+        assert saved.status_code == 201 and saved.json()["reviewer"] == "王审核"  # the session's reviewer

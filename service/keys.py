@@ -1,0 +1,181 @@
+"""API keys with roles, and review-page sessions, in the ledger database.
+
+A key is shown once, when created; the database keeps only its SHA-256. Keys are 256 random bits, so a fast
+unsalted hash is safe (nothing to brute-force, unlike a password) and lookup is one indexed SELECT. The same
+holds for session tokens. Nothing here knows HTTP: the CLI (`streetorder keys`) and the service both use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+
+from sqlalchemy import delete, func, select
+
+from pipeline.cases.db import Database
+from pipeline.cases.models import ApiKey, ReviewSession
+
+KEY_PREFIX = "so_"
+
+
+class Role(StrEnum):
+    """What a key may do. `admin` may do everything; the others only their own part."""
+
+    CAMERA = "camera"  # frames, photos, detect
+    REVIEWER = "reviewer"  # cases, the review page, evidence
+    ADMIN = "admin"  # models, cameras and fixtures, config; and all of the above
+
+
+def digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's name is the actor recorded in the ledger."""
+
+    name: str
+    role: Role
+    key_id: int | None = None  # None: the legacy master key or --insecure-open
+    via: str = "key"  # key | session | legacy | open
+
+    def allows(self, role: Role) -> bool:
+        return self.role == Role.ADMIN or self.role == role
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: int
+    name: str
+    role: Role
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+@dataclass(frozen=True)
+class NewKey:
+    info: KeyInfo
+    key: str  # the only time the key exists outside its holder's hands
+
+
+def _info(k: ApiKey) -> KeyInfo:
+    return KeyInfo(k.id, k.name, Role(k.role), k.created_at, k.revoked_at)
+
+
+class KeyStore:
+    """Keys and sessions over the ledger's Database (one transaction per call, safe from any thread).
+
+    A verified key is remembered for `cache_s` seconds (default 2), so a camera streaming frames costs one
+    SELECT every few seconds rather than one per frame (on SQLite every transaction takes the write lock).
+    A key revoked by another process (`streetorder keys revoke`) is refused within that time; one revoked here
+    at once. Wrong keys are never cached.
+    """
+
+    CACHE_MAX = 1000
+
+    def __init__(self, db: Database, *, clock: Callable[[], datetime] = utcnow, cache_s: float = 2.0) -> None:
+        self.db = db
+        self.clock = clock
+        self.cache_s = cache_s
+        self._cache: dict[str, tuple[Principal, float]] = {}
+        self._cache_lock = threading.Lock()
+
+    # ---- keys ---------------------------------------------------------------------------------------
+
+    def create(self, name: str, role: Role | str) -> NewKey:
+        name = name.strip()
+        if not name or len(name) > 200:
+            raise ValueError("a key needs a name of 1 to 200 characters (the person or camera holding it)")
+        role = Role(role)
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        with self.db.transaction() as s:
+            row = ApiKey(name=name, role=role.value, key_hash=digest(key), created_at=self.clock(), revoked_at=None)
+            s.add(row)
+            s.flush()
+            return NewKey(_info(row), key)
+
+    def list(self, *, include_revoked: bool = False) -> list[KeyInfo]:
+        q = select(ApiKey).order_by(ApiKey.id)
+        if not include_revoked:
+            q = q.where(ApiKey.revoked_at.is_(None))
+        with self.db.transaction() as s:
+            return [_info(k) for k in s.scalars(q)]
+
+    def active_count(self) -> int:
+        with self.db.transaction() as s:
+            return s.scalar(select(func.count()).select_from(ApiKey).where(ApiKey.revoked_at.is_(None))) or 0
+
+    def revoke(self, *, key_id: int | None = None, name: str | None = None) -> list[KeyInfo]:
+        """Revoke one key by id, or every active key of a name; their sessions end too. Returns what was revoked."""
+        if (key_id is None) == (name is None):
+            raise ValueError("revoke by id or by name, not both")
+        q = select(ApiKey).where(ApiKey.revoked_at.is_(None), ApiKey.id == key_id if key_id is not None else ApiKey.name == name)
+        with self.db.transaction() as s:
+            rows = list(s.scalars(q))
+            now = self.clock()
+            for k in rows:
+                k.revoked_at = now
+            if rows:
+                s.execute(delete(ReviewSession).where(ReviewSession.key_id.in_([k.id for k in rows])))
+            gone = [_info(k) for k in rows]
+        with self._cache_lock:
+            self._cache.clear()
+        return gone
+
+    def verify(self, key: str) -> Principal | None:
+        """The principal of an active key, None for a wrong or revoked one."""
+        if not key.startswith(KEY_PREFIX) or len(key) > 200:
+            return None
+        h, now = digest(key), time.monotonic()
+        with self._cache_lock:
+            hit = self._cache.get(h)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        with self.db.transaction() as s:
+            row = s.scalar(select(ApiKey).where(ApiKey.key_hash == h, ApiKey.revoked_at.is_(None)))
+            who = Principal(row.name, Role(row.role), row.id) if row else None
+        if who is not None and self.cache_s > 0:
+            with self._cache_lock:
+                if len(self._cache) >= self.CACHE_MAX:
+                    self._cache.clear()
+                self._cache[h] = (who, now + self.cache_s)
+        return who
+
+    # ---- sessions -----------------------------------------------------------------------------------
+
+    def open_session(self, who: Principal, ttl: timedelta) -> tuple[str, datetime]:
+        """A new session for a key's holder: (token for the cookie, expiry). Expired sessions are cleared here."""
+        if who.key_id is None:
+            raise ValueError("only a stored key can open a session")
+        token = secrets.token_urlsafe(32)
+        now = self.clock()
+        with self.db.transaction() as s:
+            s.execute(delete(ReviewSession).where(ReviewSession.expires_at <= now))
+            s.add(ReviewSession(token_hash=digest(token), key_id=who.key_id, created_at=now, expires_at=now + ttl))
+        return token, now + ttl
+
+    def session(self, token: str) -> Principal | None:
+        """The principal behind a live session of an active key; None when unknown, expired or revoked."""
+        if len(token) > 200:
+            return None
+        with self.db.transaction() as s:
+            row = s.execute(
+                select(ApiKey.id, ApiKey.name, ApiKey.role)
+                .join(ReviewSession, ReviewSession.key_id == ApiKey.id)
+                .where(ReviewSession.token_hash == digest(token), ReviewSession.expires_at > self.clock(), ApiKey.revoked_at.is_(None))
+            ).first()
+        return Principal(row.name, Role(row.role), row.id, via="session") if row else None
+
+    def close_session(self, token: str) -> bool:
+        with self.db.transaction() as s:
+            return s.execute(delete(ReviewSession).where(ReviewSession.token_hash == digest(token))).rowcount > 0

@@ -1,0 +1,60 @@
+"""The service's API keys and review sessions in the ledger database, on SQLite and PostgreSQL: only hashes are
+stored, revocation ends a key's sessions, sessions expire. Also the ledger paging the service's lists use."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import text
+
+from pipeline.cases.db import Database
+from service.keys import KeyStore, Role, digest
+
+from .factory import incident
+
+
+def test_keys_and_sessions_on_both_backends(db_url):
+    now = [datetime(2026, 12, 1, 8, 0, tzinfo=UTC)]
+    db = Database(db_url)
+    keys = KeyStore(db, clock=lambda: now[0])
+    cam, rev = keys.create("gate-cam", Role.CAMERA), keys.create("王审核", "reviewer")
+    assert keys.verify(cam.key).role == Role.CAMERA and keys.verify(rev.key).name == "王审核"
+    assert keys.verify(cam.key[:-1] + "x") is None and keys.verify("not-a-key") is None
+    with db.engine.connect() as conn:
+        rows = str(conn.execute(text("SELECT * FROM api_keys")).fetchall())
+    assert cam.key not in rows and rev.key not in rows and digest(cam.key) in rows
+    token, expires = keys.open_session(keys.verify(rev.key), timedelta(hours=8))
+    assert keys.session(token).name == "王审核" and expires == now[0] + timedelta(hours=8)
+    now[0] += timedelta(hours=8)
+    assert keys.session(token) is None  # expired
+    token, _ = keys.open_session(keys.verify(rev.key), timedelta(hours=8))
+    with db.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM review_sessions")).scalar() == 1  # the expired one was cleared
+    assert [k.name for k in keys.revoke(name="王审核")] == ["王审核"]
+    assert keys.session(token) is None and keys.verify(rev.key) is None and keys.active_count() == 1
+    assert [k.id for k in keys.list(include_revoked=True)] == [cam.info.id, rev.info.id] and [k.id for k in keys.list()] == [cam.info.id]
+    assert keys.close_session(token) is False
+    db.dispose()
+
+
+def test_a_verified_key_is_remembered_briefly_and_a_local_revoke_is_at_once(tmp_path):
+    db = Database(f"sqlite:///{tmp_path}/k.db")
+    service, cli = KeyStore(db, cache_s=0.3), KeyStore(db)
+    a, b = service.create("a", Role.CAMERA).key, service.create("b", Role.CAMERA).key
+    assert service.verify(a) and service.verify(b)
+    cli.revoke(name="a")  # another process
+    assert service.verify(a) is not None  # still remembered...
+    time.sleep(0.35)
+    assert service.verify(a) is None  # ...for cache_s only
+    service.revoke(name="b")
+    assert service.verify(b) is None  # revoked here: at once
+    db.dispose()
+
+
+def test_list_count_and_districts_page_through_the_ledger(store, tmp_path):
+    ids = [store.post_incident(incident(tmp_path, f"i{i}", point=f"P-{i}", district="黄浦区" if i % 2 else "静安区")).case_id for i in range(5)]
+    assert [c.id for c in store.list(limit=2, offset=2)] == ids[2:4]
+    assert store.count() == 5 and store.count(district="黄浦区") == 2
+    assert store.count(status=("detected", "reopened")) == 5 and store.count(status="dispatched") == 0
+    assert store.districts(status=("detected",)) == ["静安区", "黄浦区"]

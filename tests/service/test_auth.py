@@ -1,0 +1,225 @@
+"""Roles, review sessions, failed-login limits, the no-key refusal and --insecure-open, the legacy master key,
+and keys in URLs. The role matrix walks the app's own route list, so a new route must be classified here."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import text
+from starlette.routing import Route
+
+from pipeline.cli import main
+from service.auth import LEGACY_WARNING, OPEN_WARNING, NoKeysConfigured
+from service.keys import KeyStore, Role, digest
+from service.ratelimit import FailureLimiter
+from tests.cases.factory import incident
+
+from .conftest import KEY_NAMES, key_of, without_key
+
+# Who may call each route (admin may call all). Keyed by (method, path template); None: anyone.
+ACCESS: dict[tuple[str, str], Role | None] = {
+    ("GET", "/openapi.json"): None,
+    ("GET", "/health"): None,
+    ("GET", "/ready"): None,
+    ("GET", "/docs"): None,
+    ("GET", "/docs/oauth2-redirect"): None,
+    ("GET", "/redoc"): None,
+    ("POST", "/detect"): Role.CAMERA,
+    ("POST", "/frames"): Role.CAMERA,
+    ("POST", "/photos"): Role.CAMERA,
+    ("GET", "/cases"): Role.REVIEWER,
+    ("GET", "/cases/overdue"): Role.REVIEWER,
+    ("GET", "/cases/{case_id}"): Role.REVIEWER,
+    ("POST", "/cases/{case_id}/transition"): Role.REVIEWER,
+    ("POST", "/cases/{case_id}/rectify"): Role.REVIEWER,
+    ("GET", "/evidence/{sha256}"): Role.REVIEWER,
+    ("GET", "/review"): Role.REVIEWER,
+    ("POST", "/review/login"): None,
+    ("POST", "/review/logout"): None,
+    ("POST", "/review/{case_id}/dispatch"): Role.REVIEWER,
+    ("POST", "/review/{case_id}/reject"): Role.REVIEWER,
+    ("GET", "/review/{case_id}/label"): Role.REVIEWER,
+    ("GET", "/review/{case_id}/boxes"): Role.REVIEWER,
+    ("POST", "/review/{case_id}/boxes"): Role.REVIEWER,
+    ("GET", "/models"): Role.ADMIN,
+    ("GET", "/models/current"): Role.ADMIN,
+    ("PUT", "/models/current"): Role.ADMIN,
+    ("GET", "/cameras"): Role.ADMIN,
+    ("GET", "/cameras/{camera_id}/fixtures"): Role.ADMIN,
+    ("POST", "/cameras/{camera_id}/fixtures"): Role.ADMIN,
+    ("PUT", "/cameras/{camera_id}/fixtures/{fixture_id}"): Role.ADMIN,
+    ("DELETE", "/cameras/{camera_id}/fixtures/{fixture_id}"): Role.ADMIN,
+}
+DOCS = {("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc")}
+PARAMS = {"case_id": "1", "camera_id": "cam-1", "fixture_id": "no-such-fixture", "sha256": "0" * 64}
+
+
+def routes(app) -> list[tuple[str, str]]:
+    """Every (method, path) the app serves: its OpenAPI schema, plus the plain routes outside it (the docs)."""
+    documented = {(m.upper(), path) for path, ops in app.openapi()["paths"].items() for m in ops}
+    plain = {(m, r.path) for r in app.routes if isinstance(r, Route) for m in r.methods if m != "HEAD"}
+    return sorted(documented | plain)
+
+
+def url(path: str) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: PARAMS[m.group(1)], path)
+
+
+def test_every_route_is_classified(client):
+    assert set(routes(client.app)) == set(ACCESS), "a route was added or removed: say who may call it in ACCESS"
+
+
+def test_role_matrix_every_route_every_role_and_no_key(client):
+    denied = []
+    with without_key(client):
+        for method, path in routes(client.app):
+            need = ACCESS[(method, path)]
+            for role in (None, *Role):
+                headers = key_of(client, role) if role else {}
+                status = client.request(method, url(path), headers=headers, follow_redirects=False).status_code
+                allowed = need is None or (role is not None and (role == Role.ADMIN or role == need))
+                expected = "allowed" if allowed else ("401" if role is None else "403")
+                got = "allowed" if status not in (401, 403) else str(status)
+                if got != expected:
+                    denied.append((method, path, role and role.value, status, expected))
+    assert denied == []
+
+
+def test_a_key_in_the_url_is_refused_on_every_route(client):
+    with without_key(client):
+        for method, path in routes(client.app):
+            if (method, path) in DOCS:
+                continue  # static pages that never look at a key (the access log redacts it all the same)
+            r = client.request(method, url(path), params={"api_key": client.keys[Role.ADMIN]}, follow_redirects=False)
+            assert r.status_code == 401 and "never put a key in the URL" in r.json()["detail"], (method, path)
+        assert client.get("/nowhere", params={"api_key": "x"}).status_code == 404  # unknown routes unchanged
+        assert client.delete("/health").status_code == 405
+
+
+def test_the_review_page_logs_in_with_a_session_not_the_key_and_records_the_reviewer(make_client, tmp_path):
+    client = make_client(role=None)
+    store = client.app.state.service.store
+    a = store.post_incident(incident(tmp_path / "in", "a")).case_id
+    page = client.get("/review")
+    assert page.status_code == 401 and 'name="key"' in page.text and f'id="case-{a}"' not in page.text
+    assert client.post("/review/login", data={"key": "so_nope"}).status_code == 401
+    assert client.post("/review/login", data={"key": client.keys[Role.CAMERA]}).status_code == 403  # cameras cannot log in
+    key = client.keys[Role.REVIEWER]
+    ok = client.post("/review/login", data={"key": key}, follow_redirects=False)
+    assert ok.status_code == 303
+    cookie = ok.headers["set-cookie"]
+    assert "httponly" in cookie.lower() and "samesite=strict" in cookie.lower() and key not in cookie
+    token = client.cookies["streetorder_session"]
+    with store.db.engine.connect() as conn:
+        hashes = [r[0] for r in conn.execute(text("SELECT token_hash FROM review_sessions"))]
+        keys_table = conn.execute(text("SELECT * FROM api_keys")).fetchall()
+    assert hashes == [digest(token)] and key not in str(keys_table) and digest(key) in str(keys_table)
+    html = client.get("/review").text
+    assert f'id="case-{a}"' in html and KEY_NAMES[Role.REVIEWER] in html and "/review/logout" in html and 'name="actor"' not in html
+    r = client.post(f"/review/{a}/dispatch", data={"owner": "张三", "actor": "someone else"}, follow_redirects=False)
+    assert r.status_code == 303
+    assert store.get(a).history[-1].actor == KEY_NAMES[Role.REVIEWER]  # from the session, not the form
+    # the page's session is for the page (and its evidence images) only
+    assert client.get("/cases").status_code == 401 and client.put("/models/current", json={"name": "coco-b"}).status_code == 401
+    sha = store.evidence.put_bytes(b"{}").sha256
+    assert client.get(f"/evidence/{sha}").status_code == 200
+    out = client.post("/review/logout", follow_redirects=False)
+    assert out.status_code == 303 and "streetorder_session" not in client.cookies
+    with store.db.engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM review_sessions")).scalar() == 0
+    client.cookies.set("streetorder_session", token)  # the old token no longer opens anything
+    again = client.get("/review")
+    assert again.status_code == 401 and "session has ended" in again.text
+
+
+def test_sessions_expire_and_end_when_their_key_is_revoked(make_client, tmp_path):
+    client = make_client(role=None, session_hours=1)
+    keys: KeyStore = client.app.state.auth.keys
+    keys.cache_s = 0  # see test_api_keys for the short cache of verified keys
+    client.post("/review/login", data={"key": client.keys[Role.REVIEWER]})
+    assert client.get("/review").status_code == 200
+    real = keys.clock
+    keys.clock = lambda: real() + timedelta(hours=1, seconds=1)
+    assert client.get("/review").status_code == 401
+    keys.clock = real
+    client.post("/review/login", data={"key": client.keys[Role.REVIEWER]})
+    assert client.get("/review").status_code == 200
+    assert main(["keys", "revoke", "--name", KEY_NAMES[Role.REVIEWER], "--db", str(keys.db.url)]) == 0
+    assert client.get("/review").status_code == 401
+    assert client.get("/cases", headers={"X-API-Key": client.keys[Role.REVIEWER]}).status_code == 401
+
+
+def test_failed_logins_are_limited_per_address_and_globally(make_client):
+    client = make_client(role=None, auth_failures_per_address=3, auth_failures_global=5)
+    for _ in range(3):
+        assert client.post("/review/login", data={"key": "so_guess"}).status_code == 401
+    limited = client.post("/review/login", data={"key": client.keys[Role.REVIEWER]})  # even the right key, for now
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0 and "too many failed logins" in limited.text
+    assert client.get("/cases", headers=key_of(client, Role.ADMIN)).status_code == 429  # the address, on every route
+    others = [TestClient(client.app, client=(f"10.0.0.{i}", 1000)) for i in range(3)]
+    for other in others[:2]:
+        assert other.post("/review/login", data={"key": "so_guess"}).status_code == 401
+    # 5 failures in all: the login form is closed to everyone for a while; API keys keep working (cameras)
+    assert others[2].post("/review/login", data={"key": client.keys[Role.REVIEWER]}).status_code == 429
+    assert others[2].get("/cases", headers=key_of(client, Role.REVIEWER)).status_code == 200
+
+
+def test_wrong_api_keys_are_limited_per_address():
+    clock = [0.0]
+    limiter = FailureLimiter(per_address=2, global_limit=100, window_s=60, clock=lambda: clock[0])
+    limiter.fail("a")
+    clock[0] = 10
+    limiter.fail("a")
+    assert limiter.check("a").retry_after == 50 and limiter.check("b") is None
+    clock[0] = 61
+    assert limiter.check("a") is None  # the first failure aged out
+
+
+def test_wrong_header_keys_count_too(make_client):
+    client = make_client(role=None, auth_failures_per_address=2)
+    for _ in range(2):
+        assert client.get("/cases", headers={"X-API-Key": "so_guess"}).status_code == 401
+    assert client.get("/cases", headers=key_of(client, Role.REVIEWER)).status_code == 429
+
+
+def test_no_keys_no_start_unless_insecure_open(make_client, caplog):
+    with pytest.raises(NoKeysConfigured, match="streetorder keys create --role admin"):
+        make_client(keys_in_ledger=False, role=None)
+    client = make_client(keys_in_ledger=False, role=None, insecure_open=True)
+    assert OPEN_WARNING in caplog.text
+    ready = client.get("/ready").json()
+    assert ready["warnings"] == [OPEN_WARNING] and ready["model"] == "coco"  # open: anyone is admin
+    assert client.get("/models").status_code == 200
+    assert OPEN_WARNING in client.get("/review").text
+
+
+def test_the_legacy_master_key_is_an_admin_key_with_a_warning(make_client, caplog):
+    client = make_client(keys_in_ledger=False, role=None, api_key="old-master-key-1")
+    assert LEGACY_WARNING in caplog.text
+    assert client.get("/models").status_code == 401
+    legacy = {"X-API-Key": "old-master-key-1"}
+    assert client.get("/models", headers=legacy).status_code == 200
+    assert client.get("/ready", headers=legacy).json()["warnings"] == [LEGACY_WARNING]
+    assert client.get("/ready").json() == {"ready": True, "warnings": []}
+    assert client.post("/review/login", data={"key": "old-master-key-1"}).status_code == 403  # no sessions from it
+
+
+def test_keys_cli_create_list_revoke(tmp_path, capsys):
+    db = ["--db", f"sqlite:///{tmp_path}/k.db"]
+    assert main(["keys", "create", "--role", "camera", "--name", "gate-cam", *db]) == 0
+    key = capsys.readouterr().out.strip()
+    assert key.startswith("so_") and len(key) > 40
+    with pytest.raises(SystemExit):
+        main(["keys", "create", "--role", "janitor", "--name", "x", *db])
+    capsys.readouterr()
+    assert main(["keys", "list", *db]) == 0
+    listed = capsys.readouterr().out
+    assert "gate-cam" in listed and "camera" in listed and key not in listed
+    assert main(["keys", "revoke", "1", *db]) == 0
+    assert main(["keys", "revoke", "1", *db]) == 1  # already revoked
+    capsys.readouterr()
+    assert main(["keys", "list", *db]) == 0 and "gate-cam" not in capsys.readouterr().out
+    assert main(["keys", "list", "--all", *db]) == 0 and "revoked" in capsys.readouterr().out
