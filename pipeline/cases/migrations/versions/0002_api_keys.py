@@ -1,6 +1,6 @@
 """Service API keys with roles (hashed) and review-page sessions.
 
-Revision ID: 0004_api_keys
+Revision ID: 0002_api_keys
 Revises: 0001
 Create Date: 2026-12-01
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision: str = '0004_api_keys'
+revision: str = '0002_api_keys'
 down_revision: Union[str, Sequence[str], None] = '0001'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None

@@ -1,7 +1,7 @@
 """Annotations: every review decision and box edit on a case's frame, one row per save, never updated.
 
-Revision ID: 0005_annotations
-Revises: 0001
+Revision ID: 0003_annotations
+Revises: 0002_api_keys
 Create Date: 2026-12-01
 """
 from typing import Sequence, Union
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision: str = '0005_annotations'
-down_revision: Union[str, Sequence[str], None] = '0001'
+revision: str = '0003_annotations'
+down_revision: Union[str, Sequence[str], None] = '0002_api_keys'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
