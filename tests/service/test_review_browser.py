@@ -92,7 +92,7 @@ def test_review_page_end_to_end_in_chromium(chromium, server):
 
     base, store = server
     camera_case, other = (c.id for c in store.list())
-    proposals_before = httpx.get(f"{base}/review/{camera_case}/boxes", headers={"X-API-Key": KEYS[Role.CAMERA]}).json()
+    proposals_before = httpx.get(f"{base}/review/{camera_case}/boxes", headers={"X-API-Key": KEYS[Role.REVIEWER]}).json()
     errors: list[str] = []
     with sync_playwright() as p:
         browser = launch(p, chromium)
