@@ -19,6 +19,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         camera_config=args.config, ledger_config=args.ledger, db=args.db, model=args.model, models_dir=args.models_dir,
         threads=args.threads, conf=args.conf, imgsz=args.imgsz, evidence_dir=args.evidence_dir, public_url=args.public_url,
         max_upload_bytes=args.max_upload_mb * 1024 * 1024 if args.max_upload_mb else None, persist_model=args.persist_model or None,
+        journal=args.journal, max_clock_skew_s=args.max_clock_skew,
     )
     try:
         app = create_app(settings)
@@ -32,7 +33,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
 SERVE_EPILOG = """Every option can also come from the environment: STREETORDER_CAMERA_CONFIG, STREETORDER_LEDGER_CONFIG
 (else STREETORDER_CONFIG), STREETORDER_DB, STREETORDER_MODEL, STREETORDER_MODELS, STREETORDER_THREADS, STREETORDER_CONF,
 STREETORDER_IMGSZ, STREETORDER_EVIDENCE_DIR, STREETORDER_PUBLIC_URL, STREETORDER_MAX_UPLOAD_BYTES,
-STREETORDER_PERSIST_MODEL; flags win. The API key is read only from STREETORDER_API_KEY (a flag would show in `ps`);
+STREETORDER_PERSIST_MODEL, STREETORDER_JOURNAL, STREETORDER_MAX_CLOCK_SKEW_S, STREETORDER_RETRY_INTERVAL_S,
+STREETORDER_EARLIEST_TAKEN_AT; flags win. The API key is read only from STREETORDER_API_KEY (a flag would show in `ps`);
 with it set, every route but /health and /ready needs the X-API-Key header (STREETORDER_EVIDENCE_PUBLIC=1 exempts
 /evidence). Docs at http://HOST:PORT/docs; the review page at /review."""
 
@@ -57,6 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: all cores)")
     p.add_argument("--evidence-dir", metavar="DIR", help="where the engine writes evidence before the ledger stores it (default var/engine-evidence)")
     p.add_argument("--public-url", metavar="URL", help="how clients reach the service; links in responses and outbound messages use it")
+    p.add_argument("--journal", metavar="FILE", help="report journal: what the ledger could not take yet, replayed first on start (default var/report-journal.jsonl)")
+    p.add_argument("--max-clock-skew", type=float, metavar="S", help="refuse frames and photos taken more than S seconds in the future (default 300)")
     p.add_argument("--max-upload-mb", type=int, help="largest request body in MiB (default 20)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"], help="uvicorn log level (default info)")
     p.set_defaults(func=cmd_serve)

@@ -34,14 +34,16 @@ class Health(_Out):
 
 
 class Readiness(_Out):
-    ready: bool = Field(description="True when a model is loaded and the ledger database answers")
+    ready: bool = Field(description="True when a model is loaded, the ledger database answers and the backlog is not growing")
     model: str | None = Field(description="The model serving, if any")
     model_error: str | None = Field(description="Why no model is loaded")
     database: bool
     database_error: str | None
     config_version: int = Field(description="Bumps on every successful reload of the camera config")
     config_error: str | None = Field(description="Why the last reload failed; the last good config stays in use")
-    backlog: int = Field(description="Incident reports waiting to be posted because the ledger was unavailable")
+    backlog: int = Field(description="Incident reports waiting in the journaled queue because the ledger was unavailable")
+    backlog_error: str | None = Field(None, description="Why the backlog is not draining (so it grows); not ready while set")
+    quarantined: int | None = Field(None, description="Reports the ledger refused, kept for an admin (GET /quarantine); null when the database is down")
 
 
 # ---- detections -------------------------------------------------------------------------------------

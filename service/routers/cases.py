@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, UploadFile
-from pydantic import AwareDatetime
 
 from pipeline.cases import CaseView
 from pipeline.cases.lifecycle import CaseStatus
@@ -14,12 +13,13 @@ from pipeline.domain import ViolationType
 
 from ..deps import State, Store, require_multipart
 from ..errors import Unprocessable, error_responses
+from ..params import MAX_ID, Timestamp
 from ..schemas import CaseList, TransitionIn
 from ..uploads import read_image
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 
-CaseId = Annotated[int, Path(ge=1, description="Case id")]
+CaseId = Annotated[int, Path(ge=1, le=MAX_ID, description="Case id")]
 
 
 @router.get("", response_model=CaseList, summary="List cases", responses=error_responses(401, 422))
@@ -38,7 +38,7 @@ def list_cases(
 
 
 @router.get("/overdue", response_model=CaseList, summary="Dispatched cases past their deadline", responses=error_responses(401, 422))
-def overdue(store: Store, at: Annotated[AwareDatetime | None, Query(description="Reference time (ISO-8601 with zone); default now")] = None) -> CaseList:
+def overdue(store: Store, at: Annotated[Timestamp | None, Query(description="Reference time (ISO-8601 with zone); default now")] = None) -> CaseList:
     cases = store.overdue(at or datetime.now(UTC))
     return CaseList(count=len(cases), cases=cases)
 
