@@ -13,7 +13,7 @@ from fastapi import Depends, FastAPI
 
 from .deps import require_key
 from .errors import install_handlers
-from .routers import cameras, cases, detect, evidence, frames, health, models, photos, review
+from .routers import cameras, cases, detect, evidence, frames, health, models, photos, quarantine, review
 from .settings import ServiceSettings
 from .state import ServiceState
 from .uploads import BodyLimit
@@ -43,7 +43,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     app.include_router(health.router)
     keyed = [Depends(require_key)]
-    for module in (detect, frames, photos, cases, models, cameras):
+    for module in (detect, frames, photos, cases, models, cameras, quarantine):
         app.include_router(module.router, dependencies=keyed)
     app.include_router(evidence.router)  # its own key check: evidence may be public
     app.include_router(review.router)  # the page shows a login form; its actions need the key

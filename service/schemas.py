@@ -202,7 +202,11 @@ class CaseList(_Out):
 
 
 class TransitionIn(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # documented, so a client (or a fuzzer) can know: `fixture` goes only with `to: rejected`
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"if": {"properties": {"fixture": {"const": True}}, "required": ["fixture"]}, "then": {"properties": {"to": {"const": "rejected"}}}},
+    )
 
     to: CaseStatus = Field(description="Target status")
     actor: str = Field(min_length=1, max_length=200, description="Who does it (kept in the history)")

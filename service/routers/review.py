@@ -14,7 +14,8 @@ from typing import Annotated
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, Form, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
@@ -25,11 +26,23 @@ from pipeline.domain import VIOLATION_TYPES
 
 from ..deps import COOKIE, State, key_ok, require_key
 from ..errors import Unprocessable, status_of
+from ..params import MAX_ID
 
 router = APIRouter(prefix="/review", tags=["review"])
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
 
 AWAITING = (CaseStatus.DETECTED, CaseStatus.REOPENED)
+CaseId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="Case id")]
+_TYPE_ENUM = {"enum": ["", *VIOLATION_TYPES]}  # the filter the page was showing ("" for all), kept across a form post
+
+_PAGE = {"text/html": {"schema": {"type": "string"}}}
+_JSON_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
+# The page re-renders itself with the reason on a refusal (HTML); a malformed form or query is JSON like elsewhere.
+_REFUSALS = {
+    404: {"description": "No such case: the page with the reason", "content": _PAGE},
+    409: {"description": "The workflow refuses the move: the page with the reason", "content": _PAGE},
+    422: {"description": "Invalid form or query (JSON), or a refused value (the page with the reason)", "content": _PAGE | _JSON_ERROR},
+}
 
 
 def _latest(case: CaseView, kind: str) -> str | None:
@@ -75,16 +88,26 @@ def _clean_type(type: str | None) -> str | None:
     return type or None
 
 
-@router.get("", response_class=HTMLResponse, summary="Review page: cases awaiting review (HTML)", responses={401: {"description": "Login form (an API key is configured)", "content": {"text/html": {}}}})
-def review(request: Request, state: State, type: str | None = None, district: str | None = None, msg: str | None = None) -> HTMLResponse:
+@router.get(
+    "", response_class=HTMLResponse, summary="Review page: cases awaiting review (HTML)",
+    responses={401: {"description": "Login form (an API key is configured)", "content": _PAGE}, 422: {"description": "Unknown type or invalid query", "content": _JSON_ERROR}},
+)
+def review(
+    request: Request, state: State,
+    type: Annotated[str | None, Query(description="Violation type to show; empty: all", json_schema_extra=_TYPE_ENUM)] = None,
+    district: Annotated[str | None, Query(max_length=100)] = None, msg: Annotated[str | None, Query(max_length=2000)] = None,
+) -> HTMLResponse:
     given = request.headers.get("x-api-key") or request.cookies.get(COOKIE)
     if not key_ok(state, given):
         return templates.TemplateResponse(request, "login.html", {"error": None}, status_code=401)
     return _page(request, state, type=_clean_type(type), district=district, message=msg)
 
 
-@router.post("/login", response_class=RedirectResponse, status_code=303, summary="Log in to the review page with the API key", responses={401: {"description": "Wrong key", "content": {"text/html": {}}}})
-def login(request: Request, state: State, key: Annotated[str, Form(max_length=500)]):
+@router.post(
+    "/login", response_class=RedirectResponse, status_code=303, summary="Log in to the review page with the API key",
+    responses={401: {"description": "Wrong key", "content": _PAGE}, 422: {"description": "Invalid form", "content": _JSON_ERROR}},
+)
+def login(request: Request, state: State, key: Annotated[str, Form(min_length=1, max_length=500)]):
     if state.settings.api_key is None or not key_ok(state, key):
         return templates.TemplateResponse(request, "login.html", {"error": "wrong key" if state.settings.api_key else "no key is configured; open /review"}, status_code=401)
     response = RedirectResponse(str(request.url_for("review")), status_code=303)
@@ -106,12 +129,12 @@ def _act(request: Request, state, type: str, district: str, action) -> HTMLRespo
 
 @router.post(
     "/{case_id}/dispatch", response_class=RedirectResponse, status_code=303, dependencies=[Depends(require_key)],
-    summary="Dispatch a case to its point owner (form)", responses={409: {"content": {"text/html": {}}}, 404: {"content": {"text/html": {}}}},
+    summary="Dispatch a case to its point owner (form)", responses={401: {"description": "Missing or wrong API key", "content": _JSON_ERROR}, **_REFUSALS},
 )
 def dispatch(
-    request: Request, state: State, case_id: int,
-    actor: Annotated[str, Form(max_length=200)], owner: Annotated[str, Form(max_length=200)] = "",
-    type: Annotated[str, Form()] = "", district: Annotated[str, Form()] = "",
+    request: Request, state: State, case_id: CaseId,
+    actor: Annotated[str, Form(min_length=1, max_length=200)], owner: Annotated[str, Form(max_length=200)] = "",
+    type: Annotated[str, Form(json_schema_extra=_TYPE_ENUM)] = "", district: Annotated[str, Form(max_length=100)] = "",
 ):
     def action() -> str:
         case = decisions.dispatch(state.store, case_id, actor=actor, owner=owner.strip() or None)
@@ -122,13 +145,13 @@ def dispatch(
 
 @router.post(
     "/{case_id}/reject", response_class=RedirectResponse, status_code=303, dependencies=[Depends(require_key)],
-    summary="Reject a case as a false alarm, optionally marking the spot as a fixture (form)", responses={409: {"content": {"text/html": {}}}, 404: {"content": {"text/html": {}}}},
+    summary="Reject a case as a false alarm, optionally marking the spot as a fixture (form)", responses={401: {"description": "Missing or wrong API key", "content": _JSON_ERROR}, **_REFUSALS},
 )
 def reject(
-    request: Request, state: State, case_id: int,
-    actor: Annotated[str, Form(max_length=200)], reason: Annotated[str, Form(max_length=2000)] = "",
+    request: Request, state: State, case_id: CaseId,
+    actor: Annotated[str, Form(min_length=1, max_length=200)], reason: Annotated[str, Form(max_length=2000)] = "",
     fixture: Annotated[bool, Form(description="Also add fixtures so the camera stops raising this spot")] = False,
-    type: Annotated[str, Form()] = "", district: Annotated[str, Form()] = "",
+    type: Annotated[str, Form(json_schema_extra=_TYPE_ENUM)] = "", district: Annotated[str, Form(max_length=100)] = "",
 ):
     def action() -> str:
         return state.reject(case_id, actor=actor, reason=reason, fixture=fixture).message()
