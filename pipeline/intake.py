@@ -3,6 +3,7 @@ camera's dispatched cases (auto-verification). The night batch job and the live 
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -150,6 +151,4 @@ class Intake:
 
 
 def _payload_json(entry: QueueEntry) -> str:
-    import json
-
     return json.dumps(entry.payload if entry.is_report else entry.line(), ensure_ascii=False)
