@@ -13,6 +13,7 @@ import warnings
 import pytest
 import schemathesis
 import yaml
+from openapi_spec_validator import validate
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -42,6 +43,14 @@ def fuzzed_app(tmp_path_factory, models_root, ledger_template):
         journal=root / "journal.jsonl", threads=1, imgsz=320, max_upload_bytes=256 * 1024, api_key=KEY,
     )
     return create_app(settings_)
+
+
+def test_the_schema_is_valid_openapi_3_1(fuzzed_app):
+    spec = fuzzed_app.openapi()
+    assert spec["openapi"].startswith("3.1")
+    validate(spec)  # raises with the path of the first invalid part (e.g. a tuple's prefixItems)
+    box = spec["components"]["schemas"]["Fixture"]["properties"]["box"]
+    assert box["type"] == "array" and box["minItems"] == box["maxItems"] == 4 and len(box["prefixItems"]) == 4
 
 
 def test_every_operation_answers_as_documented(fuzzed_app):
