@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.exc import DataError, DBAPIError
 
@@ -128,6 +129,12 @@ def _json(status: int, detail) -> JSONResponse:
 QUEUED = {202: {"model": QueuedOut, "description": "Processed; the ledger is unavailable, so its incident reports are journaled and posted later (do not resend)"}}
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods some route of the app takes at this path (asked of the routes themselves, one method at a time)."""
+    routes = request.app.router.routes
+    return [m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE") if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in routes)]
+
+
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service(_: Request, e: ServiceError) -> JSONResponse:
@@ -138,11 +145,14 @@ def install_handlers(app: FastAPI) -> None:
         return JSONResponse({"detail": e.detail, "queued": e.queued}, status_code=202)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, e: StarletteHTTPException) -> JSONResponse:
+    async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:
         # The framework's own refusals: a body it cannot parse (400, e.g. broken multipart) is bad input like
         # any other, so 422 as documented; the rest keep their status in the same JSON shape.
         status = 422 if e.status_code == 400 else e.status_code
-        return JSONResponse({"detail": e.detail}, status_code=status, headers=getattr(e, "headers", None))
+        headers = dict(getattr(e, "headers", None) or {})
+        if status == 405:  # Allow: every method of the path, not only those of the first route that matched it
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return JSONResponse({"detail": e.detail}, status_code=status, headers=headers or None)
 
     for exc_type, status in _LIBRARY:
         app.add_exception_handler(exc_type, lambda _r, e, status=status: _json(status, str(e)))

@@ -151,5 +151,6 @@ def test_kill_9_and_sigterm_during_a_database_outage_lose_no_acknowledged_report
     assert ledger["cases"] == 6 and ledger["created"] == 6 and len(ledger["incidents"]) == len(set(ledger["incidents"])) == 6, ledger
     assert set(acked) <= set(ledger["incidents"])
     assert (tmp_path / "journal.jsonl").read_text() == ""
-    assert serve.get("/ready").json()["ready"]
+    ready = serve.get("/ready").json()
+    assert ready["ready"] and ready["backlog"] == 0 and ready["quarantined"] == 0
     serve.stop(signal.SIGTERM)

@@ -13,6 +13,7 @@ import warnings
 import pytest
 import schemathesis
 import yaml
+from fastapi.testclient import TestClient
 from openapi_spec_validator import validate
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis.errors import Unsatisfiable
@@ -51,6 +52,11 @@ def test_the_schema_is_valid_openapi_3_1(fuzzed_app):
     validate(spec)  # raises with the path of the first invalid part (e.g. a tuple's prefixItems)
     box = spec["components"]["schemas"]["Fixture"]["properties"]["box"]
     assert box["type"] == "array" and box["minItems"] == box["maxItems"] == 4 and len(box["prefixItems"]) == 4
+
+
+def test_a_wrong_method_is_405_with_every_allowed_method(fuzzed_app):
+    r = TestClient(fuzzed_app).request("OPTIONS", "/models/current", headers={"X-API-Key": KEY})
+    assert r.status_code == 405 and set(r.headers["allow"].split(", ")) >= {"GET", "PUT"}  # two routes, one path
 
 
 def test_every_operation_answers_as_documented(fuzzed_app):
