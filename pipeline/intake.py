@@ -36,9 +36,10 @@ class Deferred(Exception):
     """This call's reports (and frame time) could not reach the ledger yet; they wait in the queue, durably when
     the queue has a journal. `cause` is the failure; the engine has seen the frame, so it must not be resent."""
 
-    def __init__(self, cause: BaseException, queued: int, durable: bool) -> None:
+    def __init__(self, cause: BaseException, queued: int, durable: bool, written: list[IncidentReport] | None = None) -> None:
         super().__init__(f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}")
         self.cause, self.queued, self.durable = cause, queued, durable
+        self.written = written or []  # reports that did reach the ledger before the failure
 
 
 class Quarantined(LedgerError):
@@ -59,7 +60,8 @@ class Intake:
     The engine moves on once it has seen a frame and does not report an incident again until it changes, so
     what the ledger could not take is kept in `queue` (with the camera's frame time, so frame order survives a
     restart) and posted first on the next call or by `drain`. A transient failure stops the queue (order
-    matters: a later report of an incident must land last) and raises `Deferred` once the queue is durable.
+    matters: a later report of an incident must land last); the call then raises `Deferred` once the queue
+    is durable.
     A report the ledger refuses as invalid would be refused again: it is quarantined with its reason instead
     of blocking the reports behind it.
     """
@@ -71,6 +73,7 @@ class Intake:
         self.queue = queue if queue is not None else ReportQueue()
         self.mark_frames = mark_frames  # store each camera's frame time in the ledger (the live service's frame order)
         self.last_error: str | None = None  # why the last attempt to write the queue stopped; None once it went through
+        self.stopped_by: BaseException | None = None
 
     @property
     def backlog(self) -> list[IncidentReport | dict]:
@@ -101,9 +104,11 @@ class Intake:
         return [p for _, p in retried] + posted
 
     def drain(self) -> list[tuple[QueueEntry, PostResult | None]]:
-        """Write the queue to the ledger in order, until it is empty or a transient failure stops it (raised).
-        Returns each entry written, with its post result (None for a frame time or a quarantined report)."""
+        """Write the queue to the ledger in order, until it is empty or a transient failure stops it (then
+        `last_error` says why and the rest stays queued). Returns each entry written, with its post result
+        (None for a frame time or a quarantined report)."""
         done: list[tuple[QueueEntry, PostResult | None]] = []
+        self.stopped_by = None
         while self.queue.pending:
             entry = self.queue.pending[0]
             try:
@@ -111,7 +116,8 @@ class Intake:
             except Exception as e:
                 if is_transient(e):
                     self.last_error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-                    raise
+                    self.stopped_by = e
+                    return done
                 qid = quarantine(self.store.db, _payload_json(entry), entry.incident_id, (entry.payload or {}).get("camera_id"), e, entry.queued_at)
                 log.error("incident %s refused by the ledger, quarantined as %d: %s", entry.incident_id, qid, e)
                 entry.quarantine = (qid, str(e))
@@ -135,14 +141,17 @@ class Intake:
         ids = {id(e) for e in mine}
         try:
             done = self.drain()
-        except Exception as e:
+            stopped: BaseException | None = self.stopped_by
+        except Exception as e:  # quarantining failed for a reason of its own: the entry stays first in the queue
+            done, stopped = [], e
+        if stopped is not None:
             try:
                 self.queue.persist()
                 durable = self.queue.journal is not None
             except JournalError:
                 log.exception("the report journal cannot be written: %d report(s) wait in memory only", len(self.queue.reports))
                 durable = False
-            raise Deferred(e, len(self.queue.reports), durable) from e
+            raise Deferred(stopped, len(self.queue.reports), durable, [entry.report() for entry, post in done if post is not None]) from stopped
         retried = [(entry.report(), post) for entry, post in done if entry.is_report and id(entry) not in ids and post is not None]
         refused = [entry for entry, _ in done if id(entry) in ids and entry.quarantine]
         if refused:

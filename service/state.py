@@ -32,11 +32,10 @@ from pipeline.config import CameraConfig, ConfigSource, Fixture, StreetOrderConf
 from pipeline.config.load import add_fixtures
 from pipeline.detect import DetectorSettings
 from pipeline.detect.plan import camera_detector
-from pipeline.domain import GeoPoint, Location
+from pipeline.domain import GeoPoint, IncidentReport, Location
 from pipeline.engine import Engine
 from pipeline.frames import Frame
-from pipeline.domain import IncidentReport
-from pipeline.intake import Deferred, Intake, IntakeResult, is_transient
+from pipeline.intake import Deferred, Intake, IntakeResult
 from pipeline.report_queue import ReportQueue
 from pipeline.review import Rejection, reject
 
@@ -121,16 +120,15 @@ class ServiceState:
         with self.engine_lock:
             if not self.intake.queue.pending:
                 return 0
-            before = len(self.intake.queue)
             try:
                 done = self.intake.drain()
-            except Exception as e:
-                if not is_transient(e):
-                    log.exception("the report queue is stuck")
-                    self.intake.last_error = f"{type(e).__name__}: {e}"
-                return before - len(self.intake.queue)
+            except Exception as e:  # not the database being away: quarantining itself failed
+                log.exception("the report queue is stuck")
+                self.intake.last_error = f"{type(e).__name__}: {e}"
+                return 0
             self._tidy([entry.report() for entry, post in done if post is not None])
-            log.info("report queue: %d entr(ies) written to the ledger", len(done))
+            if done:
+                log.info("report queue: %d entr(ies) written to the ledger, %d left", len(done), len(self.intake.queue))
             return len(done)
 
     # ---- config -------------------------------------------------------------------------------------
@@ -206,6 +204,7 @@ class ServiceState:
             try:
                 result = self.intake.frame(Frame(image, at, camera_id, source=f"api:{camera_id}"), detections)
             except Deferred as e:
+                self._tidy(e.written)
                 raise _deferred(e, "frame") from None
             self._tidy(_posted(result))
         return Processed(model, result, image.shape[1], image.shape[0])
@@ -223,6 +222,7 @@ class ServiceState:
             try:
                 result = self.intake.photo(frame, location, detections)
             except Deferred as e:
+                self._tidy(e.written)
                 raise _deferred(e, "photo") from None
             self._tidy(_posted(result))
         return Processed(model, result, image.shape[1], image.shape[0]), location
