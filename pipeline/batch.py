@@ -24,7 +24,7 @@ from .detect import Detector
 from .detect.plan import camera_detector
 from .frames import VIDEO_SUFFIXES, Frame, VideoError, image_frames, photo_metadata, video_frames, video_start
 from .images import IMAGE_SUFFIXES, ImageError, load_image
-from .intake import Intake, IntakeResult
+from .intake import Deferred, Intake, IntakeResult
 
 PATROL = "patrol"
 
@@ -157,8 +157,8 @@ def run_batch(intake: Intake, detector: Detector, footage: Path, every_s: float 
     summary.failed.extend(problems)
     try:
         _run(intake, detector, cameras, patrol, summary, every_s, batch, progress, model)
-    except StorageError as e:  # the ledger cannot take writes: every later file would fail the same way
-        summary.stopped = str(e)
+    except (StorageError, Deferred) as e:  # the ledger cannot take writes: every later file would fail the same way
+        summary.stopped = str(e.cause if isinstance(e, Deferred) else e)
         touched = {f["path"] for f in summary.read} | {f["path"] for f in summary.failed}
         for p in [*(p for files in cameras.values() for p in files), *patrol]:
             if str(p) not in touched:

@@ -61,6 +61,19 @@ ViolationType = Annotated[str, AfterValidator(_known_type), _TypeEnumSchema()]
 EvidenceKind = Literal["best_frame", "crop", "context", "after", "metadata"]
 
 
+def _no_control_chars(value: str) -> str:
+    """Place names end up in the ledger, reports and outbound messages: a NUL byte cannot be stored in a
+    PostgreSQL text column at all, and other control characters are never part of a real name."""
+    bad = next((c for c in value if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0), None)
+    if bad is not None:
+        raise ValueError(f"must not contain control characters (found U+{ord(bad):04X} at position {value.index(bad)})")
+    return value
+
+
+PlaceText = Annotated[str, AfterValidator(_no_control_chars)]
+"""A name or id of a place or person: text without control characters (NUL, newlines, ...)."""
+
+
 class GeoPoint(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -73,9 +86,9 @@ class Location(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    district: str = Field(min_length=1, title="District", description="Administrative district (区), used for monthly ranking")
-    street: str = Field("", title="Street", description="Street or sub-district (街道)")
-    point: str = Field(min_length=1, title="Point", description="The inspection point (点位) id or name; cases at the same point are the same spot")
+    district: PlaceText = Field(min_length=1, title="District", description="Administrative district (区), used for monthly ranking")
+    street: PlaceText = Field("", title="Street", description="Street or sub-district (街道)")
+    point: PlaceText = Field(min_length=1, title="Point", description="The inspection point (点位) id or name; cases at the same point are the same spot")
     gps: GeoPoint | None = Field(None, title="GPS", description="Coordinates of the point, if known")
 
 
@@ -105,7 +118,7 @@ class IncidentReport(BaseModel):
     camera_id: str | None = None
     zone_id: str | None = None
     location: Location
-    owner: str | None = Field(None, description="Point owner (点位长) responsible for rectification")
+    owner: PlaceText | None = Field(None, description="Point owner (点位长) responsible for rectification")
     first_seen: datetime
     last_seen: datetime
     ended: bool = Field(False, description="True once the violation has been absent long enough to close the incident")

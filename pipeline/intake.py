@@ -3,16 +3,47 @@ camera's dispatched cases (auto-verification). The night batch job and the live 
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 
-from .cases import AutoVerifier, CaseStore, LedgerError, PostResult, VerifyAction
+import psycopg
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+from .cases import AutoVerifier, CaseStore, LedgerError, PostResult, StorageError, VerifyAction
+from .cases.frame_marks import mark_frames
+from .cases.quarantine import quarantine
 from .domain import IncidentReport, Location, local_time
 from .engine import Engine, FrameResult
 from .evidence import encode_jpeg, privacy_blur
 from .frames import Frame
+from .report_queue import JournalError, QueueEntry, ReportQueue
 
 log = logging.getLogger(__name__)
+
+# Failures a later retry can get past: the database unreachable or busy, a file system error. Anything else
+# (invalid data, a value the database refuses) would fail again the same way: that report is quarantined.
+_TRANSIENT = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout, psycopg.OperationalError, OSError, StorageError)
+
+
+def is_transient(e: BaseException) -> bool:
+    return isinstance(e, _TRANSIENT) or (isinstance(e, DBAPIError) and e.connection_invalidated)
+
+
+class Deferred(Exception):
+    """This call's reports (and frame time) could not reach the ledger yet; they wait in the queue, durably when
+    the queue has a journal. `cause` is the failure; the engine has seen the frame, so it must not be resent."""
+
+    def __init__(self, cause: BaseException, queued: int, durable: bool, written: list[IncidentReport] | None = None) -> None:
+        super().__init__(f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}")
+        self.cause, self.queued, self.durable = cause, queued, durable
+        self.written = written or []  # reports that did reach the ledger before the failure
+
+
+class Quarantined(LedgerError):
+    """The ledger refused one of this call's reports; it was quarantined (see `cases.quarantine`) and the rest posted."""
 
 
 @dataclass
@@ -26,22 +57,33 @@ class IntakeResult:
 class Intake:
     """Engine + case store + auto-verifier, fed one frame or photo at a time.
 
-    The engine moves on once it has seen a frame and does not report an incident again until it changes, so a
-    report the ledger could not take (database down) is kept in `backlog` and posted first on the next call:
-    the error still propagates, but the report is not lost. A report the ledger refuses as invalid
-    (`LedgerError`) would be refused again, so it is logged and dropped instead of blocking the queue.
+    The engine moves on once it has seen a frame and does not report an incident again until it changes, so
+    what the ledger could not take is kept in `queue` (with the camera's frame time, so frame order survives a
+    restart) and posted first on the next call or by `drain`. A transient failure stops the queue (order
+    matters: a later report of an incident must land last); the call then raises `Deferred` once the queue
+    is durable.
+    A report the ledger refuses as invalid would be refused again: it is quarantined with its reason instead
+    of blocking the reports behind it.
     """
 
-    def __init__(self, engine: Engine, store: CaseStore, verifier: AutoVerifier | None = None) -> None:
+    def __init__(self, engine: Engine, store: CaseStore, verifier: AutoVerifier | None = None, queue: ReportQueue | None = None, *, mark_frames: bool = False) -> None:
         self.engine = engine
         self.store = store
         self.verifier = verifier if verifier is not None else AutoVerifier(store)
-        self.backlog: list[IncidentReport] = []
+        self.queue = queue if queue is not None else ReportQueue()
+        self.mark_frames = mark_frames  # store each camera's frame time in the ledger (the live service's frame order)
+        self.last_error: str | None = None  # why the last attempt to write the queue stopped; None once it went through
+        self.stopped_by: BaseException | None = None
+
+    @property
+    def backlog(self) -> list[IncidentReport | dict]:
+        """The reports waiting for the ledger, oldest first."""
+        return [e._report or e.payload for e in self.queue.reports]
 
     def frame(self, frame: Frame, detections=None) -> IntakeResult:
         result = self.engine.process(frame, detections)
         out = IntakeResult(result)
-        out.retried, out.posted = self._post(result.reports)
+        out.retried, out.posted = self._submit(result.reports, (frame.camera_id, frame.at) if self.mark_frames else None)
         if self.verifier and frame.camera_id:
             jpeg = None
             if self.store.camera_watch(frame.camera_id):  # only pay for the after-image when a case may need it
@@ -54,28 +96,68 @@ class Intake:
     def photo(self, frame: Frame, location: Location | None = None, detections=None) -> IntakeResult:
         result = self.engine.process_photo(frame, location, detections)
         out = IntakeResult(result)
-        out.retried, out.posted = self._post(result.reports)
+        out.retried, out.posted = self._submit(result.reports, None)
         return out
 
     def flush(self) -> list[PostResult]:
-        retried, posted = self._post(self.engine.flush())
+        retried, posted = self._submit(self.engine.flush(), None)
         return [p for _, p in retried] + posted
 
-    def _post(self, reports: list[IncidentReport]) -> tuple[list[tuple[IncidentReport, PostResult]], list[PostResult]]:
-        """Post the backlog, then `reports`, in order (a later report of an incident must land last)."""
-        queue, n_old = self.backlog + list(reports), len(self.backlog)
-        self.backlog = []
-        done: list[PostResult | None] = []
-        for i, report in enumerate(queue):
+    def drain(self) -> list[tuple[QueueEntry, PostResult | None]]:
+        """Write the queue to the ledger in order, until it is empty or a transient failure stops it (then
+        `last_error` says why and the rest stays queued). Returns each entry written, with its post result
+        (None for a frame time or a quarantined report)."""
+        done: list[tuple[QueueEntry, PostResult | None]] = []
+        self.stopped_by = None
+        while self.queue.pending:
+            entry = self.queue.pending[0]
             try:
-                done.append(self.store.post_incident(report))
-            except LedgerError as e:
-                log.error("incident %s refused by the ledger, dropped: %s", report.incident_id, e)
-                if i >= n_old:  # this call's own report: the caller must hear why; the rest wait in the backlog
-                    self.backlog = queue[i + 1 :]
-                    raise
-                done.append(None)
-            except Exception:
-                self.backlog = queue[i:]
-                raise
-        return [(r, p) for r, p in zip(queue[:n_old], done[:n_old]) if p is not None], done[n_old:]
+                done.append((entry, self._write(entry)))
+            except Exception as e:
+                if is_transient(e):
+                    self.last_error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+                    self.stopped_by = e
+                    return done
+                qid = quarantine(self.store.db, _payload_json(entry), entry.incident_id, (entry.payload or {}).get("camera_id"), e, entry.queued_at)
+                log.error("incident %s refused by the ledger, quarantined as %d: %s", entry.incident_id, qid, e)
+                entry.quarantine = (qid, str(e))
+                done.append((entry, None))
+            self.queue.done(entry)
+        self.last_error = None
+        return done
+
+    def _write(self, entry: QueueEntry) -> PostResult | None:
+        if entry.is_report:
+            return self.store.post_incident(entry.report())
+        mark_frames(self.store.db, {entry.camera_id: entry.taken_at})
+        return None
+
+    def _submit(self, reports: list[IncidentReport], mark: tuple[str, datetime] | None) -> tuple[list[tuple[IncidentReport, PostResult]], list[PostResult]]:
+        """Queue `reports` (and the frame time) behind what waits already, then drain. Returns (earlier reports
+        posted now, this call's post results in the order of `reports`)."""
+        mine = [self.queue.add_report(r) for r in reports]
+        if mark is not None:
+            self.queue.add_frame(*mark)
+        ids = {id(e) for e in mine}
+        try:
+            done = self.drain()
+            stopped: BaseException | None = self.stopped_by
+        except Exception as e:  # quarantining failed for a reason of its own: the entry stays first in the queue
+            done, stopped = [], e
+        if stopped is not None:
+            try:
+                self.queue.persist()
+                durable = self.queue.journal is not None
+            except JournalError:
+                log.exception("the report journal cannot be written: %d report(s) wait in memory only", len(self.queue.reports))
+                durable = False
+            raise Deferred(stopped, len(self.queue.reports), durable, [entry.report() for entry, post in done if post is not None]) from stopped
+        retried = [(entry.report(), post) for entry, post in done if entry.is_report and id(entry) not in ids and post is not None]
+        refused = [entry for entry, _ in done if id(entry) in ids and entry.quarantine]
+        if refused:
+            raise Quarantined("; ".join(f"incident {e.incident_id} was refused by the ledger and quarantined (id {e.quarantine[0]}): {e.quarantine[1]}" for e in refused))
+        return retried, [post for entry, post in done if id(entry) in ids]
+
+
+def _payload_json(entry: QueueEntry) -> str:
+    return json.dumps(entry.payload if entry.is_report else entry.line(), ensure_ascii=False)

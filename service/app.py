@@ -18,7 +18,7 @@ from . import access_log
 from .auth import Auth, refuse_key_in_url, require
 from .errors import error_responses, install_handlers
 from .keys import Role
-from .routers import cameras, cases, detect, evidence, frames, health, models, photos, review, review_labels
+from .routers import cameras, cases, detect, evidence, frames, health, models, photos, quarantine, review, review_labels
 from .settings import ServiceSettings
 from .state import ServiceState
 from .uploads import BodyLimit
@@ -50,6 +50,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        state.start()
         yield
         state.close()
 
@@ -66,7 +67,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     # ---- who may call what (auth.py); admin may call everything -------------------------------------
     denied = error_responses(401, 403, 429)
     app.include_router(health.router)  # anyone: /ready tells an anonymous caller only ready or not
-    for module, role in ((detect, Role.CAMERA), (frames, Role.CAMERA), (photos, Role.CAMERA), (cases, Role.REVIEWER), (models, Role.ADMIN), (cameras, Role.ADMIN)):
+    for module, role in ((detect, Role.CAMERA), (frames, Role.CAMERA), (photos, Role.CAMERA), (cases, Role.REVIEWER), (models, Role.ADMIN), (cameras, Role.ADMIN), (quarantine, Role.ADMIN)):
         app.include_router(module.router, dependencies=[Security(require(role))], responses=denied)
     # the review page's browser session also opens evidence (the page's images); evidence may be public
     app.include_router(evidence.router, dependencies=[] if settings.evidence_public else [Security(require(Role.REVIEWER, session=True))], responses=denied)

@@ -9,8 +9,10 @@ import logging
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
-from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
+from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy.exc import DataError, DBAPIError
 
 from pipeline.cases.errors import CaseNotFound, EvidenceError, InvalidTransition, LedgerError, StorageError
 from pipeline.config import ConfigError
@@ -34,6 +36,23 @@ class ServiceError(Exception):
     def __init__(self, detail: str) -> None:
         super().__init__(detail)
         self.detail = detail
+
+
+class Accepted(ServiceError):
+    """Taken and safe, not yet in the ledger: a frame whose incident reports wait in the journaled queue."""
+
+    status = 202
+
+    def __init__(self, detail: str, *, queued: int) -> None:
+        super().__init__(detail)
+        self.queued = queued
+
+
+class QueuedOut(BaseModel):
+    """The answer when the ledger is down: the upload was processed, its reports are journaled, do not resend."""
+
+    detail: str
+    queued: int = Field(description="Incident reports waiting for the ledger, this upload's included")
 
 
 class NotFound(ServiceError):
@@ -124,13 +143,42 @@ def _json(status: int, detail, headers: dict[str, str] | None = None) -> JSONRes
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
+# Uploads whose reports may wait for the ledger.
+QUEUED = {202: {"model": QueuedOut, "description": "Processed; the ledger is unavailable, so its incident reports are journaled and posted later (do not resend)"}}
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    """The methods some route of the app takes at this path (asked of the routes themselves, one method at a time)."""
+    routes = request.app.router.routes
+    return [m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE") if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in routes)]
+
+
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service(_: Request, e: ServiceError) -> JSONResponse:
         return _json(e.status, e.detail, getattr(e, "headers", None))
 
+    @app.exception_handler(Accepted)
+    async def _accepted(_: Request, e: Accepted) -> JSONResponse:
+        return JSONResponse({"detail": e.detail, "queued": e.queued}, status_code=202)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, e: StarletteHTTPException) -> JSONResponse:
+        # The framework's own refusals: a body it cannot parse (400, e.g. broken multipart) is bad input like
+        # any other, so 422 as documented; the rest keep their status in the same JSON shape.
+        status = 422 if e.status_code == 400 else e.status_code
+        headers = dict(getattr(e, "headers", None) or {})
+        if status == 405:  # Allow: every method of the path, not only those of the first route that matched it
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return JSONResponse({"detail": e.detail}, status_code=status, headers=headers or None)
+
     for exc_type, status in _LIBRARY:
         app.add_exception_handler(exc_type, lambda _r, e, status=status: _json(status, str(e)))
+
+    @app.exception_handler(DataError)
+    async def _refused(_: Request, e: DataError) -> JSONResponse:
+        # a value the database cannot store (a NUL byte in text on PostgreSQL, a number out of range): bad input
+        return _json(422, f"the ledger database refused a value: {str(e.orig).splitlines()[0] if e.orig else e}")
 
     @app.exception_handler(DBAPIError)
     async def _database(_: Request, e: DBAPIError) -> JSONResponse:

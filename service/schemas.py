@@ -45,7 +45,7 @@ class Health(_Out):
 class ReadyBrief(_Out):
     """What /ready tells a caller without an admin key: ready or not, and any warning about how it runs."""
 
-    ready: bool = Field(description="True when a model is loaded and the ledger database answers")
+    ready: bool = Field(description="True when a model is loaded, the ledger database answers and the backlog is not growing")
     warnings: list[str] = Field(default_factory=list, description="E.g. that the service runs with --insecure-open")
 
 
@@ -58,7 +58,9 @@ class Readiness(ReadyBrief):
     database_error: str | None
     config_version: int = Field(description="Bumps on every successful reload of the camera config")
     config_error: str | None = Field(description="Why the last reload failed; the last good config stays in use")
-    backlog: int = Field(description="Incident reports waiting to be posted because the ledger was unavailable")
+    backlog: int = Field(description="Incident reports waiting in the journaled queue because the ledger was unavailable")
+    backlog_error: str | None = Field(None, description="Why the backlog is not draining (so it grows); not ready while set")
+    quarantined: int | None = Field(None, description="Reports the ledger refused, kept for an admin (GET /quarantine); null when the database is down")
 
 
 # ---- detections -------------------------------------------------------------------------------------
@@ -219,7 +221,11 @@ class CaseList(Page):
 class TransitionIn(BaseModel):
     """The actor kept in the history is the API key's name, never a field of the request."""
 
-    model_config = ConfigDict(extra="forbid")
+    # documented, so a client (or a fuzzer) can know: `fixture` goes only with `to: rejected`
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"if": {"properties": {"fixture": {"const": True}}, "required": ["fixture"]}, "then": {"properties": {"to": {"const": "rejected"}}}},
+    )
 
     to: CaseStatus = Field(description="Target status")
     note: str | None = Field(None, max_length=2000, description="Required to reject (the reason) and to rectify without a photo")

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from pipeline.cases.config import LedgerConfig
 from pipeline.detect import models_dir
@@ -80,6 +81,20 @@ class ServiceSettings(BaseModel):
     evidence_dir: Path = Field(
         Path("var/engine-evidence"), title="Engine evidence directory", description="Where the engine writes evidence before the ledger stores it by content",
         json_schema_extra=_env("EVIDENCE_DIR"),
+    )
+    journal: Path = Field(
+        Path("var/report-journal.jsonl"), title="Report journal",
+        description="Append-only, fsync'ed file of incident reports and frame times the ledger could not take yet (database down); replayed first on start",
+        json_schema_extra=_env("JOURNAL"),
+    )
+    retry_interval_s: float = Field(2.0, gt=0, le=3600, title="Retry interval", description="Seconds between attempts to post the queued reports while the ledger is unavailable", json_schema_extra=_env("RETRY_INTERVAL_S"))
+    max_clock_skew_s: float = Field(
+        300.0, ge=0, title="Allowed clock skew", description="A frame or photo taken more than this many seconds after the service's clock is refused (422), never stored",
+        json_schema_extra=_env("MAX_CLOCK_SKEW_S"),
+    )
+    earliest_taken_at: AwareDatetime = Field(
+        datetime(2000, 1, 1, tzinfo=UTC), title="Earliest capture time", description="Frames and photos taken before it are refused (422): a camera or phone with a reset clock",
+        json_schema_extra=_env("EARLIEST_TAKEN_AT"),
     )
     public_url: str | None = Field(
         None, title="Public base URL", description="How clients reach this service, e.g. https://streetorder.city.example; sets the ledger's evidence_base_url",

@@ -7,6 +7,11 @@ lock is taken, on the detector reference read once at the start of the request, 
 cameras overlap their inference and a model swap never waits for a frame (nor a frame for a swap). The
 ledger is safe to call from any thread (one transaction per call), so case routes never take the lock.
 Run one process (one uvicorn worker): the engine's state lives in memory.
+
+Durability: what the ledger cannot take yet (database down) waits in the intake queue, which is journaled to
+`settings.journal` (fsync'ed) before the caller hears 202, retried in order by a background thread, replayed
+first after a restart, and flushed into on shutdown. Each camera's last frame time goes the same way into the
+ledger's `camera_frames`, so frame order holds across restarts.
 """
 
 from __future__ import annotations
@@ -14,26 +19,28 @@ from __future__ import annotations
 import logging
 import threading
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 from sqlalchemy import text
-from sqlalchemy.exc import DBAPIError
 
 from pipeline.cases import CaseStore
 from pipeline.cases.errors import StorageError
+from pipeline.cases.frame_marks import last_frames
+from pipeline.cases.quarantine import quarantine_count
 from pipeline.config import CameraConfig, ConfigSource, Fixture, StreetOrderConfig
 from pipeline.config.load import add_fixtures, remove_fixture, update_fixture
 from pipeline.detect import DetectorSettings
 from pipeline.detect.plan import camera_detector
-from pipeline.domain import GeoPoint, Location
+from pipeline.domain import GeoPoint, IncidentReport, Location
 from pipeline.engine import Engine
 from pipeline.frames import Frame
-from pipeline.intake import Intake, IntakeResult
+from pipeline.intake import Deferred, Intake, IntakeResult
+from pipeline.report_queue import ReportQueue
 from pipeline.review import Rejection, reject
 
-from .errors import Conflict, NotFound, Unavailable
+from .errors import Accepted, Conflict, NotFound, Unavailable, Unprocessable
 from .model_slot import LoadedModel, ModelSlot
 from .settings import ServiceSettings
 
@@ -59,9 +66,16 @@ class ServiceState:
         self.store = store
         self.models = models
         self.engine = Engine(source, detector=None, evidence_dir=settings.evidence_dir)
-        self.intake = Intake(self.engine, store)
+        self.intake = Intake(self.engine, store, queue=ReportQueue(settings.journal), mark_frames=True)
         self.engine_lock = threading.Lock()
-        self.last_frame: dict[str, datetime] = {}
+        # frame order as the ledger stored it, and as the journal holds it for what the ledger has not yet
+        self.last_frame: dict[str, datetime] = last_frames(store.db)
+        for camera_id, at in self.intake.queue.frame_marks().items():
+            if camera_id not in self.last_frame or at > self.last_frame[camera_id]:
+                self.last_frame[camera_id] = at
+        self._stop = threading.Event()
+        self._retry: threading.Thread | None = None
+        self.retry_queue()  # the journal from before a restart goes first
 
     @classmethod
     def open(cls, settings: ServiceSettings) -> ServiceState:
@@ -73,14 +87,50 @@ class ServiceState:
         models.start(settings.model)
         return cls(settings, source, store, models)
 
+    def start(self) -> None:
+        """Start retrying the queue in the background (so it drains when the ledger is back, traffic or not)."""
+        if self._retry is None:
+            self._retry = threading.Thread(target=self._retry_loop, name="report-queue-retry", daemon=True)
+            self._retry.start()
+
     def close(self) -> None:
-        """Report the current state of open incidents (their last_seen) and release the database."""
+        """Report the current state of open incidents (their last_seen) and release the database. With the
+        ledger down, those reports go to the journal with the rest and are posted after the restart."""
+        self._stop.set()
+        if self._retry is not None:
+            self._retry.join(timeout=30)
         with self.engine_lock:
             try:
                 self.intake.flush()
+            except Deferred as e:
+                (log.warning if e.durable else log.error)(
+                    "ledger unavailable at shutdown (%s): %d report(s) %s", e, e.queued, "kept in the journal for the next start" if e.durable else "could NOT be journaled"
+                )
             except Exception:  # shutting down: log and go on closing
                 log.exception("could not flush open incidents at shutdown")
         self.store.close()
+
+    def _retry_loop(self) -> None:
+        while not self._stop.wait(self.settings.retry_interval_s):
+            if self.intake.queue.pending:
+                self.retry_queue()
+
+    def retry_queue(self) -> int:
+        """Post what waits in the queue, in order; returns how many entries went through. A transient failure
+        leaves the rest for the next try (and is what /ready reports)."""
+        with self.engine_lock:
+            if not self.intake.queue.pending:
+                return 0
+            try:
+                done = self.intake.drain()
+            except Exception as e:  # not the database being away: quarantining itself failed
+                log.exception("the report queue is stuck")
+                self.intake.last_error = f"{type(e).__name__}: {e}"
+                return 0
+            self._tidy([entry.report() for entry, post in done if post is not None])
+            if done:
+                log.info("report queue: %d entr(ies) written to the ledger, %d left", len(done), len(self.intake.queue))
+            return len(done)
 
     # ---- config -------------------------------------------------------------------------------------
 
@@ -124,6 +174,20 @@ class ServiceState:
 
     # ---- frames and photos --------------------------------------------------------------------------
 
+    def check_taken_at(self, at: datetime, what: str = "taken_at") -> None:
+        """A capture time the engine may use: not ahead of our clock by more than the allowed skew (a camera
+        clock in the future would lock its frame order), not before the configured earliest time."""
+        now = datetime.now(UTC)
+        skew = timedelta(seconds=self.settings.max_clock_skew_s)
+        if at > now + skew:
+            ahead = (at - now).total_seconds()
+            raise Unprocessable(
+                f"{what} {at.isoformat()} is {ahead:,.0f} s ahead of the service's clock ({now.isoformat(timespec='seconds')}), more than the allowed "
+                f"clock skew of {skew.total_seconds():g} s: check the camera's or phone's clock; nothing was stored"
+            )
+        if at < self.settings.earliest_taken_at:
+            raise Unprocessable(f"{what} {at.isoformat()} is before {self.settings.earliest_taken_at.isoformat()}, the earliest capture time accepted: check the camera's or phone's clock")
+
     def _check_order(self, camera_id: str, at: datetime) -> None:
         last = self.last_frame.get(camera_id)
         if last is not None and at <= last:
@@ -133,9 +197,11 @@ class ServiceState:
     def process_frame(self, camera_id: str, at: datetime, image: np.ndarray) -> Processed:
         """Detect, then run the engine and commit the cases, so the response reports committed cases only.
 
-        If the ledger fails after the engine has seen the frame, the frame's incident reports wait in the intake
-        backlog and are posted before the next frame's: the answer is 503 and the frame must not be resent.
+        If the ledger fails after the engine has seen the frame, the frame's incident reports wait in the
+        journaled queue and are posted in order when the ledger is back: the answer is 202 (`Accepted`) and the
+        frame must not be resent.
         """
+        self.check_taken_at(at)
         camera = self.camera(camera_id)
         with self.engine_lock:
             self._check_order(camera_id, at)  # fail before paying for inference
@@ -151,16 +217,15 @@ class ServiceState:
             self.last_frame[camera_id] = at  # the engine sees it now, whatever happens next
             try:
                 result = self.intake.frame(Frame(image, at, camera_id, source=f"api:{camera_id}", meta={"model": model.name}), detections)
-            except (DBAPIError, StorageError) as e:  # down, or its disk full / read-only
-                raise Unavailable(
-                    f"the ledger database is unavailable ({_why(e)}); the frame was processed and its incident reports "
-                    f"({len(self.intake.backlog)} queued) are posted with the next frame: do not resend this one"
-                ) from None
-            self._tidy(result)
+            except Deferred as e:
+                self._tidy(e.written)
+                raise _deferred(e, "frame") from None
+            self._tidy(_posted(result))
         return Processed(model, result, image.shape[1], image.shape[0])
 
     def process_photo(self, image: np.ndarray, at: datetime, gps: GeoPoint, place: dict[str, str], source: str) -> tuple[Processed, Location]:
         """A patrol photo: its place is the nearest camera point (or a GPS point), with `place` fields overriding."""
+        self.check_taken_at(at)
         model = self.models.require()
         detections = model.detector.detect([image])[0]
         with self.engine_lock:
@@ -170,16 +235,18 @@ class ServiceState:
                 location = Location.model_validate({**location.model_dump(), **place})
             try:
                 result = self.intake.photo(frame, location, detections)
-            except (DBAPIError, StorageError) as e:  # down, or its disk full / read-only
-                raise Unavailable(f"the ledger database is unavailable ({_why(e)}); the photo's incident reports are queued and posted with the next upload") from None
-            self._tidy(result)
+            except Deferred as e:
+                self._tidy(e.written)
+                raise _deferred(e, "photo") from None
+            self._tidy(_posted(result))
         return Processed(model, result, image.shape[1], image.shape[0]), location
 
-    def _tidy(self, result: IntakeResult) -> None:
+    def _tidy(self, reports: list[IncidentReport]) -> None:
         """Delete the engine's copies of evidence the ledger now holds, or a live service fills its disk. The
         engine re-reports an unchanged incident with the same hashes, which the ledger finds by hash alone;
-        reports still in the backlog keep their files. Under the engine lock: the engine writes these folders."""
-        for report in [*result.frame.reports, *(r for r, _ in result.retried)]:
+        reports still queued keep their files (a replay may need them). Under the engine lock: the engine
+        writes these folders."""
+        for report in reports:
             for ev in report.evidence:
                 if self.store.evidence.exists(ev.sha256):
                     Path(ev.path).unlink(missing_ok=True)
@@ -190,6 +257,22 @@ class ServiceState:
                     pass
 
     # ---- health -------------------------------------------------------------------------------------
+
+    @property
+    def backlog(self) -> int:
+        """Incident reports waiting for the ledger."""
+        return len(self.intake.queue.reports)
+
+    @property
+    def backlog_error(self) -> str | None:
+        """Why the queue is not draining (so it grows), None while it drains or is empty."""
+        return self.intake.last_error if self.intake.queue.pending else None
+
+    def quarantined(self) -> int | None:
+        try:
+            return quarantine_count(self.store.db)
+        except Exception:
+            return None
 
     def database_error(self) -> str | None:
         try:
@@ -204,6 +287,15 @@ class ServiceState:
         return self.source.path
 
 
-def _why(e: Exception) -> str:
-    """The short reason a ledger write failed: the driver's error class, or the storage problem in words."""
-    return str(e) if isinstance(e, StorageError) else type(e.orig).__name__
+def _posted(result: IntakeResult) -> list[IncidentReport]:
+    return [*result.frame.reports, *(r for r, _ in result.retried)]
+
+
+def _deferred(e: Deferred, what: str) -> Exception:
+    """202 when the reports are safe in the journal; 503 in the one case where they are in memory only."""
+    if e.durable:
+        return Accepted(
+            f"the {what} was processed but the ledger is unavailable ({e}); its incident reports are journaled and posted "
+            f"in order when the ledger is back ({e.queued} waiting): do not resend it", queued=e.queued,
+        )
+    return Unavailable(f"the {what} was processed but the ledger is unavailable ({e}) and the report journal cannot be written: {e.queued} report(s) wait in memory only")

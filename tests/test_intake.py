@@ -1,4 +1,4 @@
-"""Intake keeps the reports the ledger could not take and posts them first next time."""
+"""Intake keeps the reports the ledger could not take and posts them first next time; it quarantines the ones it refuses."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from pipeline.config import StreetOrderConfig
 from pipeline.detect import make_detections
 from pipeline.engine import Engine
 from pipeline.frames import Frame
-from pipeline.intake import Intake
+from pipeline.cases.quarantine import quarantined
+from pipeline.intake import Deferred, Intake
 
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=timezone(timedelta(hours=8)))
 CONFIG = StreetOrderConfig.model_validate({
@@ -44,8 +45,9 @@ def test_reports_the_ledger_could_not_take_are_posted_first_on_the_next_frame(in
         raise OperationalError("INSERT", {}, ConnectionError("database is down"))
 
     monkeypatch.setattr(intake.store, "post_incident", down)
-    with pytest.raises(OperationalError):
-        intake.frame(frame(1), BIKE)  # the incident opens here; the engine will not report it again for a while
+    with pytest.raises(Deferred) as e:
+        intake.frame(frame(1), BIKE)
+    assert isinstance(e.value.cause, OperationalError) and e.value.queued == 1  # the incident opens here; the engine will not report it again for a while
     assert [r.incident_id for r in intake.backlog] == ["cam-1-non_motor_parking-np-20261121T090000"]
 
     monkeypatch.setattr(intake.store, "post_incident", real)
@@ -55,11 +57,13 @@ def test_reports_the_ledger_could_not_take_are_posted_first_on_the_next_frame(in
     assert len(intake.store.list()) == 1
 
 
-def test_a_report_the_ledger_refuses_is_dropped_from_the_backlog_not_retried_forever(intake, monkeypatch):
+def test_a_report_the_ledger_refuses_is_quarantined_not_retried_forever(intake, monkeypatch):
     intake.frame(frame(0), BIKE)
     monkeypatch.setattr(intake.store, "post_incident", lambda r, **kw: (_ for _ in ()).throw(OperationalError("x", {}, ConnectionError("down"))))
-    with pytest.raises(OperationalError):
+    with pytest.raises(Deferred):
         intake.frame(frame(1), BIKE)
     monkeypatch.setattr(intake.store, "post_incident", lambda r, **kw: (_ for _ in ()).throw(LedgerError("invalid")))
-    out = intake.frame(frame(2), BIKE)  # the backlog's report is refused: logged and dropped; this frame has no report
+    out = intake.frame(frame(2), BIKE)  # the backlog's report is refused: quarantined with its reason; this frame has no report
     assert out.retried == [] and intake.backlog == []
+    [q] = quarantined(intake.store.db)
+    assert q.incident_id == "cam-1-non_motor_parking-np-20261121T090000" and q.reason == "invalid" and q.error_type == "LedgerError"

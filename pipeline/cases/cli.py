@@ -201,6 +201,33 @@ def cmd_db_current(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_quarantine(args: argparse.Namespace) -> int:
+    """List, re-post or drop incident reports the ledger refused (the service quarantines them)."""
+    from .quarantine import get_quarantined, quarantined, release, report_of
+
+    store = _store(args)
+    try:
+        if args.action == "list":
+            rows = quarantined(store.db, limit=args.limit)
+            for q in rows:
+                print(q.model_dump_json() if args.json else f"{q.id:>6} {q.quarantined_at:%Y-%m-%d %H:%M}Z {q.incident_id}  {q.error_type}: {q.reason.splitlines()[0] if q.reason else ''}", flush=True)
+            print(f"\n{len(rows)} quarantined report(s)", file=sys.stderr)
+            return 0
+        if args.id is None:
+            raise ValueError(f"give the quarantine id: streetorder cases quarantine {args.action} ID (see: streetorder cases quarantine list)")
+        q = get_quarantined(store.db, args.id)
+        if args.action == "retry":  # after fixing the cause; fails again, with the reason, if it is not fixed
+            post = store.post_incident(report_of(q))
+            release(store.db, q.id)
+            print(f"quarantined report {q.id} posted: case {post.case_id} ({'created' if post.created else 'updated'})")
+        else:
+            release(store.db, q.id)
+            print(f"quarantined report {q.id} ({q.incident_id}) dropped")
+        return 0
+    finally:
+        store.close()
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
@@ -269,6 +296,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     _common(p)
     p.set_defaults(func=cmd_overdue)
+
+    p = csub.add_parser(
+        "quarantine", help="incident reports the ledger refused: list, retry or drop them",
+        description="The live service quarantines a report the ledger refuses (invalid data) instead of letting it block the reports queued behind it. "
+        "List them with the reason; after fixing the cause, `retry ID` posts one again; `drop ID` removes it for good.", epilog=EPILOG,
+    )
+    p.add_argument("action", choices=["list", "retry", "drop"])
+    p.add_argument("id", type=int, nargs="?", help="quarantine id (retry, drop)")
+    p.add_argument("--limit", type=int, default=200)
+    p.add_argument("--json", action="store_true", help="list: one JSON object per report, with its payload")
+    _common(p)
+    p.set_defaults(func=cmd_quarantine)
 
     outbox = sub.add_parser("outbox", help="deliver case events to the city's case system (webhook, MQTT)", description="The transactional outbox of case events.", epilog=EPILOG)
     osub = outbox.add_subparsers(dest="outbox_command", required=True, metavar="ACTION")

@@ -59,7 +59,10 @@ def create_ledger_engine(url: str) -> Engine:
         return engine
     if u.get_backend_name() != "postgresql":
         raise ValueError(f"unsupported database {redact(url)}: use sqlite:///FILE or postgresql://…")
-    return create_engine(url, pool_pre_ping=True)
+    # a database host that drops packets must fail a connection attempt in seconds, not a TCP timeout's minutes:
+    # the live service posts under its engine lock and queues the reports instead (issue 8)
+    connect_args = {} if "connect_timeout" in u.query else {"connect_timeout": 10}
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
 
 
 def alembic_config(connection):

@@ -6,7 +6,6 @@ from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Security, UploadFile
-from pydantic import AwareDatetime
 
 from pipeline.cases import CaseView
 from pipeline.cases.lifecycle import CaseStatus
@@ -17,12 +16,13 @@ from ..deps import State, Store, require_multipart
 from ..errors import Unprocessable, error_responses
 from ..keys import Principal, Role
 from ..paging import Paging, page_fields
+from ..params import MAX_ID, Timestamp
 from ..schemas import CaseList, TransitionIn
 from ..uploads import read_image
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 
-CaseId = Annotated[int, Path(ge=1, description="Case id")]
+CaseId = Annotated[int, Path(ge=1, le=MAX_ID, description="Case id")]
 # The caller, whose key name is the actor recorded in the history (the router also requires the role).
 Reviewer = Annotated[Principal, Security(require(Role.REVIEWER))]
 
@@ -47,7 +47,7 @@ def list_cases(
 @router.get("/overdue", response_model=CaseList, summary="Dispatched cases past their deadline", responses=error_responses(401, 422))
 def overdue(
     store: Store, request: Request, page: Paging,
-    at: Annotated[AwareDatetime | None, Query(description="Reference time (ISO-8601 with zone); default now")] = None,
+    at: Annotated[Timestamp | None, Query(description="Reference time (ISO-8601 with zone); default now")] = None,
 ) -> CaseList:
     """Most overdue first."""
     at = at or datetime.now(UTC)

@@ -24,21 +24,25 @@ def health() -> Health:
     responses={503: {"model": Readiness | ReadyBrief}, **error_responses(401, 429)},
 )
 def ready(state: State, request: Request, who: Principal | None = Security(optional_principal)) -> JSONResponse:
-    """503 until a model is loaded and the database answers. Anyone may ask, and is told only `ready` (and
+    """503 until a model is loaded and the database answers, and while reports pile up in the backlog instead of
+    draining. Anyone may ask, and is told only `ready` (and
     any warnings); with an admin key the answer has the details. A failed config reload does not make the
     service unready (the last good config keeps serving) but is reported in `config_error`."""
     state.config()  # notice a config edit now, not only on the next frame
     db_error = state.database_error()
     model = state.models.current
+    backlog_error = state.backlog_error
     body = Readiness(
-        ready=model is not None and db_error is None,
+        ready=model is not None and db_error is None and backlog_error is None,
         model=model.name if model else None,
         model_error=state.models.error if model is None else None,
         database=db_error is None,
         database_error=db_error,
         config_version=state.source.version,
         config_error=state.source.error,
-        backlog=len(state.intake.backlog),
+        backlog=state.backlog,
+        backlog_error=backlog_error,
+        quarantined=state.quarantined() if db_error is None else None,
         warnings=get_auth(request).warnings(),
     )
     if who is None or not who.allows(Role.ADMIN):

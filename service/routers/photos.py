@@ -7,30 +7,29 @@ from typing import Annotated
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
-from pydantic import AwareDatetime
-
 from pipeline.domain import GeoPoint
 from pipeline.frames import photo_metadata
 
 from ..deps import BaseUrl, State, require_multipart
-from ..errors import Unprocessable, error_responses
+from ..errors import QUEUED, Unprocessable, error_responses
+from ..params import PlaceText, Timestamp
 from ..schemas import PhotoOut, intake_fields
 from ..uploads import read_image
 
 router = APIRouter(tags=["photos"])
 
 
-@router.post("/photos", response_model=PhotoOut, summary="Process one patrol photo", dependencies=[Depends(require_multipart)], responses=error_responses(401, 413, 415, 422, 503))
+@router.post("/photos", response_model=PhotoOut, summary="Process one patrol photo", dependencies=[Depends(require_multipart)], responses=QUEUED | error_responses(401, 413, 415, 422, 503))
 def post_photo(
     state: State,
     base: BaseUrl,
     image: Annotated[UploadFile, File(description="The photo; its EXIF GPS and time are used unless given below")],
     lat: Annotated[float | None, Form(ge=-90, le=90, description="WGS-84 latitude (with lon), overrides EXIF")] = None,
     lon: Annotated[float | None, Form(ge=-180, le=180, description="WGS-84 longitude (with lat)")] = None,
-    taken_at: Annotated[AwareDatetime | None, Form(description="ISO-8601 with a zone; else EXIF, else the upload time")] = None,
-    district: Annotated[str | None, Form(max_length=100, description="Overrides the district found from GPS")] = None,
-    street: Annotated[str | None, Form(max_length=100)] = None,
-    point: Annotated[str | None, Form(max_length=200, description="Inspection point (点位)")] = None,
+    taken_at: Annotated[Timestamp | None, Form(description="ISO-8601 with a zone; else EXIF, else the upload time")] = None,
+    district: Annotated[PlaceText | None, Form(max_length=100, description="Overrides the district found from GPS (no control characters)")] = None,
+    street: Annotated[PlaceText | None, Form(max_length=100)] = None,
+    point: Annotated[PlaceText | None, Form(max_length=200, description="Inspection point (点位)")] = None,
 ) -> PhotoOut:
     """Patrol photos have no zones or dwell; one photo can open a case, and photos of one problem within the
     patrol radius and window are one incident."""

@@ -18,6 +18,7 @@ from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Form, Query, Request
+from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
@@ -30,12 +31,18 @@ from ..auth import HEADER, OPEN_WARNING, SESSION_COOKIE, check_limit, client_add
 from ..deps import State
 from ..errors import TooManyRequests, Unprocessable, status_of
 from ..keys import Principal, Role
+from ..params import MAX_ID
 
 router = APIRouter(prefix="/review", tags=["review"])
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
 
 AWAITING = (CaseStatus.DETECTED, CaseStatus.REOPENED)
 PAGE_SIZE = 50
+CaseId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="Case id")]
+_TYPE_ENUM = {"enum": ["", *VIOLATION_TYPES]}  # the filter the page was showing ("" for all), kept across a form post
+
+_PAGE = {"text/html": {"schema": {"type": "string"}}}
+_JSON_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
 
 
 def _latest(case: CaseView, kind: str) -> str | None:
@@ -110,15 +117,17 @@ def _clean_type(type: str | None) -> str | None:
     return type or None
 
 
-HTML = {"content": {"text/html": {}}}
+HTML = {"content": _PAGE}
+JSON_422 = {422: {"description": "Invalid form or query", "content": _JSON_ERROR}}
 
 
 @router.get(
     "", response_class=HTMLResponse, summary="Review page: cases awaiting review, one page at a time (HTML)",
-    responses={401: {"description": "Login form (no or an ended session)", **HTML}, 403: {"description": "Not a reviewer key", **HTML}},
+    responses={401: {"description": "Login form (no or an ended session)", **HTML}, 403: {"description": "Not a reviewer key", **HTML}, **JSON_422},
 )
 def review(
-    request: Request, state: State, type: str | None = None, district: Annotated[str | None, Query(max_length=100)] = None, msg: Annotated[str | None, Query(max_length=500)] = None,
+    request: Request, state: State,
+    type: Annotated[str | None, Query(description="Violation type to show; empty: all", json_schema_extra=_TYPE_ENUM)] = None, district: Annotated[str | None, Query(max_length=100)] = None, msg: Annotated[str | None, Query(max_length=500)] = None,
     offset: Annotated[int, Query(ge=0, le=2**62)] = 0, limit: Annotated[int, Query(ge=1, le=200)] = PAGE_SIZE,
 ) -> HTMLResponse:
     who = _reviewer(request)
@@ -129,9 +138,9 @@ def review(
 
 @router.post(
     "/login", response_class=RedirectResponse, status_code=303, summary="Log in to the review page with a reviewer key (form)",
-    responses={401: {"description": "Wrong or revoked key", **HTML}, 403: {"description": "Not a reviewer key", **HTML}, 429: {"description": "Too many failed logins", **HTML}},
+    responses={401: {"description": "Wrong or revoked key", **HTML}, 403: {"description": "Not a reviewer key", **HTML}, 429: {"description": "Too many failed logins", **HTML}, **JSON_422},
 )
-def login(request: Request, state: State, key: Annotated[str, Form(max_length=500)]):
+def login(request: Request, state: State, key: Annotated[str, Form(min_length=1, max_length=500)]):
     """Opens a session (a new random token; the key is not kept) and sets its cookie. Failed logins count
     against the client address and the whole service (429 with Retry-After past the limits)."""
     auth = get_auth(request)
@@ -180,7 +189,15 @@ def _act(request: Request, state, type: str, district: str, offset: int, action)
         return _page(request, state, who, type=_clean_type(type), district=district, offset=offset, error=message, status=status)
 
 
-ACTION_RESPONSES = {code: HTML for code in (401, 403, 404, 409, 422)}
+# The page re-renders itself with the reason on a refusal (HTML); a malformed form is JSON like elsewhere.
+ACTION_RESPONSES = {
+    401: {"description": "Login form (no or an ended session)", **HTML},
+    403: {"description": "Not a reviewer key", **HTML},
+    404: {"description": "No such case: the page with the reason", **HTML},
+    409: {"description": "The workflow refuses the move: the page with the reason", **HTML},
+    422: {"description": "Invalid form (JSON), or a refused value (the page with the reason)", "content": _PAGE | _JSON_ERROR},
+    429: {"description": "Too many wrong keys from this address", "content": _JSON_ERROR},
+}
 Offset = Annotated[int, Form(ge=0, le=2**62)]
 
 
@@ -189,8 +206,8 @@ Offset = Annotated[int, Form(ge=0, le=2**62)]
     summary="Dispatch a case to its point owner (form)", responses=ACTION_RESPONSES,
 )
 def dispatch(
-    request: Request, state: State, case_id: int, owner: Annotated[str, Form(max_length=200)] = "",
-    type: Annotated[str, Form()] = "", district: Annotated[str, Form()] = "", offset: Offset = 0,
+    request: Request, state: State, case_id: CaseId, owner: Annotated[str, Form(max_length=200)] = "",
+    type: Annotated[str, Form(json_schema_extra=_TYPE_ENUM)] = "", district: Annotated[str, Form(max_length=100)] = "", offset: Offset = 0,
 ):
     def action(actor: str) -> str:
         case = decisions.dispatch(state.store, case_id, actor=actor, owner=owner.strip() or None, source="review-page")
@@ -204,9 +221,9 @@ def dispatch(
     summary="Reject a case as a false alarm, optionally marking the spot as a fixture (form)", responses=ACTION_RESPONSES,
 )
 def reject(
-    request: Request, state: State, case_id: int, reason: Annotated[str, Form(max_length=2000)] = "",
+    request: Request, state: State, case_id: CaseId, reason: Annotated[str, Form(max_length=2000)] = "",
     fixture: Annotated[bool, Form(description="Also add fixtures so the camera stops raising this spot")] = False,
-    type: Annotated[str, Form()] = "", district: Annotated[str, Form()] = "", offset: Offset = 0,
+    type: Annotated[str, Form(json_schema_extra=_TYPE_ENUM)] = "", district: Annotated[str, Form(max_length=100)] = "", offset: Offset = 0,
 ):
     def action(actor: str) -> str:
         return state.reject(case_id, actor=actor, reason=reason, fixture=fixture, source="review-page").message()

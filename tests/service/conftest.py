@@ -108,7 +108,7 @@ def make_client(tmp_path, camera_config, models_root, ledger_template) -> Iterat
                 keys.update({r: store.create(name, r).key for r, name in KEY_NAMES.items()})
                 store.db.dispose()
         ledger = LedgerConfig(database_url=f"sqlite:///{db}", evidence_dir=tmp_path / "evidence", auto_upgrade=False, **(ledger_update or {}))
-        fields = {"camera_config": camera_config, "ledger": ledger, "models_dir": models_root, "evidence_dir": tmp_path / "engine-evidence", "threads": 1} | overrides
+        fields = {"camera_config": camera_config, "ledger": ledger, "models_dir": models_root, "evidence_dir": tmp_path / "engine-evidence", "journal": tmp_path / "journal.jsonl", "threads": 1} | overrides
         client = TestClient(create_app(ServiceSettings(**fields)), headers={"X-API-Key": keys[role]} if role and keys else None)
         client.keys = keys
         client.__enter__()

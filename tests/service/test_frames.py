@@ -82,16 +82,18 @@ def test_a_dispatched_case_is_auto_verified_once_its_spot_stays_clear(make_clien
     assert after and after[0]["sha256"] == actions[0]["after_image_sha256"]
 
 
-def test_when_the_ledger_fails_the_frame_is_503_and_its_reports_are_posted_with_the_next(client, street_jpeg, monkeypatch):
+def test_when_the_ledger_fails_the_frame_is_202_and_its_reports_are_posted_with_the_next(make_client, street_jpeg, monkeypatch):
     from sqlalchemy.exc import OperationalError
 
+    client = make_client(retry_interval_s=3600)  # no background retry: the next frame posts the backlog
     store = client.app.state.service.store
     real = store.post_incident
     assert post_frame(client, street_jpeg, T0).status_code == 200
     monkeypatch.setattr(store, "post_incident", lambda r, **kw: (_ for _ in ()).throw(OperationalError("INSERT", {}, ConnectionError("down"))))
     failed = post_frame(client, street_jpeg, T0 + timedelta(seconds=2))  # the incident opens on this frame
-    assert failed.status_code == 503 and "do not resend" in failed.json()["detail"]
-    assert client.get("/ready").json()["backlog"] == 1
+    assert failed.status_code == 202 and "do not resend" in failed.json()["detail"] and failed.json()["queued"] == 1
+    ready = client.get("/ready")
+    assert ready.status_code == 503 and ready.json()["backlog"] == 1 and "OperationalError" in ready.json()["backlog_error"]
     monkeypatch.setattr(store, "post_incident", real)
     assert post_frame(client, street_jpeg, T0 + timedelta(seconds=2)).status_code == 409  # a resend is refused, not doubled
     later = post_frame(client, street_jpeg, T0 + timedelta(seconds=4)).json()

@@ -1,0 +1,156 @@
+"""Nothing acknowledged is lost: a real `streetorder serve` on the real PostgreSQL behind a TCP proxy that the
+test cuts (a real outage, not a mock), stopped by kill -9 and by SIGTERM during the outage, then restarted:
+every report it acknowledged (200 or 202) is in the ledger exactly once, and frame order survived."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from pipeline.cases.db import normalize_url
+from tests.cases.conftest import TABLES
+from tests.conftest import REPO
+
+from .conftest import T0
+from .tcp_proxy import TcpProxy
+
+
+class Serve:
+    """`streetorder serve` as a child process, started and stopped the way an operator would."""
+
+    def __init__(self, args: list[str], cwd) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "PYTHONPATH": str(REPO), "YOLO_OFFLINE": "1"}
+        env.pop("STREETORDER_API_KEY", None)
+        self.log = open(cwd / f"serve-{self.port}.log", "w")  # noqa: SIM115
+        self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--port", str(self.port), *args], env=env, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{self.base}/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            assert self.proc.poll() is None, self.output()
+            assert time.monotonic() < deadline, "the service did not come up"
+            time.sleep(0.2)
+
+    def output(self) -> str:
+        if not self.log.closed:
+            self.log.flush()
+        return open(self.log.name).read()
+
+    def post(self, path: str, **kw) -> httpx.Response:
+        return httpx.post(f"{self.base}{path}", timeout=60, **kw)
+
+    def get(self, path: str) -> httpx.Response:
+        return httpx.get(f"{self.base}{path}", timeout=30)
+
+    def stop(self, sig: int) -> int:
+        self.proc.send_signal(sig)
+        rc = self.proc.wait(timeout=60)
+        self.log.close()
+        return rc
+
+
+@pytest.fixture
+def pg_proxy(pg_url):
+    """The session's PostgreSQL database, emptied, and a proxy to it; yields (proxy, URL through the proxy)."""
+    engine = create_engine(normalize_url(pg_url))
+    with engine.begin() as conn:
+        for table in TABLES:
+            conn.execute(text(f"DELETE FROM {table}"))
+    engine.dispose()
+    u = make_url(normalize_url(pg_url))
+    proxy = TcpProxy(u.host or "127.0.0.1", u.port or 5432)
+    yield proxy, u.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    proxy.close()
+
+
+def _photo(serve: Serve, jpeg: bytes, i: int) -> httpx.Response:
+    """A patrol photo at its own place (1 km apart): each opens its own incident, so each is one report."""
+    at = datetime.now(UTC) - timedelta(minutes=10) + timedelta(seconds=i)
+    form = {"lat": f"{31.0 + 0.01 * i:.4f}", "lon": "121.0", "taken_at": at.isoformat(), "district": "黄浦区", "point": f"P{i}"}
+    return serve.post("/photos", data=form, files={"image": (f"p{i}.jpg", jpeg, "image/jpeg")})
+
+
+def _frame(serve: Serve, jpeg: bytes, at: datetime) -> httpx.Response:
+    return serve.post("/frames", data={"camera_id": "cam-1", "taken_at": at.isoformat()}, files={"image": ("f.jpg", jpeg, "image/jpeg")})
+
+
+def _ledger(pg_url: str) -> dict:
+    engine = create_engine(normalize_url(pg_url))
+    with engine.connect() as conn:
+        out = {
+            "incidents": sorted(conn.execute(text("SELECT incident_id FROM case_incidents")).scalars()),
+            "created": conn.execute(text("SELECT count(*) FROM case_events WHERE kind = 'created'")).scalar(),
+            "cases": conn.execute(text("SELECT count(*) FROM cases")).scalar(),
+            "frames": dict(conn.execute(text("SELECT camera_id, last_frame_at FROM camera_frames")).all()),
+        }
+    engine.dispose()
+    return out
+
+
+def test_kill_9_and_sigterm_during_a_database_outage_lose_no_acknowledged_report(pg_proxy, pg_url, camera_config, models_root, tmp_path, street_jpeg):
+    proxy, url = pg_proxy
+    args = ["--config", str(camera_config), "--db", url, "--models-dir", str(models_root), "--threads", "1", "--evidence-dir", str(tmp_path / "engine"),
+            "--journal", str(tmp_path / "journal.jsonl"), "--log-level", "warning", "--insecure-open"]
+    env_ledger = tmp_path / "ledger.yaml"
+    env_ledger.write_text(f"evidence_dir: {tmp_path / 'evidence'}\n")
+    args += ["--ledger", str(env_ledger)]
+    acked: list[str] = []  # incident ids the service acknowledged (200: in the ledger; 202: journaled)
+
+    serve = Serve(args, tmp_path)
+    assert _frame(serve, street_jpeg, T0).status_code == 200
+    opened = _frame(serve, street_jpeg, T0 + timedelta(seconds=2))
+    assert opened.status_code == 200, opened.text
+    acked += [i["incident_id"] for i in opened.json()["incidents"]]
+
+    proxy.cut()  # the database is gone for the service
+    for i in range(3):
+        r = _photo(serve, street_jpeg, i)
+        assert r.status_code == 202, r.text
+        assert "journaled" in r.json()["detail"] and r.json()["queued"] == i + 1
+    assert _frame(serve, street_jpeg, T0 + timedelta(seconds=4)).status_code == 202
+    ready = serve.get("/ready")
+    assert ready.status_code == 503 and ready.json()["backlog"] == 3
+    assert serve.stop(signal.SIGKILL) == -signal.SIGKILL  # no shutdown code runs
+
+    proxy.restore()
+    serve = Serve(args, tmp_path)  # replays the journal before it answers
+    ledger = _ledger(pg_url)
+    assert ledger["cases"] == 4 and ledger["created"] == 4 and len(ledger["incidents"]) == 4, ledger
+    assert ledger["frames"]["cam-1"] == T0 + timedelta(seconds=4)
+    ready = serve.get("/ready").json()
+    assert ready["ready"] and ready["backlog"] == 0 and ready["quarantined"] == 0
+    for at in (T0 + timedelta(seconds=4), T0 + timedelta(seconds=2)):  # processed before the restart: refused
+        assert _frame(serve, street_jpeg, at).status_code == 409
+
+    proxy.cut()
+    for i in range(3, 5):
+        assert _photo(serve, street_jpeg, i).status_code == 202
+    assert serve.stop(signal.SIGTERM) in (0, -signal.SIGTERM)  # graceful (uvicorn re-raises the signal once shut down)
+    assert "kept in the journal" in serve.output()
+
+    proxy.restore()
+    serve = Serve(args, tmp_path)
+    ledger = _ledger(pg_url)
+    assert ledger["cases"] == 6 and ledger["created"] == 6 and len(ledger["incidents"]) == len(set(ledger["incidents"])) == 6, ledger
+    assert set(acked) <= set(ledger["incidents"])
+    assert (tmp_path / "journal.jsonl").read_text() == ""
+    ready = serve.get("/ready").json()
+    assert ready["ready"] and ready["backlog"] == 0 and ready["quarantined"] == 0
+    serve.stop(signal.SIGTERM)
