@@ -52,6 +52,7 @@ ACCESS: dict[tuple[str, str], Role | None] = {
     ("POST", "/cameras/{camera_id}/fixtures"): Role.ADMIN,
     ("PUT", "/cameras/{camera_id}/fixtures/{fixture_id}"): Role.ADMIN,
     ("DELETE", "/cameras/{camera_id}/fixtures/{fixture_id}"): Role.ADMIN,
+    ("GET", "/quarantine"): Role.ADMIN,
 }
 DOCS = {("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc")}
 PARAMS = {"case_id": "1", "camera_id": "cam-1", "fixture_id": "no-such-fixture", "sha256": "0" * 64}
