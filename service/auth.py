@@ -52,9 +52,9 @@ class Auth:
     legacy_key: str | None
     started_open: bool  # --insecure-open with no keys at startup: an anonymous caller is admin until a key exists
     recheck_s: float = 2.0  # how often an open service looks for a key created since (like KeyStore's cache)
-    _closed: bool = False
-    _checked_at: float = float("-inf")
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _closed: bool = field(default=False, init=False)
+    _checked_at: float = field(default=float("-inf"), init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @property
     def open(self) -> bool:
