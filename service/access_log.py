@@ -1,18 +1,32 @@
 """Keep secrets out of uvicorn's access log: a key a client puts in the URL (`?api_key=...`) is refused by the
-service, but uvicorn logs the request line first. This filter rewrites the logged path's secret query values."""
+service, but uvicorn logs the request line first. This filter rewrites the logged request line: the values of
+secret-named query parameters (names compared percent-decoded, so `api%5Fkey` too), and any key-shaped value
+(`so_` and the key alphabet, plain or percent-encoded) anywhere in it, path included."""
 
 from __future__ import annotations
 
 import logging
 import re
+from urllib.parse import unquote_plus
 
 from .auth import SECRET_PARAMS
 
-_SECRET = re.compile(r"(?i)([?&](?:" + "|".join(re.escape(p) for p in sorted(SECRET_PARAMS)) + r")=)[^&#\s]*")
+REDACTED = "REDACTED"
+_PARAM = re.compile(r"([?&;])([^=&#\s;]*)=([^&#\s;]*)")
+# a key (keys.KEY_PREFIX): "so_" + token_urlsafe(32) (43 characters of [A-Za-z0-9_-]); any of them may arrive percent-encoded
+_CHAR = r"(?:[A-Za-z0-9_-]|%[0-9A-Fa-f]{2})"
+_KEY = re.compile(r"(?i:s|%73)(?i:o|%6f)(?i:_|%5f)" + _CHAR + r"{16,}")
+
+
+def _param(m: re.Match[str]) -> str:
+    sep, name, value = m.groups()
+    if unquote_plus(name).strip().lower() in SECRET_PARAMS:
+        return f"{sep}{name}={REDACTED}"
+    return m.group(0)
 
 
 def redact_path(path: str) -> str:
-    return _SECRET.sub(r"\1REDACTED", path)
+    return _KEY.sub(REDACTED, _PARAM.sub(_param, path))
 
 
 class RedactSecrets(logging.Filter):
@@ -20,8 +34,8 @@ class RedactSecrets(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         if isinstance(record.args, tuple) and record.args:
-            record.args = tuple(redact_path(a) if isinstance(a, str) and "=" in a else a for a in record.args)
-        elif isinstance(record.msg, str) and "=" in record.msg:
+            record.args = tuple(redact_path(a) if isinstance(a, str) else a for a in record.args)
+        elif isinstance(record.msg, str):
             record.msg = redact_path(record.msg)
         return True
 

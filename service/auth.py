@@ -12,8 +12,10 @@ from __future__ import annotations
 import functools
 import logging
 import secrets
+import threading
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import Request, Security
 from fastapi.security import APIKeyCookie, APIKeyHeader
@@ -48,7 +50,28 @@ class Auth:
     keys: KeyStore
     limiter: FailureLimiter
     legacy_key: str | None
-    open: bool  # --insecure-open with no keys at startup: an anonymous caller is admin
+    started_open: bool  # --insecure-open with no keys at startup: an anonymous caller is admin until a key exists
+    recheck_s: float = 2.0  # how often an open service looks for a key created since (like KeyStore's cache)
+    _closed: bool = field(default=False, init=False)
+    _checked_at: float = field(default=float("-inf"), init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+
+    @property
+    def open(self) -> bool:
+        """Whether anyone is admin. Only a service started with --insecure-open and no key is; it closes for
+        good once any active key exists (`streetorder keys create` from another process is seen within
+        `recheck_s`), so the first key created really locks it."""
+        if not self.started_open or self._closed:
+            return False
+        now = time.monotonic()
+        with self._lock:
+            if self._closed or now - self._checked_at < self.recheck_s:
+                return not self._closed
+            self._checked_at = now
+            if self.keys.active_count() > 0:
+                self._closed = True
+                log.warning("an API key now exists: --insecure-open no longer applies, every route needs a key")
+        return not self._closed
 
     @staticmethod
     def check_configured(settings: ServiceSettings, db: Database) -> bool:
@@ -98,25 +121,30 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def check_limit(request: Request, *, login: bool = False) -> None:
-    limited = get_auth(request).limiter.check(client_address(request), login=login)
+def refuse_failure(request: Request, *, login: bool = False) -> None:
+    """Called for a failed attempt only (a wrong key, a failed login), after the key was checked: past the
+    limits it becomes 429 instead of 401. A right key never comes here, so a misconfigured camera behind the
+    same NAT cannot lock out the others, nor wrong API keys the reviewers' login form."""
+    auth = get_auth(request)
+    address = client_address(request)
+    limited = auth.limiter.check(address, login=login)
     if limited:
         who = "this address has" if limited.scope == "address" else "the service has seen"
         raise TooManyRequests(f"too many failed logins: {who} too many wrong keys lately; try again in {limited.retry_after} s", limited.retry_after)
+    auth.limiter.fail(address, login=login)
 
 
 def identify(request: Request, header: str | None, cookie: str | None) -> Principal | None:
     """The caller, from the key header, else the session cookie; None when neither is given (or the session is
-    unknown or expired). A wrong key is 401 and counts against the client's failure limit."""
+    unknown or expired). A wrong key is 401 (429 past the client's failure limit); a right one always passes."""
     auth = get_auth(request)
     if header is None and cookie is None:
         return auth.anonymous
-    check_limit(request)
     if header is not None:
         who = auth.verify_key(header)
         if who is None:
-            auth.limiter.fail(client_address(request))
             log.warning("wrong or revoked API key from %s on %s %s", client_address(request), request.method, request.url.path)
+            refuse_failure(request)
             raise Unauthorized(f"wrong or revoked API key in the {HEADER} header")
         return who
     return auth.keys.session(cookie) or auth.anonymous

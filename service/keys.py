@@ -75,10 +75,11 @@ def _info(k: ApiKey) -> KeyInfo:
 class KeyStore:
     """Keys and sessions over the ledger's Database (one transaction per call, safe from any thread).
 
-    A verified key is remembered for `cache_s` seconds (default 2), so a camera streaming frames costs one
-    SELECT every few seconds rather than one per frame (on SQLite every transaction takes the write lock).
-    A key revoked by another process (`streetorder keys revoke`) is refused within that time; one revoked here
-    at once. Wrong keys are never cached.
+    A verified key, and a live session, is remembered for `cache_s` seconds (default 2), so a camera
+    streaming frames, or the review page loading its evidence images, costs one SELECT every few seconds
+    rather than one per request (on SQLite every transaction takes the write lock). A key revoked or a
+    session closed by another process (`streetorder keys revoke`) is refused within that time; one revoked or
+    logged out here at once. Wrong keys and unknown sessions are never cached.
     """
 
     CACHE_MAX = 1000
@@ -88,6 +89,7 @@ class KeyStore:
         self.clock = clock
         self.cache_s = cache_s
         self._cache: dict[str, tuple[Principal, float]] = {}
+        self._sessions: dict[str, tuple[Principal, datetime, float]] = {}  # token hash -> (who, expires_at, cached until)
         self._cache_lock = threading.Lock()
 
     # ---- keys ---------------------------------------------------------------------------------------
@@ -130,6 +132,7 @@ class KeyStore:
             gone = [_info(k) for k in rows]
         with self._cache_lock:
             self._cache.clear()
+            self._sessions.clear()
         return gone
 
     def verify(self, key: str) -> Principal | None:
@@ -168,14 +171,33 @@ class KeyStore:
         """The principal behind a live session of an active key; None when unknown, expired or revoked."""
         if len(token) > 200:
             return None
+        h, now, mono = digest(token), self.clock(), time.monotonic()
+        with self._cache_lock:
+            hit = self._sessions.get(h)
+        if hit is not None and hit[2] > mono and hit[1] > now:
+            return hit[0]
         with self.db.transaction() as s:
             row = s.execute(
-                select(ApiKey.id, ApiKey.name, ApiKey.role)
+                select(ApiKey.id, ApiKey.name, ApiKey.role, ReviewSession.expires_at)
                 .join(ReviewSession, ReviewSession.key_id == ApiKey.id)
-                .where(ReviewSession.token_hash == digest(token), ReviewSession.expires_at > self.clock(), ApiKey.revoked_at.is_(None))
+                .where(ReviewSession.token_hash == h, ReviewSession.expires_at > now, ApiKey.revoked_at.is_(None))
             ).first()
-        return Principal(row.name, Role(row.role), row.id, via="session") if row else None
+        if row is None:
+            with self._cache_lock:
+                self._sessions.pop(h, None)
+            return None
+        who = Principal(row.name, Role(row.role), row.id, via="session")
+        if self.cache_s > 0:
+            expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)  # SQLite drops the zone
+            with self._cache_lock:
+                if len(self._sessions) >= self.CACHE_MAX:
+                    self._sessions.clear()
+                self._sessions[h] = (who, expires, mono + self.cache_s)
+        return who
 
     def close_session(self, token: str) -> bool:
+        h = digest(token)
+        with self._cache_lock:
+            self._sessions.pop(h, None)
         with self.db.transaction() as s:
-            return s.execute(delete(ReviewSession).where(ReviewSession.token_hash == digest(token))).rowcount > 0
+            return s.execute(delete(ReviewSession).where(ReviewSession.token_hash == h)).rowcount > 0

@@ -1,10 +1,11 @@
 """Failed-authentication limits: per client address and for the whole service, over a sliding window.
 
 Keys are 256 random bits, so guessing one is hopeless anyway; the limits stop a client from hammering the
-service with guesses (and the log with noise) and make a leaked-key scan visible. An address over its limit
-gets 429 on every authenticated request until its failures age out of the window, its right key included
-(else guessing would go on, just answered later). The global limit guards the login form only: applied to
-API keys it would let anyone stop every camera by sending wrong keys from many addresses.
+service with guesses (and the log with noise) and make a leaked-key scan visible. The key is checked first:
+a right key always passes (cameras share NAT addresses, and one misconfigured camera must not stop the
+others); past a limit a failing attempt gets 429 instead of 401 until its failures age out of the window.
+The global limit counts and guards login-form failures only: fed by API keys, a few cameras on a revoked key
+would lock every reviewer out of the login form.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ class FailureLimiter:
                 return Limited(wait, "global")
         return None
 
-    def fail(self, address: str) -> None:
+    def fail(self, address: str, *, login: bool = False) -> None:
+        """Count a failure of `address`; `login`: a failure of the login form, which also counts globally."""
         now = self.clock()
         with self._lock:
             q = self._by_address.pop(address, None) or deque()
@@ -71,7 +73,8 @@ class FailureLimiter:
             self._by_address[address] = q  # most recent last
             while len(self._by_address) > MAX_ADDRESSES:
                 self._by_address.popitem(last=False)
-            self._all.append(now)
-            self._trim(self._all, now)
-            while len(self._all) > self.global_limit * 2:  # bounded: only the newest matter for the limit
-                self._all.popleft()
+            if login:
+                self._all.append(now)
+                self._trim(self._all, now)
+                while len(self._all) > self.global_limit * 2:  # bounded: only the newest matter for the limit
+                    self._all.popleft()

@@ -5,8 +5,9 @@ Plain server-rendered HTML (no CDN: the service may run offline), one page of ca
 and get a redirect back (post/redirect/get); an error re-renders the page with the message and its status code.
 
 Login: a reviewer (or admin) key is exchanged for a session: a random token in an HttpOnly, SameSite=Strict
-cookie (so other sites cannot post the forms with it), stored hashed with an expiry; the key itself never goes
-into the cookie. Every decision is recorded under the key's name. Logout deletes the session.
+cookie, stored hashed with an expiry; the key itself never goes into the cookie. Every form post must come from
+the service's own origin (`csrf.py`: SameSite stops other sites, not other ports of the same host). Every
+decision is recorded under the key's name. Logout deletes the session.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from typing import Annotated
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
@@ -27,13 +28,14 @@ from pipeline.cases import CaseView
 from pipeline.cases.lifecycle import CaseStatus
 from pipeline.domain import VIOLATION_TYPES
 
-from ..auth import HEADER, OPEN_WARNING, SESSION_COOKIE, check_limit, client_address, get_auth, identify
+from ..auth import HEADER, OPEN_WARNING, SESSION_COOKIE, get_auth, identify, refuse_failure
+from ..csrf import REFUSED, same_origin
 from ..deps import State
 from ..errors import TooManyRequests, Unprocessable, status_of
 from ..keys import Principal, Role
 from ..params import MAX_ID
 
-router = APIRouter(prefix="/review", tags=["review"])
+router = APIRouter(prefix="/review", tags=["review"], dependencies=[Depends(same_origin)])
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
 
 AWAITING = (CaseStatus.DETECTED, CaseStatus.REOPENED)
@@ -138,19 +140,19 @@ def review(
 
 @router.post(
     "/login", response_class=RedirectResponse, status_code=303, summary="Log in to the review page with a reviewer key (form)",
-    responses={401: {"description": "Wrong or revoked key", **HTML}, 403: {"description": "Not a reviewer key", **HTML}, 429: {"description": "Too many failed logins", **HTML}, **JSON_422},
+    responses={401: {"description": "Wrong or revoked key", **HTML}, **REFUSED, 429: {"description": "Too many failed logins", **HTML}, **JSON_422},
 )
 def login(request: Request, state: State, key: Annotated[str, Form(min_length=1, max_length=500)]):
     """Opens a session (a new random token; the key is not kept) and sets its cookie. Failed logins count
-    against the client address and the whole service (429 with Retry-After past the limits)."""
+    against the client address and the whole service (429 with Retry-After past the limits); a right key
+    always logs in."""
     auth = get_auth(request)
-    try:
-        check_limit(request, login=True)
-    except TooManyRequests as e:
-        return _login_page(request, e.detail, 429, headers=e.headers)
     who = auth.verify_key(key.strip())
     if who is None:
-        auth.limiter.fail(client_address(request))
+        try:
+            refuse_failure(request, login=True)
+        except TooManyRequests as e:
+            return _login_page(request, e.detail, 429, headers=e.headers)
         return _login_page(request, "wrong or revoked key", 401)
     if who.key_id is None:
         return _login_page(request, "the legacy STREETORDER_API_KEY cannot log in: create a reviewer key with `streetorder keys create --role reviewer --name NAME`", 403)
@@ -163,7 +165,7 @@ def login(request: Request, state: State, key: Annotated[str, Form(min_length=1,
     return response
 
 
-@router.post("/logout", response_class=RedirectResponse, status_code=303, summary="Log out of the review page (ends the session)")
+@router.post("/logout", response_class=RedirectResponse, status_code=303, summary="Log out of the review page (ends the session)", responses=REFUSED)
 def logout(request: Request):
     token = request.cookies.get(SESSION_COOKIE)
     if token:
@@ -192,12 +194,11 @@ def _act(request: Request, state, type: str, district: str, offset: int, action)
 # The page re-renders itself with the reason on a refusal (HTML); a malformed form is JSON like elsewhere.
 ACTION_RESPONSES = {
     401: {"description": "Login form (no or an ended session)", **HTML},
-    403: {"description": "Not a reviewer key", **HTML},
     404: {"description": "No such case: the page with the reason", **HTML},
     409: {"description": "The workflow refuses the move: the page with the reason", **HTML},
     422: {"description": "Invalid form (JSON), or a refused value (the page with the reason)", "content": _PAGE | _JSON_ERROR},
     429: {"description": "Too many wrong keys from this address", "content": _JSON_ERROR},
-}
+} | REFUSED
 Offset = Annotated[int, Form(ge=0, le=2**62)]
 
 

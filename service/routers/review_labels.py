@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Request, Security
+from fastapi import APIRouter, Depends, Request, Security
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
@@ -27,12 +27,13 @@ from pipeline.domain import VIOLATION_TYPES
 from pipeline.labels import AWAITING, CaseFrame, case_frame, current_labels, label_classes, next_awaiting
 
 from ..auth import require
+from ..csrf import same_origin
 from ..deps import State
 from ..errors import NotFound, Unprocessable, error_responses
 from ..keys import Principal, Role
 from .review import _reviewer
 
-router = APIRouter(prefix="/review", tags=["review"])
+router = APIRouter(prefix="/review", tags=["review"], dependencies=[Depends(same_origin)])  # POST boxes: a cookie-authenticated write
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
 
 CaseId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="Case id")]

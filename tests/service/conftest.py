@@ -1,6 +1,6 @@
 """Service fixtures: a tmp models dir (two copies of the COCO ONNX model and a broken one), a small camera
 config, a SQLite ledger from a migrated template with one API key per role, and a TestClient per test (sending
-the admin key unless told otherwise)."""
+the admin key, and the Origin of the service's own pages, unless told otherwise)."""
 
 from __future__ import annotations
 
@@ -28,6 +28,7 @@ T0 = datetime(2026, 11, 21, 9, 0, tzinfo=CST)
 # inside the test camera's no_parking zone, and nothing else's.
 STREET = STREETS_IN / "images" / "IMG20240615122056_jpg.jpg"
 MOTO = (131.8, 198.5, 307.1, 424.0)
+ORIGIN = "http://testserver"  # TestClient's base URL
 KEY_NAMES = {Role.CAMERA: "cam-gate-1", Role.REVIEWER: "王审核", Role.ADMIN: "ops-admin"}
 
 CAMERA_CONFIG = {
@@ -109,7 +110,9 @@ def make_client(tmp_path, camera_config, models_root, ledger_template) -> Iterat
                 store.db.dispose()
         ledger = LedgerConfig(database_url=f"sqlite:///{db}", evidence_dir=tmp_path / "evidence", auto_upgrade=False, **(ledger_update or {}))
         fields = {"camera_config": camera_config, "ledger": ledger, "models_dir": models_root, "evidence_dir": tmp_path / "engine-evidence", "journal": tmp_path / "journal.jsonl", "threads": 1} | overrides
-        client = TestClient(create_app(ServiceSettings(**fields)), headers={"X-API-Key": keys[role]} if role and keys else None)
+        # a browser sends its page's Origin with every form post (csrf.py); the tests that forge one remove it
+        headers = {"Origin": ORIGIN} | ({"X-API-Key": keys[role]} if role and keys else {})
+        client = TestClient(create_app(ServiceSettings(**fields)), headers=headers)
         client.keys = keys
         client.__enter__()
         clients.append(client)
@@ -141,8 +144,8 @@ def key_of(client: TestClient, role: Role) -> dict[str, str]:
     return {"X-API-Key": client.keys[role]}
 
 
-def post_frame(client: TestClient, jpeg: bytes, at: datetime, camera_id: str = "cam-1"):
-    return client.post("/frames", data={"camera_id": camera_id, "taken_at": at.isoformat()}, files={"image": ("frame.jpg", jpeg, "image/jpeg")})
+def post_frame(client: TestClient, jpeg: bytes, at: datetime, camera_id: str = "cam-1", **kwargs):
+    return client.post("/frames", data={"camera_id": camera_id, "taken_at": at.isoformat()}, files={"image": ("frame.jpg", jpeg, "image/jpeg")}, **kwargs)
 
 
 def open_case(client: TestClient, jpeg: bytes, start: datetime = T0) -> dict:

@@ -3,21 +3,23 @@ and keys in URLs. The role matrix walks the app's own route list, so a new route
 
 from __future__ import annotations
 
+import logging
 import re
 from datetime import timedelta
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import text
+from sqlalchemy import event, text
 from starlette.routing import Route
 
 from pipeline.cli import main
-from service.auth import LEGACY_WARNING, OPEN_WARNING, NoKeysConfigured
+from service.access_log import RedactSecrets, redact_path
+from service.auth import LEGACY_WARNING, OPEN_WARNING, SESSION_COOKIE, NoKeysConfigured
 from service.keys import KeyStore, Role, digest
 from service.ratelimit import FailureLimiter
 from tests.cases.factory import incident
 
-from .conftest import KEY_NAMES, key_of, without_key
+from .conftest import KEY_NAMES, ORIGIN, T0, key_of, post_frame, without_key
 
 # Who may call each route (admin may call all). Keyed by (method, path template); None: anyone.
 ACCESS: dict[tuple[str, str], Role | None] = {
@@ -153,37 +155,58 @@ def test_sessions_expire_and_end_when_their_key_is_revoked(make_client, tmp_path
     assert client.get("/cases", headers={"X-API-Key": client.keys[Role.REVIEWER]}).status_code == 401
 
 
-def test_failed_logins_are_limited_per_address_and_globally(make_client):
+def test_failed_logins_are_limited_per_address_and_globally_but_a_right_key_always_passes(make_client):
     client = make_client(role=None, auth_failures_per_address=3, auth_failures_global=5)
     for _ in range(3):
         assert client.post("/review/login", data={"key": "so_guess"}).status_code == 401
-    limited = client.post("/review/login", data={"key": client.keys[Role.REVIEWER]})  # even the right key, for now
+    limited = client.post("/review/login", data={"key": "so_guess"})
     assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0 and "too many failed logins" in limited.text
-    assert client.get("/cases", headers=key_of(client, Role.ADMIN)).status_code == 429  # the address, on every route
-    others = [TestClient(client.app, client=(f"10.0.0.{i}", 1000)) for i in range(3)]
+    assert client.get("/cases", headers={"X-API-Key": "so_guess"}).status_code == 429  # the address's wrong keys, on every route
+    assert client.get("/cases", headers=key_of(client, Role.ADMIN)).status_code == 200  # its right keys still pass
+    assert client.post("/review/login", data={"key": client.keys[Role.REVIEWER]}, follow_redirects=False).status_code == 303
+    others = [TestClient(client.app, client=(f"10.0.0.{i}", 1000), headers={"Origin": ORIGIN}) for i in range(3)]
     for other in others[:2]:
         assert other.post("/review/login", data={"key": "so_guess"}).status_code == 401
-    # 5 failures in all: the login form is closed to everyone for a while; API keys keep working (cameras)
-    assert others[2].post("/review/login", data={"key": client.keys[Role.REVIEWER]}).status_code == 429
+    # 5 failed logins in all: every wrong login is refused for a while; a right one still logs in, keys still work
+    assert others[2].post("/review/login", data={"key": "so_guess"}).status_code == 429
+    assert others[2].post("/review/login", data={"key": client.keys[Role.REVIEWER]}, follow_redirects=False).status_code == 303
     assert others[2].get("/cases", headers=key_of(client, Role.REVIEWER)).status_code == 200
 
 
-def test_wrong_api_keys_are_limited_per_address():
+def test_wrong_api_keys_are_limited_per_address_and_never_globally():
     clock = [0.0]
-    limiter = FailureLimiter(per_address=2, global_limit=100, window_s=60, clock=lambda: clock[0])
+    limiter = FailureLimiter(per_address=2, global_limit=2, window_s=60, clock=lambda: clock[0])
     limiter.fail("a")
     clock[0] = 10
     limiter.fail("a")
     assert limiter.check("a").retry_after == 50 and limiter.check("b") is None
+    assert limiter.check("b", login=True) is None  # API-key failures do not feed the login form's global limit
+    limiter.fail("b", login=True)
+    limiter.fail("c", login=True)
+    assert limiter.check("d", login=True).scope == "global" and limiter.check("d") is None
     clock[0] = 61
     assert limiter.check("a") is None  # the first failure aged out
 
 
-def test_wrong_header_keys_count_too(make_client):
-    client = make_client(role=None, auth_failures_per_address=2)
-    for _ in range(2):
-        assert client.get("/cases", headers={"X-API-Key": "so_guess"}).status_code == 401
-    assert client.get("/cases", headers=key_of(client, Role.REVIEWER)).status_code == 429
+def test_a_misconfigured_camera_behind_the_same_nat_does_not_stop_the_others(make_client, street_jpeg):
+    """One address, many cameras: the one on a wrong key is refused (429 past the limit), the rest go on."""
+    client = make_client(role=None, auth_failures_per_address=10)
+    wrong = [post_frame(client, street_jpeg, T0, headers={"X-API-Key": "so_revoked-or-mistyped"}).status_code for _ in range(12)]
+    assert wrong == [401] * 10 + [429] * 2
+    ok = post_frame(client, street_jpeg, T0, headers=key_of(client, Role.CAMERA))
+    assert ok.status_code == 200, ok.text
+    assert client.get("/cases", headers=key_of(client, Role.REVIEWER)).status_code == 200
+
+
+def test_wrong_api_keys_do_not_lock_reviewers_out_of_the_login_form(make_client):
+    client = make_client(role=None, auth_failures_per_address=2, auth_failures_global=3)
+    for i in range(5):  # 5 cameras on a revoked key: 10 failures, over the global login limit of 3
+        camera = TestClient(client.app, client=(f"10.0.1.{i}", 1000))
+        assert [camera.post("/detect", headers={"X-API-Key": "so_revoked"}).status_code for _ in range(3)] == [401, 401, 429]
+    reviewer = TestClient(client.app, client=("10.0.2.1", 1000), headers={"Origin": ORIGIN})
+    typo = reviewer.post("/review/login", data={"key": "so_typo"})
+    assert typo.status_code == 401 and "wrong or revoked key" in typo.text  # a plain failure, not 429
+    assert reviewer.post("/review/login", data={"key": client.keys[Role.REVIEWER]}, follow_redirects=False).status_code == 303
 
 
 def test_no_keys_no_start_unless_insecure_open(make_client, caplog):
@@ -195,6 +218,42 @@ def test_no_keys_no_start_unless_insecure_open(make_client, caplog):
     assert ready["warnings"] == [OPEN_WARNING] and ready["model"] == "coco"  # open: anyone is admin
     assert client.get("/models").status_code == 200
     assert OPEN_WARNING in client.get("/review").text
+
+
+def test_insecure_open_closes_as_soon_as_a_key_exists(make_client, caplog, capsys):
+    client = make_client(keys_in_ledger=False, role=None, insecure_open=True)
+    auth = client.app.state.auth
+    assert client.get("/models").status_code == 200 and auth.open
+    db = str(auth.keys.db.url)
+    assert main(["keys", "create", "--role", "admin", "--name", "first-admin", "--db", db]) == 0  # another process
+    key = capsys.readouterr().out.strip()
+    assert client.get("/models").status_code == 200  # within the ~2 s recheck it may still be open...
+    auth._checked_at -= auth.recheck_s  # ...and once that has passed, it is not
+    assert client.get("/models").status_code == 401 and client.put("/models/current", json={"name": "coco-b"}).status_code == 401
+    assert "no longer applies" in caplog.text and not auth.open
+    assert client.get("/ready").json() == {"ready": True, "warnings": []}
+    assert client.get("/models", headers={"X-API-Key": key}).status_code == 200
+    assert main(["keys", "revoke", "--name", "first-admin", "--db", db]) == 0
+    auth._checked_at -= auth.recheck_s
+    assert client.get("/models").status_code == 401  # closed for good, not reopened by revoking the last key
+
+
+def test_session_checks_are_cached_briefly_and_end_at_once_on_logout_or_revoke(make_client):
+    client = make_client(role=None)
+    store, keys = client.app.state.service.store, client.app.state.auth.keys
+    sha = store.evidence.put_bytes(b"{}").sha256
+    statements: list[str] = []
+    event.listen(keys.db.engine, "before_cursor_execute", lambda conn, cur, sql, *a: statements.append(sql))
+    for end in (lambda: client.post("/review/logout"), lambda: keys.revoke(name=KEY_NAMES[Role.REVIEWER])):
+        client.cookies.clear()
+        client.post("/review/login", data={"key": client.keys[Role.REVIEWER]}, follow_redirects=False)
+        token = client.cookies[SESSION_COOKIE]
+        statements.clear()
+        assert [client.get(f"/evidence/{sha}").status_code for _ in range(20)] == [200] * 20  # a review page's images
+        assert len([s for s in statements if "review_sessions" in s]) == 1  # one session lookup, not 20 transactions
+        end()
+        client.cookies.set(SESSION_COOKIE, token)
+        assert client.get(f"/evidence/{sha}").status_code == 401  # at once, not after the cache time
 
 
 def test_the_legacy_master_key_is_an_admin_key_with_a_warning(make_client, caplog):
@@ -224,3 +283,53 @@ def test_keys_cli_create_list_revoke(tmp_path, capsys):
     capsys.readouterr()
     assert main(["keys", "list", *db]) == 0 and "gate-cam" not in capsys.readouterr().out
     assert main(["keys", "list", "--all", *db]) == 0 and "revoked" in capsys.readouterr().out
+
+
+FORGED = [
+    {"Sec-Fetch-Site": "same-site", "Origin": f"{ORIGIN}:8081"},  # another port of the same host: same-site, not same-origin
+    {"Sec-Fetch-Site": "same-site", "Origin": ORIGIN},  # the browser's word wins over a claimed Origin
+    {"Sec-Fetch-Site": "cross-site"},
+    {"Origin": f"{ORIGIN}:8081"},
+    {"Origin": "null"},
+    {"Referer": "http://evil.example/page"},
+    {},  # neither: not a browser form post from this page
+]
+
+
+def test_cookie_authenticated_review_posts_must_come_from_the_service_s_own_origin(make_client, tmp_path):
+    client = make_client(role=None)
+    store = client.app.state.service.store
+    a = store.post_incident(incident(tmp_path / "in", "a")).case_id
+    assert client.post("/review/login", data={"key": client.keys[Role.REVIEWER]}, follow_redirects=False).status_code == 303
+    del client.headers["Origin"]
+    posts = [
+        ("/review/login", {"data": {"key": client.keys[Role.ADMIN]}}), ("/review/logout", {}),
+        (f"/review/{a}/dispatch", {"data": {"owner": "张三"}}), (f"/review/{a}/reject", {"data": {"reason": "not a bike", "fixture": "true"}}),
+        (f"/review/{a}/boxes", {"json": {"boxes": []}}),
+    ]
+    for headers in FORGED:
+        for path, body in posts:
+            r = client.post(path, headers=headers, follow_redirects=False, **body)
+            assert r.status_code == 403 and "cross-site request refused" in r.json()["detail"], (headers, path, r.status_code)
+    assert store.get(a).status == "detected" and store.get(a).history[-1].actor != KEY_NAMES[Role.REVIEWER]
+    assert client.get("/review").status_code == 200  # still logged in, as the same reviewer
+    # the page's own origin, however the browser says it, passes the guard (and reaches the route: 404 here)
+    for headers in ({"Sec-Fetch-Site": "same-origin"}, {"Sec-Fetch-Site": "none"}, {"Origin": ORIGIN}, {"Origin": "http://TESTSERVER:80"}, {"Referer": f"{ORIGIN}/review?offset=50"}):
+        assert client.post("/review/4242/dispatch", data={"owner": "x"}, headers=headers).status_code == 404, headers
+    # a script with a key in the header is not a browser's ambient credential: no Origin needed
+    r = client.post(f"/review/{a}/dispatch", data={"owner": "张三"}, headers=key_of(client, Role.REVIEWER), follow_redirects=False)
+    assert r.status_code == 303 and store.get(a).status == "dispatched"
+    spec = client.get("/openapi.json").json()["paths"]["/review/{case_id}/reject"]["post"]["responses"]["403"]["content"]
+    assert set(spec) == {"text/html", "application/json"}
+
+
+def test_the_access_log_filter_redacts_encoded_names_and_any_key_shaped_value():
+    key = "so_" + "Ab3-_x" * 7 + "Z"
+    record = lambda path: logging.LogRecord("uvicorn.access", logging.INFO, "", 0, '%s - "%s %s HTTP/%s" %d', ("1.2.3.4:5", "GET", path, "1.1", 401), None)  # noqa: E731
+    for path in (f"/cases?api%5Fkey={key}", f"/cases?API%5FKEY={key}&x=1", f"/cases?q={key}", f"/evidence/{key}", f"/cases?q=so%5F{key[3:]}", f"/cases?api_key={key}"):
+        r = record(path)
+        RedactSecrets().filter(r)
+        line = r.getMessage()
+        assert "REDACTED" in line and key[3:] not in line, line
+    assert redact_path("/review?msg=so_far+so+good&type=x") == "/review?msg=so_far+so+good&type=x"  # words are not keys
+    assert redact_path("/cases?api%5Fkey=short&status=detected") == "/cases?api%5Fkey=REDACTED&status=detected"

@@ -57,7 +57,10 @@ def test_transitions_and_their_refusals(seeded):
     assert no_owner.status_code == 409 and "point owner" in no_owner.json()["detail"]
     assert client.post("/cases/999/transition", json={"to": "rejected", "note": "n"}).status_code == 404
     assert client.post(f"/cases/{b}/transition", json={"to": "gone"}).status_code == 422
-    assert client.post(f"/cases/{b}/transition", json={"to": "rejected", "note": "n", "actor": "anyone"}).status_code == 422  # the key says who
+    old_client = client.post(f"/cases/{b}/transition", json={"to": "rejected", "note": "n", "actor": "anyone"})  # deprecated field: accepted
+    assert old_client.status_code == 200 and old_client.json()["history"][-1]["actor"] == "ops-admin"  # and ignored: the key says who
+    field = client.get("/openapi.json").json()["components"]["schemas"]["TransitionIn"]["properties"]["actor"]
+    assert field["deprecated"] is True and "ignored" in field["description"]
     assert client.post(f"/cases/{b}/transition", json={"to": "rejected", "note": "n", "extra": 1}).status_code == 422
 
 

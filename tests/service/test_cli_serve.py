@@ -58,11 +58,14 @@ def test_serve_starts_a_working_service_with_role_keys_and_no_key_in_its_access_
         in_url = httpx.get(f"{base}/cases", params={"api_key": key, "status": "detected"})
         assert in_url.status_code == 401 and key not in in_url.text and "X-API-Key header" in in_url.json()["detail"]
         assert httpx.get(f"{base}/no-such-route", params={"api_key": key}).status_code == 404  # unknown routes unchanged
+        assert httpx.get(f"{base}/cases?api%5Fkey={key}").status_code == 401  # a percent-encoded name is the same parameter
+        assert httpx.get(f"{base}/no-such-route/{key}").status_code == 404  # a key anywhere in the request line
     finally:
         proc.terminate()
         proc.wait(timeout=20)
     out = (tmp_path / "serve.log").read_text()
     assert "GET /cases?api_key=REDACTED&status=detected" in out and "GET /no-such-route?api_key=REDACTED" in out
+    assert "GET /cases?api%5Fkey=REDACTED" in out and "GET /no-such-route/REDACTED" in out
     assert key not in out
 
 
