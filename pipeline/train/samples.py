@@ -346,10 +346,8 @@ def import_samples(store: CaseStore, fmt: str, path: Path, *, reviewer: str, man
             continue
         latest = annotations.latest_boxes(s["case"], s["frame_sha256"])
         if (latest.id if latest else None) != s.get("annotation_id"):
-            report.stale.append(
-                f"{s['id']}: its boxes were saved again after the export (annotation {latest.id} by {latest.reviewer} at {latest.at:%Y-%m-%d %H:%M} UTC, "
-                f"the export had {s.get('annotation_id')}); export a new version and label that"
-            )
+            now = f"annotation {latest.id} by {latest.reviewer} at {latest.at:%Y-%m-%d %H:%M} UTC" if latest else "none"
+            report.stale.append(f"{s['id']}: its boxes were saved again after the export (now {now}, the export had {s.get('annotation_id')}); export a new version and label that")
             continue
         labels = [
             LabelBox(class_name=m["class_name"], box=tuple(m["box"]), origin=_kept(m)) if m is not None else LabelBox(class_name=c, box=b, origin="imported")
