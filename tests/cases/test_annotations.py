@@ -67,3 +67,17 @@ def test_every_review_decision_is_logged_in_its_own_transaction(store, tmp_path,
     with pytest.raises(LedgerError, match="the log is down"):
         store.transition(b, "rejected", actor="王审核", note="no", at=clock.advance(minutes=3))
     assert store.get(b).status == "detected" and log.history(b) == []  # all or nothing
+
+
+def test_a_batch_made_from_an_older_label_set_is_refused_whole(store, tmp_path):
+    from pipeline.cases.annotations import StaleLabels, new_row
+
+    case_id = store.post_incident(incident(tmp_path, "a")).case_id
+    log = Annotations(store.db)
+    seen = log.save(case_id, action="boxes", reviewer="王审核", source="review-page", frame_sha256="a" * 64, boxes=[BIN])
+    newer = log.save(case_id, action="boxes", reviewer="李审核", source="review-page", frame_sha256="a" * 64, boxes=[])
+    rows = [new_row(case_id, action="import", reviewer="cvat", source="import:yolo", frame_sha256=sha, boxes=[BIN]) for sha in ("b" * 64, "a" * 64)]
+    with pytest.raises(StaleLabels, match=f"saved again \\(annotation {newer.id}\\) since annotation {seen.id}"):
+        log.save_all(rows, expect={(case_id, "b" * 64): None, (case_id, "a" * 64): seen.id})
+    assert [a.id for a in log.history(case_id)] == [seen.id, newer.id]
+    assert len(log.save_all(rows, expect={(case_id, "b" * 64): None, (case_id, "a" * 64): newer.id})) == 2
