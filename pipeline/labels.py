@@ -2,8 +2,11 @@
 current label set. The review page's box editor, `samples export` and `samples import` all read frames here,
 so a box means the same wherever it is seen.
 
-The model's boxes come from the case's latest `metadata` evidence: `frame_detections` lists every object the
-model found in the frame (older metadata only has the violation's `detections`, which then stand for all).
+A case has one frame per `metadata` evidence (each names its best frame); new incidents and reports bring new
+ones. `case_frame` is the latest, `case_frames` all of them: boxes are saved on the frame they were drawn on, and
+stay there when a newer frame comes. The model's boxes come from that frame's metadata: `frame_detections` lists
+every object the model found in the frame (older metadata only has the violation's `detections`, which then
+stand for all).
 """
 
 from __future__ import annotations
@@ -16,12 +19,11 @@ from PIL import Image
 
 from .cases import CaseStore, CaseView
 from .cases.annotations import AnnotationView, Annotations, LabelBox
-from .cases.lifecycle import CaseStatus
+from .cases.lifecycle import AWAITING, REVIEW_DECISIONS
 from .cases.views import CaseEventView
 from .geometry import box_iou
 
-REVIEW_DECISIONS = (CaseStatus.DISPATCHED, CaseStatus.REJECTED)
-AWAITING = (CaseStatus.DETECTED, CaseStatus.REOPENED)
+__all__ = ["AWAITING", "REVIEW_DECISIONS", "CaseFrame", "FrameLabels", "case_frame", "case_frames", "current_labels", "label_classes", "labelled_frame", "next_awaiting", "review_decision"]
 
 
 def label_classes() -> tuple[str, ...]:
@@ -46,13 +48,28 @@ class CaseFrame:
     violation: tuple[int, ...]
 
 
-def case_frame(store: CaseStore, case: CaseView) -> CaseFrame | None:
-    """The case's frame from its latest metadata evidence, or None when the evidence store has none (purged, or
-    a case posted without evidence)."""
+def case_frames(store: CaseStore, case: CaseView) -> list[CaseFrame]:
+    """Every frame of the case still in the evidence store, oldest first (one per metadata evidence)."""
     metas = [e for e in case.evidence if e.kind == "metadata" and not e.purged and store.evidence.exists(e.sha256)]
-    if not metas:
-        return None
-    ref = max(metas, key=lambda e: (e.taken_at, e.sha256))
+    frames: dict[str, CaseFrame] = {}
+    for ref in sorted(metas, key=lambda e: (e.taken_at, e.sha256)):
+        frame = _frame_of(store, case, ref)
+        if frame is not None:
+            frames.pop(frame.frame_sha256, None)
+            frames[frame.frame_sha256] = frame  # a frame named again by newer metadata counts as of then
+    return list(frames.values())
+
+
+def case_frame(store: CaseStore, case: CaseView, frame_sha256: str | None = None) -> CaseFrame | None:
+    """The case's frame `frame_sha256`, or its latest one; None when the evidence store has none (purged, a case
+    posted without evidence, or a frame that is not this case's)."""
+    frames = case_frames(store, case)
+    if frame_sha256 is None:
+        return frames[-1] if frames else None
+    return next((f for f in frames if f.frame_sha256 == frame_sha256), None)
+
+
+def _frame_of(store: CaseStore, case: CaseView, ref) -> CaseFrame | None:
     meta = json.loads(store.evidence.read(ref.sha256))
     sha = (meta.get("files", {}).get("best_frame") or {}).get("sha256")
     if not sha or not store.evidence.exists(sha):
@@ -109,13 +126,23 @@ def review_decision(case: CaseView) -> CaseEventView | None:
 class FrameLabels:
     """What is known about a frame's objects now: a saved label set, or the model's proposals."""
 
+    frame: CaseFrame
     boxes: tuple[LabelBox, ...]
     negatives: tuple[LabelBox, ...]
     saved: AnnotationView | None  # the row the boxes come from; None: nobody has saved boxes for this frame
 
 
+def labelled_frame(frames: list[FrameLabels]) -> int | None:
+    """Which of a case's frames (their labels, oldest first) to open the editor on: the one whose boxes were saved
+    last (a newer frame must not hide them), else the latest."""
+    saved = [(f.saved.id, i) for i, f in enumerate(frames) if f.saved is not None]
+    if saved:
+        return max(saved)[1]
+    return len(frames) - 1 if frames else None
+
+
 def current_labels(annotations: Annotations, frame: CaseFrame) -> FrameLabels:
     saved = annotations.latest_boxes(frame.case_id, frame.frame_sha256)
     if saved is None:
-        return FrameLabels(frame.proposals, (), None)
-    return FrameLabels(saved.boxes or (), saved.negatives or (), saved)
+        return FrameLabels(frame, frame.proposals, (), None)
+    return FrameLabels(frame, saved.boxes or (), saved.negatives or (), saved)

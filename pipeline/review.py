@@ -18,12 +18,10 @@ from typing import TYPE_CHECKING
 from PIL import Image
 
 from .cases import CaseStore, CaseView, EvidenceStore
-from .cases.annotations import Action, Annotations
 from .cases.errors import LedgerError
 from .cases.lifecycle import CaseStatus
 from .config import CameraConfig, ConfigError, Fixture, RulesConfig
 from .config.load import UnknownCamera, add_fixtures
-from .labels import case_frame
 
 if TYPE_CHECKING:
     from .config.source import ConfigSource
@@ -71,22 +69,9 @@ class Rejection:
         return f"case {self.case.id} rejected" + (f"; {len(self.fixtures)} fixture(s) added to camera {self.case.camera_id}" if self.fixtures else "")
 
 
-def record_decision(store: CaseStore, case: CaseView, action: Action, source: str) -> None:
-    """Log the decision just taken in the annotation log too, with the frame it was taken on and the model that
-    proposed that frame's boxes: the sample's provenance, whatever the case does later."""
-    frame = case_frame(store, case)
-    event = case.history[-1]
-    Annotations(store.db).save(
-        case.id, action=action, reviewer=event.actor, source=source, frame_sha256=frame.frame_sha256 if frame else None,
-        model=frame.model if frame else None, event_id=event.id, note=event.note, at=event.at,
-    )
-
-
 def dispatch(store: CaseStore, case_id: int, *, actor: str, owner: str | None = None, source: str = "api") -> CaseView:
     """Send a case to its point owner (点位长), or to `owner`."""
-    case = store.transition(case_id, CaseStatus.DISPATCHED, actor=actor, owner=owner or None)
-    record_decision(store, case, "dispatch", source)
-    return case
+    return store.transition(case_id, CaseStatus.DISPATCHED, actor=actor, owner=owner or None, source=source)
 
 
 def reject(store: CaseStore, case_id: int, *, actor: str, reason: str, fixture_source: ConfigSource | None = None, source: str = "api") -> Rejection:
@@ -107,8 +92,7 @@ def reject(store: CaseStore, case_id: int, *, actor: str, reason: str, fixture_s
             raise UnknownCamera(e.args[0]) from None
         fixtures = fixtures_for_case(case, store.evidence, camera, config.rules, reason.strip() or "rejected")
         add_fixtures(config, camera.id, fixtures, check_only=True)
-    case = store.transition(case_id, CaseStatus.REJECTED, actor=actor, note=reason)
-    record_decision(store, case, "reject", source)
+    case = store.transition(case_id, CaseStatus.REJECTED, actor=actor, note=reason, source=source)  # logs the decision too
     if fixtures:
         try:
             add_fixtures(fixture_source.get(), case.camera_id, fixtures)

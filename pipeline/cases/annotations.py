@@ -19,7 +19,7 @@ from .errors import CaseNotFound, LedgerError
 from .models import Annotation, Case, CaseEvent
 from .views import UtcTime
 
-Origin = Literal["model", "edited", "drawn", "imported"]
+Origin = Literal["model", "edited", "drawn", "imported", "confirmed", "pseudo"]
 Action = Literal["boxes", "dispatch", "reject", "import"]
 BOX_ACTIONS = ("boxes", "import")  # the actions that save a frame's full label set
 
@@ -31,7 +31,11 @@ class LabelBox(BaseModel):
 
     class_name: str = Field(min_length=1, max_length=100, title="Class", description="one of the model's class names")
     box: tuple[float, float, float, float] = Field(title="Box", description="x1, y1, x2, y2 in frame pixels")
-    origin: Origin = Field("model", title="Origin", description="model: the model's box as proposed; edited: moved, resized or reclassified; drawn: a new box; imported: from an annotation tool")
+    origin: Origin = Field(
+        "model", title="Origin",
+        description="model: the model's box as proposed; edited: moved, resized or reclassified; drawn: a new box; imported: from an annotation tool; "
+        "confirmed / pseudo: an export's confirmed label or pseudo-label that an import brought back unchanged (no person looked at it again)",
+    )
     proposal: int | None = Field(None, ge=0, title="Proposal", description="index of the model's box (frame_detections) this one came from")
     score: float | None = Field(None, title="Score", description="the model's score, for model boxes")
 
@@ -71,50 +75,79 @@ class AnnotationView(BaseModel):
         )
 
 
+class StaleLabels(LedgerError):
+    """A frame's label set changed after the copy someone edited was taken."""
+
+
+def _latest_boxes_q(case_id: int, frame_sha256: str):
+    return (
+        select(Annotation)
+        .where(Annotation.case_id == case_id, Annotation.frame_sha256 == frame_sha256, Annotation.action.in_(BOX_ACTIONS))
+        .order_by(Annotation.id.desc())
+        .limit(1)
+    )
+
+
+def new_row(
+    case_id: int,
+    *,
+    action: Action,
+    reviewer: str,
+    source: str,
+    frame_sha256: str | None = None,
+    boxes: Sequence[LabelBox] | None = None,
+    negatives: Sequence[LabelBox] | None = None,
+    frame_size: tuple[int, int] | None = None,
+    model: str | None = None,
+    event_id: int | None = None,
+    note: str | None = None,
+    at: datetime | None = None,
+) -> Annotation:
+    """A checked, unsaved annotation row: `Annotations.save_all` adds rows in one transaction, and the case store
+    adds a decision's row in the transaction of the decision itself."""
+    if not reviewer or not reviewer.strip():
+        raise LedgerError("an annotation needs a reviewer (who did it)")
+    if (action in BOX_ACTIONS) != (boxes is not None):
+        raise LedgerError(f"'{action}' {'needs' if action in BOX_ACTIONS else 'takes no'} boxes")
+    if boxes is not None and frame_sha256 is None:
+        raise LedgerError("boxes belong to a frame: give its sha256")
+    at = (at or datetime.now(UTC)).astimezone(UTC)
+    row = Annotation(case_id=case_id, frame_sha256=frame_sha256, action=action, reviewer=reviewer.strip(), at=at, source=source, model=model, event_id=event_id, note=note)
+    # JSON columns are only set when given: an explicit None would be stored as JSON null, not SQL NULL
+    if frame_size:
+        row.frame_size = [int(v) for v in frame_size]
+    if boxes is not None:
+        row.boxes = [b.model_dump(mode="json") for b in boxes]
+        row.negatives = [b.model_dump(mode="json") for b in negatives or ()]
+    return row
+
+
 class Annotations:
     """The annotation log of the ledger database."""
 
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def save(
-        self,
-        case_id: int,
-        *,
-        action: Action,
-        reviewer: str,
-        source: str,
-        frame_sha256: str | None = None,
-        boxes: Sequence[LabelBox] | None = None,
-        negatives: Sequence[LabelBox] | None = None,
-        frame_size: tuple[int, int] | None = None,
-        model: str | None = None,
-        event_id: int | None = None,
-        note: str | None = None,
-        at: datetime | None = None,
-    ) -> AnnotationView:
-        if not reviewer or not reviewer.strip():
-            raise LedgerError("an annotation needs a reviewer (who did it)")
-        if (action in BOX_ACTIONS) != (boxes is not None):
-            raise LedgerError(f"'{action}' {'needs' if action in BOX_ACTIONS else 'takes no'} boxes")
-        if boxes is not None and frame_sha256 is None:
-            raise LedgerError("boxes belong to a frame: give its sha256")
-        at = (at or datetime.now(UTC)).astimezone(UTC)
+    def save(self, case_id: int, **fields) -> AnnotationView:
+        """Add one row (see `new_row` for the fields)."""
+        return self.save_all([new_row(case_id, **fields)])[0]
+
+    def save_all(self, rows: Sequence[Annotation], *, expect: dict[tuple[int, str], int | None] | None = None) -> list[AnnotationView]:
+        """Add every row in one transaction, or none. `expect`: (case, frame) -> the id of the frame's latest box
+        row the rows were made from (None: none); a frame saved since then refuses the whole batch (StaleLabels)."""
         with self.db.transaction() as s:
-            if s.get(Case, case_id) is None:
-                raise CaseNotFound(case_id)
-            if event_id is not None and s.get(CaseEvent, event_id) is None:
-                raise LedgerError(f"no case event {event_id}")
-            row = Annotation(case_id=case_id, frame_sha256=frame_sha256, action=action, reviewer=reviewer.strip(), at=at, source=source, model=model, event_id=event_id, note=note)
-            # JSON columns are only set when given: an explicit None would be stored as JSON null, not SQL NULL
-            if frame_size:
-                row.frame_size = [int(v) for v in frame_size]
-            if boxes is not None:
-                row.boxes = [b.model_dump(mode="json") for b in boxes]
-                row.negatives = [b.model_dump(mode="json") for b in negatives or ()]
-            s.add(row)
+            for (case_id, frame), want in (expect or {}).items():
+                have = s.scalar(_latest_boxes_q(case_id, frame).with_only_columns(Annotation.id))
+                if have != want:
+                    raise StaleLabels(f"case {case_id} frame {frame[:12]}: its boxes were saved again (annotation {have}) since annotation {want}; nothing was saved")
+            for row in rows:
+                if s.get(Case, row.case_id) is None:
+                    raise CaseNotFound(row.case_id)
+                if row.event_id is not None and s.get(CaseEvent, row.event_id) is None:
+                    raise LedgerError(f"no case event {row.event_id}")
+            s.add_all(rows)
             s.flush()
-            return AnnotationView.of(row)
+            return [AnnotationView.of(r) for r in rows]
 
     def history(self, case_id: int) -> list[AnnotationView]:
         """Every row of a case, oldest first."""
@@ -123,12 +156,6 @@ class Annotations:
 
     def latest_boxes(self, case_id: int, frame_sha256: str) -> AnnotationView | None:
         """The frame's current label set: its newest row with boxes, or None where nobody has saved any."""
-        q = (
-            select(Annotation)
-            .where(Annotation.case_id == case_id, Annotation.frame_sha256 == frame_sha256, Annotation.action.in_(BOX_ACTIONS))
-            .order_by(Annotation.id.desc())
-            .limit(1)
-        )
         with self.db.transaction() as s:
-            row = s.scalars(q).first()
+            row = s.scalars(_latest_boxes_q(case_id, frame_sha256)).first()
             return AnnotationView.of(row) if row is not None else None

@@ -120,10 +120,10 @@ def cmd_transition(args: argparse.Namespace) -> int:
 
         if args.status != "rejected" or not args.config:
             raise ValueError("--fixture goes with status 'rejected' and --config (the camera config whose fixtures file gets the spot)")
-        done = reject(_store(args), args.case_id, actor=args.actor, reason=args.note or "", fixture_source=ConfigSource(args.config))
+        done = reject(_store(args), args.case_id, actor=args.actor, reason=args.note or "", fixture_source=ConfigSource(args.config), source="cli")
         print(done.message())
         return 0
-    c = _store(args).transition(args.case_id, args.status, actor=args.actor, note=args.note, after_photo=Path(args.after_photo) if args.after_photo else None, owner=args.owner)
+    c = _store(args).transition(args.case_id, args.status, actor=args.actor, note=args.note, after_photo=Path(args.after_photo) if args.after_photo else None, owner=args.owner, source="cli")
     print(f"case {c.id} is now {c.status}" + (f", due {c.deadline_at.isoformat()}" if c.status == "dispatched" and c.deadline_at else ""))
     return 0
 

@@ -44,6 +44,8 @@ TRANSITIONS: Mapping[CaseStatus, frozenset[CaseStatus]] = {
 # Open cases absorb new incidents at their spot (dedup); resolved ones can relapse; rejected ones are done.
 OPEN_STATUSES: frozenset[CaseStatus] = frozenset({S.DETECTED, S.DISPATCHED, S.RECTIFIED, S.REOPENED})
 RESOLVED_STATUSES: frozenset[CaseStatus] = frozenset({S.VERIFIED, S.CLOSED})
+AWAITING: tuple[CaseStatus, ...] = (S.DETECTED, S.REOPENED)  # awaiting a reviewer's decision (the review page's queue)
+REVIEW_DECISIONS: tuple[CaseStatus, ...] = (S.DISPATCHED, S.REJECTED)  # what a reviewer decides a case awaiting review is
 
 
 def parse_status(value: str) -> CaseStatus:

@@ -33,8 +33,9 @@ from .config import LedgerConfig
 from .db import Database
 from .errors import CaseNotFound, InvalidTransition, LedgerError
 from .evidence_store import EvidenceStore, StoredFile
-from .lifecycle import OPEN_STATUSES, RESOLVED_STATUSES, CaseStatus, parse_status, refusal
-from .models import Case, CaseEvent, CaseEvidence, CaseIncident
+from .lifecycle import AWAITING, OPEN_STATUSES, RESOLVED_STATUSES, REVIEW_DECISIONS, CaseStatus, parse_status, refusal
+from .annotations import new_row
+from .models import Annotation, Case, CaseEvent, CaseEvidence, CaseIncident
 from .outbox import enqueue
 from .views import CaseView, PostResult
 
@@ -232,15 +233,17 @@ class CaseStore:
         after_photo: bytes | str | Path | None = None,
         owner: str | None = None,
         at: datetime | None = None,
+        source: str = "api",
     ) -> CaseView:
         """Move a case along the workflow, or raise InvalidTransition saying why not and what is allowed.
 
         `owner` (re)assigns the point owner on dispatch; `after_photo` (bytes or a file) is stored as `after`
-        evidence on rectification; `note` is kept in the history (the reason, for a rejection).
+        evidence on rectification; `note` is kept in the history (the reason, for a rejection). `source` (api,
+        cli, review-page) goes into the annotation log with a review decision.
         """
-        return self.transitions(case_id, [Step(to, note, after_photo, owner)], actor=actor, at=at)
+        return self.transitions(case_id, [Step(to, note, after_photo, owner)], actor=actor, at=at, source=source)
 
-    def transitions(self, case_id: int, steps: Sequence[Step], *, actor: str, at: datetime | None = None) -> CaseView:
+    def transitions(self, case_id: int, steps: Sequence[Step], *, actor: str, at: datetime | None = None, source: str = "api") -> CaseView:
         """Several moves in one transaction, all or none: auto-verification's rectified → verified must not stop
         half-way, where no camera would ever look at the case again."""
         at = self._now(at)
@@ -264,10 +267,10 @@ class CaseStore:
                 if why:
                     raise InvalidTransition(case.id, current, target, why)
                 self._check_order(s, case, at)
-                self._apply(s, case, target, actor.strip(), note, owner, photo, at)
+                self._apply(s, case, target, actor.strip(), note, owner, photo, at, source=source)
             return CaseView.of(case)
 
-    def _apply(self, s: Session, case: Case, to: CaseStatus, actor: str, note: str | None, owner: str | None, photo: StoredFile | None, at: datetime, *, kind: str = "transition", incident_id: str | None = None) -> CaseEvent:
+    def _apply(self, s: Session, case: Case, to: CaseStatus, actor: str, note: str | None, owner: str | None, photo: StoredFile | None, at: datetime, *, kind: str = "transition", incident_id: str | None = None, source: str = "api") -> CaseEvent:
         frm = case.status
         case.status = to.value
         case.updated_at = at
@@ -295,7 +298,22 @@ class CaseStore:
         case.events.append(event)
         s.flush()
         enqueue(s, case, event, self.config)
+        if CaseStatus(frm) in AWAITING and to in REVIEW_DECISIONS:
+            self._log_decision(s, case, event, source)
         return event
+
+    def _log_decision(self, s: Session, case: Case, event: CaseEvent, source: str) -> None:
+        """A review decision goes into the annotation log in its own transaction, whichever path took it (API,
+        CLI, review page), with the frame it was taken on and the model that proposed that frame's boxes: the
+        sample's provenance, whatever the case does later."""
+        from ..labels import case_frame  # above the ledger: it reads the frame's metadata from the evidence store
+
+        frame = case_frame(self, CaseView.of(case))
+        s.add(new_row(
+            case.id, action="dispatch" if event.to_status == CaseStatus.DISPATCHED else "reject", reviewer=event.actor, source=source,
+            frame_sha256=frame.frame_sha256 if frame else None, model=frame.model if frame else None, event_id=event.id, note=event.note, at=event.at,
+        ))
+        s.flush()
 
     def escalate(self, case_id: int, *, actor: str, note: str, at: datetime | None = None) -> CaseView:
         """Flag an overdue dispatched case for the next level up; it stays dispatched (see lifecycle)."""
@@ -388,6 +406,15 @@ class CaseStore:
         q = self._filtered(select(Case.district).distinct(), status, type, None, None, None)
         with self.db.transaction() as s:
             return sorted(s.scalars(q))
+
+    def reviewed(self) -> list[CaseView]:
+        """Cases with a review decision (dispatched or rejected out of awaiting review) or an annotation, oldest
+        first: the samples feed, chosen by the database rather than by reading the whole ledger."""
+        decided = select(CaseEvent.case_id).where(
+            CaseEvent.kind == "transition", CaseEvent.from_status.in_([st.value for st in AWAITING]), CaseEvent.to_status.in_([st.value for st in REVIEW_DECISIONS])
+        )
+        q = select(Case).where(or_(Case.id.in_(decided), Case.id.in_(select(Annotation.case_id)))).order_by(Case.id)
+        return self._views(q)
 
     def overdue(self, now: datetime, *, limit: int | None = None, offset: int = 0) -> list[CaseView]:
         """Dispatched cases past their deadline at `now`, most overdue first."""

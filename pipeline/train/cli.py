@@ -161,12 +161,14 @@ def cmd_samples(args: argparse.Namespace) -> int:
         if args.action == "import":
             from .samples import import_samples
 
+            from ..cases.annotations import StaleLabels
+
             try:
                 done = import_samples(store, args.format, Path(args.path), reviewer=args.reviewer, manifest_path=args.manifest)
-            except LabelError as e:
+            except (LabelError, StaleLabels) as e:
                 print(f"nothing imported: {e}", file=sys.stderr)
                 return 1
-            print(f"imported {done.imported} image(s), {done.boxes} box(es) as annotations by {done.reviewer}")
+            print(done.message())
             return 0
         from .samples import export_samples
 

@@ -31,13 +31,13 @@ import numpy as np
 import yaml
 
 from ..cases import CaseStore
-from ..cases.annotations import Annotations, LabelBox
+from ..cases.annotations import Annotations, LabelBox, new_row
 from ..detect import Detector
 from ..formats.base import Box, LabelledImage, ReadResult
 from ..formats.yolo import LabelError, LabelProblem, validate_yolo_folder
 from ..geometry import box_iou
 from ..images import ImageError, decode_image
-from ..labels import case_frame, current_labels, label_classes, review_decision
+from ..labels import case_frames, current_labels, label_classes, review_decision
 
 from .samples_formats import FORMATS
 MATCH_IOU = 0.5
@@ -80,63 +80,80 @@ def _covered(box: list[float], class_name: str, labels: list[dict], negatives: l
 
 
 def collect_samples(store: CaseStore, detector: Detector | None, classes: tuple[str, ...]) -> tuple[list[Sample], list[dict]]:
-    """Every reviewed frame (a review decision, or saved boxes) as a Sample; and the cases skipped, with why.
+    """Every reviewed frame as a Sample: each frame with saved boxes, and the latest frame of a case that has a
+    review decision and no saved boxes; and the cases skipped, with why. Only cases with a decision or an
+    annotation are read (the database picks them).
 
     `detector`: the current model, for pseudo-labels; None uses the proposing model's own boxes from the evidence."""
     annotations = Annotations(store.db)
     samples, skipped = [], []
-    for case in store.list():
+    for case in store.reviewed():
         decision = review_decision(case)
-        frame = case_frame(store, case)
-        if frame is None:
+        frames = case_frames(store, case)
+        labelled = [(f, now) for f in frames if (now := current_labels(annotations, f)).saved is not None]
+        if not labelled and decision is not None and frames:
+            labelled = [(frames[-1], current_labels(annotations, frames[-1]))]
+        if not labelled:
             if decision is not None:
                 skipped.append({"case": case.id, "reason": "no best frame or metadata in the evidence store"})
             continue
-        current = current_labels(annotations, frame)
-        if decision is None and current.saved is None:
-            continue  # nobody has looked at it yet
-        labels: list[dict] = []
-        negatives: list[dict] = []
-        if current.saved is not None:
-            labels = [_box(b, "human") for b in current.boxes]
-            negatives = [_box(b, "negative") for b in current.negatives]
-        else:
-            members = [frame.proposals[i] for i in frame.violation]
-            if decision.to_status == "rejected":
-                negatives = [_box(b, "negative") for b in members]
-            else:
-                labels = [_box(b, "confirmed") for b in members]
-        path = store.evidence.path(frame.frame_sha256)
-        if detector is not None:
-            try:
-                image = decode_image(path.read_bytes(), f"case {case.id} best frame")
-            except ImageError as e:
-                skipped.append({"case": case.id, "reason": str(e)})
-                continue
-            d = detector.detect([image])[0]
-            candidates = [{"class_name": str(n), "box": [float(v) for v in b], "origin": "model"} for b, n in zip(d.xyxy, d.data["class_name"])]
-        else:
-            candidates = [p.model_dump(mode="json") for p in frame.proposals]
-        for c in candidates:
-            if c["class_name"] in classes and not _covered(c["box"], c["class_name"], labels, negatives):
-                labels.append(_box(c, "pseudo") | {"source": "current-model" if detector is not None else "proposal"})
-        unknown = sorted({b["class_name"] for b in labels if b["class_name"] not in classes})
-        if unknown:
-            skipped.append({"case": case.id, "reason": f"labels of classes not in the class list: {', '.join(unknown)}"})
-            continue
-        who = current.saved if current.saved is not None and (decision is None or current.saved.at >= decision.at) else None
-        provenance = {
-            "case": case.id, "type": case.type, "camera_id": case.camera_id, "district": case.location.district, "point": case.location.point,
-            "taken_at": frame.taken_at.isoformat(), "frame_sha256": frame.frame_sha256, "model": frame.model,
-            "decision": decision.to_status.value if decision else None, "decided_by": decision.actor if decision else None,
-            "decided_at": decision.at.isoformat() if decision else None, "review_note": decision.note if decision else None,
-            "reviewer": who.reviewer if who else (decision.actor if decision else None),
-            "reviewed_at": (who.at if who else decision.at).isoformat(),
-            "annotation_id": current.saved.id if current.saved else None, "labelled_by": current.saved.source if current.saved else "review decision",
-            "pseudo_labels_from": "current model" if detector is not None else "proposing model",
-        }
-        samples.append(Sample(f"case{case.id}-{frame.frame_sha256[:12]}", path, frame.width, frame.height, labels, negatives, [p.model_dump(mode="json") for p in frame.proposals], provenance))
+        for frame, current in labelled:
+            sample = _sample(store, case, frame, current, decision, detector, classes, skipped)
+            if sample is not None:
+                samples.append(sample)
     return samples, skipped
+
+
+def _export_box(b: LabelBox) -> dict:
+    """A saved box as the export labels it: an import's unchanged confirmed or pseudo box keeps what it was."""
+    if b.origin == "confirmed":
+        return _box(b, "confirmed") | {"source": "model"}
+    return _box(b, "human")
+
+
+def _sample(store: CaseStore, case, frame, current, decision, detector: Detector | None, classes: tuple[str, ...], skipped: list[dict]) -> Sample | None:
+    labels: list[dict] = []
+    negatives: list[dict] = []
+    if current.saved is not None:
+        # saved pseudo-labels nobody confirmed are not human labels: they come back below as pseudo-labels, of the current model
+        labels = [_export_box(b) for b in current.boxes if b.origin != "pseudo"]
+        negatives = [_box(b, "negative") for b in current.negatives]
+    else:
+        members = [frame.proposals[i] for i in frame.violation]
+        if decision.to_status == "rejected":
+            negatives = [_box(b, "negative") for b in members]
+        else:
+            labels = [_box(b, "confirmed") for b in members]
+    path = store.evidence.path(frame.frame_sha256)
+    if detector is not None:
+        try:
+            image = decode_image(path.read_bytes(), f"case {case.id} best frame")
+        except ImageError as e:
+            skipped.append({"case": case.id, "frame_sha256": frame.frame_sha256, "reason": str(e)})
+            return None
+        d = detector.detect([image])[0]
+        candidates = [{"class_name": str(n), "box": [float(v) for v in b], "origin": "model"} for b, n in zip(d.xyxy, d.data["class_name"])]
+    else:
+        candidates = [p.model_dump(mode="json") for p in frame.proposals]
+    for c in candidates:
+        if c["class_name"] in classes and not _covered(c["box"], c["class_name"], labels, negatives):
+            labels.append(_box(c, "pseudo") | {"source": "current-model" if detector is not None else "proposal"})
+    unknown = sorted({b["class_name"] for b in labels if b["class_name"] not in classes})
+    if unknown:
+        skipped.append({"case": case.id, "frame_sha256": frame.frame_sha256, "reason": f"labels of classes not in the class list: {', '.join(unknown)}"})
+        return None
+    who = current.saved if current.saved is not None and (decision is None or current.saved.at >= decision.at) else None
+    provenance = {
+        "case": case.id, "type": case.type, "camera_id": case.camera_id, "district": case.location.district, "point": case.location.point,
+        "taken_at": frame.taken_at.isoformat(), "frame_sha256": frame.frame_sha256, "model": frame.model,
+        "decision": decision.to_status.value if decision else None, "decided_by": decision.actor if decision else None,
+        "decided_at": decision.at.isoformat() if decision else None, "review_note": decision.note if decision else None,
+        "reviewer": who.reviewer if who else (decision.actor if decision else None),
+        "reviewed_at": (who.at if who else decision.at).isoformat(),
+        "annotation_id": current.saved.id if current.saved else None, "labelled_by": current.saved.source if current.saved else "review decision",
+        "pseudo_labels_from": "current model" if detector is not None else "proposing model",
+    }
+    return Sample(f"case{case.id}-{frame.frame_sha256[:12]}", path, frame.width, frame.height, labels, negatives, [p.model_dump(mode="json") for p in frame.proposals], provenance)
 
 
 def _next_version(root: Path) -> int:
@@ -226,9 +243,38 @@ def export_samples(store: CaseStore, detector: Detector | None, root: Path, fmt:
 
 @dataclass
 class ImportReport:
-    imported: int
+    imported: int  # images saved as new label sets
     boxes: int
     reviewer: str
+    unchanged: list[str] = field(default_factory=list)  # sample ids whose boxes came back as exported: not saved again
+    stale: list[str] = field(default_factory=list)  # why each frame saved again since the export was left alone
+
+    def message(self) -> str:
+        lines = [f"imported {self.imported} image(s), {self.boxes} box(es) as annotations by {self.reviewer}; {len(self.unchanged)} unchanged image(s) left as they were"]
+        lines += [f"skipped {why}" for why in self.stale]
+        return "\n".join(lines)
+
+
+IMPORT_TOLERANCE_PX = 0.5  # a box that comes back this close (the formats' rounding) is the exported box, unchanged
+
+
+def _match(boxes: list[Box], exported: list[dict]) -> list[dict | None]:
+    """For each imported box, the exported label it is (same class, every side within the tolerance), or None."""
+    free = list(exported)
+    out: list[dict | None] = []
+    for c, b in boxes:
+        hit = next((e for e in free if e["class_name"] == c and max(abs(x - y) for x, y in zip(b, e["box"])) <= IMPORT_TOLERANCE_PX), None)
+        if hit is not None:
+            free.remove(hit)
+        out.append(hit)
+    return out
+
+
+def _kept(label: dict) -> str:
+    """The origin an unchanged exported label keeps in the annotation log."""
+    if label["origin"] in ("confirmed", "pseudo"):
+        return label["origin"]
+    return label["source"] if label["source"] in ("model", "edited", "drawn", "imported") else "imported"
 
 
 def find_manifest(path: Path) -> Path:
@@ -268,9 +314,12 @@ def _read(fmt: str, path: Path, classes: tuple[str, ...], manifest: dict) -> Rea
 
 
 def import_samples(store: CaseStore, fmt: str, path: Path, *, reviewer: str, manifest_path: Path | None = None) -> ImportReport:
-    """Bring a labelled batch back: each image's boxes become the frame's label set, saved as an annotation by
-    `reviewer` (the importer) on the case and frame the manifest names. The hard negatives of the export stay
-    negatives unless the batch labels them. Nothing is imported if any file has a problem (LabelError)."""
+    """Bring a labelled batch back: each changed image's boxes become the frame's label set, saved as an annotation
+    by `reviewer` (the importer) on the case and frame the manifest names; boxes that came back as exported keep
+    their origin (a pseudo-label stays one), and an image that came back unchanged is not saved at all. The hard
+    negatives of the export stay negatives unless the batch labels them. A frame whose boxes were saved again
+    after the export (the review page) is left alone and reported. Everything is checked and built first and
+    saved in one transaction: any problem (LabelError, StaleLabels, a database error) imports nothing."""
     manifest_path = Path(manifest_path) if manifest_path else find_manifest(path)
     manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
     classes = tuple(manifest["classes"])
@@ -288,18 +337,33 @@ def import_samples(store: CaseStore, fmt: str, path: Path, *, reviewer: str, man
     if problems:
         raise LabelError(problems)
     annotations = Annotations(store.db)
-    total = 0
+    rows, expect, report = [], {}, ImportReport(0, 0, reviewer)
     for name, boxes in result.boxes.items():
         s = by_id[result.sample_ids.get(name, Path(name).stem)]
-        labels = [LabelBox(class_name=c, box=b, origin="imported") for c, b in boxes]
+        matched = _match(boxes, s["labels"])
+        if len(boxes) == len(s["labels"]) and all(m is not None for m in matched):
+            report.unchanged.append(s["id"])  # nothing to learn from: saving it would make its pseudo-labels human ones
+            continue
+        latest = annotations.latest_boxes(s["case"], s["frame_sha256"])
+        if (latest.id if latest else None) != s.get("annotation_id"):
+            now = f"annotation {latest.id} by {latest.reviewer} at {latest.at:%Y-%m-%d %H:%M} UTC" if latest else "none"
+            report.stale.append(f"{s['id']}: its boxes were saved again after the export (now {now}, the export had {s.get('annotation_id')}); export a new version and label that")
+            continue
+        labels = [
+            LabelBox(class_name=m["class_name"], box=tuple(m["box"]), origin=_kept(m)) if m is not None else LabelBox(class_name=c, box=b, origin="imported")
+            for (c, b), m in zip(boxes, matched)
+        ]
         kept = []
         for n in s["negatives"]:
             same = [lb.box for lb in labels if lb.class_name == n["class_name"]]
             if not same or float(box_iou([n["box"]], same).max()) < MATCH_IOU:
                 kept.append(LabelBox(class_name=n["class_name"], box=tuple(n["box"]), origin="model"))
-        annotations.save(
+        rows.append(new_row(
             s["case"], action="import", reviewer=reviewer, source=f"import:{fmt}", frame_sha256=s["frame_sha256"], boxes=labels, negatives=kept,
             frame_size=(s["width"], s["height"]), model=s.get("model"), note=f"{manifest['version']} from {path}",
-        )
-        total += len(labels)
-    return ImportReport(len(result.boxes), total, reviewer)
+        ))
+        expect[(s["case"], s["frame_sha256"])] = s.get("annotation_id")
+        report.boxes += len(labels)
+    annotations.save_all(rows, expect=expect)  # one transaction: all of it or, on any failure, nothing
+    report.imported = len(rows)
+    return report

@@ -25,7 +25,7 @@ from fastapi.templating import Jinja2Templates
 
 from pipeline import review as decisions
 from pipeline.cases import CaseView
-from pipeline.cases.lifecycle import CaseStatus
+from pipeline.cases.lifecycle import AWAITING
 from pipeline.domain import VIOLATION_TYPES
 
 from ..auth import HEADER, OPEN_WARNING, SESSION_COOKIE, get_auth, identify, refuse_failure
@@ -38,7 +38,6 @@ from ..params import MAX_ID
 router = APIRouter(prefix="/review", tags=["review"], dependencies=[Depends(same_origin)])
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
 
-AWAITING = (CaseStatus.DETECTED, CaseStatus.REOPENED)
 PAGE_SIZE = 50
 CaseId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="Case id")]
 _TYPE_ENUM = {"enum": ["", *VIOLATION_TYPES]}  # the filter the page was showing ("" for all), kept across a form post
@@ -52,16 +51,23 @@ def _latest(case: CaseView, kind: str) -> str | None:
     return max(refs, key=lambda e: e.taken_at).sha256 if refs else None
 
 
+def case_facts(case: CaseView) -> dict:
+    """What both review pages show of a case beside its data: its type's label, and whether a fixture can mark its spot."""
+    return {
+        "label": VIOLATION_TYPES[case.type].label if case.type in VIOLATION_TYPES else case.type,
+        "can_fixture": case.source == "camera" and case.camera_id is not None and case.box is not None,
+    }
+
+
 def _row(case: CaseView, tz: ZoneInfo) -> dict:
     local = lambda t: t.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if t else "–"  # noqa: E731
     return {
         "case": case,
-        "label": VIOLATION_TYPES[case.type].label if case.type in VIOLATION_TYPES else case.type,
+        **case_facts(case),
         "first_seen": local(case.first_seen),
         "last_seen": local(case.last_seen),
         "crop": _latest(case, "crop") or _latest(case, "best_frame"),
         "context": _latest(case, "context"),
-        "can_fixture": case.source == "camera" and case.camera_id is not None and case.box is not None,
     }
 
 

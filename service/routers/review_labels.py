@@ -2,8 +2,10 @@
 the case with the keyboard.
 
 - GET  /review/{id}/label  the editor page (HTML; the review page's login applies);
-- GET  /review/{id}/boxes  the frame, the model's boxes on it, its current label set and its annotation history;
-- POST /review/{id}/boxes  save the frame's label set: a new annotation row, never an update.
+- GET  /review/{id}/boxes  a frame (`?frame=SHA`, else the one labelled last, else the latest), the model's boxes
+  on it, its current label set, the case's other frames and its annotation history;
+- POST /review/{id}/boxes  save the label set of the frame it names (`frame_sha256`): a new annotation row, never
+  an update. A case gets new frames as incidents join it; boxes stay on the frame they were drawn on.
 Dispatch and reject go through the review page's own form routes, so a decision means the same from either page.
 
 Who may come in and who is labelling come from the review page's session (`review._reviewer`, or a reviewer key
@@ -15,7 +17,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Security
+from fastapi import APIRouter, Depends, Query, Request, Security
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
@@ -23,20 +25,22 @@ from pydantic import BaseModel, Field
 
 from pipeline.cases import CaseView
 from pipeline.cases.annotations import AnnotationView, Annotations, LabelBox
-from pipeline.domain import VIOLATION_TYPES
-from pipeline.labels import AWAITING, CaseFrame, case_frame, current_labels, label_classes, next_awaiting
+from pipeline.cases.lifecycle import AWAITING
+from pipeline.labels import case_frame, case_frames, current_labels, label_classes, labelled_frame, next_awaiting
 
 from ..auth import require
 from ..csrf import same_origin
 from ..deps import State
-from ..errors import NotFound, Unprocessable, error_responses
+from ..errors import Conflict, NotFound, Unprocessable, error_responses
 from ..keys import Principal, Role
-from .review import _reviewer
+from .review import _reviewer, case_facts
 
 router = APIRouter(prefix="/review", tags=["review"], dependencies=[Depends(same_origin)])  # POST boxes: a cookie-authenticated write
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
 
 CaseId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="Case id")]
+Sha256 = Annotated[str, Field(pattern="^[0-9a-f]{64}$", title="Frame", description="sha256 of the frame in the evidence store (FrameOut.frame_sha256)")]
+FrameQuery = Annotated[str | None, Query(pattern="^[0-9a-f]{64}$", description="the frame to open (one of `frames`); default: the frame labelled last, else the latest")]
 MAX_BOXES = 500
 EDGE_PX = 2.0  # a box may overhang the frame by rounding, not more
 
@@ -47,8 +51,15 @@ Reviewer = Security(require(Role.REVIEWER, session=True))  # the session cookie 
 class BoxesIn(BaseModel):
     """A frame's whole label set as the editor has it now."""
 
+    frame_sha256: Sha256  # the frame the boxes were drawn on: a newer frame of the case must not receive them
     boxes: list[LabelBox] = Field(max_length=MAX_BOXES, title="Boxes", description="every object on the frame, as it should be learned")
     negatives: list[LabelBox] = Field(default_factory=list, max_length=MAX_BOXES, title="Negatives", description="the model's boxes the reviewer deleted (false detections)")
+
+
+class FrameRef(BaseModel):
+    frame_sha256: str
+    taken_at: str
+    labelled: bool  # boxes were saved on it
 
 
 class FrameOut(BaseModel):
@@ -65,54 +76,55 @@ class FrameOut(BaseModel):
     boxes: list[LabelBox]
     negatives: list[LabelBox]
     saved: AnnotationView | None
+    frames: list[FrameRef]  # every frame of the case, oldest first
     history: list[AnnotationView]
 
 
-def _frame(state, case_id: int) -> tuple[CaseView, CaseFrame]:
-    case = state.store.get(case_id)
-    frame = case_frame(state.store, case)
-    if frame is None:
-        raise NotFound(f"case {case_id} has no frame to label in the evidence store (no best frame or metadata)")
-    return case, frame
-
-
-def _frame_out(request: Request, state, case_id: int) -> FrameOut:
-    _, frame = _frame(state, case_id)
+def _frame_out(request: Request, state, case: CaseView, sha256: str | None = None) -> FrameOut:
     annotations = Annotations(state.store.db)
-    now = current_labels(annotations, frame)
+    frames = [current_labels(annotations, f) for f in case_frames(state.store, case)]
+    at = next((i for i, f in enumerate(frames) if f.frame.frame_sha256 == sha256), None) if sha256 else labelled_frame(frames)
+    if at is None:
+        raise NotFound(f"case {case.id} has no frame {sha256} in the evidence store" if sha256 else f"case {case.id} has no frame to label in the evidence store (no best frame or metadata)")
+    now = frames[at]
+    frame = now.frame
     return FrameOut(
-        case_id=case_id, frame_sha256=frame.frame_sha256, frame_url=str(request.url_for("evidence", sha256=frame.frame_sha256)), width=frame.width, height=frame.height,
+        case_id=case.id, frame_sha256=frame.frame_sha256, frame_url=str(request.url_for("evidence", sha256=frame.frame_sha256)), width=frame.width, height=frame.height,
         camera_id=frame.camera_id, model=frame.model, classes=list(label_classes()), proposals=list(frame.proposals), violation=list(frame.violation),
-        boxes=list(now.boxes), negatives=list(now.negatives), saved=now.saved, history=annotations.history(case_id),
+        boxes=list(now.boxes), negatives=list(now.negatives), saved=now.saved,
+        frames=[FrameRef(frame_sha256=f.frame.frame_sha256, taken_at=f.frame.taken_at.isoformat(), labelled=f.saved is not None) for f in frames], history=annotations.history(case.id),
     )
 
 
 @router.get("/{case_id}/label", response_class=HTMLResponse, summary="Box editor for a case's frame (HTML)", responses={401: {"description": "Login form", "content": {"text/html": {}}}, 404: {"content": {"text/html": {}}}})
-def label_page(request: Request, state: State, case_id: CaseId) -> HTMLResponse:
+def label_page(request: Request, state: State, case_id: CaseId, frame: FrameQuery = None) -> HTMLResponse:
     who = _reviewer(request)
     if not isinstance(who, Principal):  # the login page
         return who
     case = state.store.get(case_id)
     try:
-        frame = _frame_out(request, state, case_id).model_dump(mode="json")
+        shown = _frame_out(request, state, case, frame).model_dump(mode="json")
     except NotFound:  # nothing to draw on, but the case can still be decided from here
-        frame = {"case_id": case_id, "width": 1, "height": 1, "frame_url": None, "model": None, "classes": list(label_classes()), "proposals": [], "violation": [], "boxes": [], "negatives": []}
+        shown = {"case_id": case_id, "frame_sha256": None, "width": 1, "height": 1, "frame_url": None, "model": None, "classes": list(label_classes()), "proposals": [], "violation": [], "boxes": [], "negatives": [], "frames": []}
     context = {
-        "case": case, "label": VIOLATION_TYPES[case.type].label if case.type in VIOLATION_TYPES else case.type, "frame": frame,
-        "reviewer": who.name, "next_id": next_awaiting(state.store, case_id), "awaiting": case.status in AWAITING, "can_fixture": case.source == "camera" and case.camera_id is not None and case.box is not None,
+        "case": case, **case_facts(case), "frame": shown,
+        "reviewer": who.name, "next_id": next_awaiting(state.store, case_id), "awaiting": case.status in AWAITING,
     }
     return templates.TemplateResponse(request, "label.html", context)
 
 
 @router.get("/{case_id}/boxes", response_model=FrameOut, dependencies=[Reviewer], summary="A case's frame: the model's boxes, the current label set, the history", responses=error_responses(401, 403, 404, 422))
-def get_boxes(request: Request, state: State, case_id: CaseId) -> FrameOut:
-    return _frame_out(request, state, case_id)
+def get_boxes(request: Request, state: State, case_id: CaseId, frame: FrameQuery = None) -> FrameOut:
+    return _frame_out(request, state, state.store.get(case_id), frame)
 
 
-@router.post("/{case_id}/boxes", response_model=AnnotationView, status_code=201, summary="Save a case frame's label set (a new annotation)", responses=error_responses(401, 403, 404, 422))
+@router.post("/{case_id}/boxes", response_model=AnnotationView, status_code=201, summary="Save a case frame's label set (a new annotation)", responses=error_responses(401, 403, 404, 409, 422))
 def save_boxes(request: Request, state: State, case_id: CaseId, body: BoxesIn, who: Principal = Reviewer) -> AnnotationView:
+    """409 when `frame_sha256` is not one of the case's frames (or its file is gone)."""
     reviewer = who.name
-    _, frame = _frame(state, case_id)
+    frame = case_frame(state.store, state.store.get(case_id), body.frame_sha256)
+    if frame is None:
+        raise Conflict(f"frame {body.frame_sha256} is not a frame of case {case_id} in the evidence store; reload the editor (GET /review/{case_id}/boxes lists its frames)")
     classes = label_classes()
     for what, boxes in (("box", body.boxes), ("negative", body.negatives)):
         for i, b in enumerate(boxes):

@@ -82,3 +82,24 @@ def incident(
         box=box if camera_id else None,
         evidence=evidence if evidence is not None else [evidence_file(folder, seed, taken_at=first_seen)],
     )
+
+
+def joining_frame(folder: Path, case, incident_id: str, at: datetime, *, size: tuple[int, int] = (640, 640), seed: int = 7, model: str = "newer-model") -> IncidentReport:
+    """A later incident at `case`'s spot, with a new best frame and its metadata: it joins the open case and
+    becomes the case's latest frame (as a second camera or a later report does)."""
+    import json
+
+    frame = evidence_file(folder, seed, taken_at=at, data=jpeg(seed, size))
+    meta = {"files": {"best_frame": {"sha256": frame.sha256}}, "frame_size": list(size), "model": model,
+            "detections": [{"class_name": "motorcycle", "box": [20, 30, 120, 200], "score": 0.9}],
+            "frame_detections": [{"class_name": "motorcycle", "box": [20, 30, 120, 200], "score": 0.9}, {"class_name": "person", "box": [300, 40, 360, 220], "score": 0.8}]}
+    data = json.dumps(meta).encode()
+    path = folder / f"meta-{incident_id}.json"
+    path.write_bytes(data)
+    metadata = EvidenceFile(kind="metadata", path=str(path), sha256=hashlib.sha256(data).hexdigest(), taken_at=at)
+    loc = case.location
+    return IncidentReport(
+        incident_id=incident_id, type=case.type, source="camera" if case.camera_id else "patrol", camera_id=case.camera_id, zone_id="zone-a" if case.camera_id else None,
+        location=Location(district=loc.district, street=loc.street, point=loc.point), owner=case.owner, first_seen=at, last_seen=at + timedelta(seconds=5),
+        severity=1, count=1, score=0.9, box=case.box if case.camera_id else None, evidence=[frame, metadata],
+    )

@@ -8,7 +8,8 @@ import json
 import pytest
 import yaml
 
-from pipeline.cases.db import head_revision
+from pipeline.cases.annotations import Annotations
+from pipeline.cases.db import Database, head_revision
 from pipeline.cli import build_parser, main
 
 from .factory import incident
@@ -65,6 +66,8 @@ def test_post_list_show_transition_overdue_report(db_url, tmp_path, capsys, monk
 
     assert main(["cases", "transition", str(vending), "dispatched", "--actor", "chief", "--owner", "owner-li"]) == 0
     assert "is now dispatched, due" in capsys.readouterr().out
+    [decision] = Annotations(Database(db_url)).history(vending)  # a decision from the CLI is in the annotation log too
+    assert (decision.action, decision.reviewer, decision.source) == ("dispatch", "chief", "cli")
     assert main(["cases", "transition", str(vending), "closed", "--actor", "chief"]) == 2
     assert "cannot move from 'dispatched' to 'closed'" in capsys.readouterr().err
     assert main(["cases", "transition", "9999", "closed", "--actor", "chief"]) == 2
