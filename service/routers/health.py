@@ -22,6 +22,7 @@ def health() -> Health:
 @router.get(
     "/ready", response_model=Readiness | ReadyBrief, summary="Readiness: model loaded, database reachable, config state",
     responses={503: {"model": Readiness | ReadyBrief}, **error_responses(401, 429)},
+    openapi_extra={"security": [{}]},  # the key is optional here: FastAPI lists the header's scheme, `{}` says "or none"
 )
 def ready(state: State, request: Request, who: Principal | None = Security(optional_principal)) -> JSONResponse:
     """503 until a model is loaded and the database answers, and while reports pile up in the backlog instead of

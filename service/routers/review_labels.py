@@ -33,7 +33,7 @@ from ..csrf import same_origin
 from ..deps import State
 from ..errors import Conflict, NotFound, Unprocessable, error_responses
 from ..keys import Principal, Role
-from .review import _reviewer, case_facts
+from .review import _JSON_ERROR, _reviewer, case_facts
 
 router = APIRouter(prefix="/review", tags=["review"], dependencies=[Depends(same_origin)])  # POST boxes: a cookie-authenticated write
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
@@ -96,7 +96,7 @@ def _frame_out(request: Request, state, case: CaseView, sha256: str | None = Non
     )
 
 
-@router.get("/{case_id}/label", response_class=HTMLResponse, summary="Box editor for a case's frame (HTML)", responses={401: {"description": "Login form", "content": {"text/html": {}}}, 404: {"content": {"text/html": {}}}})
+@router.get("/{case_id}/label", response_class=HTMLResponse, summary="Box editor for a case's frame (HTML)", responses={401: {"description": "Login form", "content": {"text/html": {}}}, **{c: {**d, "content": _JSON_ERROR} for c, d in error_responses(403, 404, 422).items()}})
 def label_page(request: Request, state: State, case_id: CaseId, frame: FrameQuery = None) -> HTMLResponse:
     who = _reviewer(request)
     if not isinstance(who, Principal):  # the login page
