@@ -13,7 +13,9 @@ from fastapi import Depends, FastAPI
 
 from .deps import require_key
 from .errors import install_handlers
-from .routers import cameras, cases, detect, evidence, frames, health, models, photos, review
+from .memory import fix_malloc_threshold
+from .metrics import RequestTimer
+from .routers import cameras, cases, detect, evidence, frames, health, metrics, models, photos, review
 from .settings import ServiceSettings
 from .state import ServiceState
 from .uploads import BodyLimit
@@ -28,6 +30,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     """Build the app. Raises ConfigError (bad camera config) or a database error (ledger unreachable) at once;
     a model that fails to load only makes /ready say so."""
     settings = settings or ServiceSettings.load()
+    fix_malloc_threshold()
     state = ServiceState.open(settings)
 
     @asynccontextmanager
@@ -39,10 +42,11 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.service = state
     install_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
+    app.add_middleware(RequestTimer, metrics=state.metrics)  # outermost: a 413 from BodyLimit is timed too
 
     app.include_router(health.router)
     keyed = [Depends(require_key)]
-    for module in (detect, frames, photos, cases, models, cameras):
+    for module in (detect, frames, photos, cases, models, cameras, metrics):
         app.include_router(module.router, dependencies=keyed)
     app.include_router(evidence.router)  # its own key check: evidence may be public
     app.include_router(review.router)  # the page shows a login form; its actions need the key

@@ -64,6 +64,14 @@ class Unavailable(ServiceError):
     status = 503
 
 
+class Overloaded(Unavailable):
+    """Too busy right now (detector queue full, memory budget taken): 503 with Retry-After, try again shortly."""
+
+    def __init__(self, detail: str, retry_after_s: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+
 class Unauthorized(ServiceError):
     status = 401
 
@@ -101,15 +109,16 @@ def error_responses(*codes: int) -> dict:
     return {c: RESPONSES[c] for c in codes}
 
 
-def _json(status: int, detail) -> JSONResponse:
-    headers = {"WWW-Authenticate": "APIKey"} if status == 401 else None
+def _json(status: int, detail, headers: dict[str, str] | None = None) -> JSONResponse:
+    headers = {"WWW-Authenticate": "APIKey"} if status == 401 else headers
     return JSONResponse({"detail": detail}, status_code=status, headers=headers)
 
 
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service(_: Request, e: ServiceError) -> JSONResponse:
-        return _json(e.status, e.detail)
+        retry = getattr(e, "retry_after_s", None)
+        return _json(e.status, e.detail, {"Retry-After": str(retry)} if retry is not None else None)
 
     for exc_type, status in _LIBRARY:
         app.add_exception_handler(exc_type, lambda _r, e, status=status: _json(status, str(e)))

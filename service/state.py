@@ -3,8 +3,9 @@ keeps the engine consistent.
 
 Locking: the engine (trackers, incidents, the per-camera frame order) is not thread-safe, so everything that
 touches it runs under `engine_lock`, one frame or photo at a time. Detection, the slow part, runs before the
-lock is taken, on the detector reference read once at the start of the request, so requests for different
-cameras overlap their inference and a model swap never waits for a frame (nor a frame for a swap). The
+lock is taken, on the detector reference read once at the start of the request, through the micro-batcher
+(`batching.py`: concurrent requests that share a detector object, so one model, run as one batch), so a model
+swap never waits for a frame (nor a frame for a swap). The
 ledger is safe to call from any thread (one transaction per call), so case routes never take the lock.
 Run one process (one uvicorn worker): the engine's state lives in memory.
 """
@@ -32,9 +33,12 @@ from pipeline.frames import Frame
 from pipeline.intake import Intake, IntakeResult
 from pipeline.review import Rejection, reject
 
+from .batching import MicroBatcher
 from .errors import Conflict, NotFound, Unavailable
+from .metrics import ServiceMetrics
 from .model_slot import LoadedModel, ModelSlot
 from .settings import ServiceSettings
+from .uploads import DecodeBudget, ImageReader
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +65,14 @@ class ServiceState:
         self.intake = Intake(self.engine, store)
         self.engine_lock = threading.Lock()
         self.last_frame: dict[str, datetime] = {}
+        self.metrics = ServiceMetrics()
+        budget = DecodeBudget(settings.image_memory_mb * 2**20, settings.image_memory_wait_s, settings.retry_after_s, self.metrics)
+        self.images = ImageReader(budget, settings.max_pixels)
+        self.batcher = MicroBatcher(
+            self.metrics, max_size=settings.batch_max_size, max_wait_s=settings.batch_max_wait_ms / 1000, queue_size=settings.batch_queue_size,
+            retry_after_s=settings.retry_after_s, enabled=settings.batching,
+        )
+        self.metrics.watch(queue_depth=self.batcher.depth, decode_bytes=lambda: budget.used, backlog=self.report_backlog)
 
     @classmethod
     def open(cls, settings: ServiceSettings) -> ServiceState:
@@ -74,6 +86,7 @@ class ServiceState:
 
     def close(self) -> None:
         """Report the current state of open incidents (their last_seen) and release the database."""
+        self.batcher.close()
         with self.engine_lock:
             try:
                 self.intake.flush()
@@ -127,7 +140,7 @@ class ServiceState:
             self._check_order(camera_id, at)  # fail before paying for inference
         model = self.models.require()
         # the camera's detector: the model itself, or sliced over tiles where the camera or a zone asks
-        detections = camera_detector(model.detector, camera, image.shape[1], image.shape[0]).detect([image])[0]
+        detections = self.batcher.detect(camera_detector(model.detector, camera, image.shape[1], image.shape[0]), image, model.name)
         with self.engine_lock:
             self._check_order(camera_id, at)  # another frame of this camera may have gone first
             try:
@@ -137,6 +150,7 @@ class ServiceState:
             self.last_frame[camera_id] = at  # the engine sees it now, whatever happens next
             try:
                 result = self.intake.frame(Frame(image, at, camera_id, source=f"api:{camera_id}"), detections)
+                self._count_cases(result, "frame")
             except DBAPIError as e:
                 raise Unavailable(
                     f"the ledger database is unavailable ({type(e.orig).__name__}); the frame was processed and its incident reports "
@@ -148,7 +162,7 @@ class ServiceState:
     def process_photo(self, image: np.ndarray, at: datetime, gps: GeoPoint, place: dict[str, str], source: str) -> tuple[Processed, Location]:
         """A patrol photo: its place is the nearest camera point (or a GPS point), with `place` fields overriding."""
         model = self.models.require()
-        detections = model.detector.detect([image])[0]
+        detections = self.batcher.detect(model.detector, image, model.name)
         with self.engine_lock:
             frame = Frame(image, at, None, gps, source=source)
             location = self.engine.patrol_location(frame)
@@ -156,10 +170,20 @@ class ServiceState:
                 location = Location.model_validate({**location.model_dump(), **place})
             try:
                 result = self.intake.photo(frame, location, detections)
+                self._count_cases(result, "photo")
             except DBAPIError as e:
                 raise Unavailable(f"the ledger database is unavailable ({type(e.orig).__name__}); the photo's incident reports are queued and posted with the next upload") from None
             self._tidy(result)
         return Processed(model, result, image.shape[1], image.shape[0]), location
+
+    def _count_cases(self, result: IntakeResult, source: str) -> None:
+        created = sum(1 for p in [*result.posted, *(p for _, p in result.retried)] if p is not None and p.created)
+        if created:
+            self.metrics.cases_created.labels(source).inc(created)
+
+    def report_backlog(self) -> int:
+        """Incident reports accepted but not yet in the ledger (the one place /metrics reads it from)."""
+        return len(self.intake.backlog)
 
     def _tidy(self, result: IntakeResult) -> None:
         """Delete the engine's copies of evidence the ledger now holds, or a live service fills its disk. The

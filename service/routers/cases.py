@@ -15,7 +15,7 @@ from pipeline.domain import ViolationType
 from ..deps import State, Store, require_multipart
 from ..errors import Unprocessable, error_responses
 from ..schemas import CaseList, TransitionIn
-from ..uploads import read_image
+from ..uploads import Images
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 
@@ -65,15 +65,16 @@ def transition(state: State, case_id: CaseId, body: TransitionIn) -> CaseView:
     response_model=CaseView,
     summary="Mark a case rectified with an after photo",
     dependencies=[Depends(require_multipart)],
-    responses=error_responses(401, 404, 409, 413, 415, 422),
+    responses=error_responses(401, 404, 409, 413, 415, 422, 503),
 )
 def rectify(
     store: Store,
+    images: Images,
     case_id: CaseId,
     actor: Annotated[str, Form(min_length=1, max_length=200)],
     photo: Annotated[UploadFile, File(description="The spot after rectification (整改后照片)")],
     note: Annotated[str | None, Form(max_length=2000)] = None,
 ) -> CaseView:
     """The photo is checked to be a readable image, then stored as the case's `after` evidence."""
-    data, _ = read_image(photo, "photo")
+    data, _ = images.read(photo, "photo", detect=False)
     return store.transition(case_id, CaseStatus.RECTIFIED, actor=actor, note=note, after_photo=data)

@@ -10,7 +10,7 @@ from pydantic import AwareDatetime
 from ..deps import BaseUrl, State, require_multipart
 from ..errors import error_responses
 from ..schemas import FrameOut, intake_fields
-from ..uploads import read_image
+from ..uploads import Images
 
 router = APIRouter(tags=["frames"])
 
@@ -24,6 +24,7 @@ router = APIRouter(tags=["frames"])
 )
 def post_frame(
     state: State,
+    images: Images,
     base: BaseUrl,
     camera_id: Annotated[str, Form(min_length=1, max_length=100, description="A camera of the config")],
     taken_at: Annotated[AwareDatetime, Form(description="When the frame was taken, ISO-8601 with a zone, e.g. 2026-11-21T09:00:00+08:00")],
@@ -31,6 +32,6 @@ def post_frame(
 ) -> FrameOut:
     """Processed synchronously: the cases are committed before the answer, so an accepted frame is never lost.
     Frames of one camera must come in time order (409 otherwise): the tracker measures dwell on frame time."""
-    _, img = read_image(image)
+    _, img = images.read(image)
     processed = state.process_frame(camera_id, taken_at, img)
     return FrameOut(camera_id=camera_id, taken_at=taken_at, **intake_fields(processed, base))
