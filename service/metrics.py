@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import ProcessCollector
+from prometheus_client.core import GaugeMetricFamily
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
@@ -36,13 +37,32 @@ class ServiceMetrics:
         self.decode_budget = Gauge("streetorder_decode_budget_bytes", "The memory budget for images in flight", registry=r)
         self.backlog = Gauge("streetorder_report_backlog", "Incident reports accepted but not yet in the ledger", registry=r)
 
-    def watch(self, *, queue_depth: Callable[[], float], decode_bytes: Callable[[], float], backlog: Callable[[], float]) -> None:
+    def watch(self, *, queue_depth: Callable[[], float], decode_bytes: Callable[[], float], backlog: Callable[[], float], model: Callable[[], tuple[str, str] | None]) -> None:
+        """`model`: (name, backend) of the model serving now, or None."""
         self.queue_depth.set_function(queue_depth)
         self.decode_bytes.set_function(decode_bytes)
         self.backlog.set_function(backlog)
+        self.registry.register(_ModelInfo(model))
 
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _ModelInfo:
+    """`streetorder_model_info{model, backend} 1` for the model serving at scrape time."""
+
+    def __init__(self, current: Callable[[], tuple[str, str] | None]) -> None:
+        self.current = current
+
+    def collect(self):
+        family = GaugeMetricFamily("streetorder_model_info", "The model serving now and the runtime chosen for it", labels=["model", "backend"])
+        now = self.current()
+        if now is not None:
+            family.add_metric(list(now), 1)
+        yield family
+
+    def describe(self):
+        return []
 
 
 class RequestTimer:

@@ -72,7 +72,7 @@ class ServiceState:
             self.metrics, max_size=settings.batch_max_size, max_wait_s=settings.batch_max_wait_ms / 1000, queue_size=settings.batch_queue_size,
             retry_after_s=settings.retry_after_s, enabled=settings.batching,
         )
-        self.metrics.watch(queue_depth=self.batcher.depth, decode_bytes=lambda: budget.used, backlog=self.report_backlog)
+        self.metrics.watch(queue_depth=self.batcher.depth, decode_bytes=lambda: budget.used, backlog=self.report_backlog, model=self._model_info)
 
     @classmethod
     def open(cls, settings: ServiceSettings) -> ServiceState:
@@ -180,6 +180,10 @@ class ServiceState:
         created = sum(1 for p in [*result.posted, *(p for _, p in result.retried)] if p is not None and p.created)
         if created:
             self.metrics.cases_created.labels(source).inc(created)
+
+    def _model_info(self) -> tuple[str, str] | None:
+        model = self.models.current
+        return (model.name, str(getattr(model.detector, "backend", "?"))) if model else None
 
     def report_backlog(self) -> int:
         """Incident reports accepted but not yet in the ledger (the one place /metrics reads it from)."""
