@@ -34,7 +34,10 @@ SERVE_EPILOG = """Every option can also come from the environment: STREETORDER_C
 STREETORDER_IMGSZ, STREETORDER_EVIDENCE_DIR, STREETORDER_PUBLIC_URL, STREETORDER_MAX_UPLOAD_BYTES,
 STREETORDER_PERSIST_MODEL; flags win. The API key is read only from STREETORDER_API_KEY (a flag would show in `ps`);
 with it set, every route but /health and /ready needs the X-API-Key header (STREETORDER_EVIDENCE_PUBLIC=1 exempts
-/evidence). Docs at http://HOST:PORT/docs; the review page at /review."""
+/evidence). Docs at http://HOST:PORT/docs; the review page at /review.
+Capacity: STREETORDER_MAX_PIXELS (default 50 MP, checked from the header), STREETORDER_IMAGE_MEMORY_MB (memory that
+images in flight may take together, default 1024), STREETORDER_BATCHING, STREETORDER_BATCH_MAX_SIZE,
+STREETORDER_BATCH_MAX_WAIT_MS, STREETORDER_BATCH_QUEUE_SIZE (micro-batching); Prometheus metrics at /metrics."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:

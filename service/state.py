@@ -35,6 +35,7 @@ from pipeline.review import Rejection, reject
 
 from .batching import MicroBatcher
 from .errors import Conflict, NotFound, Unavailable
+from .frame_order import FrameOrder
 from .metrics import ServiceMetrics
 from .model_slot import LoadedModel, ModelSlot
 from .settings import ServiceSettings
@@ -65,6 +66,7 @@ class ServiceState:
         self.intake = Intake(self.engine, store)
         self.engine_lock = threading.Lock()
         self.last_frame: dict[str, datetime] = {}
+        self.frame_order = FrameOrder()
         self.metrics = ServiceMetrics()
         budget = DecodeBudget(settings.image_memory_mb * 2**20, settings.image_memory_wait_s, settings.retry_after_s, self.metrics)
         self.images = ImageReader(budget, settings.max_pixels)
@@ -139,9 +141,10 @@ class ServiceState:
         with self.engine_lock:
             self._check_order(camera_id, at)  # fail before paying for inference
         model = self.models.require()
-        # the camera's detector: the model itself, or sliced over tiles where the camera or a zone asks
-        detections = self.batcher.detect(camera_detector(model.detector, camera, image.shape[1], image.shape[0]), image, model.name)
-        with self.engine_lock:
+        with self.frame_order.detecting(camera_id, at) as slot:
+            # the camera's detector: the model itself, or sliced over tiles where the camera or a zone asks
+            detections = self.batcher.detect(camera_detector(model.detector, camera, image.shape[1], image.shape[0]), image, model.name)
+        with slot.turn(self.engine_lock):  # an earlier frame of this camera, detected in the same batch, goes first
             self._check_order(camera_id, at)  # another frame of this camera may have gone first
             try:
                 self.source.get().camera(camera_id)

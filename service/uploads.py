@@ -165,7 +165,11 @@ class ImageHold:
         """`detect`: the image goes to the detector next (a rectification photo does not)."""
         if detect:
             self._stack.enter_context(self.batcher.incoming())
-        return self._stack.enter_context(self.reader.read(upload, field))
+        try:
+            return self._stack.enter_context(self.reader.read(upload, field))
+        except BaseException:
+            self._stack.close()  # a refused upload: the batcher must not wait for it
+            raise
 
     def close(self) -> None:
         self._stack.close()

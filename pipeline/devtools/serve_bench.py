@@ -99,6 +99,11 @@ def _metric(text: str, name: str, labels: str = "") -> list[tuple[str, float]]:
     return out
 
 
+def _batches(text: str) -> tuple[float, float]:
+    """(images, detector calls) so far, from the batch size histogram."""
+    return sum(v for _, v in _metric(text, "streetorder_batch_size_sum")), sum(v for _, v in _metric(text, "streetorder_batch_size_count"))
+
+
 def _backend(text: str) -> tuple[str, str]:
     """(model, backend) from streetorder_model_info."""
     for labels, _ in _metric(text, "streetorder_model_info"):
@@ -173,7 +178,7 @@ def run_serve_bench(model: str | None = None, data: Path = DEFAULT_DATA, images:
             _detector_round(detector, decoded[:8])
             single: list[float] = []
             rates: dict[int, list[float]] = {bs: [] for bs in BATCHES}
-            served = {c: {"latencies": [], "wall": 0.0, "errors": 0, "requests": 0} for c in CONCURRENCY}
+            served = {c: {"latencies": [], "wall": 0.0, "errors": 0, "requests": 0, "images": 0.0, "calls": 0.0} for c in CONCURRENCY}
             for _ in range(rounds):  # detector and service phases in turn, so the neighbours' load hits both
                 s, r = _detector_round(detector, decoded)
                 single += s
@@ -181,12 +186,15 @@ def run_serve_bench(model: str | None = None, data: Path = DEFAULT_DATA, images:
                     rates[bs].append(v)
                 for c in CONCURRENCY:
                     n = max(len(decoded), 4 * c)
+                    before = _batches(service.metrics())
                     lat, wall, err = asyncio.run(_load(service.url, blobs, c, n))
+                    after = _batches(service.metrics())
+                    served[c]["images"] += after[0] - before[0]
+                    served[c]["calls"] += after[1] - before[1]
                     served[c]["latencies"] += lat
                     served[c]["wall"] += wall
                     served[c]["errors"] += err
                     served[c]["requests"] += n
-            text = service.metrics()
         finally:
             service.stop()
     single_ms = statistics.median(single) * 1000
@@ -202,9 +210,8 @@ def run_serve_bench(model: str | None = None, data: Path = DEFAULT_DATA, images:
             "p50_ms": round(_pct(lat, 50) * 1000, 1),
             "p95_ms": round(_pct(lat, 95) * 1000, 1),
             "p99_ms": round(_pct(lat, 99) * 1000, 1),
+            "mean_batch_size": round(s["images"] / s["calls"], 2) if s["calls"] else None,
         }
-    sizes = dict(_metric(text, "streetorder_batch_size_sum")), dict(_metric(text, "streetorder_batch_size_count"))
-    calls = sum(sizes[1].values())
     return {
         "model": model_name,
         "backend": backend,
@@ -220,7 +227,6 @@ def run_serve_bench(model: str | None = None, data: Path = DEFAULT_DATA, images:
             "best_batched_images_per_s": round(batched[best_bs], 1),
         },
         "serve": out_serve,
-        "mean_batch_size": round(sum(sizes[0].values()) / calls, 2) if calls else None,
         "c16_vs_best_batched": round(out_serve["c16"]["images_per_s"] / batched[best_bs], 3),
         "c1_p99_vs_single": round(out_serve["c1"]["p99_ms"] / single_ms, 3),
         "c1_p50_vs_single": round(out_serve["c1"]["p50_ms"] / single_ms, 3),

@@ -283,3 +283,19 @@ def test_metrics_need_the_key_when_one_is_set(make_client):
     client = make_client(api_key="k-123456")
     assert client.get("/metrics").status_code == 401
     assert client.get("/metrics", headers={"X-API-Key": "k-123456"}).status_code == 200
+
+
+def test_frames_of_one_camera_batched_together_enter_the_engine_in_time_order(make_client, street_jpeg):
+    from datetime import timedelta
+
+    from .conftest import T0, post_frame
+
+    client = make_client(batch_max_wait_ms=300)
+    with ThreadPoolExecutor(2) as pool:
+        later = pool.submit(post_frame, client, street_jpeg, T0 + timedelta(seconds=2))  # queued first, answered first
+        time.sleep(0.02)
+        earlier = pool.submit(post_frame, client, street_jpeg, T0)
+        answers = [earlier.result(), later.result()]
+    assert [r.status_code for r in answers] == [200, 200], [r.text for r in answers]
+    assert metric(client.get("/metrics").text, "streetorder_batch_size_count") == 1  # one detector call for both
+    assert [i["change"] for i in answers[1].json()["incidents"]] == ["opened"]  # the dwell ran from T0 to T0 + 2 s
