@@ -16,7 +16,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get(
-    "/metrics", summary="Prometheus metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}, "description": "Prometheus text exposition"}, **error_responses(401)},
+    "/metrics", summary="Prometheus metrics", response_class=Response, responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text exposition format 0.0.4"}, **error_responses(401)},
 )
 def metrics(state: State) -> Response:
     """Request latency per route template, detector time and batch sizes, detector queue depth, image memory
