@@ -114,6 +114,9 @@ class MicroBatcher:
             return found
         item = _Item(detector, model, image)
         with self._cond:
+            if ticket:
+                ticket.close(locked=True)  # here now, or refused: either way no batch waits for it
+            self._cond.notify_all()
             if self._closed:
                 raise Unavailable("the service is shutting down")
             if len(self._queue) >= self.queue_size:
@@ -121,9 +124,6 @@ class MicroBatcher:
                 raise Overloaded(f"the detector queue is full ({self.queue_size} images waiting); retry in {self.retry_after_s} s", self.retry_after_s)
             self._queue.append(item)
             self._start()
-            if ticket:
-                ticket.close(locked=True)
-            self._cond.notify_all()
         return item.future.result()
 
     def depth(self) -> int:
@@ -171,6 +171,16 @@ class MicroBatcher:
             self._queue = rest
             return batch
 
+    def _one(self, it: _Item) -> None:
+        start = time.perf_counter()
+        try:
+            [found] = it.detector.detect([it.image])
+        except Exception as e:
+            it.future.set_exception(e)
+            return
+        self._observe(it.model, 1, time.perf_counter() - start)
+        it.future.set_result(found)
+
     def _run(self) -> None:
         while (batch := self._take()) is not None:
             now = time.perf_counter()
@@ -179,10 +189,13 @@ class MicroBatcher:
             try:
                 found = batch[0].detector.detect([it.image for it in batch])
                 self._observe(batch[0].model, len(batch), time.perf_counter() - now)
-            except BaseException as e:  # every waiting request hears it; the worker carries on
-                log.exception("detector failed on a batch of %d", len(batch))
-                for it in batch:
-                    it.future.set_exception(e)
+            except Exception as e:
+                if len(batch) == 1:  # the request answers 500 as it did before batching
+                    batch[0].future.set_exception(e)
+                    continue
+                log.warning("detector failed on a batch of %d; running its images one by one", len(batch), exc_info=True)
+                for it in batch:  # so only the image that fails it fails, not its batch-mates
+                    self._one(it)
                 continue
             for it, d in zip(batch, found):
                 it.future.set_result(d)
