@@ -2,20 +2,36 @@
 
 Decoding goes through Pillow because it reports truncated files (OpenCV silently returns a half-grey
 image) and lets the size be checked from the header before any pixels are decoded (decompression bombs).
-EXIF orientation is applied, as OpenCV and phone galleries do, so boxes match what a person sees.
+Only the formats a street camera or a phone sends are offered to Pillow (`FORMATS`): its other decoders
+(EPS through Ghostscript, PSD, ICO, PCX, SGI, ...) are attack surface that no camera needs. Unusual pixel
+modes are converted to 8-bit BGR the way a viewer shows them (16-bit and float grey scaled down, not clipped
+to white; alpha composited on white), or refused with a reason. EXIF orientation is applied, as OpenCV and
+phone galleries do, so boxes match what a person sees.
 """
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
+import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import BmpImagePlugin, JpegImagePlugin, PngImagePlugin, TiffImagePlugin, WebPImagePlugin  # noqa: F401  (register FORMATS)
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"})
+# Pillow format ids decoded at all (JPEG includes a phone's multi-picture MPO, which Pillow opens as JPEG).
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF")
+FORMAT_NAMES = "JPEG, PNG, WebP, BMP, TIFF"
+ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 MAX_BYTES = 50 * 1024 * 1024
-MAX_PIXELS = 80_000_000  # about 10000 x 8000; larger is not a camera frame or patrol photo
+MAX_PIXELS = 50_000_000  # a 48 MP phone photo (8000 x 6000) passes; 80000 x 1000 is not a frame or a photo
+# Peak bytes per pixel while one image is decoded and converted (Pillow keeps RGB as 4 bytes a pixel, the
+# numpy copy and the BGR result take 3 each, an EXIF rotation one more Pillow copy): what a memory budget
+# for concurrent decodes reserves per image (service/uploads.py). Measured in tests/test_images.py.
+DECODE_BYTES_PER_PIXEL = 14
 
 Image.MAX_IMAGE_PIXELS = None  # we check the size ourselves, with a clear message
 
@@ -24,37 +40,127 @@ class ImageError(ValueError):
     """An image that cannot be used; `str()` is the reason, fit for a user."""
 
 
-def open_pil(source) -> Image.Image:
-    """`PIL.Image.open` that fails the same way in every process.
+@dataclass(frozen=True)
+class ImageInfo:
+    """What an image's header says, read without decoding a pixel."""
+
+    format: str
+    mode: str
+    width: int
+    height: int
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+    def decode_bytes(self) -> int:
+        """Peak memory its decode takes (an upper estimate), for a budget over concurrent decodes."""
+        per_pixel = DECODE_BYTES_PER_PIXEL
+        if self.mode in ALPHA_MODES or self.mode == "P":
+            per_pixel += 8  # the RGBA copy and the white canvas
+        elif self.mode not in ("RGB", "L"):
+            per_pixel += 4  # Pillow's RGB copy (CMYK, YCbCr, 1)
+        elif self.mode.startswith("I") or self.mode == "F":
+            per_pixel = 4 * 3 + 3  # 32-bit copy, float32 scaling, grey and BGR results
+        return self.pixels * per_pixel
+
+
+def open_pil(source, formats: tuple[str, ...] | None = FORMATS) -> Image.Image:
+    """`PIL.Image.open` limited to `formats` that fails the same way in every process.
 
     Once ultralytics is imported (training, evaluation, the parity tests) it patches `Image.open` to try a HEIF
     plugin on unidentified files, and raises ImportError when pi-heif is missing; that is turned back into PIL's
     own UnidentifiedImageError here, so callers need to know about one error only.
     """
     try:
-        return Image.open(source)
+        return Image.open(source, formats=list(formats) if formats else None)
     except ImportError:
         raise UnidentifiedImageError(f"cannot identify image file {source!r}") from None
+
+
+def _unidentified(name: str) -> ImageError:
+    # Not named even when Pillow could: asking its other plugins to parse the bytes is what FORMATS avoids.
+    return ImageError(f"{name}: not a readable image: unknown, refused or corrupt format (accepted: {FORMAT_NAMES})")
+
+
+def probe_image(source: bytes | BinaryIO, name: str = "image", max_pixels: int = MAX_PIXELS) -> ImageInfo:
+    """Format, mode and size from the header alone; ImageError for a refused format or size. Cheap: a
+    decompression bomb is turned away here, before its pixels take any memory."""
+    f = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+    if isinstance(source, (bytes, bytearray)) and not source:
+        raise ImageError(f"{name}: empty file (0 bytes)")
+    try:
+        with open_pil(f) as im:
+            info = ImageInfo(im.format, im.mode, *im.size)
+    except UnidentifiedImageError:
+        raise _unidentified(name) from None
+    except (OSError, ValueError, SyntaxError) as e:
+        raise ImageError(f"{name}: corrupt image ({e})") from None
+    _check_size(info, name, max_pixels)
+    return info
+
+
+def _check_size(info: ImageInfo, name: str, max_pixels: int) -> None:
+    w, h = info.width, info.height
+    if w * h > max_pixels:
+        raise ImageError(f"{name}: image too large ({w}x{h} = {w * h / 1e6:.1f} MP, limit {max_pixels / 1e6:.1f} MP)")
+    if w == 0 or h == 0:
+        raise ImageError(f"{name}: image has zero size")
+
+
+def _to_bgr(im: Image.Image, name: str) -> np.ndarray:
+    """8-bit BGR from any mode Pillow gives for FORMATS, as a viewer would show it."""
+    mode = im.mode
+    if mode in ALPHA_MODES or (mode == "P" and "transparency" in im.info):  # on white, not on what hides under alpha
+        rgba = im.convert("RGBA")
+        im = Image.new("RGB", im.size, (255, 255, 255))
+        im.paste(rgba, mask=rgba.getchannel("A"))
+        del rgba
+        mode = "RGB"
+    if mode.startswith("I;16") or mode in ("I", "F"):  # 16-bit, 32-bit or float grey: scaled, never clipped to white
+        return cv2.cvtColor(_grey8(np.asarray(im), mode, name), cv2.COLOR_GRAY2BGR)
+    if mode not in ("RGB", "L"):
+        try:
+            im = im.convert("RGB")  # 1, P, CMYK, YCbCr; LAB and HSV fail here
+        except (ValueError, OSError) as e:
+            raise ImageError(f"{name}: {mode} images cannot be shown in colour ({e}); send RGB or greyscale") from None
+    arr = np.asarray(im)
+    return cv2.cvtColor(arr, cv2.COLOR_GRAY2BGR if arr.ndim == 2 else cv2.COLOR_RGB2BGR)
+
+
+def _grey8(grey: np.ndarray, mode: str, name: str) -> np.ndarray:
+    """Scale 16-bit, 32-bit integer or float grey to 8 bits over the range its type implies: 16-bit modes
+    over 0-65535, float over 0-1 when it stays there, 32-bit values over 0-255 or 0-65535."""
+    top, low = (float(grey.max()), float(grey.min())) if grey.size else (0.0, 0.0)
+    if low < 0 or not np.isfinite(top) or not np.isfinite(low):
+        raise ImageError(f"{name}: {mode} image with negative or non-finite values; send an 8-bit or 16-bit image")
+    if mode.startswith("I;16"):
+        full = 65535.0
+    elif mode == "F" and top <= 1.0:
+        full = 1.0
+    else:
+        full = 255.0 if top <= 255 else 65535.0
+    if top > full:
+        raise ImageError(f"{name}: {mode} image with values up to {top:g}, beyond 16 bits; send an 8-bit or 16-bit image")
+    return (grey.astype(np.float32) * (255.0 / full) + 0.5).astype(np.uint8)
 
 
 def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
     """Decode encoded image bytes to a BGR uint8 array."""
     if not data:
         raise ImageError(f"{name}: empty file (0 bytes)")
+    f = io.BytesIO(data)
     try:
-        with open_pil(io.BytesIO(data)) as im:
-            w, h = im.size
-            if w * h > max_pixels:
-                raise ImageError(f"{name}: image too large ({w}x{h} = {w * h / 1e6:.0f} MP, limit {max_pixels / 1e6:.0f} MP)")
-            if w == 0 or h == 0:
-                raise ImageError(f"{name}: image has zero size")
+        with open_pil(f) as im:
+            _check_size(ImageInfo(im.format, im.mode, *im.size), name, max_pixels)
             im.load()  # raises on truncated data
-            im = ImageOps.exif_transpose(im) if im.getexif() else im
-            rgb = np.asarray(im.convert("RGB"))
+            if im.getexif().get(0x0112, 1) != 1:
+                im = ImageOps.exif_transpose(im)
+            return _to_bgr(im, name)
     except ImageError:
         raise
     except UnidentifiedImageError:
-        raise ImageError(f"{name}: not a readable image (unknown or corrupt format)") from None
+        raise _unidentified(name) from None
     except OSError as e:
         msg = str(e)
         if "truncated" in msg.lower():
@@ -62,7 +168,6 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS)
         raise ImageError(f"{name}: corrupt image ({msg})") from None
     except (ValueError, SyntaxError, Image.DecompressionBombError) as e:
         raise ImageError(f"{name}: corrupt image ({e})") from None
-    return np.ascontiguousarray(rgb[..., ::-1])
 
 
 def load_image(path: str | Path, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS) -> np.ndarray:

@@ -18,7 +18,9 @@ from . import access_log
 from .auth import Auth, refuse_key_in_url, require
 from .errors import error_responses, install_handlers
 from .keys import Role
-from .routers import cameras, cases, detect, evidence, frames, health, models, photos, quarantine, review, review_labels
+from .routers import cameras, cases, detect, evidence, frames, health, metrics, models, photos, quarantine, review, review_labels
+from .memory import fix_malloc_threshold
+from .metrics import RequestTimer
 from .settings import ServiceSettings
 from .state import ServiceState
 from .uploads import BodyLimit
@@ -36,6 +38,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     """Build the app. Raises ConfigError (bad camera config) or a database error (ledger unreachable) at once;
     a model that fails to load only makes /ready say so."""
     settings = settings or ServiceSettings.load()
+    fix_malloc_threshold()
     ledger_db = Database(settings.ledger_settings().database_url, auto_upgrade=settings.ledger_settings().auto_upgrade)
     try:
         Auth.check_configured(settings, ledger_db)  # fail fast, before the model loads
@@ -62,12 +65,13 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.auth = auth
     install_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
+    app.add_middleware(RequestTimer, metrics=state.metrics)  # outermost: a 413 from BodyLimit is timed too
     access_log.install()
 
     # ---- who may call what (auth.py); admin may call everything -------------------------------------
     denied = error_responses(401, 403, 429)
     app.include_router(health.router)  # anyone: /ready tells an anonymous caller only ready or not
-    for module, role in ((detect, Role.CAMERA), (frames, Role.CAMERA), (photos, Role.CAMERA), (cases, Role.REVIEWER), (models, Role.ADMIN), (cameras, Role.ADMIN), (quarantine, Role.ADMIN)):
+    for module, role in ((detect, Role.CAMERA), (frames, Role.CAMERA), (photos, Role.CAMERA), (cases, Role.REVIEWER), (models, Role.ADMIN), (cameras, Role.ADMIN), (quarantine, Role.ADMIN), (metrics, Role.ADMIN)):
         app.include_router(module.router, dependencies=[Security(require(role))], responses=denied)
     # the review page's browser session also opens evidence (the page's images); evidence may be public
     app.include_router(evidence.router, dependencies=[] if settings.evidence_public else [Security(require(Role.REVIEWER, session=True))], responses=denied)

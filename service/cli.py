@@ -107,7 +107,11 @@ STREETORDER_RETRY_INTERVAL_S, STREETORDER_EARLIEST_TAKEN_AT; flags win.
 Every route but /health, /ready and the docs needs an API key with the right role in the X-API-Key header (create
 them with `streetorder keys create`; STREETORDER_EVIDENCE_PUBLIC=1 opens /evidence). With no key in the ledger the
 service refuses to start unless --insecure-open is given. STREETORDER_API_KEY (the old single master key) still
-works as an admin key, with a deprecation warning. Docs at http://HOST:PORT/docs; the review page at /review."""
+works as an admin key, with a deprecation warning. Docs at http://HOST:PORT/docs; the review page at /review.
+
+Capacity: STREETORDER_MAX_PIXELS (default 50 MP, checked from the header), STREETORDER_IMAGE_MEMORY_MB (memory that
+images in flight may take together, default 1024), STREETORDER_BATCHING, STREETORDER_BATCH_MAX_SIZE,
+STREETORDER_BATCH_MAX_WAIT_MS, STREETORDER_BATCH_QUEUE_SIZE (micro-batching); Prometheus metrics at /metrics."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:

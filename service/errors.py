@@ -83,6 +83,14 @@ class Unavailable(ServiceError):
     status = 503
 
 
+class Overloaded(Unavailable):
+    """Too busy right now (detector queue full, memory budget taken): 503 with Retry-After, try again shortly."""
+
+    def __init__(self, detail: str, retry_after_s: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after_s = retry_after_s
+
+
 class Unauthorized(ServiceError):
     status = 401
 
@@ -156,7 +164,11 @@ def _allowed_methods(request: Request) -> list[str]:
 def install_handlers(app: FastAPI) -> None:
     @app.exception_handler(ServiceError)
     async def _service(_: Request, e: ServiceError) -> JSONResponse:
-        return _json(e.status, e.detail, getattr(e, "headers", None))
+        headers = dict(getattr(e, "headers", None) or {})
+        retry = getattr(e, "retry_after_s", None)
+        if retry is not None:
+            headers["Retry-After"] = str(retry)
+        return _json(e.status, e.detail, headers or None)
 
     @app.exception_handler(Accepted)
     async def _accepted(_: Request, e: Accepted) -> JSONResponse:

@@ -17,6 +17,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, Val
 
 from pipeline.cases.config import LedgerConfig
 from pipeline.detect import models_dir
+from pipeline.images import MAX_PIXELS
 from pipeline.paths import SAMPLE_CONFIG
 
 ENV_PREFIX = "STREETORDER_"
@@ -78,6 +79,24 @@ class ServiceSettings(BaseModel):
     )
     auth_window_s: float = Field(300, gt=0, title="Failure window", description="Seconds a failed authentication counts against the limits", json_schema_extra=_env("AUTH_WINDOW_S"))
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, title="Upload limit", description="Largest request body in bytes; more is refused with 413", json_schema_extra=_env("MAX_UPLOAD_BYTES"))
+    max_pixels: int = Field(
+        MAX_PIXELS, ge=1, title="Pixel limit", description="Largest image in pixels (width x height), read from the header before anything is decoded; more is refused with 422",
+        json_schema_extra=_env("MAX_PIXELS"),
+    )
+    image_memory_mb: int = Field(
+        1024, ge=16, title="Image memory budget", description="MiB that uploaded images may take together while decoded and processed (about 14 bytes a pixel at the decode's peak); "
+        "the service's RSS stays under its baseline (the loaded models) plus this. A request that does not fit waits `image_memory_wait_s`, then gets 503 with Retry-After",
+        json_schema_extra=_env("IMAGE_MEMORY_MB"),
+    )
+    image_memory_wait_s: float = Field(2.0, ge=0, le=60, title="Image memory wait", description="Seconds an upload waits for the image memory budget before 503", json_schema_extra=_env("IMAGE_MEMORY_WAIT_S"))
+    batching: bool = Field(True, title="Micro-batching", description="Concurrent requests' images go through the detector together; off: each request runs it alone", json_schema_extra=_env("BATCHING"))
+    batch_max_size: int = Field(8, ge=1, le=64, title="Largest batch", description="Images per detector call at most", json_schema_extra=_env("BATCH_MAX_SIZE"))
+    batch_max_wait_ms: float = Field(
+        4.0, ge=0, le=1000, title="Batch wait", description="Milliseconds the oldest image may wait for a batch to fill; only while other requests are still decoding",
+        json_schema_extra=_env("BATCH_MAX_WAIT_MS"),
+    )
+    batch_queue_size: int = Field(64, ge=1, title="Detector queue", description="Images that may wait for the detector; more are refused with 503 and Retry-After", json_schema_extra=_env("BATCH_QUEUE_SIZE"))
+    retry_after_s: int = Field(1, ge=1, le=3600, title="Retry-After", description="Seconds a client shed with 503 is told to wait", json_schema_extra=_env("RETRY_AFTER_S"))
     evidence_dir: Path = Field(
         Path("var/engine-evidence"), title="Engine evidence directory", description="Where the engine writes evidence before the ledger stores it by content",
         json_schema_extra=_env("EVIDENCE_DIR"),

@@ -3,8 +3,9 @@ keeps the engine consistent.
 
 Locking: the engine (trackers, incidents, the per-camera frame order) is not thread-safe, so everything that
 touches it runs under `engine_lock`, one frame or photo at a time. Detection, the slow part, runs before the
-lock is taken, on the detector reference read once at the start of the request, so requests for different
-cameras overlap their inference and a model swap never waits for a frame (nor a frame for a swap). The
+lock is taken, on the detector reference read once at the start of the request, through the micro-batcher
+(`batching.py`: concurrent requests that share a detector object, so one model, run as one batch), so a model
+swap never waits for a frame (nor a frame for a swap). The
 ledger is safe to call from any thread (one transaction per call), so case routes never take the lock.
 Run one process (one uvicorn worker): the engine's state lives in memory.
 
@@ -40,9 +41,13 @@ from pipeline.intake import Deferred, Intake, IntakeResult
 from pipeline.report_queue import ReportQueue
 from pipeline.review import Rejection, reject
 
+from .batching import MicroBatcher
 from .errors import Accepted, Conflict, NotFound, Unavailable, Unprocessable
+from .frame_order import FrameOrder
+from .metrics import ServiceMetrics
 from .model_slot import LoadedModel, ModelSlot
 from .settings import ServiceSettings
+from .uploads import DecodeBudget, ImageReader
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +73,15 @@ class ServiceState:
         self.engine = Engine(source, detector=None, evidence_dir=settings.evidence_dir)
         self.intake = Intake(self.engine, store, queue=ReportQueue(settings.journal), mark_frames=True)
         self.engine_lock = threading.Lock()
+        self.frame_order = FrameOrder()
+        self.metrics = ServiceMetrics()
+        budget = DecodeBudget(settings.image_memory_mb * 2**20, settings.image_memory_wait_s, settings.retry_after_s, self.metrics)
+        self.images = ImageReader(budget, settings.max_pixels)
+        self.batcher = MicroBatcher(
+            self.metrics, max_size=settings.batch_max_size, max_wait_s=settings.batch_max_wait_ms / 1000, queue_size=settings.batch_queue_size,
+            retry_after_s=settings.retry_after_s, enabled=settings.batching,
+        )
+        self.metrics.watch(queue_depth=self.batcher.depth, decode_bytes=lambda: budget.used, backlog=lambda: self.backlog, model=self._model_info)
         # frame order as the ledger stored it, and as the journal holds it for what the ledger has not yet
         self.last_frame: dict[str, datetime] = last_frames(store.db)
         for camera_id, at in self.intake.queue.frame_marks().items():
@@ -99,6 +113,7 @@ class ServiceState:
         self._stop.set()
         if self._retry is not None:
             self._retry.join(timeout=30)
+        self.batcher.close()
         with self.engine_lock:
             try:
                 self.intake.flush()
@@ -206,9 +221,10 @@ class ServiceState:
         with self.engine_lock:
             self._check_order(camera_id, at)  # fail before paying for inference
         model = self.models.require()
-        # the camera's detector: the model itself, or sliced over tiles where the camera or a zone asks
-        detections = camera_detector(model.detector, camera, image.shape[1], image.shape[0]).detect([image])[0]
-        with self.engine_lock:
+        with self.frame_order.detecting(camera_id, at) as slot:
+            # the camera's detector: the model itself, or sliced over tiles where the camera or a zone asks
+            detections = self.batcher.detect(camera_detector(model.detector, camera, image.shape[1], image.shape[0]), image, model.name)
+        with slot.turn(self.engine_lock):  # an earlier frame of this camera, detected in the same batch, goes first
             self._check_order(camera_id, at)  # another frame of this camera may have gone first
             try:
                 self.source.get().camera(camera_id)
@@ -217,6 +233,7 @@ class ServiceState:
             self.last_frame[camera_id] = at  # the engine sees it now, whatever happens next
             try:
                 result = self.intake.frame(Frame(image, at, camera_id, source=f"api:{camera_id}", meta={"model": model.name}), detections)
+                self._count_cases(result, "frame")
             except Deferred as e:
                 self._tidy(e.written)
                 raise _deferred(e, "frame") from None
@@ -227,7 +244,7 @@ class ServiceState:
         """A patrol photo: its place is the nearest camera point (or a GPS point), with `place` fields overriding."""
         self.check_taken_at(at)
         model = self.models.require()
-        detections = model.detector.detect([image])[0]
+        detections = self.batcher.detect(model.detector, image, model.name)
         with self.engine_lock:
             frame = Frame(image, at, None, gps, source=source, meta={"model": model.name})
             location = self.engine.patrol_location(frame)
@@ -235,11 +252,21 @@ class ServiceState:
                 location = Location.model_validate({**location.model_dump(), **place})
             try:
                 result = self.intake.photo(frame, location, detections)
+                self._count_cases(result, "photo")
             except Deferred as e:
                 self._tidy(e.written)
                 raise _deferred(e, "photo") from None
             self._tidy(_posted(result))
         return Processed(model, result, image.shape[1], image.shape[0]), location
+
+    def _count_cases(self, result: IntakeResult, source: str) -> None:
+        created = sum(1 for p in [*result.posted, *(p for _, p in result.retried)] if p is not None and p.created)
+        if created:
+            self.metrics.cases_created.labels(source).inc(created)
+
+    def _model_info(self) -> tuple[str, str] | None:
+        model = self.models.current
+        return (model.name, str(getattr(model.detector, "backend", "?"))) if model else None
 
     def _tidy(self, reports: list[IncidentReport]) -> None:
         """Delete the engine's copies of evidence the ledger now holds, or a live service fills its disk. The

@@ -1,16 +1,30 @@
-"""Uploads: a hard cap on request bodies, and turning an uploaded file into an image or a clear refusal."""
+"""Uploads: a hard cap on request bodies, a memory budget for the images being decoded, and turning an
+uploaded file into an image or a clear refusal.
+
+Memory: a decoded image takes about 10-14 bytes a pixel at its peak (pipeline/images.py), so a 77 KB PNG of
+80000 x 1000 px would take ~1 GB. Its size is read from the header first (refused above `max_pixels`), then
+the decode reserves its peak bytes in `DecodeBudget` for as long as the request holds the image; a request
+that does not fit waits up to `wait_s` for others to finish, then gets 503 with Retry-After. So images in
+flight never take more than the budget together, whatever is uploaded at once.
+"""
 
 from __future__ import annotations
 
 import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Annotated
 
 import numpy as np
-from fastapi import UploadFile
+from fastapi import Depends, Request, UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pipeline.images import decode_image
+from pipeline.images import FORMAT_NAMES, decode_image, probe_image
 
-from .errors import UnsupportedMediaType
+from .errors import Overloaded, TooLarge, UnsupportedMediaType
+from .metrics import ServiceMetrics
 
 # Declared types an image upload may carry; the bytes decide in the end (decode_image), this only turns away
 # what says outright that it is not an image.
@@ -77,11 +91,97 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
-def read_image(upload: UploadFile, field: str = "image") -> tuple[bytes, np.ndarray]:
-    """The upload's bytes and the decoded BGR image; 415 for a declared non-image type, 422 (ImageError) for bad bytes."""
-    ctype = (upload.content_type or "").lower()
-    if ctype and not ctype.startswith(IMAGE_TYPES):
-        raise UnsupportedMediaType(f"{field}: expected an image (JPEG, PNG, WebP, BMP, TIFF), got content type {upload.content_type}")
-    upload.file.seek(0)
-    data = upload.file.read()
-    return data, decode_image(data, upload.filename or field)
+class DecodeBudget:
+    """A semaphore weighted in bytes: `reserve(n)` blocks until n bytes are free, at most `wait_s`."""
+
+    def __init__(self, total_bytes: int, wait_s: float, retry_after_s: int, metrics: ServiceMetrics) -> None:
+        self.total, self.wait_s, self.retry_after_s, self.metrics = total_bytes, wait_s, retry_after_s, metrics
+        self.used = 0
+        self._cond = threading.Condition()
+        metrics.decode_budget.set(total_bytes)
+
+    @contextmanager
+    def reserve(self, nbytes: int, what: str) -> Iterator[None]:
+        if nbytes > self.total:
+            raise TooLarge(f"{what} needs about {nbytes / 2**20:,.0f} MiB to decode, more than the service's whole image memory budget ({self.total / 2**20:,.0f} MiB); send a smaller image")
+        deadline = time.monotonic() + self.wait_s
+        with self._cond:
+            while self.used + nbytes > self.total:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self.metrics.shed.labels("memory_budget").inc()
+                    raise Overloaded(
+                        f"{what}: the service's image memory budget is taken by other uploads ({self.used / 2**20:,.0f} of {self.total / 2**20:,.0f} MiB); retry in {self.retry_after_s} s",
+                        self.retry_after_s,
+                    )
+                self._cond.wait(left)
+            self.used += nbytes
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.used -= nbytes
+                self._cond.notify_all()
+
+
+class ImageReader:
+    """Uploaded file → decoded image, inside the memory budget. One per app; requests use it through `ImageHold`."""
+
+    def __init__(self, budget: DecodeBudget, max_pixels: int) -> None:
+        self.budget = budget
+        self.max_pixels = max_pixels
+
+    @contextmanager
+    def read(self, upload: UploadFile, field: str = "image") -> Iterator[tuple[bytes, np.ndarray]]:
+        """The upload's bytes and its BGR image, reserved in the budget until the block ends. 415 for a declared
+        non-image type; 422 (ImageError) for a refused format, a size over `max_pixels` (read from the header,
+        nothing decoded) or bad bytes; 413 for an image larger than the whole budget; 503 + Retry-After when
+        the budget stays taken."""
+        ctype = (upload.content_type or "").lower()
+        if ctype and not ctype.startswith(IMAGE_TYPES):
+            raise UnsupportedMediaType(f"{field}: expected an image ({FORMAT_NAMES}), got content type {upload.content_type}")
+        name = upload.filename or field
+        upload.file.seek(0, 2)
+        size = upload.file.tell()
+        upload.file.seek(0)
+        info = probe_image(upload.file, name, self.max_pixels) if size else None
+        with self.budget.reserve(size + (info.decode_bytes() if info else 0), name):
+            upload.file.seek(0)
+            data = upload.file.read()
+            image = decode_image(data, name, self.max_pixels)
+            yield data, image
+
+
+class ImageHold:
+    """The images one request decoded; their memory stays reserved until the request ends (the route, the
+    detector and the engine hold the image that long). Reading also tells the micro-batcher that this
+    request's image is on its way, so a batch may wait for it."""
+
+    def __init__(self, reader: ImageReader, batcher) -> None:
+        self.reader, self.batcher = reader, batcher
+        self._stack = ExitStack()
+
+    def read(self, upload: UploadFile, field: str = "image", detect: bool = True) -> tuple[bytes, np.ndarray]:
+        """`detect`: the image goes to the detector next (a rectification photo does not)."""
+        if detect:
+            self._stack.enter_context(self.batcher.incoming())
+        try:
+            return self._stack.enter_context(self.reader.read(upload, field))
+        except BaseException:
+            self._stack.close()  # a refused upload: the batcher must not wait for it
+            raise
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+def image_hold(request: Request) -> Iterator[ImageHold]:
+    state = request.app.state.service
+    hold = ImageHold(state.images, state.batcher)
+    try:
+        yield hold
+    finally:
+        hold.close()
+
+
+Images = Annotated[ImageHold, Depends(image_hold)]

@@ -103,3 +103,114 @@ def test_unreadable_bytes_stay_an_image_error_after_ultralytics_patched_pillow()
 
     with pytest.raises(ImageError, match="not a readable image"):
         decode_image(bytes(range(256)) * 10, "noise.jpg")
+
+
+# ---- formats, pixel modes, the header check, the memory estimate --------------------------------------------
+
+
+def _encoded(im: Image.Image, fmt: str, **kw) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    im.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def test_the_pixel_limit_is_checked_from_the_header_without_decoding(monkeypatch):
+    from PIL import ImageFile
+
+    from pipeline.images import probe_image
+
+    bomb = _encoded(Image.new("1", (80000, 1000)), "PNG")
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("pixels decoded"))
+    with pytest.raises(ImageError, match=r"too large \(80000x1000 = 80.0 MP, limit 50.0 MP\)"):
+        probe_image(bomb)
+    with pytest.raises(ImageError, match="too large"):
+        decode_image(bomb)
+    info = probe_image(_encoded(Image.new("RGB", (64, 48)), "JPEG"))
+    assert (info.format, info.mode, info.width, info.height) == ("JPEG", "RGB", 64, 48)
+
+
+@pytest.mark.parametrize("fmt", ["EPS", "GIF", "PCX", "ICO", "TGA", "PPM"])
+def test_only_camera_and_phone_formats_are_decoded(fmt):
+    data = _encoded(Image.new("RGB", (32, 32), (10, 20, 30)), fmt)
+    with pytest.raises(ImageError, match="accepted: JPEG, PNG, WebP, BMP, TIFF"):
+        decode_image(data, f"x.{fmt.lower()}")
+
+
+@pytest.mark.parametrize("fmt, kw", [("JPEG", {}), ("PNG", {}), ("WEBP", {"lossless": True}), ("BMP", {}), ("TIFF", {})])
+def test_accepted_formats(fmt, kw):
+    out = decode_image(_encoded(Image.new("RGB", (20, 10), (200, 100, 50)), fmt, **kw))
+    assert out.shape == (10, 20, 3) and np.abs(out[5, 5].astype(int) - [50, 100, 200]).max() <= 3  # BGR
+
+
+def test_16_bit_grey_is_scaled_to_8_bits_not_clipped_to_white():
+    grey = np.tile(np.arange(0, 65536, 257, dtype=np.uint16), (4, 1))  # 0 .. 65535 in 256 steps
+    im = Image.fromarray(grey)
+    assert im.mode == "I;16"
+    for fmt in ("PNG", "TIFF"):
+        out = decode_image(_encoded(im, fmt))
+        assert out.dtype == np.uint8 and (out[0, :, 0] == np.arange(256)).all(), fmt
+
+
+@pytest.mark.parametrize(
+    "make, expected",
+    [
+        (lambda: Image.fromarray(np.full((8, 8), 0.5, np.float32)), 128),  # float 0..1
+        (lambda: Image.fromarray(np.full((8, 8), 30000, np.int32)), round(30000 / 257)),  # 32-bit holding 16-bit values
+        (lambda: Image.new("LA", (8, 8), (0, 0)), 255),  # fully transparent: white, not the black under it
+        (lambda: Image.new("RGBA", (8, 8), (0, 0, 0, 128)), 127),
+        (lambda: Image.new("1", (8, 8), 1), 255),
+    ],
+)
+def test_unusual_modes_are_converted_as_a_viewer_shows_them(make, expected):
+    out = decode_image(_encoded(make(), "TIFF" if make().mode in ("F", "I") else "PNG"))
+    assert out.shape == (8, 8, 3) and abs(int(out[0, 0, 0]) - expected) <= 1
+
+
+def test_palette_cmyk_and_transparent_palette():
+    red = decode_image(_encoded(Image.new("RGB", (8, 8), (200, 10, 10)).convert("P"), "PNG"))
+    assert np.abs(red[0, 0].astype(int) - [10, 10, 200]).max() <= 12  # the web palette's nearest red
+    cmyk = decode_image(_encoded(Image.new("CMYK", (8, 8), (0, 255, 255, 0)), "JPEG"))  # red in CMYK
+    assert cmyk[0, 0, 2] > 200 and cmyk[0, 0, :2].max() < 60
+    pal = Image.new("P", (8, 8), 0)
+    pal.putpalette([0, 0, 0] * 256)
+    pal.info["transparency"] = 0
+    assert (decode_image(_encoded(pal, "PNG")) == 255).all()
+
+
+def test_out_of_range_images_are_refused_clearly():
+    with pytest.raises(ImageError, match="beyond 16 bits"):
+        decode_image(_encoded(Image.fromarray(np.full((8, 8), 100000, np.int32)), "TIFF"))
+    with pytest.raises(ImageError, match="negative"):
+        decode_image(_encoded(Image.fromarray(np.full((8, 8), -5.0, np.float32)), "TIFF"))
+
+
+PEAK_SCRIPT = """
+import io, sys
+import numpy as np
+from PIL import Image
+from pipeline.images import decode_image, probe_image
+w, h, fmt, mode = 3000, 2000, sys.argv[1], sys.argv[2]
+blocks = np.random.default_rng(0).integers(0, 255, (h // 10, w // 10, 3), dtype=np.uint8).repeat(10, 0).repeat(10, 1)
+buf = io.BytesIO(); Image.fromarray(blocks).convert(mode).save(buf, format=fmt); data = buf.getvalue(); del blocks, buf
+rss = lambda key: int(next(l for l in open("/proc/self/status") if l.startswith(key)).split()[1]) * 1024
+open("/proc/self/clear_refs", "w").write("5")
+before = rss("VmRSS:")
+decode_image(data)
+print(rss("VmHWM:") - before, probe_image(data).decode_bytes())
+"""
+
+
+@pytest.mark.parametrize("fmt, mode", [("JPEG", "RGB"), ("PNG", "RGBA"), ("JPEG", "CMYK")])
+def test_the_decode_memory_estimate_covers_the_real_peak(fmt, mode):
+    import subprocess
+    import sys
+
+    from .conftest import REPO
+
+    out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, fmt, mode], capture_output=True, text=True, cwd=REPO, timeout=60, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
+    assert out.returncode == 0, out.stderr
+    peak, estimate = map(int, out.stdout.split())
+    assert peak <= estimate, f"{fmt} {mode}: decoding took {peak / 6e6:.1f} B/px, estimated {estimate / 6e6:.1f}"
+    assert estimate < 2 * peak  # and is not wildly above it (the budget admits what fits)

@@ -38,6 +38,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_serve(args: argparse.Namespace) -> int:
+    from .serve_bench import run_serve_bench
+
+    out = run_serve_bench(args.model, data=Path(args.data), images=args.images, rounds=args.rounds, batching=not args.no_batching)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    d = out["detector"]
+    print(f"model {out['model']} ({out['backend']}), {out['images']} images {out['image_size']}, {out['rounds']} rounds, {out['cpu']}, micro-batching {'on' if out['batching'] else 'off'}")
+    print(f"detector alone: {d['single_ms']} ms single image; batched images/s {d['batched_images_per_s']} (best: batch {d['best_batch']}, {d['best_batched_images_per_s']}/s)")
+    for c, s in out["serve"].items():
+        print(f"POST /detect {c:>4}: {s['images_per_s']:6.1f} images/s  p50 {s['p50_ms']:7.1f} ms  p95 {s['p95_ms']:7.1f} ms  p99 {s['p99_ms']:7.1f} ms  mean batch {s['mean_batch_size']}  ({s['requests']} requests, {s['errors']} errors)")
+    print(f"c16_vs_best_batched {out['c16_vs_best_batched']} (target >= 0.9); c1_p99_vs_single {out['c1_p99_vs_single']} (target <= 1.3)")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the developers' commands to the `streetorder` sub-command parser."""
     p = sub.add_parser("scenarios", help="run the shipped engine scenarios and score incidents", description="Compose the shipped scenarios from real images, run the detector and the engine, and report incident-level recall, precision and duplicate rate (with and without detection dropout). Exit status 1 unless recall and precision are both 1.")
@@ -59,3 +75,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", type=int, default=30, help="real images for the backend comparison (default 30)")
     p.add_argument("--data", default=str(SHARED_DATA / "garbage-cn" / "val" / "images"), help="folder of images for the backend comparison (default ../shared/data/garbage-cn/val/images)")
     p.set_defaults(func=cmd_bench)
+    what = p.add_subparsers(dest="bench_what", metavar="{serve}", required=False)
+    q = what.add_parser(
+        "serve", help="the live endpoint under load vs the detector alone",
+        description="Start `streetorder serve` (real uvicorn on 127.0.0.1), POST /detect real images at concurrency 1, 4 and 16, and time the "
+        "service's own detector in the same run (single image and batches of 1-16, in turn with the load phases). Prints p50/p95/p99 and "
+        "images/s, c16_vs_best_batched (target >= 0.9) and c1_p99_vs_single (target <= 1.3).",
+    )
+    q.add_argument("--json", action="store_true", help="print one JSON object")
+    q.add_argument("--model", help="model (default: models/CURRENT)")
+    q.add_argument("--images", type=int, default=32, help="real images to send (default 32)")
+    q.add_argument("--rounds", type=int, default=2, help="detector and load phases in turn, this many times (default 2)")
+    q.add_argument("--no-batching", action="store_true", help="serve without micro-batching (each request runs the detector alone), for comparison")
+    q.add_argument("--data", default=str(SHARED_DATA / "garbage-cn" / "val" / "images"), help="folder of images (default ../shared/data/garbage-cn/val/images)")
+    q.set_defaults(func=cmd_bench_serve)

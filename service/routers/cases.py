@@ -18,7 +18,7 @@ from ..keys import Principal, Role
 from ..paging import Paging, page_fields
 from ..params import MAX_ID, Timestamp
 from ..schemas import CaseList, TransitionIn
-from ..uploads import read_image
+from ..uploads import Images
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 
@@ -78,16 +78,17 @@ def transition(state: State, who: Reviewer, case_id: CaseId, body: TransitionIn)
     response_model=CaseView,
     summary="Mark a case rectified with an after photo",
     dependencies=[Depends(require_multipart)],
-    responses=error_responses(401, 404, 409, 413, 415, 422),
+    responses=error_responses(401, 404, 409, 413, 415, 422, 503),
 )
 def rectify(
     store: Store,
     who: Reviewer,
+    images: Images,
     case_id: CaseId,
     photo: Annotated[UploadFile, File(description="The spot after rectification (整改后照片)")],
     note: Annotated[str | None, Form(max_length=2000)] = None,
 ) -> CaseView:
     """The photo is checked to be a readable image, then stored as the case's `after` evidence. The actor in
     the history is the calling key's name."""
-    data, _ = read_image(photo, "photo")
+    data, _ = images.read(photo, "photo", detect=False)
     return store.transition(case_id, CaseStatus.RECTIFIED, actor=who.name, note=note, after_photo=data)

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, File, Query, UploadFile
 from ..deps import State, require_multipart
 from ..errors import Unprocessable, error_responses
 from ..schemas import DetectionOut, DetectOut
-from ..uploads import read_image
+from ..uploads import Images
 
 router = APIRouter(tags=["detect"])
 
@@ -18,6 +18,7 @@ router = APIRouter(tags=["detect"])
 @router.post("/detect", response_model=DetectOut, summary="Detect objects in one image", dependencies=[Depends(require_multipart)], responses=error_responses(401, 413, 415, 422, 503))
 def detect(
     state: State,
+    images: Images,
     image: Annotated[UploadFile, File(description="JPEG, PNG, WebP, BMP or TIFF")],
     conf: Annotated[float | None, Query(ge=0, le=1, description="Minimum score; not below the service's floor (settings.conf)")] = None,
     classes: Annotated[list[str] | None, Query(description="Class names to keep; repeat the parameter or separate with commas")] = None,
@@ -30,8 +31,8 @@ def detect(
     unknown = sorted(set(wanted) - set(model.detector.names))
     if unknown:
         raise Unprocessable(f"unknown class(es) {unknown}; model {model.name} knows: {', '.join(model.detector.names)}")
-    _, img = read_image(image)
-    found = model.detector.detect([img])[0]
+    _, img = images.read(image)
+    found = state.batcher.detect(model.detector, img, model.name)
     keep = np.ones(len(found), dtype=bool)
     if conf is not None:
         keep &= found.confidence >= conf

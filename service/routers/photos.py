@@ -14,7 +14,7 @@ from ..deps import BaseUrl, State, require_multipart
 from ..errors import QUEUED, Unprocessable, error_responses
 from ..params import PlaceText, Timestamp
 from ..schemas import PhotoOut, intake_fields
-from ..uploads import read_image
+from ..uploads import Images
 
 router = APIRouter(tags=["photos"])
 
@@ -22,6 +22,7 @@ router = APIRouter(tags=["photos"])
 @router.post("/photos", response_model=PhotoOut, summary="Process one patrol photo", dependencies=[Depends(require_multipart)], responses=QUEUED | error_responses(401, 413, 415, 422, 503))
 def post_photo(
     state: State,
+    images: Images,
     base: BaseUrl,
     image: Annotated[UploadFile, File(description="The photo; its EXIF GPS and time are used unless given below")],
     lat: Annotated[float | None, Form(ge=-90, le=90, description="WGS-84 latitude (with lon), overrides EXIF")] = None,
@@ -35,7 +36,7 @@ def post_photo(
     patrol radius and window are one incident."""
     if (lat is None) != (lon is None):
         raise Unprocessable("give both lat and lon, or neither (then the photo's EXIF GPS is used)")
-    data, img = read_image(image)
+    data, img = images.read(image)
     exif_at, exif_gps = photo_metadata(data, ZoneInfo(state.config().patrol.timezone))
     if lat is not None:
         gps, gps_source = GeoPoint(lat=lat, lon=lon), "form"

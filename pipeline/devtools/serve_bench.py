@@ -1,0 +1,247 @@
+"""`streetorder bench serve`: the live endpoint under concurrent load, against the detector alone.
+
+A real `streetorder serve` (uvicorn, HTTP on 127.0.0.1) is started as a subprocess, and `POST /detect` is
+driven with real images at concurrency 1, 4 and 16 (asyncio + httpx, one connection per client). In the same
+run, round by round in turn with the load phases, the bench process times the service's own detector (same
+model, same runtime: read from the service's `streetorder_model_info`) on the same decoded images: one image
+per call, and batches of 2-16. Two ratios say what the service makes of the detector:
+
+- `c16_vs_best_batched`: images/s served at concurrency 16 / the detector's best batched images/s;
+- `c1_p99_vs_single`: p99 latency of one client at a time / the detector's median single-image time
+  (`c1_p99_vs_single_p99` puts it against the detector's own p99, to show how much of it is the machine's noise).
+
+The clients, the service and the bench's own detector share the machine's cores, as a live service shares
+them with its neighbours: read the figures as ratios measured side by side, not as absolute capacity.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from ..detect import DetectorSettings
+from ..images import decode_image
+from ..paths import REPO, SAMPLE_CONFIG, SHARED_DATA
+
+CONCURRENCY = (1, 4, 16)
+BATCHES = (1, 2, 4, 8, 16)
+DEFAULT_DATA = SHARED_DATA / "garbage-cn" / "val" / "images"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Service:
+    """`streetorder serve` in a subprocess on a free port; `env` adds STREETORDER_* settings."""
+
+    def __init__(self, model: str | None, env: dict[str, str], workdir: Path) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        cmd = [
+            sys.executable, "-m", "pipeline.cli", "serve", "--port", str(self.port), "--config", str(SAMPLE_CONFIG),
+            "--db", f"sqlite:///{workdir}/ledger.db", "--evidence-dir", str(workdir / "engine"), "--log-level", "warning",
+        ]
+        if model:
+            cmd += ["--model", model]
+        full_env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), "YOLO_OFFLINE": "1", **env}
+        full_env.pop("STREETORDER_API_KEY", None)
+        self.log = open(workdir / "serve.log", "w+")
+        self.proc = subprocess.Popen(cmd, env=full_env, cwd=workdir, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, timeout_s: float = 180) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"streetorder serve exited with {self.proc.returncode}: {self._log_tail()}")
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=2).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"streetorder serve not ready after {timeout_s:.0f} s: {self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        self.log.seek(0)
+        return self.log.read()[-2000:]
+
+    def metrics(self) -> str:
+        return httpx.get(f"{self.url}/metrics", timeout=10).text
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def _metric(text: str, name: str, labels: str = "") -> list[tuple[str, float]]:
+    out = []
+    for line in text.splitlines():
+        m = re.match(rf"^{re.escape(name)}(\{{.*\}})?\s+(\S+)$", line)
+        if m and labels in (m.group(1) or ""):
+            out.append((m.group(1) or "", float(m.group(2))))
+    return out
+
+
+def _batches(text: str) -> tuple[float, float]:
+    """(images, detector calls) so far, from the batch size histogram."""
+    return sum(v for _, v in _metric(text, "streetorder_batch_size_sum")), sum(v for _, v in _metric(text, "streetorder_batch_size_count"))
+
+
+def _backend(text: str) -> tuple[str, str]:
+    """(model, backend) from streetorder_model_info."""
+    for labels, _ in _metric(text, "streetorder_model_info"):
+        got = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        return got["model"], got["backend"]
+    raise RuntimeError("the service reports no model (streetorder_model_info)")
+
+
+def _same_detector(model: str, backend: str):
+    """The service's detector in this process: same model files, same runtimes as its `backend` label says
+    ('openvino+cue:onnx': the street model on OpenVINO, its cue model on onnxruntime; auto's probe may pick
+    either per model, so it is not re-run here)."""
+    from ..detect.cascade import CueCascade, load_cue_cascade
+    from ..detect.registry import load_detector
+
+    primary, _, cue = backend.partition("+cue:")
+    detector = load_cue_cascade(model, backend=primary, settings=DetectorSettings(conf=0.25))
+    if isinstance(detector, CueCascade) and cue and cue != primary:
+        detector.cue = load_detector(detector.cue.path, backend=cue, settings=detector.cue.settings)
+    return detector
+
+
+async def _load(url: str, images: list[bytes], concurrency: int, requests: int) -> tuple[list[float], float, int]:
+    """`requests` POST /detect by `concurrency` clients; (latencies s, wall s, errors)."""
+    latencies: list[float] = []
+    errors = 0
+    next_i = 0
+
+    async def client() -> None:
+        nonlocal next_i, errors
+        async with httpx.AsyncClient(base_url=url, timeout=120) as http:
+            while next_i < requests:
+                i = next_i
+                next_i += 1
+                t = time.perf_counter()
+                r = await http.post("/detect", files={"image": (f"{i}.jpg", images[i % len(images)], "image/jpeg")})
+                dt = time.perf_counter() - t
+                if r.status_code == 200:
+                    latencies.append(dt)
+                else:
+                    errors += 1
+
+    start = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(concurrency)))
+    return latencies, time.perf_counter() - start, errors
+
+
+def _detector_round(detector, decoded: list[np.ndarray]) -> tuple[list[float], dict[int, float]]:
+    """Single-image seconds per image, and images/s per batch size, over `decoded`."""
+    single = []
+    for im in decoded:
+        t = time.perf_counter()
+        detector.detect([im])
+        single.append(time.perf_counter() - t)
+    rates = {}
+    for bs in BATCHES:
+        n = len(decoded) - len(decoded) % bs
+        t = time.perf_counter()
+        for i in range(0, n, bs):
+            detector.detect(decoded[i : i + bs])
+        rates[bs] = n / (time.perf_counter() - t)
+    return single, rates
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else float("nan")
+
+
+def run_serve_bench(model: str | None = None, data: Path = DEFAULT_DATA, images: int = 32, rounds: int = 2, batching: bool = True, env: dict[str, str] | None = None) -> dict:
+    paths = sorted(p for p in Path(data).glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:images]
+    if len(paths) < 16:
+        raise FileNotFoundError(f"bench serve needs at least 16 images in {data}, found {len(paths)}")
+    blobs = [p.read_bytes() for p in paths]
+    decoded = [decode_image(b, p.name) for b, p in zip(blobs, paths)]
+    settings_env = {"STREETORDER_BATCHING": "1" if batching else "0", **(env or {})}
+    with tempfile.TemporaryDirectory(prefix="bench-serve-") as tmp:
+        service = Service(model, settings_env, Path(tmp))
+        try:
+            service.wait_ready()
+            model_name, backend = _backend(service.metrics())
+            detector = _same_detector(model_name if model is None else model, backend)
+            asyncio.run(_load(service.url, blobs, 4, 16))  # warm-up: sessions, threads, connection pools
+            _detector_round(detector, decoded[:8])
+            single: list[float] = []
+            rates: dict[int, list[float]] = {bs: [] for bs in BATCHES}
+            served = {c: {"latencies": [], "wall": 0.0, "errors": 0, "requests": 0, "images": 0.0, "calls": 0.0} for c in CONCURRENCY}
+            for _ in range(rounds):  # detector and service phases in turn, so the neighbours' load hits both
+                s, r = _detector_round(detector, decoded)
+                single += s
+                for bs, v in r.items():
+                    rates[bs].append(v)
+                for c in CONCURRENCY:
+                    n = max(len(decoded), 4 * c)
+                    before = _batches(service.metrics())
+                    lat, wall, err = asyncio.run(_load(service.url, blobs, c, n))
+                    after = _batches(service.metrics())
+                    served[c]["images"] += after[0] - before[0]
+                    served[c]["calls"] += after[1] - before[1]
+                    served[c]["latencies"] += lat
+                    served[c]["wall"] += wall
+                    served[c]["errors"] += err
+                    served[c]["requests"] += n
+        finally:
+            service.stop()
+    single_ms = statistics.median(single) * 1000
+    batched = {bs: statistics.median(v) for bs, v in rates.items()}
+    best_bs = max(batched, key=batched.get)
+    out_serve = {}
+    for c, s in served.items():
+        lat = s["latencies"]
+        out_serve[f"c{c}"] = {
+            "requests": s["requests"],
+            "errors": s["errors"],
+            "images_per_s": round(len(lat) / s["wall"], 1),
+            "p50_ms": round(_pct(lat, 50) * 1000, 1),
+            "p95_ms": round(_pct(lat, 95) * 1000, 1),
+            "p99_ms": round(_pct(lat, 99) * 1000, 1),
+            "mean_batch_size": round(s["images"] / s["calls"], 2) if s["calls"] else None,
+        }
+    return {
+        "model": model_name,
+        "backend": backend,
+        "batching": batching,
+        "images": len(decoded),
+        "image_size": f"{decoded[0].shape[1]}x{decoded[0].shape[0]}",
+        "rounds": rounds,
+        "cpu": f"{os.cpu_count()} cores",
+        "detector": {
+            "single_ms": round(single_ms, 1),
+            "single_p99_ms": round(_pct(single, 99) * 1000, 1),
+            "batched_images_per_s": {str(bs): round(v, 1) for bs, v in batched.items()},
+            "best_batch": best_bs,
+            "best_batched_images_per_s": round(batched[best_bs], 1),
+        },
+        "serve": out_serve,
+        "c16_vs_best_batched": round(out_serve["c16"]["images_per_s"] / batched[best_bs], 3),
+        "c1_p99_vs_single": round(out_serve["c1"]["p99_ms"] / single_ms, 3),
+        "c1_p50_vs_single": round(out_serve["c1"]["p50_ms"] / single_ms, 3),
+        "c1_p99_vs_single_p99": round(out_serve["c1"]["p99_ms"] / (_pct(single, 99) * 1000), 3),  # tail against tail: how much is the machine's noise
+    }

@@ -1,0 +1,309 @@
+"""Bounded memory, refused formats, unusual pixel modes, micro-batching and load shedding, /metrics.
+
+The memory test runs a real `streetorder serve` (uvicorn subprocess) and reads its peak RSS from /proc, since
+what matters is the process the kernel sees, not what Python thinks it holds.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import psutil
+import pytest
+from PIL import EpsImagePlugin, Image
+
+from pipeline.images import decode_image
+from service.errors import Overloaded
+from service.metrics import ServiceMetrics
+from service.uploads import DecodeBudget
+from tests.conftest import REPO
+
+from .conftest import STREET
+
+MiB = 2**20
+
+
+def png(im: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def detect(client, data: bytes, name: str = "x.png", ctype: str = "image/png"):
+    return client.post("/detect", files={"image": (name, data, ctype)})
+
+
+def metric(text: str, name: str, labels: str = "") -> float:
+    """Sum of a series' samples whose labels contain `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        m = re.match(rf"^{re.escape(name)}(\{{.*\}})?\s+(\S+)$", line)
+        if m and labels in (m.group(1) or ""):
+            total += float(m.group(2))
+    return total
+
+
+# ---- formats and modes --------------------------------------------------------------------------------
+
+
+def test_a_decompression_bomb_is_refused_from_its_header(client):
+    bomb = png(Image.new("1", (80000, 1000)))  # 80 MP in a few KB: the issue's 77 KB PNG
+    assert len(bomb) < 100_000
+    t = time.perf_counter()
+    r = detect(client, bomb, "bomb.png")
+    assert r.status_code == 422 and "image too large (80000x1000 = 80.0 MP, limit 50.0 MP)" in r.json()["detail"]
+    assert time.perf_counter() - t < 5
+
+
+def test_the_pixel_limit_is_a_setting(make_client, street_jpeg):
+    client = make_client(max_pixels=640 * 639)
+    r = detect(client, street_jpeg, "street.jpg", "image/jpeg")  # 640 x 640
+    assert r.status_code == 422 and "limit 0.4 MP" in r.json()["detail"]
+
+
+def test_formats_a_camera_never_sends_are_not_even_parsed(client, monkeypatch):
+    opened = []
+    monkeypatch.setattr(EpsImagePlugin.EpsImageFile, "_open", lambda self: opened.append(1) or (_ for _ in ()).throw(SyntaxError("x")))
+    eps = io.BytesIO()
+    Image.new("RGB", (40, 30), (200, 10, 10)).save(eps, format="EPS")
+    gif = io.BytesIO()
+    Image.new("RGB", (40, 30)).save(gif, format="GIF")
+    for name, data in (("x.eps", eps.getvalue()), ("x.gif", gif.getvalue()), ("x.ico", _ico())):
+        r = detect(client, data, name, "application/octet-stream")
+        assert r.status_code == 422, r.text
+        assert "accepted: JPEG, PNG, WebP, BMP, TIFF" in r.json()["detail"]
+    assert opened == []  # Pillow's EPS plugin (Ghostscript behind it) never saw the bytes
+
+
+def _ico() -> bytes:
+    buf = io.BytesIO()
+    Image.new("RGB", (32, 32)).save(buf, format="ICO")
+    return buf.getvalue()
+
+
+def test_a_16_bit_grey_png_is_scaled_not_white(client):
+    grey8 = np.asarray(Image.open(STREET).convert("L"))
+    grey16 = grey8.astype(np.uint16) * 257  # the same picture in 16 bits
+    data16 = png(Image.fromarray(grey16))
+    assert Image.open(io.BytesIO(data16)).mode == "I;16"
+    decoded = decode_image(data16)
+    assert np.abs(decoded[..., 0].astype(int) - grey8).max() <= 1  # not all white
+    found16 = detect(client, data16, "grey16.png").json()["detections"]
+    found8 = detect(client, png(Image.fromarray(grey8)), "grey8.png").json()["detections"]
+    assert found16 == found8 and any(d["class_name"] == "motorcycle" for d in found16)
+    assert not any(d["box"][2] - d["box"][0] > 600 and d["box"][3] - d["box"][1] > 600 for d in found16)  # no frame-sized box
+
+
+# ---- the memory budget ----------------------------------------------------------------------------------
+
+
+def test_the_budget_makes_a_request_wait_then_sheds_it_with_retry_after():
+    budget = DecodeBudget(100 * MiB, wait_s=0.3, retry_after_s=2, metrics=ServiceMetrics())
+    with budget.reserve(80 * MiB, "a.jpg"):
+        t = time.perf_counter()
+        with pytest.raises(Overloaded) as e:
+            with budget.reserve(40 * MiB, "b.jpg"):
+                pass
+        assert time.perf_counter() - t >= 0.3 and e.value.retry_after_s == 2 and "budget" in e.value.detail
+    assert budget.used == 0
+    # a request that fits once another one ends waits for it instead
+    release = threading.Event()
+
+    def first() -> None:
+        with budget.reserve(80 * MiB, "a.jpg"):
+            release.wait(5)
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    while budget.used != 80 * MiB:
+        time.sleep(0.005)
+    threading.Timer(0.1, release.set).start()
+    t = time.perf_counter()
+    with budget.reserve(40 * MiB, "b.jpg"):
+        waited = time.perf_counter() - t
+        assert budget.used == 40 * MiB
+    holder.join()
+    assert 0.05 < waited < 0.3 and budget.used == 0
+
+
+def test_an_image_larger_than_the_whole_budget_is_413(make_client):
+    client = make_client(image_memory_mb=16)
+    r = detect(client, png(Image.new("RGB", (2000, 1000))), "wide.png")  # 2 MP x 14 B = 27 MiB > 16 MiB
+    assert r.status_code == 413 and "memory budget" in r.json()["detail"]
+
+
+@pytest.fixture
+def service(camera_config, models_root, tmp_path):
+    """A real `streetorder serve` with a 128 MiB image budget; yields (base URL, psutil.Process)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "STREETORDER_IMAGE_MEMORY_MB": "128", "STREETORDER_IMAGE_MEMORY_WAIT_S": "60"}
+    env.pop("STREETORDER_API_KEY", None)
+    cmd = [
+        sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port), "--config", str(camera_config), "--db", f"sqlite:///{tmp_path}/ledger.db",
+        "--models-dir", str(models_root), "--threads", "1", "--evidence-dir", str(tmp_path / "engine"), "--log-level", "warning", "--max-upload-mb", "20",
+    ]
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert proc.poll() is None, proc.stdout.read()
+            assert time.monotonic() < deadline, "the service did not come up"
+            time.sleep(0.3)
+        yield base, psutil.Process(proc.pid)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def _peak_rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM")
+
+
+def test_concurrent_large_uploads_keep_the_service_under_its_budget(service):
+    base, proc = service
+    rng = np.random.default_rng(0)
+    blocks = rng.integers(0, 255, (200, 300, 3), dtype=np.uint8)
+    big = png(Image.fromarray(blocks.repeat(10, 0).repeat(10, 1)))  # 3000 x 2000 = 6 MP, ~84 MiB budgeted, ~60 MiB real
+    assert len(big) < 20 * MiB
+    with httpx.Client(base_url=base, timeout=120) as http:
+        assert http.post("/detect", files={"image": ("w.png", big, "image/png")}).status_code == 200  # warm: threads, arenas
+        time.sleep(0.5)
+        baseline = proc.memory_info().rss
+        Path(f"/proc/{proc.pid}/clear_refs").write_text("5")  # reset the peak RSS mark to now
+        assert _peak_rss(proc.pid) <= baseline + 8 * MiB
+
+        def upload(i: int) -> int:
+            return http.post("/detect", files={"image": (f"big{i}.png", big, "image/png")}).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            codes = list(pool.map(upload, range(8)))  # without the budget: 8 x ~60 MiB at once
+        bomb = http.post("/detect", files={"image": ("bomb.png", png(Image.new("1", (80000, 1000))), "image/png")})
+        peak = _peak_rss(proc.pid)
+        text = http.get("/metrics").text
+    assert codes == [200] * 8
+    assert bomb.status_code == 422
+    # one 6 MP image in flight at a time (two would need 168 MiB): the peak stays within the budget of the baseline
+    assert peak - baseline <= 128 * MiB, f"RSS rose {(peak - baseline) / MiB:.0f} MiB over the baseline {baseline / MiB:.0f} MiB"
+    assert metric(text, "streetorder_decode_budget_bytes") == 128 * MiB
+    assert metric(text, "process_resident_memory_bytes") > 0
+
+
+# ---- micro-batching and load shedding ------------------------------------------------------------------
+
+
+def test_concurrent_requests_are_batched(make_client, street_jpeg):
+    client = make_client(batch_max_wait_ms=50)
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda _: detect(client, street_jpeg, "s.jpg", "image/jpeg").status_code, range(8)))
+    assert codes == [200] * 8
+    text = client.get("/metrics").text
+    calls = metric(text, "streetorder_batch_size_count")
+    assert metric(text, "streetorder_batch_size_sum") == 8
+    assert calls < 8, "no two requests shared a detector call"
+    assert metric(text, "streetorder_batch_size_bucket", 'le="1.0"') < calls  # some batch had more than one image
+
+
+def test_batched_answers_are_the_single_image_answers(make_client, street_jpeg):
+    alone = detect(make_client(batching=False), street_jpeg, "s.jpg", "image/jpeg").json()
+    client = make_client(batch_max_wait_ms=50)
+    flipped = png(Image.open(STREET).transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+    with ThreadPoolExecutor(6) as pool:
+        answers = list(pool.map(lambda i: detect(client, street_jpeg if i % 2 else flipped, "s.jpg").json(), range(6)))
+    for i, a in enumerate(answers):
+        if i % 2:
+            assert [d["class_name"] for d in a["detections"]] == [d["class_name"] for d in alone["detections"]]
+            assert np.allclose([d["box"] for d in a["detections"]], [d["box"] for d in alone["detections"]], atol=1.0)
+
+
+def test_a_full_detector_queue_sheds_load_with_503_and_retry_after(make_client, street_jpeg):
+    client = make_client(batch_queue_size=1, batch_max_size=1, retry_after_s=3)
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda _: detect(client, street_jpeg, "s.jpg", "image/jpeg"), range(12)))
+    codes = [r.status_code for r in answers]
+    assert set(codes) <= {200, 503} and 200 in codes and 503 in codes, codes
+    shed = next(r for r in answers if r.status_code == 503)
+    assert shed.headers["retry-after"] == "3" and "queue is full" in shed.json()["detail"]
+    assert metric(client.get("/metrics").text, "streetorder_shed_total", 'reason="detector_queue_full"') == codes.count(503)
+    assert client.get("/health").status_code == 200
+
+
+# ---- /metrics ----------------------------------------------------------------------------------------------
+
+
+def test_metrics_expose_the_series(make_client, street_jpeg):
+    from .conftest import T0, post_frame
+
+    client = make_client()
+    assert post_frame(client, street_jpeg, T0).status_code == 200
+    assert client.get("/cases/12345").status_code == 404
+    r = client.get("/metrics")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    text = r.text
+    assert metric(text, "streetorder_request_seconds_count", 'route="/frames",status="200"') == 1
+    assert metric(text, "streetorder_request_seconds_count", 'route="/cases/{case_id}",status="404"') == 1  # the template, not /cases/12345
+    assert "/cases/12345" not in text
+    for series in ("streetorder_inference_seconds_count", "streetorder_batch_size_count", "streetorder_detector_queue_depth",
+                   "streetorder_report_backlog", "streetorder_decode_budget_used_bytes", "streetorder_model_info"):
+        assert re.search(rf"^{series}", text, re.M), series
+    assert metric(text, "streetorder_inference_seconds_count") == 1
+    assert re.search(r'^streetorder_model_info\{backend="[a-z+:]+",model="coco"\} 1\.0$', text, re.M)
+
+
+def test_metrics_count_cases_created(make_client, street_jpeg):
+    from .conftest import open_case
+
+    client = make_client()
+    open_case(client, street_jpeg)
+    assert metric(client.get("/metrics").text, "streetorder_cases_created_total", 'source="frame"') == 1
+
+
+def test_metrics_need_the_key_when_one_is_set(make_client):
+    client = make_client(api_key="k-123456")
+    assert client.get("/metrics").status_code == 401
+    assert client.get("/metrics", headers={"X-API-Key": "k-123456"}).status_code == 200
+
+
+def test_frames_of_one_camera_batched_together_enter_the_engine_in_time_order(make_client, street_jpeg):
+    """The later frame is queued first, so its answer comes first; it must still wait for the earlier one.
+    Whether the two share a batch depends on thread timing, so the pair is tried until they do (5 tries)."""
+    from datetime import timedelta
+
+    from .conftest import T0, post_frame
+
+    client = make_client(batch_max_wait_ms=300)
+    slower = png(Image.open(STREET))  # the same pixels, slower to decode: the earlier frame tends to queue last
+    calls = lambda: metric(client.get("/metrics").text, "streetorder_batch_size_count")  # noqa: E731
+    batched = 0
+    for attempt in range(5):
+        start, before = T0 + timedelta(seconds=10 * attempt), calls()
+        with ThreadPoolExecutor(2) as pool:
+            later = pool.submit(post_frame, client, street_jpeg, start + timedelta(seconds=2))
+            earlier = pool.submit(post_frame, client, slower, start)
+            answers = [earlier.result(), later.result()]
+        assert [r.status_code for r in answers] == [200, 200], [r.text for r in answers]
+        if calls() - before == 1:  # one detector call for both: the race was there, and was won in order
+            batched += 1
+            break
+    assert batched, "the two frames never shared a batch"
