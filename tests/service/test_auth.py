@@ -55,6 +55,7 @@ ACCESS: dict[tuple[str, str], Role | None] = {
     ("PUT", "/cameras/{camera_id}/fixtures/{fixture_id}"): Role.ADMIN,
     ("DELETE", "/cameras/{camera_id}/fixtures/{fixture_id}"): Role.ADMIN,
     ("GET", "/quarantine"): Role.ADMIN,
+    ("GET", "/metrics"): Role.ADMIN,
 }
 DOCS = {("GET", "/openapi.json"), ("GET", "/docs"), ("GET", "/docs/oauth2-redirect"), ("GET", "/redoc")}
 PARAMS = {"case_id": "1", "camera_id": "cam-1", "fixture_id": "no-such-fixture", "sha256": "0" * 64}

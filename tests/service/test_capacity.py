@@ -154,6 +154,7 @@ def service(camera_config, models_root, tmp_path):
     cmd = [
         sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port), "--config", str(camera_config), "--db", f"sqlite:///{tmp_path}/ledger.db",
         "--models-dir", str(models_root), "--threads", "1", "--evidence-dir", str(tmp_path / "engine"), "--log-level", "warning", "--max-upload-mb", "20",
+        "--insecure-open",  # what is measured here is memory, not keys
     ]
     proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
@@ -279,10 +280,15 @@ def test_metrics_count_cases_created(make_client, street_jpeg):
     assert metric(client.get("/metrics").text, "streetorder_cases_created_total", 'source="frame"') == 1
 
 
-def test_metrics_need_the_key_when_one_is_set(make_client):
-    client = make_client(api_key="k-123456")
-    assert client.get("/metrics").status_code == 401
-    assert client.get("/metrics", headers={"X-API-Key": "k-123456"}).status_code == 200
+def test_metrics_need_an_admin_key(client):
+    from service.keys import Role
+
+    from .conftest import key_of, without_key
+
+    with without_key(client):
+        assert client.get("/metrics").status_code == 401
+        assert client.get("/metrics", headers=key_of(client, Role.CAMERA)).status_code == 403
+        assert client.get("/metrics", headers=key_of(client, Role.ADMIN)).status_code == 200
 
 
 def test_frames_of_one_camera_batched_together_enter_the_engine_in_time_order(make_client, street_jpeg):
