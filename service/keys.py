@@ -8,6 +8,7 @@ holds for session tokens. Nothing here knows HTTP: the CLI (`streetorder keys`) 
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import threading
 import time
@@ -17,9 +18,12 @@ from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import DBAPIError
 
 from pipeline.cases.db import Database
 from pipeline.cases.models import ApiKey, ReviewSession
+
+log = logging.getLogger(__name__)
 
 KEY_PREFIX = "so_"
 
@@ -89,6 +93,9 @@ class KeyStore:
         self.clock = clock
         self.cache_s = cache_s
         self._cache: dict[str, tuple[Principal, float]] = {}
+        # Keys this process last saw active: while the ledger database is down they still pass, so cameras'
+        # frames keep coming in and are journaled (issue 8) instead of all being refused for want of a lookup.
+        self._known: dict[str, Principal] = {}
         self._sessions: dict[str, tuple[Principal, datetime, float]] = {}  # token hash -> (who, expires_at, cached until)
         self._cache_lock = threading.Lock()
 
@@ -133,6 +140,7 @@ class KeyStore:
         with self._cache_lock:
             self._cache.clear()
             self._sessions.clear()
+            self._known.clear()
         return gone
 
     def verify(self, key: str) -> Principal | None:
@@ -144,9 +152,22 @@ class KeyStore:
             hit = self._cache.get(h)
         if hit is not None and hit[1] > now:
             return hit[0]
-        with self.db.transaction() as s:
-            row = s.scalar(select(ApiKey).where(ApiKey.key_hash == h, ApiKey.revoked_at.is_(None)))
-            who = Principal(row.name, Role(row.role), row.id) if row else None
+        try:
+            with self.db.transaction() as s:
+                row = s.scalar(select(ApiKey).where(ApiKey.key_hash == h, ApiKey.revoked_at.is_(None)))
+                who = Principal(row.name, Role(row.role), row.id) if row else None
+        except DBAPIError:
+            with self._cache_lock:
+                known = self._known.get(h)
+            if known is None:
+                raise
+            log.warning("the ledger database is unreachable: key of %r accepted as last seen active", known.name)
+            return known
+        with self._cache_lock:
+            if who is None:
+                self._known.pop(h, None)
+            elif len(self._known) < self.CACHE_MAX:
+                self._known[h] = who
         if who is not None and self.cache_s > 0:
             with self._cache_lock:
                 if len(self._cache) >= self.CACHE_MAX:

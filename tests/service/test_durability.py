@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from pipeline.cases.db import normalize_url
+from pipeline.cases.db import Database, normalize_url
+from service.keys import KeyStore, Role
 from tests.cases.conftest import TABLES
 from tests.conftest import REPO
 
@@ -53,11 +54,13 @@ class Serve:
             self.log.flush()
         return open(self.log.name).read()
 
+    keys: dict[Role, str] = {}  # the camera's key for uploads, the admin's for /ready's details
+
     def post(self, path: str, **kw) -> httpx.Response:
-        return httpx.post(f"{self.base}{path}", timeout=60, **kw)
+        return httpx.post(f"{self.base}{path}", timeout=60, headers={"X-API-Key": self.keys[Role.CAMERA]}, **kw)
 
     def get(self, path: str) -> httpx.Response:
-        return httpx.get(f"{self.base}{path}", timeout=30)
+        return httpx.get(f"{self.base}{path}", timeout=30, headers={"X-API-Key": self.keys[Role.ADMIN]})
 
     def stop(self, sig: int) -> int:
         self.proc.send_signal(sig)
@@ -74,6 +77,9 @@ def pg_proxy(pg_url):
         for table in TABLES:
             conn.execute(text(f"DELETE FROM {table}"))
     engine.dispose()
+    store = KeyStore(Database(pg_url, auto_upgrade=False))
+    Serve.keys = {role: store.create(f"durability-{role.value}", role).key for role in (Role.CAMERA, Role.ADMIN)}
+    store.db.dispose()
     u = make_url(normalize_url(pg_url))
     proxy = TcpProxy(u.host or "127.0.0.1", u.port or 5432)
     yield proxy, u.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
@@ -107,7 +113,7 @@ def _ledger(pg_url: str) -> dict:
 def test_kill_9_and_sigterm_during_a_database_outage_lose_no_acknowledged_report(pg_proxy, pg_url, camera_config, models_root, tmp_path, street_jpeg):
     proxy, url = pg_proxy
     args = ["--config", str(camera_config), "--db", url, "--models-dir", str(models_root), "--threads", "1", "--evidence-dir", str(tmp_path / "engine"),
-            "--journal", str(tmp_path / "journal.jsonl"), "--log-level", "warning", "--insecure-open"]
+            "--journal", str(tmp_path / "journal.jsonl"), "--log-level", "warning"]
     env_ledger = tmp_path / "ledger.yaml"
     env_ledger.write_text(f"evidence_dir: {tmp_path / 'evidence'}\n")
     args += ["--ledger", str(env_ledger)]
@@ -119,7 +125,8 @@ def test_kill_9_and_sigterm_during_a_database_outage_lose_no_acknowledged_report
     assert opened.status_code == 200, opened.text
     acked += [i["incident_id"] for i in opened.json()["incidents"]]
 
-    proxy.cut()  # the database is gone for the service
+    assert serve.get("/ready").json()["backlog"] == 0  # the admin's key, checked while the database answers
+    proxy.cut()  # the database is gone for the service; keys it has seen active still pass
     for i in range(3):
         r = _photo(serve, street_jpeg, i)
         assert r.status_code == 202, r.text
