@@ -10,6 +10,7 @@ from .cases import AutoVerifier, CaseStore, LedgerError, PostResult, VerifyActio
 from .domain import IncidentReport, Location, local_time
 from .engine import Engine, FrameResult
 from .evidence import encode_jpeg, privacy_blur
+from .frame_pool import FramePool
 from .frames import Frame
 
 log = logging.getLogger(__name__)
@@ -32,14 +33,16 @@ class Intake:
     (`LedgerError`) would be refused again, so it is logged and dropped instead of blocking the queue.
     """
 
-    def __init__(self, engine: Engine, store: CaseStore, verifier: AutoVerifier | None = None) -> None:
+    def __init__(self, engine: Engine, store: CaseStore, verifier: AutoVerifier | None = None, pool: FramePool | None | str = "env") -> None:
         self.engine = engine
+        self.pool = FramePool.from_env() if pool == "env" else pool  # frames for `samples select` (frame_pool.py)
         self.store = store
         self.verifier = verifier if verifier is not None else AutoVerifier(store)
         self.backlog: list[IncidentReport] = []
 
     def frame(self, frame: Frame, detections=None) -> IntakeResult:
         result = self.engine.process(frame, detections)
+        self._pool(frame, result)
         out = IntakeResult(result)
         out.retried, out.posted = self._post(result.reports)
         if self.verifier and frame.camera_id:
@@ -53,9 +56,15 @@ class Intake:
 
     def photo(self, frame: Frame, location: Location | None = None, detections=None) -> IntakeResult:
         result = self.engine.process_photo(frame, location, detections)
+        self._pool(frame, result)
         out = IntakeResult(result)
         out.retried, out.posted = self._post(result.reports)
         return out
+
+    def _pool(self, frame: Frame, result: FrameResult) -> None:
+        if self.pool is not None:
+            raw = result.raw if result.raw is not None else result.detections
+            self.pool.offer(privacy_blur(frame.image, raw, self.engine.config.evidence), frame.at, frame.camera_id, raw, frame.source)
 
     def flush(self) -> list[PostResult]:
         retried, posted = self._post(self.engine.flush())
