@@ -93,6 +93,10 @@ def _without_stage_flags(args: list[str]) -> list[str]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.candidate or args.report:
+        from .loop_cli import cmd_evaluate_candidate
+
+        return cmd_evaluate_candidate(args)
     if args.slice_study:
         return _evaluate_slicing(args)
     if args.cues:
@@ -152,6 +156,12 @@ def _evaluate_cues(args: argparse.Namespace) -> int:
 
 
 def cmd_samples(args: argparse.Namespace) -> int:
+    if args.action in ("select", "experiment"):
+        from .loop_cli import cmd_experiment, cmd_select
+
+        return cmd_select(args) if args.action == "select" else cmd_experiment(args)
+    if not args.out:
+        raise SystemExit("streetorder samples export: --out is required")
     from ..cases import CaseStore, LedgerConfig
     from ..detect import DetectorSettings, load_detector
     from .samples import export_samples
@@ -190,17 +200,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--night", action="store_true", help="evaluate on a night-simulated copy of the split (fixed seed)")
     p.add_argument("--threads", type=int, help="inference threads")
     p.add_argument("--json", action="store_true", help="print JSON with map50, map50_95 and per_class")
+    p.add_argument("--candidate", help="instead: score this model and the current one (or --against) on the fixed benchmark and give the promotion gate's verdict")
+    p.add_argument("--against", help="with --candidate: the model to compare with (default: models/CURRENT)")
+    p.add_argument("--report", metavar="DIR", help="with --candidate: also write an HTML report (per-class PR curves, confusion matrices, the verdict)")
+    from .loop_cli import add_gate_args
+
+    add_gate_args(p, "with --candidate: ")
+    add_ledger_args(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("train", help="build the merged dataset and fine-tune the street model (train extra)", description="Build the merged dataset (garbage-cn labels, COCO pseudo-labels, background streets), fine-tune, export ONNX, measure, and write models/<name>/ with its card.")
     add_train_args(p)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("samples", help="turn reviewed cases into training samples", description="Export every reviewed case's best frame as a YOLO sample: a rejected case (false alarm) with the violation's boxes as background, a confirmed one with them as labels; every other object the model sees stays labelled. Feed the folder to `streetorder train --extra-data`.")
-    p.add_argument("action", choices=["export"])
-    p.add_argument("--out", required=True, help="output folder (images/, labels/, samples.json)")
+    p = sub.add_parser("samples", help="turn reviewed cases into training samples; choose what to label next", description="Export every reviewed case's best frame as a YOLO sample: a rejected case (false alarm) with the violation's boxes as background, a confirmed one with them as labels; every other object the model sees stays labelled. Feed the folder to `streetorder train --extra-data`.")
+    p.add_argument("action", choices=["export", "select", "experiment"], help="export: reviewed cases -> samples; select: choose the frames most worth labelling next into a labelling task; experiment: select vs random on garbage-cn (slow)")
+    p.add_argument("--out", help="output folder (export: images/, labels/, samples.json; select: the labelling task, default var/labelling/task-<time>)")
+    p.add_argument("--json", action="store_true", help="with select/experiment: print JSON")
+    from .loop_cli import add_select_args
+
+    add_select_args(p)
     add_ledger_args(p)
     p.add_argument("--model", help="model that labels the other objects (default: models/CURRENT)")
     p.add_argument("--conf", type=float, default=0.4, help="score for the model's labels (default 0.4, as the pseudo-labels)")
     add_backend_arg(p)
     p.set_defaults(func=cmd_samples)
+
+    from .loop_cli import register as register_loop
+
+    register_loop(sub)
