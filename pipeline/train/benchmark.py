@@ -195,6 +195,15 @@ def case_precision(model_det, store, cfg: GateConfig, now: datetime | None = Non
     return {"cases": scored, "raised": raised, "confirmed_raised": confirmed_raised, "precision": round(confirmed_raised / raised, 4) if raised else None}
 
 
+def _only(rows: np.ndarray, classes: tuple[str, ...], names: tuple[str, ...]) -> np.ndarray:
+    """Rows re-indexed to `names`, dropping classes the model lacks (the per-class check reports those)."""
+    keep = np.array([classes[int(c)] in names for c in rows[:, 0]], bool) if len(rows) else np.zeros(0, bool)
+    out = rows[keep].copy()
+    if len(out):
+        out[:, 0] = [names.index(classes[int(c)]) for c in out[:, 0]]
+    return out
+
+
 def _onnx_sha(model) -> str:
     ref = resolve_model(model)
     h = hashlib.sha256()
@@ -218,7 +227,7 @@ def score_model(model: str | Path, bench: Benchmark, store=None, cfg: GateConfig
     gcn = _part(det, bench.garbage_cn, street, lambda p: read_labels(label_path(p)), cfg.operating_conf)
     by_image = {p: v for v, p in bench.samples}
     sample_names = tuple(n for n in bench.classes if n in names)
-    samples = _part(det, list(by_image), sample_names, lambda p: remap_labels(by_image[p], p, sample_names), cfg.operating_conf)
+    samples = _part(det, list(by_image), sample_names, lambda p: _only(remap_labels(by_image[p], p, bench.classes), bench.classes, sample_names), cfg.operating_conf)
     # On violation-free streets every street-class box is a false alarm, and so is every box of an added class
     # (stall, trash_bag, ...): the holdout was chosen to hold none of them.
     alarm_classes = [n for n in names if n in street or (n in bench.classes and n not in MERGED_CLASSES)]

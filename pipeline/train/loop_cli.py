@@ -99,8 +99,10 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from .retrain import RetrainConfig, retrain
 
     fields = RetrainConfig.model_fields
-    cfg = RetrainConfig(**{k: v for k, v in vars(args).items() if k in fields and v is not None})
-    command = "streetorder " + shlex.join(sys.argv[1:])
+    given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
+    cfg = RetrainConfig(**given)
+    # the command as parsed (not sys.argv): exact and the same however it was called
+    command = "streetorder retrain " + shlex.join([x for k, v in given.items() for x in (f"--{k.replace('_', '-')}", str(v))])
     card = retrain(cfg, command)
     print(f"wrote {cfg.models_dir / card['name']} (from {card['parent']}; classes +{card['added_classes'] or 'none'}; {len(card['training']['data_versions']['sample_versions'])} sample version(s))")
     print(f"next: streetorder evaluate --candidate {card['name']} --report var/reports/{card['name']}   then   streetorder promote {card['name']}")
