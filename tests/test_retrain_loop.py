@@ -150,7 +150,7 @@ def test_gate_refuses_a_worse_candidate_promotes_a_better_one_and_the_service_fo
         slot.stop()
 
 
-def _wait_for(cond, timeout: float = 20.0) -> None:
+def _wait_for(cond, timeout: float = 120.0) -> None:
     end = time.monotonic() + timeout
     while not cond():
         assert time.monotonic() < end, "the model slot did not follow models/CURRENT"

@@ -19,12 +19,13 @@ def add_select_args(p: argparse.ArgumentParser) -> None:
     from .select import SelectConfig
 
     d = SelectConfig()
-    p.add_argument("--budget", type=int, default=d.budget, help=f"with select: frames to choose (default {d.budget})")
+    p.add_argument("--budget", type=int, help=f"frames to choose (select: default {d.budget}; experiment: default 100)")
     p.add_argument("--since", help="with select: only frames taken at or after this date/time (ISO, e.g. 2026-11-20)")
     p.add_argument("--pool", type=Path, help="with select: frame pool folder (default $STREETORDER_FRAME_POOL or var/frames)")
     p.add_argument("--images", type=Path, nargs="*", default=[], metavar="DIR", help="with select: also consider the images in these folders (no camera)")
     p.add_argument("--compare-with", help="with select: model to measure disagreement against (default: the previous promoted model, else yolo11n-coco on the COCO classes)")
     p.add_argument("--train-images", type=Path, nargs="*", metavar="DIR", help="with select: images that stand for the training set in the novelty score (default: 200 of garbage-cn train and the sample versions)")
+    p.add_argument("--card", type=Path, metavar="MODEL_DIR", help="with experiment: also record the result in this model's card (card.json + README.md)")
     p.add_argument("--threshold", type=float, default=d.threshold, help=f"with select: the rules' decision score (default {d.threshold})")
     p.add_argument("--camera-share", type=float, default=d.camera_share, help=f"with select: most of the budget one camera may take (default {d.camera_share})")
     p.add_argument("--class-share", type=float, default=d.class_share, help=f"with select: most of the budget one leading class may take (default {d.class_share})")
@@ -49,7 +50,7 @@ def cmd_select(args: argparse.Namespace) -> int:
     from .select import SelectConfig, choose, score_frames, write_task
     from .versions import find_versions
 
-    cfg = SelectConfig(budget=args.budget, threshold=args.threshold, camera_share=args.camera_share, class_share=args.class_share)
+    cfg = SelectConfig(budget=args.budget or SelectConfig().budget, threshold=args.threshold, camera_share=args.camera_share, class_share=args.class_share)
     since = _since(args.since)
     pool = FramePool(FramePoolConfig(root=args.pool)) if args.pool else (FramePool.from_env() or FramePool())
     frames = [(f.image, f.camera, f.taken_at.isoformat()) for f in pool.frames(since)]
@@ -85,12 +86,18 @@ def cmd_select(args: argparse.Namespace) -> int:
 def cmd_experiment(args: argparse.Namespace) -> int:
     from .select_experiment import ExperimentConfig, run_experiment
 
-    report = run_experiment(ExperimentConfig(budget=args.budget))
+    cfg = ExperimentConfig(**({"budget": args.budget} if args.budget else {}))
+    report = run_experiment(cfg)
+    if args.card:
+        from .select_experiment import add_to_card
+
+        add_to_card(report, Path(args.card))
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         s = report["summary"]
-        print(f"start model mAP50 {s['start_map50']}; + {args.budget} frames by select: {s['select_map50']}; at random: mean {s['random_map50_mean']} (range {s['random_map50_range']})")
+        print(f"start model mAP50 {s['start_map50']}; + {cfg.budget} frames by select: {s['select_map50']}; at random: mean {s['random_map50_mean']} (range {s['random_map50_range']})")
+        print(report["verdict"])
     return 0
 
 

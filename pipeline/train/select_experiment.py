@@ -111,6 +111,11 @@ def _score(cfg: ExperimentConfig, weights: Path) -> dict:
 
 def run_experiment(cfg: ExperimentConfig, stages: tuple[str, ...] = ("start", "arms")) -> dict:
     cfg.workdir.mkdir(parents=True, exist_ok=True)
+    stamp = cfg.workdir / "config.json"  # cached stages are only valid for the config that made them
+    mine = json.dumps({k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items() if k != "random_seeds"}, sort_keys=True)
+    if stamp.exists() and stamp.read_text() != mine:
+        raise ValueError(f"{cfg.workdir} holds an experiment with other settings ({stamp.read_text()}); remove it or use another workdir")
+    stamp.write_text(mine)
     start, pool, ckpt_val = _split(cfg)
     m0 = _fit(cfg, "start", cfg.base, _data_yaml(cfg, "start", start, ckpt_val), cfg.start_epochs, 1.0)
     report: dict = {"config": {k: str(v) if isinstance(v, Path) else v for k, v in asdict(cfg).items()}, "start": _score(cfg, m0)}
@@ -141,8 +146,30 @@ def run_experiment(cfg: ExperimentConfig, stages: tuple[str, ...] = ("start", "a
         "random_map50_range": [min(randoms), max(randoms)],
         "start_map50": report["start"]["map50"],
     }
+    report["verdict"] = verdict(report["summary"], len(randoms))
     (cfg.workdir / "report.json").write_text(json.dumps(report, indent=2))
     return report
+
+
+def verdict(s: dict, n_random: int) -> str:
+    """One honest sentence: a win only when select beats every random draw; one run of each, a small set."""
+    sel, lo, hi, mean = s["select_map50"], *s["random_map50_range"], s["random_map50_mean"]
+    caveat = f"One fine-tune per arm ({n_random} random draws), so training noise is not averaged out; a small experiment, not a proof."
+    if sel > hi:
+        return f"**select beat every random draw**: mAP50 {sel} vs {mean} mean of random ({lo}-{hi}), +{round(sel - mean, 4)}. {caveat}"
+    if sel >= lo:
+        return f"**select was within the range of random draws**: mAP50 {sel} vs random {lo}-{hi} (mean {mean}); no advantage shown at this size. {caveat}"
+    return f"**select did worse than every random draw**: mAP50 {sel} vs random {lo}-{hi} (mean {mean}). {caveat}"
+
+
+def add_to_card(report: dict, folder: Path) -> None:
+    """Store the experiment in `folder/card.json` and re-render its README (the model card)."""
+    from .card import render_markdown
+
+    card = json.loads((folder / "card.json").read_text(encoding="utf-8"))
+    card["selection_experiment"] = report
+    (folder / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False), encoding="utf-8")
+    (folder / "README.md").write_text(render_markdown(card))
 
 
 def _boxes(image: Path) -> int:
