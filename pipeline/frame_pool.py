@@ -73,6 +73,11 @@ class FramePool:
             return None
         return cls(FramePoolConfig(root=Path(value)) if value else None)
 
+    def wants(self, camera: str | None, at: datetime) -> bool:
+        """Whether a frame of `camera` at `at` would be kept: checked first, so a skipped frame costs nothing."""
+        last = self._last.get(camera or "photo")
+        return last is None or abs((at - last).total_seconds()) >= self.cfg.min_interval_s
+
     def offer(self, image: np.ndarray, at: datetime, camera: str | None, detections: sv.Detections | None, source: str = "") -> Path | None:
         """Keep the frame unless its camera was pooled less than `min_interval_s` ago; returns the file or None.
         `image` should already be privacy-blurred. Never raises: losing a pool frame must not fail intake."""

@@ -62,7 +62,7 @@ class Intake:
         return out
 
     def _pool(self, frame: Frame, result: FrameResult) -> None:
-        if self.pool is not None:
+        if self.pool is not None and self.pool.wants(frame.camera_id, frame.at):  # blur only frames it keeps
             raw = result.raw if result.raw is not None else result.detections
             self.pool.offer(privacy_blur(frame.image, raw, self.engine.config.evidence), frame.at, frame.camera_id, raw, frame.source)
 

@@ -155,7 +155,10 @@ def _gate_config(args):
 
 
 def _store(args):
-    if not (getattr(args, "ledger", None) or getattr(args, "db", None)):
+    """The ledger for the case-precision check; None when none is configured and the default one does not exist."""
+    import os
+
+    if not (getattr(args, "ledger", None) or getattr(args, "db", None) or os.environ.get("STREETORDER_DB") or os.environ.get("STREETORDER_LEDGER_CONFIG")):
         from ..cases.config import DEFAULT_DB_URL
 
         if not Path(DEFAULT_DB_URL.removeprefix("sqlite:///")).exists():
