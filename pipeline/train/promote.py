@@ -22,14 +22,19 @@ class PromotionError(RuntimeError):
 
 
 def _read(root: Path) -> dict:
+    """The history, reconciled with CURRENT: a pointer changed by hand (or PUT /models/current with persist)
+    becomes the top of the stack, so rollback always returns to what served before the current model."""
     path = root / HISTORY
-    if path.exists():
-        return json.loads(path.read_text(encoding="utf-8"))
+    doc = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {"stack": [], "events": []}
     try:
-        start = [current_name(root)]
+        now = current_name(root)
     except FileNotFoundError:
-        start = []
-    return {"stack": start, "events": []}
+        return doc
+    if not doc["stack"] or doc["stack"][-1] != now:
+        doc["stack"].append(now)
+        if path.exists():
+            doc["events"].append({"at": datetime.now(UTC).isoformat(timespec="seconds"), "action": "external", "to": now, "note": "CURRENT changed outside promote/rollback"})
+    return doc
 
 
 def _write(root: Path, doc: dict) -> None:
