@@ -48,14 +48,15 @@ def _confusion_figure(scores: dict, part: str, path: Path) -> bool:
         return False
     m = np.array(cm["matrix"], dtype=float)
     labels = cm["classes"] + ["background"]
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * len(labels), 0.8 + 0.5 * len(labels)))
+    fig, ax = plt.subplots(figsize=(max(5.0, 1.2 + 0.55 * len(labels)), max(4.5, 1.0 + 0.5 * len(labels))))
     ax.imshow(m, cmap="Blues")
     for (i, j), v in np.ndenumerate(m):
         if v:
             ax.text(j, i, int(v), ha="center", va="center", fontsize=7, color="white" if v > m.max() / 2 else "black")
     ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=8)
     ax.set_yticks(range(len(labels)), labels, fontsize=8)
-    ax.set(xlabel="ground truth", ylabel="predicted", title=f"{scores['model']} ({part}, score >= {cm['conf']}, IoU 0.5)")
+    ax.set(xlabel="ground truth", ylabel="predicted")
+    ax.set_title(f"{scores['model']} ({part}, score >= {cm['conf']}, IoU 0.5)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
