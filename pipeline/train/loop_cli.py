@@ -25,7 +25,7 @@ def add_select_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--images", type=Path, nargs="*", default=[], metavar="DIR", help="with select: also consider the images in these folders (no camera)")
     p.add_argument("--compare-with", help="with select: model to measure disagreement against (default: the previous promoted model, else yolo11n-coco on the COCO classes)")
     p.add_argument("--train-images", type=Path, nargs="*", metavar="DIR", help="with select: images that stand for the training set in the novelty score (default: 200 of garbage-cn train and the sample versions)")
-    p.add_argument("--random-seeds", type=int, nargs="+", metavar="SEED", help="with experiment: seeds of the random arms (default 0 1)")
+    p.add_argument("--random-seeds", type=int, nargs="+", metavar="SEED", help="with experiment: seeds of the random arms (default 0 1 2)")
     p.add_argument("--card", type=Path, metavar="MODEL_DIR", help="with experiment: also record the result in this model's card (card.json + README.md)")
     p.add_argument("--threshold", type=float, default=d.threshold, help=f"with select: the rules' decision score (default {d.threshold})")
     p.add_argument("--camera-share", type=float, default=d.camera_share, help=f"with select: most of the budget one camera may take (default {d.camera_share})")

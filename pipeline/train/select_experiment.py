@@ -32,7 +32,7 @@ class ExperimentConfig:
     start_images: int = 150
     pool_images: int = 700
     budget: int = 100
-    random_seeds: tuple[int, ...] = (0, 1)
+    random_seeds: tuple[int, ...] = (0, 1, 2)
     imgsz: int = 320
     start_epochs: int = 5
     finetune_epochs: int = 3
