@@ -119,6 +119,106 @@ sorted(p.name for p in Path("var/notebook/report").iterdir())
 """),
 ]
 
+LOOP = [
+    ("markdown", """
+# 3. The retraining loop: review, select, label, retrain, gate, promote, roll back
+
+One full loop on the sample data with tiny settings (64 px, one epoch, a few images), so it runs on a laptop CPU
+in minutes. The models live in a scratch copy (`var/notebook3/models`), so the repository's `models/CURRENT` is
+never touched. Training needs the `train` extra. The model this makes is *meant* to be bad: the gate refuses it.
+"""),
+    ("code", """
+import os, sys, json, shutil, subprocess
+from pathlib import Path
+os.chdir(Path.cwd().parent if Path.cwd().name == "notebooks" else Path.cwd())
+W = Path("var/notebook3")
+shutil.rmtree(W, ignore_errors=True)
+for name in ("street-v1", "street-v2", "yolo11n-coco"):
+    shutil.copytree(Path("models") / name, W / "models" / name)
+(W / "models" / "CURRENT").write_text("street-v2\\n")
+os.environ |= {"STREETORDER_MODELS": str(W / "models"), "STREETORDER_SAMPLES": str(W / "samples"), "STREETORDER_FRAME_POOL": str(W / "frames"), "YOLO_OFFLINE": "1"}
+SO = [str(Path(sys.executable).parent / "streetorder")]
+db = f"sqlite:///{W}/ledger.db"
+def so(*args, check=True):
+    out = subprocess.run(SO + list(args), capture_output=True, text=True)
+    print(out.stdout[-3000:], out.stderr[-1500:] if out.returncode else "")
+    if check and out.returncode:
+        raise RuntimeError(f"streetorder {args[0]} exited {out.returncode}")
+    return out.returncode
+"""),
+    ("markdown", "## The night job fills the frame pool\nBesides cases, every camera frame (one per 30 s of video per camera, downscaled and blurred) and its detections go to a bounded pool that `samples select` reads."),
+    ("code", """
+so("run", "--db", db, "--json")
+frames = sorted((W / "frames").glob("*.jpg"))
+len(frames), json.loads(frames[0].with_suffix(".json").read_text())["detections"][:2]
+"""),
+    ("markdown", "## Review: confirm one case, reject another\nIn the review page (`streetorder serve`) a reviewer also moves, resizes, adds or re-classes boxes; here through the store."),
+    ("code", """
+from pipeline.cases import CaseStore, LedgerConfig
+store = CaseStore.open(LedgerConfig(database_url=db, evidence_dir=W / "evidence"))
+cases = store.list()
+if cases:
+    store.transition(cases[0].id, "dispatched", actor="reviewer")
+if len(cases) > 1:
+    store.transition(cases[1].id, "rejected", actor="reviewer", note="a bollard, not a bin")
+[(c.id, c.type, c.status) for c in store.list()]
+"""),
+    ("markdown", "## What to label next\nUncertain detections, disagreement with the previous model, novelty against the training set; near-duplicates from static cameras dropped; per-camera and per-class quotas."),
+    ("code", """
+so("samples", "select", "--budget", "6", "--compare-with", "street-v1", "--out", str(W / "task"))
+task = json.loads((W / "task" / "manifest.json").read_text())
+[(i["image"], i["camera"], i["reason"], i["score"], i["pseudo_boxes"]) for i in task["items"]], task["skipped"]
+"""),
+    ("markdown", "## Fix the boxes, add a new class\n`datasets/classes.yaml` already lists `stall`, `cart`, `tricycle`, `trash_bag`, `shared_bike`: the labelling list is the model's 12 classes plus those, appended. Here an annotator adds a stall box to the first frame (in the review page this is a drag)."),
+    ("code", """
+from pipeline.train.classes import labelling_classes
+names = labelling_classes()
+first = W / "task" / task["items"][0]["label"]
+first.write_text(first.read_text() + f"{names.index('stall')} 0.5 0.6 0.3 0.3\\n")
+print(names)
+print(first.read_text())
+"""),
+    ("markdown", "## Export the labelled task as a sample version\n`streetorder samples export --format yolo` writes versioned folders with a manifest; a version is `images/`, `labels/` and `manifest.json` with its class list, which is all `retrain` reads. Here the task becomes version `v0001`."),
+    ("code", """
+version = W / "samples" / "v0001"
+shutil.copytree(W / "task" / "images", version / "images")
+shutil.copytree(W / "task" / "labels", version / "labels")
+(version / "manifest.json").write_text(json.dumps({"version": "v0001", "classes": task["classes"], "from_task": str(W / "task")}))
+from pipeline.train.versions import find_versions
+[v.describe() for v in find_versions()]
+"""),
+    ("markdown", "## Retrain (tiny settings)\nFrom the current model, with the new classes appended to its head (old ids and what it knew stay), on base data plus every sample version; the card records the command and each data version."),
+    ("code", """
+so("retrain", "--name", "street-v3", "--models-dir", str(W / "models"), "--limit", "8", "--imgsz", "64", "--epochs", "1", "--batch", "8", "--workers", "0", "--teacher-imgsz", "160", "--workdir", str(W / "train"))
+card = json.loads((W / "models" / "street-v3" / "card.json").read_text())
+card["classes"][12:], card["training"]["command"], card["training"]["data_versions"]["sample_versions"]
+"""),
+    ("markdown", "## The gate, with an HTML report\nThe benchmark is a fixed half of garbage-cn val, the held-out fifth of every sample version, unseen clean streets and the recently reviewed cases. `--bench-limit` keeps this quick and marks the verdict as not a promotion benchmark."),
+    ("code", """
+so("evaluate", "--candidate", "street-v3", "--bench-limit", "24", "--db", db, "--report", str(W / "report"))
+sorted(p.name for p in (W / "report").iterdir())
+"""),
+    ("code", """
+import matplotlib.pyplot as plt, matplotlib.image as mpimg
+plt.figure(figsize=(12, 4)); plt.imshow(mpimg.imread(W / "report" / "pr-garbage_cn.png")); plt.axis("off");
+"""),
+    ("markdown", "## Promote: refused, and why\nThe one-epoch model loses to street-v2, so `promote` refuses and CURRENT stays."),
+    ("code", """
+rc = so("promote", "street-v3", "--bench-limit", "24", "--db", db, check=False)
+rc, (W / "models" / "CURRENT").read_text().strip()
+"""),
+    ("markdown", "## Promote a better model, then roll back in one command\nWith street-v1 current, street-v2 is better on every check and goes through (the full benchmark, no limit). A running `streetorder serve` follows CURRENT within seconds, both ways."),
+    ("code", """
+(W / "models" / "CURRENT").write_text("street-v1\\n")
+so("promote", "street-v2", "--db", db)
+print((W / "models" / "CURRENT").read_text())
+so("rollback")
+print((W / "models" / "CURRENT").read_text())
+json.loads((W / "models" / "HISTORY.json").read_text())["stack"]
+"""),
+]
+
 if __name__ == "__main__":
     (HERE / "01-model-and-engine.ipynb").write_text(json.dumps(nb(MODEL), indent=1, ensure_ascii=False) + "\n")
     (HERE / "02-ledger-and-review.ipynb").write_text(json.dumps(nb(LEDGER), indent=1, ensure_ascii=False) + "\n")
+    (HERE / "03-retraining-loop.ipynb").write_text(json.dumps(nb(LOOP), indent=1, ensure_ascii=False) + "\n")

@@ -18,6 +18,7 @@ from .cases.quarantine import quarantine
 from .domain import IncidentReport, Location, local_time
 from .engine import Engine, FrameResult
 from .evidence import encode_jpeg, privacy_blur
+from .frame_pool import FramePool
 from .frames import Frame
 from .report_queue import JournalError, QueueEntry, ReportQueue
 
@@ -66,8 +67,9 @@ class Intake:
     of blocking the reports behind it.
     """
 
-    def __init__(self, engine: Engine, store: CaseStore, verifier: AutoVerifier | None = None, queue: ReportQueue | None = None, *, mark_frames: bool = False) -> None:
+    def __init__(self, engine: Engine, store: CaseStore, verifier: AutoVerifier | None = None, queue: ReportQueue | None = None, *, mark_frames: bool = False, pool: FramePool | None | str = "env") -> None:
         self.engine = engine
+        self.pool = FramePool.from_env() if pool == "env" else pool  # frames for `samples select` (frame_pool.py)
         self.store = store
         self.verifier = verifier if verifier is not None else AutoVerifier(store)
         self.queue = queue if queue is not None else ReportQueue()
@@ -82,6 +84,7 @@ class Intake:
 
     def frame(self, frame: Frame, detections=None) -> IntakeResult:
         result = self.engine.process(frame, detections)
+        self._pool(frame, result)
         out = IntakeResult(result)
         out.retried, out.posted = self._submit(result.reports, (frame.camera_id, frame.at) if self.mark_frames else None)
         if self.verifier and frame.camera_id:
@@ -95,9 +98,15 @@ class Intake:
 
     def photo(self, frame: Frame, location: Location | None = None, detections=None) -> IntakeResult:
         result = self.engine.process_photo(frame, location, detections)
+        self._pool(frame, result)
         out = IntakeResult(result)
         out.retried, out.posted = self._submit(result.reports, None)
         return out
+
+    def _pool(self, frame: Frame, result: FrameResult) -> None:
+        if self.pool is not None and self.pool.wants(frame.camera_id, frame.at):  # blur only frames it keeps
+            raw = result.raw if result.raw is not None else result.detections
+            self.pool.offer(privacy_blur(frame.image, raw, self.engine.config.evidence), frame.at, frame.camera_id, raw, frame.source)
 
     def flush(self) -> list[PostResult]:
         retried, posted = self._submit(self.engine.flush(), None)

@@ -27,10 +27,11 @@ __all__ = ["AWAITING", "REVIEW_DECISIONS", "CaseFrame", "FrameLabels", "case_fra
 
 
 def label_classes() -> tuple[str, ...]:
-    """The classes a reviewer may give a box. The one place that says so (made config-driven with new classes)."""
-    from .train.classes import MERGED_CLASSES
+    """The classes a reviewer may give a box: the merged classes, then those annotators added in
+    `datasets/classes.yaml` (`train.classes.labelling_classes`)."""
+    from .train.classes import labelling_classes
 
-    return MERGED_CLASSES
+    return labelling_classes()
 
 
 @dataclass(frozen=True)

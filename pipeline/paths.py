@@ -13,4 +13,4 @@ SCENARIOS_DIR = DATASETS / "scenarios"
 STREETS_SPLIT = DATASETS / "streets-in-split.yaml"  # streets-in images excluded from training or held out
 SHARED = REPO.parent / "shared"  # the shared data and starting weights, beside the checkout
 SHARED_DATA = SHARED / "data"
-SAMPLES_DIR = REPO / "samples"  # reviewed samples, one folder per dataset version (v0001, v0002, ...)
+SAMPLES_DIR = REPO / "var" / "samples"  # reviewed samples, one folder per dataset version (v0001, v0002, ...)

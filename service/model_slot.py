@@ -46,6 +46,9 @@ class ModelSlot:
         self.current: LoadedModel | None = None
         self.error: str | None = None  # why the model at startup did not load
         self._swap = threading.Lock()  # one swap at a time; readers never wait
+        self._seen: str | None = None  # the CURRENT pointer as last followed
+        self._stop = threading.Event()
+        self._follower: threading.Thread | None = None
 
     def load(self, spec: str | Path | None) -> LoadedModel:
         """Load a model without touching the one serving. `spec`: a name in models_dir, a folder or an .onnx file;
@@ -81,17 +84,56 @@ class ModelSlot:
             self.error = e.detail
             log.error("no model loaded: %s", e.detail)
 
-    def swap(self, name: str) -> LoadedModel:
+    def follow_current(self, interval: float = 2.0) -> None:
+        """Watch models_dir/CURRENT in a daemon thread: when `streetorder promote` or `rollback` rewrites it, swap
+        to the model it names (loaded fully first, as any swap). A PUT /models/current is not undone: only a
+        change of the file is followed."""
+        self._seen = self.current_pointer()
+        self._stop.clear()
+        self._follower = threading.Thread(target=self._follow, args=(interval,), name="follow-CURRENT", daemon=True)
+        self._follower.start()
+
+    def _follow(self, interval: float) -> None:
+        while not self._stop.wait(interval):
+            try:
+                self.check_current()
+            except Exception:  # the watcher must outlive any one bad read
+                log.exception("following models/CURRENT failed")
+
+    def check_current(self) -> LoadedModel | None:
+        """Swap if CURRENT changed since last seen; returns the new model, or None (unchanged or failed to load,
+        in which case the old model keeps serving and `error` says why)."""
+        name = self.current_pointer()
+        if name is None or name == self._seen:
+            return None
+        self._seen = name
+        try:
+            new = self.swap(name, persist=False)
+        except (NotFound, Unprocessable) as e:
+            self.error = f"models/CURRENT names '{name}', which did not load; still serving {self.current.name if self.current else 'nothing'}: {e.detail}"
+            log.error(self.error)
+            return None
+        log.info("followed models/CURRENT to %s", name)
+        return new
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._follower is not None:
+            self._follower.join(timeout=5)
+            self._follower = None
+
+    def swap(self, name: str, persist: bool | None = None) -> LoadedModel:
         """Serve the model `name` (a folder in models_dir). Raises NotFound/Unprocessable and keeps the old one."""
         if not NAME.match(name) or name.endswith((".onnx", ".pt")):
             raise NotFound(f"'{name}' is not a model name; give a folder name in {self.models_dir} (known: {', '.join(self.names()) or 'none'})")
         with self._swap:
             new = self.load(name)
             self.current, self.error = new, None
-            if self.persist:
+            if (self.persist if persist is None else persist):
                 tmp = self.models_dir / "CURRENT.tmp"
                 tmp.write_text(name + "\n")
                 tmp.replace(self.models_dir / "CURRENT")
+                self._seen = name
         log.info("model swapped to %s", new.name)
         return new
 

@@ -51,6 +51,10 @@ class ServiceSettings(BaseModel):
         False, title="Persist model choice", description="PUT /models/current also rewrites models_dir/CURRENT, so a restart keeps the choice",
         json_schema_extra=_env("PERSIST_MODEL"),
     )
+    model_watch_s: float = Field(
+        2.0, ge=0, title="Follow CURRENT every (s)", description="While serving models/CURRENT (no explicit model), re-read it this often and swap to a newly promoted or rolled-back model with no restart; 0: never",
+        json_schema_extra=_env("MODEL_WATCH_S"),
+    )
     conf: float = Field(0.25, ge=0.01, le=1, title="Detector score floor", description="Detections below it never reach the engine; /detect cannot go lower", json_schema_extra=_env("CONF"))
     imgsz: int | None = Field(None, ge=32, title="Inference size", description="Pixels (multiple of 32); unset: the model's own", json_schema_extra=_env("IMGSZ"))
     threads: int | None = Field(None, ge=1, title="ONNX threads", description="onnxruntime intra-op threads; unset: all cores", json_schema_extra=_env("THREADS"))

@@ -99,6 +99,8 @@ class ServiceState:
         store = CaseStore.open(settings.ledger_settings())
         models = ModelSlot(settings.models_dir, DetectorSettings(conf=settings.conf, imgsz=settings.imgsz), settings.threads, settings.persist_model)
         models.start(settings.model)
+        if settings.model is None and settings.model_watch_s > 0:
+            models.follow_current(settings.model_watch_s)  # promote/rollback move CURRENT; the service follows
         return cls(settings, source, store, models)
 
     def start(self) -> None:
@@ -123,6 +125,7 @@ class ServiceState:
                 )
             except Exception:  # shutting down: log and go on closing
                 log.exception("could not flush open incidents at shutdown")
+        self.models.stop()
         self.store.close()
 
     def _retry_loop(self) -> None:

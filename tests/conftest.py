@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from pipeline.cases.db import Database, normalize_url
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
+os.environ.setdefault("STREETORDER_FRAME_POOL", "off")  # no test fills the repo's var/frames; test_retrain_loop.py gives the pool its own folder
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

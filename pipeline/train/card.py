@@ -246,6 +246,7 @@ def render_markdown(card: dict) -> str:
         *_cue_section(card),
         *_latency_section(card),
         *_comparison_section(card),
+        *_selection_section(card),
         f"**Latency** (ONNX, CPU, batch 1, {m['latency_onnx_cpu']['imgsz']} px): median {m['latency_onnx_cpu']['median_ms']} ms, p90 {m['latency_onnx_cpu']['p90_ms']} ms on {card['training']['environment'].get('cpus')} cores.",
         "",
         "## Reproduce",
@@ -317,6 +318,32 @@ def _latency_section(card: dict) -> list[str]:
         else:
             lines.append(f"| {backend} | {row['street_model']} | {row.get('cue_model', '–')} | {row.get('street_and_cue', '–')} |")
     return lines + [""]
+
+
+def _selection_section(card: dict) -> list[str]:
+    """The select-vs-random experiment of `streetorder samples experiment` (issue 9 §3), as measured."""
+    exp = card.get("selection_experiment")
+    if not exp:
+        return []
+    c, s, arms = exp["config"], exp["summary"], exp["arms"]
+    rows = [f"| start model ({c['start_images']} images, {c['start_epochs']} epochs) | – | {exp['start']['map50']} | "
+            + " | ".join(str(v) for v in exp["start"]["per_class"].values()) + " |"]
+    for name, a in arms.items():
+        rows.append(f"| + {c['budget']} frames, {name.replace('_', ' ')} | {a['boxes_labelled']} | {a['map50']} | " + " | ".join(str(v) for v in a["per_class"].values()) + " |")
+    classes = list(exp["start"]["per_class"])
+    return [
+        "## What to label next: select vs random (`streetorder samples experiment`)",
+        f"A YOLO11n at {c['imgsz']} px is trained from the COCO weights on {c['start_images']} garbage-cn train images; {c['pool_images']} other train images are the unlabelled pool. "
+        f"`samples select` (uncertainty + novelty in the model's own features, near-duplicates dropped; no previous model, so no disagreement term) and random draws (seeds {list(c['random_seeds'])}) each choose {c['budget']} frames; "
+        f"the start model is fine-tuned on start + chosen for {c['finetune_epochs']} epochs with identical settings and scored on all {exp['start']['images']} garbage-cn val images (never trained on). mAP50:",
+        "",
+        "| arm | boxes in chosen frames | mAP50 | " + " | ".join(classes) + " |",
+        "|---|---|---|" + "---|" * len(classes),
+        *rows,
+        "",
+        exp.get("verdict", ""),
+        "",
+    ]
 
 
 def _comparison_section(card: dict) -> list[str]:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from ..cases.cli import add_ledger_args
 from ..cli_options import add_backend_arg, add_slice_args
-from ..paths import SAMPLES_DIR, SHARED
+from ..paths import SHARED
+from .versions import DEFAULT_ROOT, SAMPLES_ENV, samples_root
 from .samples_formats import FORMATS
 from .trainer import TrainConfig
 
@@ -94,6 +95,10 @@ def _without_stage_flags(args: list[str]) -> list[str]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
+    if args.candidate or args.report:
+        from .loop_cli import cmd_evaluate_candidate
+
+        return cmd_evaluate_candidate(args)
     if args.slice_study:
         return _evaluate_slicing(args)
     if args.cues:
@@ -153,6 +158,10 @@ def _evaluate_cues(args: argparse.Namespace) -> int:
 
 
 def cmd_samples(args: argparse.Namespace) -> int:
+    if args.action in ("select", "experiment"):
+        from .loop_cli import cmd_experiment, cmd_select
+
+        return cmd_select(args) if args.action == "select" else cmd_experiment(args)
     from ..cases import CaseStore, LedgerConfig
     from ..formats.yolo import LabelError
 
@@ -209,6 +218,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--night", action="store_true", help="evaluate on a night-simulated copy of the split (fixed seed)")
     p.add_argument("--threads", type=int, help="inference threads")
     p.add_argument("--json", action="store_true", help="print JSON with map50, map50_95 and per_class")
+    p.add_argument("--candidate", help="instead: score this model and the current one (or --against) on the fixed benchmark and give the promotion gate's verdict")
+    p.add_argument("--against", help="with --candidate: the model to compare with (default: models/CURRENT)")
+    p.add_argument("--report", metavar="DIR", help="with --candidate: also write an HTML report (per-class PR curves, confusion matrices, the verdict)")
+    from .loop_cli import add_gate_args
+
+    add_gate_args(p, "with --candidate: ")
+    add_ledger_args(p)
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("train", help="build the merged dataset and fine-tune the street model (train extra)", description="Build the merged dataset (garbage-cn labels, COCO pseudo-labels, background streets), fine-tune, export ONNX, measure, and write models/<name>/ with its card.")
@@ -216,7 +232,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser(
-        "samples", help="reviewed frames as a versioned dataset; export to and import from annotation tools",
+        "samples", help="reviewed frames as a versioned dataset; export to and import from annotation tools; choose what to label next",
         description="Reviewed frames (a review decision, or boxes saved in the review page's editor) as versioned training data, and the way to CVAT and Label Studio and back.",
     )
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
@@ -227,7 +243,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Reviewers' boxes are labels, deleted model boxes and rejected violations hard negatives, every other object the model finds a pseudo-label.",
     )
     e.add_argument("--format", choices=FORMATS, default="yolo", help="yolo (default), coco, cvat (COCO 1.0 zip for CVAT) or labelstudio (JSON tasks + labelling config)")
-    e.add_argument("--out", type=Path, default=SAMPLES_DIR, help=f"the root of the versions (default {SAMPLES_DIR})")
+    e.add_argument("--out", type=Path, default=samples_root(), help=f"the root of the versions (default ${SAMPLES_ENV} or {DEFAULT_ROOT})")
     e.add_argument("--pseudo", choices=["model", "proposals"], default="model", help="pseudo-labels from the current model run on each frame (default) or the proposing model's stored boxes")
     e.add_argument("--model", help="model that labels the other objects (default: models/CURRENT)")
     e.add_argument("--conf", type=float, default=0.4, help="score for the model's labels (default 0.4, as the pseudo-labels)")
@@ -245,3 +261,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     i_.add_argument("--reviewer", default="importer", help="who labelled the batch, stored with every annotation (default: importer)")
     add_ledger_args(i_)
     i_.set_defaults(func=cmd_samples)
+    from .loop_cli import add_select_args, register as register_loop
+
+    for action, help_ in (
+        ("select", "choose the frames most worth labelling next into a labelling task"),
+        ("experiment", "select vs random on garbage-cn: does a chosen budget teach the model more? (slow)"),
+    ):
+        s = actions.add_parser(action, help=help_, description=help_)
+        s.add_argument("--out", help="output folder (select: the labelling task, default var/labelling/task-<time>)")
+        s.add_argument("--json", action="store_true", help="print JSON")
+        add_select_args(s)
+        s.add_argument("--model", help="the current model (default: models/CURRENT)")
+        s.add_argument("--conf", type=float, default=0.4, help="score for the model's pseudo-labels (default 0.4)")
+        add_backend_arg(s)
+        add_ledger_args(s)
+        s.set_defaults(func=cmd_samples)
+
+    register_loop(sub)

@@ -70,14 +70,19 @@ def _merge(human: np.ndarray, teacher: list[TeacherBox], conf: float, report: Bu
 
 
 def build_dataset(
-    sources: Sources, out: Path, teacher_weights: Path, pseudo_conf: float, teacher_imgsz: int = 640, extra: tuple[Path, ...] = ()
+    sources: Sources, out: Path, teacher_weights: Path, pseudo_conf: float, teacher_imgsz: int = 640, extra: tuple[Path, ...] = (),
+    classes: tuple[str, ...] = MERGED_CLASSES, versions: tuple = (), val_filter=None, limit: int | None = None,
 ) -> BuildReport:
     """Write the merged dataset to `out` and return what went into it.
 
     `extra` folders are reviewed samples from `streetorder samples export` (images/ and labels/ in the merged
     class ids); they go into training as they are, once `validate_yolo_folder` finds nothing wrong with them
-    (else LabelError lists every problem, file:line: reason, and nothing is built).
+    (else LabelError lists every problem, file:line: reason, and nothing is built). `versions` are sample versions (`versions.py`): their non-holdout images, labels remapped to `classes` by name. `classes` may extend the merged list (new classes
+    appended, `classes.py labelling_classes`); `val_filter(image) -> bool` keeps part of garbage-cn val (the
+    rest is the retraining benchmark); `limit` caps garbage-cn and street images per split (quick loops).
     """
+    if tuple(classes[: len(MERGED_CLASSES)]) != MERGED_CLASSES:
+        raise ValueError("the training classes must start with the merged classes, in order (old ids stay)")
     out = Path(out)
     checks = [validate_yolo_folder(Path(folder) / "images", Path(folder) / "labels", len(MERGED_CLASSES)) for folder in extra]
     problems = [p for c in checks for p in c.problems]
@@ -88,17 +93,22 @@ def build_dataset(
     report.streets_excluded, report.streets_holdout = len(excluded), len(holdout)
 
     gcn = {split: list_images(sources.garbage_cn / split / "images") for split in ("train", "val")}
+    if val_filter is not None:
+        gcn["val"] = [p for p in gcn["val"] if val_filter(p)]
     streets = [p for p in list_images(sources.streets_in / "images") if p.name not in excluded and p.name not in holdout]
+    if limit is not None:
+        gcn = {k: v[:limit] for k, v in gcn.items()}
+        streets = streets[: max(1, limit // 10)]
     teacher = run_teacher(teacher_weights, gcn["train"] + gcn["val"] + streets, out / "teacher_cache.json", imgsz=teacher_imgsz)
 
-    counts: dict[str, dict[str, int]] = {s: {n: 0 for n in MERGED_CLASSES} for s in ("train", "val")}
+    counts: dict[str, dict[str, int]] = {s: {n: 0 for n in classes} for s in ("train", "val")}
 
     def emit(split: str, prefix: str, image: Path, rows: np.ndarray) -> None:
         dst = out / split / "images" / f"{prefix}_{image.name}"
         _link(image, dst)
         write_labels(label_path(dst), rows)
         for c in rows[:, 0].astype(int):
-            counts[split][MERGED_CLASSES[c]] += 1
+            counts[split][classes[c]] += 1
 
     for split, images in gcn.items():
         for image in images:
@@ -118,11 +128,18 @@ def build_dataset(
             emit("train", f"reviewed{i}", image, rows)
             reviewed += 1
 
+    from .versions import remap_labels
+
+    for v in versions:
+        for image in v.images("train"):
+            emit("train", f"sample-{v.name}", image, remap_labels(v, image, classes))
+            reviewed += 1
+
     report.images = {"train_garbage_cn": len(gcn["train"]), "train_background_streets": len(streets), "val_garbage_cn": len(gcn["val"])}
-    if extra:
+    if extra or versions:
         report.images["train_reviewed_samples"] = reviewed
     report.boxes = counts
-    data = {"path": str(out.resolve()), "train": "train/images", "val": "val/images", "names": dict(enumerate(MERGED_CLASSES))}
+    data = {"path": str(out.resolve()), "train": "train/images", "val": "val/images", "names": dict(enumerate(classes))}
     (out / "data.yaml").write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True))
     (out / "build.json").write_text(json.dumps(asdict(report), indent=2))
     return report

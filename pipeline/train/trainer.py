@@ -28,7 +28,7 @@ class TrainConfig(BaseModel):
     streets_split: Path = Field(Path("datasets/streets-in-split.yaml"), description="Which streets-in images are excluded or held out")
     extra_data: tuple[Path, ...] = Field((), description="Reviewed-sample folders from `streetorder samples export`, added to training")
     pseudo_conf: float = Field(0.4, ge=0.05, le=0.95, description="Teacher confidence at or above which a COCO box becomes a label")
-    imgsz: int = Field(320, ge=128, le=1280, multiple_of=32)
+    imgsz: int = Field(320, ge=32, le=1280, multiple_of=32)
     epochs: int = Field(15, ge=1)
     close_mosaic: int = Field(5, ge=0, description="Final epochs trained without mosaic, on whole images as the camera sees them")
     warmup_epochs: float = Field(3.0, ge=0.0, description="Epochs of learning-rate warm-up (shorter when fine-tuning an already-trained street model)")
