@@ -166,32 +166,30 @@ def _part(detector, images: list[Path], names: tuple[str, ...], rows_of, conf_ma
 
 def case_precision(model_det, store, cfg: GateConfig, now: datetime | None = None) -> dict:
     """Re-find reviewed cases' violation boxes; precision = confirmed among the cases the model raises again."""
-    from .samples import CONFIRMED, _evidence_file
+    from ..images import decode_image
+    from ..labels import case_frame
 
     if store is None:
         return {"cases": 0, "precision": None, "note": "no ledger given"}
     since = (now or datetime.now(UTC)) - timedelta(days=cfg.recent_days)
     raised = confirmed_raised = scored = 0
-    for status in ("rejected", *CONFIRMED):
-        for case in store.list(status=status):
-            updated = case.updated_at if case.updated_at.tzinfo else case.updated_at.replace(tzinfo=UTC)
-            frame, meta = _evidence_file(store, case, "best_frame"), _evidence_file(store, case, "metadata")
-            if updated < since or frame is None or meta is None:
-                continue
-            from ..images import decode_image
-
-            image = decode_image(frame.read_bytes(), f"case {case.id} best frame")
-            boxes = json.loads(meta.read_text(encoding="utf-8")).get("detections", [])
-            dets = model_det.detect([image])[0]
-            hit = False
-            for v in boxes:
-                same = (dets.data["class_name"] == v["class_name"]) & (dets.confidence >= cfg.case_conf)
-                if same.any() and box_iou(dets.xyxy[same], np.array([v["box"]], float)).max() >= 0.5:
-                    hit = True
-                    break
-            scored += 1
-            raised += hit
-            confirmed_raised += hit and case.status != "rejected"
+    for case in store.reviewed():  # decided out of review (dispatched or rejected), or labelled
+        updated = case.updated_at if case.updated_at.tzinfo else case.updated_at.replace(tzinfo=UTC)
+        frame = case_frame(store, case)
+        if case.status in ("detected", "reopened") or updated < since or frame is None:
+            continue
+        image = decode_image(store.evidence.read(frame.frame_sha256), f"case {case.id} best frame")
+        boxes = [{"class_name": frame.proposals[i].class_name, "box": list(frame.proposals[i].box)} for i in frame.violation]
+        dets = model_det.detect([image])[0]
+        hit = False
+        for v in boxes:
+            same = (dets.data["class_name"] == v["class_name"]) & (dets.confidence >= cfg.case_conf)
+            if same.any() and box_iou(dets.xyxy[same], np.array([v["box"]], float)).max() >= 0.5:
+                hit = True
+                break
+        scored += 1
+        raised += hit
+        confirmed_raised += hit and case.status != "rejected"
     return {"cases": scored, "raised": raised, "confirmed_raised": confirmed_raised, "precision": round(confirmed_raised / raised, 4) if raised else None}
 
 
