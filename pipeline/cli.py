@@ -59,22 +59,19 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import tempfile
-
     from .batch import run_batch
-    from .cases import AutoVerifier, CaseStore, LedgerConfig
-    from .detect import DetectorSettings
-    from .detect.cascade import load_cue_cascade
-    from .engine import Engine
-    from .intake import Intake
+    from .cases import CaseStore, LedgerConfig
+    from .config import load_config
+    from .night.units import NightSettings
 
     ledger = LedgerConfig.load(args.ledger, database_url=args.db)
-    detector = load_cue_cascade(args.model, backend=args.backend, settings=DetectorSettings(conf=args.conf), threads=args.threads)
+    config = load_config(args.config)
+    settings = NightSettings(model=args.model, backend=args.backend, conf=args.conf, threads=args.threads, every_s=args.every, batch=args.batch, checkpoint_s=args.checkpoint_every)
+    if args.workers is not None and args.workers < 1:
+        raise ValueError("--workers must be at least 1")
     store = CaseStore.open(ledger)
     try:
-        with tempfile.TemporaryDirectory(prefix="streetorder-evidence-") as work:
-            intake = Intake(Engine(args.config, detector, evidence_dir=Path(work)), store, AutoVerifier(store))
-            summary = run_batch(intake, detector, Path(args.footage), every_s=args.every, batch=args.batch, progress=not args.json)
+        summary = run_batch(store, config, Path(args.footage), settings, workers=args.workers, ray=args.ray, fresh=args.fresh, progress=not args.json)
         report = summary.as_dict() | {"database": ledger.database_url, "evidence_dir": str(ledger.evidence_dir)}
         if args.deliver:
             from datetime import UTC, datetime
@@ -88,7 +85,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
-        print(f"{report['files']} files, {report['frames']} frames, {report['photos']} patrol photos in {report['seconds']} s")
+        print(f"{report['files']} files, {report['frames']} frames, {report['photos']} patrol photos in {report['seconds']} s ({report['workers']} worker(s))")
+        if report["sources_done_before"]:
+            print(f"resumed: {report['sources_done_before']} source(s) finished by an earlier run of this night were not decoded again (--fresh to redo them)")
         print(f"incidents opened {report['incidents_opened']}, ended {report['incidents_ended']}; cases created {report['cases_created']}, updated {report['cases_updated']}, reopened {report['cases_reopened']}; auto-verified {report['auto_verified']}, escalated {report['escalated']}")
         print(f"ledger: {report['database']}  (see: streetorder cases list)")
         for f in report["failed"]:
@@ -131,7 +130,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="the night batch job: footage and patrol photos -> incidents -> cases",
         description="Run every camera's footage (FOOTAGE/<camera id>/: videos named with their start time, or timestamped "
         "snapshots) and patrol photos (FOOTAGE/patrol/, time and GPS from EXIF) through the engine into the case ledger. "
-        "Defaults run the sample city on the sample footage with SQLite and local files.",
+        "Cameras run in parallel worker processes (--workers) or on a Ray cluster (--ray); progress is kept in the ledger, so the same night "
+        "run again continues where it stopped. Defaults run the sample city on the sample footage with SQLite and local files.",
     )
     p.add_argument("footage", nargs="?", default=str(SAMPLE_FOOTAGE), help=f"footage folder (default {SAMPLE_FOOTAGE.relative_to(REPO)})")
     p.add_argument("--config", default=str(SAMPLE_CONFIG), help=f"camera/zone/rule config YAML (default {SAMPLE_CONFIG.relative_to(REPO)})")
@@ -142,6 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_backend_arg(p)
     p.add_argument("--every", type=float, default=2.0, help="seconds of video between sampled frames (default 2)")
     p.add_argument("--batch", type=int, default=4, help="frames per detector batch (default 4)")
+    p.add_argument("--workers", type=int, help="cameras processed in parallel, one worker process each (default: every core); with --ray, Ray workers (default: the cluster's CPUs)")
+    p.add_argument("--ray", metavar="ADDRESS", help="run the cameras on the Ray cluster at ADDRESS (host:port, as `ray start --head` prints), or 'local' for a Ray instance on this machine; needs the 'ray' extra")
+    p.add_argument("--checkpoint-every", type=float, default=300.0, metavar="S", help="seconds of footage between progress records inside a video (default 300): a killed run resumes from the last one")
+    p.add_argument("--fresh", action="store_true", help="ignore what an earlier run of this night recorded and process everything again (posting stays idempotent)")
     p.add_argument("--deliver", action="store_true", help="deliver the outbox (webhook/MQTT) once after the run")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
     p.set_defaults(func=cmd_run)

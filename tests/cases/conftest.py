@@ -19,7 +19,7 @@ from pipeline.cases.store import CaseStore
 
 from .factory import T0, FrameClock
 
-TABLES = ("outbox", "case_evidence", "case_events", "case_incidents", "cases")
+TABLES = ("outbox", "case_evidence", "case_events", "case_incidents", "cases", "night_progress")
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,212 @@
+"""The worker side: one unit through its own engine, as a stream of messages for the ledger writer.
+
+The same code runs in the parent (`--workers 1`), in a worker process, or in a Ray actor. It never touches the
+ledger: evidence stays in memory (shipped as bytes), and progress is only *proposed* (a `Checkpoint`); the
+writer records it with the cases. Decoding and detection of a source run in a thread ahead of the engine.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import traceback
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from ..config import StreetOrderConfig
+from ..domain import local_time
+from ..engine import Engine, FrameResult
+from ..evidence import encode_jpeg, privacy_blur
+from ..frames import Frame, VideoError, image_frames
+from ..images import ImageError, load_image
+from .checkpoint import load_state, save_state
+from .messages import Checkpoint, FrameOut, Message, Problem, UnitDone, UnitFailed, VerifyInput
+from .units import Counts, Job, NightSettings, Source, Unit
+
+_END = object()
+
+
+def prefetched(items: Iterable, depth: int = 8) -> Iterator:
+    """`items` produced by a thread up to `depth` ahead (PyAV and onnxruntime release the GIL, so decoding and
+    detection overlap the engine). An exception in the producer is raised here, after what came before it."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put((item, None), timeout=0.2)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put((_END, None))
+        except BaseException as e:  # handed to the consumer
+            q.put((_END, e))
+
+    t = threading.Thread(target=produce, name="decode-detect", daemon=True)
+    t.start()
+    try:
+        while True:
+            item, error = q.get()
+            if item is _END:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+
+
+class UnitRunner:
+    """Runs units with one detector (loaded on first use, once per worker)."""
+
+    def __init__(self, config: StreetOrderConfig, settings: NightSettings) -> None:
+        self.config = config
+        self.settings = settings
+        self._detector = None
+
+    @property
+    def detector(self):
+        if self._detector is None:
+            from ..detect import DetectorSettings
+            from ..detect.cascade import load_cue_cascade
+
+            s = self.settings
+            self._detector = load_cue_cascade(s.model, backend=s.backend, settings=DetectorSettings(conf=s.conf), threads=s.threads)
+        return self._detector
+
+    def run(self, job: Job) -> Iterator[Message]:
+        """Every message of the unit, ending with `UnitDone` (or `UnitFailed` on an unexpected error)."""
+        unit, resume = job.unit, job.resume
+        try:
+            sink: dict[str, bytes] = {}
+            engine = Engine(self.config, detector=self.detector, evidence_sink=sink)
+            first = 0
+            if resume is not None:
+                if resume.state is not None:
+                    load_state(engine, resume.state)
+                first = resume.item
+            for i in range(first, len(unit.sources)):
+                position = resume.position if resume is not None and i == resume.item else 0.0
+                yield from self._source(engine, sink, unit, i, position, last=i == len(unit.sources) - 1)
+            yield UnitDone(unit.id)
+        except Exception:
+            yield UnitFailed(unit.id, traceback.format_exc(limit=8))
+
+    # -- one source ------------------------------------------------------------------------------------------
+
+    def _source(self, engine: Engine, sink: dict, unit: Unit, item: int, position: float, last: bool) -> Iterator[Message]:
+        src = unit.sources[item]
+        counts = Counts()
+        status, error, frames_read = "done", None, None
+        mark = position  # where the last checkpoint was, in the source's own position units
+        step = self.settings.checkpoint_s
+
+        def checkpoint(status: str, at: float) -> Checkpoint:
+            nonlocal counts
+            out = Checkpoint(unit.id, item, src.key, src.fingerprint, status, at, counts, save_state(engine), error, frames_read)
+            counts = Counts()
+            return out
+
+        if src.kind == "video":
+            try:
+                for frame, dets in prefetched(self._video(src, unit.id, position)):
+                    out = self._frame(engine, sink, unit, frame, dets, counts)
+                    if out is not None:
+                        yield out
+                    t = frame.meta.get("t", (frame.at - src.start).total_seconds())
+                    if t + self.settings.every_s - mark >= step:
+                        mark = t + self.settings.every_s
+                        yield checkpoint("partial", mark)
+            except VideoError as e:
+                status, error, frames_read = "failed", str(e), e.frames_read
+        elif src.kind == "stills":
+            camera = self.config.camera(unit.id)
+            tz = ZoneInfo(camera.timezone)
+            done = int(position)
+            problems: list[Problem] = []
+
+            def readable() -> Iterator[Frame]:
+                for k, got in enumerate(image_frames([Path(p) for p in src.images], unit.id, tz, skip=done), start=done):
+                    if isinstance(got, ImageError):
+                        problems.append(Problem(unit.id, str(got).split(":")[0], str(got)))
+                    else:
+                        got.meta["index"] = k
+                        yield got
+
+            from ..batch import _batched
+
+            since = None
+            for frame, dets in prefetched(_batched(readable(), self.detector, self.settings.batch, camera)):
+                while problems:
+                    yield problems.pop(0)
+                out = self._frame(engine, sink, unit, frame, dets, counts)
+                if out is not None:
+                    yield out
+                since = since or frame.at
+                if (frame.at - since).total_seconds() >= step:
+                    since = None
+                    yield checkpoint("partial", frame.meta["index"] + 1)
+            yield from problems
+            position = len(src.images)
+        else:  # patrol photos, in capture order
+            since = None
+            for k in range(int(position), len(src.photos)):
+                at, path, gps = src.photos[k]
+                try:
+                    result = engine.process_photo(Frame(load_image(Path(path)), at, None, gps, source=path))
+                except (ImageError, ValueError) as e:
+                    yield Problem(unit.id, path, str(e))
+                    continue
+                counts.photos += 1
+                _count(counts, result)
+                if result.reports:
+                    yield FrameOut(unit.id, path, result.reports, _drain(sink))
+                since = since or at
+                if (at - since).total_seconds() >= step:
+                    since = None
+                    yield checkpoint("partial", k + 1)
+            position = len(src.photos)
+        if last:  # open incidents reported as they stand; in the unit's last record, so a resumed run has nothing left
+            reports = engine.flush()
+            if reports:
+                yield FrameOut(unit.id, src.key, reports, _drain(sink))
+        yield checkpoint(status, position)
+
+    def _video(self, src: Source, camera_id: str, start_s: float) -> Iterator[tuple[Frame, object]]:
+        from ..batch import file_stream
+
+        return file_stream(Path(src.key), src.start, self.config.camera(camera_id), self.detector, self.settings.every_s, self.settings.batch, start_s=start_s)
+
+    def _frame(self, engine: Engine, sink: dict, unit: Unit, frame: Frame, dets, counts: Counts) -> FrameOut | None:
+        result = engine.process(frame, dets)
+        counts.frames += 1
+        _count(counts, result)
+        verify = None
+        if unit.watched:  # the after-image is paid for only on a camera with cases to re-check
+            cfg = self.config.evidence
+            jpeg = encode_jpeg(privacy_blur(frame.image, result.raw, cfg), cfg.jpeg_quality)
+            verify = VerifyInput(unit.id, local_time(frame.at, self.config.camera(unit.id).timezone), result.present, jpeg)
+        if result.reports or verify is not None:
+            return FrameOut(unit.id, frame.source, result.reports, _drain(sink), verify)
+        return None
+
+
+def _count(counts: Counts, result: FrameResult) -> None:
+    counts.violations += len(result.violations)
+    counts.incidents_opened += len(result.opened)
+    counts.incidents_ended += len(result.ended)
+
+
+def _drain(sink: dict[str, bytes]) -> dict[str, bytes]:
+    out = dict(sink)
+    sink.clear()
+    return out
+
+
+__all__ = ["UnitRunner", "prefetched"]
