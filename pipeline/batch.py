@@ -227,8 +227,8 @@ def run_batch(
     camera_jobs = jobs(units)
     patrol_jobs = jobs([patrol]) if patrol else []
     n = max(1, workers or default_workers())
-    if ray is None and settings.threads is None:  # the cores shared out between the workers
-        settings = NightSettings(**{**settings.__dict__, "threads": max(1, default_workers() // n)})
+    if settings.threads is None:  # the cores shared out between the workers (a Ray worker holds one CPU)
+        settings = NightSettings(**{**settings.__dict__, "threads": 1 if ray is not None else max(1, default_workers() // n)})
     if ray is not None:
         from .night.ray_pool import RayPool
 

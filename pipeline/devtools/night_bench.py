@@ -1,0 +1,105 @@
+"""Night job at scale, measured on the sample city (`streetorder run` on its defaults), all in one run:
+
+- one worker process vs `--workers N`, interleaved round by round (each run a fresh ledger, wall time of the
+  whole command, start-up included), and the ratio per round;
+- a run killed with SIGKILL at about half of its uninterrupted time, then started again: how many frames the
+  second run decodes (a restart from scratch decodes them all), and how many the kill cost.
+
+    python -m pipeline.devtools.night_bench [--rounds 2] [--workers 2] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ..paths import REPO
+
+STREETORDER = str(Path(sys.executable).parent / "streetorder")
+
+
+def _run(work: Path, *args: str) -> tuple[float, dict]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), "YOLO_OFFLINE": "1"}
+    t = time.perf_counter()
+    r = subprocess.run([STREETORDER, "run", "--json", *args], cwd=work, env=env, capture_output=True, text=True, timeout=1800)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr[-2000:])
+    return time.perf_counter() - t, json.loads(r.stdout)
+
+
+def _recorded_frames(work: Path) -> tuple[int, list[dict]]:
+    import sqlite3
+
+    with sqlite3.connect(work / "var" / "streetorder.db") as conn:
+        rows = [dict(zip(("source", "status", "position", "frames"), r)) for r in conn.execute("SELECT source, status, position, frames FROM night_progress WHERE unit != 'patrol'")]
+    return sum(r["frames"] for r in rows), rows
+
+
+def measure(rounds: int = 2, workers: int = 2) -> dict:
+    out: dict = {"machine": f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} at start (shared with other jobs)", "rounds": []}
+    with tempfile.TemporaryDirectory(prefix="night-bench-") as tmp:
+        tmp = Path(tmp)
+        for i in range(rounds):
+            row = {}
+            for label, n in (("sequential", 1), (f"workers_{workers}", workers)):
+                work = tmp / f"{label}-{i}"
+                work.mkdir()
+                wall, summary = _run(work, "--workers", str(n))
+                row[label] = {"wall_s": round(wall, 1), "job_s": summary["seconds"], "frames": summary["frames"], "cases_created": summary["cases_created"]}
+            row["speedup"] = round(row["sequential"]["wall_s"] / row[f"workers_{workers}"]["wall_s"], 2)
+            out["rounds"].append(row)
+        out["speedup_median"] = statistics.median(r["speedup"] for r in out["rounds"])
+
+        # kill -9 at about half of the uninterrupted time, then the same night again
+        full_wall = statistics.median(r[f"workers_{workers}"]["wall_s"] for r in out["rounds"])
+        full_frames = out["rounds"][0][f"workers_{workers}"]["frames"]
+        work = tmp / "killed"
+        work.mkdir()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), "YOLO_OFFLINE": "1"}
+        proc = subprocess.Popen([STREETORDER, "run", "--json", "--workers", str(workers)], cwd=work, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(full_wall / 2)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        recorded, rows = _recorded_frames(work)
+        wall, resumed = _run(work, "--workers", str(workers))
+        out["kill_at_half"] = {
+            "killed_after_s": round(full_wall / 2, 1),
+            "frames_recorded_before_kill": recorded,
+            "progress_rows": rows,
+            "frames_decoded_by_the_rerun": resumed["frames"],
+            "frames_decoded_by_a_restart_from_scratch": full_frames,
+            "frames_decoded_again_estimate": max(0, round(full_frames / 2) - recorded),  # killed at ~half of the frames, by time
+            "rerun_wall_s": round(wall, 1),
+            "rerun_cases_created": resumed["cases_created"],
+        }
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--json", action="store_true")
+    args = p.parse_args(argv)
+    result = measure(args.rounds, args.workers)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        for i, r in enumerate(result["rounds"]):
+            print(f"round {i}: sequential {r['sequential']['wall_s']} s, --workers {args.workers} {r[f'workers_{args.workers}']['wall_s']} s, speedup {r['speedup']}")
+        k = result["kill_at_half"]
+        print(f"speedup (median) {result['speedup_median']}; {result['machine']}")
+        print(f"kill -9 after {k['killed_after_s']} s: {k['frames_recorded_before_kill']} frames recorded; the rerun decoded {k['frames_decoded_by_the_rerun']} frames (a restart: {k['frames_decoded_by_a_restart_from_scratch']}), about {k['frames_decoded_again_estimate']} decoded twice")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
