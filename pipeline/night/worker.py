@@ -120,9 +120,10 @@ class UnitRunner:
                     if out is not None:
                         yield out
                     t = frame.meta.get("t", (frame.at - src.start).total_seconds())
-                    if t + self.settings.every_s - mark >= step:
-                        mark = t + self.settings.every_s
-                        yield checkpoint("partial", mark)
+                    position = t + self.settings.every_s  # the next sample an uninterrupted run would take
+                    if position - mark >= step:
+                        mark = position
+                        yield checkpoint("partial", position)
             except VideoError as e:
                 status, error, frames_read = "failed", str(e), e.frames_read
         elif src.kind == "stills":
