@@ -2,7 +2,7 @@
 `streetorder run` killed with SIGKILL half-way and started again continues where it stopped, with the same
 cases (SQLite and PostgreSQL) and nothing left behind; the same night on a local Ray cluster.
 
-Inputs are the sample footage sampled every 10 s (94 frames, the same 3 cases as every 2 s) to stay quick.
+Inputs are the sample footage sampled every 20 s (48 frames, the same 3 cases as every 2 s) to stay quick.
 """
 
 from __future__ import annotations
@@ -28,14 +28,18 @@ from .conftest import REPO
 
 SAMPLES = REPO / "datasets" / "samples" / "footage"
 STREETORDER = str(Path(sys.executable).parent / "streetorder")
-FAST = ["--every", "10", "--checkpoint-every", "60"]
+FAST = ["--every", "20", "--checkpoint-every", "60"]
 LANE = "lane_20261120_220000.mp4"
 
 
 def env(tmp: Path) -> dict:
     """The job's environment, with a temp dir of its own: what a killed run leaves there is visible."""
     (tmp / "tmp").mkdir(exist_ok=True)
-    return {**os.environ, "TMPDIR": str(tmp / "tmp"), "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    return {
+        **os.environ, "TMPDIR": str(tmp / "tmp"), "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        # the test's own Ray cluster: no token auth (Ray would pick up a token in ~/.ray), no usage reports
+        "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0",
+    }
 
 
 def cmd(db: str, *extra: str) -> list[str]:
@@ -109,11 +113,21 @@ def empty_pg(pg_url: str) -> str:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    """The night in one process, uninterrupted: what every other way of running it must give."""
+    """The night in one process (this one), uninterrupted: what every other way of running it must give."""
+    from pipeline.batch import run_batch
+    from pipeline.cases import CaseStore, LedgerConfig
+    from pipeline.config import load_config
+    from pipeline.night.units import NightSettings
+    from pipeline.paths import SAMPLE_CONFIG
+
     tmp = tmp_path_factory.mktemp("reference")
     db = f"sqlite:///{tmp / 'ledger.db'}"
-    summary = run(db, tmp, "--workers", "1")
-    assert summary["failed"] == [] and summary["frames"] == 94 and summary["photos"] == 5 and summary["workers"] == 1
+    store = CaseStore.open(LedgerConfig(database_url=db, evidence_dir=tmp / "evidence"))
+    try:
+        summary = run_batch(store, load_config(SAMPLE_CONFIG), SAMPLES, NightSettings(every_s=20, checkpoint_s=60), workers=1, progress=False).as_dict()
+    finally:
+        store.close()
+    assert summary["failed"] == [] and summary["frames"] == 48 and summary["photos"] == 5 and summary["workers"] == 1
     found = cases(db)
     assert len(found) == 3 and all(c[-1] for c in found)  # each with its evidence
     return summary, found
@@ -190,7 +204,7 @@ def ray_cluster(tmp_path):
     head = subprocess.Popen(
         [ray, "start", "--head", "--block", f"--port={port}", "--num-cpus=2", "--object-store-memory=100000000",
          "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={tmp}", "--node-ip-address=127.0.0.1"],
-        env={**env(tmp_path), "RAY_USAGE_STATS_ENABLED": "0"}, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+        env=env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )
     try:
         deadline = time.monotonic() + 60
@@ -246,7 +260,7 @@ def test_auto_verification_runs_on_every_frame_of_a_camera_in_a_worker(tmp_path)
         watched = store.post_incident(incident(tmp_path / "engine", "seen-before", type="garbage", camera_id="cam-lane", box=(237, 442, 427, 553), first_seen=clock.t)).case_id
         clock.advance(minutes=1)
         store.transition(watched, "dispatched", actor="dispatcher", owner="owner-li")
-        summary = run_batch(store, load_config(SAMPLE_CONFIG), SAMPLES, NightSettings(every_s=10), workers=2, progress=False)
+        summary = run_batch(store, load_config(SAMPLE_CONFIG), SAMPLES, NightSettings(every_s=20), workers=2, progress=False)
         assert summary.workers == 2 and summary.auto_verified == 1
         case = store.get(watched)
         assert case.status == "verified" and case.history[-1].actor == "auto-verify"
