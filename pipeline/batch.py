@@ -227,22 +227,23 @@ def run_batch(
     camera_jobs = jobs(units)
     patrol_jobs = jobs([patrol]) if patrol else []
     n = max(1, workers or default_workers())
+    local = 1 if n == 1 or len(camera_jobs) + len(patrol_jobs) <= 1 else min(n, max(len(camera_jobs), 1))  # processes that can be busy at once
     if settings.threads is None:  # the cores shared out between the workers (a Ray worker holds one CPU)
-        settings = NightSettings(**{**settings.__dict__, "threads": 1 if ray is not None else max(1, default_workers() // n)})
+        settings = NightSettings(**{**settings.__dict__, "threads": 1 if ray is not None else max(1, default_workers() // local)})
     if ray is not None:
         from .night.ray_pool import RayPool
 
         pool = RayPool(config, settings, ray, workers)
         summary.workers = len(pool.actors)
-    elif n == 1 or len(camera_jobs) + len(patrol_jobs) <= 1:
+    elif local == 1:
         from .night.pool import InProcess
 
         pool = InProcess(config, settings)
     else:
         from .night.pool import ProcessPool
 
-        pool = ProcessPool(config, settings, n)
-        summary.workers = n
+        pool = ProcessPool(config, settings, local)
+        summary.workers = local
     writer = LedgerWriter(store, AutoVerifier(store), book, summary)
     total = sum(len(j.unit.sources) for j in camera_jobs + patrol_jobs)
     bar = tqdm(total=total, desc="night", unit="source", disable=not progress or not total, leave=False)
@@ -253,8 +254,8 @@ def run_batch(
             bar.update()
 
     try:
-        pool.run(camera_jobs, handle)
-        pool.run(patrol_jobs, handle)  # after every camera, as one process would: their cases come first
+        pool.run(map(book.with_state, camera_jobs), handle)
+        pool.run(map(book.with_state, patrol_jobs), handle)  # after every camera, as one process would: their cases come first
     finally:
         bar.close()
         pool.close()

@@ -12,7 +12,7 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 
 from ..config import StreetOrderConfig
 from .messages import Message, UnitDone, UnitFailed
@@ -28,7 +28,7 @@ class InProcess:
     def __init__(self, config: StreetOrderConfig, settings: NightSettings) -> None:
         self.runner = UnitRunner(config, settings)
 
-    def run(self, jobs: Sequence[Job], handle: Handle) -> None:
+    def run(self, jobs: Iterable[Job], handle: Handle) -> None:
         for job in jobs:
             for msg in self.runner.run(job):
                 handle(msg)
@@ -68,21 +68,24 @@ class ProcessPool:
         p.start()
         self.procs[slot] = (p, tasks)
 
-    def run(self, jobs: Sequence[Job], handle: Handle) -> None:
-        todo = list(jobs)
-        for slot in range(min(self.workers, len(todo))):
-            if slot not in self.procs:
-                self._spawn(slot)
+    def run(self, jobs: Iterable[Job], handle: Handle) -> None:
+        """`jobs` is read lazily, one job when a worker is free: a unit's saved state is loaded only then."""
+        todo = iter(jobs)
         busy: dict[int, str] = {}  # slot -> unit
 
-        def assign(slot: int) -> None:
-            if todo:
-                job = todo.pop(0)
-                busy[slot] = job.unit.id
-                self.procs[slot][1].put(job)
+        def assign(slot: int) -> bool:
+            job = next(todo, None)
+            if job is None:
+                return False
+            if slot not in self.procs:
+                self._spawn(slot)
+            busy[slot] = job.unit.id
+            self.procs[slot][1].put(job)
+            return True
 
-        for slot in list(self.procs):
-            assign(slot)
+        for slot in range(self.workers):
+            if not assign(slot):
+                break
         while busy:
             try:
                 msg = self.results.get(timeout=1.0)

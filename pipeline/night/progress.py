@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, defer
 
 from ..cases.db import Database
 from ..cases.models import NightProgress
 from ..config import StreetOrderConfig
 from .messages import Checkpoint
-from .units import NightSettings, Resume, Unit
+from .units import Job, NightSettings, Resume, Unit
 
 
 def run_key(footage: Path, config: StreetOrderConfig, settings: NightSettings) -> str:
@@ -67,8 +67,10 @@ class ProgressBook:
             return s.execute(delete(NightProgress).where(NightProgress.run_key == self.key)).rowcount
 
     def plan(self, unit: Unit) -> UnitPlan:
-        with self.db.transaction() as s:
-            rows = {r.source: r for r in s.scalars(select(NightProgress).where(NightProgress.run_key == self.key, NightProgress.unit == unit.id))}
+        with self.db.transaction() as s:  # the engine state is read only when the unit starts (`load_state`)
+            q = select(NightProgress).options(defer(NightProgress.state)).where(NightProgress.run_key == self.key, NightProgress.unit == unit.id)
+            rows = {r.source: r for r in s.scalars(q)}
+            has_state = set(s.scalars(select(NightProgress.source).where(NightProgress.run_key == self.key, NightProgress.unit == unit.id, NightProgress.state.is_not(None))))
         for r in rows.values():
             self._frames[r.source] = r.frames
         latest, plan = None, UnitPlan()
@@ -81,7 +83,7 @@ class ProgressBook:
                     s.execute(delete(NightProgress).where(NightProgress.run_key == self.key, NightProgress.unit == unit.id))
                 self._frames = {k: v for k, v in self._frames.items() if k not in rows}
                 return UnitPlan()
-            if r.state is not None:
+            if r.source in has_state:
                 latest = (i, r)
             if r.status == "partial":
                 break
@@ -94,12 +96,22 @@ class ProgressBook:
             if row.status == "failed":
                 plan.failed_before.append({"path": src.key, "error": f"{row.error} (in an earlier run)"})
         if r.status == "partial":
-            plan.resume = Resume(i, r.position, r.state, r.frames)
+            plan.resume = Resume(i, r.position, None, r.frames, state_of=r.source)
         elif i + 1 < len(unit.sources):
-            plan.resume = Resume(i + 1, 0.0, r.state)
+            plan.resume = Resume(i + 1, 0.0, None, state_of=r.source)
         else:
-            plan.resume = Resume(-1, 0.0, r.state)  # nothing left to do
+            plan.resume = Resume(-1, 0.0)  # nothing left to do
         return plan
+
+    def with_state(self, job: Job) -> Job:
+        """`job` with its unit's saved engine state read in: called as the job starts, so the states of
+        a thousand waiting cameras are never in memory together."""
+        r = job.resume
+        if r is None or r.state_of is None or r.state is not None:
+            return job
+        with self.db.transaction() as s:
+            state = s.scalar(select(NightProgress.state).where(NightProgress.run_key == self.key, NightProgress.source == r.state_of))
+        return replace(job, resume=replace(r, state=state))
 
     def record(self, s: Session, ckpt: Checkpoint) -> None:
         """Inside the transaction that posts the cases up to `ckpt`."""

@@ -6,7 +6,7 @@ chunks per actor are in memory. Footage and models must be at the same paths on 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable
 
 from ..config import StreetOrderConfig
 from .messages import Checkpoint, Message, UnitDone, UnitFailed
@@ -52,13 +52,13 @@ class RayPool:
         actor = ray.remote(num_cpus=1)(UnitActor)
         self.actors = [actor.remote(config, settings) for _ in range(n)]
 
-    def run(self, jobs: Sequence[Job], handle: Handle) -> None:
-        ray, todo = self.ray, list(jobs)
+    def run(self, jobs: Iterable[Job], handle: Handle) -> None:
+        ray, todo = self.ray, iter(jobs)  # read lazily, as actors become free
         waiting: dict = {}  # chunk ref -> (actor, unit)
 
         def assign(actor) -> None:
-            if todo:
-                job = todo.pop(0)
+            job = next(todo, None)
+            if job is not None:
                 actor.begin.remote(job)
                 waiting[actor.chunk.remote()] = (actor, job.unit.id)
 

@@ -63,6 +63,7 @@ class Resume:
     position: float = 0.0
     state: bytes | None = None
     frames: int = 0  # frames already handled in that source
+    state_of: str | None = None  # the source whose progress row holds `state` (read as the job starts)
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from pipeline.cases import LedgerError
 from pipeline.cases.models import CaseIncident, NightProgress
 from pipeline.night.messages import Checkpoint
 from pipeline.night.progress import ProgressBook
-from pipeline.night.units import Counts, Source, Unit
+from pipeline.night.units import Counts, Job, Source, Unit
 
 from .factory import incident
 
@@ -61,7 +61,8 @@ def test_where_a_unit_resumes(store):
 
     record(ckpt(0, "partial", 300.0))
     plan = book.plan(u)
-    assert (plan.resume.item, plan.resume.position, plan.resume.state, plan.done_before) == (0, 300.0, b"state-0-300.0", 0)
+    assert (plan.resume.item, plan.resume.position, plan.resume.state, plan.done_before) == (0, 300.0, None, 0)
+    assert book.with_state(Job(u, plan.resume)).resume.state == b"state-0-300.0"  # read only as the unit starts
 
     record(ckpt(0, "done", 0.0, frames=5))
     record(ckpt(1, "partial", 60.0))
