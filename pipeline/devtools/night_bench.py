@@ -68,7 +68,7 @@ def measure(rounds: int = 2, workers: int = 2, balanced: bool = False, kill: boo
                 row[label] = {"wall_s": round(wall, 1), "job_s": summary["seconds"], "frames": summary["frames"], "cases_created": summary["cases_created"]}
             row["speedup"] = round(row["sequential"]["wall_s"] / row[f"workers_{workers}"]["wall_s"], 2)
             out["rounds"].append(row)
-        out["speedup_median"] = statistics.median(r["speedup"] for r in out["rounds"])
+        out["speedup_median"] = round(statistics.median(r["speedup"] for r in out["rounds"]), 2)
         out["machine_after"] = f"load average {os.getloadavg()[0]:.1f} at the end"
         if not kill:
             return out

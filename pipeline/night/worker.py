@@ -62,6 +62,20 @@ def prefetched(items: Iterable, depth: int = 8) -> Iterator:
         stop.set()
 
 
+class _SourceRun:
+    """One source being run: what its checkpoints carry (counts since the last one, how it ended)."""
+
+    def __init__(self, engine: Engine, unit: Unit, item: int, src: Source) -> None:
+        self.engine, self.unit, self.item, self.src = engine, unit, item, src
+        self.counts = Counts()
+        self.status, self.error, self.frames_read = "done", None, None
+
+    def checkpoint(self, position: float, status: str | None = None) -> Checkpoint:
+        out = Checkpoint(self.unit.id, self.item, self.src.key, self.src.fingerprint, status or self.status, position, self.counts, save_state(self.engine), self.error, self.frames_read)
+        self.counts = Counts()
+        return out
+
+
 class UnitRunner:
     """Runs units with one detector (loaded on first use, once per worker)."""
 
@@ -101,83 +115,82 @@ class UnitRunner:
     # -- one source ------------------------------------------------------------------------------------------
 
     def _source(self, engine: Engine, sink: dict, unit: Unit, item: int, position: float, last: bool) -> Iterator[Message]:
+        """One source's messages: its frames' reports and views, a `Checkpoint` every `checkpoint_s` of footage,
+        and a last one when it is done (or failed), after the unit's open incidents when it is the unit's last."""
         src = unit.sources[item]
-        counts = Counts()
-        status, error, frames_read = "done", None, None
-        mark = position  # where the last checkpoint was, in the source's own position units
-        step = self.settings.checkpoint_s
-
-        def checkpoint(status: str, at: float) -> Checkpoint:
-            nonlocal counts
-            out = Checkpoint(unit.id, item, src.key, src.fingerprint, status, at, counts, save_state(engine), error, frames_read)
-            counts = Counts()
-            return out
-
-        if src.kind == "video":
-            try:
-                for frame, dets in prefetched(self._video(src, unit.id, position)):
-                    out = self._frame(engine, sink, unit, frame, dets, counts)
-                    if out is not None:
-                        yield out
-                    t = frame.meta.get("t", (frame.at - src.start).total_seconds())
-                    position = t + self.settings.every_s  # the next sample an uninterrupted run would take
-                    if position - mark >= step:
-                        mark = position
-                        yield checkpoint("partial", position)
-            except VideoError as e:
-                status, error, frames_read = "failed", str(e), e.frames_read
-        elif src.kind == "stills":
-            camera = self.config.camera(unit.id)
-            tz = ZoneInfo(camera.timezone)
-            done = int(position)
-            problems: list[Problem] = []
-
-            def readable() -> Iterator[Frame]:
-                for k, got in enumerate(image_frames([Path(p) for p in src.images], unit.id, tz, skip=done), start=done):
-                    if isinstance(got, ImageError):
-                        problems.append(Problem(unit.id, str(got).split(":")[0], str(got)))
-                    else:
-                        got.meta["index"] = k
-                        yield got
-
-            from ..batch import _batched
-
-            since = None
-            for frame, dets in prefetched(_batched(readable(), self.detector, self.settings.batch, camera)):
-                while problems:
-                    yield problems.pop(0)
-                out = self._frame(engine, sink, unit, frame, dets, counts)
-                if out is not None:
-                    yield out
-                since = since or frame.at
-                if (frame.at - since).total_seconds() >= step:
-                    since = None
-                    yield checkpoint("partial", frame.meta["index"] + 1)
-            yield from problems
-            position = len(src.images)
-        else:  # patrol photos, in capture order
-            since = None
-            for k in range(int(position), len(src.photos)):
-                at, path, gps = src.photos[k]
-                try:
-                    result = engine.process_photo(Frame(load_image(Path(path)), at, None, gps, source=path))
-                except (ImageError, ValueError) as e:
-                    yield Problem(unit.id, path, str(e))
-                    continue
-                counts.photos += 1
-                _count(counts, result)
-                if result.reports:
-                    yield FrameOut(unit.id, path, result.reports, _drain(sink))
-                since = since or at
-                if (at - since).total_seconds() >= step:
-                    since = None
-                    yield checkpoint("partial", k + 1)
-            position = len(src.photos)
-        if last:  # open incidents reported as they stand; in the unit's last record, so a resumed run has nothing left
+        run = _SourceRun(engine, unit, item, src)
+        walk = {"video": self._video_source, "stills": self._stills_source, "photos": self._photos_source}[src.kind]
+        end = yield from walk(run, sink, position)
+        if last:  # open incidents reported as they stand, in the unit's last record: a resumed run has nothing left
             reports = engine.flush()
             if reports:
                 yield FrameOut(unit.id, src.key, reports, _drain(sink))
-        yield checkpoint(status, position)
+        yield run.checkpoint(end)
+
+    def _video_source(self, run: _SourceRun, sink: dict, position: float) -> Iterator[Message]:
+        mark = position
+        try:
+            for frame, dets in prefetched(self._video(run.src, run.unit.id, position)):
+                out = self._frame(run.engine, sink, run.unit, frame, dets, run.counts)
+                if out is not None:
+                    yield out
+                t = frame.meta.get("t", (frame.at - run.src.start).total_seconds())
+                position = t + self.settings.every_s  # the next sample an uninterrupted run would take
+                if position - mark >= self.settings.checkpoint_s:
+                    mark = position
+                    yield run.checkpoint(position, "partial")
+        except VideoError as e:
+            run.status, run.error, run.frames_read = "failed", str(e), e.frames_read
+        return position
+
+    def _stills_source(self, run: _SourceRun, sink: dict, position: float) -> Iterator[Message]:
+        from ..batch import _batched
+
+        camera = self.config.camera(run.unit.id)
+        done, problems = int(position), []
+
+        def readable() -> Iterator[Frame]:
+            images = image_frames([Path(p) for p in run.src.images], run.unit.id, ZoneInfo(camera.timezone), skip=done)
+            for k, got in enumerate(images, start=done):
+                if isinstance(got, ImageError):
+                    problems.append(Problem(run.unit.id, str(got).split(":")[0], str(got)))
+                else:
+                    got.meta["index"] = k
+                    yield got
+
+        since = None
+        for frame, dets in prefetched(_batched(readable(), self.detector, self.settings.batch, camera)):
+            while problems:
+                yield problems.pop(0)
+            out = self._frame(run.engine, sink, run.unit, frame, dets, run.counts)
+            if out is not None:
+                yield out
+            since = since or frame.at
+            if (frame.at - since).total_seconds() >= self.settings.checkpoint_s:
+                since = None
+                yield run.checkpoint(frame.meta["index"] + 1, "partial")
+        yield from problems
+        return len(run.src.images)
+
+    def _photos_source(self, run: _SourceRun, sink: dict, position: float) -> Iterator[Message]:
+        """Patrol photos, in capture order (the engine detects them itself: no per-camera plan)."""
+        since = None
+        for k in range(int(position), len(run.src.photos)):
+            at, path, gps = run.src.photos[k]
+            try:
+                result = run.engine.process_photo(Frame(load_image(Path(path)), at, None, gps, source=path))
+            except (ImageError, ValueError) as e:
+                yield Problem(run.unit.id, path, str(e))
+                continue
+            run.counts.photos += 1
+            _count(run.counts, result)
+            if result.reports:
+                yield FrameOut(run.unit.id, path, result.reports, _drain(sink))
+            since = since or at
+            if (at - since).total_seconds() >= self.settings.checkpoint_s:
+                since = None
+                yield run.checkpoint(k + 1, "partial")
+        return len(run.src.photos)
 
     def _video(self, src: Source, camera_id: str, start_s: float) -> Iterator[tuple[Frame, object]]:
         from ..batch import file_stream
