@@ -17,6 +17,19 @@ Handle = Callable[[Message], None]
 CHUNK = 64  # messages at most per reply, whatever the checkpoint interval
 
 
+def _reachable(address: str, timeout_s: float = 5.0) -> None:
+    """A clear error at once for a wrong HOST:PORT (Ray itself retries for minutes)."""
+    import socket
+
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or "://" in address:
+        return  # another form Ray understands (auto, ray://...): let Ray say
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as e:
+        raise ValueError(f"cannot reach the Ray cluster at {address} ({e}); start it with `ray start --head --port {port}` and pass the address it prints") from None
+
+
 class UnitActor:
     """A Ray actor around `UnitRunner`: `begin` a job, then `chunk` until it ends."""
 
@@ -47,6 +60,7 @@ class RayPool:
         if self.local:
             ray.init(num_cpus=workers, include_dashboard=False, logging_level="ERROR", log_to_driver=False)
         else:
+            _reachable(address)
             ray.init(address=address, logging_level="ERROR", log_to_driver=False)
         n = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         actor = ray.remote(num_cpus=1)(UnitActor)
