@@ -75,11 +75,13 @@ def video_start(path: Path, tz: ZoneInfo, start: datetime | None = None) -> date
     raise VideoError(f"{path}: no start time in the file name (e.g. cam1_20261120_221500.mp4) or metadata; pass --start")
 
 
-def video_frames(path: str | Path, start: datetime, every_s: float = 2.0, camera_id: str | None = None) -> Iterator[Frame]:
+def video_frames(path: str | Path, start: datetime, every_s: float = 2.0, camera_id: str | None = None, start_s: float = 0.0) -> Iterator[Frame]:
     """Decode a video with PyAV and yield one frame per `every_s` seconds of video time.
 
     Timestamps are `start` + the frame's presentation time. A file that is truncated or corrupt part-way
-    raises `VideoError` after the frames that did decode have been yielded.
+    raises `VideoError` after the frames that did decode have been yielded. `start_s` > 0 (a resumed file)
+    seeks to the keyframe before that video time and yields from the first frame at or after it, so the
+    samples are the ones an uninterrupted run takes there.
     """
     import av
 
@@ -101,19 +103,24 @@ def video_frames(path: str | Path, start: datetime, every_s: float = 2.0, camera
             raise VideoError(f"{path}: unknown video codec: no decoder for it in this ffmpeg build")
         stream.thread_type = "AUTO"
         declared = stream.frames
-        next_t = 0.0
+        next_t, skipped = float(start_s), None
         try:
+            if start_s > 0 and stream.time_base:
+                container.seek(int(start_s / stream.time_base), stream=stream, backward=True, any_frame=False)
             for frame in container.decode(stream):
                 t = frame.time if frame.time is not None else read / float(stream.average_rate or 25)
+                if skipped is None:  # frames before the seek point, for the truncation check below
+                    skipped = int(round(t * float(stream.average_rate or 25))) if start_s > 0 else 0
                 read += 1
                 if t + 1e-6 < next_t:
                     continue
                 next_t = t + every_s
-                yield Frame(frame.to_ndarray(format="bgr24"), start + timedelta(seconds=t), camera_id, source=f"{path}@{t:.2f}s")
+                yield Frame(frame.to_ndarray(format="bgr24"), start + timedelta(seconds=t), camera_id, source=f"{path}@{t:.2f}s", meta={"t": t})
         except av.error.FFmpegError as e:
             raise VideoError(f"{path}: decoding stopped after {read} frames ({e})", read) from None
-    if read == 0:
+    if read == 0 and not start_s > 0:  # a resumed file may have nothing left after its last sample
         raise VideoError(f"{path}: no decodable frames")
+    read += skipped or 0
     if declared and read < declared - 1:  # a cut-off AVI just stops; its header still says how long it was
         raise VideoError(f"{path}: truncated, decoded {read} of {declared} frames", read)
 
@@ -154,10 +161,11 @@ def photo_metadata(source: Path | bytes, tz: ZoneInfo) -> tuple[datetime | None,
         return None, None
 
 
-def image_frames(paths: list[Path], camera_id: str | None, tz: ZoneInfo) -> Iterator[Frame | ImageError]:
+def image_frames(paths: list[Path], camera_id: str | None, tz: ZoneInfo, skip: int = 0) -> Iterator[Frame | ImageError]:
     """Frames from still images (a camera's snapshots), ordered by capture time: EXIF, else the file name.
 
-    Bad files come back as `ImageError` values in place, so a caller can report them and carry on.
+    Bad files come back as `ImageError` values in place, so a caller can report them and carry on. `skip`
+    leaves out (without loading) the first so many, for a resumed run.
     """
     stamped = []
     for p in paths:
@@ -167,7 +175,7 @@ def image_frames(paths: list[Path], camera_id: str | None, tz: ZoneInfo) -> Iter
             stamped.append((datetime.max.replace(tzinfo=timezone.utc), p, None, ImageError(f"{p}: no capture time in EXIF or file name")))
         else:
             stamped.append((at, p, gps, None))
-    for at, p, gps, err in sorted(stamped, key=lambda s: (s[0], str(s[1]))):
+    for at, p, gps, err in sorted(stamped, key=lambda s: (s[0], str(s[1])))[skip:]:
         if err:
             yield err
             continue

@@ -1,5 +1,6 @@
 """Intake: the engine's incident reports go into the case ledger, and every camera frame re-checks that
-camera's dispatched cases (auto-verification). The night batch job and the live service both use it."""
+camera's dispatched cases (auto-verification). The live service uses it; the night job splits the same steps
+between its workers (the engine) and its one ledger writer (posting, auto-verification): see `pipeline.night`."""
 
 from __future__ import annotations
 
