@@ -19,9 +19,10 @@ from .cases import LedgerError
 from .config import CameraConfig, StreetOrderConfig
 from .detect import Detector
 from .detect.plan import camera_detector
-from .frames import VIDEO_SUFFIXES, Frame, VideoError, image_frames, photo_metadata, video_frames, video_start
+from .frames import VIDEO_SUFFIXES, Frame, VideoError, image_frames, photo_metadata, video_start
 from .images import IMAGE_SUFFIXES, ImageError, load_image
 from .intake import Intake, IntakeResult
+from .sampling import GATE_OFF, sample_video
 
 PATROL = "patrol"
 
@@ -121,7 +122,8 @@ def _batched(frames: Iterable[Frame], detector: Detector, size: int, camera: Cam
         yield from zip(buf, _detect(buf, detector, camera))
 
 
-def run_batch(intake: Intake, detector: Detector, footage: Path, every_s: float = 2.0, batch: int = 4, progress: bool = True) -> BatchSummary:
+def run_batch(intake: Intake, detector: Detector, footage: Path, every_s: float = 2.0, batch: int = 4, progress: bool = True, gate: bool = True) -> BatchSummary:
+    """`gate=False` runs the detector on every sampled frame (each camera's `gate` config otherwise)."""
     config = intake.engine.config
     summary = BatchSummary()
     started = time.perf_counter()
@@ -161,7 +163,7 @@ def run_batch(intake: Intake, detector: Detector, footage: Path, every_s: float 
             summary.files += 1
             bar = tqdm(desc=f"{camera_id} {video.name}", unit="frame", disable=not progress, leave=False)
             try:
-                for frame, dets in _batched(video_frames(video, start, every_s, camera_id), detector, batch, camera):
+                for frame, dets in sample_video(video, start, camera, detector, every_s, None if gate else GATE_OFF, rules=config.rules, batch=batch):
                     take(frame, dets)
                     bar.update()
             except VideoError as e:

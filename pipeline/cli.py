@@ -74,7 +74,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="streetorder-evidence-") as work:
             intake = Intake(Engine(args.config, detector, evidence_dir=Path(work)), store, AutoVerifier(store))
-            summary = run_batch(intake, detector, Path(args.footage), every_s=args.every, batch=args.batch, progress=not args.json)
+            summary = run_batch(intake, detector, Path(args.footage), every_s=args.every, batch=args.batch, progress=not args.json, gate=not args.no_gate)
         report = summary.as_dict() | {"database": ledger.database_url, "evidence_dir": str(ledger.evidence_dir)}
         if args.deliver:
             from datetime import UTC, datetime
@@ -142,6 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_backend_arg(p)
     p.add_argument("--every", type=float, default=2.0, help="seconds of video between sampled frames (default 2)")
     p.add_argument("--batch", type=int, default=4, help="frames per detector batch (default 4)")
+    p.add_argument("--no-gate", action="store_true", help="run the detector on every sampled frame: turn off each camera's change gate (for comparison)")
     p.add_argument("--deliver", action="store_true", help="deliver the outbox (webhook/MQTT) once after the run")
     p.add_argument("--json", action="store_true", help="print the run summary as JSON")
     p.set_defaults(func=cmd_run)
