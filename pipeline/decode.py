@@ -236,7 +236,7 @@ class VideoReader:
             self._frames = self._frame_iter()
             if target - self.info.origin_s > self.seek_gap:
                 self._seek(target)
-        elif self._pos is not None and (target + self.tol <= self._pos or target - self._pos > self.seek_gap):
+        elif self._pos is not None and (target - self.tol <= self._pos or target - self._pos > self.seek_gap):  # behind, or far ahead
             self._seek(target)
         elif self._eof:
             return None

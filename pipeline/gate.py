@@ -18,21 +18,32 @@ import numpy as np
 from .config import CameraConfig, GateConfig, RulesConfig
 
 
+# Zone kinds whose rule looks *outside* them (vehicles parked outside every bay): the whole frame matters.
+_OUTSIDE_KINDS = frozenset({"parking_bay"})
+_ZONE_MARGIN = 0.08  # of the copy's long side: an object standing on a zone's edge changes pixels beside it
+
+
 def zone_mask(camera: CameraConfig | None, width: int, height: int, size: tuple[int, int]) -> np.ndarray:
-    """Pixels of a `size` (w, h) copy of a `width` x `height` frame that the gate watches: inside the camera's
-    zones (all of the frame when it has none), never inside an ignore zone."""
+    """Pixels of a `size` (w, h) copy of a `width` x `height` frame that the gate watches: around the camera's
+    zones (all of the frame when it has none, or a zone whose rule looks outside it), never an ignore zone."""
     w, h = size
     sx, sy = w / width, h / height
-    watched = [z for z in (camera.zones if camera else ()) if z.kind != "ignore"]
-    ignored = [z for z in (camera.zones if camera else ()) if z.kind == "ignore"]
+    zones = camera.zones if camera else ()
+    watched = [z for z in zones if z.kind != "ignore"]
+    ignored = [z for z in zones if z.kind == "ignore"]
 
     def poly(z) -> np.ndarray:
         pts = z.pixel_polygon(width, height, camera.resolution)
         return np.array([[round(x * sx), round(y * sy)] for x, y in pts], np.int32)
 
-    mask = np.zeros((h, w), np.uint8) if watched else np.full((h, w), 255, np.uint8)
-    for z in watched:
-        cv2.fillPoly(mask, [poly(z)], 255)
+    if not watched or any(z.kind in _OUTSIDE_KINDS for z in watched):
+        mask = np.full((h, w), 255, np.uint8)
+    else:
+        mask = np.zeros((h, w), np.uint8)
+        for z in watched:
+            cv2.fillPoly(mask, [poly(z)], 255)
+        r = max(1, round(_ZONE_MARGIN * max(w, h)))
+        mask = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1)))
     for z in ignored:
         cv2.fillPoly(mask, [poly(z)], 0)
     if not mask.any():  # zones too thin to cover a pixel of the copy: watch all of it rather than nothing

@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+import cv2
 import numpy as np
 import supervision as sv
 
@@ -64,6 +65,39 @@ class TickSource(Protocol):
     def frame(self, i: int) -> Decoded | None: ...
     def tick_time(self, i: int) -> float: ...
     def next_tick(self, i: int, t: float) -> int: ...
+
+
+@dataclass
+class ImageTick:
+    """A tick of a scene built in memory, shaped like `decode.Decoded`."""
+
+    tick: int
+    t: float
+    image: np.ndarray
+
+    def bgr(self) -> np.ndarray:
+        return self.image
+
+    def gray(self) -> np.ndarray:
+        return cv2.cvtColor(self.image, cv2.COLOR_BGR2GRAY)
+
+
+class ImageTicks:
+    """`count` ticks `every_s` apart, each image rendered on demand by `render(t)` (a scenario's composer)."""
+
+    first_tick = 0
+
+    def __init__(self, render: Callable[[float], np.ndarray], every_s: float, count: int) -> None:
+        self.render, self.every_s, self.count = render, every_s, count
+
+    def frame(self, i: int) -> ImageTick | None:
+        return ImageTick(i, i * self.every_s, self.render(i * self.every_s)) if i < self.count else None
+
+    def tick_time(self, i: int) -> float:
+        return i * self.every_s
+
+    def next_tick(self, i: int, t: float) -> int:
+        return i + 1
 
 
 @dataclass
@@ -157,7 +191,8 @@ class _Slot:
 def detect_steps(
     steps: Iterable[_Step], camera: CameraConfig, detector: Detector, start: datetime, source: str, batch: int, stats: SampleStats
 ) -> Iterator[tuple[Frame, sv.Detections]]:
-    """Detect the steps that need it, in batches, and hand every tick on in order, with its detections.
+    """Detect the steps that need it, in batches (`detector`: the camera's own, as `camera_detector` made it),
+    and hand every tick on in order, with its detections.
 
     When the steps fail part-way (a truncated video), what was already decoded is still handed on first.
     """
@@ -168,8 +203,7 @@ def detect_steps(
     def run() -> None:
         if not to_run:
             return
-        h, w = to_run[0][0].image.shape[:2]
-        for (_, slot), dets in zip(to_run, camera_detector(detector, camera, w, h).detect([f.image for f, _ in to_run])):
+        for (_, slot), dets in zip(to_run, detector.detect([f.image for f, _ in to_run])):
             slot.detections = dets
         stats.detected += len(to_run)
         to_run.clear()
@@ -208,8 +242,8 @@ def gated(
     source: TickSource, camera: CameraConfig, detector: Detector, start: datetime, width: int, height: int, gate: GateConfig | None = None,
     rules: RulesConfig | None = None, every_s: float = 2.0, batch: int = 4, stats: SampleStats | None = None, name: str = "",
 ) -> Iterator[tuple[Frame, sv.Detections]]:
-    """Any tick source through the gate and the detector (`sample_video` for files; tests and scenarios use it
-    on composed scenes)."""
+    """Any tick source through the gate and the detector (`sample_video` for files; scenarios use it on composed
+    scenes). `detector` is used as given: wrap the shared model with `camera_detector` first."""
     cfg = gate if gate is not None else camera.gate
     stats = stats if stats is not None else SampleStats()
     change = ChangeGate(cfg, camera, width, height) if cfg.enabled else None
@@ -237,7 +271,8 @@ def sample_video(
             gate = gate if gate is not None else camera.gate
             if reader.info.fps * every_s < 1 - 1e-6:  # fewer frames than ticks: no grid to step along, gate tick by tick
                 gate = gate.model_copy(update={"max_stride_s": 0.0})
-            yield from gated(reader, camera, detector, start, reader.info.width, reader.info.height, gate, rules, every_s, batch, stats, str(path))
+            w, h = reader.info.width, reader.info.height
+            yield from gated(reader, camera, camera_detector(detector, camera, w, h), start, w, h, gate, rules, every_s, batch, stats, str(path))
             reader.finish()
     finally:
         stats.seconds += time.perf_counter() - t0

@@ -20,7 +20,7 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     scenarios = load_scenarios(Path(args.folder) if args.folder else SHIPPED)
     if args.only:
         scenarios = [s for s in scenarios if s.name in args.only.split(",")]
-    results = [r for s in scenarios for r in run_scenario(s, detector, Path(args.data_root), dropouts=tuple(dropouts), seed=args.seed)]
+    results = [r for s in scenarios for r in run_scenario(s, detector, Path(args.data_root), dropouts=tuple(dropouts), seed=args.seed, gate=args.gate)]
     summary = summarize(results)
     if args.json:
         print(json.dumps(summary, indent=2, ensure_ascii=False, default=str))
@@ -49,6 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dropout", default="0,0.3", help="comma-separated shares of frames whose detections are dropped (default 0,0.3)")
     p.add_argument("--seed", type=int, default=0, help="dropout random seed")
     p.add_argument("--only", help="comma-separated scenario names")
+    p.add_argument("--gate", action="store_true", help="feed the frames through the night job's change gate (as `streetorder run` does)")
     p.add_argument("--folder", help="scenario folder (default datasets/scenarios)")
     p.add_argument("--data-root", default=str(SHARED_DATA), help="where scenario images are read from (default ../shared/data)")
     p.set_defaults(func=cmd_scenarios)
