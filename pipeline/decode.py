@@ -169,7 +169,8 @@ class VideoReader:
         self.container = _open(self.path)
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO" if strategy == "decode" else "SLICE"
-        if strategy.startswith("keyframe"):
+        self._keyframes_only = strategy.startswith("keyframe")
+        if self._keyframes_only:
             self.stream.codec_context.skip_frame = "NONKEY"
         k = self.info.keyframe_s
         # how far ahead a request must be to seek rather than read on
@@ -213,7 +214,16 @@ class VideoReader:
                 pt = packet.pts * tb
                 self.last_packet_s = pt if self.last_packet_s is None else max(self.last_packet_s, pt)
             self._packets_read += 1
-            for frame in packet.decode():
+            frames = packet.decode()
+            if not frames and self._keyframes_only and packet.is_keyframe and packet.size:
+                # The decoder holds a frame back for reordering until the next packet it decodes: with every
+                # other frame skipped that is the next keyframe, a whole GOP of reading later. Keyframes alone
+                # need no reordering: drain it now (and reset, as a seek would).
+                frames = self.stream.codec_context.decode(None)
+                self.stream.codec_context.flush_buffers()
+                for f in frames:
+                    f.pts, f.time_base = packet.pts, packet.time_base
+            for frame in frames:
                 self.decoded += 1
                 yield frame
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from ..cli_options import add_backend_arg
@@ -38,6 +39,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_batch(args: argparse.Namespace) -> int:
+    from .batchbench import run
+
+    out = run(minutes=args.minutes, model=args.model, today=args.today, log=(lambda m: print(m, file=sys.stderr)) if args.json else print)
+    if args.json:
+        print(json.dumps(out, indent=2, ensure_ascii=False, default=str))
+        return 0
+    for name, r in out["inputs"].items():
+        print(f"{name}: {r['video_seconds']:.0f} s of video in {r['job_seconds']} s = {r['video_seconds_per_second']}x real time; naive {r['naive_video_seconds_per_second']}x; "
+              f"speedup_vs_naive {r['speedup_vs_naive']}; planted {r['planted']}, found {r['found']}, extra incidents {r['extra_incidents']}; gate {r['gate']}")
+        if "today_seconds" in r:
+            print(f"  the job before (decode all, detect every sample): {r['today_video_seconds_per_second']}x real time, {r['today_vs_naive']} of naive speed")
+    print(out["cpu"])
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the developers' commands to the `streetorder` sub-command parser."""
     p = sub.add_parser("scenarios", help="run the shipped engine scenarios and score incidents", description="Compose the shipped scenarios from real images, run the detector and the engine, and report incident-level recall, precision and duplicate rate (with and without detection dropout). Exit status 1 unless recall and precision are both 1.")
@@ -60,3 +77,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", type=int, default=30, help="real images for the backend comparison (default 30)")
     p.add_argument("--data", default=str(SHARED_DATA / "garbage-cn" / "val" / "images"), help="folder of images for the backend comparison (default ../shared/data/garbage-cn/val/images)")
     p.set_defaults(func=cmd_bench)
+    what = p.add_subparsers(dest="bench_what", metavar="{batch}", required=False)
+    q = what.add_parser(
+        "batch", help="the night job vs ultralytics' own video loop, on a generated 1080p night street and vtest.avi",
+        description="Build (once, cached under var/bench/) a 1080p 25 fps H.264 (GOP 50) recording of a static night street with real garbage piles "
+        "appearing and disappearing, and take ../shared/data/video/vtest.avi; run each through the night job (decode only what is needed, change gate, "
+        "detector, engine, a fresh SQLite ledger) and through ultralytics YOLO(model).predict(source=video, vid_stride=50, stream=True) with the same "
+        "model, in one run. Prints video_seconds_per_second, the same for the naive way, speedup_vs_naive, and planted / found / extra incidents.",
+    )
+    q.add_argument("--json", action="store_true", help="print one JSON object (progress goes to stderr)")
+    q.add_argument("--model", help="model (default: models/CURRENT)")
+    q.add_argument("--minutes", type=float, default=30.0, help="length of the generated night recording (default 30; each length is cached)")
+    q.add_argument("--today", action="store_true", help="also time the job as it was: every frame decoded, the detector on every sample")
+    q.set_defaults(func=cmd_bench_batch)
