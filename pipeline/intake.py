@@ -44,11 +44,12 @@ class Intake:
         out.retried, out.posted = self._post(result.reports)
         if self.verifier and frame.camera_id:
             jpeg = None
-            if self.store.camera_watch(frame.camera_id):  # only pay for the after-image when a case may need it
+            watched = self.store.camera_watch(frame.camera_id)
+            if watched:  # only pay for the after-image when a case may need it
                 cfg = self.engine.config.evidence
                 jpeg = encode_jpeg(privacy_blur(frame.image, result.raw, cfg), cfg.jpeg_quality)
             at = local_time(frame.at, self.engine.config.camera(frame.camera_id).timezone)
-            out.verified = self.verifier.check(frame.camera_id, at, result.present, jpeg)
+            out.verified = self.verifier.check(frame.camera_id, at, result.present, jpeg, watched=watched)
         return out
 
     def photo(self, frame: Frame, location: Location | None = None, detections=None) -> IntakeResult:
