@@ -32,6 +32,8 @@ Strategy = Literal["keyframes", "keyframe-seek", "seek", "decode"]
 STRATEGIES: tuple[str, ...] = ("keyframes", "keyframe-seek", "seek", "decode")
 _PROBE_PACKETS = 1500  # enough for 4 keyframes of a 12 s GOP at 25 fps; a longer GOP counts as "no regular keyframes"
 _MEASURE_TICKS = 3
+# 8-bit pixel formats whose first plane is the luma itself
+_LUMA_FIRST = frozenset({"yuv420p", "yuvj420p", "yuv422p", "yuvj422p", "yuv444p", "yuvj444p", "yuv411p", "yuv440p", "nv12", "nv21", "gray"})
 
 
 class VideoError(ValueError):
@@ -69,7 +71,7 @@ class Decoded:
     def gray(self) -> np.ndarray:
         """Luma at full size: the Y plane itself for YUV formats (no conversion), else a converted copy."""
         f = self.frame
-        if f.format.name.startswith(("yuv", "yuvj", "nv12", "gray")):
+        if f.format.name in _LUMA_FIRST:
             plane = f.planes[0]
             return np.frombuffer(plane, np.uint8).reshape(plane.height, plane.line_size)[: f.height, : f.width]
         return f.to_ndarray(format="gray")
