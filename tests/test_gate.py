@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from pipeline.config import GateConfig, load_config, parse_config
-from pipeline.decode import STRATEGIES, VideoReader, probe
+from pipeline.decode import STRATEGIES, VideoError, VideoReader, probe
 from pipeline.detect import empty_detections, make_detections
 from pipeline.devtools.nightclip import NightLook, Planted, night_gray, write_night_clip
 from pipeline.engine import Engine
@@ -205,3 +205,19 @@ def test_gate_config_is_validated():
     with pytest.raises(ValueError):
         GateConfig(min_changed_fraction=0)
     assert parse_config(CONFIG).cameras[0].gate.refresh_s == 60.0
+
+
+def test_a_truncated_video_hands_on_what_decoded_then_says_so(tmp_path):
+    from .conftest import VIDEO
+
+    config = parse_config(CONFIG.replace("[640, 360]", "[768, 576]"))
+    cut = tmp_path / "cut.avi"
+    cut.write_bytes(VIDEO.read_bytes()[: VIDEO.stat().st_size // 2])
+    got = []
+    with pytest.raises(VideoError, match=r"truncated, decoded \d+ of 795 frames"):
+        for frame, _ in sample_video(cut, START, config.cameras[0], BrightHeap(), 2.0, rules=config.rules):
+            got.append(frame)
+    assert 15 <= len(got) <= 25
+    ticks = sample_video(cut, START, config.cameras[0], BrightHeap(), 2.0)
+    next(ticks)
+    ticks.close()  # a caller that stops early stops the decoding thread too
