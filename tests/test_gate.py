@@ -215,9 +215,9 @@ def test_a_truncated_video_hands_on_what_decoded_then_says_so(tmp_path):
     cut.write_bytes(VIDEO.read_bytes()[: VIDEO.stat().st_size // 2])
     got = []
     with pytest.raises(VideoError, match=r"truncated, decoded \d+ of 795 frames"):
-        for frame, _ in sample_video(cut, START, config.cameras[0], BrightHeap(), 2.0, rules=config.rules):
+        for frame, _ in sample_video(cut, START, config.cameras[0], BrightHeap(), 2.0, rules=config.rules, prefetch=4):
             got.append(frame)
     assert 15 <= len(got) <= 25
-    ticks = sample_video(cut, START, config.cameras[0], BrightHeap(), 2.0)
+    ticks = sample_video(cut, START, config.cameras[0], BrightHeap(), 2.0, prefetch=4)
     next(ticks)
     ticks.close()  # a caller that stops early stops the decoding thread too
