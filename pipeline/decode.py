@@ -107,9 +107,9 @@ def probe(path: str | Path) -> VideoProbe:
         first: float | None = None
         try:
             for n, packet in enumerate(container.demux(stream)):
-                if packet.pts is None or n >= _PROBE_PACKETS:
-                    if n >= _PROBE_PACKETS or packet.size == 0:
-                        break
+                if n >= _PROBE_PACKETS or packet.size == 0:  # far enough, or the end
+                    break
+                if packet.pts is None:
                     continue
                 t = packet.pts * tb
                 first = t if first is None else min(first, t)
