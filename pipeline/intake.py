@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from .cases import AutoVerifier, CaseStore, LedgerError, PostResult, VerifyAction
 from .domain import IncidentReport, Location, local_time
@@ -13,6 +14,7 @@ from .evidence import encode_jpeg, privacy_blur
 from .frames import Frame
 
 log = logging.getLogger(__name__)
+WATCH_REUSE_S = 60.0  # video seconds a gated (unchanged) frame may reuse the dispatched-case list for
 
 
 @dataclass
@@ -37,6 +39,18 @@ class Intake:
         self.store = store
         self.verifier = verifier if verifier is not None else AutoVerifier(store)
         self.backlog: list[IncidentReport] = []
+        self._watch: dict[str, tuple[datetime, list]] = {}  # camera -> (frame time read, dispatched cases)
+
+    def _watched(self, frame: Frame, at: datetime) -> list:
+        """The camera's dispatched cases. A frame the night job's change gate marked `reused` (the scene has not
+        changed since the last detected frame) reuses the list read for an earlier frame, up to
+        `WATCH_REUSE_S` of video before; any report posted or verification action drops it (see `frame`)."""
+        cached = self._watch.get(frame.camera_id)
+        if frame.meta.get("reused") and cached and 0 <= (at - cached[0]).total_seconds() < WATCH_REUSE_S:
+            return cached[1]
+        watched = self.store.camera_watch(frame.camera_id)
+        self._watch[frame.camera_id] = (at, watched)
+        return watched
 
     def frame(self, frame: Frame, detections=None) -> IntakeResult:
         result = self.engine.process(frame, detections)
@@ -44,12 +58,14 @@ class Intake:
         out.retried, out.posted = self._post(result.reports)
         if self.verifier and frame.camera_id:
             jpeg = None
-            watched = self.store.camera_watch(frame.camera_id)
+            at = local_time(frame.at, self.engine.config.camera(frame.camera_id).timezone)
+            watched = self._watched(frame, at)
             if watched:  # only pay for the after-image when a case may need it
                 cfg = self.engine.config.evidence
                 jpeg = encode_jpeg(privacy_blur(frame.image, result.raw, cfg), cfg.jpeg_quality)
-            at = local_time(frame.at, self.engine.config.camera(frame.camera_id).timezone)
             out.verified = self.verifier.check(frame.camera_id, at, result.present, jpeg, watched=watched)
+            if out.verified or out.posted or out.retried:
+                self._watch.pop(frame.camera_id, None)  # the ledger changed: read it again
         return out
 
     def photo(self, frame: Frame, location: Location | None = None, detections=None) -> IntakeResult:

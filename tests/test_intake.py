@@ -63,3 +63,24 @@ def test_a_report_the_ledger_refuses_is_dropped_from_the_backlog_not_retried_for
     monkeypatch.setattr(intake.store, "post_incident", lambda r, **kw: (_ for _ in ()).throw(LedgerError("invalid")))
     out = intake.frame(frame(2), BIKE)  # the backlog's report is refused: logged and dropped; this frame has no report
     assert out.retried == [] and intake.backlog == []
+
+
+def test_gated_frames_reuse_the_dispatched_case_list_for_a_minute_of_video(intake, monkeypatch):
+    """A frame the change gate marked `reused` does not query the ledger again (one query per minute of video on
+    a static scene); any report posted reads it again."""
+    calls = []
+    real = intake.store.camera_watch
+    monkeypatch.setattr(intake.store, "camera_watch", lambda cam: calls.append(cam) or real(cam))
+
+    def reused(i: int) -> Frame:
+        return Frame(IMAGE, T0 + timedelta(seconds=2 * i), "cam-1", meta={"reused": True})
+
+    empty = make_detections(np.zeros((0, 4)), np.zeros(0), np.zeros(0), ("bicycle",))
+    intake.frame(frame(0), empty)
+    for i in range(1, 30):
+        intake.frame(reused(i), empty)
+    assert len(calls) == 1
+    intake.frame(reused(30), empty)  # 60 s after the list was read
+    assert len(calls) == 2
+    intake.frame(frame(31), empty)  # a detected frame always reads it
+    assert len(calls) == 3

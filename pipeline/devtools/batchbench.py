@@ -40,7 +40,7 @@ EVERY_S = 2.0
 BACKGROUNDS = ("IMG-20240615-WA0055_jpg.jpg", "IMG-20240615-WA0003_jpg.jpg", "IMG-20240615-WA0004_jpg.jpg", "IMG-20240615-WA0005_jpg.jpg", "IMG-20240615-WA0006_jpg.jpg")
 LOOK = NightLook(noise_sigma=5.0, gain_drift=0.12, offset_drift=8.0, drift_period_s=900.0)
 # (appear, vanish) as shares of the recording, and where the pile stands (top-left, 1080p pixels)
-EVENTS = (((0.07, 0.40), (180, 700)), ((0.22, 0.56), (760, 780)), ((0.50, 0.533), (1300, 690)), ((0.61, 0.87), (1250, 760)), ((0.72, 1.01), (420, 800)))
+EVENTS = (((0.07, 0.40), (180, 700)), ((0.22, 0.56), (760, 780)), ((0.50, 0.533), (1250, 760)), ((0.61, 0.87), (1250, 760)), ((0.72, 1.01), (420, 800)))
 DECOY = 2  # index of the pile that is gone before the dwell time: no violation
 
 CONFIG = """# streetorder bench batch: the cameras of its generated inputs
@@ -73,7 +73,7 @@ class NightInput:
     seconds: float
 
 
-def _crops(limit: int = 60) -> list[np.ndarray]:
+def _crops(limit: int = 200) -> list[np.ndarray]:
     """Garbage piles (class 0) cut from garbage-cn train images by their labels, largest first per image."""
     root = SHARED_DATA / "garbage-cn" / "train"
     out = []
