@@ -16,8 +16,10 @@ The machine may be shared: compare the ratios, which are measured side by side i
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -238,12 +240,13 @@ def naive(video: Path, model_onnx: Path, imgsz: int, stride: int) -> tuple[float
     user would write it."""
     from ultralytics import YOLO
 
-    model = YOLO(str(model_onnx), task="detect")
-    t0 = time.perf_counter()
-    n = 0
-    for _ in model.predict(source=str(video), vid_stride=stride, stream=True, imgsz=imgsz, conf=0.25, verbose=False, device="cpu"):
-        n += 1
-    return time.perf_counter() - t0, n
+    with contextlib.redirect_stdout(sys.stderr):  # ultralytics prints its model loading on stdout (--json)
+        model = YOLO(str(model_onnx), task="detect")
+        t0 = time.perf_counter()
+        n = 0
+        for _ in model.predict(source=str(video), vid_stride=stride, stream=True, imgsz=imgsz, conf=0.25, verbose=False, device="cpu"):
+            n += 1
+        return time.perf_counter() - t0, n
 
 
 def score(reports: list, planted: list[dict], start, tolerance_s: float = 30.0) -> dict:
