@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from PIL import Image
 
-from .decode import VideoError, VideoReader
+from .decode import VideoError, VideoReader  # VideoError: callers import it from here
 from .domain import GeoPoint
 from .images import ImageError, load_image, open_pil
 
