@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import sys
 import tempfile
 import time
@@ -235,12 +236,25 @@ def _today(intake, detector, footage: Path, strategy: str) -> dict:
     return {"frames": frames}
 
 
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
 def naive(video: Path, model_onnx: Path, imgsz: int, stride: int) -> tuple[float, int]:
     """ultralytics' own video loop over the same model, one frame in `stride` (50 at 25 fps: every 2 s), as a
     user would write it."""
     from ultralytics import YOLO
 
-    with contextlib.redirect_stdout(sys.stderr):  # ultralytics prints its model loading on stdout (--json)
+    with _stdout_to_stderr():  # ultralytics logs its model loading to stdout (its handler holds the stream): keep --json clean
         model = YOLO(str(model_onnx), task="detect")
         t0 = time.perf_counter()
         n = 0
