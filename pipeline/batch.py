@@ -28,10 +28,11 @@ from .cases import StorageError
 from .config import CameraConfig, StreetOrderConfig
 from .detect import Detector
 from .detect.plan import camera_detector
-from .frames import VIDEO_SUFFIXES, Frame, VideoError, photo_metadata, video_frames, video_start
+from .frames import VIDEO_SUFFIXES, Frame, VideoError, photo_metadata, video_start
 from .images import IMAGE_SUFFIXES, ImageError, load_image
 from .intake import Deferred
 from .night.units import Counts, Job, NightSettings, Source, Unit, group_fingerprint
+from .sampling import GATE_OFF, sample_video
 
 PATROL = "patrol"
 
@@ -141,10 +142,13 @@ def _detect(frames: list[Frame], detector: Detector, camera: CameraConfig | None
     return out
 
 
-def file_stream(path: Path, start, camera: CameraConfig, detector: Detector, every_s: float, batch: int, start_s: float = 0.0) -> Iterator[tuple[Frame, object]]:
+def file_stream(
+    path: Path, start, camera: CameraConfig, detector: Detector, every_s: float, batch: int, start_s: float = 0.0, *, gate: bool = True, rules=None
+) -> Iterator[tuple[Frame, object]]:
     """One video's (frame, detections), in order, from video time `start_s` on (a resumed file): the one call
-    per file that the decoding strategy lives behind."""
-    return _batched(video_frames(path, start, every_s, camera.id, start_s=start_s), detector, batch, camera)
+    per file that the decoding strategy lives behind (`sampling.sample_video`: keyframes or seeking, the camera's
+    change gate, step-ahead). `gate=False` runs the detector on every sampled frame."""
+    return sample_video(path, start, camera, detector, every_s, None if gate else GATE_OFF, start_s, rules=rules, batch=batch)
 
 
 def _batched(frames: Iterable[Frame], detector: Detector, size: int, camera: CameraConfig | None = None) -> Iterator[tuple[Frame, object]]:
@@ -225,9 +229,11 @@ def run_batch(
     ray: str | None = None,
     fresh: bool = False,
     progress: bool = True,
+    detector: Detector | None = None,
 ) -> BatchSummary:
     """The night into `store`: cameras in parallel (`workers` processes, or Ray workers at address `ray`), then
-    the patrol photos; resumes what an earlier run of the same night left (`fresh`: start over)."""
+    the patrol photos; resumes what an earlier run of the same night left (`fresh`: start over). `detector`: one
+    already loaded, for a night run in this process (`workers=1`; benchmarks), instead of loading `settings.model`."""
     from .cases import AutoVerifier
     from .night.progress import ProgressBook, run_key
     from .night.writer import LedgerWriter
@@ -275,7 +281,7 @@ def run_batch(
     elif local == 1:
         from .night.pool import InProcess
 
-        pool = InProcess(config, settings)
+        pool = InProcess(config, settings, detector)
     else:
         from .night.pool import ProcessPool
 

@@ -85,7 +85,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         config = load_config(args.config)
         settings = NightSettings(
             model=args.model, model_name=resolve_model(args.model).name, backend=args.backend, conf=args.conf, threads=args.threads,
-            every_s=args.every, batch=args.batch, checkpoint_s=args.checkpoint_every,
+            every_s=args.every, batch=args.batch, checkpoint_s=args.checkpoint_every, gate=not args.no_gate,
         )
         summary = run_batch(store, config, Path(args.footage), settings, workers=args.workers, ray=args.ray, fresh=args.fresh, progress=not args.json)
         report = summary.as_dict() | {"database": redact(ledger.database_url), "evidence_dir": str(ledger.evidence_dir)}
@@ -187,6 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ray", metavar="ADDRESS", help="run the cameras on the Ray cluster at ADDRESS (host:port, as `ray start --head` prints), or 'local' for a Ray instance on this machine; needs the 'ray' extra")
     p.add_argument("--checkpoint-every", type=float, default=300.0, metavar="S", help="seconds of footage between progress records inside a video (default 300): a killed run resumes from the last one")
     p.add_argument("--fresh", action="store_true", help="ignore what an earlier run of this night recorded and process everything again (posting stays idempotent)")
+    p.add_argument("--no-gate", action="store_true", help="run the detector on every sampled frame: turn off each camera's change gate (for comparison; a separate night for resuming)")
     p.add_argument("--deliver", action="store_true", help="deliver the outbox (webhook/MQTT) once after the run")
     p.add_argument("--report", default="var/reports", metavar="DIR", help="write the HTML report of the night (cases with thumbnails, a timeline per camera, files that failed) to DIR/night-<start time>.html; the summary names it (default var/reports)")
     p.add_argument("--no-report", action="store_true", help="no HTML report")

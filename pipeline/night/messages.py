@@ -17,6 +17,7 @@ class VerifyInput:
     at: datetime
     present: list
     jpeg: bytes | None
+    reused: bool = False  # the change gate found nothing changed since the last detected frame
 
 
 @dataclass

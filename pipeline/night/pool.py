@@ -26,8 +26,8 @@ Handle = Callable[[Message], None]
 class InProcess:
     """One unit after another in this process (decoding and detection still run a thread ahead)."""
 
-    def __init__(self, config: StreetOrderConfig, settings: NightSettings) -> None:
-        self.runner = UnitRunner(config, settings)
+    def __init__(self, config: StreetOrderConfig, settings: NightSettings, detector=None) -> None:
+        self.runner = UnitRunner(config, settings, detector)
 
     def run(self, jobs: Iterable[Job], handle: Handle) -> None:
         for job in jobs:

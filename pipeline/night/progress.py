@@ -36,6 +36,7 @@ def run_key(footage: Path, config: StreetOrderConfig, settings: NightSettings) -
         "backend": settings.backend,
         "conf": settings.conf,
         "every_s": settings.every_s,
+        "gate": settings.gate,
     }
     return hashlib.sha256(json.dumps(what, sort_keys=True, default=str).encode()).hexdigest()
 

@@ -27,6 +27,7 @@ class NightSettings:
     every_s: float = 2.0  # seconds of video between sampled frames
     batch: int = 4  # frames per detector batch
     checkpoint_s: float = 300.0  # footage seconds between progress records inside a source
+    gate: bool = True  # each camera's change gate (`--no-gate`: the detector on every sampled frame)
 
     def __post_init__(self) -> None:
         if self.every_s <= 0 or self.batch < 1 or self.checkpoint_s <= 0:

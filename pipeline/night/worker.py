@@ -93,10 +93,10 @@ class _SourceRun:
 class UnitRunner:
     """Runs units with one detector (loaded on first use, once per worker)."""
 
-    def __init__(self, config: StreetOrderConfig, settings: NightSettings) -> None:
+    def __init__(self, config: StreetOrderConfig, settings: NightSettings, detector=None) -> None:
         self.config = config
         self.settings = settings
-        self._detector = None
+        self._detector = detector
         self.pool = FramePool.from_env()  # frames for `samples select`, as the live intake offers them
 
     def _pool(self, frame: Frame, result: FrameResult) -> None:
@@ -148,18 +148,22 @@ class UnitRunner:
         yield run.checkpoint(end)
 
     def _video_source(self, run: _SourceRun, sink: dict, position: float) -> Iterator[Message]:
-        mark = position
+        mark, due = position, False
         try:
             for frame, dets in prefetched(self._video(run.src, run.unit.id, position)):
+                # A progress record only before a frame where the sampler is as at a fresh start (`resume_s`: the
+                # change gate's first or changed frame), so a run resumed there samples, gates and detects as an
+                # uninterrupted one would: the same cases. A static scene therefore records less often.
+                if due and frame.meta.get("resume_s") is not None:
+                    mark, due = position, False
+                    yield run.checkpoint(frame.meta["resume_s"], "partial")
                 run.saw(frame)
                 out = self._frame(run.engine, sink, run.unit, frame, dets, run.counts)
                 if out is not None:
                     yield out
                 t = frame.meta.get("t", (frame.at - run.src.start).total_seconds())
                 position = t + self.settings.every_s  # the next sample an uninterrupted run would take
-                if position - mark >= self.settings.checkpoint_s:
-                    mark = position
-                    yield run.checkpoint(position, "partial")
+                due = due or position - mark >= self.settings.checkpoint_s
         except VideoError as e:
             run.status, run.error, run.frames_read = "failed", str(e), e.frames_read
         return position
@@ -220,7 +224,10 @@ class UnitRunner:
     def _video(self, src: Source, camera_id: str, start_s: float) -> Iterator[tuple[Frame, object]]:
         from ..batch import file_stream
 
-        return file_stream(Path(src.key), src.start, self.config.camera(camera_id), self.detector, self.settings.every_s, self.settings.batch, start_s=start_s)
+        return file_stream(
+            Path(src.key), src.start, self.config.camera(camera_id), self.detector, self.settings.every_s, self.settings.batch, start_s=start_s,
+            gate=self.settings.gate, rules=self.config.rules,
+        )
 
     def _frame(self, engine: Engine, sink: dict, unit: Unit, frame: Frame, dets, counts: Counts) -> FrameOut | None:
         frame.meta.setdefault("model", self.settings.model_name)
@@ -232,7 +239,7 @@ class UnitRunner:
         if unit.watched:  # the after-image is paid for only on a camera with cases to re-check
             cfg = self.config.evidence
             jpeg = encode_jpeg(privacy_blur(frame.image, result.raw, cfg), cfg.jpeg_quality)
-            verify = VerifyInput(unit.id, local_time(frame.at, self.config.camera(unit.id).timezone), result.present, jpeg)
+            verify = VerifyInput(unit.id, local_time(frame.at, self.config.camera(unit.id).timezone), result.present, jpeg, bool(frame.meta.get("reused")))
         if result.reports or verify is not None:
             return FrameOut(unit.id, frame.source, result.reports, _drain(sink), verify)
         return None

@@ -12,7 +12,8 @@ import logging
 
 from ..cases import AutoVerifier, CaseStore, LedgerError
 from ..domain import IncidentReport
-from .messages import Checkpoint, FrameOut, Message, Problem, UnitDone, UnitFailed
+from ..intake import WATCH_REUSE_S
+from .messages import Checkpoint, FrameOut, Message, Problem, UnitDone, UnitFailed, VerifyInput
 from .progress import ProgressBook
 
 PATROL = "patrol"  # the patrol photos' unit (batch.PATROL; not imported: batch imports this package)
@@ -28,6 +29,7 @@ class LedgerWriter:
         self.summary = summary
         self.pending: dict[str, list[tuple[IncidentReport, str]]] = {}
         self.finished: set[str] = set()
+        self._watch: dict[str, tuple] = {}  # camera -> (frame time read, its dispatched cases)
 
     def handle(self, msg: Message) -> None:
         if isinstance(msg, FrameOut):
@@ -36,9 +38,11 @@ class LedgerWriter:
                     self.store.evidence.put_bytes(data, sha)
             self.pending.setdefault(msg.unit, []).extend((r, msg.source) for r in msg.reports)
             if msg.verify is not None and self.verifier is not None:
-                self._commit(msg.unit)
+                posted = self._commit(msg.unit)
                 v = msg.verify
-                actions = self.verifier.check(v.camera_id, v.at, v.present, v.jpeg)
+                actions = self.verifier.check(v.camera_id, v.at, v.present, v.jpeg, watched=self._watched(v, fresh=posted))
+                if actions:
+                    self._watch.pop(v.camera_id, None)  # the ledger changed: read it again
                 self.summary.auto_verified += sum(a.action == "verified" for a in actions)
                 self.summary.escalated += sum(a.action == "escalated" for a in actions)
         elif isinstance(msg, Checkpoint):
@@ -71,10 +75,21 @@ class LedgerWriter:
         elif msg.status == "done":
             s.read.append({"path": msg.source, "camera_id": camera_id, "frames": msg.used})
 
-    def _commit(self, unit: str, ckpt: Checkpoint | None = None) -> None:
+    def _watched(self, v: VerifyInput, fresh: bool) -> list:
+        """The camera's dispatched cases. A frame the change gate marked `reused` reuses the list read for an
+        earlier frame up to `WATCH_REUSE_S` of video before (as `Intake` does), unless reports were just posted."""
+        cached = self._watch.get(v.camera_id)
+        if v.reused and not fresh and cached and 0 <= (v.at - cached[0]).total_seconds() < WATCH_REUSE_S:
+            return cached[1]
+        watched = self.store.camera_watch(v.camera_id)
+        self._watch[v.camera_id] = (v.at, watched)
+        return watched
+
+    def _commit(self, unit: str, ckpt: Checkpoint | None = None) -> bool:
+        """Post the unit's held reports (with `ckpt`'s progress); True if there were any."""
         pending = self.pending.pop(unit, [])
         if not pending and ckpt is None:
-            return
+            return False
         results = self.store.post_incidents([r for r, _ in pending], also=(lambda s: self.book.record(s, ckpt)) if ckpt is not None else None)
         for (report, source), res in zip(pending, results):
             if isinstance(res, LedgerError):
@@ -82,3 +97,4 @@ class LedgerWriter:
                 self.summary.fail(source or unit, f"ledger refused an incident: {res}")
             else:
                 self.summary.add_posted([res])
+        return bool(pending)
