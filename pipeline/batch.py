@@ -4,11 +4,17 @@ Footage is laid out by camera: `<root>/<camera id>/` holds that camera's videos 
 or timestamped snapshots, and `<root>/patrol/` holds patrol photos (time and GPS from EXIF). A file that
 cannot be read is reported and skipped; the rest of the night still runs. A ledger that cannot take writes
 (disk full, read-only) stops the night instead: every later file would fail the same way, and nothing already
-posted is lost (re-running is idempotent).
+posted is lost (re-running resumes, and posting is idempotent).
+
+Each camera is a unit with its own engine state, run in a worker (`pipeline.night`: processes on this machine,
+or a Ray cluster); the patrol photos are one unit, run after the cameras (patrol dedup is global, and cameras
+first is the order a single process takes). This process is the one ledger writer, and records each unit's
+progress with the cases it posts, so a killed night started again continues where it stopped.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -18,13 +24,15 @@ from zoneinfo import ZoneInfo
 
 from tqdm import tqdm
 
-from .cases import LedgerError, StorageError
+from .cases import StorageError
 from .config import CameraConfig, StreetOrderConfig
 from .detect import Detector
 from .detect.plan import camera_detector
-from .frames import VIDEO_SUFFIXES, Frame, VideoError, image_frames, photo_metadata, video_frames, video_start
+from .frames import VIDEO_SUFFIXES, Frame, VideoError, photo_metadata, video_start
 from .images import IMAGE_SUFFIXES, ImageError, load_image
-from .intake import Deferred, Intake, IntakeResult
+from .intake import Deferred
+from .night.units import Counts, Job, NightSettings, Source, Unit, group_fingerprint
+from .sampling import GATE_OFF, sample_video
 
 PATROL = "patrol"
 
@@ -34,7 +42,8 @@ class BatchSummary:
     """What one night did. `failed` holds every file not (fully) used, each with its `path`, `error` (the reason)
     and `outcome`: skipped (never read), failed (unreadable) or partial (read up to a point). `read` lists the
     files that were used, `cases` what this run did to each case it posted to, and `windows` the span of frame
-    times seen per camera: what the night report is built from."""
+    times seen per camera: what the night report is built from. The ledger writer fills it from what the
+    workers send (`pipeline.night.writer`)."""
 
     files: int = 0
     failed: list[dict] = field(default_factory=list)
@@ -52,15 +61,17 @@ class BatchSummary:
     cases_reopened: int = 0
     auto_verified: int = 0
     escalated: int = 0
+    sources_done_before: int = 0  # sources an earlier run of this night finished: not decoded again
+    sources_resumed: int = 0  # sources continued from a position inside them
+    workers: int = 1
     seconds: float = 0.0
 
-    def add(self, r: IntakeResult) -> None:
-        self.violations += len(r.frame.violations)
-        self.incidents_opened += len(r.frame.opened)
-        self.incidents_ended += len(r.frame.ended)
-        self.add_posted(r.posted)
-        self.auto_verified += sum(a.action == "verified" for a in r.verified)
-        self.escalated += sum(a.action == "escalated" for a in r.verified)
+    def add_counts(self, c: Counts) -> None:
+        self.frames += c.frames
+        self.photos += c.photos
+        self.violations += c.violations
+        self.incidents_opened += c.incidents_opened
+        self.incidents_ended += c.incidents_ended
 
     def add_posted(self, posted) -> None:
         for p in posted:
@@ -75,8 +86,11 @@ class BatchSummary:
         self.failed.append({"path": str(path), "error": error, "outcome": outcome, **extra})
 
     def saw(self, frame: Frame) -> None:
-        w = self.windows.setdefault(frame.camera_id or PATROL, [frame.at, frame.at])
-        w[0], w[1] = min(w[0], frame.at), max(w[1], frame.at)
+        self.saw_span(frame.camera_id or PATROL, frame.at, frame.at)
+
+    def saw_span(self, camera_id: str | None, first: datetime, last: datetime) -> None:
+        w = self.windows.setdefault(camera_id or PATROL, [first, last])
+        w[0], w[1] = min(w[0], first), max(w[1], last)
 
     def as_dict(self) -> dict:
         d = dict(self.__dict__)
@@ -128,6 +142,15 @@ def _detect(frames: list[Frame], detector: Detector, camera: CameraConfig | None
     return out
 
 
+def file_stream(
+    path: Path, start, camera: CameraConfig, detector: Detector, every_s: float, batch: int, start_s: float = 0.0, *, gate: bool = True, rules=None
+) -> Iterator[tuple[Frame, object]]:
+    """One video's (frame, detections), in order, from video time `start_s` on (a resumed file): the one call
+    per file that the decoding strategy lives behind (`sampling.sample_video`: keyframes or seeking, the camera's
+    change gate, step-ahead). `gate=False` runs the detector on every sampled frame."""
+    return sample_video(path, start, camera, detector, every_s, None if gate else GATE_OFF, start_s, rules=rules, batch=batch)
+
+
 def _batched(frames: Iterable[Frame], detector: Detector, size: int, camera: CameraConfig | None = None) -> Iterator[tuple[Frame, object]]:
     """Detect in batches (faster on every backend), hand frames on one by one, in order.
 
@@ -148,45 +171,10 @@ def _batched(frames: Iterable[Frame], detector: Detector, size: int, camera: Cam
         yield from zip(buf, _detect(buf, detector, camera))
 
 
-def run_batch(intake: Intake, detector: Detector, footage: Path, every_s: float = 2.0, batch: int = 4, progress: bool = True, model: str | None = None) -> BatchSummary:
-    """`model` names the detector's model in each incident's evidence metadata (a sample's provenance)."""
-    config = intake.engine.config
-    summary = BatchSummary()
-    started = time.perf_counter()
+def plan_units(footage: Path, config: StreetOrderConfig) -> tuple[list[Unit], Unit | None, list[dict]]:
+    """The night's camera units and patrol unit from the footage folder, and the files that cannot be used."""
     cameras, patrol, problems = discover(footage, config)
-    summary.failed.extend(problems)
-    try:
-        _run(intake, detector, cameras, patrol, summary, every_s, batch, progress, model)
-    except (StorageError, Deferred) as e:  # the ledger cannot take writes: every later file would fail the same way
-        summary.stopped = str(e.cause if isinstance(e, Deferred) else e)
-        touched = {f["path"] for f in summary.read} | {f["path"] for f in summary.failed}
-        for p in [*(p for files in cameras.values() for p in files), *patrol]:
-            if str(p) not in touched:
-                summary.fail(p, f"not processed: the night stopped: {e}", "skipped")
-    summary.seconds = time.perf_counter() - started
-    return summary
-
-
-def _run(intake: Intake, detector: Detector, cameras: dict[str, list[Path]], patrol: list[Path], summary: BatchSummary, every_s: float, batch: int, progress: bool, model: str | None) -> None:
-    config = intake.engine.config
-
-    def take(frame: Frame, dets) -> None:
-        """One camera frame into the ledger; a report the ledger refuses is reported, not fatal to the night."""
-        summary.saw(frame)
-        frame.meta.setdefault("model", model)
-        try:
-            summary.add(intake.frame(frame, dets))
-        except LedgerError as e:
-            summary.fail(frame.source or str(frame.camera_id), f"ledger refused an incident: {e}")
-        summary.frames += 1
-
-    def readable(items: Iterable[Frame | ImageError]) -> Iterator[Frame]:
-        for item in items:
-            if isinstance(item, ImageError):
-                summary.fail(str(item).split(":")[0], str(item))
-            else:
-                yield item
-
+    units = []
     for camera_id, files in cameras.items():
         camera = config.camera(camera_id)
         tz = ZoneInfo(camera.timezone)
@@ -194,56 +182,139 @@ def _run(intake: Intake, detector: Detector, cameras: dict[str, list[Path]], pat
         stills = [p for p in files if p.suffix.lower() in IMAGE_SUFFIXES]
         for p in files:
             if p not in videos and p not in stills:
-                summary.fail(p, f"unsupported file type '{p.suffix}'", "skipped")
+                problems.append({"path": str(p), "error": f"unsupported file type '{p.suffix}'", "outcome": "skipped"})
         starts = []
         for v in videos:
             try:
                 starts.append((video_start(v, tz), v))
             except VideoError as e:
-                summary.fail(v, str(e))
-        for start, video in sorted(starts):
-            summary.files += 1
-            used = 0
-            bar = tqdm(desc=f"{camera_id} {video.name}", unit="frame", disable=not progress, leave=False)
-            try:
-                for frame, dets in _batched(video_frames(video, start, every_s, camera_id), detector, batch, camera):
-                    take(frame, dets)
-                    used += 1
-                    bar.update()
-            except VideoError as e:
-                summary.fail(video, str(e), "partial" if used else "failed", camera_id=camera_id, frames_read=e.frames_read, frames_used=used)
-            else:
-                summary.read.append({"path": str(video), "camera_id": camera_id, "frames": used})
-            finally:
-                bar.close()
+                problems.append({"path": str(v), "error": str(e), "outcome": "failed"})
+        sources = [Source(str(v), "video", str(v.stat().st_size), start=at) for at, v in sorted(starts)]
         if stills:
-            summary.files += len(stills)
-            for frame, dets in _batched(readable(image_frames(stills, camera_id, tz)), detector, batch, camera):
-                take(frame, dets)
-                summary.read.append({"path": frame.source, "camera_id": camera_id, "frames": 1})
-
+            sources.append(Source(f"{footage / camera_id}#stills", "stills", group_fingerprint([(str(p), p.stat().st_size) for p in stills]), images=tuple(str(p) for p in stills)))
+        if sources:
+            units.append(Unit(camera_id, tuple(sources)))
     ptz = ZoneInfo(config.patrol.timezone)
     stamped = []  # in capture order: patrol dedup looks back in time
     for photo in patrol:
-        summary.files += 1
         at, gps = photo_metadata(photo, ptz)
         if at is not None:
-            stamped.append((at, photo, gps))
+            stamped.append((at, str(photo), gps))
             continue
         try:
             load_image(photo)  # say what is wrong with the file itself, if anything
             reason = f"{photo}: no capture time in EXIF"
         except ImageError as e:
             reason = str(e)
-        summary.fail(photo, reason)
-    for at, photo, gps in tqdm(sorted(stamped, key=lambda s: (s[0], str(s[1]))), desc="patrol photos", unit="photo", disable=not progress or not stamped, leave=False):
-        try:
-            frame = Frame(load_image(photo), at, None, gps, source=str(photo), meta={"model": model})
-            summary.saw(frame)
-            summary.add(intake.photo(frame))
-            summary.photos += 1
-            summary.read.append({"path": str(photo), "camera_id": None, "frames": 1})
-        except (ImageError, ValueError) as e:
-            summary.fail(photo, str(e))
+        problems.append({"path": str(photo), "error": reason, "outcome": "failed"})
+    stamped.sort(key=lambda s: (s[0], s[1]))
+    patrol_unit = None
+    if stamped:
+        fp = group_fingerprint([(p, Path(p).stat().st_size) for _, p, _ in stamped])
+        patrol_unit = Unit(PATROL, (Source(str(footage / PATROL), "photos", fp, photos=tuple(stamped)),))
+    return units, patrol_unit, problems
 
-    summary.add_posted(intake.flush())
+
+def default_workers() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def run_batch(
+    store,
+    config: StreetOrderConfig,
+    footage: Path,
+    settings: NightSettings | None = None,
+    *,
+    workers: int | None = None,
+    ray: str | None = None,
+    fresh: bool = False,
+    progress: bool = True,
+    detector: Detector | None = None,
+) -> BatchSummary:
+    """The night into `store`: cameras in parallel (`workers` processes, or Ray workers at address `ray`), then
+    the patrol photos; resumes what an earlier run of the same night left (`fresh`: start over). `detector`: one
+    already loaded, for a night run in this process (`workers=1`; benchmarks), instead of loading `settings.model`."""
+    from .cases import AutoVerifier
+    from .night.progress import ProgressBook, run_key
+    from .night.writer import LedgerWriter
+
+    settings = settings or NightSettings()
+    if settings.model_name is None:  # each frame's evidence names the model that saw it (a sample's provenance)
+        from .detect.registry import resolve_model
+
+        settings = NightSettings(**{**settings.__dict__, "model_name": resolve_model(settings.model).name})
+    summary = BatchSummary()
+    started = time.perf_counter()
+    footage = Path(footage)
+    units, patrol, problems = plan_units(footage, config)
+    summary.failed.extend(problems)
+    book = ProgressBook(store.db, run_key(footage, config, settings))
+    if fresh:
+        book.forget()
+
+    def jobs(units: list[Unit]) -> list[Job]:
+        out = []
+        for unit in units:
+            summary.files += sum(s.files for s in unit.sources)
+            plan = book.plan(unit)
+            summary.sources_done_before += plan.done_before
+            summary.failed.extend(plan.failed_before)
+            if plan.finished:
+                continue
+            if plan.resume is not None and plan.resume.position > 0:
+                summary.sources_resumed += 1
+            watched = unit.id != PATROL and bool(store.camera_watch(unit.id))
+            out.append(Job(Unit(unit.id, unit.sources, watched), plan.resume))
+        return out
+
+    camera_jobs = jobs(units)
+    patrol_jobs = jobs([patrol]) if patrol else []
+    n = max(1, workers or default_workers())
+    local = 1 if n == 1 or len(camera_jobs) + len(patrol_jobs) <= 1 else min(n, max(len(camera_jobs), 1))  # processes that can be busy at once
+    if settings.threads is None:  # the cores shared out between the workers (a Ray worker holds one CPU)
+        settings = NightSettings(**{**settings.__dict__, "threads": 1 if ray is not None else max(1, default_workers() // local)})
+    if ray is not None:
+        from .night.ray_pool import RayPool
+
+        pool = RayPool(config, settings, ray, workers)
+        summary.workers = len(pool.actors)
+    elif local == 1:
+        from .night.pool import InProcess
+
+        pool = InProcess(config, settings, detector)
+    else:
+        from .night.pool import ProcessPool
+
+        pool = ProcessPool(config, settings, local)
+        summary.workers = local
+    writer = LedgerWriter(store, AutoVerifier(store), book, summary)
+    total = sum(len(j.unit.sources) for j in camera_jobs + patrol_jobs)
+    bar = tqdm(total=total, desc="night", unit="source", disable=not progress or not total, leave=False)
+
+    def handle(msg) -> None:
+        writer.handle(msg)
+        if getattr(msg, "status", "partial") != "partial":
+            bar.update()
+
+    try:
+        pool.run(map(book.with_state, camera_jobs), handle)
+        pool.run(map(book.with_state, patrol_jobs), handle)  # after every camera, as one process would: their cases come first
+    except (StorageError, Deferred) as e:  # the ledger cannot take writes: every later file would fail the same way
+        summary.stopped = str(e.cause if isinstance(e, Deferred) else e)
+        _not_reached(summary, [*units, *([patrol] if patrol else [])], f"not processed: the night stopped: {summary.stopped}")
+    finally:
+        bar.close()
+        pool.close()
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _not_reached(summary: BatchSummary, units: list[Unit], why: str) -> None:
+    """Every file of the night not read or reported yet, as skipped: a stopped night says what it left."""
+    touched = {f["path"] for f in summary.read} | {f["path"] for f in summary.failed}
+    for unit in units:
+        for src in unit.sources:
+            paths = [src.key] if src.kind == "video" else [*src.images, *(p for _, p, _ in src.photos)]
+            for p in paths:
+                if p not in touched:
+                    summary.fail(p, why, "skipped")

@@ -59,14 +59,15 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    import tempfile
     from datetime import UTC, datetime
 
-    from .cases import AutoVerifier, CaseStore, LedgerConfig, StorageError
+    from .cases import CaseStore, LedgerConfig, StorageError
     from .cases.db import redact
     from .cases.storage import check_ledger_storage
 
     started_at = datetime.now(UTC)
+    if args.workers is not None and args.workers < 1:
+        raise ValueError("--workers must be at least 1")
     ledger = LedgerConfig.load(args.ledger, database_url=args.db)
     report_dir = None if args.no_report else Path(args.report)
     try:  # before a minute is spent on decoding: a night that cannot be written down is not worth running
@@ -76,21 +77,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"error: the night did not start: {e}", file=sys.stderr)
         return 2
     from .batch import run_batch  # the heavy imports, once the night can be written down
-    from .detect import DetectorSettings
-    from .detect.cascade import load_cue_cascade
+    from .config import load_config
     from .detect.registry import resolve_model
-    from .engine import Engine
-    from .intake import Intake
+    from .night.units import NightSettings
 
     try:
-        detector = load_cue_cascade(args.model, backend=args.backend, settings=DetectorSettings(conf=args.conf), threads=args.threads)
-        with tempfile.TemporaryDirectory(prefix="streetorder-evidence-") as work:
-            intake = Intake(Engine(args.config, detector, evidence_dir=Path(work)), store, AutoVerifier(store))
-            model = resolve_model(args.model).name
-            summary = run_batch(intake, detector, Path(args.footage), every_s=args.every, batch=args.batch, progress=not args.json, model=model)
+        config = load_config(args.config)
+        settings = NightSettings(
+            model=args.model, model_name=resolve_model(args.model).name, backend=args.backend, conf=args.conf, threads=args.threads,
+            every_s=args.every, batch=args.batch, checkpoint_s=args.checkpoint_every, gate=not args.no_gate,
+        )
+        summary = run_batch(store, config, Path(args.footage), settings, workers=args.workers, ray=args.ray, fresh=args.fresh, progress=not args.json)
         report = summary.as_dict() | {"database": redact(ledger.database_url), "evidence_dir": str(ledger.evidence_dir)}
         if report_dir:
-            report |= _night_report(store, summary, intake.engine.config, Path(args.footage), started_at, report_dir, report["database"])
+            report |= _night_report(store, summary, config, Path(args.footage), started_at, report_dir, report["database"])
         if args.deliver and not summary.stopped:
             from .cases.delivery import outbox_worker
 
@@ -101,7 +101,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
     else:
-        print(f"{report['files']} files, {report['frames']} frames, {report['photos']} patrol photos in {report['seconds']} s")
+        print(f"{report['files']} files, {report['frames']} frames, {report['photos']} patrol photos in {report['seconds']} s ({report['workers']} worker(s))")
+        if report["sources_done_before"]:
+            print(f"resumed: {report['sources_done_before']} source(s) finished by an earlier run of this night were not decoded again (--fresh to redo them)")
         print(f"incidents opened {report['incidents_opened']}, ended {report['incidents_ended']}; cases created {report['cases_created']}, updated {report['cases_updated']}, reopened {report['cases_reopened']}; auto-verified {report['auto_verified']}, escalated {report['escalated']}")
         print(f"ledger: {report['database']}  (see: streetorder cases list)")
         if report.get("report"):
@@ -167,7 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="the night batch job: footage and patrol photos -> incidents -> cases",
         description="Run every camera's footage (FOOTAGE/<camera id>/: videos named with their start time, or timestamped "
         "snapshots) and patrol photos (FOOTAGE/patrol/, time and GPS from EXIF) through the engine into the case ledger. "
-        "Defaults run the sample city on the sample footage with SQLite and local files. Exit status: 0 all went well, "
+        "Cameras run in parallel worker processes (--workers) or on a Ray cluster (--ray); progress is kept in the ledger, so the same night "
+        "run again continues where it stopped. Defaults run the sample city on the sample footage with SQLite and local files. Exit status: 0 all went well, "
         "1 some files failed or were skipped (each is listed with its reason), 2 the night did not start (a bad config, "
         "a ledger or report folder that cannot be written), 3 it stopped early (the ledger's disk filled up or became read-only).",
     )
@@ -180,6 +183,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_backend_arg(p)
     p.add_argument("--every", type=float, default=2.0, help="seconds of video between sampled frames (default 2)")
     p.add_argument("--batch", type=int, default=4, help="frames per detector batch (default 4)")
+    p.add_argument("--workers", type=int, help="cameras processed in parallel, one worker process each (default: every core); with --ray, Ray workers (default: the cluster's CPUs)")
+    p.add_argument("--ray", metavar="ADDRESS", help="run the cameras on the Ray cluster at ADDRESS (host:port, as `ray start --head` prints), or 'local' for a Ray instance on this machine; needs the 'ray' extra")
+    p.add_argument("--checkpoint-every", type=float, default=300.0, metavar="S", help="seconds of footage between progress records inside a video (default 300): a killed run resumes from the last one")
+    p.add_argument("--fresh", action="store_true", help="ignore what an earlier run of this night recorded and process everything again (posting stays idempotent)")
+    p.add_argument("--no-gate", action="store_true", help="run the detector on every sampled frame: turn off each camera's change gate (for comparison; a separate night for resuming)")
     p.add_argument("--deliver", action="store_true", help="deliver the outbox (webhook/MQTT) once after the run")
     p.add_argument("--report", default="var/reports", metavar="DIR", help="write the HTML report of the night (cases with thumbnails, a timeline per camera, files that failed) to DIR/night-<start time>.html; the summary names it (default var/reports)")
     p.add_argument("--no-report", action="store_true", help="no HTML report")

@@ -78,10 +78,11 @@ class Engine:
     Without a detector, pass the detections with each frame.
     """
 
-    def __init__(self, config: ConfigSource | StreetOrderConfig | str | Path, detector: Detector | None = None, evidence_dir: Path | None = None) -> None:
+    def __init__(self, config: ConfigSource | StreetOrderConfig | str | Path, detector: Detector | None = None, evidence_dir: Path | None = None, evidence_sink: dict[str, bytes] | None = None) -> None:
         self.source = config if isinstance(config, ConfigSource) else ConfigSource(config)
         self.detector = detector
         self.evidence_dir = Path(evidence_dir) if evidence_dir else None
+        self.evidence_sink = evidence_sink  # evidence bytes by sha256 instead of files (see EvidenceWriter)
         self.cameras: dict[str, _Camera] = {}
         self.patrol = PatrolIncidents(self.config.patrol)
         self._reported: dict[str, _Reported] = {}
@@ -191,8 +192,8 @@ class Engine:
 
     def _report(self, inc: Incident, camera: CameraConfig | None, loc: Location, polygons, prev: _Reported | None) -> IncidentReport:
         evidence = prev.evidence if prev else []
-        if self.evidence_dir and (prev is None or prev.best_version != inc.best_version):
-            evidence = EvidenceWriter(self.config.evidence, self.evidence_dir).write(inc, loc, polygons)
+        if (self.evidence_dir or self.evidence_sink is not None) and (prev is None or prev.best_version != inc.best_version):
+            evidence = EvidenceWriter(self.config.evidence, self.evidence_dir, self.evidence_sink).write(inc, loc, polygons)
         if inc.ended:
             self._reported.pop(inc.id, None)
         else:

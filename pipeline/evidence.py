@@ -96,14 +96,22 @@ def _records(detections: sv.Detections) -> list[dict]:
 
 
 class EvidenceWriter:
-    """Writes an incident's evidence under `root/<camera or patrol>/<incident id>/`."""
+    """Writes an incident's evidence under `root/<camera or patrol>/<incident id>/`, or, with `sink`, keeps the
+    bytes in that dict by sha256 and writes nothing: a night-job worker ships them to the ledger writer, which may
+    run on another machine, and a killed worker leaves no files behind."""
 
-    def __init__(self, cfg: EvidenceConfig, root: Path) -> None:
+    def __init__(self, cfg: EvidenceConfig, root: Path | None = None, sink: dict[str, bytes] | None = None) -> None:
+        if root is None and sink is None:
+            raise ValueError("evidence needs a folder or a sink")
         self.cfg = cfg
-        self.root = Path(root)
+        self.root = Path(root) if root is not None else None
+        self.sink = sink
 
     def _put(self, folder: Path, kind: str, ext: str, data: bytes, taken_at) -> EvidenceFile:
         sha = hashlib.sha256(data).hexdigest()
+        if self.sink is not None:
+            self.sink[sha] = data
+            return EvidenceFile(kind=kind, path=f"memory:{folder.name}/{kind}-{sha[:12]}.{ext}", sha256=sha, taken_at=taken_at)
         path = folder / f"{kind}-{sha[:12]}.{ext}"
         if not path.exists():
             tmp = path.with_suffix(".tmp")
@@ -118,8 +126,9 @@ class EvidenceWriter:
         snap = incident.best
         if snap is None or not self.cfg.enabled:
             return []
-        folder = self.root / (incident.camera_id or "patrol") / incident.id
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = (self.root or Path()) / (incident.camera_id or "patrol") / incident.id
+        if self.sink is None:
+            folder.mkdir(parents=True, exist_ok=True)
         clean = privacy_blur(snap.image, snap.private, self.cfg)
         files = [
             self._put(folder, "best_frame", "jpg", self._jpeg(clean), snap.at),

@@ -14,19 +14,12 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from PIL import Image
 
+from .decode import VideoError, VideoReader  # VideoError: callers import it from here
 from .domain import GeoPoint
 from .images import ImageError, load_image, open_pil
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".ts", ".flv", ".webm", ".m4v"})
 _STAMP = re.compile(r"(20\d{2})[-_]?(\d{2})[-_]?(\d{2})[T_\- ]?(\d{2})[-_:]?(\d{2})[-_:]?(\d{2})")
-
-
-class VideoError(ValueError):
-    """A video that cannot be decoded (or stops decoding part-way); `frames_read` says how far it got."""
-
-    def __init__(self, message: str, frames_read: int = 0) -> None:
-        super().__init__(message)
-        self.frames_read = frames_read
 
 
 @dataclass
@@ -75,47 +68,22 @@ def video_start(path: Path, tz: ZoneInfo, start: datetime | None = None) -> date
     raise VideoError(f"{path}: no start time in the file name (e.g. cam1_20261120_221500.mp4) or metadata; pass --start")
 
 
-def video_frames(path: str | Path, start: datetime, every_s: float = 2.0, camera_id: str | None = None) -> Iterator[Frame]:
-    """Decode a video with PyAV and yield one frame per `every_s` seconds of video time.
+def video_frames(path: str | Path, start: datetime, every_s: float = 2.0, camera_id: str | None = None, start_s: float = 0.0, strategy: str = "auto") -> Iterator[Frame]:
+    """One frame per `every_s` seconds of video time, decoding only what that needs (`decode.VideoReader` picks
+    keyframes only, seeking or decode-and-drop per file).
 
     Timestamps are `start` + the frame's presentation time. A file that is truncated or corrupt part-way
-    raises `VideoError` after the frames that did decode have been yielded.
+    raises `VideoError` after the frames that did decode have been yielded. `start_s` > 0 (a resumed file)
+    seeks to the keyframe before that video time and yields from the first frame at or after it, so the
+    samples are the ones an uninterrupted run takes there.
     """
-    import av
-
     path = Path(path)
-    if not path.is_file():
-        raise VideoError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise VideoError(f"{path}: empty file (0 bytes)")
-    try:
-        container = av.open(str(path))
-    except (av.error.FFmpegError, OSError) as e:
-        raise VideoError(f"{path}: not a readable video ({e})") from None
-    read = 0
-    with container:
-        if not container.streams.video:
-            raise VideoError(f"{path}: has no video stream")
-        stream = container.streams.video[0]
-        if stream.codec_context is None:  # the container names a codec this ffmpeg cannot decode
-            raise VideoError(f"{path}: unknown video codec: no decoder for it in this ffmpeg build")
-        stream.thread_type = "AUTO"
-        declared = stream.frames
-        next_t = 0.0
-        try:
-            for frame in container.decode(stream):
-                t = frame.time if frame.time is not None else read / float(stream.average_rate or 25)
-                read += 1
-                if t + 1e-6 < next_t:
-                    continue
-                next_t = t + every_s
-                yield Frame(frame.to_ndarray(format="bgr24"), start + timedelta(seconds=t), camera_id, source=f"{path}@{t:.2f}s")
-        except av.error.FFmpegError as e:
-            raise VideoError(f"{path}: decoding stopped after {read} frames ({e})", read) from None
-    if read == 0:
-        raise VideoError(f"{path}: no decodable frames")
-    if declared and read < declared - 1:  # a cut-off AVI just stops; its header still says how long it was
-        raise VideoError(f"{path}: truncated, decoded {read} of {declared} frames", read)
+    with VideoReader(path, every_s, start_s, strategy) as reader:
+        i = reader.first_tick
+        while (d := reader.frame(i)) is not None:
+            yield Frame(d.bgr(), start + timedelta(seconds=d.t), camera_id, source=f"{path}@{d.t:.2f}s", meta={"t": d.t})
+            i = reader.next_tick(i, d.t)
+        reader.finish()
 
 
 def _exif_time(exif: Image.Exif, tz: ZoneInfo) -> datetime | None:
@@ -154,10 +122,11 @@ def photo_metadata(source: Path | bytes, tz: ZoneInfo) -> tuple[datetime | None,
         return None, None
 
 
-def image_frames(paths: list[Path], camera_id: str | None, tz: ZoneInfo) -> Iterator[Frame | ImageError]:
+def image_frames(paths: list[Path], camera_id: str | None, tz: ZoneInfo, skip: int = 0) -> Iterator[Frame | ImageError]:
     """Frames from still images (a camera's snapshots), ordered by capture time: EXIF, else the file name.
 
-    Bad files come back as `ImageError` values in place, so a caller can report them and carry on.
+    Bad files come back as `ImageError` values in place, so a caller can report them and carry on. `skip`
+    leaves out (without loading) the first so many, for a resumed run.
     """
     stamped = []
     for p in paths:
@@ -167,7 +136,7 @@ def image_frames(paths: list[Path], camera_id: str | None, tz: ZoneInfo) -> Iter
             stamped.append((datetime.max.replace(tzinfo=timezone.utc), p, None, ImageError(f"{p}: no capture time in EXIF or file name")))
         else:
             stamped.append((at, p, gps, None))
-    for at, p, gps, err in sorted(stamped, key=lambda s: (s[0], str(s[1]))):
+    for at, p, gps, err in sorted(stamped, key=lambda s: (s[0], str(s[1])))[skip:]:
         if err:
             yield err
             continue

@@ -1,5 +1,6 @@
 """Intake: the engine's incident reports go into the case ledger, and every camera frame re-checks that
-camera's dispatched cases (auto-verification). The night batch job and the live service both use it."""
+camera's dispatched cases (auto-verification). The live service uses it; the night job splits the same steps
+between its workers (the engine) and its one ledger writer (posting, auto-verification): see `pipeline.night`."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from .frames import Frame
 from .report_queue import JournalError, QueueEntry, ReportQueue
 
 log = logging.getLogger(__name__)
+WATCH_REUSE_S = 60.0  # video seconds a gated (unchanged) frame may reuse the dispatched-case list for
 
 # Failures a later retry can get past: the database unreachable or busy, a file system error. Anything else
 # (invalid data, a value the database refuses) would fail again the same way: that report is quarantined.
@@ -76,11 +78,23 @@ class Intake:
         self.mark_frames = mark_frames  # store each camera's frame time in the ledger (the live service's frame order)
         self.last_error: str | None = None  # why the last attempt to write the queue stopped; None once it went through
         self.stopped_by: BaseException | None = None
+        self._watch: dict[str, tuple[datetime, list]] = {}  # camera -> (frame time read, dispatched cases)
 
     @property
     def backlog(self) -> list[IncidentReport | dict]:
         """The reports waiting for the ledger, oldest first."""
         return [e._report or e.payload for e in self.queue.reports]
+
+    def _watched(self, frame: Frame, at: datetime) -> list:
+        """The camera's dispatched cases. A frame the night job's change gate marked `reused` (the scene has not
+        changed since the last detected frame) reuses the list read for an earlier frame, up to
+        `WATCH_REUSE_S` of video before; any report posted or verification action drops it (see `frame`)."""
+        cached = self._watch.get(frame.camera_id)
+        if frame.meta.get("reused") and cached and 0 <= (at - cached[0]).total_seconds() < WATCH_REUSE_S:
+            return cached[1]
+        watched = self.store.camera_watch(frame.camera_id)
+        self._watch[frame.camera_id] = (at, watched)
+        return watched
 
     def frame(self, frame: Frame, detections=None) -> IntakeResult:
         result = self.engine.process(frame, detections)
@@ -89,11 +103,14 @@ class Intake:
         out.retried, out.posted = self._submit(result.reports, (frame.camera_id, frame.at) if self.mark_frames else None)
         if self.verifier and frame.camera_id:
             jpeg = None
-            if self.store.camera_watch(frame.camera_id):  # only pay for the after-image when a case may need it
+            at = local_time(frame.at, self.engine.config.camera(frame.camera_id).timezone)
+            watched = self._watched(frame, at)
+            if watched:  # only pay for the after-image when a case may need it
                 cfg = self.engine.config.evidence
                 jpeg = encode_jpeg(privacy_blur(frame.image, result.raw, cfg), cfg.jpeg_quality)
-            at = local_time(frame.at, self.engine.config.camera(frame.camera_id).timezone)
-            out.verified = self.verifier.check(frame.camera_id, at, result.present, jpeg)
+            out.verified = self.verifier.check(frame.camera_id, at, result.present, jpeg, watched=watched)
+            if out.verified or out.posted or out.retried:
+                self._watch.pop(frame.camera_id, None)  # the ledger changed: read it again
         return out
 
     def photo(self, frame: Frame, location: Location | None = None, detections=None) -> IntakeResult:

@@ -67,3 +67,24 @@ def test_a_report_the_ledger_refuses_is_quarantined_not_retried_forever(intake, 
     assert out.retried == [] and intake.backlog == []
     [q] = quarantined(intake.store.db)
     assert q.incident_id == "cam-1-non_motor_parking-np-20261121T090000" and q.reason == "invalid" and q.error_type == "LedgerError"
+
+
+def test_gated_frames_reuse_the_dispatched_case_list_for_a_minute_of_video(intake, monkeypatch):
+    """A frame the change gate marked `reused` does not query the ledger again (one query per minute of video on
+    a static scene); any report posted reads it again."""
+    calls = []
+    real = intake.store.camera_watch
+    monkeypatch.setattr(intake.store, "camera_watch", lambda cam: calls.append(cam) or real(cam))
+
+    def reused(i: int) -> Frame:
+        return Frame(IMAGE, T0 + timedelta(seconds=2 * i), "cam-1", meta={"reused": True})
+
+    empty = make_detections(np.zeros((0, 4)), np.zeros(0), np.zeros(0), ("bicycle",))
+    intake.frame(frame(0), empty)
+    for i in range(1, 30):
+        intake.frame(reused(i), empty)
+    assert len(calls) == 1
+    intake.frame(reused(30), empty)  # 60 s after the list was read
+    assert len(calls) == 2
+    intake.frame(frame(31), empty)  # a detected frame always reads it
+    assert len(calls) == 3

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -99,6 +99,52 @@ class CaseStore:
     def post_incident(self, report: IncidentReport, *, at: datetime | None = None) -> PostResult:
         """Fold one incident into the ledger (see the module docstring for the rules). Safe to repeat."""
         at = self._now(at)
+        self._validate(report)
+        stored = self._store_evidence(report)
+        with self.db.transaction() as s:
+            self._lock_types(s, [report.type])
+            return self._post(s, report, stored, at)
+
+    def post_incidents(
+        self,
+        reports: Sequence[IncidentReport],
+        *,
+        at: datetime | None = None,
+        blobs: Mapping[str, bytes] | None = None,
+        also: Callable[[Session], None] | None = None,
+    ) -> list[PostResult | LedgerError]:
+        """Several reports, and `also` (the night job records its progress there), in ONE transaction.
+
+        Why: a job that records how far it got must record it together with the cases that far, or a crash
+        in between loses or repeats work. A report the ledger refuses comes back as its `LedgerError`, in its
+        place, rolled back alone (a savepoint); the others and `also` still commit. `blobs` holds evidence
+        content by sha256, for reports made on another machine whose `path`s mean nothing here.
+        """
+        at = self._now(at)
+        prepared: list[list | LedgerError] = []
+        for report in reports:
+            try:
+                self._validate(report)
+                prepared.append(self._store_evidence(report, blobs))
+            except LedgerError as e:
+                prepared.append(e)
+        out: list[PostResult | LedgerError] = []
+        with self.db.transaction() as s:
+            self._lock_types(s, [r.type for r, p in zip(reports, prepared) if not isinstance(p, LedgerError)])
+            for report, stored in zip(reports, prepared):
+                if isinstance(stored, LedgerError):
+                    out.append(stored)
+                    continue
+                try:
+                    with s.begin_nested():
+                        out.append(self._post(s, report, stored, at))
+                except LedgerError as e:
+                    out.append(e)
+            if also is not None:
+                also(s)
+        return out
+
+    def _validate(self, report: IncidentReport) -> None:
         _aware(report.first_seen, "first_seen")
         _aware(report.last_seen, "last_seen")
         for ev in report.evidence:
@@ -109,12 +155,22 @@ class CaseStore:
             x1, y1, x2, y2 = report.box
             if not (x2 > x1 and y2 > y1):
                 raise LedgerError(f"incident {report.incident_id}: box {report.box} is not xyxy with x2 > x1 and y2 > y1")
+
+    def _store_evidence(self, report: IncidentReport, blobs: Mapping[str, bytes] | None = None) -> list[tuple[str, datetime, StoredFile]]:
+        """Copy the report's evidence into the store before the transaction (see the module docstring)."""
+        blobs = blobs or {}
         # content already stored is not read again: a retry still works after the engine cleaned up its files
-        stored = [(ev.kind, ev.taken_at, self.evidence.stored(ev.sha256) or self.evidence.put_file(ev.path, ev.sha256)) for ev in report.evidence]
-        with self.db.transaction() as s:
-            if self.db.dialect == "postgresql":  # serialize posts of one type, so two can't both open a case at one spot
-                s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(f"streetorder.post.{report.type}".encode())})
-            return self._post(s, report, stored, at)
+        return [
+            (ev.kind, ev.taken_at, self.evidence.stored(ev.sha256) or (self.evidence.put_bytes(blobs[ev.sha256], ev.sha256) if ev.sha256 in blobs else self.evidence.put_file(ev.path, ev.sha256)))
+            for ev in report.evidence
+        ]
+
+    def _lock_types(self, s: Session, types: Sequence[str]) -> None:
+        """On PostgreSQL, serialize posts of one type, so two can't both open a case at one spot. Several types
+        are locked in sorted order, so two multi-type posters never wait on each other in a cycle."""
+        if self.db.dialect == "postgresql":
+            for t in sorted(set(types)):
+                s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": zlib.crc32(f"streetorder.post.{t}".encode())})
 
     def _post(self, s: Session, report: IncidentReport, stored: list[tuple[str, datetime, StoredFile]], at: datetime) -> PostResult:
         actor = "engine" if report.source == "camera" else "patrol"

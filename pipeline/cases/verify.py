@@ -57,10 +57,11 @@ class AutoVerifier:
         self.config = config or store.config.autoverify
         self._cameras: dict[str, _CameraState] = {}
 
-    def check(self, camera_id: str, at: datetime, present: Sequence[tuple[str, Box]], frame_jpeg: bytes | None = None) -> list[VerifyAction]:
+    def check(self, camera_id: str, at: datetime, present: Sequence[tuple[str, Box]], frame_jpeg: bytes | None = None, watched: list | None = None) -> list[VerifyAction]:
         """Re-check `camera_id`'s dispatched cases against one frame taken at `at`.
 
         `present` lists what the detector/rules see in this frame as (violation type, xyxy box on the frame).
+        `watched`: `store.camera_watch(camera_id)` if the caller just read it (one query per frame, not two).
         """
         if at.tzinfo is None or at.utcoffset() is None:
             raise LedgerError(f"frame time {at.isoformat()} has no time zone")
@@ -70,7 +71,7 @@ class AutoVerifier:
             state.clear_frame.clear()
         state.last_frame_at = at
 
-        watched = self.store.camera_watch(camera_id)
+        watched = self.store.camera_watch(camera_id) if watched is None else watched
         live = {c.id for c in watched}
         for gone in set(state.clear_since) - live:  # verified, rejected or re-assigned meanwhile
             state.clear_since.pop(gone, None)

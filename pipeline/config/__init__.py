@@ -6,6 +6,7 @@ from .models import (
     EvidenceConfig,
     Fixture,
     GarbageRule,
+    GateConfig,
     IncidentConfig,
     ParkingRule,
     PatrolConfig,
@@ -22,7 +23,7 @@ from .models import (
 from .source import ConfigSource
 
 __all__ = [
-    "CameraConfig", "ConfigError", "ConfigSource", "EvidenceConfig", "Fixture", "GarbageRule", "IncidentConfig", "ParkingRule", "PatrolConfig",
+    "CameraConfig", "ConfigError", "ConfigSource", "EvidenceConfig", "Fixture", "GarbageRule", "GateConfig", "IncidentConfig", "ParkingRule", "PatrolConfig",
     "RulesConfig", "Schedule", "SlicingConfig", "StreetOrderConfig", "TimeWindow", "TrackingConfig", "VendingRule", "ZoneConfig", "ZoneKind",
     "load_config", "parse_config",
 ]

@@ -180,6 +180,37 @@ class Fixture(_Model):
         return (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
 
 
+class GateConfig(_Model):
+    """The change gate of the night job: a small grayscale copy of each sampled frame, inside the camera's zones,
+    is compared with the last frame the detector ran on; while nothing changed, that frame's detections are reused
+    and the job may step several sampling intervals ahead (stepping back to the first changed one when a change
+    shows). Brightness is matched before comparing and the copy is blurred, so sensor noise and slow drift of a
+    night picture do not count as change."""
+
+    enabled: bool = Field(True, title="Enabled", description="Off: the detector runs on every sampled frame (as `streetorder run --no-gate`)")
+    size: int = Field(160, ge=32, le=1024, title="Gate size (px)", description="Long side of the grayscale copy that is compared")
+    blur_sigma: float = Field(1.0, ge=0, le=10, title="Blur (px)", description="Gaussian blur of the copy, in its own pixels (sensor noise)")
+    pixel_threshold: float = Field(
+        14.0, gt=0, le=255, title="Pixel threshold", description="Gray levels (0..255), after brightness matching, by which a pixel must differ to count as changed"
+    )
+    min_changed_fraction: float = Field(
+        0.002, gt=0, le=1, title="Changed share", description="Share of the zone pixels that must change for the frame to count as changed"
+    )
+    refresh_s: float = Field(60.0, gt=0, title="Refresh every (s)", description="The detector runs at least this often (video time), changed or not")
+    max_stride_s: float = Field(
+        30.0,
+        ge=0,
+        title="Largest step (s)",
+        description="How far ahead the job may jump on a static scene (0: never); also kept to a quarter of the shortest dwell time of the rules",
+    )
+
+    @model_validator(mode="after")
+    def _stride_within_refresh(self) -> "GateConfig":
+        if self.max_stride_s > self.refresh_s:
+            raise ValueError(f"max_stride_s ({self.max_stride_s}) must not exceed refresh_s ({self.refresh_s}): a refresh could fall inside a step")
+        return self
+
+
 class CameraConfig(_Model):
     """One fixed camera: where it is, who owns the spot, and its zones and fixtures."""
 
@@ -192,6 +223,7 @@ class CameraConfig(_Model):
     zones: tuple[ZoneConfig, ...] = Field((), title="Zones")
     fixtures: tuple[Fixture, ...] = Field((), title="Fixtures")
     slicing: SlicingConfig | None = Field(None, title="Slicing", description="Also detect on overlapping tiles of the whole frame (small or dense objects anywhere)")
+    gate: GateConfig = Field(default_factory=GateConfig, title="Change gate", description="Night job: detect only when the picture inside the zones changed")
 
     @field_validator("resolution")
     @classmethod

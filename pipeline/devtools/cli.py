@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from ..cli_options import add_backend_arg
@@ -20,7 +21,7 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     scenarios = load_scenarios(Path(args.folder) if args.folder else SHIPPED)
     if args.only:
         scenarios = [s for s in scenarios if s.name in args.only.split(",")]
-    results = [r for s in scenarios for r in run_scenario(s, detector, Path(args.data_root), dropouts=tuple(dropouts), seed=args.seed)]
+    results = [r for s in scenarios for r in run_scenario(s, detector, Path(args.data_root), dropouts=tuple(dropouts), seed=args.seed, gate=args.gate)]
     summary = summarize(results)
     if args.json:
         print(json.dumps(summary, indent=2, ensure_ascii=False, default=str))
@@ -54,6 +55,22 @@ def cmd_bench_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_batch(args: argparse.Namespace) -> int:
+    from .batchbench import run
+
+    out = run(minutes=args.minutes, model=args.model, today=args.today, log=(lambda m: print(m, file=sys.stderr)) if args.json else print)
+    if args.json:
+        print(json.dumps(out, indent=2, ensure_ascii=False, default=str))
+        return 0
+    for name, r in out["inputs"].items():
+        print(f"{name}: {r['video_seconds']:.0f} s of video in {r['job_seconds']} s = {r['video_seconds_per_second']}x real time; naive {r['naive_video_seconds_per_second']}x; "
+              f"speedup_vs_naive {r['speedup_vs_naive']}; planted {r['planted']}, found {r['found']}, extra incidents {r['extra_incidents']}; gate {r['gate']}")
+        if "today_seconds" in r:
+            print(f"  the job before (decode all, detect every sample): {r['today_video_seconds_per_second']}x real time, {r['today_vs_naive']} of naive speed")
+    print(out["cpu"])
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the developers' commands to the `streetorder` sub-command parser."""
     p = sub.add_parser("scenarios", help="run the shipped engine scenarios and score incidents", description="Compose the shipped scenarios from real images, run the detector and the engine, and report incident-level recall, precision and duplicate rate (with and without detection dropout). Exit status 1 unless recall and precision are both 1.")
@@ -65,6 +82,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dropout", default="0,0.3", help="comma-separated shares of frames whose detections are dropped (default 0,0.3)")
     p.add_argument("--seed", type=int, default=0, help="dropout random seed")
     p.add_argument("--only", help="comma-separated scenario names")
+    p.add_argument("--gate", action="store_true", help="feed the frames through the night job's change gate (as `streetorder run` does)")
     p.add_argument("--folder", help="scenario folder (default datasets/scenarios)")
     p.add_argument("--data-root", default=str(SHARED_DATA), help="where scenario images are read from (default ../shared/data)")
     p.set_defaults(func=cmd_scenarios)
@@ -75,7 +93,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", type=int, default=30, help="real images for the backend comparison (default 30)")
     p.add_argument("--data", default=str(SHARED_DATA / "garbage-cn" / "val" / "images"), help="folder of images for the backend comparison (default ../shared/data/garbage-cn/val/images)")
     p.set_defaults(func=cmd_bench)
-    what = p.add_subparsers(dest="bench_what", metavar="{serve}", required=False)
+    what = p.add_subparsers(dest="bench_what", metavar="{batch,serve}", required=False)  # plain `bench`: the backend comparison
     q = what.add_parser(
         "serve", help="the live endpoint under load vs the detector alone",
         description="Start `streetorder serve` (real uvicorn on 127.0.0.1), POST /detect real images at concurrency 1, 4 and 16, and time the "
@@ -89,3 +107,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--no-batching", action="store_true", help="serve without micro-batching (each request runs the detector alone), for comparison")
     q.add_argument("--data", default=str(SHARED_DATA / "garbage-cn" / "val" / "images"), help="folder of images (default ../shared/data/garbage-cn/val/images)")
     q.set_defaults(func=cmd_bench_serve)
+    q = what.add_parser(
+        "batch", help="the night job vs ultralytics' own video loop, on a generated 1080p night street and vtest.avi",
+        description="Build (once, cached under var/bench/) a 1080p 25 fps H.264 (GOP 50) recording of a static night street with real garbage piles "
+        "appearing and disappearing, and take ../shared/data/video/vtest.avi; run each through the night job (decode only what is needed, change gate, "
+        "detector, engine, a fresh SQLite ledger) and through ultralytics YOLO(model).predict(source=video, vid_stride=50, stream=True) with the same "
+        "model, in one run. Prints video_seconds_per_second, the same for the naive way, speedup_vs_naive, and planted / found / extra incidents.",
+    )
+    q.add_argument("--json", action="store_true", help="print one JSON object (progress goes to stderr)")
+    q.add_argument("--model", help="model (default: models/CURRENT)")
+    q.add_argument("--minutes", type=float, default=30.0, help="length of the generated night recording (default 30; each length is cached)")
+    q.add_argument("--today", action="store_true", help="also time the job as it was: every frame decoded, the detector on every sample")
+    q.set_defaults(func=cmd_bench_batch)

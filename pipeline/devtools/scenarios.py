@@ -148,15 +148,23 @@ class ScenarioResult:
 
 
 def run_scenario(
-    scenario: Scenario, detector: Detector, data_root: Path = DEFAULT_DATA_ROOT, dropouts: tuple[float, ...] = (0.0,), seed: int = 0, evidence_dir: Path | None = None
+    scenario: Scenario, detector: Detector, data_root: Path = DEFAULT_DATA_ROOT, dropouts: tuple[float, ...] = (0.0,), seed: int = 0, evidence_dir: Path | None = None,
+    gate: bool = False, seen: dict | None = None,
 ) -> list[ScenarioResult]:
     """Run one scenario once per dropout rate. The detector sees each distinct composed frame once; every dropout
-    run replays the same detections (frames are recomposed, not kept: a scenario is hundreds of frames)."""
+    run replays the same detections (frames are recomposed, not kept: a scenario is hundreds of frames).
+
+    `gate`: the frames go through the night job's change gate first (`sampling.gated`, with the camera's gate
+    config), as `streetorder run` feeds them: unchanged ticks reuse the last detected frame's detections and image.
+    `seen`: detections by image digest, to share between runs of one scenario (gated and not).
+    """
     composer = Composer(scenario, data_root)
     times = np.arange(0.0, scenario.duration_s + 1e-9, scenario.step_s)
     w, h = scenario.camera.resolution
-    camera_det = camera_detector(detector, scenario.camera, w, h)  # sliced where the scenario's camera asks
-    detections = _detect_distinct(camera_det, (composer.frame(float(t)) for t in times))
+    camera_det = DistinctDetector(camera_detector(detector, scenario.camera, w, h), seen)  # sliced where the scenario's camera asks
+    if gate:
+        return _run_gated(scenario, composer, camera_det, len(times), dropouts, seed, evidence_dir)
+    detections = [camera_det.detect([composer.frame(float(t))])[0] for t in times]
     results = []
     for dropout in dropouts:
         engine = Engine(scenario.config(), evidence_dir=evidence_dir)
@@ -174,18 +182,42 @@ def run_scenario(
     return results
 
 
-def _detect_distinct(detector: Detector, frames) -> list:
-    """Detections per frame, running the detector once per distinct frame: a composed scene is static between
-    actor changes, so most frames repeat exactly (and the detector is deterministic, so they would get the
-    same boxes anyway)."""
-    seen: dict[bytes, object] = {}
-    out = []
-    for frame in frames:
-        key = hashlib.blake2b(frame.tobytes(), digest_size=16).digest()
-        if key not in seen:
-            seen[key] = detector.detect([frame])[0]
-        out.append(seen[key])
-    return out
+class DistinctDetector:
+    """A detector that runs once per distinct image (a composed scene repeats most frames exactly, and the
+    detector is deterministic, so they would get the same boxes anyway)."""
+
+    def __init__(self, detector: Detector, seen: dict | None = None) -> None:
+        self.detector, self.names = detector, detector.names
+        self.seen = seen if seen is not None else {}
+
+    def detect(self, images):
+        keys = [hashlib.blake2b(im.tobytes(), digest_size=16).digest() for im in images]
+        new = {k: im for k, im in zip(keys, images) if k not in self.seen}
+        if new:
+            for k, d in zip(new, self.detector.detect(list(new.values()))):
+                self.seen[k] = d
+        return [self.seen[k] for k in keys]
+
+
+def _run_gated(scenario: Scenario, composer: Composer, detector: Detector, count: int, dropouts, seed: int, evidence_dir: Path | None) -> list[ScenarioResult]:
+    from ..sampling import ImageTicks, gated
+
+    w, h = scenario.camera.resolution
+    ticks = list(gated(ImageTicks(composer.frame, scenario.step_s, count), scenario.camera, detector, scenario.start, w, h, rules=scenario.rules, every_s=scenario.step_s))
+    results = []
+    for dropout in dropouts:
+        engine = Engine(scenario.config(), evidence_dir=evidence_dir)
+        rng = np.random.default_rng(seed)
+        final: dict[str, IncidentReport] = {}
+        for frame, dets in ticks:
+            if dropout and rng.random() < dropout:
+                dets = empty_detections()
+            for r in engine.process(frame, dets).reports:
+                final[r.incident_id] = r
+        for r in engine.flush():
+            final[r.incident_id] = r
+        results.append(score(scenario, composer, list(final.values()), dropout))
+    return results
 
 
 def score(scenario: Scenario, composer: Composer, produced: list[IncidentReport], dropout: float) -> ScenarioResult:

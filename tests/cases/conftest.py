@@ -19,7 +19,7 @@ from pipeline.cases.store import CaseStore
 
 from .factory import T0, FrameClock
 
-TABLES = ("annotations", "review_sessions", "api_keys", "outbox", "case_evidence", "case_events", "case_incidents", "cases", "camera_frames", "report_quarantine")
+TABLES = ("annotations", "review_sessions", "api_keys", "outbox", "case_evidence", "case_events", "case_incidents", "cases", "camera_frames", "report_quarantine", "night_progress")
 
 
 @pytest.fixture(scope="session")

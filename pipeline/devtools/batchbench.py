@@ -1,0 +1,382 @@
+"""`streetorder bench batch`: the night job against the naive way, on a long static night recording and a busy
+scene, with planted violations counted.
+
+Inputs are built once from real images in ../shared and cached under var/bench/:
+- a 1080p, 25 fps, H.264 (GOP 50) recording of a night street (a streets-in street made dark, infrared-like gray,
+  with sensor noise and brightness drift) where real garbage piles from garbage-cn appear and disappear: four stay
+  longer than the garbage rule's dwell (the planted violations) and one is gone before it (must give nothing);
+- `../shared/data/video/vtest.avi` (people walking through a plaza).
+
+Each input goes through the night job as `streetorder run` runs it (`batch.run_batch`: decoding as the file
+allows, the change gate, the detector, the engine and a fresh SQLite ledger), and through the naive way a user
+would write it: ultralytics `YOLO(model.onnx).predict(source=video, vid_stride=50, stream=True)`, same model.
+`--today` adds the job as it was before this change (every frame decoded, the detector on every sample).
+The machine may be shared: compare the ratios, which are measured side by side in one run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import cv2
+import numpy as np
+
+from ..geometry import box_iou
+from ..images import load_image
+from ..paths import REPO, SHARED_DATA
+from .nightclip import NightLook, Planted, night_gray, write_night_clip
+
+BENCH_DIR = REPO / "var" / "bench"
+VTEST = SHARED_DATA / "video" / "vtest.avi"
+W, H = 1920, 1080
+GARBAGE_DWELL_S = 180
+EVERY_S = 2.0
+BACKGROUNDS = ("IMG-20240615-WA0055_jpg.jpg", "IMG-20240615-WA0003_jpg.jpg", "IMG-20240615-WA0004_jpg.jpg", "IMG-20240615-WA0005_jpg.jpg", "IMG-20240615-WA0006_jpg.jpg")
+LOOK = NightLook(noise_sigma=5.0, gain_drift=0.12, offset_drift=8.0, drift_period_s=900.0)
+# (appear, vanish) as shares of the recording, and where the pile stands (top-left, 1080p pixels)
+EVENTS = (((0.07, 0.40), (180, 700)), ((0.22, 0.56), (760, 780)), ((0.50, 0.533), (1250, 760)), ((0.61, 0.87), (1250, 760)), ((0.72, 1.01), (420, 800)))
+DECOY = 2  # index of the pile that is gone before the dwell time: no violation
+
+CONFIG = """# streetorder bench batch: the cameras of its generated inputs
+cameras:
+  - id: cam-night
+    name: static night street (generated)
+    location: {{district: 西湖区, street: 北山街道, point: 夜间测试街}}
+    owner: 张伟
+    resolution: [1920, 1080]
+    zones:
+      - {{id: street, kind: garbage_watch, polygon: [[0, 560], [1920, 560], [1920, 1080], [0, 1080]]}}
+  - id: cam-vtest
+    name: vtest plaza
+    location: {{district: 上城区, street: 湖滨街道, point: 广场}}
+    owner: 王强
+    resolution: [768, 576]
+    zones:
+      - {{id: plaza, kind: garbage_watch, polygon: [[0, 200], [768, 200], [768, 576], [0, 576]]}}
+rules:
+  garbage: {{min_dwell_s: {dwell}}}
+"""
+
+
+@dataclass(frozen=True)
+class NightInput:
+    video: Path
+    config: Path
+    planted: list[dict]  # the violations: box, appear_s, vanish_s
+    decoys: list[dict]
+    seconds: float
+
+
+def _crops(limit: int = 200) -> list[np.ndarray]:
+    """Garbage piles (class 0) cut from garbage-cn train images by their labels, largest first per image."""
+    root = SHARED_DATA / "garbage-cn" / "train"
+    out = []
+    for label in sorted((root / "labels").glob("*.txt")):
+        rows = [r.split() for r in label.read_text().splitlines() if r.strip()]
+        rows = [list(map(float, r[1:5])) for r in rows if r[0] == "0"]
+        if len(rows) != 1:  # one pile alone in the picture: a clean crop
+            continue
+        img_path = root / "images" / f"{label.stem}.jpg"
+        if not img_path.is_file():
+            continue
+        img = load_image(img_path)
+        ih, iw = img.shape[:2]
+        cx, cy, bw, bh = rows[0]
+        x1, y1, x2, y2 = int((cx - bw / 2) * iw), int((cy - bh / 2) * ih), int((cx + bw / 2) * iw), int((cy + bh / 2) * ih)
+        if x2 - x1 < 120 or y2 - y1 < 90 or bw > 0.8 or bh > 0.8:
+            continue
+        out.append(img[max(0, y1) : y2, max(0, x1) : x2])
+        if len(out) >= limit:
+            break
+    return out
+
+
+def _street(detector, look: NightLook) -> np.ndarray:
+    """A real street in which the model sees no garbage at all (not at score 0.1, not at either end of the
+    brightness drift, not through the noise), as a 1080p night picture: every garbage incident on it is planted."""
+    rng = np.random.default_rng(0)
+    for name in BACKGROUNDS:
+        img = load_image(SHARED_DATA / "streets-in" / "images" / name)
+        h, w = img.shape[:2]
+        ch = min(h, round(w * 9 / 16))
+        img = cv2.resize(img[(h - ch) // 2 : (h - ch) // 2 + ch], (W, H), interpolation=cv2.INTER_AREA)
+        night = night_gray(img, gain=0.35, offset=10)
+        clean = True
+        for gain, offset in ((1.0, 0.0), (1 + look.gain_drift, look.offset_drift), (1 - look.gain_drift, -look.offset_drift), (1 + look.gain_drift, -look.offset_drift), (1 - look.gain_drift, look.offset_drift)):
+            frame = np.clip(night * gain + offset + rng.normal(0, look.noise_sigma, night.shape), 0, 255).astype(np.uint8)
+            d = detector.detect([cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)])[0]
+            clean &= not np.isin(d.data["class_name"], ["garbage", "overflow"]).any()
+        if clean:
+            return night
+    raise RuntimeError("bench: every candidate background already shows garbage to the model")
+
+
+def _detected(detector, scene: np.ndarray, box) -> bool:
+    d = detector.detect([cv2.cvtColor(scene, cv2.COLOR_GRAY2BGR)])[0]
+    keep = np.isin(d.data["class_name"], ["garbage", "overflow"]) & (d.confidence >= 0.45)
+    return bool(keep.any() and box_iou(np.array([box], float), d.xyxy[keep]).max() >= 0.4)
+
+
+def dwell_s(minutes: float) -> int:
+    """The garbage rule's dwell: 180 s on the 30-minute recording, shorter in proportion on a shorter one (so
+    its piles still become violations)."""
+    return max(12, round(GARBAGE_DWELL_S * min(1.0, minutes / 30)))
+
+
+def build_night_input(minutes: float, detector, log=print, model: str | None = None) -> NightInput:
+    """The static night street recording and its camera config, built once per length and cached."""
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    seconds = minutes * 60.0
+    video = BENCH_DIR / f"cam-night_{int(minutes)}min" / "cam-night" / "night_20261120_230000.mp4"
+    meta_path = BENCH_DIR / f"cam-night_{int(minutes)}min.json"  # beside the footage folder, which holds camera folders only
+    config = BENCH_DIR / f"bench-cameras-{int(minutes)}min.yaml"
+    config.write_text(CONFIG.format(dwell=dwell_s(minutes)), encoding="utf-8")
+    if video.is_file() and meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        return NightInput(video, config, meta["planted"], meta["decoys"], meta["seconds"])
+    from ..detect import DetectorSettings, load_detector
+
+    background = _street(load_detector(model, backend="onnx", settings=DetectorSettings(conf=0.1)), LOOK)
+    crops = iter(_crops())
+    planted: list[Planted] = []
+    for k, ((a, v), at) in enumerate(EVENTS):
+        for crop in crops:  # the first real pile the model finds once it stands in this night street
+            patch = night_gray(crop, gain=0.6, offset=14)
+            scale = 230 / patch.shape[0]
+            patch = cv2.resize(patch, (min(420, round(patch.shape[1] * scale)), 230), interpolation=cv2.INTER_AREA)
+            p = Planted(f"pile{k}", patch, at, a * seconds, min(v, 1.5) * seconds)
+            if _detected(detector, write_frame(background, [p]), p.box):
+                planted.append(p)
+                break
+        else:
+            raise RuntimeError("bench: ran out of garbage crops the model finds at night")
+    log(f"bench: encoding {minutes:g} min of 1080p night street to {video} (once; cached)")
+    t0 = time.perf_counter()
+    write_night_clip(video, background, planted, seconds, fps=25, gop=50, look=LOOK,
+                     bitrate=3_000_000, preset="ultrafast", progress=lambda i, n: log(f"  {i / n:.0%}") if i % (25 * 600) == 0 else None)
+    log(f"bench: encoded in {time.perf_counter() - t0:.0f} s")
+
+    def row(p: Planted) -> dict:
+        return {"name": p.name, "box": list(p.box), "appear_s": p.appear_s, "vanish_s": p.vanish_s}
+
+    meta = {"seconds": seconds, "planted": [row(p) for k, p in enumerate(planted) if k != DECOY], "decoys": [row(planted[DECOY])]}
+    meta_path.write_text(json.dumps(meta, indent=1))
+    return NightInput(video, config, meta["planted"], meta["decoys"], seconds)
+
+
+def write_frame(background: np.ndarray, planted: list[Planted]) -> np.ndarray:
+    from .nightclip import compose
+
+    return compose(background, planted)
+
+
+class _Recorder:
+    """Every incident report the job posts, last state per incident (wraps the ledger's posting)."""
+
+    def __init__(self, store) -> None:
+        self.final: dict = {}
+        one, many = store.post_incident, store.post_incidents
+
+        def post_one(report, **kw):
+            self.final[report.incident_id] = report
+            return one(report, **kw)
+
+        def post_many(reports, **kw):
+            for r in reports:
+                self.final[r.incident_id] = r
+            return many(reports, **kw)
+
+        store.post_incident, store.post_incidents = post_one, post_many
+
+
+def run_job(footage: Path, config: Path, detector, gate: bool = True, strategy: str | None = None) -> tuple[float, dict, list]:
+    """The night job on `footage` with a fresh SQLite ledger (one worker: the bench times decoding and
+    detection, not the cores); seconds, summary and incident reports."""
+    from ..cases import AutoVerifier, CaseStore, LedgerConfig
+    from ..config import load_config
+    from ..engine import Engine
+    from ..intake import Intake
+    from ..night.units import NightSettings
+
+    with tempfile.TemporaryDirectory(prefix="streetorder-bench-") as work:
+        work = Path(work)
+        store = CaseStore.open(LedgerConfig(database_url=f"sqlite:///{work / 'ledger.db'}", evidence_dir=work / "evidence"))
+        try:
+            rec = _Recorder(store)
+            t0 = time.perf_counter()
+            if strategy is None:
+                from ..batch import run_batch
+
+                settings = NightSettings(every_s=EVERY_S, gate=gate)
+                summary = run_batch(store, load_config(config), footage, settings, workers=1, fresh=True, progress=False, detector=detector).as_dict()
+            else:
+                intake = Intake(Engine(config, detector, evidence_dir=work / "ev"), store, AutoVerifier(store), pool=None)
+                summary = _today(intake, detector, footage, strategy)
+            seconds = time.perf_counter() - t0
+        finally:
+            store.close()
+    return seconds, summary, list(rec.final.values())
+
+
+def _today(intake, detector, footage: Path, strategy: str) -> dict:
+    """The job's per-video loop as it was: every sample detected, the file decoded by `strategy`."""
+    from ..frames import video_start
+    from ..sampling import GATE_OFF, sample_video
+
+    config = intake.engine.config
+    frames = 0
+    for cam_dir in sorted(p for p in footage.iterdir() if p.is_dir()):
+        camera = config.camera(cam_dir.name)
+        for video in sorted(cam_dir.iterdir()):
+            for frame, dets in sample_video(video, video_start(video, ZoneInfo(camera.timezone)), camera, detector, EVERY_S, GATE_OFF, strategy=strategy):
+                intake.frame(frame, dets)
+                frames += 1
+    intake.flush()
+    return {"frames": frames}
+
+
+@contextlib.contextmanager
+def _stdout_to_stderr():
+    sys.stdout.flush()
+    saved = os.dup(1)
+    os.dup2(2, 1)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        os.dup2(saved, 1)
+        os.close(saved)
+
+
+def naive(video: Path, model_onnx: Path, imgsz: int, stride: int) -> tuple[float, int]:
+    """ultralytics' own video loop over the same model, one frame in `stride` (50 at 25 fps: every 2 s), as a
+    user would write it."""
+    from ultralytics import YOLO
+
+    with _stdout_to_stderr():  # ultralytics logs its model loading to stdout (its handler holds the stream): keep --json clean
+        model = YOLO(str(model_onnx), task="detect")
+        t0 = time.perf_counter()
+        n = 0
+        for _ in model.predict(source=str(video), vid_stride=stride, stream=True, imgsz=imgsz, conf=0.25, verbose=False, device="cpu"):
+            n += 1
+        return time.perf_counter() - t0, n
+
+
+def score(reports: list, planted: list[dict], start, tolerance_s: float = 30.0) -> dict:
+    """Planted violations found (same place, first seen within `tolerance_s` of the pile's arrival) and the
+    incidents that match none."""
+    found, errors, extra = set(), [], []
+    for r in reports:
+        secs = (r.first_seen - start).total_seconds()
+        hit = None
+        for k, p in enumerate(planted):
+            if r.type == "garbage" and r.box and box_iou(np.array([p["box"]], float), np.array([r.box], float))[0, 0] >= 0.3 and abs(secs - p["appear_s"]) <= tolerance_s:
+                hit = k
+        if hit is None:
+            extra.append({"type": r.type, "zone": r.zone_id, "first_seen_s": round(secs, 1), "box": r.box})
+        else:
+            found.add(hit)
+            errors.append(abs(secs - planted[hit]["appear_s"]))
+    return {"planted": len(planted), "found": len(found), "extra_incidents": len(extra), "extra": extra[:5],
+            "first_seen_error_s_max": round(max(errors), 2) if errors else None}
+
+
+def gate_stats(video: Path, config_path: Path, camera_id: str) -> dict:
+    """Ticks decoded and detected by the gated job on `video` (the gate never looks at detections, so a detector
+    that finds nothing gives the same counts, for the price of the decoding alone)."""
+    from ..config import load_config
+    from ..detect import empty_detections
+    from ..frames import video_start
+    from ..sampling import SampleStats, sample_video
+
+    class Nothing:
+        names = ("garbage",)
+
+        def detect(self, images):
+            return [empty_detections() for _ in images]
+
+    config = load_config(config_path)
+    camera = config.camera(camera_id)
+    stats = SampleStats()
+    for _ in sample_video(video, video_start(video, ZoneInfo(camera.timezone)), camera, Nothing(), EVERY_S, rules=config.rules, stats=stats):
+        pass
+    return {"strategy": stats.strategy, "ticks": stats.ticks, "decoded": stats.decoded, "detected": stats.detected, "bisections": stats.bisections}
+
+
+def run(minutes: float = 30.0, model: str | None = None, today: bool = False, log=print) -> dict:
+    from ..detect import DetectorSettings
+    from ..detect.registry import resolve_model
+    from ..detect.cascade import load_cue_cascade
+    from ..frames import video_start
+
+    from .. import batch, evidence, sampling  # noqa: F401  (imported before any timing: the job's own imports are not its work)
+    from ..cases import store, verify  # noqa: F401
+
+    ref = resolve_model(model)
+    detector = load_cue_cascade(model, settings=DetectorSettings(conf=0.25))
+    imgsz = getattr(getattr(detector, "primary", detector), "imgsz", 416)
+    night = build_night_input(minutes, detector, log, model)
+    vtest_dir = BENCH_DIR / "vtest" / "cam-vtest"
+    vtest_dir.mkdir(parents=True, exist_ok=True)
+    vtest = vtest_dir / "vtest_20261120_220000.avi"
+    if not vtest.exists():
+        vtest.symlink_to(VTEST)
+    out: dict = {"model": ref.name, "imgsz": imgsz, "cpu": _cpu(), "inputs": {}}
+    for name, video, camera, planted in (("night_street_1080p", night.video, "cam-night", night.planted), ("vtest", vtest, "cam-vtest", [])):
+        seconds_of_video, fps = _duration(video)
+        stride = max(1, round(fps * EVERY_S))  # the job's sampling: 50 frames at 25 fps, 20 in vtest's 10 fps
+        log(f"bench: {name}: the night job")
+        t_job, summary, reports = run_job(video.parent.parent, night.config, detector)
+        log(f"bench: {name}: naive ultralytics predict(vid_stride=50)")
+        try:
+            t_naive, n_naive = naive(video, ref.onnx, imgsz, stride)
+        except ImportError as e:
+            t_naive, n_naive = None, f"skipped: {e}"
+        start = video_start(video, ZoneInfo("Asia/Shanghai"))
+        row = {
+            "video_seconds": round(seconds_of_video, 1),
+            "job_seconds": round(t_job, 2),
+            "video_seconds_per_second": round(seconds_of_video / t_job, 1),
+            "naive_seconds": round(t_naive, 2) if t_naive else None,
+            "naive_video_seconds_per_second": round(seconds_of_video / t_naive, 1) if t_naive else None,
+            "naive_vid_stride": stride,
+            "naive_frames": n_naive,
+            "speedup_vs_naive": round(t_naive / t_job, 2) if t_naive else None,
+            "job_frames": summary["frames"],
+            **score(reports, planted, start),
+            "decoys": len(night.decoys) if camera == "cam-night" else 0,
+            "gate": gate_stats(video, night.config, camera),
+        }
+        if today:
+            log(f"bench: {name}: the job as it was (decode every frame, detect every sample)")
+            t_today, _, today_reports = run_job(video.parent.parent, night.config, detector, strategy="decode")
+            row["today_seconds"] = round(t_today, 2)
+            row["today_video_seconds_per_second"] = round(seconds_of_video / t_today, 1)
+            row["today_vs_naive"] = round(t_naive / t_today, 2) if t_naive else None
+            row["today_found"] = score(today_reports, planted, start)["found"]
+        out["inputs"][name] = row
+    return out
+
+
+def _duration(video: Path) -> tuple[float, float]:
+    from ..decode import probe
+
+    p = probe(video)
+    return p.frames / p.fps, p.fps
+
+
+def _cpu() -> str:
+    import os
+    import platform
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
+    return f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}, load {load:.1f} at start"
