@@ -59,6 +59,7 @@ class Service:
             cmd += ["--model", model]
         full_env = {**os.environ, "PYTHONPATH": str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), "YOLO_OFFLINE": "1", **env}
         full_env.pop("STREETORDER_API_KEY", None)
+        self.keys = _keys(f"sqlite:///{workdir}/ledger.db")  # a camera's key for /detect, an admin's for /metrics
         self.log = open(workdir / "serve.log", "w+")
         self.proc = subprocess.Popen(cmd, env=full_env, cwd=workdir, stdout=self.log, stderr=subprocess.STDOUT)
 
@@ -80,7 +81,7 @@ class Service:
         return self.log.read()[-2000:]
 
     def metrics(self) -> str:
-        return httpx.get(f"{self.url}/metrics", timeout=10).text
+        return httpx.get(f"{self.url}/metrics", timeout=10, headers={"X-API-Key": self.keys["admin"]}).text
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -127,7 +128,19 @@ def _same_detector(model: str, backend: str):
     return detector
 
 
-async def _load(url: str, images: list[bytes], concurrency: int, requests: int) -> tuple[list[float], float, int]:
+def _keys(db_url: str) -> dict[str, str]:
+    """Role keys in the bench's own ledger, as an operator would create them (`streetorder keys create`)."""
+    from pipeline.cases.db import Database
+    from service.keys import KeyStore, Role
+
+    store = KeyStore(Database(db_url))
+    try:
+        return {role.value: store.create(f"bench-{role.value}", role).key for role in (Role.CAMERA, Role.ADMIN)}
+    finally:
+        store.db.dispose()
+
+
+async def _load(url: str, images: list[bytes], concurrency: int, requests: int, key: str) -> tuple[list[float], float, int]:
     """`requests` POST /detect by `concurrency` clients; (latencies s, wall s, errors)."""
     latencies: list[float] = []
     errors = 0
@@ -135,7 +148,7 @@ async def _load(url: str, images: list[bytes], concurrency: int, requests: int) 
 
     async def client() -> None:
         nonlocal next_i, errors
-        async with httpx.AsyncClient(base_url=url, timeout=120) as http:
+        async with httpx.AsyncClient(base_url=url, timeout=120, headers={"X-API-Key": key}) as http:
             while next_i < requests:
                 i = next_i
                 next_i += 1
@@ -186,7 +199,7 @@ def run_serve_bench(model: str | None = None, data: Path = DEFAULT_DATA, images:
             service.wait_ready()
             model_name, backend = _backend(service.metrics())
             detector = _same_detector(model_name if model is None else model, backend)
-            asyncio.run(_load(service.url, blobs, 4, 16))  # warm-up: sessions, threads, connection pools
+            asyncio.run(_load(service.url, blobs, 4, 16, service.keys["camera"]))  # warm-up: sessions, threads, connection pools
             _detector_round(detector, decoded[:8])
             single: list[float] = []
             rates: dict[int, list[float]] = {bs: [] for bs in BATCHES}
@@ -199,7 +212,7 @@ def run_serve_bench(model: str | None = None, data: Path = DEFAULT_DATA, images:
                 for c in CONCURRENCY:
                     n = max(len(decoded), 4 * c)
                     before = _batches(service.metrics())
-                    lat, wall, err = asyncio.run(_load(service.url, blobs, c, n))
+                    lat, wall, err = asyncio.run(_load(service.url, blobs, c, n, service.keys["camera"]))
                     after = _batches(service.metrics())
                     served[c]["images"] += after[0] - before[0]
                     served[c]["calls"] += after[1] - before[1]
