@@ -121,9 +121,9 @@ class Intake:
         return out
 
     def _pool(self, frame: Frame, result: FrameResult) -> None:
-        if self.pool is not None and self.pool.wants(frame.camera_id, frame.at):  # blur only frames it keeps
+        if self.pool is not None:
             raw = result.raw if result.raw is not None else result.detections
-            self.pool.offer(privacy_blur(frame.image, raw, self.engine.config.evidence), frame.at, frame.camera_id, raw, frame.source)
+            self.pool.offer_frame(frame.image, raw, self.engine.config.evidence, frame.at, frame.camera_id, frame.source)
 
     def flush(self) -> list[PostResult]:
         retried, posted = self._submit(self.engine.flush(), None)
