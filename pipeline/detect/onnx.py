@@ -26,6 +26,9 @@ class OnnxDetector(ExportedDetector):
         if self.threads:
             opts.intra_op_num_threads = self.threads
             opts.inter_op_num_threads = 1
+        # Idle intra-op threads sleep instead of spinning: a spinning pool takes the cores from the work beside
+        # inference (the service decoding uploads, the night job decoding video), which costs more than it saves.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(str(self.path), opts, providers=["CPUExecutionProvider"])
         inp = self.session.get_inputs()[0]
