@@ -21,6 +21,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .cases.evidence_store import fsync_dir
 from .domain import IncidentReport
 
 log = logging.getLogger(__name__)
@@ -157,7 +158,7 @@ class ReportQueue:
         finally:
             os.close(fd)
         if new:
-            _fsync_dir(self.journal.parent)
+            fsync_dir(self.journal.parent)
 
     def _truncate(self) -> None:
         fd = os.open(self.journal, os.O_WRONLY | os.O_CREAT, 0o600)
@@ -200,12 +201,5 @@ class ReportQueue:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, self.journal)
-        _fsync_dir(self.journal.parent)
+        fsync_dir(self.journal.parent)
 
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -120,7 +120,7 @@ class EvidenceStore:
                 os.chmod(tmp, 0o444)
                 os.replace(tmp, final)
                 tmp = None
-                _fsync_dir(final.parent)
+                fsync_dir(final.parent)
             return StoredFile(sha, size, final)
         finally:
             if tmp is not None:
@@ -169,7 +169,9 @@ class EvidenceStore:
         return GcResult(tuple(deleted), kept, young)
 
 
-def _fsync_dir(path: Path) -> None:
+def fsync_dir(path: Path) -> None:
+    """Make a rename or a new file in `path` durable: fsync the directory itself (the ledger's evidence and the
+    service's report journal both rely on it)."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
