@@ -36,6 +36,37 @@ def test_bad_files(tmp_path, name, content, reason):
         load_image(path)
 
 
+def test_plain_jpeg_fast_path_gives_pillows_pixels(monkeypatch):
+    """Complete upright JPEGs are decoded by OpenCV (faster); the pixels are the ones Pillow gives."""
+    import pipeline.images as images
+
+    blobs = [p.read_bytes() for p in val_images(6)]
+    fast = [decode_image(b) for b in blobs]
+    monkeypatch.setattr(images, "_plain_jpeg", lambda im, data: None)
+    slow = [decode_image(b) for b in blobs]
+    for a, b in zip(fast, slow):
+        assert a.shape == b.shape and a.dtype == b.dtype == np.uint8
+        assert np.array_equal(a, b)
+
+
+def test_plain_jpeg_fast_path_only_for_complete_upright_files():
+    import io
+
+    from pipeline.images import _plain_jpeg
+
+    data = val_images(1)[0].read_bytes()
+    with Image.open(io.BytesIO(data)) as im:
+        assert _plain_jpeg(im, data) is not None
+        assert _plain_jpeg(im, data[:-2]) is None  # no end-of-image marker: Pillow says truncated
+    rotated = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (64, 32), (0, 0, 255)).save(rotated, format="JPEG", exif=exif)
+    with Image.open(io.BytesIO(rotated.getvalue())) as im:
+        assert _plain_jpeg(im, rotated.getvalue()) is None  # EXIF rotation: Pillow's path applies it
+    assert decode_image(rotated.getvalue()).shape[:2] == (64, 32)
+
+
 def test_truncated_jpeg(tmp_path):
     data = val_images(1)[0].read_bytes()
     path = tmp_path / "cut.jpg"
