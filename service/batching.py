@@ -5,9 +5,12 @@ time on their own threads. Each request hands its image to `MicroBatcher.detect`
 takes what is queued for the same detector object (one model, one camera plan: `plan.camera_detector`
 returns a shared object for cameras that detect alike), up to `max_size`, and runs it as one call.
 
-The worker waits for a batch to fill only while more requests are on their way (`incoming`: a request is
-decoding its upload), and never longer than `max_wait` after the oldest image was queued, so one lone
-request pays no wait at all. The queue is bounded: when `queue_size` images already wait, the request is
+An exported model's input is prepared (letterboxed, converted to float) on the request's own thread before
+it is queued (`ExportedDetector.prepare`), so at load the next batch's preparation overlaps the model running
+on this one instead of adding to it; the prepared tensors' memory is reserved in the image memory budget
+while they wait. The worker waits for a batch to fill only while more requests are on their way
+(`incoming`: a request is decoding its upload), and never longer than `max_wait` after the oldest image was
+queued, so one lone request pays no wait at all. The queue is bounded: when `queue_size` images already wait, the request is
 refused at once with 503 and Retry-After (`Overloaded`) instead of piling up threads and memory.
 """
 
@@ -19,9 +22,10 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import supervision as sv
@@ -32,6 +36,12 @@ from .errors import Overloaded, Unavailable
 from .metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
+
+
+class Budget(Protocol):
+    """Memory that waiting inputs reserve (`uploads.DecodeBudget`)."""
+
+    def reserve(self, nbytes: int, what: str) -> AbstractContextManager[None]: ...
 
 
 _TICKET: ContextVar[_Ticket | None] = ContextVar("batch_ticket", default=None)
@@ -65,6 +75,7 @@ class _Item:
     detector: Detector
     model: str
     image: np.ndarray
+    prepared: object | None = None  # the detector's own input for the image, when it prepares one
     queued: float = field(default_factory=time.perf_counter)
     future: Future = field(default_factory=Future)
 
@@ -76,8 +87,12 @@ class MicroBatcher:
     micro-batching; `streetorder bench serve --no-batching` measures it).
     """
 
-    def __init__(self, metrics: ServiceMetrics, *, max_size: int = 8, max_wait_s: float = 0.004, queue_size: int = 64, retry_after_s: int = 1, enabled: bool = True) -> None:
+    def __init__(
+        self, metrics: ServiceMetrics, *, max_size: int = 8, max_wait_s: float = 0.004, queue_size: int = 64, retry_after_s: int = 1, enabled: bool = True,
+        budget: Budget | None = None,
+    ) -> None:
         self.metrics = metrics
+        self.budget = budget
         self.max_size, self.max_wait_s, self.queue_size, self.retry_after_s = max_size, max_wait_s, queue_size, retry_after_s
         self.enabled = enabled
         self._queue: deque[_Item] = deque()
@@ -112,19 +127,32 @@ class MicroBatcher:
             [found] = detector.detect([image])
             self._observe(model, 1, time.perf_counter() - start)
             return found
-        item = _Item(detector, model, image)
-        with self._cond:
+        try:
+            prepared = detector.prepare(image) if getattr(detector, "preparable", False) else None
+        except BaseException:
             if ticket:
-                ticket.close(locked=True)  # here now, or refused: either way no batch waits for it
-            self._cond.notify_all()
-            if self._closed:
-                raise Unavailable("the service is shutting down")
-            if len(self._queue) >= self.queue_size:
-                self.metrics.shed.labels("detector_queue_full").inc()
-                raise Overloaded(f"the detector queue is full ({self.queue_size} images waiting); retry in {self.retry_after_s} s", self.retry_after_s)
-            self._queue.append(item)
-            self._start()
-        return item.future.result()
+                ticket.close()
+            raise
+        with self._reserved(prepared):
+            item = _Item(detector, model, image, prepared)
+            with self._cond:
+                if ticket:
+                    ticket.close(locked=True)  # here now, or refused: either way no batch waits for it
+                self._cond.notify_all()
+                if self._closed:
+                    raise Unavailable("the service is shutting down")
+                if len(self._queue) >= self.queue_size:
+                    self.metrics.shed.labels("detector_queue_full").inc()
+                    raise Overloaded(f"the detector queue is full ({self.queue_size} images waiting); retry in {self.retry_after_s} s", self.retry_after_s)
+                self._queue.append(item)
+                self._start()
+            return item.future.result()
+
+    def _reserved(self, prepared):
+        """The prepared input's memory, reserved in the image budget until the detector is done with it."""
+        if prepared is None or self.budget is None:
+            return nullcontext()
+        return self.budget.reserve(prepared.nbytes, "the detector input")
 
     def depth(self) -> int:
         return len(self._queue)
@@ -171,10 +199,17 @@ class MicroBatcher:
             self._queue = rest
             return batch
 
+    @staticmethod
+    def _run_detector(batch: list[_Item]) -> list[sv.Detections]:
+        detector = batch[0].detector
+        if all(it.prepared is not None for it in batch):
+            return detector.detect_prepared([it.prepared for it in batch])
+        return detector.detect([it.image for it in batch])
+
     def _one(self, it: _Item) -> None:
         start = time.perf_counter()
         try:
-            [found] = it.detector.detect([it.image])
+            [found] = self._run_detector([it])
         except Exception as e:
             it.future.set_exception(e)
             return
@@ -187,7 +222,7 @@ class MicroBatcher:
             for it in batch:
                 self.metrics.queue_wait.observe(now - it.queued)
             try:
-                found = batch[0].detector.detect([it.image for it in batch])
+                found = self._run_detector(batch)
                 self._observe(batch[0].model, len(batch), time.perf_counter() - now)
             except Exception as e:
                 if len(batch) == 1:  # the request answers 500 as it did before batching

@@ -79,7 +79,7 @@ class ServiceState:
         self.images = ImageReader(budget, settings.max_pixels)
         self.batcher = MicroBatcher(
             self.metrics, max_size=settings.batch_max_size, max_wait_s=settings.batch_max_wait_ms / 1000, queue_size=settings.batch_queue_size,
-            retry_after_s=settings.retry_after_s, enabled=settings.batching,
+            retry_after_s=settings.retry_after_s, enabled=settings.batching, budget=budget,
         )
         self.metrics.watch(queue_depth=self.batcher.depth, decode_bytes=lambda: budget.used, backlog=lambda: self.backlog, model=self._model_info)
         # frame order as the ledger stored it, and as the journal holds it for what the ledger has not yet

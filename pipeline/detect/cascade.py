@@ -9,15 +9,29 @@ the street model's for the classes both know. Cameras that only watch garbage pa
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import supervision as sv
 
 from .base import Detector, make_detections
+from .exported import Prepared
 
 # Zone kinds whose rules are fed by cue classes (vending: umbrella, table, chair, bench with a person;
 # parking: bicycles and motorcycles). A camera with none of these never runs the cue model.
 CUE_ZONE_KINDS = frozenset({"no_vending", "no_parking", "parking_bay"})
+
+
+@dataclass(frozen=True)
+class CascadePrepared:
+    """One image prepared for the street model and (when its classes are wanted) the cue model."""
+
+    primary: Prepared
+    cue: Prepared | None
+
+    @property
+    def nbytes(self) -> int:
+        return self.primary.nbytes + (self.cue.nbytes if self.cue is not None else 0)
 
 
 class CueCascade:
@@ -49,6 +63,22 @@ class CueCascade:
         if not self.cue_classes:  # the caller wants none of the cue classes: skip the second model
             return [self._merge(p, p[:0]) for p in self.primary.detect(images)]
         return [self._merge(p, c) for p, c in zip(self.primary.detect(images), self.cue.detect(images))]
+
+    @property
+    def preparable(self) -> bool:
+        return hasattr(self.primary, "prepare") and (not self.cue_classes or hasattr(self.cue, "prepare"))
+
+    def prepare(self, image: np.ndarray) -> CascadePrepared:
+        """The image as both models' inputs (see `ExportedDetector.prepare`)."""
+        return CascadePrepared(self.primary.prepare(image), self.cue.prepare(image) if self.cue_classes else None)
+
+    def detect_prepared(self, prepared: Sequence[CascadePrepared]) -> list[sv.Detections]:
+        if not len(prepared):
+            return []
+        own = self.primary.detect_prepared([p.primary for p in prepared])
+        if not self.cue_classes:
+            return [self._merge(p, p[:0]) for p in own]
+        return [self._merge(p, c) for p, c in zip(own, self.cue.detect_prepared([p.cue for p in prepared]))]
 
     def _merge(self, own: sv.Detections, cue: sv.Detections) -> sv.Detections:
         own = own[~np.isin(own.data["class_name"], self.shared)]

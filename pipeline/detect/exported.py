@@ -11,6 +11,7 @@ import ast
 import copy
 import mmap
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -18,7 +19,7 @@ import numpy as np
 import supervision as sv
 
 from .base import DetectorSettings, make_detections
-from .letterbox import letterbox
+from .letterbox import Letterbox, letterbox
 
 Dims = list[int | None]  # a tensor shape; None where the model leaves a dimension dynamic
 
@@ -74,6 +75,19 @@ def read_onnx_metadata(path: str | Path) -> dict[str, str]:
     return out
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """One image as a model's input: letterboxed, RGB, CHW float32 in [0, 1]; and how to map boxes back."""
+
+    tensor: np.ndarray
+    box: Letterbox
+    size: tuple[int, int]  # the source image's (height, width)
+
+    @property
+    def nbytes(self) -> int:
+        return self.tensor.nbytes
+
+
 class ExportedDetector:
     """Batched inference of a YOLO model exported to ONNX; subclasses supply the runtime.
 
@@ -83,6 +97,7 @@ class ExportedDetector:
     """
 
     backend = "exported"
+    preparable = True  # `prepare` and `detect_prepared` (the service prepares images on request threads)
 
     def __init__(self, path: str | Path, settings: DetectorSettings | None = None, threads: int | None = None, batch_size: int = 8) -> None:
         self.path = Path(path)
@@ -128,21 +143,29 @@ class ExportedDetector:
         return other
 
     def detect(self, images: Sequence[np.ndarray]) -> list[sv.Detections]:
+        return self.detect_prepared([self.prepare(im) for im in images])
+
+    def prepare(self, image: np.ndarray) -> Prepared:
+        """The image as this model's input. Split from `detect_prepared` so that a caller with spare threads
+        (the service, one per request) prepares images while the model runs on the previous batch."""
+        boxed, box = letterbox(image, self.imgsz)
+        tensor = np.ascontiguousarray(boxed[..., ::-1].transpose(2, 0, 1), dtype=np.float32) / 255.0  # BGR HWC -> RGB CHW
+        return Prepared(tensor, box, image.shape[:2])
+
+    def detect_prepared(self, prepared: Sequence[Prepared]) -> list[sv.Detections]:
         out: list[sv.Detections] = []
-        for start in range(0, len(images), self.batch_size):
-            out.extend(self._detect_batch(images[start : start + self.batch_size]))
+        for start in range(0, len(prepared), self.batch_size):
+            out.extend(self._detect_batch(prepared[start : start + self.batch_size]))
         return out
 
-    def _detect_batch(self, images: Sequence[np.ndarray]) -> list[sv.Detections]:
-        boxed = [letterbox(im, self.imgsz) for im in images]
-        batch = np.stack([b[0] for b in boxed])[..., ::-1].transpose(0, 3, 1, 2)  # BGR HWC -> RGB CHW
-        batch = np.ascontiguousarray(batch, dtype=np.float32) / 255.0
-        if not self.dynamic_batch and len(images) < self.batch_size:  # pad a fixed-batch model
-            batch = np.concatenate([batch, np.zeros((self.batch_size - len(images), *batch.shape[1:]), np.float32)])
+    def _detect_batch(self, prepared: Sequence[Prepared]) -> list[sv.Detections]:
+        batch = np.stack([p.tensor for p in prepared])
+        if not self.dynamic_batch and len(prepared) < self.batch_size:  # pad a fixed-batch model
+            batch = np.concatenate([batch, np.zeros((self.batch_size - len(prepared), *batch.shape[1:]), np.float32)])
         preds = self._infer(batch)
-        return [self._postprocess(preds[i], im, box) for i, (im, (_, box)) in enumerate(zip(images, boxed))]
+        return [self._postprocess(preds[i], p.size, p.box) for i, p in enumerate(prepared)]
 
-    def _postprocess(self, pred: np.ndarray, image: np.ndarray, box) -> sv.Detections:
+    def _postprocess(self, pred: np.ndarray, size: tuple[int, int], box: Letterbox) -> sv.Detections:
         s = self.settings
         pred = pred.T  # (anchors, 4 + nc)
         scores_all = pred[:, 4:]
@@ -161,5 +184,5 @@ class ExportedDetector:
         idx = np.asarray(cv2.dnn.NMSBoxesBatched(xywh.tolist(), scores.tolist(), cls.tolist(), s.conf, s.iou), dtype=int).reshape(-1)
         idx = idx[np.argsort(-scores[idx], kind="stable")][: s.max_det]
         xyxy = np.column_stack([xywh[idx, 0], xywh[idx, 1], xywh[idx, 0] + xywh[idx, 2], xywh[idx, 1] + xywh[idx, 3]])
-        h, w = image.shape[:2]
+        h, w = size
         return make_detections(box.boxes_to_source(xyxy, w, h), scores[idx], cls[idx], self.names)
