@@ -14,11 +14,12 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from fastapi import Request, Security
 from fastapi.security import APIKeyCookie, APIKeyHeader
+from starlette.concurrency import run_in_threadpool
 
 from pipeline.cases.db import Database
 
@@ -103,6 +104,12 @@ class Auth:
     def warnings(self) -> list[str]:
         return [w for w, on in ((OPEN_WARNING, self.open), (LEGACY_WARNING, self.legacy_key is not None)) if on]
 
+    def cached_key(self, key: str) -> Principal | None:
+        """The key's holder if the key is the legacy one or was verified within the cache time; no I/O."""
+        if self.legacy_key is not None and secrets.compare_digest(key.encode("utf-8", "surrogatepass"), self.legacy_key.encode()):
+            return Principal(LEGACY_NAME, Role.ADMIN, via="legacy")
+        return self.keys.cached(key)
+
     def verify_key(self, key: str) -> Principal | None:
         if self.legacy_key is not None and secrets.compare_digest(key.encode("utf-8", "surrogatepass"), self.legacy_key.encode()):
             return Principal(LEGACY_NAME, Role.ADMIN, via="legacy")
@@ -159,18 +166,26 @@ def _judge(who: Principal | None, role: Role, *, session: bool) -> Principal:
     return who
 
 
+async def _identify(request: Request, header: str | None, cookie: str | None) -> Principal | None:
+    """`identify` without a thread hop when the key was verified moments ago (a camera sends the same key with
+    every frame); a lookup in the ledger, a session or a wrong key goes to a worker thread, off the event loop."""
+    if header is not None and (who := get_auth(request).cached_key(header)) is not None:
+        return who
+    return await run_in_threadpool(identify, request, header, cookie)
+
+
 @functools.cache
-def require(role: Role, *, session: bool = False) -> Callable[..., Principal]:
+def require(role: Role, *, session: bool = False) -> Callable[..., Awaitable[Principal]]:
     """The dependency that lets `role` (and admin) through and returns the caller. `session`: also accept the
     review page's cookie. Cached, so a router's and a route's use of it run once per request."""
     if session:
 
-        def dependency(request: Request, header: str | None = Security(_header), cookie: str | None = Security(_cookie)) -> Principal:
-            return _judge(identify(request, header, cookie), role, session=True)
+        async def dependency(request: Request, header: str | None = Security(_header), cookie: str | None = Security(_cookie)) -> Principal:
+            return _judge(await _identify(request, header, cookie), role, session=True)
     else:
 
-        def dependency(request: Request, header: str | None = Security(_header)) -> Principal:
-            return _judge(identify(request, header, None), role, session=False)
+        async def dependency(request: Request, header: str | None = Security(_header)) -> Principal:
+            return _judge(await _identify(request, header, None), role, session=False)
 
     dependency.__name__ = f"require_{role.value}" + ("_or_session" if session else "")
     return dependency
@@ -181,7 +196,7 @@ def optional_principal(request: Request, header: str | None = Security(_header))
     return identify(request, header, None)
 
 
-def refuse_key_in_url(request: Request) -> None:
+async def refuse_key_in_url(request: Request) -> None:
     """A secret in the query string ends up in access logs and browser history: refuse it, whatever the route."""
     given = sorted(p for p in request.query_params if p.lower() in SECRET_PARAMS)
     if given:

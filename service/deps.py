@@ -1,4 +1,7 @@
-"""FastAPI dependencies: the service state, the ledger, and the request checks uploads share (auth: `auth.py`)."""
+"""FastAPI dependencies: the service state, the ledger, and the request checks uploads share (auth: `auth.py`).
+
+They are `async def` because they do no I/O: FastAPI runs a plain `def` dependency on a worker thread, and
+each such hop cost an upload request a thread switch on the cores the detector needs."""
 
 from __future__ import annotations
 
@@ -12,21 +15,21 @@ from .errors import UnsupportedMediaType
 from .state import ServiceState
 
 
-def get_state(request: Request) -> ServiceState:
+async def get_state(request: Request) -> ServiceState:
     return request.app.state.service
 
 
 State = Annotated[ServiceState, Depends(get_state)]
 
 
-def get_store(state: State) -> CaseStore:
+async def get_store(state: State) -> CaseStore:
     return state.store
 
 
 Store = Annotated[CaseStore, Depends(get_store)]
 
 
-def base_url(request: Request) -> str:
+async def base_url(request: Request) -> str:
     """Absolute links in responses: the configured public URL, else the address the client used."""
     public = request.app.state.service.settings.public_url
     return public or str(request.base_url).rstrip("/")
@@ -35,7 +38,7 @@ def base_url(request: Request) -> str:
 BaseUrl = Annotated[str, Depends(base_url)]
 
 
-def require_multipart(request: Request) -> None:
+async def require_multipart(request: Request) -> None:
     """Upload routes take multipart/form-data; anything else is told so (415) instead of 'field required'."""
     ctype = request.headers.get("content-type", "")
     if not ctype.lower().startswith("multipart/form-data"):

@@ -143,15 +143,21 @@ class KeyStore:
             self._known.clear()
         return gone
 
+    def cached(self, key: str) -> Principal | None:
+        """The principal of a key verified within `cache_s`, else None (unknown here: ask `verify`). No I/O."""
+        if not key.startswith(KEY_PREFIX) or len(key) > 200:
+            return None
+        with self._cache_lock:
+            hit = self._cache.get(digest(key))
+        return hit[0] if hit is not None and hit[1] > time.monotonic() else None
+
     def verify(self, key: str) -> Principal | None:
         """The principal of an active key, None for a wrong or revoked one."""
         if not key.startswith(KEY_PREFIX) or len(key) > 200:
             return None
+        if (who := self.cached(key)) is not None:
+            return who
         h, now = digest(key), time.monotonic()
-        with self._cache_lock:
-            hit = self._cache.get(h)
-        if hit is not None and hit[1] > now:
-            return hit[0]
         try:
             with self.db.transaction() as s:
                 row = s.scalar(select(ApiKey).where(ApiKey.key_hash == h, ApiKey.revoked_at.is_(None)))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Annotated
 
@@ -175,7 +175,9 @@ class ImageHold:
         self._stack.close()
 
 
-def image_hold(request: Request) -> Iterator[ImageHold]:
+async def image_hold(request: Request) -> AsyncIterator[ImageHold]:
+    """`async`, though the route that reads the images runs on a thread: opening and closing the hold does no
+    I/O, so they need no thread hop of their own."""
     state = request.app.state.service
     hold = ImageHold(state.images, state.batcher)
     try:
