@@ -43,6 +43,20 @@ def test_cue_classes_come_from_the_cue_model_and_street_classes_from_the_street_
     assert (cascade.detect([images[0]])[0].data["class_name"] == "motorcycle").sum() >= 2
 
 
+def test_the_services_split_of_the_work_gives_what_detect_gives(street, coco):
+    """The micro-batcher prepares on request threads, runs only the models on its worker, and finishes on
+    request threads again: the pieces, put together in that order, answer as `detect` does."""
+    cascade = CueCascade(street, coco, STREET)
+    images = [load_image(BIKES), load_image(val_images(1)[0])]
+    prepared = [cascade.prepare(im) for im in images]
+    raw = cascade.infer_prepared(prepared)
+    for whole, piece in zip(cascade.detect(images), [cascade.finish(r, p) for r, p in zip(raw, prepared)]):
+        assert len(whole) > 0
+        assert list(whole.data["class_name"]) == list(piece.data["class_name"])
+        assert np.array_equal(whole.xyxy, piece.xyxy) and np.array_equal(whole.confidence, piece.confidence)
+    assert prepared[0].nbytes == prepared[0].primary.tensor.nbytes + prepared[0].cue.tensor.nbytes
+
+
 def test_a_class_filter_applies_to_both_models(street, coco):
     only = CueCascade(load_detector("street-v1", settings=DetectorSettings(conf=0.25, classes=("garbage", "motorcycle"))), coco, STREET, keep=("garbage", "motorcycle"))
     [d] = only.detect([load_image(BIKES)])

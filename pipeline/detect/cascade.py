@@ -66,19 +66,27 @@ class CueCascade:
 
     @property
     def preparable(self) -> bool:
-        return hasattr(self.primary, "prepare") and (not self.cue_classes or hasattr(self.cue, "prepare"))
+        return getattr(self.primary, "preparable", False) and (not self.cue_classes or getattr(self.cue, "preparable", False))
 
     def prepare(self, image: np.ndarray) -> CascadePrepared:
         """The image as both models' inputs (see `ExportedDetector.prepare`)."""
         return CascadePrepared(self.primary.prepare(image), self.cue.prepare(image) if self.cue_classes else None)
 
     def detect_prepared(self, prepared: Sequence[CascadePrepared]) -> list[sv.Detections]:
+        return [self.finish(raw, p) for raw, p in zip(self.infer_prepared(prepared), prepared)]
+
+    def infer_prepared(self, prepared: Sequence[CascadePrepared]) -> list[tuple[np.ndarray, np.ndarray | None]]:
+        """Both models' raw outputs for each image (see `ExportedDetector.infer_prepared`)."""
         if not len(prepared):
             return []
-        own = self.primary.detect_prepared([p.primary for p in prepared])
+        own = self.primary.infer_prepared([p.primary for p in prepared])
         if not self.cue_classes:
-            return [self._merge(p, p[:0]) for p in own]
-        return [self._merge(p, c) for p, c in zip(own, self.cue.detect_prepared([p.cue for p in prepared]))]
+            return [(o, None) for o in own]
+        return list(zip(own, self.cue.infer_prepared([p.cue for p in prepared])))
+
+    def finish(self, raw: tuple[np.ndarray, np.ndarray | None], prepared: CascadePrepared) -> sv.Detections:
+        own = self.primary.finish(raw[0], prepared.primary)
+        return self._merge(own, own[:0] if raw[1] is None else self.cue.finish(raw[1], prepared.cue))
 
     def _merge(self, own: sv.Detections, cue: sv.Detections) -> sv.Detections:
         own = own[~np.isin(own.data["class_name"], self.shared)]

@@ -97,7 +97,7 @@ class ExportedDetector:
     """
 
     backend = "exported"
-    preparable = True  # `prepare` and `detect_prepared` (the service prepares images on request threads)
+    preparable = True  # `prepare`, `infer_prepared` and `finish`: the service runs all but the model on request threads
 
     def __init__(self, path: str | Path, settings: DetectorSettings | None = None, threads: int | None = None, batch_size: int = 8) -> None:
         self.path = Path(path)
@@ -155,17 +155,24 @@ class ExportedDetector:
         return Prepared(tensor, box, image.shape[:2])
 
     def detect_prepared(self, prepared: Sequence[Prepared]) -> list[sv.Detections]:
-        out: list[sv.Detections] = []
+        return [self.finish(raw, p) for raw, p in zip(self.infer_prepared(prepared), prepared)]
+
+    def infer_prepared(self, prepared: Sequence[Prepared]) -> list[np.ndarray]:
+        """The model's raw output for each prepared image, (4 + nc, anchors). Split from `finish` so that the
+        thread that owns the model only runs the model: the service decodes boxes on each request's thread."""
+        out: list[np.ndarray] = []
         for start in range(0, len(prepared), self.batch_size):
-            out.extend(self._detect_batch(prepared[start : start + self.batch_size]))
+            chunk = prepared[start : start + self.batch_size]
+            batch = np.stack([p.tensor for p in chunk])
+            if not self.dynamic_batch and len(chunk) < self.batch_size:  # pad a fixed-batch model
+                batch = np.concatenate([batch, np.zeros((self.batch_size - len(chunk), *batch.shape[1:]), np.float32)])
+            preds = self._infer(batch)
+            out.extend(preds[i] for i in range(len(chunk)))
         return out
 
-    def _detect_batch(self, prepared: Sequence[Prepared]) -> list[sv.Detections]:
-        batch = np.stack([p.tensor for p in prepared])
-        if not self.dynamic_batch and len(prepared) < self.batch_size:  # pad a fixed-batch model
-            batch = np.concatenate([batch, np.zeros((self.batch_size - len(prepared), *batch.shape[1:]), np.float32)])
-        preds = self._infer(batch)
-        return [self._postprocess(preds[i], p.size, p.box) for i, p in enumerate(prepared)]
+    def finish(self, raw: np.ndarray, prepared: Prepared) -> sv.Detections:
+        """One image's detections from its raw output: scores, NMS, boxes back on the source image."""
+        return self._postprocess(raw, prepared.size, prepared.box)
 
     def _postprocess(self, pred: np.ndarray, size: tuple[int, int], box: Letterbox) -> sv.Detections:
         s = self.settings
