@@ -115,8 +115,11 @@ class CameraTracker:
         parts = []
         names = detections.data.get("class_name", np.array([], dtype=object))
         for cls in sorted(set(map(str, names)) | set(self.trackers)):
-            sub = detections[names == cls] if len(detections) else detections
-            tracked = self._tracker(cls).update(sub, timestamp=ts)
+            mine = names == cls if len(detections) else None
+            tracker = self._tracker(cls)
+            if not tracker.tracks and (mine is None or not mine.any()):
+                continue  # no box and no track to age: ByteTrack would answer nothing and keep no state
+            tracked = tracker.update(_subset(detections, mine), timestamp=ts)
             if len(tracked):
                 parts.append(tracked)
         if not parts:
@@ -125,6 +128,41 @@ class CameraTracker:
             out.data = {"class_name": np.array([], dtype=object)}
             out.data["still_since"] = np.array([], dtype=object)
             return out
-        out = sv.Detections.merge(parts)
+        out = _concat(parts)
         out.data["still_since"] = np.array(self.stillness.update(out, at), dtype=object)
         return out
+
+
+# The night job tracks every sampling tick of every camera, so the per-class split and the merge of ByteTrack's
+# answers run hundreds of thousands of times a night: for plain boxes they build `Detections` directly, without
+# the general indexing and merging (and their validation) that masks and metadata would need.
+
+
+def _plain(d: sv.Detections) -> bool:
+    return d.mask is None and not d.metadata and d.confidence is not None and d.class_id is not None
+
+
+def _subset(d: sv.Detections, keep: np.ndarray | None) -> sv.Detections:
+    """`d[keep]`; `keep` None: all of `d` (an empty frame)."""
+    if keep is None:
+        return d
+    if not _plain(d):
+        return d[keep]
+    return sv.Detections(
+        xyxy=d.xyxy[keep], confidence=d.confidence[keep], class_id=d.class_id[keep],
+        tracker_id=None if d.tracker_id is None else d.tracker_id[keep], data={k: v[keep] for k, v in d.data.items()},
+    )
+
+
+def _concat(parts: list[sv.Detections]) -> sv.Detections:
+    """`sv.Detections.merge(parts)` for ByteTrack's per-class answers."""
+    if len(parts) == 1:
+        return parts[0]
+    keys = set(parts[0].data)
+    if not all(_plain(p) and p.tracker_id is not None and set(p.data) == keys for p in parts):
+        return sv.Detections.merge(parts)
+    return sv.Detections(
+        xyxy=np.concatenate([p.xyxy for p in parts]), confidence=np.concatenate([p.confidence for p in parts]),
+        class_id=np.concatenate([p.class_id for p in parts]), tracker_id=np.concatenate([p.tracker_id for p in parts]),
+        data={k: np.concatenate([p.data[k] for p in parts]) for k in parts[0].data},
+    )
