@@ -88,6 +88,21 @@ def test_intake_feeds_a_bounded_pool_one_frame_per_camera_interval(tmp_path):
     assert frames[0].detections[0]["box"] == pytest.approx([420 / 640, 20 / 480, 520 / 640, 120 / 480], abs=1e-4)
 
 
+def test_the_night_job_pools_detected_frames_not_the_gates_reuses_of_them(tmp_path):
+    from pipeline.config.load import parse_config
+    from pipeline.night.units import NightSettings
+    from pipeline.night.worker import UnitRunner
+
+    runner = UnitRunner(parse_config(CONFIG), NightSettings())
+    runner.pool = FramePool(FramePoolConfig(root=tmp_path / "pool", min_interval_s=0))
+    image = np.full((480, 640, 3), 90, np.uint8)
+    result = engine(tmp_path).process(Frame(image, T0, "cam"), dets(("stall", (420, 20, 520, 120), 0.33)))
+    runner._pool(Frame(image, T0, "cam", meta={"t": 0.0}), result)
+    for s in (2, 4):  # the change gate saw no change: the same picture, handed on with the last detections
+        runner._pool(Frame(image, T0 + timedelta(seconds=s), "cam", meta={"reused": True, "t": float(s)}), result)
+    assert [f.taken_at for f in runner.pool.frames()] == [T0]
+
+
 def test_select_scores_dedups_and_writes_a_labelling_task(tmp_path, world):
     pool = FramePool(FramePoolConfig(root=tmp_path / "pool", min_interval_s=0))
     images = sorted((GARBAGE_CN / "val" / "images").glob("*.jpg"))[:6]

@@ -100,7 +100,9 @@ class UnitRunner:
         self.pool = FramePool.from_env()  # frames for `samples select`, as the live intake offers them
 
     def _pool(self, frame: Frame, result: FrameResult) -> None:
-        if self.pool is not None:
+        """Offer the frame for labelling, unless it is the change gate's reuse of the last detected frame: the
+        pool was offered that picture already, and a static camera's repeats are what it must not fill up with."""
+        if self.pool is not None and not frame.meta.get("reused"):
             raw = result.raw if result.raw is not None else result.detections
             self.pool.offer_frame(frame.image, raw, self.config.evidence, frame.at, frame.camera_id, frame.source)
 
