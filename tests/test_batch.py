@@ -131,3 +131,38 @@ def test_frames_decoded_before_a_video_breaks_are_still_detected():
         for frame, _ in _batched(frames(), det, 4):
             got.append(frame)
     assert len(got) == 6 and det.calls == [4, 2]
+
+
+def test_the_night_prefetch_bounds_frames_with_their_own_picture_not_the_gates_reuses():
+    """The decoder may run far ahead through reused ticks (they share the last detected picture), but never
+    holds more than `depth` frames with a picture of their own; its error comes after what it produced."""
+    import threading
+    import time
+
+    from pipeline.frames import Frame
+    from pipeline.night.worker import prefetched
+
+    lock, produced, consumed, most, lead = threading.Lock(), [0], [0], [0], [0]
+    seen = []
+
+    def items():
+        for i in range(60):
+            lead[0] = max(lead[0], i - len(seen))
+            reused = i % 10 != 0
+            if not reused:
+                with lock:
+                    produced[0] += 1
+                    most[0] = max(most[0], produced[0] - consumed[0])
+            yield Frame(None, datetime(2026, 11, 20, tzinfo=timezone.utc), "cam", meta={"reused": reused, "i": i}), None
+        raise ValueError("truncated")
+
+    with pytest.raises(ValueError, match="truncated"):
+        for frame, _ in prefetched(items(), depth=2, ahead=64):
+            if not frame.meta["reused"]:
+                time.sleep(0.02)  # a slow engine: the producer runs ahead meanwhile
+                with lock:
+                    consumed[0] += 1
+            seen.append(frame.meta["i"])
+    assert seen == list(range(60))
+    assert most[0] <= 2 + 2  # `depth` waiting, the one the engine holds and the one being produced
+    assert lead[0] > 8  # while the engine was busy the decoder went on through the reuses
