@@ -41,7 +41,17 @@ class Zone:
     def contains(self, detections: sv.Detections) -> np.ndarray:
         if len(detections) == 0:
             return np.zeros(0, dtype=bool)
-        return self._polygon_zone.trigger(detections)
+        key = detections.xyxy.tobytes()
+        last = self._last.get("contains")
+        if last is not None and last[0] == key:  # the change gate's repeats ask again about the same boxes
+            return last[1].copy()
+        inside = self._polygon_zone.trigger(detections)
+        self._last["contains"] = (key, inside.copy())
+        return inside
+
+    @cached_property
+    def _last(self) -> dict:
+        return {}
 
 
 class CameraZones:
