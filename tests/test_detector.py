@@ -143,6 +143,23 @@ def test_batched_equals_single(coco_onnx):
         assert np.allclose(s.xyxy, b.xyxy, atol=0.05) and np.array_equal(s.class_id, b.class_id)
 
 
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_input_buffers_are_reused_only_once_their_image_is_done(coco_onnx, backend):
+    det = load_detector(coco_onnx, backend, DetectorSettings(conf=0.25))
+    a_img, b_img = (load_image(p) for p in REAL_IMAGES[:2])
+    a = det.prepare(a_img)
+    a_values = a.tensor.copy()
+    b = det.prepare(b_img)  # `a` is alive: never the same buffer
+    assert not np.shares_memory(a.tensor, b.tensor) and np.array_equal(a.tensor, a_values)
+    first = a.tensor.__array_interface__["data"][0]
+    del a  # done with: its buffer serves the next image
+    c = det.prepare(a_img)
+    assert c.tensor.__array_interface__["data"][0] == first and np.array_equal(c.tensor, a_values)
+    [whole] = det.detect([a_img])
+    [piece] = [det.finish(r, c) for r in det.infer_prepared([c])]
+    assert np.array_equal(whole.xyxy, piece.xyxy) and np.array_equal(whole.class_id, piece.class_id)
+
+
 def test_class_filter_and_unknown_class(coco_onnx):
     images = [load_image(p) for p in REAL_IMAGES[:8]]
     only = load_detector(coco_onnx, "onnx", DetectorSettings(conf=0.25, classes=("person",))).detect(images)

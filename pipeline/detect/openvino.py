@@ -58,6 +58,13 @@ class OpenVinoDetector(ExportedDetector):
             request = self._local.request = self.compiled.create_infer_request()
         return request
 
+    def _infer_tensors(self, tensors: list[np.ndarray]) -> list[np.ndarray]:
+        if self._run_batch != 1:
+            return super()._infer_tensors(tensors)
+        # image by image, each read in place (the call is synchronous; no stacked copy, no input copy)
+        request = self._request()
+        return [request.infer({0: t[None]}, share_inputs=True, share_outputs=False)[0][0] for t in tensors]
+
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         request, n = self._request(), self._run_batch
         outs = [request.infer({0: batch[i : i + n]}, share_inputs=False, share_outputs=False)[0] for i in range(0, len(batch), n)]
