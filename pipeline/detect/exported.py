@@ -214,16 +214,17 @@ class ExportedDetector:
 
     def _postprocess(self, pred: np.ndarray, size: tuple[int, int], box: Letterbox) -> sv.Detections:
         s = self.settings
-        pred = pred.T  # (anchors, 4 + nc)
-        scores_all = pred[:, 4:]
-        cls = scores_all.argmax(axis=1)
-        scores = scores_all[np.arange(len(cls)), cls]
-        keep = scores > s.conf
+        scores_all = pred[4:]  # (nc, anchors): the best score of each anchor, over contiguous rows
+        keep = scores_all.max(axis=0) > s.conf
+        kept = np.flatnonzero(keep)
+        cls = scores_all[:, kept].argmax(axis=0)  # the best class only where it can pass (argmax of all anchors was most of the time)
+        scores = scores_all[cls, kept]
         if self.keep_ids is not None:  # filter after choosing the best class, as ultralytics does
-            keep &= np.isin(cls, self.keep_ids)
-        if not keep.any():
+            wanted = np.isin(cls, self.keep_ids)
+            kept, cls, scores = kept[wanted], cls[wanted], scores[wanted]
+        if not len(kept):
             return make_detections(np.zeros((0, 4)), [], [], self.names)
-        cxcywh, scores, cls = pred[keep, :4], scores[keep], cls[keep]
+        cxcywh = pred[:4, kept].T
         if len(scores) > 30000:  # ultralytics' max_nms
             top = np.argsort(-scores)[:30000]
             cxcywh, scores, cls = cxcywh[top], scores[top], cls[top]
