@@ -38,8 +38,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     # One process: the engine keeps each camera's tracks and open incidents in memory.
     config = uvicorn.Config(app, host=args.host, port=args.port, workers=1, log_level=args.log_level)
     access_log.install()  # after uvicorn set its loggers up: keys in URLs never reach the access log
+    _freeze_startup_objects()
     uvicorn.Server(config).run()
     return 0
+
+
+def _freeze_startup_objects() -> None:
+    """Move what start-up built (modules, models, the app) out of the garbage collector's view.
+
+    A full collection walks every object the process holds: in the service that took 50-90 ms, and requests in
+    flight waited for it. These objects live as long as the process, so after `gc.freeze` a full collection
+    walks only what requests left behind. (The serving process only: an app built in a test is not frozen.)"""
+    import gc
+
+    gc.collect()
+    gc.freeze()
 
 
 # ---- keys -----------------------------------------------------------------------------------------
