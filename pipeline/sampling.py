@@ -17,8 +17,6 @@ dwell time of the rules): nothing that could have become a violation.
 from __future__ import annotations
 
 import dataclasses
-import queue
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -36,6 +34,7 @@ from .detect import Detector
 from .detect.plan import camera_detector
 from .frames import Frame
 from .gate import ChangeGate, longest_stride_s
+from .prefetch import prefetched
 
 GATE_OFF = GateConfig(enabled=False)
 _MAX_WAITING = 512  # ticks held back for a detector batch at most (bounded memory on a static night)
@@ -271,13 +270,13 @@ def sample_video(
     quarter of their shortest dwell time. A truncated or corrupt file raises `VideoError` after every tick it
     did decode has been handed on. `stats`, if given, is filled in as the file is read.
 
-    `prefetch`: decoding, gating and detecting run in a thread up to this many ticks ahead of the caller (PyAV
-    and onnxruntime release the GIL, so they can overlap with the engine's Python on a free core); 0 (the
-    default) runs everything in the caller's thread. On the shared 2-core machine here it measured no gain.
+    `prefetch`: decoding, gating and detecting run in a thread ahead of the caller, with at most this many
+    frames of their own picture waiting (`prefetch.prefetched`; the night job prefetches each file itself);
+    0 (the default) runs everything in the caller's thread.
     """
     stats = stats if stats is not None else SampleStats()
     ticks = _sample(Path(path), start, camera, detector, every_s, gate, start_s, rules, batch, stats, strategy)
-    return _ahead(ticks, prefetch) if prefetch > 0 else ticks
+    return prefetched(ticks, depth=prefetch, name="streetorder-sample") if prefetch > 0 else ticks
 
 
 def _sample(path: Path, start, camera, detector, every_s, gate, start_s, rules, batch, stats, strategy) -> Iterator[tuple[Frame, sv.Detections]]:
@@ -293,43 +292,3 @@ def _sample(path: Path, start, camera, detector, every_s, gate, start_s, rules, 
             reader.finish()
     finally:
         stats.seconds += time.perf_counter() - t0
-
-
-def _ahead(items: Iterator, depth: int) -> Iterator:
-    """`items`, produced in a thread at most `depth` ahead; its exception, if any, is raised after its items."""
-    q: queue.Queue = queue.Queue(maxsize=depth)
-    stop = threading.Event()
-
-    def put(entry) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(entry, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def work() -> None:
-        try:
-            for item in items:
-                if not put((True, item)):
-                    return
-            put((False, None))
-        except BaseException as e:  # handed to the caller's thread
-            put((False, e))
-        finally:
-            items.close()
-
-    thread = threading.Thread(target=work, name="streetorder-sample", daemon=True)
-    thread.start()
-    try:
-        while True:
-            more, value = q.get()
-            if not more:
-                if value is not None:
-                    raise value
-                return
-            yield value
-    finally:
-        stop.set()
-        thread.join()

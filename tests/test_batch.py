@@ -140,7 +140,7 @@ def test_the_night_prefetch_bounds_frames_with_their_own_picture_not_the_gates_r
     import time
 
     from pipeline.frames import Frame
-    from pipeline.night.worker import prefetched
+    from pipeline.prefetch import prefetched
 
     lock, produced, consumed, most, lead = threading.Lock(), [0], [0], [0], [0]
     seen = []

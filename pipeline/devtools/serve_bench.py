@@ -157,7 +157,7 @@ def _requests(images: list[bytes], key: str, port: int) -> list[bytes]:
     for i, image in enumerate(images):
         request = httpx.Request("POST", f"http://127.0.0.1:{port}/detect", headers={"X-API-Key": key}, files={"image": (f"{i}.jpg", image, "image/jpeg")})
         body = request.read()
-        head = [f"POST /detect HTTP/1.1", f"Host: 127.0.0.1:{port}", f"X-API-Key: {key}", f"Content-Type: {request.headers['content-type']}", f"Content-Length: {len(body)}"]
+        head = ["POST /detect HTTP/1.1", f"Host: 127.0.0.1:{port}", f"X-API-Key: {key}", f"Content-Type: {request.headers['content-type']}", f"Content-Length: {len(body)}"]
         out.append(("\r\n".join(head) + "\r\n\r\n").encode() + body)
     return out
 

@@ -7,10 +7,8 @@ writer records it with the cases. Decoding and detection of a source run in a th
 
 from __future__ import annotations
 
-import queue
-import threading
 import traceback
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -21,73 +19,10 @@ from ..evidence import encode_jpeg, privacy_blur
 from ..frame_pool import FramePool
 from ..frames import Frame, VideoError, image_frames
 from ..images import ImageError, load_image
+from ..prefetch import prefetched
 from .checkpoint import load_state, save_state
 from .messages import Checkpoint, FrameOut, Message, Problem, UnitDone, UnitFailed, VerifyInput
 from .units import Counts, Job, NightSettings, Source, Unit
-
-_END = object()
-
-
-def prefetched(items: Iterable, depth: int = 8, ahead: int = 512) -> Iterator:
-    """`items` (frame, detections) produced by a thread ahead of the consumer (PyAV and onnxruntime release the
-    GIL, so decoding and detection overlap the engine). An exception in the producer is raised here, after what
-    came before it.
-
-    At most `depth` frames with their own picture wait, and `ahead` ticks in all: the change gate's reuses share
-    the last detected frame's picture, so they cost no memory, and on a static night the sampler hands them on
-    in bursts (it holds reuses back while a detector batch fills). Bounding only the picture frames lets the
-    engine work through one burst while the decoder is already on the next (`bench batch`'s 30-minute night,
-    interleaved runs: 4.7 -> 3.9 s).
-    """
-    q: queue.Queue = queue.Queue(maxsize=ahead)
-    pictures = threading.Semaphore(depth)
-    stop = threading.Event()
-
-    def own_picture(item) -> bool:
-        return not (isinstance(item, tuple) and getattr(item[0], "meta", {}).get("reused"))
-
-    def wait_for(acquire) -> bool:
-        while not stop.is_set():
-            if acquire(timeout=0.2):
-                return True
-        return False
-
-    def produce() -> None:
-        try:
-            for item in items:
-                heavy = own_picture(item)
-                if heavy and not wait_for(pictures.acquire):
-                    return
-                if not wait_for(lambda timeout: _put(q, (item, heavy, None), timeout)):
-                    return
-            wait_for(lambda timeout: _put(q, (_END, False, None), timeout))
-        except BaseException as e:  # handed to the consumer
-            wait_for(lambda timeout: _put(q, (_END, False, e), timeout))
-
-    t = threading.Thread(target=produce, name="decode-detect", daemon=True)
-    t.start()
-    try:
-        while True:
-            item, heavy, error = q.get()
-            if heavy:
-                pictures.release()
-            if item is _END:
-                if error is not None:
-                    raise error
-                return
-            yield item
-    finally:  # the consumer stopped (or failed): the producer ends too, before anyone exits under it
-        stop.set()
-        t.join(timeout=60)
-
-
-def _put(q: queue.Queue, entry, timeout: float) -> bool:
-    try:
-        q.put(entry, timeout=timeout)
-        return True
-    except queue.Full:
-        return False
-
 
 class _SourceRun:
     """One source being run: what its checkpoints carry (counts since the last one, how it ended)."""
@@ -284,4 +219,4 @@ def _drain(sink: dict[str, bytes]) -> dict[str, bytes]:
     return out
 
 
-__all__ = ["UnitRunner", "prefetched"]
+__all__ = ["UnitRunner"]
