@@ -12,7 +12,8 @@ phone galleries do, so boxes match what a person sees.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import BinaryIO
 
@@ -67,6 +68,13 @@ class ImageInfo:
         elif self.mode.startswith("I") or self.mode == "F":
             per_pixel = 4 * 3 + 3  # 32-bit copy, float32 scaling, grey and BGR results
         return self.pixels * per_pixel
+
+    def fallback_bytes(self) -> int:
+        """What more a plain JPEG needs when OpenCV cannot decode it after all and Pillow does (see
+        `decode_image(on_fallback=...)`); 0 for an image that goes to Pillow anyway."""
+        if not self.plain_jpeg:
+            return 0
+        return replace(self, plain_jpeg=False).decode_bytes() - self.decode_bytes()
 
 
 def open_pil(source, formats: tuple[str, ...] | None = FORMATS) -> Image.Image:
@@ -171,8 +179,9 @@ def _plain_jpeg(im: Image.Image, data: bytes) -> np.ndarray | None:
     return out if out is not None and out.shape[:2] == (im.height, im.width) else None
 
 
-def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
-    """Decode encoded image bytes to a BGR uint8 array."""
+def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS, on_fallback: Callable[[], object] | None = None) -> np.ndarray:
+    """Decode encoded image bytes to a BGR uint8 array. `on_fallback` is called before Pillow decodes an image
+    that looked like a plain JPEG (the service reserves the memory Pillow needs beyond OpenCV's there)."""
     if not data:
         raise ImageError(f"{name}: empty file (0 bytes)")
     f = io.BytesIO(data)
@@ -182,6 +191,8 @@ def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS)
             fast = _plain_jpeg(im, data)
             if fast is not None:
                 return fast
+            if on_fallback is not None and _is_plain_jpeg(im, data[-64:]):
+                on_fallback()
             im.load()  # raises on truncated data
             if im.getexif().get(0x0112, 1) != 1:
                 im = ImageOps.exif_transpose(im)

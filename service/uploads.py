@@ -145,10 +145,12 @@ class ImageReader:
         size = upload.file.tell()
         upload.file.seek(0)
         info = probe_image(upload.file, name, self.max_pixels) if size else None
-        with self.budget.reserve(size + (info.decode_bytes() if info else 0), name):
+        with ExitStack() as held:
+            held.enter_context(self.budget.reserve(size + (info.decode_bytes() if info else 0), name))
             upload.file.seek(0)
             data = upload.file.read()
-            image = decode_image(data, name, self.max_pixels)
+            more = info.fallback_bytes() if info else 0  # a plain JPEG that OpenCV refuses goes to Pillow, which needs more
+            image = decode_image(data, name, self.max_pixels, on_fallback=(lambda: held.enter_context(self.budget.reserve(more, name))) if more else None)
             yield data, image
 
 

@@ -137,6 +137,32 @@ def test_the_budget_makes_a_request_wait_then_sheds_it_with_retry_after():
     assert 0.05 < waited < 0.3 and budget.used == 0
 
 
+def test_a_plain_jpeg_that_opencv_refuses_is_decoded_by_pillow_inside_a_larger_reservation(monkeypatch, street_jpeg):
+    from starlette.datastructures import Headers, UploadFile
+
+    from pipeline import images
+    from service.uploads import ImageReader
+
+    budget = DecodeBudget(512 * MiB, wait_s=0.1, retry_after_s=1, metrics=ServiceMetrics())
+    reader = ImageReader(budget, images.MAX_PIXELS)
+    info = images.probe_image(street_jpeg)
+    assert info.plain_jpeg
+    expected = decode_image(street_jpeg)
+
+    def upload() -> UploadFile:
+        return UploadFile(io.BytesIO(street_jpeg), filename="s.jpg", headers=Headers({"content-type": "image/jpeg"}))
+
+    with reader.read(upload()) as (_, image):
+        fast = budget.used
+    assert fast == len(street_jpeg) + info.pixels * images.PLAIN_JPEG_BYTES_PER_PIXEL
+    monkeypatch.setattr(images.cv2, "imdecode", lambda *a, **k: None)  # OpenCV gives nothing back after all
+    with reader.read(upload()) as (_, image):
+        slow = budget.used
+        assert np.array_equal(image, expected)  # Pillow's pixels, the same
+    assert slow == len(street_jpeg) + info.pixels * images.DECODE_BYTES_PER_PIXEL
+    assert budget.used == 0
+
+
 def test_an_image_larger_than_the_whole_budget_is_413(make_client):
     client = make_client(image_memory_mb=16)
     r = detect(client, png(Image.new("RGB", (2000, 1000))), "wide.png")  # 2 MP x 14 B = 27 MiB > 16 MiB
