@@ -254,7 +254,7 @@ class ModelSummary(_Out):
     latency_ms: float | None = Field(None, description="Median ONNX CPU latency from the card")
 
 
-class ModelList(_Out):
+class ModelList(Page):
     models_dir: str
     current_file: str | None = Field(description="What models/CURRENT names (used at startup)")
     models: list[ModelSummary]

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 
 from pipeline.config import RulesConfig
 
 from ..deps import State
 from ..errors import error_responses
 from ..model_slot import LoadedModel
+from ..paging import Paging, page_fields, window
 from ..schemas import CurrentModel, ModelChoice, ModelList, ModelSummary
 
 router = APIRouter(prefix="/models", tags=["models"])
@@ -41,11 +42,13 @@ def _summary(state, name: str, serving: LoadedModel | None) -> ModelSummary:
 
 
 @router.get("", response_model=ModelList, summary="Models in the models directory, with their card summaries", responses=error_responses(401))
-def list_models(state: State) -> ModelList:
+def list_models(state: State, request: Request, page: Paging) -> ModelList:
     serving = state.models.current
+    names = state.models.names()
     return ModelList(
         models_dir=str(state.models.models_dir), current_file=state.models.current_pointer(),
-        models=[_summary(state, n, serving) for n in state.models.names()],
+        models=[_summary(state, n, serving) for n in window(names, page)],  # only this page's cards are read
+        **page_fields(request, page, len(names)),
     )
 
 

@@ -24,6 +24,14 @@ def test_list_and_current(client):
     assert current["rule_classes_missing"] == ["cart", "garbage", "overflow", "stall"]  # COCO cannot see these
 
 
+def test_the_model_list_pages_like_every_list(client):
+    first = client.get("/models", params={"limit": 3}).json()
+    assert first["total"] == 4 and first["offset"] == 0 and len(first["models"]) == 3 and first["next"]
+    rest = client.get(first["next"]).json()
+    assert len(rest["models"]) == 1 and rest["next"] is None and rest["offset"] == 3
+    assert {m["name"] for m in first["models"] + rest["models"]} == {"coco", "coco-b", "broken", "no-onnx"}
+
+
 def test_swap_serves_the_new_model_for_the_next_request(client, street_jpeg, models_root):
     r = client.put("/models/current", json={"name": "coco-b"})
     assert r.status_code == 200 and r.json()["name"] == "coco-b"
