@@ -145,7 +145,11 @@ class ServiceState:
                 log.exception("the report queue is stuck")
                 self.intake.last_error = f"{type(e).__name__}: {e}"
                 return 0
-            self._tidy([entry.report() for entry, post in done if post is not None])
+            posted = [(entry.report(), post) for entry, post in done if post is not None]
+            self._tidy([report for report, _ in posted])
+            for report, post in posted:  # cases the retry opened count as the routes' own do
+                if post.created:
+                    self.metrics.cases_created.labels("photo" if report.source == "patrol" else "frame").inc()
             if done:
                 log.info("report queue: %d entr(ies) written to the ledger, %d left", len(done), len(self.intake.queue))
             return len(done)

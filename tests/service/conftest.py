@@ -5,6 +5,7 @@ the admin key, and the Origin of the service's own pages, unless told otherwise)
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -156,3 +157,13 @@ def open_case(client: TestClient, jpeg: bytes, start: datetime = T0) -> dict:
     body = second.json()
     assert [i["change"] for i in body["incidents"]] == ["opened"], body
     return body
+
+
+def metric(text: str, name: str, labels: str = "") -> float:
+    """Sum of a series' samples whose labels contain `labels`."""
+    total = 0.0
+    for line in text.splitlines():
+        m = re.match(rf"^{re.escape(name)}(\{{.*\}})?\s+(\S+)$", line)
+        if m and labels in (m.group(1) or ""):
+            total += float(m.group(2))
+    return total

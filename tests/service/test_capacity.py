@@ -29,7 +29,7 @@ from service.metrics import ServiceMetrics
 from service.uploads import DecodeBudget
 from tests.conftest import REPO
 
-from .conftest import STREET
+from .conftest import STREET, metric
 
 MiB = 2**20
 
@@ -42,16 +42,6 @@ def png(im: Image.Image) -> bytes:
 
 def detect(client, data: bytes, name: str = "x.png", ctype: str = "image/png"):
     return client.post("/detect", files={"image": (name, data, ctype)})
-
-
-def metric(text: str, name: str, labels: str = "") -> float:
-    """Sum of a series' samples whose labels contain `labels`."""
-    total = 0.0
-    for line in text.splitlines():
-        m = re.match(rf"^{re.escape(name)}(\{{.*\}})?\s+(\S+)$", line)
-        if m and labels in (m.group(1) or ""):
-            total += float(m.group(2))
-    return total
 
 
 # ---- formats and modes --------------------------------------------------------------------------------

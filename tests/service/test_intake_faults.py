@@ -12,7 +12,7 @@ from pipeline.cases.db import normalize_url
 from pipeline.domain import IncidentReport, Location
 from tests.cases.conftest import TABLES
 
-from .conftest import T0, post_frame
+from .conftest import T0, metric, post_frame
 
 
 @pytest.fixture
@@ -61,6 +61,7 @@ def test_a_report_postgresql_refuses_is_quarantined_and_the_queue_behind_it_drai
     state.intake.queue.add_report(good)
     state.intake.queue.persist()
     assert state.retry_queue() == 2
+    assert metric(pg_client.get("/metrics").text, "streetorder_cases_created_total", 'source="photo"') == 1  # the retry's case is counted
     [case] = pg_client.get("/cases").json()["cases"]
     assert case["location"]["point"] == "P9"
     quarantine = pg_client.get("/quarantine").json()
