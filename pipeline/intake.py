@@ -26,6 +26,29 @@ from .report_queue import JournalError, QueueEntry, ReportQueue
 log = logging.getLogger(__name__)
 WATCH_REUSE_S = 60.0  # video seconds a gated (unchanged) frame may reuse the dispatched-case list for
 
+
+class DispatchedCases:
+    """Each camera's dispatched cases, for auto-verification, read from the ledger once per run of unchanged
+    frames: a frame the night job's change gate marked reused (the scene has not changed since the last detected
+    frame) takes the list read for an earlier frame of its camera, up to `WATCH_REUSE_S` of video before. Whoever
+    changes the ledger (posts a report, verifies a case) calls `forget`. Shared by `Intake` and the night job's
+    ledger writer."""
+
+    def __init__(self, store: CaseStore) -> None:
+        self.store = store
+        self._read: dict[str, tuple[datetime, list]] = {}  # camera -> (frame time read, its dispatched cases)
+
+    def of(self, camera_id: str, at: datetime, reused: bool) -> list:
+        cached = self._read.get(camera_id)
+        if reused and cached and 0 <= (at - cached[0]).total_seconds() < WATCH_REUSE_S:
+            return cached[1]
+        watched = self.store.camera_watch(camera_id)
+        self._read[camera_id] = (at, watched)
+        return watched
+
+    def forget(self, camera_id: str) -> None:
+        self._read.pop(camera_id, None)
+
 # Failures a later retry can get past: the database unreachable or busy, a file system error. Anything else
 # (invalid data, a value the database refuses) would fail again the same way: that report is quarantined.
 _TRANSIENT = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout, psycopg.OperationalError, OSError, StorageError)
@@ -78,23 +101,12 @@ class Intake:
         self.mark_frames = mark_frames  # store each camera's frame time in the ledger (the live service's frame order)
         self.last_error: str | None = None  # why the last attempt to write the queue stopped; None once it went through
         self.stopped_by: BaseException | None = None
-        self._watch: dict[str, tuple[datetime, list]] = {}  # camera -> (frame time read, dispatched cases)
+        self._watch = DispatchedCases(store)
 
     @property
     def backlog(self) -> list[IncidentReport | dict]:
         """The reports waiting for the ledger, oldest first."""
         return [e._report or e.payload for e in self.queue.reports]
-
-    def _watched(self, frame: Frame, at: datetime) -> list:
-        """The camera's dispatched cases. A frame the night job's change gate marked `reused` (the scene has not
-        changed since the last detected frame) reuses the list read for an earlier frame, up to
-        `WATCH_REUSE_S` of video before; any report posted or verification action drops it (see `frame`)."""
-        cached = self._watch.get(frame.camera_id)
-        if frame.meta.get("reused") and cached and 0 <= (at - cached[0]).total_seconds() < WATCH_REUSE_S:
-            return cached[1]
-        watched = self.store.camera_watch(frame.camera_id)
-        self._watch[frame.camera_id] = (at, watched)
-        return watched
 
     def frame(self, frame: Frame, detections=None) -> IntakeResult:
         result = self.engine.process(frame, detections)
@@ -104,13 +116,13 @@ class Intake:
         if self.verifier and frame.camera_id:
             jpeg = None
             at = local_time(frame.at, self.engine.config.camera(frame.camera_id).timezone)
-            watched = self._watched(frame, at)
+            watched = self._watch.of(frame.camera_id, at, bool(frame.meta.get("reused")))
             if watched:  # only pay for the after-image when a case may need it
                 cfg = self.engine.config.evidence
                 jpeg = encode_jpeg(privacy_blur(frame.image, result.raw, cfg), cfg.jpeg_quality)
             out.verified = self.verifier.check(frame.camera_id, at, result.present, jpeg, watched=watched)
             if out.verified or out.posted or out.retried:
-                self._watch.pop(frame.camera_id, None)  # the ledger changed: read it again
+                self._watch.forget(frame.camera_id)  # the ledger changed: read it again
         return out
 
     def photo(self, frame: Frame, location: Location | None = None, detections=None) -> IntakeResult:

@@ -12,8 +12,8 @@ import logging
 
 from ..cases import AutoVerifier, CaseStore, LedgerError
 from ..domain import IncidentReport
-from ..intake import WATCH_REUSE_S
-from .messages import Checkpoint, FrameOut, Message, Problem, UnitDone, UnitFailed, VerifyInput
+from ..intake import DispatchedCases
+from .messages import Checkpoint, FrameOut, Message, Problem, UnitDone, UnitFailed
 from .progress import ProgressBook
 
 PATROL = "patrol"  # the patrol photos' unit (batch.PATROL; not imported: batch imports this package)
@@ -29,7 +29,7 @@ class LedgerWriter:
         self.summary = summary
         self.pending: dict[str, list[tuple[IncidentReport, str]]] = {}
         self.finished: set[str] = set()
-        self._watch: dict[str, tuple] = {}  # camera -> (frame time read, its dispatched cases)
+        self._watch = DispatchedCases(store)
 
     def handle(self, msg: Message) -> None:
         if isinstance(msg, FrameOut):
@@ -40,9 +40,10 @@ class LedgerWriter:
             if msg.verify is not None and self.verifier is not None:
                 posted = self._commit(msg.unit)
                 v = msg.verify
-                actions = self.verifier.check(v.camera_id, v.at, v.present, v.jpeg, watched=self._watched(v, fresh=posted))
+                watched = self._watch.of(v.camera_id, v.at, reused=v.reused and not posted)  # reports just posted: read again
+                actions = self.verifier.check(v.camera_id, v.at, v.present, v.jpeg, watched=watched)
                 if actions:
-                    self._watch.pop(v.camera_id, None)  # the ledger changed: read it again
+                    self._watch.forget(v.camera_id)  # the ledger changed: read it again
                 self.summary.auto_verified += sum(a.action == "verified" for a in actions)
                 self.summary.escalated += sum(a.action == "escalated" for a in actions)
         elif isinstance(msg, Checkpoint):
@@ -74,16 +75,6 @@ class LedgerWriter:
             s.fail(msg.source, msg.error or "failed", "partial" if msg.used else "failed", camera_id=camera_id, **extra, frames_used=msg.used)
         elif msg.status == "done":
             s.read.append({"path": msg.source, "camera_id": camera_id, "frames": msg.used})
-
-    def _watched(self, v: VerifyInput, fresh: bool) -> list:
-        """The camera's dispatched cases. A frame the change gate marked `reused` reuses the list read for an
-        earlier frame up to `WATCH_REUSE_S` of video before (as `Intake` does), unless reports were just posted."""
-        cached = self._watch.get(v.camera_id)
-        if v.reused and not fresh and cached and 0 <= (v.at - cached[0]).total_seconds() < WATCH_REUSE_S:
-            return cached[1]
-        watched = self.store.camera_watch(v.camera_id)
-        self._watch[v.camera_id] = (v.at, watched)
-        return watched
 
     def _commit(self, unit: str, ckpt: Checkpoint | None = None) -> bool:
         """Post the unit's held reports (with `ckpt`'s progress); True if there were any."""
