@@ -72,15 +72,18 @@ def cases(db: str) -> list[tuple]:
         database.dispose()
 
 
-def progress_rows(db: str) -> list[dict]:
-    engine = create_engine(normalize_url(db))  # a plain reader: no write lock taken on SQLite
+def progress_rows(db: str, engine=None) -> list[dict]:
+    """The night's progress records; `engine`: a reader to reuse (polling), else one for this call."""
+    own = engine is None
+    engine = engine if engine is not None else create_engine(normalize_url(db))  # a plain reader: no write lock taken on SQLite
     try:
         with engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(text("SELECT source, unit, status, position, frames FROM night_progress"))]
     except Exception:  # the table is not created yet
         return []
     finally:
-        engine.dispose()
+        if own:
+            engine.dispose()
 
 
 def leftovers(tmp: Path) -> list[str]:
@@ -147,21 +150,24 @@ def test_workers_give_the_same_cases_as_one_process(reference, tmp_path):
     assert cases(db) == reference[1]
 
 
-@pytest.mark.timeout(240)
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_killed_run_resumes_where_it_stopped(reference, tmp_path, backend, request):
-    db = f"sqlite:///{tmp_path / 'ledger.db'}" if backend == "sqlite" else empty_pg(request.getfixturevalue("pg_url"))
+def kill_half_way(db: str, tmp_path: Path) -> None:
+    """Run the night with 2 workers and kill -9 it once the lane video (902 s) is recorded past half-way; its
+    worker processes must go with it, leaving nothing in the temp dir."""
     proc = subprocess.Popen(cmd(db, "--workers", "2"), cwd=tmp_path, env=env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     workers: set[int] = set()
-    deadline = time.monotonic() + 180
-    while True:  # kill -9 once the lane video (902 s) is past half-way
-        workers.update(children(proc.pid))
-        lane = [r for r in progress_rows(db) if r["source"].endswith(LANE)]
-        if lane and (lane[0]["status"] != "partial" or lane[0]["position"] >= 450):
-            break
-        assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
-        assert time.monotonic() < deadline, "the run never got half-way"
-        time.sleep(0.05)
+    deadline = time.monotonic() + 120
+    reader = create_engine(normalize_url(db))
+    try:
+        while True:
+            workers.update(children(proc.pid))
+            lane = [r for r in progress_rows(db, reader) if r["source"].endswith(LANE)]
+            if lane and (lane[0]["status"] != "partial" or lane[0]["position"] >= 450):
+                break
+            assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "the run never got half-way"
+            time.sleep(0.02)
+    finally:
+        reader.dispose()
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)
     proc.stderr.close()
@@ -174,8 +180,19 @@ def test_killed_run_resumes_where_it_stopped(reference, tmp_path, backend, reque
     assert not any(alive(p) for p in workers), "worker processes outlived the killed run"
     assert leftovers(tmp_path) == [], "the killed run left files in the temp dir"
 
-    rows = progress_rows(db)
-    lane = next(r for r in rows if r["source"].endswith(LANE))
+
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_killed_run_resumes_where_it_stopped(reference, tmp_path, backend, request):
+    # The second half of the lane video takes well under a second at this sampling, so a kill meant for inside it
+    # sometimes lands after it: then the night is run again from an empty ledger, up to three times.
+    for attempt in range(3):
+        db = f"sqlite:///{tmp_path / f'ledger{attempt}.db'}" if backend == "sqlite" else empty_pg(request.getfixturevalue("pg_url"))
+        kill_half_way(db, tmp_path)
+        rows = progress_rows(db)
+        lane = next(r for r in rows if r["source"].endswith(LANE))
+        if lane["status"] == "partial":
+            break
     assert lane["status"] == "partial" and lane["position"] >= 450  # killed inside the video, not after it
     recorded = sum(r["frames"] for r in rows if r["unit"] != "patrol")
 
