@@ -8,10 +8,12 @@ returns a shared object for cameras that detect alike), up to `max_size`, and ru
 An exported model's input is prepared (letterboxed, converted to float) on the request's own thread before
 it is queued (`ExportedDetector.prepare`), and its raw output is decoded into boxes there too (`finish`): the
 worker thread only runs the model, so at load the requests' Python overlaps the model instead of delaying the
-next batch. The prepared tensors' memory is reserved in the image memory budget while they wait. The worker waits for a batch to fill only while more requests are on their way
-(`incoming`: a request is decoding its upload), and never longer than `max_wait` after the oldest image was
-queued, so one lone request pays no wait at all. The queue is bounded: when `queue_size` images already wait, the request is
-refused at once with 503 and Retry-After (`Overloaded`) instead of piling up threads and memory.
+next batch. The prepared tensors' memory is reserved in the image memory budget while they wait.
+
+The worker waits for a batch to fill only while more requests are on their way (`incoming`: a request is
+decoding its upload), and never longer than `max_wait` after the oldest image was queued, so one lone request
+pays no wait at all. The queue is bounded: when `queue_size` images already wait, the request is refused at
+once with 503 and Retry-After (`Overloaded`) instead of piling up threads and memory.
 """
 
 from __future__ import annotations
@@ -75,8 +77,7 @@ class _Item:
     detector: Detector
     model: str
     image: np.ndarray
-    prepared: object | None = None  # the detector's own input for the image, when it prepares one
-    raw: bool = False  # the future holds the model's raw output, for the request to `finish`
+    prepared: object | None = None  # the detector's own input: then the future holds its raw output, to `finish`
     queued: float = field(default_factory=time.perf_counter)
     future: Future = field(default_factory=Future)
 
@@ -148,7 +149,7 @@ class MicroBatcher:
                 self._queue.append(item)
                 self._start()
             out = item.future.result()
-        return detector.finish(out, prepared) if item.raw else out
+        return detector.finish(out, prepared) if prepared is not None else out
 
     def _reserved(self, prepared):
         """The prepared input's memory, reserved in the image budget until the detector is done with it."""
@@ -203,13 +204,11 @@ class MicroBatcher:
 
     @staticmethod
     def _run_detector(batch: list[_Item]) -> list:
-        """Raw model outputs for prepared items (each request finishes its own), detections for the others."""
+        """Raw model outputs for prepared items (each request finishes its own), detections for the others. A
+        batch holds one detector's items, so either all of them were prepared or none."""
         detector = batch[0].detector
-        if all(it.prepared is not None for it in batch):
-            out = detector.infer_prepared([it.prepared for it in batch])
-            for it in batch:
-                it.raw = True
-            return out
+        if batch[0].prepared is not None:
+            return detector.infer_prepared([it.prepared for it in batch])
         return detector.detect([it.image for it in batch])
 
     def _one(self, it: _Item) -> None:
