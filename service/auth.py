@@ -104,16 +104,17 @@ class Auth:
     def warnings(self) -> list[str]:
         return [w for w, on in ((OPEN_WARNING, self.open), (LEGACY_WARNING, self.legacy_key is not None)) if on]
 
+    def _legacy(self, key: str) -> Principal | None:
+        if self.legacy_key is not None and secrets.compare_digest(key.encode("utf-8", "surrogatepass"), self.legacy_key.encode()):
+            return Principal(LEGACY_NAME, Role.ADMIN, via="legacy")
+        return None
+
     def cached_key(self, key: str) -> Principal | None:
         """The key's holder if the key is the legacy one or was verified within the cache time; no I/O."""
-        if self.legacy_key is not None and secrets.compare_digest(key.encode("utf-8", "surrogatepass"), self.legacy_key.encode()):
-            return Principal(LEGACY_NAME, Role.ADMIN, via="legacy")
-        return self.keys.cached(key)
+        return self._legacy(key) or self.keys.cached(key)
 
     def verify_key(self, key: str) -> Principal | None:
-        if self.legacy_key is not None and secrets.compare_digest(key.encode("utf-8", "surrogatepass"), self.legacy_key.encode()):
-            return Principal(LEGACY_NAME, Role.ADMIN, via="legacy")
-        return self.keys.verify(key)
+        return self._legacy(key) or self.keys.verify(key)
 
     @property
     def anonymous(self) -> Principal | None:
