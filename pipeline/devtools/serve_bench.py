@@ -288,9 +288,8 @@ async def _interleaved(service: Service, detector, decoded: list[np.ndarray], bl
     detector alone on one image. The rounds time the detector and the c=1 load minutes apart, and on this
     shared machine the detector's median moved by a quarter between them; taken in turn, both see the same
     machine."""
-    port = int(service.url.rsplit(":", 1)[1])
-    ready = _requests(blobs, service.keys["camera"], port)
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    ready = _requests(blobs, service.keys["camera"], service.port)
+    reader, writer = await asyncio.open_connection("127.0.0.1", service.port)
     alone, served = [], []
     try:
         for i in range(n):
