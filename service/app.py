@@ -19,7 +19,7 @@ from .auth import Auth, refuse_key_in_url, require
 from .errors import error_responses, install_handlers
 from .keys import Role
 from .routers import cameras, cases, detect, evidence, frames, health, metrics, models, photos, quarantine, review, review_labels
-from .memory import fix_malloc_threshold
+from .memory import bound_malloc
 from .metrics import RequestTimer
 from .settings import ServiceSettings
 from .state import ServiceState
@@ -38,7 +38,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     """Build the app. Raises ConfigError (bad camera config) or a database error (ledger unreachable) at once;
     a model that fails to load only makes /ready say so."""
     settings = settings or ServiceSettings.load()
-    fix_malloc_threshold()
+    bound_malloc()
     ledger_db = Database(settings.ledger_settings().database_url, auto_upgrade=settings.ledger_settings().auto_upgrade)
     try:
         Auth.check_configured(settings, ledger_db)  # fail fast, before the model loads

@@ -94,9 +94,10 @@ class _InputBuffers:
     """A few model input buffers (about 5 MB each at 640 px) kept for the next image instead of freed.
 
     The service fixes glibc's mmap threshold so that freed image memory leaves the process (`service/memory.py`);
-    every fresh input buffer then costs a thousand page faults, which measured 2-3 ms of each request's
-    preparation. A buffer comes back here when its `Prepared` is dropped; at most `keep` wait, outside the image
-    memory budget (which counts the buffers in use)."""
+    an input buffer above it is then fresh pages every time (with the threshold at 1 MiB, a 640 px input's
+    thousand page faults measured 2-3 ms of each request's preparation; at 8 MiB, inputs above about 830 px). A
+    buffer comes back here when its `Prepared` is dropped; at most `keep` wait, outside the image memory budget
+    (which counts the buffers in use)."""
 
     def __init__(self, keep: int = 4) -> None:
         self.keep = keep
