@@ -1,0 +1,32 @@
+"""`streetorder bench serve` end to end, at a size that only checks it still runs and reports what it should.
+
+The figures themselves are measured by hand (README); timing asserts in a test would only measure the CI
+machine's neighbours. What can rot is the plumbing: the service subprocess, its keys, the metrics it reads, the
+load generator's raw HTTP, the pairs and the interleaved phase (one of which once talked to the wrong port).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from pipeline.cli import main
+from pipeline.devtools import serve_bench
+
+
+def test_bench_serve_runs_every_phase_and_prints_its_figures(monkeypatch, capsys):
+    monkeypatch.setattr(serve_bench, "REQUESTS", {1: 6, 4: 8, 16: 32})
+    monkeypatch.setattr(serve_bench, "INTERLEAVED", 6)
+    monkeypatch.setattr(serve_bench, "PAIRS", 1)
+    monkeypatch.setattr(serve_bench, "BATCHES", (1, 2))
+    assert main(["bench", "serve", "--json", "--images", "16", "--rounds", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+
+    assert out["images"] == 16 and out["batching"] is True and out["backend"]
+    assert {c: (s["requests"], s["errors"]) for c, s in out["serve"].items()} == {"c1": (6, 0), "c4": (8, 0), "c16": (32, 0)}
+    assert out["serve"]["c1"]["mean_batch_size"] == 1.0
+    assert out["serve"]["c16"]["mean_batch_size"] > 1  # sixteen clients at once were batched
+    assert out["c1_interleaved"]["requests"] == 6 and len(out["c16_vs_best_batched_pairs"]) == 1
+    assert set(out["detector"]["batched_images_per_s"]) == {"1", "2"}
+    for key in ("c16_vs_best_batched", "c16_vs_best_batched_unpaired", "c1_p99_vs_single", "c1_p50_vs_single", "c1_p99_vs_single_p99", "c1_p99_vs_single_unpaired"):
+        assert math.isfinite(out[key]) and out[key] > 0, key
