@@ -6,6 +6,7 @@ from typing import Annotated
 
 import numpy as np
 from fastapi import APIRouter, Depends, File, Query, UploadFile
+from starlette.concurrency import run_in_threadpool
 
 from ..deps import State, require_multipart
 from ..errors import Unprocessable, error_responses
@@ -16,7 +17,7 @@ router = APIRouter(tags=["detect"])
 
 
 @router.post("/detect", response_model=DetectOut, summary="Detect objects in one image", dependencies=[Depends(require_multipart)], responses=error_responses(401, 413, 415, 422, 503))
-def detect(
+async def detect(
     state: State,
     images: Images,
     image: Annotated[UploadFile, File(description="JPEG, PNG, WebP, BMP or TIFF")],
@@ -31,6 +32,13 @@ def detect(
     unknown = sorted(set(wanted) - set(model.detector.names))
     if unknown:
         raise Unprocessable(f"unknown class(es) {unknown}; model {model.name} knows: {', '.join(model.detector.names)}")
+    return await run_in_threadpool(_detect, state, images, image, model, conf, wanted)
+
+
+def _detect(state, images, image: UploadFile, model, conf: float | None, wanted: list[str]) -> DetectOut:
+    """The blocking part, on one worker thread: decode, detect, answer. The route itself is `async` so that
+    FastAPI checks the answer on the event loop; for a plain `def` route it hops to a worker thread a second
+    time just for that (0.3 ms of a lone request's 5 ms outside the detector)."""
     _, img = images.read(image)
     found = state.batcher.detect(model.detector, img, model.name)
     keep = np.ones(len(found), dtype=bool)
