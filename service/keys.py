@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import queue
 import secrets
 import threading
 import time
@@ -84,6 +85,12 @@ class KeyStore:
     rather than one per request (on SQLite every transaction takes the write lock). A key revoked or a
     session closed by another process (`streetorder keys revoke`) is refused within that time; one revoked or
     logged out here at once. Wrong keys and unknown sessions are never cached.
+
+    A key still in use is looked up again ahead of time: once half its `cache_s` has passed, `cached` still
+    answers from memory and hands the lookup to a background thread, which renews (or drops) the entry. So a
+    streaming camera's requests never wait on the database (that lookup cost one request in 40 about 1.4 ms,
+    up to 6, at 20 frames/s on SQLite), and the bound on seeing a revocation from elsewhere is unchanged: every
+    answer rests on a lookup at most `cache_s` old.
     """
 
     CACHE_MAX = 1000
@@ -98,6 +105,10 @@ class KeyStore:
         self._known: dict[str, Principal] = {}
         self._sessions: dict[str, tuple[Principal, datetime, float]] = {}  # token hash -> (who, expires_at, cached until)
         self._cache_lock = threading.Lock()
+        self._generation = 0  # bumped by revoke: a lookup begun before it must not renew what it cleared
+        self._refreshing: set[str] = set()  # key hashes queued for, or in, a lookup ahead of time
+        self._refresh_queue: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._refresher: threading.Thread | None = None
 
     # ---- keys ---------------------------------------------------------------------------------------
 
@@ -138,18 +149,29 @@ class KeyStore:
                 s.execute(delete(ReviewSession).where(ReviewSession.key_id.in_([k.id for k in rows])))
             gone = [_info(k) for k in rows]
         with self._cache_lock:
+            self._generation += 1
             self._cache.clear()
             self._sessions.clear()
             self._known.clear()
         return gone
 
     def cached(self, key: str) -> Principal | None:
-        """The principal of a key verified within `cache_s`, else None (unknown here: ask `verify`). No I/O."""
+        """The principal of a key verified within `cache_s`, else None (unknown here: ask `verify`). No I/O: past
+        half its time the entry is renewed in the background."""
         if not key.startswith(KEY_PREFIX) or len(key) > 200:
             return None
+        h = digest(key)
         with self._cache_lock:
-            hit = self._cache.get(digest(key))
-        return hit[0] if hit is not None and hit[1] > time.monotonic() else None
+            hit = self._cache.get(h)
+        if hit is None:
+            return None
+        who, until = hit
+        left = until - time.monotonic()
+        if left <= 0:
+            return None
+        if left < self.cache_s / 2:
+            self._refresh_ahead(h)
+        return who
 
     def verify(self, key: str) -> Principal | None:
         """The principal of an active key, None for a wrong or revoked one."""
@@ -158,10 +180,10 @@ class KeyStore:
         if (who := self.cached(key)) is not None:
             return who
         h, now = digest(key), time.monotonic()
+        with self._cache_lock:
+            generation = self._generation
         try:
-            with self.db.transaction() as s:
-                row = s.scalar(select(ApiKey).where(ApiKey.key_hash == h, ApiKey.revoked_at.is_(None)))
-                who = Principal(row.name, Role(row.role), row.id) if row else None
+            who = self._lookup(h)
         except DBAPIError:
             with self._cache_lock:
                 known = self._known.get(h)
@@ -169,17 +191,53 @@ class KeyStore:
                 raise
             log.warning("the ledger database is unreachable: key of %r accepted as last seen active", known.name)
             return known
+        self._remember(h, who, now, generation)
+        return who
+
+    def _lookup(self, h: str) -> Principal | None:
+        with self.db.transaction() as s:
+            row = s.scalar(select(ApiKey).where(ApiKey.key_hash == h, ApiKey.revoked_at.is_(None)))
+            return Principal(row.name, Role(row.role), row.id) if row else None
+
+    def _remember(self, h: str, who: Principal | None, looked_at: float, generation: int) -> None:
+        """What a lookup begun at `looked_at` found, unless a revoke came since."""
         with self._cache_lock:
+            if generation != self._generation:
+                return
             if who is None:
                 self._known.pop(h, None)
-            elif len(self._known) < self.CACHE_MAX:
+                self._cache.pop(h, None)
+                return
+            if len(self._known) < self.CACHE_MAX:
                 self._known[h] = who
-        if who is not None and self.cache_s > 0:
-            with self._cache_lock:
+            if self.cache_s > 0:
                 if len(self._cache) >= self.CACHE_MAX:
                     self._cache.clear()
-                self._cache[h] = (who, now + self.cache_s)
-        return who
+                self._cache[h] = (who, looked_at + self.cache_s)
+
+    def _refresh_ahead(self, h: str) -> None:
+        with self._cache_lock:
+            if h in self._refreshing:
+                return
+            self._refreshing.add(h)
+            if self._refresher is None:
+                self._refresher = threading.Thread(target=self._refresh_loop, name="key-refresh", daemon=True)
+                self._refresher.start()
+        self._refresh_queue.put(h)
+
+    def _refresh_loop(self) -> None:
+        while True:
+            h = self._refresh_queue.get()
+            now = time.monotonic()
+            with self._cache_lock:
+                generation = self._generation
+            try:
+                self._remember(h, self._lookup(h), now, generation)
+            except Exception:  # the database is down: the entry runs out, and `verify` falls back to `_known`
+                log.debug("looking up a cached key ahead of time failed", exc_info=True)
+            finally:
+                with self._cache_lock:
+                    self._refreshing.discard(h)
 
     # ---- sessions -----------------------------------------------------------------------------------
 

@@ -52,6 +52,31 @@ def test_a_verified_key_is_remembered_briefly_and_a_local_revoke_is_at_once(tmp_
     db.dispose()
 
 
+def _poll(keys: KeyStore, key: str, seconds: float) -> list[tuple[float, bool]]:
+    """(time, accepted) of `cached` (memory only, as a camera's request asks) every 20 ms for `seconds`."""
+    out, start = [], time.monotonic()
+    while (t := time.monotonic() - start) < seconds:
+        out.append((t, keys.cached(key) is not None))
+        time.sleep(0.02)
+    return out
+
+
+def test_a_key_in_use_is_renewed_ahead_of_time_and_a_revoke_elsewhere_still_lands_within_the_cache_time(tmp_path):
+    db = Database(f"sqlite:///{tmp_path}/k.db")
+    service, cli = KeyStore(db, cache_s=1.0), KeyStore(db)
+    a = service.create("a", Role.CAMERA).key
+    assert service.verify(a)
+    # a camera's requests answered from memory alone, well past the first lookup's cache time: each answer past
+    # half of it had a lookup run in the background
+    assert all(ok for _, ok in _poll(service, a, 2.5))
+    cli.revoke(name="a")  # another process
+    seen = _poll(service, a, 2.0)
+    refused = [t for t, ok in seen if not ok]
+    assert refused and all(not ok for t, ok in seen if t >= refused[0])  # once refused, for good
+    assert refused[0] <= 1.0 + 0.3  # within the cache time (and a little scheduling slack)
+    db.dispose()
+
+
 def test_list_count_and_districts_page_through_the_ledger(store, tmp_path):
     ids = [store.post_incident(incident(tmp_path, f"i{i}", point=f"P-{i}", district="黄浦区" if i % 2 else "静安区")).case_id for i in range(5)]
     assert [c.id for c in store.list(limit=2, offset=2)] == ids[2:4]
