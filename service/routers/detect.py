@@ -10,8 +10,10 @@ from starlette.concurrency import run_in_threadpool
 
 from ..deps import State, require_multipart
 from ..errors import Unprocessable, error_responses
+from ..model_slot import LoadedModel
 from ..schemas import DetectionOut, DetectOut
-from ..uploads import Images
+from ..state import ServiceState
+from ..uploads import ImageHold, Images
 
 router = APIRouter(tags=["detect"])
 
@@ -35,7 +37,7 @@ async def detect(
     return await run_in_threadpool(_detect, state, images, image, model, conf, wanted)
 
 
-def _detect(state, images, image: UploadFile, model, conf: float | None, wanted: list[str]) -> DetectOut:
+def _detect(state: ServiceState, images: ImageHold, image: UploadFile, model: LoadedModel, conf: float | None, wanted: list[str]) -> DetectOut:
     """The blocking part, on one worker thread: decode, detect, answer. The route itself is `async` so that
     FastAPI checks the answer on the event loop; for a plain `def` route it hops to a worker thread a second
     time just for that (0.3 ms of a lone request's 5 ms outside the detector)."""
