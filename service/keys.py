@@ -179,11 +179,9 @@ class KeyStore:
             return None
         if (who := self.cached(key)) is not None:
             return who
-        h, now = digest(key), time.monotonic()
-        with self._cache_lock:
-            generation = self._generation
+        h = digest(key)
         try:
-            who = self._lookup(h)
+            return self._look_up(h)
         except DBAPIError:
             with self._cache_lock:
                 known = self._known.get(h)
@@ -191,13 +189,17 @@ class KeyStore:
                 raise
             log.warning("the ledger database is unreachable: key of %r accepted as last seen active", known.name)
             return known
-        self._remember(h, who, now, generation)
-        return who
 
-    def _lookup(self, h: str) -> Principal | None:
+    def _look_up(self, h: str) -> Principal | None:
+        """The key's holder from the ledger, remembered (`_remember`); raises what the database raises."""
+        now = time.monotonic()
+        with self._cache_lock:
+            generation = self._generation
         with self.db.transaction() as s:
             row = s.scalar(select(ApiKey).where(ApiKey.key_hash == h, ApiKey.revoked_at.is_(None)))
-            return Principal(row.name, Role(row.role), row.id) if row else None
+            who = Principal(row.name, Role(row.role), row.id) if row else None
+        self._remember(h, who, now, generation)
+        return who
 
     def _remember(self, h: str, who: Principal | None, looked_at: float, generation: int) -> None:
         """What a lookup begun at `looked_at` found, unless a revoke came since."""
@@ -228,11 +230,8 @@ class KeyStore:
     def _refresh_loop(self) -> None:
         while True:
             h = self._refresh_queue.get()
-            now = time.monotonic()
-            with self._cache_lock:
-                generation = self._generation
             try:
-                self._remember(h, self._lookup(h), now, generation)
+                self._look_up(h)
             except Exception:  # the database is down: the entry runs out, and `verify` falls back to `_known`
                 log.debug("looking up a cached key ahead of time failed", exc_info=True)
             finally:
