@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import supervision as sv
 
 from .config import CameraConfig, ConfigSource, StreetOrderConfig
@@ -22,6 +23,7 @@ from .detect import Detector
 from .detect.plan import camera_detector
 from .domain import IncidentReport, Location, local_time
 from .evidence import EvidenceWriter
+from .scene.background import StaticScene, reads_static, static_detections
 from .scene.fixtures import fixture_mask
 from .frames import Frame
 from .geometry import haversine_m
@@ -55,6 +57,8 @@ class _Camera:
     camera: CameraConfig | None = None  # as last seen: flush still reports a camera that a reload removed
     zones: CameraZones | None = None
     zones_key: tuple = ()
+    static: StaticScene | None = None  # what is new in the view and stays put (cameras whose zones read it)
+    static_key: tuple = ()
 
 
 @dataclass
@@ -103,6 +107,11 @@ class Engine:
         if state.zones_key != key:  # new frame size or a reloaded config
             state.zones, state.zones_key = CameraZones(camera, width, height), key
             state.incidents.cfg = cfg.incidents
+        # The long-term picture outlives config edits that do not touch it (a new fixture, a rule threshold)
+        static_key = (width, height, camera.static, tuple(z.polygon for z in camera.zones if z.kind == "ignore")) if reads_static(camera) else ()
+        if state.static_key != static_key:
+            state.static = StaticScene(camera.static, width, height, ignore=state.zones.ignore_mask(width, height)) if static_key else None
+            state.static_key = static_key
         return state
 
     def _detect(self, frame: Frame, detections: sv.Detections | None, camera: CameraConfig | None = None) -> sv.Detections:
@@ -126,12 +135,31 @@ class Engine:
         raw = self._detect(frame, detections, camera)
         dets = raw[~state.zones.ignored(raw) & ~fixture_mask(raw, camera, width, height)] if len(raw) else raw
         tracked = state.tracker.update(dets, at)
+        if state.static is not None:
+            tracked = self._with_static(state, frame, at, tracked, camera)
         ctx = FrameContext(at=at, width=width, height=height, detections=tracked, rules=cfg.rules, zones=state.zones)
         violations = evaluate(ctx)
         changes = state.incidents.update(at, violations, lambda v: Snapshot(frame.image, at, v.box, tracked, v.members, snapshot_quality(v, width, height, cfg.evidence.edge_margin_px), raw, frame.meta.get("model")))
         result = self._result(tracked, violations, changes, raw, camera=camera, zones=state.zones)
         result.present = present(ctx)
         return result
+
+    def _with_static(self, state: _Camera, frame: Frame, at: datetime, tracked: sv.Detections, camera: CameraConfig) -> sv.Detections:
+        """The static objects standing now, after ignore zones and fixtures, appended to the tracked detections
+        (they carry their own `still_since`: when they appeared). People beside them are noted as visitors."""
+        static = state.static
+        static.update(frame.image, at, reused=bool(frame.meta.get("reused")))
+        vending = self.config.rules.street_vending
+        people = np.isin(tracked.data["class_name"], vending.person_classes) if len(tracked) else np.zeros(0, bool)
+        static.visit(tracked.xyxy[people], tracked.tracker_id[people], vending.person_reach)
+        objects = static_detections(static.objects, tracked)
+        if not len(objects):
+            return tracked
+        width, height = static.full
+        objects = objects[~state.zones.ignored(objects) & ~fixture_mask(objects, camera, width, height)]
+        for key in objects.data.keys() - tracked.data.keys():  # one set of data keys for the merged frame
+            tracked.data[key] = np.full(len(tracked), None, dtype=object)
+        return sv.Detections.merge([tracked, objects]) if len(tracked) else objects
 
     # -- patrol photos ---------------------------------------------------------------------------------------
 

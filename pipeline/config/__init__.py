@@ -13,6 +13,7 @@ from .models import (
     RulesConfig,
     Schedule,
     SlicingConfig,
+    StaticConfig,
     StreetOrderConfig,
     TimeWindow,
     TrackingConfig,
@@ -24,6 +25,6 @@ from .source import ConfigSource
 
 __all__ = [
     "CameraConfig", "ConfigError", "ConfigSource", "EvidenceConfig", "Fixture", "GarbageRule", "GateConfig", "IncidentConfig", "ParkingRule", "PatrolConfig",
-    "RulesConfig", "Schedule", "SlicingConfig", "StreetOrderConfig", "TimeWindow", "TrackingConfig", "VendingRule", "ZoneConfig", "ZoneKind",
+    "RulesConfig", "Schedule", "SlicingConfig", "StaticConfig", "StreetOrderConfig", "TimeWindow", "TrackingConfig", "VendingRule", "ZoneConfig", "ZoneKind",
     "load_config", "parse_config",
 ]

@@ -211,6 +211,40 @@ class GateConfig(_Model):
         return self
 
 
+class StaticConfig(_Model):
+    """Static-object evidence (物品遗留): per camera, a long-term picture of the empty scene and a short-term one,
+    on a small colour copy of each frame the detector ran on; what is new and has stayed put becomes a
+    `static_object` among the frame's detections, for the rules of zones that read it (`no_vending`). Sensor noise,
+    brightness drift, shadows, dark, frozen and corrupt frames are not objects; a moved camera starts afresh."""
+
+    enabled: bool = Field(True, title="Enabled", description="Runs on cameras with a zone whose rule reads static objects (no_vending)")
+    size: int = Field(192, ge=32, le=1024, title="Copy size (px)", description="Long side of the colour copy the pictures are kept at")
+    blur_sigma: float = Field(1.0, ge=0, le=10, title="Blur (px)", description="Gaussian blur of the copy, in its own pixels (sensor noise)")
+    pixel_threshold: float = Field(
+        20.0, gt=0, le=255, title="Brightness threshold", description="Gray levels (0..255), after brightness matching, by which a pixel must differ to be new"
+    )
+    colour_threshold: float = Field(16.0, gt=0, le=255, title="Colour threshold", description="Chroma difference (|Cr| + |Cb|) that makes a pixel new in daylight")
+    short_s: float = Field(30.0, gt=0, title="Short-term picture (s)", description="Time constant of the picture that absorbs what stops moving")
+    long_s: float = Field(900.0, gt=0, title="Long-term picture (s)", description="Time constant with which the empty scene follows the light where nothing new stands")
+    min_still_s: float = Field(20.0, ge=0, title="Still for (s)", description="How long a new region must have stood still to be reported at all (the rules' dwell comes on top)")
+    min_area: float = Field(0.0015, ge=0, le=1, title="Minimum area", description="Smallest static object, as a share of the frame")
+    max_area: float = Field(0.35, gt=0, le=1, title="Maximum area", description="Largest static object, as a share of the frame")
+    absorb_after_s: float = Field(4 * 3600.0, gt=0, title="Part of the scene after (s)", description="Something new that stays this long becomes part of the empty scene")
+    reset_fraction: float = Field(
+        0.5, gt=0, le=1, title="Moved-camera share", description="Share of the picture new at once that means the camera moved (or switched day/night mode)"
+    )
+    reset_after: int = Field(2, ge=1, title="Moved-camera frames", description="Frames in a row that must show it before the pictures start afresh")
+    max_gap_s: float = Field(120.0, gt=0, title="Largest gap (s)", description="The most time one frame may count; dark and frozen stretches beyond it do not count as staying")
+    dark_luma: float = Field(12.0, ge=0, le=255, title="Dark below", description="Mean brightness under which a frame is dark and not learnt")
+    min_contrast: float = Field(3.0, ge=0, le=255, title="Minimum contrast", description="Brightness spread under which a frame is uniform (no signal) and not learnt")
+
+    @model_validator(mode="after")
+    def _areas(self) -> "StaticConfig":
+        if self.min_area >= self.max_area:
+            raise ValueError(f"min_area ({self.min_area}) must be below max_area ({self.max_area})")
+        return self
+
+
 class CameraConfig(_Model):
     """One fixed camera: where it is, who owns the spot, and its zones and fixtures."""
 
@@ -224,6 +258,7 @@ class CameraConfig(_Model):
     fixtures: tuple[Fixture, ...] = Field((), title="Fixtures")
     slicing: SlicingConfig | None = Field(None, title="Slicing", description="Also detect on overlapping tiles of the whole frame (small or dense objects anywhere)")
     gate: GateConfig = Field(default_factory=GateConfig, title="Change gate", description="Night job: detect only when the picture inside the zones changed")
+    static: StaticConfig = Field(default_factory=StaticConfig, title="Static objects", description="What is new in the view and stays put, whatever it is (stalls, piled goods)")
 
     @field_validator("resolution")
     @classmethod
@@ -272,21 +307,50 @@ class _Rule(_Model):
 
 
 class VendingRule(_Rule):
-    """Street vending: stall-like things, stationary in a no_vending zone, outside its allowed hours."""
+    """Street vending: stall-like things, stationary in a no_vending zone, outside its allowed hours. What makes a
+    stall is read from here: stall classes, stall things with a vendor beside them, still market umbrellas,
+    goods on the pavement, and (on cameras) static objects that people come by."""
 
     min_dwell_s: float = Field(600, ge=0, title="Minimum dwell (s)")
     standalone_classes: tuple[str, ...] = Field(("stall", "cart"), title="Stall classes", description="Classes that are a stall by themselves")
     attended_classes: tuple[str, ...] = Field(
         ("umbrella", "dining table", "chair", "bench"), title="Attended stall classes", description="Classes that are a stall only with a stationary person near them"
     )
+    still_alone_classes: tuple[str, ...] = Field(
+        ("umbrella",),
+        title="Standing stall classes",
+        description="Classes that are a stall by themselves when they stand: on a camera, still for the dwell (a walker's umbrella moves); on a photo, with no person under them (a carried umbrella overlaps its carrier)",
+    )
     person_classes: tuple[str, ...] = Field(("person",), title="Vendor classes")
     person_reach: float = Field(1.0, gt=0, title="Person reach", description="How near a person must be: the gap between the boxes, in sizes of the stall box")
+    goods_classes: tuple[str, ...] = Field(
+        ("banana", "apple", "orange", "broccoli", "carrot", "bowl", "goods"),
+        title="Goods classes",
+        description="Things for sale the detector knows (COCO's produce and bowls, or a retrained `goods` class); one held by a person is theirs. "
+        "Potted plants (a row of pots on a kerb), bottles and cups (litter on a ledge) and cases (bins) set off false stalls on real streets",
+    )
+    goods_score: float = Field(0.25, ge=0, le=1, title="Goods score", description="Score a goods detection needs (small wares score lower than people)")
+    min_goods: int = Field(3, ge=1, title="Goods in a cluster", description="Goods lying together that make a stall by themselves (a person is then optional)")
+    goods_holder_classes: tuple[str, ...] = Field(
+        ("umbrella", "dining table"), title="Goods holders", description="Any goods under one of these (a canopy) or on it (a table) make a stall with it"
+    )
+    static_objects: bool = Field(True, title="Static objects", description="On cameras: something new that stays put is a stall when people come by it or stall cues lie in it")
+    min_visitors: int = Field(1, ge=1, title="Visitors", description="People (tracks) seen beside a static object that make it a stall")
+    explained_by: tuple[str, ...] = Field(
+        ("car", "bus", "truck", "bicycle", "motorcycle", "tricycle", "person"),
+        title="Explaining classes",
+        description="A static object mostly covered by these is that thing (a parked car, parked bikes, a person standing), not a stall",
+    )
+    explained_share: float = Field(0.6, gt=0, le=1, title="Explained share", description="Share of a static object the explaining classes must cover")
 
     def evidence_classes(self) -> tuple[str, ...]:
-        return self.standalone_classes + self.attended_classes
+        static = ("static_object",) if self.static_objects else ()  # scene.background.STATIC_CLASS: a fixture suppresses it too
+        return tuple(dict.fromkeys(self.standalone_classes + self.attended_classes + self.still_alone_classes + self.goods_classes + static))
 
     def used_classes(self) -> tuple[str, ...]:
-        return self.evidence_classes() + self.person_classes
+        """Detector classes only: static objects come from the scene, not from a model."""
+        detected = (c for c in self.evidence_classes() if c != "static_object")
+        return tuple(dict.fromkeys((*detected, *self.person_classes, *self.explained_by)))
 
 
 class ParkingRule(_Rule):

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 
+import cv2
 import numpy as np
 import supervision as sv
 
@@ -63,6 +64,15 @@ class CameraZones:
 
     def of_kind(self, kind: str) -> list[Zone]:
         return [z for z in self.zones if z.kind == kind]
+
+    def ignore_mask(self, width: int, height: int) -> np.ndarray | None:
+        """The frame's pixels under an `ignore` mask (None when the camera has none)."""
+        ignore = self.of_kind("ignore")
+        if not ignore:
+            return None
+        mask = np.zeros((height, width), np.uint8)
+        cv2.fillPoly(mask, [z.polygon.astype(np.int32) for z in ignore], 1)
+        return mask.astype(bool)
 
     def ignored(self, detections: sv.Detections) -> np.ndarray:
         """Detections standing inside any `ignore` mask."""
