@@ -41,15 +41,20 @@ class CueCascade:
     >>> [d] = det.detect([frame])   # garbage from the street model, people and bikes from the COCO model
     """
 
-    def __init__(self, primary: Detector, cue: Detector, street_classes: Sequence[str], keep: Sequence[str] | None = None) -> None:
+    def __init__(
+        self, primary: Detector, cue: Detector, street_classes: Sequence[str], keep: Sequence[str] | None = None, extra: Sequence[str] = (),
+    ) -> None:
         self.primary, self.cue = primary, cue
         shared = [n for n in cue.names if n in primary.names and n not in street_classes]
         if not shared:
             raise ValueError("the cue model shares no class with the street model: nothing to take from it")
         self.shared = tuple(shared)  # the classes taken from the cue model, never from the primary
+        # `extra`: classes only the cue model knows that the rules read (goods: fruit, bottles, bowls), after the
+        # primary's own in `names`, so the primary's class ids stay as they are
+        self.extra = tuple(n for n in cue.names if n in extra and n not in primary.names)
         # `keep` is the caller's class filter; the primary applied it already
-        self.cue_classes: tuple[str, ...] = tuple(n for n in shared if keep is None or n in keep)
-        self.names: tuple[str, ...] = tuple(primary.names)
+        self.cue_classes: tuple[str, ...] = tuple(n for n in (*shared, *self.extra) if keep is None or n in keep)
+        self.names: tuple[str, ...] = (*primary.names, *self.extra)
         self.backend = f"{getattr(primary, 'backend', '?')}+cue:{getattr(cue, 'backend', '?')}"
 
     @property
@@ -103,10 +108,12 @@ def needs_cues(zone_kinds: Sequence[str]) -> bool:
     return bool(CUE_ZONE_KINDS.intersection(zone_kinds))
 
 
-def load_cue_cascade(spec=None, backend: str = "onnx", settings=None, threads: int | None = None) -> Detector:
+def load_cue_cascade(spec=None, backend: str = "onnx", settings=None, threads: int | None = None, extra: Sequence[str] | None = None) -> Detector:
     """The model `spec` with the cue model its card names (`cue_model: {name, imgsz}`), or the model alone.
 
-    The cue model runs with the same score, NMS and box limits as the street model, at its own size.
+    The cue model runs with the same score, NMS and box limits as the street model, at its own size. Besides
+    the classes both know, it gives `extra` classes only it knows (default: those the default rules read, such
+    as the goods of a stall).
     """
     from dataclasses import replace
 
@@ -123,4 +130,8 @@ def load_cue_cascade(spec=None, backend: str = "onnx", settings=None, threads: i
     home = (ref.onnx or ref.pt).parent.parent if (ref.onnx or ref.pt) else None
     cue_name = home / cue_spec["name"] if home is not None and (home / cue_spec["name"]).is_dir() else cue_spec["name"]
     cue = load_detector(cue_name, backend=backend, settings=replace(settings, classes=None, imgsz=cue_spec.get("imgsz")), threads=threads)
-    return CueCascade(primary, cue, ref.card.get("street_classes") or (), keep=settings.classes)
+    if extra is None:
+        from ..config import RulesConfig
+
+        extra = tuple(RulesConfig().used_classes())
+    return CueCascade(primary, cue, ref.card.get("street_classes") or (), keep=settings.classes, extra=extra)

@@ -82,18 +82,24 @@ class FrameContext:
 
     def evidence(self, rule: _Rule, classes, inside: np.ndarray, override: RuleOverride | None) -> np.ndarray:
         """Detections of `classes` inside the zone that pass the rule's score, area and dwell thresholds."""
-        t = _thresholds(rule, override)
-        return self.of_class(classes) & inside & (self.detections.confidence >= t.min_score) & (self.area_share() >= t.min_area) & (self.dwell_s() >= t.min_dwell_s)
+        t = thresholds(rule, override)
+        return self.of_class(classes) & (self.detections.confidence >= t.min_score) & self.settled(rule, inside, override)
+
+    def settled(self, rule: _Rule, inside: np.ndarray, override: RuleOverride | None) -> np.ndarray:
+        """Detections inside the zone that pass the rule's area and dwell thresholds (any class, any score)."""
+        t = thresholds(rule, override)
+        return inside & (self.area_share() >= t.min_area) & (self.dwell_s() >= t.min_dwell_s)
 
 
-def _thresholds(rule: _Rule, override: RuleOverride | None) -> _Rule:
+def thresholds(rule: _Rule, override: RuleOverride | None) -> _Rule:
+    """The rule's thresholds with a zone's override applied."""
     if override is None:
         return rule
     return rule.model_copy(update={k: v for k, v in override.model_dump().items() if v is not None})
 
 
 def min_count(rule: _Rule, override: RuleOverride | None) -> int:
-    return _thresholds(rule, override).min_count
+    return thresholds(rule, override).min_count
 
 
 def clusters(boxes: np.ndarray, reach: float = 0.5) -> list[list[int]]:

@@ -1,36 +1,145 @@
-"""Street vending (占道经营 / 流动摊贩): a stall standing in a no_vending zone outside its allowed hours."""
+"""Street vending (占道经营 / 流动摊贩): a stall standing in a no_vending zone outside its allowed hours.
+
+No detector class covers what stalls are made of (canopies, glass carts, crates of produce), so a stall is any
+of these, grouped into one violation per stall:
+- a `stall`/`cart` detection (a model retrained on reviewers' boxes);
+- an umbrella, table, chair or bench with a stationary person beside it;
+- a market umbrella that stands: on a camera, still for the dwell (a walker's umbrella moves); on a patrol photo,
+  with no person under it (a carried umbrella overlaps its carrier);
+- goods on the pavement: a cluster of goods COCO knows (produce, bowls) or a retrained `goods` class, or goods
+  under an umbrella or on a table; goods held by a person are theirs, not a stall's;
+- on a camera, a static object (`scene.background`: new in the view, stayed put) that people came by or that
+  goods or stall things lie in, unless the detector explains it as something else (a parked car, parked bikes,
+  a person standing there).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .base import FrameContext, Violation, clusters, make_violation, rule
+from ..config import VendingRule
+from ..geometry import box_overlap, union_box
+from ..scene.background import STATIC_CLASS
+from .base import Box, FrameContext, Violation, clusters, make_violation, rule, thresholds
 
 TYPE = "street_vending"
 
 
-@rule(TYPE, reach=0.5)
-def street_vending(ctx: FrameContext) -> list[Violation]:
-    """A stall is a `stall`/`cart` detection on its own, or an umbrella/table/chair/bench with a stationary person
-    within reach. Things of one stall are grouped into one violation."""
-    cfg = ctx.rules.street_vending
-    if not cfg.enabled:
-        return []
+def stall_things(ctx: FrameContext, cfg: VendingRule) -> np.ndarray:
+    """Per detection: is it part of a stall, by itself or with what stands beside it (no zone, no dwell)?
+    `cfg`: the rule's thresholds (with a zone's override applied)."""
     d = ctx.detections
+    scored = d.confidence >= cfg.min_score
     dwell = ctx.dwell_s()
-    persons = np.where(ctx.of_class(cfg.person_classes) & (d.confidence >= cfg.min_score) & (dwell >= min(cfg.min_dwell_s, 60.0)))[0]
+    persons = ctx.of_class(cfg.person_classes) & scored
+    vendors = np.where(persons & (dwell >= min(cfg.min_dwell_s, 60.0)))[0]
+    stall = ctx.of_class(cfg.standalone_classes) & scored
+    for i in np.where(ctx.of_class(cfg.attended_classes) & scored)[0]:
+        if _person_near(d.xyxy[i], d.xyxy[vendors], cfg.person_reach):
+            stall[i] = True
+    standing = ctx.of_class(cfg.still_alone_classes) & scored
+    if not ctx.patrol:
+        stall |= standing & (dwell >= cfg.min_dwell_s)
+    elif standing.any():  # a photo has no dwell: an umbrella stands when no person is under it
+        idx = np.where(standing)[0]
+        carried = box_overlap(d.xyxy[idx], d.xyxy[persons]).max(axis=1) > 0 if persons.any() else np.zeros(len(idx), bool)
+        stall[idx[~carried]] = True
+    goods = _loose_goods(ctx, cfg, persons)
+    stall |= _goods_stalls(ctx, cfg, goods)
+    if cfg.static_objects and not ctx.patrol:
+        cues = goods | (ctx.of_class(cfg.standalone_classes + cfg.attended_classes + cfg.still_alone_classes) & scored)
+        stall |= _static_stalls(ctx, cfg, cues)
+    return stall
+
+
+def _loose_goods(ctx: FrameContext, cfg: VendingRule, persons: np.ndarray) -> np.ndarray:
+    """Goods at their score that no person holds (a handbag or a cup inside a person's box is theirs)."""
+    d = ctx.detections
+    goods = ctx.of_class(cfg.goods_classes) & (d.confidence >= cfg.goods_score)
+    if goods.any() and persons.any():
+        idx = np.where(goods)[0]
+        goods[idx[box_overlap(d.xyxy[idx], d.xyxy[persons]).max(axis=1) >= 0.8]] = False
+    return goods
+
+
+def _goods_stalls(ctx: FrameContext, cfg: VendingRule, goods: np.ndarray) -> np.ndarray:
+    """Goods that make a stall: `min_goods` of them in one cluster, or any under an umbrella or on a table
+    (which then belongs to the stall too)."""
+    d = ctx.detections
+    out = np.zeros(len(d), bool)
+    idx = np.where(goods)[0]
+    if not len(idx):
+        return out
+    for group in clusters(d.xyxy[idx], reach=1.0):
+        if len(group) >= cfg.min_goods:
+            out[idx[group]] = True
+    for h in np.where(ctx.of_class(cfg.goods_holder_classes) & (d.confidence >= cfg.min_score))[0]:
+        x1, y1, x2, y2 = d.xyxy[h]
+        below = np.array([[x1, y1, x2, y2 + 2.0 * (y2 - y1)]])  # under a canopy, on and around a table
+        held = idx[box_overlap(d.xyxy[idx], below)[:, 0] >= 0.5]
+        if len(held):
+            out[held] = True
+            out[h] = True
+    return out
+
+
+def _static_stalls(ctx: FrameContext, cfg: VendingRule, cues: np.ndarray) -> np.ndarray:
+    """Static objects that are stalls: people came by them (`min_visitors`) or stall cues lie in them, and the
+    detector does not explain them as something else (`explained_by`)."""
+    d = ctx.detections
+    out = np.zeros(len(d), bool)
+    static = np.where(ctx.of_class((STATIC_CLASS,)))[0]
+    if not len(static):
+        return out
+    explaining = d.xyxy[ctx.of_class(cfg.explained_by) & (d.confidence >= cfg.min_score)]
+    visitors = d.data.get("visitors")
+    for i in static:
+        box = d.xyxy[i]
+        if _covered(box, explaining) >= cfg.explained_share:
+            continue
+        came_by = visitors is not None and (visitors[i] or 0) >= cfg.min_visitors
+        holds = cues.any() and bool((box_overlap(d.xyxy[cues], box[None])[:, 0] >= 0.5).any())
+        out[i] = came_by or holds
+    return out
+
+
+def _covered(box: np.ndarray, others: np.ndarray, grid: int = 24) -> float:
+    """Share of `box` that the union of `others` covers (on a `grid` x `grid` raster of the box)."""
+    if not len(others):
+        return 0.0
+    x1, y1, x2, y2 = (float(v) for v in box)
+    xs = x1 + (np.arange(grid) + 0.5) * (x2 - x1) / grid
+    ys = y1 + (np.arange(grid) + 0.5) * (y2 - y1) / grid
+    inside_x = (xs[None, :] >= others[:, 0:1]) & (xs[None, :] <= others[:, 2:3])  # (n, grid)
+    inside_y = (ys[None, :] >= others[:, 1:2]) & (ys[None, :] <= others[:, 3:4])
+    return float((inside_y[:, :, None] & inside_x[:, None, :]).any(axis=0).mean())
+
+
+def stalls(ctx: FrameContext) -> list[Box]:
+    """Presence for auto-verification: one box per stall in view, whatever the zone, dwell or hour, with or
+    without its vendor (a stall whose vendor stepped away is still there)."""
+    cfg = ctx.rules.street_vending
+    things = ctx.of_class(cfg.standalone_classes + cfg.attended_classes + cfg.still_alone_classes) & (ctx.detections.confidence >= cfg.min_score)
+    persons = ctx.of_class(cfg.person_classes) & (ctx.detections.confidence >= cfg.min_score)
+    things |= _goods_stalls(ctx, cfg, _loose_goods(ctx, cfg, persons))
+    if cfg.static_objects and not ctx.patrol:
+        things |= _static_stalls(ctx, cfg.model_copy(update={"min_visitors": 0}), things)
+    idx = np.where(things)[0]
+    return [union_box(ctx.detections.xyxy[idx[g]]) for g in clusters(ctx.detections.xyxy[idx], reach=0.5)] if len(idx) else []
+
+
+@rule(TYPE, presence=stalls)
+def street_vending(ctx: FrameContext) -> list[Violation]:
+    """One violation per stall in each no_vending zone: its things, settled for the dwell, grouped when they
+    touch. Severity 2 from three things on."""
+    rule_cfg = ctx.rules.street_vending
+    if not rule_cfg.enabled:
+        return []
     out = []
     for zone_id, inside, override in ctx.active_zones("no_vending", TYPE):
-        standalone = ctx.evidence(cfg, cfg.standalone_classes, inside, override)
-        attended = ctx.evidence(cfg, cfg.attended_classes, inside, override)
-        stall = np.where(standalone)[0].tolist()
-        for i in np.where(attended)[0]:
-            if _person_near(d.xyxy[i], d.xyxy[persons], cfg.person_reach):
-                stall.append(int(i))
-        if not stall:
-            continue
-        stall = sorted(stall)
-        for group in clusters(d.xyxy[stall], reach=0.5):
+        cfg = thresholds(rule_cfg, override)
+        stall = np.where(stall_things(ctx, cfg) & ctx.settled(rule_cfg, inside, override))[0].tolist()
+        for group in clusters(ctx.detections.xyxy[stall], reach=0.5) if stall else []:
             members = [stall[g] for g in group]
             out.append(make_violation(ctx, TYPE, zone_id, members, severity=1 if len(members) < 3 else 2))
     return out

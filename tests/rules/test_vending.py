@@ -37,13 +37,18 @@ def test_stall_in_forbidden_hours_only():
 
 
 def test_stall_needs_a_person_unless_the_class_is_a_stall_by_itself():
-    no_vendor = lambda t: stall_scene(t)[:2]
-    assert run(engine(), no_vendor, 600, start=datetime(2026, 11, 21, 10, 0, tzinfo=TZ)) == {}
+    chair_alone = lambda t: stall_scene(t)[1:2]
+    assert run(engine(), chair_alone, 600, start=datetime(2026, 11, 21, 10, 0, tzinfo=TZ)) == {}
+    # a market umbrella that stood still for the dwell is a stall without a vendor in view (a walker's moves)
+    umbrella_alone = lambda t: stall_scene(t)[:1]
+    assert len(run(engine(), umbrella_alone, 600, start=datetime(2026, 11, 21, 10, 0, tzinfo=TZ))) == 1
+    walking = lambda t: [("umbrella", (430 - t, 40, 520 - t, 100), 0.7)]
+    assert run(engine(), walking, 400, start=datetime(2026, 11, 21, 10, 0, tzinfo=TZ)) == {}
     # a retrained model's 'stall' class feeds the rule with no code change
     stall_class = lambda t: [("stall", (430, 40, 560, 170), 0.7)]
     assert len(run(engine(), stall_class, 600, start=datetime(2026, 11, 21, 10, 0, tzinfo=TZ))) == 1
     # and the class-to-rule mapping is config: without 'chair' and 'umbrella' as stall evidence, no violation
-    narrowed = Engine(parse_config(CONFIG.replace("street_vending: {min_dwell_s: 120}", "street_vending: {min_dwell_s: 120, attended_classes: [bench]}")))
+    narrowed = Engine(parse_config(CONFIG.replace("street_vending: {min_dwell_s: 120}", "street_vending: {min_dwell_s: 120, attended_classes: [bench], still_alone_classes: []}")))
     assert run(narrowed, stall_scene, 600, start=datetime(2026, 11, 21, 10, 0, tzinfo=TZ)) == {}
 
 
@@ -64,17 +69,20 @@ def test_three_things_of_one_stall_are_severity_2():
     assert v.members == (0, 1, 2) and v.severity == 2
 
 
+TABLE = ("dining table", (430, 40, 520, 100), 0.7)  # attended only: a table is a stall with its vendor
+
+
 def test_stall_things_must_stand_for_min_dwell_s():
     assert street_vending(context((*UMBRELLA, 119), (*VENDOR, 300), at=MORNING)) == []
     assert len(street_vending(context((*UMBRELLA, 120), (*VENDOR, 300), at=MORNING))) == 1
 
 
 def test_the_vendor_must_be_still_for_a_minute_and_within_reach():
-    assert street_vending(context((*UMBRELLA, 300), (*VENDOR, 59), at=MORNING)) == []  # a passer-by
-    assert len(street_vending(context((*UMBRELLA, 300), (*VENDOR, 60), at=MORNING))) == 1
-    # person_reach 1.0: the gap may be up to one stall size (the umbrella is 90 px wide)
-    assert len(street_vending(context((*UMBRELLA, 300), ("person", (610, 40, 630, 120), 0.85, 300), at=MORNING))) == 1  # gap 90
-    assert street_vending(context((*UMBRELLA, 300), ("person", (430, 195, 470, 300), 0.85, 300), at=MORNING)) == []  # gap 95
+    assert street_vending(context((*TABLE, 300), (*VENDOR, 59), at=MORNING)) == []  # a passer-by
+    assert len(street_vending(context((*TABLE, 300), (*VENDOR, 60), at=MORNING))) == 1
+    # person_reach 1.0: the gap may be up to one stall size (the table is 90 px wide)
+    assert len(street_vending(context((*TABLE, 300), ("person", (610, 40, 630, 120), 0.85, 300), at=MORNING))) == 1  # gap 90
+    assert street_vending(context((*TABLE, 300), ("person", (430, 195, 470, 300), 0.85, 300), at=MORNING)) == []  # gap 95
 
 
 def test_a_stall_class_needs_no_vendor_and_a_weak_one_is_ignored():
