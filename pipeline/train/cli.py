@@ -103,8 +103,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return _evaluate_slicing(args)
     if args.cues:
         return _evaluate_cues(args)
+    if args.vending:
+        return _evaluate_vending(args)
     if not args.data:
-        raise SystemExit("streetorder evaluate: --data is required (or --cues, or --slice-study)")
+        raise SystemExit("streetorder evaluate: --data is required (or --cues, --vending, or --slice-study)")
     from .evaluate import evaluate_model
 
     report = evaluate_model(args.data, args.model, split=args.split, backend=args.backend, imgsz=args.imgsz, night=args.night, threads=args.threads)
@@ -157,6 +159,27 @@ def _evaluate_cues(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_vending(args: argparse.Namespace) -> int:
+    from ..config import load_config
+    from ..detect import DetectorSettings
+    from ..detect.cascade import load_cue_cascade
+    from .vending_eval import EVAL_LIST, summary_line, vending_photo_report
+
+    detector = load_cue_cascade(args.model, backend=args.backend, settings=DetectorSettings(conf=0.25), threads=args.threads)
+    rules = load_config(args.config).rules if args.config else None
+    report = vending_photo_report(detector, rules, listing=args.listing or EVAL_LIST, data_root=args.shared / "data")
+    if args.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False))
+        return 0
+    for group, g in report["groups"].items():
+        print(f"{group}: {g['vending_cases']} of {g['photos']} photos became vending cases")
+        for r in g["results"]:
+            if r["vending"] != (group == "vending"):
+                print(f"  {'missed' if group == 'vending' else 'false'}: {r['image']}" + (f" ({', '.join(r['classes'])})" if r["classes"] else ""))
+    print(summary_line(report))
+    return 0
+
+
 def cmd_samples(args: argparse.Namespace) -> int:
     if args.action in ("select", "experiment"):
         from .loop_cli import cmd_experiment, cmd_select
@@ -206,8 +229,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("evaluate", help="mAP of a model on a YOLO-format dataset", description="Evaluate a model (the shipped ONNX by default) on any YOLO dataset file. Dataset classes are matched to the model's by name, so a dataset may use only some of them.")
     p.add_argument("--data", help="ultralytics dataset YAML (required unless --cues or --slice-study)")
     p.add_argument("--cues", action="store_true", help="instead: recall of the cue classes (person, bicycle, umbrella, ...) against the COCO model at 640 px on the cue-class set (streets-in holdout, vtest frames, garbage-cn val), the model alone and with its cue model")
+    p.add_argument("--vending", action="store_true", help="instead: real photos as patrol photos (datasets/vending-eval.yaml: vending, borderline, clean streets) through the served detector and the rules; how many become vending cases")
+    p.add_argument("--listing", type=Path, help="with --vending: the photo list (default datasets/vending-eval.yaml)")
+    p.add_argument("--config", type=Path, help="with --vending: take the rules from this camera config (default: the rules' defaults)")
     p.add_argument("--reference", default="yolo11n-coco", help="with --cues: the reference model (default yolo11n-coco, run at 640 px)")
-    p.add_argument("--shared", type=Path, default=SHARED, help="with --cues or --slice-study: the shared data folder (default ../shared)")
+    p.add_argument("--shared", type=Path, default=SHARED, help="with --cues, --vending or --slice-study: the shared data folder (default ../shared)")
     p.add_argument("--slice-study", action="store_true", help="instead: full frame vs sliced inference (ONNX): two-wheeler recall/precision on the streets-in holdout, street-class recall/precision on garbage-cn val, ms per frame")
     add_slice_args(p, "with --slice-study: ")
     p.add_argument("--out", metavar="JSON", help="with --slice-study: also write the report to this file")
