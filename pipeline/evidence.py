@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import cv2
@@ -19,6 +21,7 @@ from .config import EvidenceConfig
 from .domain import EvidenceFile, Location
 from .draw import draw_detections
 from .incidents import Incident
+from .scene.background import STATIC_CLASS
 
 FACE_CLASSES = ("person",)
 PLATE_CLASSES = ("car", "truck", "motorcycle", "bus")
@@ -95,6 +98,43 @@ def _records(detections: sv.Detections) -> list[dict]:
     return [{"class_name": str(n), "score": round(float(s), 3), "box": [round(float(v), 1) for v in b]} for b, s, n in zip(detections.xyxy, scores, names)]
 
 
+def _static_records(snap) -> list[dict]:
+    """The violation's static objects (new in the view, stayed put): region and when it appeared."""
+    d = snap.detections
+    members = [m for m in snap.members if str(d.data["class_name"][m]) == STATIC_CLASS]
+    return [{"box": [round(float(v), 1) for v in d.xyxy[m]], "appeared_at": d.data["still_since"][m].isoformat()} for m in members]
+
+
+@dataclass(frozen=True)
+class StaticEvidence:
+    """What a report shows of a static object behind a case: its region, when it appeared, how long it stayed."""
+
+    box: tuple[float, float, float, float]
+    appeared_at: datetime
+    stayed_s: float
+
+    @property
+    def stayed(self) -> str:
+        minutes = round(self.stayed_s / 60)
+        return f"{minutes // 60} h {minutes % 60:02d} min" if minutes >= 60 else f"{minutes} min"
+
+
+def static_evidence(files, metadata_sha: str | None, last_seen: datetime) -> list[StaticEvidence]:
+    """The static objects a case's evidence metadata (`metadata_sha` in the evidence store `files`) names, each
+    seen until `last_seen` (the case's); none when the record is missing, purged or unreadable."""
+    if not metadata_sha or not files.exists(metadata_sha):
+        return []
+    try:
+        records = json.loads(files.read(metadata_sha)).get("static_objects") or ()
+        out = []
+        for r in records:
+            appeared = datetime.fromisoformat(r["appeared_at"])
+            out.append(StaticEvidence(tuple(r["box"]), appeared, max((last_seen - appeared).total_seconds(), 0.0)))
+        return out
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
 class EvidenceWriter:
     """Writes an incident's evidence under `root/<camera or patrol>/<incident id>/`, or, with `sink`, keeps the
     bytes in that dict by sha256 and writes nothing: a night-job worker ships them to the ledger writer, which may
@@ -150,6 +190,7 @@ class EvidenceWriter:
             # every object the model found in the frame, not only the violation's: what the review page's box
             # editor starts from, and what a sample keeps as pseudo-labels where no reviewer looked
             "frame_size": [int(snap.image.shape[1]), int(snap.image.shape[0])],
+            "static_objects": _static_records(snap),
             "model": snap.model,
             "frame_detections": _records(snap.private),
             "blurred": {"faces": self.cfg.blur_faces, "plates": self.cfg.blur_plates},

@@ -23,6 +23,7 @@ from .batch import PATROL
 from .cases.models import Case, CaseEvidence, CaseIncident
 from .cases.report import MAX_GALLERY, template_env, thumbnail_uri
 from .domain import VIOLATION_TYPES
+from .evidence import StaticEvidence, static_evidence
 
 if TYPE_CHECKING:
     from .batch import BatchSummary
@@ -50,6 +51,7 @@ class NightCase:
     last_seen: datetime
     incidents: int
     images: list[tuple[str, str | None]]  # (evidence kind, data: URI or None when unreadable)
+    static: list[StaticEvidence] = field(default_factory=list)  # the new things that stayed put behind it
 
 
 @dataclass(frozen=True)
@@ -130,7 +132,8 @@ def build_night_report(store: CaseStore, summary: BatchSummary, config: StreetOr
         # thumbnails for the first MAX_GALLERY cases only: the file must stay small enough to open on a phone
         images = [(k, thumbnail_uri(store.evidence, sha)) for k, sha in picks if sha] if n < MAX_GALLERY else [("thumbnail", None)]
         night_cases[c.id] = NightCase(
-            c.id, c.type, _label(c.type), c.status, summary.cases[c.id], c.district, c.street, c.point, c.first_seen, c.last_seen, len(incidents[c.id]), images
+            c.id, c.type, _label(c.type), c.status, summary.cases[c.id], c.district, c.street, c.point, c.first_seen, c.last_seen, len(incidents[c.id]), images,
+            static_evidence(store.evidence, kinds.get("metadata"), c.last_seen),
         )
 
     frames: dict[str, int] = defaultdict(int)

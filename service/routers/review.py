@@ -27,6 +27,7 @@ from pipeline import review as decisions
 from pipeline.cases import CaseView
 from pipeline.cases.lifecycle import AWAITING
 from pipeline.domain import VIOLATION_TYPES
+from pipeline.evidence import static_evidence
 
 from ..auth import HEADER, OPEN_WARNING, SESSION_COOKIE, get_auth, identify, refuse_failure
 from ..csrf import REFUSED, same_origin
@@ -59,9 +60,11 @@ def case_facts(case: CaseView) -> dict:
     }
 
 
-def _row(case: CaseView, tz: ZoneInfo) -> dict:
+def _row(case: CaseView, tz: ZoneInfo, files) -> dict:
     local = lambda t: t.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if t else "–"  # noqa: E731
+    static = static_evidence(files, _latest(case, "metadata"), case.last_seen) if case.source == "camera" else []
     return {
+        "static": [{"appeared": local(o.appeared_at), "stayed": o.stayed, "box": [int(v) for v in o.box]} for o in static],
         "case": case,
         **case_facts(case),
         "first_seen": local(case.first_seen),
@@ -87,7 +90,7 @@ def _page(
         return f"{request.url_for('review')}?{urlencode({k: v for k, v in query.items() if v})}"
 
     context = {
-        "rows": [_row(c, tz) for c in cases], "types": {t: k.label for t, k in VIOLATION_TYPES.items()}, "districts": store.districts(status=AWAITING, type=type or None),
+        "rows": [_row(c, tz, store.evidence) for c in cases], "types": {t: k.label for t, k in VIOLATION_TYPES.items()}, "districts": store.districts(status=AWAITING, type=type or None),
         "type": type or "", "district": district or "", "message": message, "error": error, "tz": store.config.report_timezone,
         "who": who, "warnings": [w for w in get_auth(request).warnings() if who.role == Role.ADMIN or w == OPEN_WARNING],
         "total": total, "offset": offset, "first": offset + 1 if cases else 0, "last": offset + len(cases),
