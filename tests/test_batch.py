@@ -36,7 +36,7 @@ def sample_run(tmp_path_factory):
 
 def test_sample_night_makes_the_expected_cases(sample_run):
     work, summary = sample_run
-    assert summary["failed"] == [] and summary["frames"] == 451 + 15 and summary["photos"] == 5
+    assert summary["failed"] == [] and summary["frames"] == 451 + 601 + 15 and summary["photos"] == 5
     store = CaseStore.open(LedgerConfig(database_url=f"sqlite:///{work / 'var' / 'streetorder.db'}", evidence_dir=work / "var" / "evidence"))
     try:
         cases = store.list()
@@ -46,7 +46,10 @@ def test_sample_night_makes_the_expected_cases(sample_run):
         # patrol_01 and _02 are one pile (8 m, 35 min apart) and sit at the lane camera's point: they join its case
         # or form one of their own; _03 and _04 are two more piles; _05 is a clean street.
         assert all(c.type == "garbage" for c in patrol)
-        assert len(cases) in (3, 4)
+        # the corner camera: a stall set up on the pavement, motorbikes parked along the no-parking kerb
+        corner = sorted((c.type, c.zone_id) for c in cases if c.camera_id == "cam-corner")
+        assert corner == [("non_motor_parking", "kerb"), ("street_vending", "pavement")]
+        assert len(cases) in (5, 6)
         for c in cases:
             kinds = {e.kind for e in store.get(c.id).evidence}
             assert {"best_frame", "crop", "context", "metadata"} <= kinds

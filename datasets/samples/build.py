@@ -4,6 +4,8 @@
 
 - footage/cam-lane/: the `garbage-pile` scenario rendered as a 15-minute H.264 clip, one frame per 2 s;
 - footage/cam-walkway/: the first 30 s of OpenCV's vtest.avi walkway video, re-encoded to H.264;
+- footage/cam-corner/: the `street-corner` scenario (a stall set up on the pavement, motorbikes parked along a
+  no-parking kerb) rendered as a 20-minute clip with sensor noise, one frame per 2 s;
 - footage/patrol/: five patrol photos with EXIF time and GPS written in (two of one pile, 35 minutes apart).
 """
 
@@ -14,9 +16,10 @@ from pathlib import Path
 
 import av
 import cv2
+import numpy as np
 from PIL import Image
 
-from pipeline.scenarios import SHIPPED, Composer, load_scenarios
+from pipeline.devtools.scenarios import SHIPPED, Composer, load_scenarios
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1].parent / "shared" / "data"
@@ -41,6 +44,20 @@ def lane() -> None:
     composer = Composer(scenario, DATA)
     frames = (composer.frame(t) for t in range(0, int(scenario.duration_s) + 1, 2))
     write_video(HERE / "footage" / "cam-lane" / "lane_20261120_220000.mp4", frames, Fraction(1, 2), tuple(scenario.camera.resolution))
+
+
+def corner() -> None:
+    """Composed frames are pixel-identical while nothing moves, which a real camera's never are (and the static
+    scene takes for a frozen stream): light sensor noise, fixed per frame, makes them a camera's."""
+    scenario = next(s for s in load_scenarios(SHIPPED) if s.name == "street-corner")
+    composer = Composer(scenario, DATA)
+
+    def noisy(t: int):
+        frame = composer.frame(t).astype(np.float32) + np.random.default_rng(t).normal(0, 2.0, (640, 640, 3))
+        return np.clip(frame, 0, 255).astype(np.uint8)
+
+    frames = (noisy(t) for t in range(0, int(scenario.duration_s) + 1, 2))
+    write_video(HERE / "footage" / "cam-corner" / "corner_20261120_220000.mp4", frames, Fraction(1, 2), tuple(scenario.camera.resolution))
 
 
 def walkway() -> None:
@@ -80,6 +97,7 @@ def patrol() -> None:
 
 if __name__ == "__main__":
     lane()
+    corner()
     walkway()
     patrol()
     for p in sorted(HERE.rglob("*")):
