@@ -23,6 +23,8 @@ from .cases.lifecycle import AWAITING, REVIEW_DECISIONS
 from .cases.views import CaseEventView
 from .geometry import box_iou
 
+STATIC_PROPOSAL = "stall"  # the class a static object is proposed as in the box editor (datasets/classes.yaml)
+
 __all__ = ["AWAITING", "REVIEW_DECISIONS", "CaseFrame", "FrameLabels", "case_frame", "case_frames", "current_labels", "label_classes", "labelled_frame", "next_awaiting", "review_decision"]
 
 
@@ -88,13 +90,21 @@ def _frame_of(store: CaseStore, case: CaseView, ref) -> CaseFrame | None:
         x1, y1, x2, y2 = (min(max(float(v), 0.0), float(lim)) for v, lim in zip(d["box"], (width, height, width, height)))
         if x2 > x1 and y2 > y1:
             proposals.append(LabelBox(class_name=d["class_name"], box=(x1, y1, x2, y2), origin="model", proposal=i, score=d.get("score")))
-    violation: list[int] = []
+    # A static object (new in the view, stayed put) has no class a model gave it: the editor proposes it as a
+    # stall, which the reviewer keeps, resizes, relabels (cart, tricycle, goods) or deletes; it is part of the
+    # violation, so a dispatch confirms it as a stall and a rejection makes it a hard negative.
+    static_at = len(proposals)
+    for d in meta.get("static_objects") or ():
+        x1, y1, x2, y2 = (min(max(float(v), 0.0), float(lim)) for v, lim in zip(d["box"], (width, height, width, height)))
+        if x2 > x1 and y2 > y1:
+            proposals.append(LabelBox(class_name=STATIC_PROPOSAL, box=(x1, y1, x2, y2), origin="model", proposal=len(proposals), score=None))
+    violation: list[int] = list(range(static_at, len(proposals)))
     if found is None:
         violation = list(range(len(proposals)))
     elif proposals and members:
         iou = box_iou([p.box for p in proposals], [m["box"] for m in members])
         for j, m in enumerate(members):
-            same = [i for i, p in enumerate(proposals) if p.class_name == m["class_name"]]
+            same = [i for i, p in enumerate(proposals[:static_at]) if p.class_name == m["class_name"]]
             if same:
                 best = max(same, key=lambda i: iou[i, j])
                 if iou[best, j] >= 0.9:

@@ -4,6 +4,7 @@ frozen and corrupt frames; through the engine, the change gate and a resume from
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import numpy as np
@@ -140,3 +141,43 @@ def test_the_change_gate_and_a_resume_give_the_same_incident():
         [a], [b] = plain.values(), got.values()
         assert (a.type, a.zone_id, a.incident_id) == (b.type, b.zone_id, b.incident_id)
         assert abs((a.first_seen - b.first_seen).total_seconds()) <= 4
+
+
+def test_a_static_stall_goes_to_review_as_a_stall_proposal_and_becomes_a_sample(tmp_path):
+    """The reviewer's loop: a vending case from a static object offers its region as a `stall` box; dispatched
+    as is, it is a confirmed stall label; a rejected one is a hard negative."""
+    from pipeline.cases import CaseStore, LedgerConfig
+    from pipeline.labels import case_frame
+    from pipeline.review import dispatch, reject
+    from pipeline.labels import label_classes
+    from pipeline.train.samples import export_samples
+
+    store = CaseStore.open(LedgerConfig(database_url=f"sqlite:///{tmp_path / 'l.db'}", evidence_dir=tmp_path / "evidence"))
+    try:
+        for camera in ("cam", "cam2"):
+            config = parse_config(CONFIG.replace("  - id: cam\n", f"  - id: {camera}\n").replace("point: P1", f"point: {camera}-P1").replace("30.26108", "30.26108" if camera == "cam" else "30.27108"))
+            engine = Engine(config, evidence_dir=tmp_path / "work")
+            for frame, d in Clip([stall(), visitor()]).frames(400):
+                frame.camera_id = camera
+                for r in engine.process(frame, d).reports:
+                    store.post_incident(r)
+        a, b = (store.list(camera_id=c)[0] for c in ("cam", "cam2"))
+        frame = case_frame(store, a)
+        stalls = [p for p in frame.proposals if p.class_name == "stall"]
+        assert len(stalls) == 1 and stalls[0].proposal in frame.violation
+        assert box_iou_1(stalls[0].box, STALL_BOX) > 0.7
+        dispatch(store, a.id, actor="office", owner="王强")
+        reject(store, b.id, actor="office", reason="a delivery, gone in an hour")
+        report = export_samples(store, None, tmp_path / "samples", classes=label_classes())
+        manifest = json.loads((report.version / "manifest.json").read_text())
+        by_case = {s["case"]: s for s in manifest["samples"]}
+        assert [b_["class_name"] for b_ in by_case[a.id]["labels"] if b_["origin"] == "confirmed"] == ["stall"]
+        assert [n["class_name"] for n in by_case[b.id]["negatives"]] == ["stall"]
+    finally:
+        store.close()
+
+
+def box_iou_1(a, b) -> float:
+    from pipeline.geometry import box_iou
+
+    return float(box_iou(np.array([a], float), np.array([b], float))[0, 0])
