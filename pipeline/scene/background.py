@@ -220,7 +220,7 @@ class StaticScene:
         out = cur.copy()
         out[..., 0] = (cur[..., 0] - float(y.mean())) * gain + float(ref.mean())
         for c in (1, 2):
-            out[..., c] -= float(np.median(cur[..., c][bg] - self.long[..., c][bg]))
+            out[..., c] -= float(cur[..., c][bg].mean() - self.long[..., c][bg].mean())
         return out
 
     def _differs(self, cur: np.ndarray, ref: np.ndarray, light_tolerant: bool) -> np.ndarray:
@@ -247,17 +247,11 @@ class StaticScene:
 
     def _learn(self, cur: np.ndarray, new: np.ndarray, moving: np.ndarray, dt: float) -> None:
         """Advance the pictures and each pixel's clocks by `dt` live seconds."""
-        fresh = new & np.isnan(self.fg_since)
-        self.fg_since[fresh] = self.live_s  # first seen now (the change gate bisects to the first changed frame)
-        self.fg_since[~new] = np.nan
-        still = new & ~moving
-        self.static_s[still] += dt
-        self.static_s[~new] = 0.0
-        a_short = 1.0 - np.exp(-dt / self.cfg.short_s)
-        a_long = 1.0 - np.exp(-dt / self.cfg.long_s)
-        self.short += a_short * (cur - self.short)
-        bg = ~new
-        self.long[bg] += a_long * (cur[bg] - self.long[bg])
+        # first seen now (the change gate bisects to the first changed frame); back to the scene: not new
+        self.fg_since = np.where(new, np.fmin(self.fg_since, np.float32(self.live_s)), np.float32(np.nan))
+        self.static_s = np.where(new, self.static_s + np.float32(dt) * ~moving, np.float32(0.0))
+        cv2.accumulateWeighted(cur, self.short, 1.0 - np.exp(-dt / self.cfg.short_s))
+        cv2.accumulateWeighted(cur, self.long, 1.0 - np.exp(-dt / self.cfg.long_s), mask=(~new).astype(np.uint8))
         absorbed = new & (self.live_s - self.fg_since >= self.cfg.absorb_after_s)
         if absorbed.any():  # stood so long it is part of the scene now (a new kiosk, a car left for days)
             self.long[absorbed] = cur[absorbed]
