@@ -27,7 +27,7 @@ def cfg_with(zones: str):
 
 def test_sample_config_loads():
     config = load_config(REPO / "datasets" / "sample-city.yaml")
-    assert {c.id for c in config.cameras} == {"cam-lane", "cam-walkway"}
+    assert {c.id for c in config.cameras} == {"cam-lane", "cam-walkway", "cam-corner"}
     assert config.rules.garbage.min_dwell_s == 120
 
 

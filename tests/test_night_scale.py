@@ -2,7 +2,7 @@
 `streetorder run` killed with SIGKILL half-way and started again continues where it stopped, with the same
 cases (SQLite and PostgreSQL) and nothing left behind; the same night on a local Ray cluster.
 
-Inputs are the sample footage sampled every 20 s (48 frames, the same 3 cases as every 2 s) to stay quick.
+Inputs are the sample footage sampled every 20 s (109 frames, the same 5 cases as every 2 s) to stay quick.
 """
 
 from __future__ import annotations
@@ -130,9 +130,9 @@ def reference(tmp_path_factory):
         summary = run_batch(store, load_config(SAMPLE_CONFIG), SAMPLES, NightSettings(every_s=20, checkpoint_s=60), workers=1, progress=False).as_dict()
     finally:
         store.close()
-    assert summary["failed"] == [] and summary["frames"] == 48 and summary["photos"] == 5 and summary["workers"] == 1
+    assert summary["failed"] == [] and summary["frames"] == 109 and summary["photos"] == 5 and summary["workers"] == 1
     found = cases(db)
-    assert len(found) == 3 and all(c[-1] for c in found)  # each with its evidence
+    assert len(found) == 5 and all(c[-1] for c in found)  # each with its evidence
     return summary, found
 
 
@@ -146,7 +146,7 @@ def test_workers_give_the_same_cases_as_one_process(reference, tmp_path):
     assert leftovers(tmp_path) == []  # no evidence folder, nothing else
 
     again = run(db, tmp_path, "--workers", "2")  # the same night again: everything is done already
-    assert again["frames"] == 0 and again["sources_done_before"] == 3 and again["cases_created"] == 0
+    assert again["frames"] == 0 and again["sources_done_before"] == 4 and again["cases_created"] == 0
     assert cases(db) == reference[1]
 
 
@@ -199,7 +199,8 @@ def test_killed_run_resumes_where_it_stopped(reference, tmp_path, backend, reque
     resumed = run(db, tmp_path)
     # finished sources are not decoded again, the lane video continues from its last record: exactly the
     # frames not recorded as done are decoded
-    assert resumed["frames"] == reference[0]["frames"] - recorded and resumed["sources_resumed"] == 1
+    # (the corner camera's video, run beside it, may be killed inside too: its static scene resumes from its record)
+    assert resumed["frames"] == reference[0]["frames"] - recorded and resumed["sources_resumed"] == sum(r["status"] == "partial" for r in rows) >= 1
     assert resumed["sources_done_before"] == sum(r["status"] != "partial" for r in rows) and resumed["failed"] == []
     assert cases(db) == reference[1], "a case was lost, doubled or changed by the kill"
     assert leftovers(tmp_path) == []

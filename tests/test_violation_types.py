@@ -120,7 +120,7 @@ def test_without_the_entry_the_type_is_refused_with_the_known_ones():
 def test_classes_per_type_come_from_the_rules_config():
     rules = RulesConfig()
     assert rules.classes_for("street_vending")[:6] == ("stall", "cart", "umbrella", "dining table", "chair", "bench")
-    assert {"orange", "bottle", "goods", "static_object"} <= set(rules.classes_for("street_vending"))  # goods; a fixture hides static objects too
+    assert {"orange", "bowl", "goods", "static_object"} <= set(rules.classes_for("street_vending"))  # goods; a fixture hides static objects too
     assert "static_object" not in rules.used_classes()  # no model is asked for it: it comes from the scene
     assert rules.classes_for("non_motor_parking") == ("bicycle", "motorcycle")
     assert rules.classes_for("garbage") == ("garbage", "overflow")

@@ -122,20 +122,6 @@ class StaticScene:
         self.next_id = 1
         self._window: np.ndarray | None = None
 
-    def __getstate__(self) -> dict:
-        """For the night job's checkpoint: the pictures at half precision (gray levels need no more), ~150 KB."""
-        state = self.__dict__.copy()
-        for k in ("long", "short"):
-            if state[k] is not None:
-                state[k] = state[k].astype(np.float16)
-        return state
-
-    def __setstate__(self, state: dict) -> None:
-        for k in ("long", "short"):
-            if state[k] is not None:
-                state[k] = state[k].astype(np.float32)
-        self.__dict__.update(state)
-
     # -- the per-frame step ----------------------------------------------------------------------------------
 
     def update(self, image: np.ndarray, at: datetime, reused: bool = False) -> list[StaticObject]:
