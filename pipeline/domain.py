@@ -32,6 +32,7 @@ VIOLATION_TYPES: dict[str, ViolationKind] = {
         ViolationKind("street_vending", "占道经营 street vending", deadline_h=2.0),
         ViolationKind("non_motor_parking", "非机动车乱停放 messy parking", deadline_h=4.0, whole_zone=True),
         ViolationKind("garbage", "暴露垃圾 exposed garbage", deadline_h=24.0),
+        ViolationKind("materials_piled", "乱堆物料 materials piled", deadline_h=12.0),
     )
 }
 

@@ -1,4 +1,4 @@
-"""A violation type lives in one place: a fourth type (乱堆物料, materials piled on the sidewalk) is one entry in
+"""A violation type lives in one place: a fourth type (乱堆托盘, pallets stacked on the sidewalk) is one entry in
 `domain.VIOLATION_TYPES` and one rule module, and then flows through config, engine, ledger and review.
 
 The toy rule is defined here as a plug-in would be; nothing else in the code base is touched.
@@ -24,7 +24,7 @@ from pipeline.frames import Frame
 from pipeline.rules import RULES, FrameContext, Violation, rule
 from pipeline.rules.base import clusters, make_violation
 
-TYPE = "materials_piled"
+TYPE = "pallets_stacked"
 NAMES = ("garbage", "person", "bicycle", "box")
 TZ = ZoneInfo("Asia/Shanghai")
 T0 = datetime(2026, 11, 20, 22, 0, tzinfo=TZ)
@@ -38,19 +38,19 @@ cameras:
     zones:
       - {id: walk, kind: garbage_watch, polygon: [[0, 200], [640, 200], [640, 480], [0, 480]]}
 rules:
-  materials_piled: {min_dwell_s: 60, classes: [box]}
+  pallets_stacked: {min_dwell_s: 60, classes: [box]}
   garbage: {enabled: false}
 """
 
 
-class MaterialsRule(_Rule):
-    """Materials piled on the sidewalk: boxes and building material that stay put in a watched zone."""
+class PalletsRule(_Rule):
+    """Pallets stacked on the sidewalk: boxes and pallets that stay put in a watched zone."""
 
     min_dwell_s: float = Field(300, ge=0)
     classes: tuple[str, ...] = Field(("pallet",), title="Material classes")
 
 
-def materials_piled(ctx: FrameContext) -> list[Violation]:
+def pallets_stacked(ctx: FrameContext) -> list[Violation]:
     cfg = ctx.rules.rule(TYPE)
     out = []
     for zone_id, inside, override in ctx.active_zones("garbage_watch", TYPE):
@@ -63,8 +63,8 @@ def materials_piled(ctx: FrameContext) -> list[Violation]:
 @pytest.fixture
 def fourth_type():
     """The one config entry and the one rule registration; undone afterwards so other tests see three types."""
-    register_violation_type(ViolationKind(TYPE, "乱堆物料 materials piled", deadline_h=12.0))
-    rule(TYPE, config=MaterialsRule, reach=0.3)(materials_piled)
+    register_violation_type(ViolationKind(TYPE, "乱堆托盘 pallets stacked", deadline_h=12.0))
+    rule(TYPE, config=PalletsRule, reach=0.3)(pallets_stacked)
     yield
     VIOLATION_TYPES.pop(TYPE, None)
     RULES.pop(TYPE, None)
@@ -109,12 +109,12 @@ def test_the_type_is_known_everywhere_types_are_validated(fourth_type):
 
 
 def test_without_the_entry_the_type_is_refused_with_the_known_ones():
-    with pytest.raises(ValueError, match="unknown violation type 'materials_piled'; known: street_vending, non_motor_parking, garbage"):
+    with pytest.raises(ValueError, match="unknown violation type 'pallets_stacked'; known: street_vending, non_motor_parking, garbage, materials_piled"):
         IncidentReport.model_validate({"incident_id": "x", "type": TYPE, "source": "patrol", "location": {"district": "d", "point": "p"}, "first_seen": T0, "last_seen": T0, "score": 0.5})
-    with pytest.raises(ConfigError, match="unknown rule 'materials_piled'"):
+    with pytest.raises(ConfigError, match="unknown rule 'pallets_stacked'"):
         parse_config(CONFIG)
     with pytest.raises(ValueError, match="add it to domain.VIOLATION_TYPES first"):
-        rule(TYPE)(materials_piled)
+        rule(TYPE)(pallets_stacked)
 
 
 def test_classes_per_type_come_from_the_rules_config():

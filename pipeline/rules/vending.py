@@ -95,7 +95,7 @@ def _static_stalls(ctx: FrameContext, cfg: VendingRule, cues: np.ndarray) -> np.
     visitors = d.data.get("visitors")
     for i in static:
         box = d.xyxy[i]
-        if _covered(box, explaining) >= cfg.explained_share:
+        if covered(box, explaining) >= cfg.explained_share:
             continue
         came_by = visitors is not None and (visitors[i] or 0) >= cfg.min_visitors
         holds = cues.any() and bool((box_overlap(d.xyxy[cues], box[None])[:, 0] >= 0.5).any())
@@ -103,7 +103,7 @@ def _static_stalls(ctx: FrameContext, cfg: VendingRule, cues: np.ndarray) -> np.
     return out
 
 
-def _covered(box: np.ndarray, others: np.ndarray, grid: int = 24) -> float:
+def covered(box: np.ndarray, others: np.ndarray, grid: int = 24) -> float:
     """Share of `box` that the union of `others` covers (on a `grid` x `grid` raster of the box)."""
     if not len(others):
         return 0.0

@@ -65,6 +65,18 @@ def test_without_anyone_coming_by_a_new_thing_is_no_stall():
     assert incidents == {} and statics[-1] == 1  # seen as a static object, not taken for a stall
 
 
+def test_a_new_thing_nobody_comes_by_is_materials_piled_once_it_stayed_its_longer_dwell():
+    engine = Engine(parse_config(CONFIG.replace("rules:\n", "rules:\n  materials_piled: {min_dwell_s: 300}\n")))
+    incidents, _, _ = run_clip(Clip([stall()]), 600, engine=engine)
+    [inc] = incidents.values()
+    assert inc.type == "materials_piled" and inc.zone_id == "market"
+    assert abs((inc.first_seen - START).total_seconds() - 60) <= 10
+    # people coming by make the same thing a stall: vending, not materials
+    engine = Engine(parse_config(CONFIG.replace("rules:\n", "rules:\n  materials_piled: {min_dwell_s: 300}\n")))
+    incidents, _, _ = run_clip(Clip([stall(), visitor()]), 600, engine=engine)
+    assert sorted(i.type for i in incidents.values()) == ["street_vending"]
+
+
 def test_a_cleared_stall_ends_its_incident_and_leaves_no_ghost():
     incidents, statics, _ = run_clip(Clip([stall(vanish_s=400.0), visitor()]), 700)
     [inc] = incidents.values()

@@ -1,0 +1,63 @@
+"""Materials piled on the pavement (乱堆物料): something new that has stayed put in a no_vending zone, with
+nobody coming by it and nothing of a stall in it, and that the detector does not explain (a parked car, parked
+bikes, a person standing there). It is the static scene's evidence (`scene.background`) without the people and
+goods that make a stall; its dwell is longer than a stall's, so a stall whose vendor is late is not taken for it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from pydantic import Field
+
+from ..config.models import _Rule
+from ..scene.background import STATIC_CLASS
+from .base import FrameContext, Violation, make_violation, rule, thresholds
+from .vending import covered, stall_things
+
+TYPE = "materials_piled"
+
+
+class MaterialsRule(_Rule):
+    """Materials piled on the pavement: unexplained static objects in a no_vending zone that are not a stall."""
+
+    min_dwell_s: float = Field(1800, ge=0, title="Minimum dwell (s)", description="Longer than a stall's, so a stall still waiting for its first customer is not taken for a pile")
+    min_score: float = Field(0.0, ge=0, le=1, title="Minimum score", description="Static objects have no detector score: the share of their box the region fills")
+    explained_by: tuple[str, ...] = Field(
+        ("car", "bus", "truck", "bicycle", "motorcycle", "tricycle", "person", "garbage", "overflow", "garbage_bin"),
+        title="Explaining classes",
+        description="A static object mostly covered by these is that thing (a parked vehicle, a person, garbage: the garbage rule's), not materials",
+    )
+    explained_share: float = Field(0.6, gt=0, le=1, title="Explained share")
+
+    def evidence_classes(self) -> tuple[str, ...]:
+        return (STATIC_CLASS,)
+
+    def used_classes(self) -> tuple[str, ...]:
+        return self.explained_by
+
+
+@rule(TYPE, config=MaterialsRule)
+def materials_piled(ctx: FrameContext) -> list[Violation]:
+    """One violation per unexplained static object that is no stall, settled for the dwell in a no_vending zone."""
+    cfg = ctx.rules.rule(TYPE)
+    if not cfg.enabled or ctx.patrol:
+        return []
+    d = ctx.detections
+    static = ctx.of_class((STATIC_CLASS,))
+    if not static.any():
+        return []
+    explaining = d.xyxy[ctx.of_class(cfg.explained_by) & (d.confidence >= 0.35)]
+    out = []
+    for zone_id, inside, override in ctx.active_zones("no_vending", TYPE):
+        stalls = stall_things(ctx, thresholds(ctx.rules.street_vending, override_for(ctx, zone_id)))
+        t = thresholds(cfg, override)
+        for i in np.where(static & ctx.settled(cfg, inside, override) & ~stalls & (d.confidence >= t.min_score))[0]:
+            if covered(d.xyxy[i], explaining) < cfg.explained_share:
+                out.append(make_violation(ctx, TYPE, zone_id, [int(i)], severity=1 if ctx.area_share()[i] < 0.05 else 2))
+    return out
+
+
+def override_for(ctx: FrameContext, zone_id: str):
+    """The street-vending override of zone `zone_id` (a stall is judged as the vending rule would there)."""
+    zone = next((z for z in ctx.zones.zones if z.id == zone_id), None)
+    return zone.config.overrides.get("street_vending") if zone else None
