@@ -120,3 +120,22 @@ def test_fixtures_file_is_merged_and_validated(tmp_path):
     add_fixture(tmp_path / "fixtures.yaml", "cam1", Fixture(id="off", box=(600, 400, 700, 500)))
     with pytest.raises(ConfigError, match="lies outside the frame"):
         load_config(tmp_path / "cams.yaml")
+
+
+def test_config_check_and_schema_know_the_plug_in_rules(tmp_path):
+    """`config check` and `config schema` read a plug-in rule's section (materials_piled) as the engine does."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    streetorder = str(Path(sys.executable).parent / "streetorder")
+    path = tmp_path / "cams.yaml"
+    path.write_text("cameras: []\nrules:\n  materials_piled: {min_dwell_s: 600}\n", encoding="utf-8")
+    check = subprocess.run([streetorder, "config", "check", str(path)], capture_output=True, text=True, timeout=120)
+    assert check.returncode == 0 and "ok: 0 camera(s)" in check.stdout, check.stderr
+    path.write_text("cameras: []\nrules:\n  materials_piled: {min_dwell_s: -1}\n", encoding="utf-8")
+    bad = subprocess.run([streetorder, "config", "check", str(path)], capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "min_dwell_s" in bad.stderr
+    schema = json.loads(subprocess.run([streetorder, "config", "schema"], capture_output=True, text=True, timeout=120).stdout)
+    assert "min_dwell_s" in schema["$defs"]["RulesConfig"]["properties"]["materials_piled"]["properties"]
