@@ -89,7 +89,10 @@ class StaticObject:
 _CHROMA_MIN_LUMA = 40.0  # below this mean brightness colour is noise (night, IR): compare brightness only
 _TEXTURE_VAR = 4.0  # local variance (gray levels²) above which a window has texture to correlate
 _ILLUM_NCC = 0.8  # local correlation with the empty scene above which a change is light, not an object
-_FLAT_RATIO = (0.6, 1.67)  # brightness ratio that counts as light on a flat (untextured) patch
+_FLAT_RATIO = (0.6, 1.67)
+# Live frames that must see a pixel standing still: one frame after a long gap (the change gate's refresh) cannot
+# tell a thing that stays from a picture that froze with a passer-by in it; the next live frame can.
+_MIN_STILL_FRAMES = 2  # brightness ratio that counts as light on a flat (untextured) patch
 
 
 class StaticScene:
@@ -112,6 +115,7 @@ class StaticScene:
         self.background: np.ndarray | None = None  # pixels that showed the empty scene in the last frame
         self.fg_since: np.ndarray | None = None  # live seconds at which each pixel became new (nan: not new)
         self.static_s: np.ndarray | None = None  # live seconds each new pixel has been seen standing still
+        self.still_seen: np.ndarray | None = None  # live frames that saw it standing still
         self.live_s = 0.0  # live camera time seen so far (the clock of fg_since)
         self.last_at: datetime | None = None
         self.last_luma: np.ndarray | None = None
@@ -193,6 +197,7 @@ class StaticScene:
         self.background = np.ones(cur.shape[:2], bool)
         self.fg_since = np.full(cur.shape[:2], np.nan, np.float32)
         self.static_s = np.zeros(cur.shape[:2], np.float32)
+        self.still_seen = np.zeros(cur.shape[:2], np.uint8)
         self.last_at, self.big_changes, self.objects = at, 0, []
 
     def _match_brightness(self, cur: np.ndarray) -> np.ndarray:
@@ -236,6 +241,7 @@ class StaticScene:
         # first seen now (the change gate bisects to the first changed frame); back to the scene: not new
         self.fg_since = np.where(new, np.fmin(self.fg_since, np.float32(self.live_s)), np.float32(np.nan))
         self.static_s = np.where(new, self.static_s + np.float32(dt) * ~moving, np.float32(0.0))
+        self.still_seen = np.where(new, np.minimum(self.still_seen + ~moving, _MIN_STILL_FRAMES), np.uint8(0)).astype(np.uint8)
         cv2.accumulateWeighted(cur, self.short, 1.0 - np.exp(-dt / self.cfg.short_s))
         cv2.accumulateWeighted(cur, self.long, 1.0 - np.exp(-dt / self.cfg.long_s), mask=(~new).astype(np.uint8))
         absorbed = new & (self.live_s - self.fg_since >= self.cfg.absorb_after_s)
@@ -255,7 +261,7 @@ class StaticScene:
         objects (an object keeps its id, visitors and appearance time while its region overlaps). A region whose
         outline shows in the old picture but not in the new one is a ghost: something that was there when the
         picture was learnt has left (a walker in the first frame, a cleared stall); the picture takes it in."""
-        mask = (new & (self.static_s >= self.cfg.min_still_s) & self.valid).astype(np.uint8)
+        mask = (new & (self.static_s >= self.cfg.min_still_s) & (self.still_seen >= _MIN_STILL_FRAMES) & self.valid).astype(np.uint8)
         kernel = np.ones((3, 3), np.uint8)
         mask = cv2.morphologyEx(cv2.morphologyEx(mask, cv2.MORPH_CLOSE, kernel, iterations=2), cv2.MORPH_OPEN, kernel)
         count, labels, stats, _ = cv2.connectedComponentsWithStats(mask, connectivity=8)
