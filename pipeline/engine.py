@@ -29,7 +29,7 @@ from .frames import Frame
 from .geometry import haversine_m
 from .incidents import CameraIncidents, Incident, IncidentChanges, PatrolIncidents, Snapshot, snapshot_quality
 from .rules import FrameContext, Violation, evaluate, present
-from .scene.track import CameraTracker
+from .scene.track import CameraTracker, concat
 from .scene.zones import CameraZones
 
 
@@ -59,6 +59,7 @@ class _Camera:
     zones_key: tuple = ()
     static: StaticScene | None = None  # what is new in the view and stays put (cameras whose zones read it)
     static_key: tuple = ()
+    static_dets: tuple | None = None  # (objects seen, their detections): reused while the objects are the same
 
 
 @dataclass
@@ -148,18 +149,28 @@ class Engine:
         """The static objects standing now, after ignore zones and fixtures, appended to the tracked detections
         (they carry their own `still_since`: when they appeared). People beside them are noted as visitors."""
         static = state.static
-        static.update(frame.image, at, reused=bool(frame.meta.get("reused")))
+        objects = static.update(frame.image, at, reused=bool(frame.meta.get("reused")))
         vending = self.config.rules.street_vending
-        people = np.isin(tracked.data["class_name"], vending.person_classes) if len(tracked) else np.zeros(0, bool)
-        static.visit(tracked.xyxy[people], tracked.tracker_id[people], vending.person_reach)
-        objects = static_detections(static.objects, tracked)
-        if not len(objects):
+        if len(tracked) and objects:
+            people = np.isin(tracked.data["class_name"], vending.person_classes)
+            static.visit(tracked.xyxy[people], tracked.tracker_id[people], vending.person_reach)
+        if not objects:
             return tracked
-        width, height = static.full
-        objects = objects[~state.zones.ignored(objects) & ~fixture_mask(objects, camera, width, height)]
-        for key in objects.data.keys() - tracked.data.keys():  # one set of data keys for the merged frame
-            tracked.data[key] = np.full(len(tracked), None, dtype=object)
-        return sv.Detections.merge([tracked, objects]) if len(tracked) else objects
+        # the change gate's reuses repeat the same objects: build and filter their detections once
+        key = (id(objects), tuple(len(o.visitors) for o in objects), self.source.version)
+        if state.static_dets is None or state.static_dets[0] != key:
+            dets = static_detections(objects, tracked)
+            width, height = static.full
+            keep = ~state.zones.ignored(dets) & ~fixture_mask(dets, camera, width, height)
+            state.static_dets = (key, dets if keep.all() else dets[keep])
+        dets = state.static_dets[1]
+        if not len(dets):
+            return tracked
+        if not len(tracked):
+            return dets
+        for k in dets.data.keys() - tracked.data.keys():  # one set of data keys for the merged frame
+            tracked.data[k] = np.full(len(tracked), None, dtype=object)
+        return concat([tracked, dets])
 
     # -- patrol photos ---------------------------------------------------------------------------------------
 

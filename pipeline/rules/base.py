@@ -47,9 +47,17 @@ class FrameContext:
     rules: RulesConfig
     zones: CameraZones | None = None
     _names: np.ndarray = field(init=False, repr=False)
+    _memo: dict = field(init=False, repr=False, default_factory=dict)
 
     def __post_init__(self) -> None:
         self._names = self.detections.data.get("class_name", np.array([], dtype=object)).astype(str)
+
+    def memo(self, key, compute: Callable[[], object]):
+        """`compute()` once per frame for `key`: what several rules (and presence) read, such as which
+        detections make a stall, is worked out once."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     @property
     def patrol(self) -> bool:

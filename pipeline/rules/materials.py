@@ -12,7 +12,7 @@ from pydantic import Field
 from ..config.models import _Rule
 from ..scene.background import STATIC_CLASS
 from .base import FrameContext, Violation, make_violation, rule, thresholds
-from .vending import covered, stall_things
+from .vending import explained_static, stall_things
 
 TYPE = "materials_piled"
 
@@ -46,14 +46,13 @@ def materials_piled(ctx: FrameContext) -> list[Violation]:
     static = ctx.of_class((STATIC_CLASS,))
     if not static.any():
         return []
-    explaining = d.xyxy[ctx.of_class(cfg.explained_by) & (d.confidence >= 0.35)]
+    unexplained = explained_static(ctx, cfg.explained_by, cfg.explained_share, 0.35) == 0
     out = []
     for zone_id, inside, override in ctx.active_zones("no_vending", TYPE):
         stalls = stall_things(ctx, thresholds(ctx.rules.street_vending, override_for(ctx, zone_id)))
         t = thresholds(cfg, override)
-        for i in np.where(static & ctx.settled(cfg, inside, override) & ~stalls & (d.confidence >= t.min_score))[0]:
-            if covered(d.xyxy[i], explaining) < cfg.explained_share:
-                out.append(make_violation(ctx, TYPE, zone_id, [int(i)], severity=1 if ctx.area_share()[i] < 0.05 else 2))
+        for i in np.where(unexplained & ctx.settled(cfg, inside, override) & ~stalls & (d.confidence >= t.min_score))[0]:
+            out.append(make_violation(ctx, TYPE, zone_id, [int(i)], severity=1 if ctx.area_share()[i] < 0.05 else 2))
     return out
 
 

@@ -27,7 +27,11 @@ TYPE = "street_vending"
 
 def stall_things(ctx: FrameContext, cfg: VendingRule) -> np.ndarray:
     """Per detection: is it part of a stall, by itself or with what stands beside it (no zone, no dwell)?
-    `cfg`: the rule's thresholds (with a zone's override applied)."""
+    `cfg`: the rule's thresholds (with a zone's override applied). Worked out once per frame and thresholds."""
+    return ctx.memo(("stall_things", cfg), lambda: _stall_things(ctx, cfg)).copy()
+
+
+def _stall_things(ctx: FrameContext, cfg: VendingRule) -> np.ndarray:
     d = ctx.detections
     scored = d.confidence >= cfg.min_score
     dwell = ctx.dwell_s()
@@ -88,22 +92,33 @@ def _static_stalls(ctx: FrameContext, cfg: VendingRule, cues: np.ndarray) -> np.
     detector does not explain them as something else (`explained_by`)."""
     d = ctx.detections
     out = np.zeros(len(d), bool)
-    static = np.where(ctx.of_class((STATIC_CLASS,)))[0]
-    if not len(static):
-        return out
-    explaining = d.xyxy[ctx.of_class(cfg.explained_by) & (d.confidence >= cfg.min_score)]
+    unexplained = np.where(explained_static(ctx, cfg.explained_by, cfg.explained_share, cfg.min_score) == 0)[0]
     visitors = d.data.get("visitors")
-    for i in static:
+    for i in unexplained:
         box = d.xyxy[i]
-        if covered(box, explaining) >= cfg.explained_share:
-            continue
         came_by = visitors is not None and (visitors[i] or 0) >= cfg.min_visitors
         holds = cues.any() and bool((box_overlap(d.xyxy[cues], box[None])[:, 0] >= 0.5).any())
         out[i] = came_by or holds
     return out
 
 
-def covered(box: np.ndarray, others: np.ndarray, grid: int = 24) -> float:
+def explained_static(ctx: FrameContext, by: tuple[str, ...], share: float, score: float) -> np.ndarray:
+    """Per detection: 1 for a static object the detector explains (`share` of it covered by boxes of classes
+    `by` at `score`), 0 for one it does not, -1 for anything else. Once per frame and settings."""
+
+    def compute() -> np.ndarray:
+        d = ctx.detections
+        out = np.full(len(d), -1, np.int8)
+        static = np.where(ctx.of_class((STATIC_CLASS,)))[0]
+        if len(static):
+            explaining = d.xyxy[ctx.of_class(by) & (d.confidence >= score)]
+            out[static] = [covered(d.xyxy[i], explaining) >= share for i in static]
+        return out
+
+    return ctx.memo(("explained_static", by, share, score), compute)
+
+
+def covered(box: np.ndarray, others: np.ndarray, grid: int = 12) -> float:
     """Share of `box` that the union of `others` covers (on a `grid` x `grid` raster of the box)."""
     if not len(others):
         return 0.0

@@ -128,7 +128,7 @@ class CameraTracker:
             out.data = {"class_name": np.array([], dtype=object)}
             out.data["still_since"] = np.array([], dtype=object)
             return out
-        out = _concat(parts)
+        out = concat(parts)
         out.data["still_since"] = np.array(self.stillness.update(out, at), dtype=object)
         return out
 
@@ -154,8 +154,9 @@ def _subset(d: sv.Detections, keep: np.ndarray | None) -> sv.Detections:
     )
 
 
-def _concat(parts: list[sv.Detections]) -> sv.Detections:
-    """`sv.Detections.merge(parts)` for ByteTrack's per-class answers."""
+def concat(parts: list[sv.Detections]) -> sv.Detections:
+    """`sv.Detections.merge(parts)` for plain boxes (ByteTrack's per-class answers, the static objects beside
+    them), without the general merge's validation."""
     if len(parts) == 1:
         return parts[0]
     keys = set(parts[0].data)
