@@ -22,9 +22,11 @@ Robust by construction to what a night camera does:
   light, not an object;
 - a moved camera (a PTZ preset change, a bump): most of the picture changing at once for `reset_after` frames
   resets the pictures instead of flooding proposals (`resets` counts them);
-- a dark, uniform ("no signal"), frozen (pixel-identical to the last) or corrupt frame is never learnt: it
-  neither feeds the pictures nor counts as time an object stayed. Only live time counts: a gap between two live
-  frames credits at most `max_gap_s`.
+- a dark, uniform ("no signal"), frozen or corrupt frame is never learnt: it neither feeds the pictures nor
+  counts as time an object stayed. Frozen is pixel-identical to the last frame on a camera whose frames otherwise
+  differ everywhere (sensor noise); a picture without noise (composed, or compressed flat) repeats where nothing
+  moves, and that is the scene standing still. Only live time counts: a gap between two live frames credits at
+  most `max_gap_s`.
 
 Cost: a few array operations on a copy of `size` px, only on frames the detector ran on (the change gate's
 reuses are skipped: they repeat the picture already seen).
@@ -92,7 +94,9 @@ _ILLUM_NCC = 0.8  # local correlation with the empty scene above which a change 
 _FLAT_RATIO = (0.6, 1.67)
 # Live frames that must see a pixel standing still: one frame after a long gap (the change gate's refresh) cannot
 # tell a thing that stays from a picture that froze with a passer-by in it; the next live frame can.
-_MIN_STILL_FRAMES = 2  # brightness ratio that counts as light on a flat (untextured) patch
+_MIN_STILL_FRAMES = 2
+_NOISE_FRAMES = 15  # recent frames that say whether a camera's picture carries sensor noise
+_NOISY_SHARE = 0.05  # share of pixels that change from frame to frame on a camera with sensor noise  # brightness ratio that counts as light on a flat (untextured) patch
 
 
 class StaticScene:
@@ -119,6 +123,7 @@ class StaticScene:
         self.live_s = 0.0  # live camera time seen so far (the clock of fg_since)
         self.last_at: datetime | None = None
         self.last_luma: np.ndarray | None = None
+        self.changes: list[float] = []  # share of the copy's pixels that changed, last frames that changed at all
         self.big_changes = 0
         self.resets = 0
         self.skipped = {"dark": 0, "frozen": 0, "corrupt": 0}
@@ -173,8 +178,18 @@ class StaticScene:
         if float(mean[0, 0]) < self.cfg.dark_luma or float(std[0, 0]) < self.cfg.min_contrast:
             self.skipped["dark"] += 1
             return True
-        frozen = self.last_luma is not None and np.array_equal(luma8, self.last_luma)
+        if self.last_luma is None:
+            self.last_luma = luma8
+            return False
+        changed = float(np.count_nonzero(luma8 != self.last_luma)) / luma8.size
         self.last_luma = luma8
+        if changed > 0:
+            self.changes = (self.changes + [changed])[-_NOISE_FRAMES:]
+            return False
+        # Pixel-identical to the last frame: frozen, if this camera's frames otherwise differ everywhere (sensor
+        # noise). A picture with no noise at all (a composed or heavily compressed stream) repeats itself where
+        # nothing moves; that is the scene standing still, not the stream.
+        frozen = bool(self.changes) and float(np.median(self.changes)) >= _NOISY_SHARE
         if frozen:
             self.skipped["frozen"] += 1
         return frozen

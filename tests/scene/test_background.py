@@ -74,6 +74,13 @@ def test_a_stall_that_appears_and_stays_with_people_coming_by_is_one_vending_inc
     assert statics[-1] == 1  # one object (its parts may show apart for a frame or two as it settles)
 
 
+def test_a_picture_without_sensor_noise_is_a_still_scene_not_a_frozen_stream(gate):
+    # a composed (or flat-compressed) stream repeats itself exactly wherever nothing moves: the stall still counts
+    incidents, _, engine = run_clip(Clip([stall(), visitor()], noise=0.0, drift=0.0), 600, gate=gate)
+    assert [i.type for i in incidents.values()] == ["street_vending"]
+    assert engine.cameras["cam"].static.skipped["frozen"] == 0
+
+
 def test_without_anyone_coming_by_a_new_thing_is_no_stall(gate):
     incidents, statics, _ = run_clip(Clip([stall()]), 600, gate=gate)
     assert incidents == {} and statics[-1] == 1  # seen as a static object, not taken for a stall
