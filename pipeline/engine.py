@@ -147,17 +147,16 @@ class Engine:
 
     def _with_static(self, state: _Camera, frame: Frame, at: datetime, tracked: sv.Detections, camera: CameraConfig) -> sv.Detections:
         """The static objects standing now, after ignore zones and fixtures, appended to the tracked detections
-        (they carry their own `still_since`: when they appeared). People beside them are noted as visitors."""
+        (they carry their own `still_since`: when they appeared). Who comes by them and what covers them is noted
+        on every frame."""
         static = state.static
         objects = static.update(frame.image, at, reused=bool(frame.meta.get("reused")))
         vending = self.config.rules.street_vending
-        if len(tracked) and objects:
-            people = np.isin(tracked.data["class_name"], vending.person_classes)
-            static.visit(tracked.xyxy[people], tracked.tracker_id[people], vending.person_reach)
+        static.observe(tracked, vending.person_classes, vending.person_reach, vending.explained_share)
         if not objects:
             return tracked
         # the change gate's reuses repeat the same objects: build and filter their detections once
-        key = (id(objects), tuple(len(o.visitors) for o in objects), self.source.version)
+        key = (id(objects), self.source.version)
         if state.static_dets is None or state.static_dets[0] != key:
             dets = static_detections(objects, tracked)
             width, height = static.full

@@ -41,6 +41,18 @@ def box_overlap(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / (_area(a)[:, None] + 1e-9)
 
 
+def covered_share(box, others: np.ndarray, grid: int = 12) -> float:
+    """Share of `box` that the union of the boxes `others` covers (on a `grid` x `grid` raster of the box)."""
+    if not len(others):
+        return 0.0
+    x1, y1, x2, y2 = (float(v) for v in box)
+    xs = x1 + (np.arange(grid) + 0.5) * (x2 - x1) / grid
+    ys = y1 + (np.arange(grid) + 0.5) * (y2 - y1) / grid
+    inside_x = (xs[None, :] >= others[:, 0:1]) & (xs[None, :] <= others[:, 2:3])  # (n, grid)
+    inside_y = (ys[None, :] >= others[:, 1:2]) & (ys[None, :] <= others[:, 3:4])
+    return float((inside_y[:, :, None] & inside_x[:, None, :]).any(axis=0).mean())
+
+
 def union_box(boxes: np.ndarray) -> tuple[float, float, float, float]:
     boxes = np.asarray(boxes).reshape(-1, 4)
     return (float(boxes[:, 0].min()), float(boxes[:, 1].min()), float(boxes[:, 2].max()), float(boxes[:, 3].max()))

@@ -18,7 +18,7 @@ def test_scenarios_command_gives_exactly_the_expected_incidents():
     )
     summary = json.loads(r.stdout)
     details = {(s["name"], s["dropout"]): s for s in summary["scenarios"]}
-    assert len(details) == 14  # seven scenarios, two dropout rates
+    assert len(details) == 16  # eight scenarios, two dropout rates
     assert summary["recall"] == 1.0 and summary["precision"] == 1.0 and summary["duplicate_rate"] == 0.0, json.dumps(summary["scenarios"], indent=1)
     assert r.returncode == 0
     for (name, dropout), s in details.items():
@@ -47,6 +47,6 @@ def test_no_scenario_lowers_a_rule_score():
                 yield from keys(v)
 
     files = sorted((REPO / "datasets" / "scenarios").glob("*.yaml"))
-    assert len(files) == 7
+    assert len(files) == 8
     for f in files:
         assert "min_score" not in set(keys(yaml.safe_load(f.read_text()))), f.name

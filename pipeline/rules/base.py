@@ -110,9 +110,11 @@ def min_count(rule: _Rule, override: RuleOverride | None) -> int:
     return thresholds(rule, override).min_count
 
 
-def clusters(boxes: np.ndarray, reach: float = 0.5) -> list[list[int]]:
-    """Group boxes that touch once each is grown by `reach` of its own size (one stall, one pile)."""
+def clusters(boxes: np.ndarray, reach: float | np.ndarray = 0.5) -> list[list[int]]:
+    """Group boxes that touch once each is grown by `reach` of its own size (one stall, one pile); `reach` may be
+    given per box."""
     n = len(boxes)
+    reach = np.broadcast_to(np.asarray(reach, float), (n,))[:, None] if n else reach
     parent = list(range(n))
 
     def find(i: int) -> int:

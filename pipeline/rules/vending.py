@@ -18,11 +18,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import VendingRule
-from ..geometry import box_overlap, union_box
+from ..geometry import box_overlap, covered_share, union_box
 from ..scene.background import STATIC_CLASS
 from .base import Box, FrameContext, Violation, clusters, make_violation, rule, thresholds
 
 TYPE = "street_vending"
+_STATIC_REACH = 0.35  # how far a static object reaches for the other parts of its stall, in its sizes
 
 
 def stall_things(ctx: FrameContext, cfg: VendingRule) -> np.ndarray:
@@ -93,10 +94,9 @@ def _static_stalls(ctx: FrameContext, cfg: VendingRule, cues: np.ndarray) -> np.
     d = ctx.detections
     out = np.zeros(len(d), bool)
     unexplained = np.where(explained_static(ctx, cfg.explained_by, cfg.explained_share, cfg.min_score) == 0)[0]
-    visitors = d.data.get("visitors")
     for i in unexplained:
         box = d.xyxy[i]
-        came_by = visitors is not None and (visitors[i] or 0) >= cfg.min_visitors
+        came_by = len(d.data["static"][i].visitors) >= cfg.min_visitors
         holds = cues.any() and bool((box_overlap(d.xyxy[cues], box[None])[:, 0] >= 0.5).any())
         out[i] = came_by or holds
     return out
@@ -104,7 +104,8 @@ def _static_stalls(ctx: FrameContext, cfg: VendingRule, cues: np.ndarray) -> np.
 
 def explained_static(ctx: FrameContext, by: tuple[str, ...], share: float, score: float) -> np.ndarray:
     """Per detection: 1 for a static object the detector explains (`share` of it covered by boxes of classes
-    `by` at `score`), 0 for one it does not, -1 for anything else. Once per frame and settings."""
+    `by` at `score` now, or in most of the frames it was seen in), 0 for one it does not, -1 for anything else.
+    Once per frame and settings."""
 
     def compute() -> np.ndarray:
         d = ctx.detections
@@ -112,22 +113,10 @@ def explained_static(ctx: FrameContext, by: tuple[str, ...], share: float, score
         static = np.where(ctx.of_class((STATIC_CLASS,)))[0]
         if len(static):
             explaining = d.xyxy[ctx.of_class(by) & (d.confidence >= score)]
-            out[static] = [covered(d.xyxy[i], explaining) >= share for i in static]
+            out[static] = [covered_share(d.xyxy[i], explaining) >= share or d.data["static"][i].covered_ratio(by) >= 0.5 for i in static]
         return out
 
     return ctx.memo(("explained_static", by, share, score), compute)
-
-
-def covered(box: np.ndarray, others: np.ndarray, grid: int = 12) -> float:
-    """Share of `box` that the union of `others` covers (on a `grid` x `grid` raster of the box)."""
-    if not len(others):
-        return 0.0
-    x1, y1, x2, y2 = (float(v) for v in box)
-    xs = x1 + (np.arange(grid) + 0.5) * (x2 - x1) / grid
-    ys = y1 + (np.arange(grid) + 0.5) * (y2 - y1) / grid
-    inside_x = (xs[None, :] >= others[:, 0:1]) & (xs[None, :] <= others[:, 2:3])  # (n, grid)
-    inside_y = (ys[None, :] >= others[:, 1:2]) & (ys[None, :] <= others[:, 3:4])
-    return float((inside_y[:, :, None] & inside_x[:, None, :]).any(axis=0).mean())
 
 
 def stalls(ctx: FrameContext) -> list[Box]:
@@ -154,10 +143,18 @@ def street_vending(ctx: FrameContext) -> list[Violation]:
     for zone_id, inside, override in ctx.active_zones("no_vending", TYPE):
         cfg = thresholds(rule_cfg, override)
         stall = np.where(stall_things(ctx, cfg) & ctx.settled(rule_cfg, inside, override))[0].tolist()
-        for group in clusters(ctx.detections.xyxy[stall], reach=0.5) if stall else []:
-            members = [stall[g] for g in group]
+        for members in _stalls(ctx, stall):
             out.append(make_violation(ctx, TYPE, zone_id, members, severity=1 if len(members) < 3 else 2))
     return out
+
+
+def _stalls(ctx: FrameContext, things: list[int]) -> list[list[int]]:
+    """Stall things grouped into stalls: things that touch once grown by half their size. A static object is a
+    stall's own outline, grown by a third of its size only: the parts of one stall (a chair, an umbrella over the
+    vendor) lie closer than that, two stalls set up side by side further apart."""
+    d = ctx.detections
+    reach = np.array([_STATIC_REACH if d.data["class_name"][i] == STATIC_CLASS else 0.5 for i in things])
+    return [[things[g] for g in group] for group in clusters(d.xyxy[things], reach=reach)] if things else []
 
 
 def _person_near(box: np.ndarray, persons: np.ndarray, reach: float) -> bool:

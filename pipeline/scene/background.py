@@ -42,6 +42,7 @@ import numpy as np
 import supervision as sv
 
 from ..config import CameraConfig, StaticConfig
+from ..geometry import box_iou, covered_share
 
 STATIC_CLASS = "static_object"  # the class name static objects carry among a frame's detections
 # Zone kinds whose rules read static objects; a camera with none of them keeps no pictures (it costs nothing).
@@ -56,8 +57,8 @@ def reads_static(camera: CameraConfig) -> bool:
 def static_detections(objects: list[StaticObject], like: sv.Detections) -> sv.Detections:
     """Static objects as detections of class `STATIC_CLASS`, shaped like the frame's tracked `like` (same data
     keys) so the rules, evidence and incidents treat them as any other box. Untracked (`tracker_id` -1): each
-    carries its own `still_since`, the time it appeared, and `visitors`, how many people came by it. Score: the
-    share of its box the region fills."""
+    carries its own `still_since`, the time it appeared, and `static`, the `StaticObject` itself (who came by, what
+    covered it). Score: the share of its box the region fills."""
     n = len(objects)
     out = sv.Detections(
         xyxy=np.array([o.box for o in objects], np.float32).reshape(-1, 4),
@@ -68,7 +69,7 @@ def static_detections(objects: list[StaticObject], like: sv.Detections) -> sv.De
     out.data = {k: np.full(n, None, dtype=object) for k in like.data}
     out.data["class_name"] = np.full(n, STATIC_CLASS, dtype=object)
     out.data["still_since"] = np.array([o.since for o in objects] + [None], dtype=object)[:n]
-    out.data["visitors"] = np.array([len(o.visitors) for o in objects], dtype=object)
+    out.data["static"] = np.array([*objects, None], dtype=object)[:n]
     return out
 
 
@@ -83,6 +84,13 @@ class StaticObject:
     fill: float  # share of its box the region fills
     visitors: set[int] = field(default_factory=set)  # track ids of people seen beside it while it stood
     last_seen: datetime | None = None
+    seen: int = 0  # frames it was reported in
+    covered: dict[str, int] = field(default_factory=dict)  # of those, frames in which boxes of a class covered it
+
+    def covered_ratio(self, classes) -> float:
+        """Share of its frames in which the detector saw one of `classes` covering it: a parked car stays a car
+        through the frames the detector missed it (dropouts), a stall stays one when a car passes in front."""
+        return max((self.covered.get(c, 0) for c in classes), default=0) / self.seen if self.seen else 0.0
 
     def dwell_s(self, at: datetime) -> float:
         return (at - self.since).total_seconds()
@@ -96,7 +104,7 @@ _FLAT_RATIO = (0.6, 1.67)
 # tell a thing that stays from a picture that froze with a passer-by in it; the next live frame can.
 _MIN_STILL_FRAMES = 2
 _NOISE_FRAMES = 15  # recent frames that say whether a camera's picture carries sensor noise
-_NOISY_SHARE = 0.05  # share of pixels that change from frame to frame on a camera with sensor noise  # brightness ratio that counts as light on a flat (untextured) patch
+_NOISY_SHARE = 0.1  # share of pixels that change by a gray level or two from frame to frame: sensor noise  # brightness ratio that counts as light on a flat (untextured) patch
 
 
 class StaticScene:
@@ -104,7 +112,7 @@ class StaticScene:
 
     >>> scene = StaticScene(camera.static, 1920, 1080)
     >>> objects = scene.update(frame_bgr, at)          # every frame the detector ran on, in time order
-    >>> scene.visit(person_boxes, reach=1.0)          # people beside an object make it a stall, not a pile
+    >>> scene.observe(tracked, ("person",), reach=1.0, cover=0.6)  # who came by, what covers it
     """
 
     def __init__(self, cfg: StaticConfig, width: int, height: int, ignore: np.ndarray | None = None) -> None:
@@ -123,7 +131,7 @@ class StaticScene:
         self.live_s = 0.0  # live camera time seen so far (the clock of fg_since)
         self.last_at: datetime | None = None
         self.last_luma: np.ndarray | None = None
-        self.changes: list[float] = []  # share of the copy's pixels that changed, last frames that changed at all
+        self.changes: list[float] = []  # share of the copy's pixels that changed a little, last frames that changed
         self.big_changes = 0
         self.resets = 0
         self.skipped = {"dark": 0, "frozen": 0, "corrupt": 0}
@@ -181,10 +189,11 @@ class StaticScene:
         if self.last_luma is None:
             self.last_luma = luma8
             return False
-        changed = float(np.count_nonzero(luma8 != self.last_luma)) / luma8.size
+        diff = cv2.absdiff(luma8, self.last_luma)
         self.last_luma = luma8
-        if changed > 0:
-            self.changes = (self.changes + [changed])[-_NOISE_FRAMES:]
+        if diff.any():
+            # sensor noise: a gray level or two, almost everywhere (an object changes a region, by a lot)
+            self.changes = (self.changes + [float(np.count_nonzero(diff <= 2) - np.count_nonzero(diff == 0)) / diff.size])[-_NOISE_FRAMES:]
             return False
         # Pixel-identical to the last frame: frozen, if this camera's frames otherwise differ everywhere (sensor
         # noise). A picture with no noise at all (a composed or heavily compressed stream) repeats itself where
@@ -305,8 +314,6 @@ class StaticScene:
         return self._match(found, at)
 
     def _match(self, found: list, at: datetime) -> list[StaticObject]:
-        from ..geometry import box_iou
-
         old = self.objects
         out: list[StaticObject] = []
         taken: set[int] = set()
@@ -329,20 +336,31 @@ class StaticScene:
                 self.next_id += 1
         return out
 
-    # -- who comes by --------------------------------------------------------------------------------------
+    # -- what the detector says about them ------------------------------------------------------------------
 
-    def visit(self, boxes: np.ndarray, track_ids: np.ndarray, reach: float) -> None:
-        """Note the people (boxes with their track ids) beside each standing object: within `reach` of the
-        object's size from its box. A vendor or customers coming and going make a stall of it."""
-        if not len(boxes):
+    def observe(self, detections: sv.Detections, people: tuple[str, ...], reach: float, cover: float) -> None:
+        """One frame's tracked detections beside the standing objects: people within `reach` of an object's size
+        from its box are its visitors (a vendor or customers coming and going make a stall of it), and a class
+        whose boxes cover `cover` of it is counted as covering it in this frame."""
+        if not self.objects:
             return
+        names = detections.data.get("class_name", np.array([], dtype=object))
+        is_person = np.isin(names, people) if len(detections) else np.zeros(0, bool)
         for o in self.objects:
+            o.seen += 1
+            if not len(detections):
+                continue
             x1, y1, x2, y2 = o.box
-            r = reach * max(x2 - x1, y2 - y1)
-            gap_x = np.maximum(0, np.maximum(boxes[:, 0] - x2, x1 - boxes[:, 2]))
-            gap_y = np.maximum(0, np.maximum(boxes[:, 1] - y2, y1 - boxes[:, 3]))
-            for tid in track_ids[np.hypot(gap_x, gap_y) <= r]:
+            xyxy = detections.xyxy
+            gap_x = np.maximum(0, np.maximum(xyxy[:, 0] - x2, x1 - xyxy[:, 2]))
+            gap_y = np.maximum(0, np.maximum(xyxy[:, 1] - y2, y1 - xyxy[:, 3]))
+            gap = np.hypot(gap_x, gap_y)
+            for tid in detections.tracker_id[is_person & (gap <= reach * max(x2 - x1, y2 - y1))]:
                 o.visitors.add(int(tid))
+            touching = gap == 0
+            for cls in set(names[touching]):
+                if covered_share(o.box, xyxy[touching & (names == cls)]) >= cover:
+                    o.covered[cls] = o.covered.get(cls, 0) + 1
 
 
 def _edges(luma: np.ndarray) -> np.ndarray:
