@@ -69,7 +69,40 @@ def cmd_bench_batch(args: argparse.Namespace) -> int:
               f"speedup_vs_naive {r['speedup_vs_naive']}; planted {r['planted']}, found {r['found']}, extra incidents {r['extra_incidents']}; gate {r['gate']}")
         if "today_seconds" in r:
             print(f"  the job before (decode all, detect every sample): {r['today_video_seconds_per_second']}x real time, {r['today_vs_naive']} of naive speed")
+    st = out["static_scene"]
+    print(f"static objects on the night street (as a no_vending zone): on {st['on_seconds']} s vs off {st['off_seconds']} s: cost {st['cost']:+.1%}")
     print(out["cpu"])
+    return 0
+
+
+def cmd_bench_learning_curve(args: argparse.Namespace) -> int:
+    from importlib.util import find_spec
+
+    if find_spec("ultralytics") is None:
+        print("error: `bench learning-curve` trains models and needs the train extra: pip install -e '.[train]'", file=sys.stderr)
+        return 2
+    from ..train.learning_curve import CurveConfig, run_curve
+
+    cfg = CurveConfig(
+        budgets=tuple(int(b) for b in args.budgets.split(",")), epochs=args.epochs, imgsz=args.imgsz, val_images=args.val_images,
+        seed=args.seed, workdir=Path(args.workdir),
+    )
+    with contextlib.redirect_stdout(sys.stderr):  # ultralytics' progress goes to stdout; the table or JSON own it
+        result = run_curve(cfg, log=print).to_dict()
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    if args.card:
+        from ..train.card import add_to_card
+        from ..train.learning_curve import card_entry
+
+        add_to_card(Path(args.card), "labelling_budget", card_entry(result, " ".join(["streetorder", *sys.argv[1:]])))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"'{result['class_name']}' as a new class on {result['base']}, {result['imgsz']} px, seed {result['seed']}; scored on {result['val_images']} garbage-cn val images ({result['val_boxes']} boxes)")
+    print(f"{'budget':>6} {'background':>10} {'boxes':>6} {'epochs':>6} {'train s':>8} {'AP50':>6} {'AP50-95':>7}")
+    for b in result["budgets"]:
+        print(f"{b['budget']:>6} {b['background_images']:>10} {b['labelled_boxes']:>6} {b['epochs']:>6} {b['train_seconds']:>8} {b['ap50']!s:>6} {b['ap50_95']!s:>7}")
     return 0
 
 
@@ -95,7 +128,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--images", type=int, default=30, help="real images for the backend comparison (default 30)")
     p.add_argument("--data", default=str(SHARED_DATA / "garbage-cn" / "val" / "images"), help="folder of images for the backend comparison (default ../shared/data/garbage-cn/val/images)")
     p.set_defaults(func=cmd_bench)
-    what = p.add_subparsers(dest="bench_what", metavar="{batch,serve}", required=False)  # plain `bench`: the backend comparison
+    what = p.add_subparsers(dest="bench_what", metavar="{batch,serve,learning-curve}", required=False)  # plain `bench`: the backend comparison
     q = what.add_parser(
         "serve", help="the live endpoint under load vs the detector alone",
         description="Start `streetorder serve` (real uvicorn on 127.0.0.1), POST /detect real images at concurrency 1, 4 and 16, and time the "
@@ -121,3 +154,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--minutes", type=float, default=30.0, help="length of the generated night recording (default 30; each length is cached)")
     q.add_argument("--today", action="store_true", help="also time the job as it was: every frame decoded, the detector on every sample")
     q.set_defaults(func=cmd_bench_batch)
+    q = what.add_parser(
+        "learning-curve", help="labels needed for a new class: AP of garbage-cn 'overflow' learnt as new, per labelling budget (train extra; slow)",
+        description="Grow the COCO model's head by one class, 'overflow' (as `streetorder retrain` does for a class added in datasets/classes.yaml), "
+        "fine-tune it on N labelled garbage-cn train images (one seeded pick, nested: each set holds the smaller ones) plus N/2 background streets for "
+        "each budget N, with the same number of training steps for every budget, and score AP50 and AP50-95 of the class on garbage-cn val. "
+        "Prints a table; the defaults took 47 minutes on the 2-core machine here, shared with other jobs.",
+    )
+    q.add_argument("--budgets", default="25,50,100,200", help="comma-separated labelled-image budgets (default 25,50,100,200)")
+    q.add_argument("--epochs", type=int, default=15, help="epochs for the largest budget; smaller ones train as many steps (default 15)")
+    q.add_argument("--imgsz", type=int, default=320, help="training and scoring size (default 320)")
+    q.add_argument("--val-images", type=int, help="score on a seeded subset of this many garbage-cn val images (default: all 391)")
+    q.add_argument("--seed", type=int, default=0, help="seed of the picks and of training (default 0)")
+    q.add_argument("--workdir", default="var/learning-curve", help="work folder for the built sets and runs (default var/learning-curve)")
+    q.add_argument("--json", action="store_true", help="print one JSON object (progress goes to stderr)")
+    q.add_argument("--out", help="also write the JSON result to this file")
+    q.add_argument("--card", metavar="MODEL_DIR", help="also store the curve in this model's card (card.json) and re-render its README, e.g. models/street-v2")
+    q.set_defaults(func=cmd_bench_learning_curve)

@@ -249,6 +249,7 @@ def render_markdown(card: dict) -> str:
         *_selection_section(card),
         f"**Latency** (ONNX, CPU, batch 1, {m['latency_onnx_cpu']['imgsz']} px): median {m['latency_onnx_cpu']['median_ms']} ms, p90 {m['latency_onnx_cpu']['p90_ms']} ms on {card['training']['environment'].get('cpus')} cores.",
         "",
+        *_labelling_section(card),
         "## Reproduce",
         "```",
         card["training"]["command"],
@@ -342,6 +343,40 @@ def _selection_section(card: dict) -> list[str]:
         *rows,
         "",
         exp.get("verdict", ""),
+        "",
+    ]
+
+
+def add_to_card(folder: Path, key: str, value: dict) -> None:
+    """Store `value` under `key` in `folder/card.json` and re-render its README (the model card)."""
+    card = json.loads((folder / "card.json").read_text(encoding="utf-8"))
+    card[key] = value
+    (folder / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False), encoding="utf-8")
+    (folder / "README.md").write_text(render_markdown(card))
+
+
+def _labelling_section(card: dict) -> list[str]:
+    """How many labels a new class needs (`streetorder bench learning-curve`), as measured."""
+    lc = card.get("labelling_budget")
+    if not lc:
+        return []
+    r = lc["result"]
+    rows = [f"| {b['budget']} | {b['labelled_boxes']} | {b['background_images']} | {b['epochs']} | {b['train_seconds']:.0f} | {b['ap50']} | {b['ap50_95']} |" for b in r["budgets"]]
+    return [
+        "## Labelling budget for a new class (`streetorder bench learning-curve`)",
+        f"How many labelled images does a new class (a stall class, say) need? `{r['class_name']}` stands in, learnt as if new: the COCO model "
+        f"({r['base']}) gets one head row with `extend_classes` (what `streetorder retrain` does for a class added in `datasets/classes.yaml`) and is "
+        "fine-tuned on N labelled garbage-cn train images holding it (one seeded pick, nested: each set holds the smaller ones) plus N/2 background "
+        f"streets; labels are its boxes and COCO pseudo-labels of the classes the rules read. Every budget trains the same number of steps, {r['imgsz']} px, "
+        f"seed {r['seed']}; AP of `{r['class_name']}` on {r['val_images']} garbage-cn val images ({r['val_boxes']} boxes), never trained on. One run per budget.",
+        "",
+        f"| labelled images | {r['class_name']} boxes | background images | epochs | training s | AP50 | AP50-95 |",
+        "|---|---|---|---|---|---|---|",
+        *rows,
+        "",
+        f"Command: `{lc['command']}`. Machine: {lc['machine']}.",
+        "",
+        lc.get("reading", ""),
         "",
     ]
 

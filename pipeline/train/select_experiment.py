@@ -169,12 +169,9 @@ def verdict(s: dict, n_random: int) -> str:
 
 def add_to_card(report: dict, folder: Path) -> None:
     """Store the experiment in `folder/card.json` and re-render its README (the model card)."""
-    from .card import render_markdown
+    from .card import add_to_card as store
 
-    card = json.loads((folder / "card.json").read_text(encoding="utf-8"))
-    card["selection_experiment"] = report
-    (folder / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False), encoding="utf-8")
-    (folder / "README.md").write_text(render_markdown(card))
+    store(folder, "selection_experiment", report)
 
 
 def _boxes(image: Path) -> int:
