@@ -366,7 +366,34 @@ def run(minutes: float = 30.0, model: str | None = None, today: bool = False, lo
             row["today_vs_naive"] = round(t_naive / t_today, 2) if t_naive else None
             row["today_found"] = score(today_reports, planted, start)["found"]
         out["inputs"][name] = row
+    out["static_scene"] = static_cost(night, detector, log)
     return out
+
+
+def static_cost(night: NightInput, detector, log=print, repeats: int = 2) -> dict:
+    """What the static scene (what is new and stays put) costs on the static night: the night camera with its
+    street also a no_vending zone (so the cue model runs in both), static objects on against off, interleaved
+    `repeats` times; the cost is the ratio of the medians, minus one."""
+    text = night.config.read_text(encoding="utf-8")
+    zone = "      - {id: street, kind: garbage_watch, polygon: [[0, 560], [1920, 560], [1920, 1080], [0, 1080]]}\n"
+    if zone not in text:
+        raise RuntimeError("bench: the night camera's zone is not where static_cost expects it")
+    variants = {}
+    for name, enabled in (("off", "false"), ("on", "true")):
+        path = night.config.with_name(f"{night.config.stem}-static-{name}.yaml")
+        vending = zone.replace("id: street, kind: garbage_watch", "id: pavement, kind: no_vending")
+        path.write_text(text.replace(zone, zone + vending + f"    static: {{enabled: {enabled}}}\n"), encoding="utf-8")
+        variants[name] = path
+    times: dict[str, list[float]] = {"off": [], "on": []}
+    found: dict[str, int] = {}
+    for _ in range(repeats):
+        for name, path in variants.items():
+            log(f"bench: night_street_1080p: static objects {name}")
+            seconds, summary, reports = run_job(night.video.parent.parent, path, detector)
+            times[name].append(round(seconds, 2))
+            found[name] = sum(r.type == "garbage" for r in reports)
+    off, on = float(np.median(times["off"])), float(np.median(times["on"]))
+    return {"off_seconds": times["off"], "on_seconds": times["on"], "cost": round(on / off - 1.0, 3), "garbage_incidents": found}
 
 
 def _warm_imports() -> None:
