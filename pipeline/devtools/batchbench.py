@@ -385,15 +385,15 @@ def static_cost(night: NightInput, detector, log=print, repeats: int = 2) -> dic
         path.write_text(text.replace(zone, zone + vending + f"    static: {{enabled: {enabled}}}\n"), encoding="utf-8")
         variants[name] = path
     times: dict[str, list[float]] = {"off": [], "on": []}
-    found: dict[str, int] = {}
+    found: dict[str, dict[str, int]] = {}
     for _ in range(repeats):
         for name, path in variants.items():
             log(f"bench: night_street_1080p: static objects {name}")
             seconds, summary, reports = run_job(night.video.parent.parent, path, detector)
             times[name].append(round(seconds, 2))
-            found[name] = sum(r.type == "garbage" for r in reports)
+            found[name] = {t: sum(r.type == t for r in reports) for t in sorted({r.type for r in reports})}
     off, on = float(np.median(times["off"])), float(np.median(times["on"]))
-    return {"off_seconds": times["off"], "on_seconds": times["on"], "cost": round(on / off - 1.0, 3), "garbage_incidents": found}
+    return {"off_seconds": times["off"], "on_seconds": times["on"], "cost": round(on / off - 1.0, 3), "incidents": found}
 
 
 def _warm_imports() -> None:
