@@ -11,6 +11,9 @@ reports into the case ledger.
 
 from __future__ import annotations
 
+import io
+import pickle
+import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -254,6 +257,31 @@ class Engine:
             evidence=evidence,
         )
 
+    # -- state ---------------------------------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        """Every camera's tracker, open incidents and static scene, the patrol incidents and what was reported, as
+        compressed bytes: what a resumed night needs to make the same cases (`restore`). Zones are rebuilt from the
+        config. A best frame whose evidence was already written is never needed again (evidence is rewritten only
+        when a better frame comes), so its pixels are left out: the snapshot stays small however long an incident
+        lasts."""
+        cameras = {cid: (cam.tracker, cam.incidents, cam.camera, cam.static, cam.static_key) for cid, cam in self.cameras.items()}
+        incidents = [inc for cam in self.cameras.values() for inc in cam.incidents.open] + list(self.patrol.incidents)
+        written = {id(inc.best) for inc in incidents if inc.best is not None and (r := self._reported.get(inc.id)) and r.best_version == inc.best_version}
+        buf = io.BytesIO()
+        _StatePickler(buf, written).dump({"cameras": cameras, "patrol": self.patrol, "reported": self._reported})
+        return zlib.compress(buf.getvalue(), 1)
+
+    def restore(self, blob: bytes) -> None:
+        """Take up the state `snapshot` gave (a record from before static scenes holds three items a camera)."""
+        state = pickle.loads(zlib.decompress(blob))
+        for cid, (tracker, incidents, camera, *static) in state["cameras"].items():
+            self.cameras[cid] = _Camera(tracker, incidents, camera)
+            if static:
+                self.cameras[cid].static, self.cameras[cid].static_key = static
+        self.patrol = state["patrol"]
+        self._reported = state["reported"]
+
     def open_incidents(self) -> list[Incident]:
         return [inc for cam in self.cameras.values() for inc in cam.incidents.open]
 
@@ -270,3 +298,15 @@ class Engine:
                 out.append(self._report(inc, camera, self._location(inc, camera, None), polygons, self._reported.get(inc.id)))
         return out
 
+
+class _StatePickler(pickle.Pickler):
+    """Pickles a snapshot, leaving out the pixels of best frames whose evidence was written (`written`: their ids)."""
+
+    def __init__(self, file, written: set[int]) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.written = written
+
+    def reducer_override(self, obj):
+        if type(obj) is Snapshot and id(obj) in self.written:
+            return Snapshot, (None, obj.at, obj.box, obj.detections, obj.members, obj.quality, obj.private)
+        return NotImplemented

@@ -68,7 +68,7 @@ class ProgressBook:
             return s.execute(delete(NightProgress).where(NightProgress.run_key == self.key)).rowcount
 
     def plan(self, unit: Unit) -> UnitPlan:
-        with self.db.transaction() as s:  # the engine state is read only when the unit starts (`load_state`)
+        with self.db.transaction() as s:  # the engine state is read only when the unit starts (`Engine.restore`)
             q = select(NightProgress).options(defer(NightProgress.state)).where(NightProgress.run_key == self.key, NightProgress.unit == unit.id)
             rows = {r.source: r for r in s.scalars(q)}
             has_state = set(s.scalars(select(NightProgress.source).where(NightProgress.run_key == self.key, NightProgress.unit == unit.id, NightProgress.state.is_not(None))))

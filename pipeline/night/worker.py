@@ -20,7 +20,6 @@ from ..frame_pool import FramePool
 from ..frames import Frame, VideoError, image_frames
 from ..images import ImageError, load_image
 from ..prefetch import prefetched
-from .checkpoint import load_state, save_state
 from .messages import Checkpoint, FrameOut, Message, Problem, UnitDone, UnitFailed, VerifyInput
 from .units import Counts, Job, NightSettings, Source, Unit
 
@@ -43,7 +42,7 @@ class _SourceRun:
 
     def checkpoint(self, position: float, status: str | None = None) -> Checkpoint:
         out = Checkpoint(
-            self.unit.id, self.item, self.src.key, self.src.fingerprint, status or self.status, position, self.counts, save_state(self.engine),
+            self.unit.id, self.item, self.src.key, self.src.fingerprint, status or self.status, position, self.counts, self.engine.snapshot(),
             self.error, self.frames_read, self.used, self.seen, tuple(self.read), self.src.kind,
         )
         self.counts, self.seen, self.read = Counts(), None, []
@@ -85,7 +84,7 @@ class UnitRunner:
             first = 0
             if resume is not None:
                 if resume.state is not None:
-                    load_state(engine, resume.state)
+                    engine.restore(resume.state)
                 first = resume.item
             for i in range(first, len(unit.sources)):
                 position = resume.position if resume is not None and i == resume.item else 0.0

@@ -21,7 +21,7 @@ class MaterialsRule(_Rule):
     """Materials piled on the pavement: unexplained static objects in a no_vending zone that are not a stall."""
 
     min_dwell_s: float = Field(1800, ge=0, title="Minimum dwell (s)", description="Longer than a stall's, so a stall still waiting for its first customer is not taken for a pile")
-    min_score: float = Field(0.0, ge=0, le=1, title="Minimum score", description="Static objects have no detector score: the share of their box the region fills")
+    min_score: float = Field(0.35, ge=0, le=1, title="Minimum score", description="Score at which a detection of an explaining class explains a static object")
     explained_by: tuple[str, ...] = Field(
         ("car", "bus", "truck", "bicycle", "motorcycle", "tricycle", "person", "garbage", "overflow", "garbage_bin"),
         title="Explaining classes",
@@ -42,16 +42,14 @@ def materials_piled(ctx: FrameContext) -> list[Violation]:
     cfg = ctx.rules.rule(TYPE)
     if not cfg.enabled or ctx.patrol:
         return []
-    d = ctx.detections
-    static = ctx.of_class((STATIC_CLASS,))
-    if not static.any():
+    if not ctx.of_class((STATIC_CLASS,)).any():
         return []
-    unexplained = explained_static(ctx, cfg.explained_by, cfg.explained_share, 0.35) == 0
     out = []
     for zone_id, inside, override in ctx.active_zones("no_vending", TYPE):
         stalls = stall_things(ctx, thresholds(ctx.rules.street_vending, override_for(ctx, zone_id)))
         t = thresholds(cfg, override)
-        for i in np.where(unexplained & ctx.settled(cfg, inside, override) & ~stalls & (d.confidence >= t.min_score))[0]:
+        unexplained = explained_static(ctx, t.explained_by, t.explained_share, t.min_score) == 0
+        for i in np.where(unexplained & ctx.settled(cfg, inside, override) & ~stalls)[0]:
             out.append(make_violation(ctx, TYPE, zone_id, [int(i)], severity=1 if ctx.area_share()[i] < 0.05 else 2))
     return out
 

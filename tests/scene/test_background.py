@@ -12,7 +12,6 @@ import pytest
 
 from pipeline.config import StaticConfig, parse_config
 from pipeline.engine import Engine
-from pipeline.night.checkpoint import load_state, save_state
 from pipeline.sampling import ImageTicks, gated
 from pipeline.scene.background import STATIC_CLASS, StaticScene
 
@@ -168,7 +167,7 @@ def test_the_change_gate_and_a_resume_give_the_same_incident():
     first = Engine(config)
     run_clip(clip, 0, engine=first, frames=all_frames[:150])
     second = Engine(config)
-    load_state(second, save_state(first))
+    second.restore(first.snapshot())
     resumed, _, _ = run_clip(clip, 0, engine=second, frames=all_frames[150:])
     for got in (through_gate, resumed):
         [a], [b] = plain.values(), got.values()
