@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -25,16 +24,13 @@ from zoneinfo import ZoneInfo
 from tqdm import tqdm
 
 from .cases import StorageError
-from .config import CameraConfig, StreetOrderConfig
+from .config import StreetOrderConfig
 from .detect import Detector
-from .detect.plan import camera_detector
 from .frames import VIDEO_SUFFIXES, Frame, VideoError, photo_metadata, video_start
 from .images import IMAGE_SUFFIXES, ImageError, load_image
 from .intake import Deferred
-from .night.units import Counts, Job, NightSettings, Source, Unit, group_fingerprint
-from .sampling import GATE_OFF, sample_video
+from .night.units import PATROL, Counts, Job, NightSettings, Source, Unit, group_fingerprint
 
-PATROL = "patrol"
 
 
 @dataclass
@@ -125,50 +121,6 @@ def discover(root: Path, config: StreetOrderConfig) -> tuple[dict[str, list[Path
         else:
             cameras[entry.name] = sorted(p for p in entry.rglob("*") if p.is_file() and not p.name.startswith("."))
     return cameras, patrol, problems
-
-
-def _detect(frames: list[Frame], detector: Detector, camera: CameraConfig | None) -> list:
-    """One batch of one camera's frames, each through the detector its camera asks for (`camera_detector`:
-    the same one unless the camera slices; frames of one size share a call)."""
-    if camera is None:
-        return detector.detect([f.image for f in frames])
-    out: list = [None] * len(frames)
-    by_size: dict[tuple[int, int], list[int]] = {}
-    for i, f in enumerate(frames):
-        by_size.setdefault(f.image.shape[:2], []).append(i)
-    for (h, w), idx in by_size.items():
-        for i, d in zip(idx, camera_detector(detector, camera, w, h).detect([frames[i].image for i in idx])):
-            out[i] = d
-    return out
-
-
-def file_stream(
-    path: Path, start, camera: CameraConfig, detector: Detector, every_s: float, batch: int, start_s: float = 0.0, *, gate: bool = True, rules=None
-) -> Iterator[tuple[Frame, object]]:
-    """One video's (frame, detections), in order, from video time `start_s` on (a resumed file): the one call
-    per file that the decoding strategy lives behind (`sampling.sample_video`: keyframes or seeking, the camera's
-    change gate, step-ahead). `gate=False` runs the detector on every sampled frame."""
-    return sample_video(path, start, camera, detector, every_s, None if gate else GATE_OFF, start_s, rules=rules, batch=batch)
-
-
-def _batched(frames: Iterable[Frame], detector: Detector, size: int, camera: CameraConfig | None = None) -> Iterator[tuple[Frame, object]]:
-    """Detect in batches (faster on every backend), hand frames on one by one, in order.
-
-    When the source fails part-way (a truncated video), the frames already decoded are still handed on first.
-    """
-    buf: list[Frame] = []
-    try:
-        for f in frames:
-            buf.append(f)
-            if len(buf) == size:
-                batch, buf = buf, []
-                yield from zip(batch, _detect(batch, detector, camera))
-    except Exception:
-        if buf:
-            yield from zip(buf, _detect(buf, detector, camera))
-        raise
-    if buf:
-        yield from zip(buf, _detect(buf, detector, camera))
 
 
 def plan_units(footage: Path, config: StreetOrderConfig) -> tuple[list[Unit], Unit | None, list[dict]]:

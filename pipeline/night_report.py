@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from .batch import PATROL
+from .night.units import PATROL
 from .cases.models import Case, CaseEvidence, CaseIncident
 from .cases.report import MAX_GALLERY, template_env, thumbnail_uri
 from .domain import VIOLATION_TYPES

@@ -113,7 +113,7 @@ def test_frames_decoded_before_a_video_breaks_are_still_detected():
     """A truncated video raises after its last good frame; frames waiting for a full batch still go through."""
     import numpy as np
 
-    from pipeline.batch import _batched
+    from pipeline.sampling import detect_in_batches
     from pipeline.detect import empty_detections
     from pipeline.frames import Frame, VideoError
 
@@ -131,7 +131,7 @@ def test_frames_decoded_before_a_video_breaks_are_still_detected():
 
     got, det = [], Counting()
     with pytest.raises(VideoError):
-        for frame, _ in _batched(frames(), det, 4):
+        for frame, _ in detect_in_batches(frames(), det, 4):
             got.append(frame)
     assert len(got) == 6 and det.calls == [4, 2]
 

@@ -177,7 +177,7 @@ cameras:
 
 
 def test_batch_job_slices_only_the_cameras_that_ask():
-    from pipeline.batch import _batched
+    from pipeline.sampling import detect_in_batches
     from pipeline.frames import Frame
 
     cfg = parse_config(
@@ -192,8 +192,8 @@ cameras:
     )
     frames = [Frame(np.zeros((64, 64, 3), np.uint8), datetime(2026, 11, 20, 22, 0, i, tzinfo=timezone.utc), "cam") for i in range(3)]
     plain, sliced = Recording(), Recording()
-    assert len(list(_batched(iter(frames), plain, 4))) == 3 and plain.calls == [[(64, 64)] * 3]
-    assert len(list(_batched(iter(frames), sliced, 4, cfg.camera("cam")))) == 3
+    assert len(list(detect_in_batches(iter(frames), plain, 4))) == 3 and plain.calls == [[(64, 64)] * 3]
+    assert len(list(detect_in_batches(iter(frames), sliced, 4, cfg.camera("cam")))) == 3
     assert sliced.calls[0] == [(64, 64)] * 3 and sliced.calls[1:] == [[(36, 36)] * 4] * 3  # full frames, then each frame's tiles
 
 

@@ -16,20 +16,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
+from .storage import storage_error
+from .urls import normalize_url, redact
+
 MIGRATIONS = "pipeline.cases:migrations"
 _PG_MIGRATION_LOCK = 0x5_0E_DB_01  # pg_advisory_lock key: one migrator at a time
-
-
-def normalize_url(url: str) -> str:
-    """Accept the usual `postgresql://` spelling and route it to psycopg 3, the driver we ship."""
-    for prefix in ("postgresql://", "postgres://"):
-        if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
-    return url
-
-
-def redact(url: str) -> str:
-    return make_url(normalize_url(url)).render_as_string(hide_password=True)
 
 
 def _sqlite_pragmas(engine: Engine) -> None:
@@ -144,8 +135,6 @@ class Database:
 
 def _raise_storage(url: str, e: BaseException) -> None:
     """Raise `e` as a StorageError naming the database when it is about storage (full, read-only); else return."""
-    from .storage import storage_error
-
     err = storage_error("ledger database", redact(url), e)
     if err is not None:
         raise err from e

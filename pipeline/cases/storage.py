@@ -17,6 +17,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 
 from .errors import StorageError
+from .urls import normalize_url
 
 # errno values that mean "this place cannot take writes", as opposed to a bad input file
 STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EROFS, errno.EACCES, errno.EPERM, errno.EDQUOT, errno.EIO, errno.ENOTDIR, errno.EEXIST, errno.EFBIG})
@@ -74,8 +75,6 @@ def check_writable_dir(path: Path, what: str) -> None:
 
 def sqlite_file(database_url: str) -> Path | None:
     """The database file of a SQLite URL (None for PostgreSQL or an in-memory database)."""
-    from .db import normalize_url
-
     u = make_url(normalize_url(database_url))
     if u.get_backend_name() != "sqlite" or not u.database or u.database == ":memory:":
         return None

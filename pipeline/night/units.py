@@ -14,6 +14,8 @@ from typing import Literal
 
 from ..domain import GeoPoint
 
+PATROL = "patrol"  # the patrol photos' unit, and their folder in the footage
+
 
 @dataclass(frozen=True)
 class NightSettings:

@@ -20,6 +20,7 @@ from ..frame_pool import FramePool
 from ..frames import Frame, VideoError, image_frames
 from ..images import ImageError, load_image
 from ..prefetch import prefetched
+from ..sampling import GATE_OFF, detect_in_batches, sample_video
 from .messages import Checkpoint, FrameOut, Message, Problem, UnitDone, UnitFailed, VerifyInput
 from .units import Counts, Job, NightSettings, Source, Unit
 
@@ -130,8 +131,6 @@ class UnitRunner:
         return position
 
     def _stills_source(self, run: _SourceRun, sink: dict, position: float) -> Iterator[Message]:
-        from ..batch import _batched
-
         camera = self.config.camera(run.unit.id)
         done, problems = int(position), []
 
@@ -145,7 +144,7 @@ class UnitRunner:
                     yield got
 
         since = None
-        for frame, dets in prefetched(_batched(readable(), self.detector, self.settings.batch, camera)):
+        for frame, dets in prefetched(detect_in_batches(readable(), self.detector, self.settings.batch, camera)):
             while problems:
                 yield problems.pop(0)
             run.saw(frame, image=True)
@@ -183,11 +182,11 @@ class UnitRunner:
         return len(run.src.photos)
 
     def _video(self, src: Source, camera_id: str, start_s: float) -> Iterator[tuple[Frame, object]]:
-        from ..batch import file_stream
-
-        return file_stream(
-            Path(src.key), src.start, self.config.camera(camera_id), self.detector, self.settings.every_s, self.settings.batch, start_s=start_s,
-            gate=self.settings.gate, rules=self.config.rules,
+        """One video's (frame, detections) from video time `start_s` on (a resumed file), as `sample_video` decodes,
+        gates and detects it; `--no-gate` runs the detector on every sampled frame."""
+        return sample_video(
+            Path(src.key), src.start, self.config.camera(camera_id), self.detector, self.settings.every_s, None if self.settings.gate else GATE_OFF, start_s,
+            rules=self.config.rules, batch=self.settings.batch,
         )
 
     def _frame(self, engine: Engine, sink: dict, unit: Unit, frame: Frame, dets, counts: Counts) -> FrameOut | None:

@@ -12,11 +12,11 @@ import logging
 
 from ..cases import AutoVerifier, CaseStore, LedgerError
 from ..domain import IncidentReport
+from .units import PATROL
 from ..intake import DispatchedCases
 from .messages import Checkpoint, FrameOut, Message, Problem, UnitDone, UnitFailed
 from .progress import ProgressBook
 
-PATROL = "patrol"  # the patrol photos' unit (batch.PATROL; not imported: batch imports this package)
 
 log = logging.getLogger(__name__)
 
