@@ -62,7 +62,7 @@ class _Camera:
     zones_key: tuple = ()
     static: StaticScene | None = None  # what is new in the view and stays put (cameras whose zones read it)
     static_key: tuple = ()
-    static_dets: tuple | None = None  # (objects seen, their detections): reused while the objects are the same
+    static_dets: tuple | None = None  # (objects list, config version, their detections): reused while both are the same
 
 
 @dataclass
@@ -158,14 +158,14 @@ class Engine:
         static.observe(tracked, vending.person_classes, vending.person_reach, vending.explained_share)
         if not objects:
             return tracked
-        # the change gate's reuses repeat the same objects: build and filter their detections once
-        key = (id(objects), self.source.version)
-        if state.static_dets is None or state.static_dets[0] != key:
+        # the change gate's reuses repeat the same objects (the same list): build and filter their detections once
+        cached = state.static_dets
+        if cached is None or cached[0] is not objects or cached[1] != self.source.version:
             dets = static_detections(objects, tracked)
             width, height = static.full
             keep = ~state.zones.ignored(dets) & ~fixture_mask(dets, camera, width, height)
-            state.static_dets = (key, dets if keep.all() else dets[keep])
-        dets = state.static_dets[1]
+            state.static_dets = cached = (objects, self.source.version, dets if keep.all() else dets[keep])
+        dets = cached[2]
         if not len(dets):
             return tracked
         if not len(tracked):
