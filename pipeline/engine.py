@@ -111,11 +111,11 @@ class Engine:
         if state.zones_key != key:  # new frame size or a reloaded config
             state.zones, state.zones_key = CameraZones(camera, width, height), key
             state.incidents.cfg = cfg.incidents
-        # The long-term picture outlives config edits that do not touch it (a new fixture, a rule threshold)
-        static_key = (width, height, camera.static, tuple(z.polygon for z in camera.zones if z.kind == "ignore")) if reads_static(camera) else ()
-        if state.static_key != static_key:
-            state.static = StaticScene(camera.static, width, height, ignore=state.zones.ignore_mask(width, height)) if static_key else None
-            state.static_key = static_key
+            # the long-term picture outlives config edits that do not touch it (a new fixture, a rule threshold)
+            static_key = (width, height, camera.static, tuple(z.polygon for z in camera.zones if z.kind == "ignore")) if reads_static(camera) else ()
+            if state.static_key != static_key:
+                state.static = StaticScene(camera.static, width, height, ignore=state.zones.ignore_mask(width, height)) if static_key else None
+                state.static_key = static_key
         return state
 
     def _detect(self, frame: Frame, detections: sv.Detections | None, camera: CameraConfig | None = None) -> sv.Detections:

@@ -88,15 +88,15 @@ def _goods_stalls(ctx: FrameContext, cfg: VendingRule, goods: np.ndarray) -> np.
     return out
 
 
-def _static_stalls(ctx: FrameContext, cfg: VendingRule, cues: np.ndarray) -> np.ndarray:
-    """Static objects that are stalls: people came by them (`min_visitors`) or stall cues lie in them, and the
-    detector does not explain them as something else (`explained_by`)."""
+def _static_stalls(ctx: FrameContext, cfg: VendingRule, cues: np.ndarray, visited: bool = True) -> np.ndarray:
+    """Static objects that are stalls: people came by them (`min_visitors`; any, with `visited` False) or stall
+    cues lie in them, and the detector does not explain them as something else (`explained_by`)."""
     d = ctx.detections
     out = np.zeros(len(d), bool)
     unexplained = np.where(explained_static(ctx, cfg.explained_by, cfg.explained_share, cfg.min_score) == 0)[0]
     for i in unexplained:
         box = d.xyxy[i]
-        came_by = len(d.data["static"][i].visitors) >= cfg.min_visitors
+        came_by = not visited or len(d.data["static"][i].visitors) >= cfg.min_visitors
         holds = cues.any() and bool((box_overlap(d.xyxy[cues], box[None])[:, 0] >= 0.5).any())
         out[i] = came_by or holds
     return out
@@ -127,7 +127,7 @@ def stalls(ctx: FrameContext) -> list[Box]:
     persons = ctx.of_class(cfg.person_classes) & (ctx.detections.confidence >= cfg.min_score)
     things |= _goods_stalls(ctx, cfg, _loose_goods(ctx, cfg, persons))
     if cfg.static_objects and not ctx.patrol:
-        things |= _static_stalls(ctx, cfg.model_copy(update={"min_visitors": 0}), things)
+        things |= _static_stalls(ctx, cfg, things, visited=False)
     idx = np.where(things)[0]
     return [union_box(ctx.detections.xyxy[idx[g]]) for g in clusters(ctx.detections.xyxy[idx], reach=0.5)] if len(idx) else []
 
