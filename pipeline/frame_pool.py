@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import threading
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,10 +25,9 @@ import numpy as np
 import supervision as sv
 from pydantic import BaseModel, ConfigDict, Field
 
+from .config.settings import PipelineSettings
+
 log = logging.getLogger(__name__)
-
-ENV = "STREETORDER_FRAME_POOL"
-
 
 class FramePoolConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -68,7 +66,7 @@ class FramePool:
 
     @classmethod
     def from_env(cls) -> FramePool | None:
-        value = os.environ.get(ENV, "")
+        value = PipelineSettings().frame_pool or ""
         if value.lower() in ("off", "0", "false", "none"):
             return None
         return cls(FramePoolConfig(root=Path(value)) if value else None)

@@ -6,20 +6,16 @@ a settings page. Times are seconds or hours as named; nothing here reads the wal
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
+from ..config.settings import PipelineSettings
 from ..domain import VIOLATION_TYPES, ViolationType
 
 DEFAULT_DB_URL = "sqlite:///var/streetorder.db"
-ENV_CONFIG = "STREETORDER_LEDGER_CONFIG"
-ENV_CONFIG_OLD = "STREETORDER_CONFIG"  # the earlier name, still read
-ENV_DB = "STREETORDER_DB"
-ENV_WEBHOOK_SECRET = "STREETORDER_WEBHOOK_SECRET"
 
 
 class _Section(BaseModel):
@@ -60,7 +56,7 @@ class WebhookConfig(_Section):
     """HTTP delivery to the city's case system: a signed JSON POST per case event."""
 
     url: str = Field(title="URL", description="Receiver endpoint (http or https)")
-    secret: SecretStr = Field(title="HMAC secret", description=f"Shared secret for the X-Streetorder-Signature header; ${ENV_WEBHOOK_SECRET} overrides it")
+    secret: SecretStr = Field(title="HMAC secret", description="Shared secret for the X-Streetorder-Signature header; $STREETORDER_WEBHOOK_SECRET overrides it")
     timeout_s: float = Field(10, gt=0, title="Timeout", description="Seconds to wait for the receiver's answer")
 
     @field_validator("url")
@@ -100,7 +96,7 @@ class MqttConfig(_Section):
 class LedgerConfig(_Section):
     """Everything the rectification ledger needs: where it stores, how it decides, where it delivers."""
 
-    database_url: str = Field(DEFAULT_DB_URL, title="Database URL", description=f"SQLAlchemy URL; SQLite file (embedded default) or postgresql://… (production). ${ENV_DB} overrides it")
+    database_url: str = Field(DEFAULT_DB_URL, title="Database URL", description="SQLAlchemy URL; SQLite file (embedded default) or postgresql://… (production). $STREETORDER_DB overrides it")
     auto_upgrade: bool = Field(True, title="Upgrade on open", description="Run Alembic migrations to head when the store opens, so a fresh database just works")
     evidence_dir: Path = Field(Path("var/evidence"), title="Evidence directory", description="Root of the content-addressed evidence store")
     evidence_base_url: str = Field("http://127.0.0.1:8000/evidence/", title="Evidence base URL", description="Evidence URLs in outbound messages are this plus the file's sha256")
@@ -160,7 +156,8 @@ class LedgerConfig(_Section):
     def load(cls, path: str | Path | None = None, *, database_url: str | None = None) -> LedgerConfig:
         """Defaults, then the YAML file (`path`, else $STREETORDER_LEDGER_CONFIG or $STREETORDER_CONFIG), then the
         environment, then `database_url`."""
-        path = path or os.environ.get(ENV_CONFIG) or os.environ.get(ENV_CONFIG_OLD)
+        env = PipelineSettings()
+        path = path or env.ledger_config or env.config
         data: dict = {}
         if path:
             p = Path(path)
@@ -170,10 +167,10 @@ class LedgerConfig(_Section):
             if loaded is not None and not isinstance(loaded, dict):
                 raise ValueError(f"{p}: the ledger config must be a mapping at the top level")
             data = loaded or {}
-        if os.environ.get(ENV_DB):
-            data["database_url"] = os.environ[ENV_DB]
-        if os.environ.get(ENV_WEBHOOK_SECRET) and isinstance(data.get("webhook"), dict):
-            data["webhook"] = {**data["webhook"], "secret": os.environ[ENV_WEBHOOK_SECRET]}
+        if env.db:
+            data["database_url"] = env.db
+        if env.webhook_secret and isinstance(data.get("webhook"), dict):
+            data["webhook"] = {**data["webhook"], "secret": env.webhook_secret.get_secret_value()}
         if database_url:
             data["database_url"] = database_url
         try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import statistics
 import threading
 import time
@@ -17,13 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..paths import MODELS_DIR, SAMPLE_FOOTAGE
+from ..config.settings import PipelineSettings
+from ..paths import SAMPLE_FOOTAGE
 from .base import Detector, DetectorSettings
 
 
 
 def models_dir() -> Path:
-    return Path(os.environ.get("STREETORDER_MODELS", MODELS_DIR))
+    """The models folder: $STREETORDER_MODELS, else models/."""
+    return PipelineSettings().models
 
 
 def current_name(root: Path | None = None) -> str:
@@ -44,9 +45,10 @@ class ModelRef:
     card: dict = field(default_factory=dict, compare=False)
 
 
-def resolve_model(spec: str | Path | None = None) -> ModelRef:
-    """Turn a model name, folder or weights file (or None for the current model) into a `ModelRef`."""
-    root = models_dir()
+def resolve_model(spec: str | Path | None = None, root: Path | None = None) -> ModelRef:
+    """Turn a model name, folder or weights file (or None for the current model) into a `ModelRef`. Names are
+    looked up in `root` (default: `models_dir()`)."""
+    root = root or models_dir()
     if spec is None:
         spec = current_name(root)
     path = Path(spec)
@@ -79,15 +81,17 @@ log = logging.getLogger(__name__)
 
 
 def load_detector(
-    spec: str | Path | None = None, backend: str = "auto", settings: DetectorSettings | None = None, threads: int | None = None
+    spec: str | Path | None = None, backend: str = "auto", settings: DetectorSettings | None = None, threads: int | None = None,
+    root: Path | None = None,
 ) -> Detector:
     """Build a detector for a model. `backend`: 'onnx' (onnxruntime) or 'openvino' (both serve the model's
     `.onnx`, no torch), 'ultralytics' (the `.pt`; needs the train extra), or 'auto': the faster of onnx and
     openvino that agrees with onnx on a sample image, probed once per model file and thread count.
-    The detector's `backend` attribute names the one in use."""
+    The detector's `backend` attribute names the one in use. A model name is looked up in `root` (default:
+    `models_dir()`)."""
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend '{backend}' (use one of: {', '.join(BACKENDS)})")
-    ref = resolve_model(spec)
+    ref = resolve_model(spec, root)
     if backend == "ultralytics":
         if ref.pt is None:
             raise FileNotFoundError(f"model '{ref.name}' has no model.pt")

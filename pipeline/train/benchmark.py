@@ -202,8 +202,8 @@ def _only(rows: np.ndarray, classes: tuple[str, ...], names: tuple[str, ...]) ->
     return out
 
 
-def _onnx_sha(model) -> str:
-    ref = resolve_model(model)
+def _onnx_sha(model, models_root: Path | None = None) -> str:
+    ref = resolve_model(model, models_root)
     h = hashlib.sha256()
     with open(ref.onnx, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -211,15 +211,19 @@ def _onnx_sha(model) -> str:
     return h.hexdigest()[:12]
 
 
-def score_model(model: str | Path, bench: Benchmark, store=None, cfg: GateConfig | None = None, threads: int | None = None, cache_dir: Path | None = Path("var/benchmark")) -> dict:
-    """Every benchmark figure of one model (ONNX), cached by model file and benchmark content."""
+def score_model(
+    model: str | Path, bench: Benchmark, store=None, cfg: GateConfig | None = None, threads: int | None = None, cache_dir: Path | None = Path("var/benchmark"),
+    models_root: Path | None = None,
+) -> dict:
+    """Every benchmark figure of one model (ONNX), cached by model file and benchmark content. A model name is
+    looked up in `models_root` (default: `models_dir()`)."""
     cfg = cfg or GateConfig()
-    ref = resolve_model(model)
-    key = f"{ref.name}-{_onnx_sha(model)}-{bench.key()}-{hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:8]}"
+    ref = resolve_model(model, models_root)
+    key = f"{ref.name}-{_onnx_sha(model, models_root)}-{bench.key()}-{hashlib.sha256(cfg.model_dump_json().encode()).hexdigest()[:8]}"
     cache = cache_dir / f"{key}.json" if cache_dir else None
     if cache is not None and cache.exists() and store is None:
         return json.loads(cache.read_text())
-    det = load_detector(model, backend="onnx", settings=DetectorSettings(conf=EVAL_CONF, iou=EVAL_IOU), threads=threads)
+    det = load_detector(model, backend="onnx", settings=DetectorSettings(conf=EVAL_CONF, iou=EVAL_IOU), threads=threads, root=models_root)
     names = tuple(det.names)
     street = tuple(n for n in STREET_CLASSES if n in names)
     gcn = _part(det, bench.garbage_cn, street, lambda p: read_labels(label_path(p)), cfg.operating_conf)

@@ -33,17 +33,16 @@ def merged_id(name: str) -> int:
 # New classes are appended after MERGED_CLASSES, in the order of the config file, so every old class id stays
 # valid: garbage-cn labels, teacher pseudo-labels and old sample versions need no rewrite.
 
-import os  # noqa: E402
 import re  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import yaml  # noqa: E402
 from pydantic import BaseModel, ConfigDict, Field, field_validator  # noqa: E402
 
+from ..config.settings import PipelineSettings  # noqa: E402
 from ..paths import DATASETS  # noqa: E402
 
 CLASSES_FILE = DATASETS / "classes.yaml"
-CLASSES_ENV = "STREETORDER_CLASSES"
 _CLASS_NAME = re.compile(r"^[a-z][a-z0-9_ ]{0,39}$")
 
 
@@ -79,7 +78,7 @@ class ClassesConfig(BaseModel):
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> ClassesConfig:
-        path = Path(path or os.environ.get(CLASSES_ENV) or CLASSES_FILE)
+        path = Path(path or PipelineSettings().classes or CLASSES_FILE)
         if not path.exists():
             return cls()
         try:

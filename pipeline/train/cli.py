@@ -12,7 +12,7 @@ from pathlib import Path
 from ..cases.cli import add_ledger_args
 from ..cli_options import add_backend_arg, add_slice_args
 from ..paths import SHARED
-from .versions import DEFAULT_ROOT, SAMPLES_ENV, samples_root
+from .versions import DEFAULT_ROOT, samples_root
 from .samples_formats import FORMATS
 from .trainer import TrainConfig
 
@@ -269,7 +269,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Reviewers' boxes are labels, deleted model boxes and rejected violations hard negatives, every other object the model finds a pseudo-label.",
     )
     e.add_argument("--format", choices=FORMATS, default="yolo", help="yolo (default), coco, cvat (COCO 1.0 zip for CVAT) or labelstudio (JSON tasks + labelling config)")
-    e.add_argument("--out", type=Path, default=samples_root(), help=f"the root of the versions (default ${SAMPLES_ENV} or {DEFAULT_ROOT})")
+    e.add_argument("--out", type=Path, default=samples_root(), help=f"the root of the versions (default $STREETORDER_SAMPLES or {DEFAULT_ROOT})")
     e.add_argument("--pseudo", choices=["model", "proposals"], default="model", help="pseudo-labels from the current model run on each frame (default) or the proposing model's stored boxes")
     e.add_argument("--model", help="model that labels the other objects (default: models/CURRENT)")
     e.add_argument("--conf", type=float, default=0.4, help="score for the model's labels (default 0.4, as the pseudo-labels)")

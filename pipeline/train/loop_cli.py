@@ -157,9 +157,10 @@ def _gate_config(args):
 
 def _store(args):
     """The ledger for the case-precision check; None when none is configured and the default one does not exist."""
-    import os
+    from ..config.settings import PipelineSettings
 
-    if not (getattr(args, "ledger", None) or getattr(args, "db", None) or os.environ.get("STREETORDER_DB") or os.environ.get("STREETORDER_LEDGER_CONFIG")):
+    env = PipelineSettings()
+    if not (getattr(args, "ledger", None) or getattr(args, "db", None) or env.db or env.ledger_config):
         from ..cases.config import DEFAULT_DB_URL
 
         if not Path(DEFAULT_DB_URL.removeprefix("sqlite:///")).exists():
@@ -170,22 +171,19 @@ def _store(args):
 
 
 def evaluate_gate(args, candidate: str) -> tuple[dict, dict, object, object]:
-    import os
-
+    """Score `candidate` and the current model (or --against) on the benchmark; model names are looked up in
+    --models-dir (default: `models_dir()`)."""
     from ..detect.registry import current_name
     from .benchmark import Benchmark, gate, score_model
 
-    if args.gate_models_dir:
-        os.environ["STREETORDER_MODELS"] = str(args.gate_models_dir)
-    from ..detect.registry import models_dir
-
-    against = getattr(args, "against", None) or current_name(models_dir())
+    root = _gate_models_dir(args)
+    against = getattr(args, "against", None) or current_name(root)
     cfg = _gate_config(args)
     bench = Benchmark.default(samples_root=args.gate_samples_root, limit=args.bench_limit)
     store = _store(args)
     try:
-        cand = score_model(candidate, bench, store, cfg, threads=args.threads)
-        cur = score_model(against, bench, store, cfg, threads=args.threads)
+        cand = score_model(candidate, bench, store, cfg, threads=args.threads, models_root=root)
+        cur = score_model(against, bench, store, cfg, threads=args.threads, models_root=root)
     finally:
         if store is not None:
             store.close()
@@ -220,9 +218,14 @@ def _print_verdict(args, cand, cur, verdict) -> None:
     print("verdict: " + ("promote" if verdict.promote else "do not promote"))
 
 
-def cmd_promote(args: argparse.Namespace) -> int:
-    import os
+def _gate_models_dir(args) -> Path:
+    """The models folder the gate and `promote` work in: --models-dir, else `models_dir()`."""
+    from ..detect.registry import models_dir
 
+    return args.gate_models_dir or models_dir()
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
     from .promote import PromotionError, record_promotion
 
     cand, cur, verdict, bench = evaluate_gate(args, args.name)
@@ -230,9 +233,7 @@ def cmd_promote(args: argparse.Namespace) -> int:
     if not verdict.promote and not args.force:
         print(f"refused: {args.name} stays a candidate; {cur['model']} keeps serving. Why: " + "; ".join(verdict.reasons), file=sys.stderr)
         return 3
-    from ..detect.registry import models_dir
-
-    root = models_dir()
+    root = _gate_models_dir(args)
     try:
         record_promotion(args.name, verdict.as_dict() | {"against": cur["model"], "benchmark": bench.describe()}, root, forced=not verdict.promote)
     except PromotionError as e:
@@ -257,16 +258,11 @@ def _card_gate(folder: Path, against: str, bench: dict, verdict: dict) -> None:
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
-    import os
-
+    from ..detect.registry import models_dir
     from .promote import PromotionError, rollback
 
-    if args.models_dir:
-        os.environ["STREETORDER_MODELS"] = str(args.models_dir)
-    from ..detect.registry import models_dir
-
     try:
-        old, new = rollback(models_dir())
+        old, new = rollback(args.models_dir or models_dir())
     except PromotionError as e:
         print(f"streetorder rollback: {e}", file=sys.stderr)
         return 3

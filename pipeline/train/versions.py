@@ -11,22 +11,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config.settings import PipelineSettings
 from ..formats.yolo import DatasetError, label_path, list_images
 from ..paths import SAMPLES_DIR
 
-SAMPLES_ENV = "STREETORDER_SAMPLES"
 DEFAULT_ROOT = SAMPLES_DIR
 MANIFESTS = ("manifest.json", "samples.json")
 HOLDOUT_MOD = 5  # 1 image in 5 of every version is benchmark-only
 
 
 def samples_root(root: str | Path | None = None) -> Path:
-    return Path(root or os.environ.get(SAMPLES_ENV) or DEFAULT_ROOT)
+    return Path(root or PipelineSettings().samples or DEFAULT_ROOT)
 
 
 def is_holdout(image: Path) -> bool:

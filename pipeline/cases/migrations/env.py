@@ -6,12 +6,11 @@ command line (e.g. writing a new revision) the URL comes from `-x db=URL` or $ST
 
 from __future__ import annotations
 
-import os
-
 from alembic import context
 from sqlalchemy import create_engine
 
 from pipeline.cases.db import normalize_url
+from pipeline.config.settings import PipelineSettings
 from pipeline.cases.models import Base, UtcDateTime
 
 config = context.config
@@ -42,7 +41,7 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    url = context.get_x_argument(as_dictionary=True).get("db") or os.environ.get("STREETORDER_DB")
+    url = context.get_x_argument(as_dictionary=True).get("db") or PipelineSettings().db
     if not url:
         raise SystemExit("give the database with -x db=URL or $STREETORDER_DB")
     engine = create_engine(normalize_url(url))

@@ -1,0 +1,124 @@
+"""Every `STREETORDER_*` environment variable, in one place: the settings each process reads from its environment.
+
+Two pydantic-settings models read them, one per process: `PipelineSettings` below (the command line, the night
+job, the retraining loop; read when a value is needed, so a variable set later, as tests and notebooks do, still
+counts) and `service.settings.ServiceSettings` (the live service, read once at start). Both derive from
+`EnvSettings`, so both read `STREETORDER_<FIELD>` the same way: an empty variable counts as unset, names are
+case-sensitive, a command-line flag wins over the variable, the variable over the default. No other module of
+`pipeline/` or `service/` reads a `STREETORDER_*` variable (tests/test_settings_env.py checks it), and this table
+lists every one of them (the same test keeps it complete).
+
+| Variable | Default | Meaning |
+|---|---|---|
+| STREETORDER_DB | unset | Ledger database URL; overrides the ledger config's `database_url` (`--db` wins) |
+| STREETORDER_LEDGER_CONFIG | unset | Ledger config YAML (`--ledger` wins); unset: STREETORDER_CONFIG, else built-in defaults |
+| STREETORDER_CONFIG | unset | The earlier name of STREETORDER_LEDGER_CONFIG, still read |
+| STREETORDER_WEBHOOK_SECRET | unset | Overrides the ledger config's `webhook.secret` |
+| STREETORDER_MODELS | models | Models folder: one folder per model version, plus CURRENT (`--models-dir` wins) |
+| STREETORDER_CLASSES | datasets/classes.yaml | The classes annotators add beyond the model's |
+| STREETORDER_SAMPLES | var/samples | Root of the labelled sample versions |
+| STREETORDER_FRAME_POOL | var/frames | Frame pool folder; `off`, `0`, `false` or `none` turns the pool off |
+| STREETORDER_CAMERA_CONFIG | the sample config | Service: cameras, zones, rules (YAML) (`serve --config` wins) |
+| STREETORDER_MODEL | models/CURRENT | Service: model name, model folder or .onnx file (`--model` wins) |
+| STREETORDER_PERSIST_MODEL | false | Service: PUT /models/current also rewrites models/CURRENT |
+| STREETORDER_MODEL_WATCH_S | 2 | Service: how often to re-read models/CURRENT and follow it; 0: never |
+| STREETORDER_CONF | 0.25 | Service: detector score floor |
+| STREETORDER_IMGSZ | the model's | Service: inference size in pixels (a multiple of 32) |
+| STREETORDER_THREADS | all cores | Service: onnxruntime intra-op threads |
+| STREETORDER_API_KEY | unset | Service: deprecated single master key, accepted as an admin key with a warning |
+| STREETORDER_INSECURE_OPEN | false | Service: start with no API keys, every route open (demos only) |
+| STREETORDER_EVIDENCE_PUBLIC | false | Service: serve /evidence without a key |
+| STREETORDER_SESSION_HOURS | 8 | Service: hours a review-page login lasts |
+| STREETORDER_AUTH_FAILURES_PER_ADDRESS | 10 | Service: failed authentications per client address per window before 429 |
+| STREETORDER_AUTH_FAILURES_GLOBAL | 100 | Service: failed authentications of all clients per window before 429 |
+| STREETORDER_AUTH_WINDOW_S | 300 | Service: seconds a failed authentication counts against the limits |
+| STREETORDER_MAX_UPLOAD_BYTES | 20971520 | Service: largest request body; more is refused with 413 |
+| STREETORDER_MAX_PIXELS | 50000000 | Service: largest image (width x height), read from the header; more is refused with 422 |
+| STREETORDER_IMAGE_MEMORY_MB | 1024 | Service: MiB that uploaded images in flight may take together |
+| STREETORDER_IMAGE_MEMORY_WAIT_S | 2 | Service: seconds an upload waits for that memory before 503 |
+| STREETORDER_BATCHING | true | Service: concurrent requests' images go through the detector together |
+| STREETORDER_BATCH_MAX_SIZE | 8 | Service: images per detector call at most |
+| STREETORDER_BATCH_MAX_WAIT_MS | 4 | Service: milliseconds the oldest image may wait for a batch to fill |
+| STREETORDER_BATCH_QUEUE_SIZE | 64 | Service: images that may wait for the detector before 503 |
+| STREETORDER_RETRY_AFTER_S | 1 | Service: the Retry-After of a 503 |
+| STREETORDER_EVIDENCE_DIR | var/engine-evidence | Service: where the engine writes evidence before the ledger stores it |
+| STREETORDER_JOURNAL | var/report-journal.jsonl | Service: reports the ledger could not take yet, replayed on start |
+| STREETORDER_RETRY_INTERVAL_S | 2 | Service: seconds between attempts to post queued reports |
+| STREETORDER_MAX_CLOCK_SKEW_S | 300 | Service: frames taken more than this far in the future are refused |
+| STREETORDER_EARLIEST_TAKEN_AT | 2000-01-01T00:00:00Z | Service: frames taken before it are refused |
+| STREETORDER_PUBLIC_URL | unset | Service: how clients reach the service; sets the ledger's evidence base URL |
+
+The test suite alone also reads STREETORDER_TEST_PG (tests/conftest.py): the PostgreSQL admin database it
+creates its test databases in.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+from pydantic import Field, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
+
+from ..paths import MODELS_DIR
+
+ENV_PREFIX = "STREETORDER_"
+
+
+def env_name(field_name: str, field: FieldInfo) -> str | None:
+    """The variable a field is read from: `STREETORDER_<FIELD>`, unless the field names another in
+    `json_schema_extra={"env": ...}` (None: never from the environment)."""
+    extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+    return extra["env"] if "env" in extra else ENV_PREFIX + field_name.upper()
+
+
+class _Environment(EnvSettingsSource):
+    """pydantic-settings' environment source, with each field's variable named by `env_name`."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        name = env_name(field_name, field)
+        return (self.env_vars.get(name) if name else None), field_name, False
+
+
+class EnvSettings(BaseSettings):
+    """The base of each process's settings: defaults, then `STREETORDER_*` variables, then arguments (flags)."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, case_sensitive=True, env_ignore_empty=True, extra="forbid", frozen=True)
+    what: ClassVar[str] = "streetorder"  # names the settings in a validation error
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource, env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource, file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return init_settings, _Environment(settings_cls)  # no .env file, no secrets folder
+
+    @classmethod
+    def env_names(cls) -> dict[str, str]:
+        """Field name → environment variable, for the fields read from the environment."""
+        return {name: var for name, f in cls.model_fields.items() if (var := env_name(name, f))}
+
+    @classmethod
+    def load(cls, **flags: Any):
+        """Defaults, then the environment, then `flags` (None means 'not given'); an invalid value names its variable."""
+        try:
+            return cls(**{k: v for k, v in flags.items() if v is not None})
+        except ValidationError as e:
+            names = cls.env_names()
+            lines = [f"{'.'.join(map(str, err['loc']))} ({names.get(str(err['loc'][0]), 'flag')}): {err['msg']}" for err in e.errors()]
+            raise ValueError(f"invalid {cls.what} settings:\n  " + "\n  ".join(lines)) from None
+
+
+class PipelineSettings(EnvSettings):
+    """What the command line, the night job and the retraining loop read from the environment. Build one where a
+    value is needed (`PipelineSettings().models`): it reads the environment then."""
+
+    db: str | None = Field(None, title="Database URL", description="Ledger database URL; overrides the ledger config's database_url (a --db flag wins)")
+    ledger_config: Path | None = Field(None, title="Ledger config", description="Ledger config YAML (a --ledger flag wins); unset: STREETORDER_CONFIG, else the built-in defaults")
+    config: Path | None = Field(None, title="Ledger config (old name)", description="The earlier name of STREETORDER_LEDGER_CONFIG, still read")
+    webhook_secret: SecretStr | None = Field(None, title="Webhook secret", description="Overrides the ledger config's webhook.secret")
+    models: Path = Field(MODELS_DIR, title="Models directory", description="One folder per model version, plus CURRENT naming the one in use")
+    classes: Path | None = Field(None, title="Added classes", description="The classes annotators add beyond the model's; unset: datasets/classes.yaml")
+    samples: Path | None = Field(None, title="Samples root", description="Root of the labelled sample versions; unset: var/samples")
+    frame_pool: str | None = Field(None, title="Frame pool", description="Frame pool folder, or off/0/false/none to turn the pool off; unset: var/frames")
