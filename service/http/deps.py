@@ -12,7 +12,7 @@ from fastapi import Depends, Request
 from pipeline.cases import CaseStore
 
 from .errors import UnsupportedMediaType
-from .state import ServiceState
+from ..runtime.state import ServiceState
 
 
 async def get_state(request: Request) -> ServiceState:

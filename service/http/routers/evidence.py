@@ -7,8 +7,9 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from fastapi.responses import FileResponse
 
+from ...runtime.errors import NotFound
 from ..deps import Store
-from ..errors import NotFound, error_responses
+from ..errors import error_responses
 
 router = APIRouter(tags=["evidence"])  # a reviewer key or session, unless evidence is public (app.py)
 

@@ -29,10 +29,11 @@ from pipeline.cases.lifecycle import AWAITING
 from pipeline.domain import VIOLATION_TYPES
 from pipeline.evidence import static_evidence
 
+from ...runtime.errors import Unprocessable
 from ..auth import HEADER, OPEN_WARNING, SESSION_COOKIE, get_auth, identify, refuse_failure
 from ..csrf import REFUSED, same_origin
 from ..deps import State
-from ..errors import TooManyRequests, Unprocessable, status_of
+from ..errors import TooManyRequests, status_of
 from ..keys import Principal, Role
 from ..params import MAX_ID
 

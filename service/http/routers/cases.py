@@ -11,9 +11,10 @@ from pipeline.cases import CaseView
 from pipeline.cases.lifecycle import CaseStatus
 from pipeline.domain import ViolationType
 
+from ...runtime.errors import Unprocessable
 from ..auth import require
 from ..deps import State, Store, require_multipart
-from ..errors import Unprocessable, error_responses
+from ..errors import error_responses
 from ..keys import Principal, Role
 from ..paging import Paging, page_fields
 from ..params import MAX_ID, Timestamp

@@ -28,10 +28,11 @@ from pipeline.cases.annotations import AnnotationView, Annotations, LabelBox
 from pipeline.cases.lifecycle import AWAITING
 from pipeline.labels import case_frame, case_frames, current_labels, label_classes, labelled_frame, next_awaiting
 
+from ...runtime.errors import Conflict, NotFound, Unprocessable
 from ..auth import require
 from ..csrf import same_origin
 from ..deps import State
-from ..errors import Conflict, NotFound, Unprocessable, error_responses
+from ..errors import error_responses
 from ..keys import Principal, Role
 from .review import _JSON_ERROR, _reviewer, case_facts
 

@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 
 class Budget(Protocol):
-    """Memory that waiting inputs reserve (`uploads.DecodeBudget`)."""
+    """Memory that waiting inputs reserve (`decode_budget.DecodeBudget`)."""
 
     def reserve(self, nbytes: int, what: str) -> AbstractContextManager[None]: ...
 

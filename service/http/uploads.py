@@ -1,5 +1,5 @@
-"""Uploads: a hard cap on request bodies, a memory budget for the images being decoded, and turning an
-uploaded file into an image or a clear refusal.
+"""Uploads: a hard cap on request bodies, and turning an uploaded file into an image or a clear refusal, inside
+the image memory budget (`service.runtime.decode_budget`).
 
 Memory: a decoded image takes about 10-14 bytes a pixel at its peak (pipeline/images.py), so a 77 KB PNG of
 80000 x 1000 px would take ~1 GB. Its size is read from the header first (refused above `max_pixels`), then
@@ -11,8 +11,6 @@ flight never take more than the budget together, whatever is uploaded at once.
 from __future__ import annotations
 
 import json
-import threading
-import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Annotated
@@ -23,8 +21,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline.images import FORMAT_NAMES, decode_image, probe_image
 
-from .errors import Overloaded, TooLarge, UnsupportedMediaType
-from .metrics import ServiceMetrics
+from ..runtime.decode_budget import DecodeBudget
+from .errors import UnsupportedMediaType
 
 # Declared types an image upload may carry; the bytes decide in the end (decode_image), this only turns away
 # what says outright that it is not an image.
@@ -89,39 +87,6 @@ class BodyLimit:
         body = json.dumps({"detail": f"request body too large: {size:,} bytes or more; the limit is {self.limit:,} bytes"}).encode()
         await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
-
-
-class DecodeBudget:
-    """A semaphore weighted in bytes: `reserve(n)` blocks until n bytes are free, at most `wait_s`."""
-
-    def __init__(self, total_bytes: int, wait_s: float, retry_after_s: int, metrics: ServiceMetrics) -> None:
-        self.total, self.wait_s, self.retry_after_s, self.metrics = total_bytes, wait_s, retry_after_s, metrics
-        self.used = 0
-        self._cond = threading.Condition()
-        metrics.decode_budget.set(total_bytes)
-
-    @contextmanager
-    def reserve(self, nbytes: int, what: str) -> Iterator[None]:
-        if nbytes > self.total:
-            raise TooLarge(f"{what} needs about {nbytes / 2**20:,.0f} MiB to decode, more than the service's whole image memory budget ({self.total / 2**20:,.0f} MiB); send a smaller image")
-        deadline = time.monotonic() + self.wait_s
-        with self._cond:
-            while self.used + nbytes > self.total:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    self.metrics.shed.labels("memory_budget").inc()
-                    raise Overloaded(
-                        f"{what}: the service's image memory budget is taken by other uploads ({self.used / 2**20:,.0f} of {self.total / 2**20:,.0f} MiB); retry in {self.retry_after_s} s",
-                        self.retry_after_s,
-                    )
-                self._cond.wait(left)
-            self.used += nbytes
-        try:
-            yield
-        finally:
-            with self._cond:
-                self.used -= nbytes
-                self._cond.notify_all()
 
 
 class ImageReader:

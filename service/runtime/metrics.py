@@ -1,18 +1,16 @@
 """Prometheus metrics (prometheus_client), one registry per app so tests can build many apps in one process.
 
 Request latency is labelled by route *template* (`/cases/{case_id}`), never the raw path, so a scan of ids
-cannot blow up the series count; unmatched paths share one label.
+cannot blow up the series count; unmatched paths share one label (`service.http.request_timer` times them).
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import ProcessCollector
 from prometheus_client.core import GaugeMetricFamily
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
@@ -63,31 +61,3 @@ class _ModelInfo:
 
     def describe(self):
         return []
-
-
-class RequestTimer:
-    """ASGI middleware: each HTTP request's latency into `metrics.requests`, by route template and status."""
-
-    def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
-        self.app = app
-        self.metrics = metrics
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        start = time.perf_counter()
-        status = 500
-
-        async def timed_send(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, timed_send)
-        finally:
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
-            self.metrics.requests.labels(scope["method"], template, str(status)).observe(time.perf_counter() - start)

@@ -1,4 +1,4 @@
-"""GET /metrics: Prometheus text format (service/metrics.py has the series).
+"""GET /metrics: Prometheus text format (service/runtime/metrics.py has the series).
 
 Behind the API key like every other route (a scraper sends X-API-Key); which role may read it is for the
 roles work to decide (issue 8 §2).

@@ -1,6 +1,7 @@
 """Every failure becomes a JSON `{"detail": ...}` with a status that says whose fault it was, and the service
-stays up. The service's own errors are plain exceptions (the state module knows nothing of HTTP); this module
-maps them, and the library's, to status codes in one place."""
+stays up. The service's own errors are plain exceptions (`service.runtime.errors`: the runtime knows nothing of HTTP; the
+refusals only HTTP makes, such as a missing key, are here); this module maps them, and the library's, to status
+codes in one place."""
 
 from __future__ import annotations
 
@@ -19,6 +20,8 @@ from pipeline.config import ConfigError
 from pipeline.config.load import FixtureConflict, UnknownCamera, UnknownFixture
 from pipeline.images import ImageError
 
+from ..runtime.errors import Accepted, ServiceError
+
 log = logging.getLogger(__name__)
 
 
@@ -28,26 +31,6 @@ class ErrorOut(BaseModel):
     detail: str | list
 
 
-class ServiceError(Exception):
-    """An error with a status code and a message fit for the caller."""
-
-    status = 500
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.detail = detail
-
-
-class Accepted(ServiceError):
-    """Taken and safe, not yet in the ledger: a frame whose incident reports wait in the journaled queue."""
-
-    status = 202
-
-    def __init__(self, detail: str, *, queued: int) -> None:
-        super().__init__(detail)
-        self.queued = queued
-
-
 class QueuedOut(BaseModel):
     """The answer when the ledger is down: the upload was processed, its reports are journaled, do not resend."""
 
@@ -55,40 +38,8 @@ class QueuedOut(BaseModel):
     queued: int = Field(description="Incident reports waiting for the ledger, this upload's included")
 
 
-class NotFound(ServiceError):
-    status = 404
-
-
-class Conflict(ServiceError):
-    """The request is well-formed but clashes with the service's state (frame order, config without fixtures file)."""
-
-    status = 409
-
-
-class Unprocessable(ServiceError):
-    status = 422
-
-
-class TooLarge(ServiceError):
-    status = 413
-
-
 class UnsupportedMediaType(ServiceError):
     status = 415
-
-
-class Unavailable(ServiceError):
-    """Not the caller's fault and maybe temporary: no model loaded, the ledger unreachable."""
-
-    status = 503
-
-
-class Overloaded(Unavailable):
-    """Too busy right now (detector queue full, memory budget taken): 503 with Retry-After, try again shortly."""
-
-    def __init__(self, detail: str, retry_after_s: int = 1) -> None:
-        super().__init__(detail)
-        self.retry_after_s = retry_after_s
 
 
 class Unauthorized(ServiceError):

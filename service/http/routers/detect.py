@@ -8,11 +8,12 @@ import numpy as np
 from fastapi import APIRouter, Depends, File, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
+from ...runtime.errors import Unprocessable
+from ...runtime.model_slot import LoadedModel
+from ...runtime.state import ServiceState
 from ..deps import State, require_multipart
-from ..errors import Unprocessable, error_responses
-from ..model_slot import LoadedModel
+from ..errors import error_responses
 from ..schemas import DetectionOut, DetectOut
-from ..state import ServiceState
 from ..uploads import ImageHold, Images
 
 router = APIRouter(tags=["detect"])

@@ -10,8 +10,9 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 from pipeline.domain import GeoPoint
 from pipeline.frames import photo_metadata
 
+from ...runtime.errors import Unprocessable
 from ..deps import BaseUrl, State, require_multipart
-from ..errors import QUEUED, Unprocessable, error_responses
+from ..errors import QUEUED, error_responses
 from ..params import PlaceText, Timestamp
 from ..schemas import PhotoOut, intake_fields
 from ..uploads import Images

@@ -1,5 +1,5 @@
 """The app factory: `create_app(settings)` builds the service state and wires the routers. Nothing is created at
-import time, so tests build as many independent apps as they like and `import service.app` is cheap.
+import time, so tests build as many independent apps as they like and `import service.http.app` is cheap.
 
 The serving path is onnxruntime only: nothing here imports torch (tests/service/test_no_torch.py checks it).
 """
@@ -17,12 +17,12 @@ from pipeline.cases.db import Database
 from . import access_log
 from .auth import Auth, refuse_key_in_url, require
 from .errors import error_responses, install_handlers
+from ..runtime.memory import bound_malloc
+from ..runtime.state import ServiceState
+from ..settings import ServiceSettings
 from .keys import Role
+from .request_timer import RequestTimer
 from .routers import cameras, cases, detect, evidence, frames, health, metrics, models, photos, quarantine, review, review_labels
-from .memory import bound_malloc
-from .metrics import RequestTimer
-from .settings import ServiceSettings
-from .state import ServiceState
 from .uploads import BodyLimit
 
 DESCRIPTION = """Street-order problems (street vending, messy non-motor parking, exposed garbage) from camera frames

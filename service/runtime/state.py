@@ -44,10 +44,11 @@ from pipeline.review import Rejection, reject
 from .batching import MicroBatcher
 from .errors import Accepted, Conflict, NotFound, Unavailable, Unprocessable
 from .frame_order import FrameOrder
+from ..http.uploads import ImageReader
+from ..settings import ServiceSettings
+from .decode_budget import DecodeBudget
 from .metrics import ServiceMetrics
 from .model_slot import LoadedModel, ModelSlot
-from .settings import ServiceSettings
-from .uploads import DecodeBudget, ImageReader
 
 log = logging.getLogger(__name__)
 

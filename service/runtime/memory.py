@@ -6,7 +6,7 @@ and it gives each thread that allocates at once an arena of its own (up to 8 per
 threadpool's many threads then leave RSS far above what is in use. So the service sets, once:
 
 - `MMAP_THRESHOLD`: allocations of 8 MiB and more get their own mapping and leave with their image, so the
-  image memory budget (service/uploads.py) bounds RSS, not only what Python holds. Below it (a 1080p frame,
+  image memory budget (service/runtime/decode_budget.py) bounds RSS, not only what Python holds. Below it (a 1080p frame,
   a 640 px model input, the letterboxed copies, the runtimes' outputs) memory is reused from the heap, and
   `TRIM_THRESHOLD` lets a heap keep up to 16 MiB free at its top for the next request. With the threshold at
   1 MiB every request faulted in those pages afresh (600 faults a 640 px JPEG decode), which doubled its

@@ -26,7 +26,7 @@ from pipeline.cases.db import Database
 from .errors import Forbidden, TooManyRequests, Unauthorized
 from .keys import KeyStore, Principal, Role
 from .ratelimit import FailureLimiter
-from .settings import ServiceSettings
+from ..settings import ServiceSettings
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Request
 
 from pipeline.config import RulesConfig
 
+from ...runtime.model_slot import LoadedModel
 from ..deps import State
 from ..errors import error_responses
-from ..model_slot import LoadedModel
 from ..paging import Paging, page_fields, window
 from ..schemas import CurrentModel, ModelChoice, ModelList, ModelSummary
 
