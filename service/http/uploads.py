@@ -90,7 +90,8 @@ class BodyLimit:
 
 
 class ImageReader:
-    """Uploaded file → decoded image, inside the memory budget. One per app; requests use it through `ImageHold`."""
+    """Uploaded file → decoded image, inside the memory budget. One per app (`app.state.images`); requests use it
+    through `ImageHold`."""
 
     def __init__(self, budget: DecodeBudget, max_pixels: int) -> None:
         self.budget = budget
@@ -145,8 +146,7 @@ class ImageHold:
 async def image_hold(request: Request) -> AsyncIterator[ImageHold]:
     """`async`, though the route that reads the images runs on a thread: opening and closing the hold does no
     I/O, so they need no thread hop of their own."""
-    state = request.app.state.service
-    hold = ImageHold(state.images, state.batcher)
+    hold = ImageHold(request.app.state.images, request.app.state.service.detector.batcher)
     try:
         yield hold
     finally:

@@ -1,5 +1,6 @@
-"""What the running service holds: the config source, the engine, the ledger, the detector, and the lock that
-keeps the engine consistent.
+"""What the running service holds, composed from its parts, one job each: the camera config (`cameras.py`), the
+ledger (`CaseStore`; its health in `ledger.py`), the detector (`detector.py`: the model slot and the
+micro-batcher), and the live intake (`live.py`: the engine, frame order and the journaled report queue).
 
 Locking: the engine (trackers, incidents, the per-camera frame order) is not thread-safe, so everything that
 touches it runs under `engine_lock`, one frame or photo at a time. Detection, the slow part, runs before the
@@ -9,88 +10,37 @@ swap never waits for a frame (nor a frame for a swap). The
 ledger is safe to call from any thread (one transaction per call), so case routes never take the lock.
 Run one process (one uvicorn worker): the engine's state lives in memory.
 
-Durability: what the ledger cannot take yet (database down) waits in the intake queue, which is journaled to
-`settings.journal` (fsync'ed) before the caller hears 202, retried in order by a background thread, replayed
-first after a restart, and flushed into on shutdown. Each camera's last frame time goes the same way into the
-ledger's `camera_frames`, so frame order holds across restarts.
+Durability: what the ledger cannot take yet waits in the live intake's journaled queue (`live.py`).
 """
 
 from __future__ import annotations
 
-import logging
 import threading
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
-
-import numpy as np
-from sqlalchemy import text
 
 from pipeline.cases import CaseStore
-from pipeline.cases.errors import StorageError
-from pipeline.cases.frame_marks import last_frames
-from pipeline.cases.quarantine import quarantine_count
-from pipeline.config import CameraConfig, ConfigSource, Fixture, StreetOrderConfig
-from pipeline.config.load import add_fixtures, remove_fixture, update_fixture
-from pipeline.detect import DetectorSettings
-from pipeline.detect.plan import camera_detector
-from pipeline.domain import GeoPoint, IncidentReport, Location
-from pipeline.engine import Engine
-from pipeline.frames import Frame
-from pipeline.intake import Deferred, Intake, IntakeResult
-from pipeline.report_queue import ReportQueue
+from pipeline.config import ConfigSource
 from pipeline.review import Rejection, reject
 
-from .batching import MicroBatcher
-from .errors import Accepted, Conflict, NotFound, Unavailable, Unprocessable
-from .frame_order import FrameOrder
-from ..http.uploads import ImageReader
 from ..settings import ServiceSettings
-from .decode_budget import DecodeBudget
+from .cameras import Cameras
+from .detector import DetectorRuntime
+from .live import LiveIntake
 from .metrics import ServiceMetrics
-from .model_slot import LoadedModel, ModelSlot
-
-log = logging.getLogger(__name__)
-
-
-@dataclass
-class Processed:
-    """One frame or photo through the service: the model that saw it and what intake made of it."""
-
-    model: LoadedModel
-    result: IntakeResult
-    width: int
-    height: int
 
 
 class ServiceState:
-    """Built once per app by `open`; routers reach it through `deps.get_state`."""
+    """Built once per app by `open`; routers reach it through `deps.get_state`, and its parts by name:
+    `cameras`, `store`, `detector`, `live`, `metrics`."""
 
-    def __init__(self, settings: ServiceSettings, source: ConfigSource, store: CaseStore, models: ModelSlot) -> None:
+    def __init__(self, settings: ServiceSettings, source: ConfigSource, store: CaseStore, detector: DetectorRuntime, metrics: ServiceMetrics) -> None:
         self.settings = settings
-        self.source = source
         self.store = store
-        self.models = models
-        self.engine = Engine(source, detector=None, evidence_dir=settings.evidence_dir)
-        self.intake = Intake(self.engine, store, queue=ReportQueue(settings.journal), mark_frames=True)
+        self.detector = detector
+        self.metrics = metrics
         self.engine_lock = threading.Lock()
-        self.frame_order = FrameOrder()
-        self.metrics = ServiceMetrics()
-        budget = DecodeBudget(settings.image_memory_mb * 2**20, settings.image_memory_wait_s, settings.retry_after_s, self.metrics)
-        self.images = ImageReader(budget, settings.max_pixels)
-        self.batcher = MicroBatcher(
-            self.metrics, max_size=settings.batch_max_size, max_wait_s=settings.batch_max_wait_ms / 1000, queue_size=settings.batch_queue_size,
-            retry_after_s=settings.retry_after_s, enabled=settings.batching, budget=budget,
-        )
-        self.metrics.watch(queue_depth=self.batcher.depth, decode_bytes=lambda: budget.used, backlog=lambda: self.backlog, model=self._model_info)
-        # frame order as the ledger stored it, and as the journal holds it for what the ledger has not yet
-        self.last_frame: dict[str, datetime] = last_frames(store.db)
-        for camera_id, at in self.intake.queue.frame_marks().items():
-            if camera_id not in self.last_frame or at > self.last_frame[camera_id]:
-                self.last_frame[camera_id] = at
-        self._stop = threading.Event()
-        self._retry: threading.Thread | None = None
-        self.retry_queue()  # the journal from before a restart goes first
+        self.cameras = Cameras(source, self.engine_lock)
+        self.live = LiveIntake(settings, self.cameras, store, detector, metrics, self.engine_lock)
+        metrics.watch(queue_depth=detector.batcher.depth, decode_bytes=lambda: detector.budget.used, backlog=lambda: self.live.backlog, model=detector.model_info)
 
     @classmethod
     def open(cls, settings: ServiceSettings) -> ServiceState:
@@ -98,239 +48,25 @@ class ServiceState:
         /ready instead, so the ledger and the review page keep working while a model is fixed or swapped in."""
         source = ConfigSource(settings.camera_config)
         store = CaseStore.open(settings.ledger_settings())
-        models = ModelSlot(settings.models_dir, DetectorSettings(conf=settings.conf, imgsz=settings.imgsz), settings.threads, settings.persist_model)
-        models.start(settings.model)
-        if settings.model is None and settings.model_watch_s > 0:
-            models.follow_current(settings.model_watch_s)  # promote/rollback move CURRENT; the service follows
-        return cls(settings, source, store, models)
+        metrics = ServiceMetrics()
+        return cls(settings, source, store, DetectorRuntime.open(settings, metrics), metrics)
 
     def start(self) -> None:
         """Start retrying the queue in the background (so it drains when the ledger is back, traffic or not)."""
-        if self._retry is None:
-            self._retry = threading.Thread(target=self._retry_loop, name="report-queue-retry", daemon=True)
-            self._retry.start()
+        self.live.start()
 
     def close(self) -> None:
         """Report the current state of open incidents (their last_seen) and release the database. With the
         ledger down, those reports go to the journal with the rest and are posted after the restart."""
-        self._stop.set()
-        if self._retry is not None:
-            self._retry.join(timeout=30)
-        self.batcher.close()
-        with self.engine_lock:
-            try:
-                self.intake.flush()
-            except Deferred as e:
-                (log.warning if e.durable else log.error)(
-                    "ledger unavailable at shutdown (%s): %d report(s) %s", e, e.queued, "kept in the journal for the next start" if e.durable else "could NOT be journaled"
-                )
-            except Exception:  # shutting down: log and go on closing
-                log.exception("could not flush open incidents at shutdown")
-        self.models.stop()
+        self.live.stop()
+        self.detector.batcher.close()
+        self.live.flush()
+        self.detector.models.stop()
         self.store.close()
-
-    def _retry_loop(self) -> None:
-        while not self._stop.wait(self.settings.retry_interval_s):
-            if self.intake.queue.pending:
-                self.retry_queue()
-
-    def retry_queue(self) -> int:
-        """Post what waits in the queue, in order; returns how many entries went through. A transient failure
-        leaves the rest for the next try (and is what /ready reports)."""
-        with self.engine_lock:
-            if not self.intake.queue.pending:
-                return 0
-            try:
-                done = self.intake.drain()
-            except Exception as e:  # not the database being away: quarantining itself failed
-                log.exception("the report queue is stuck")
-                self.intake.last_error = f"{type(e).__name__}: {e}"
-                return 0
-            posted = [(entry.report(), post) for entry, post in done if post is not None]
-            self._tidy([report for report, _ in posted])
-            for report, post in posted:  # cases the retry opened count as the routes' own do
-                if post.created:
-                    self.metrics.cases_created.labels("photo" if report.source == "patrol" else "frame").inc()
-            if done:
-                log.info("report queue: %d entr(ies) written to the ledger, %d left", len(done), len(self.intake.queue))
-            return len(done)
-
-    # ---- config -------------------------------------------------------------------------------------
-
-    def config(self) -> StreetOrderConfig:
-        """The current config, re-read first if its file or the fixtures file changed."""
-        with self.engine_lock:
-            return self.source.get()
-
-    def camera(self, camera_id: str) -> CameraConfig:
-        try:
-            return self.config().camera(camera_id)
-        except KeyError as e:
-            raise NotFound(e.args[0]) from None
-
-    def add_fixtures(self, camera_id: str, fixtures: list[Fixture], *, check_only: bool = False) -> list[Fixture]:
-        """Append fixtures to the config's fixtures file; the next frame uses them (ConfigSource sees the change)."""
-        with self.engine_lock:
-            added = add_fixtures(self.source.get(), camera_id, fixtures, check_only=check_only)
-            self.source.get()
-            return added
-
-    def update_fixture(self, camera_id: str, fixture: Fixture) -> Fixture:
-        """Edit a fixture of the fixtures file in place (same id); the next frame uses it."""
-        with self.engine_lock:
-            updated = update_fixture(self.source.get(), camera_id, fixture)
-            self.source.get()
-            return updated
-
-    def remove_fixture(self, camera_id: str, fixture_id: str) -> Fixture:
-        with self.engine_lock:
-            gone = remove_fixture(self.source.get(), camera_id, fixture_id)
-            self.source.get()
-            return gone
 
     def reject(self, case_id: int, *, actor: str, reason: str, fixture: bool, source: str = "api") -> Rejection:
         """Reject a case, with fixtures for its spot if asked (under the engine lock: the config may change)."""
         if not fixture:
             return reject(self.store, case_id, actor=actor, reason=reason, source=source)
         with self.engine_lock:
-            return reject(self.store, case_id, actor=actor, reason=reason, fixture_source=self.source, source=source)
-
-    # ---- frames and photos --------------------------------------------------------------------------
-
-    def check_taken_at(self, at: datetime, what: str = "taken_at") -> None:
-        """A capture time the engine may use: not ahead of our clock by more than the allowed skew (a camera
-        clock in the future would lock its frame order), not before the configured earliest time."""
-        now = datetime.now(UTC)
-        skew = timedelta(seconds=self.settings.max_clock_skew_s)
-        if at > now + skew:
-            ahead = (at - now).total_seconds()
-            raise Unprocessable(
-                f"{what} {at.isoformat()} is {ahead:,.0f} s ahead of the service's clock ({now.isoformat(timespec='seconds')}), more than the allowed "
-                f"clock skew of {skew.total_seconds():g} s: check the camera's or phone's clock; nothing was stored"
-            )
-        if at < self.settings.earliest_taken_at:
-            raise Unprocessable(f"{what} {at.isoformat()} is before {self.settings.earliest_taken_at.isoformat()}, the earliest capture time accepted: check the camera's or phone's clock")
-
-    def _check_order(self, camera_id: str, at: datetime) -> None:
-        last = self.last_frame.get(camera_id)
-        if last is not None and at <= last:
-            what = "the same time as" if at == last else "older than"
-            raise Conflict(f"camera '{camera_id}': frame taken at {at.isoformat()} is {what} its last frame ({last.isoformat()}); frames of a camera must arrive in time order, each once")
-
-    def process_frame(self, camera_id: str, at: datetime, image: np.ndarray) -> Processed:
-        """Detect, then run the engine and commit the cases, so the response reports committed cases only.
-
-        If the ledger fails after the engine has seen the frame, the frame's incident reports wait in the
-        journaled queue and are posted in order when the ledger is back: the answer is 202 (`Accepted`) and the
-        frame must not be resent.
-        """
-        self.check_taken_at(at)
-        camera = self.camera(camera_id)
-        with self.engine_lock:
-            self._check_order(camera_id, at)  # fail before paying for inference
-        model = self.models.require()
-        with self.frame_order.detecting(camera_id, at) as slot:
-            # the camera's detector: the model itself, or sliced over tiles where the camera or a zone asks
-            detections = self.batcher.detect(camera_detector(model.detector, camera, image.shape[1], image.shape[0]), image, model.name)
-        with slot.turn(self.engine_lock):  # an earlier frame of this camera, detected in the same batch, goes first
-            self._check_order(camera_id, at)  # another frame of this camera may have gone first
-            try:
-                self.source.get().camera(camera_id)
-            except KeyError as e:  # removed from the config while we detected
-                raise NotFound(e.args[0]) from None
-            self.last_frame[camera_id] = at  # the engine sees it now, whatever happens next
-            try:
-                result = self.intake.frame(Frame(image, at, camera_id, source=f"api:{camera_id}", meta={"model": model.name}), detections)
-                self._count_cases(result, "frame")
-            except Deferred as e:
-                self._tidy(e.written)
-                raise _deferred(e, "frame") from None
-            self._tidy(_posted(result))
-        return Processed(model, result, image.shape[1], image.shape[0])
-
-    def process_photo(self, image: np.ndarray, at: datetime, gps: GeoPoint, place: dict[str, str], source: str) -> tuple[Processed, Location]:
-        """A patrol photo: its place is the nearest camera point (or a GPS point), with `place` fields overriding."""
-        self.check_taken_at(at)
-        model = self.models.require()
-        detections = self.batcher.detect(model.detector, image, model.name)
-        with self.engine_lock:
-            frame = Frame(image, at, None, gps, source=source, meta={"model": model.name})
-            location = self.engine.patrol_location(frame)
-            if place:
-                location = Location.model_validate({**location.model_dump(), **place})
-            try:
-                result = self.intake.photo(frame, location, detections)
-                self._count_cases(result, "photo")
-            except Deferred as e:
-                self._tidy(e.written)
-                raise _deferred(e, "photo") from None
-            self._tidy(_posted(result))
-        return Processed(model, result, image.shape[1], image.shape[0]), location
-
-    def _count_cases(self, result: IntakeResult, source: str) -> None:
-        created = sum(1 for p in [*result.posted, *(p for _, p in result.retried)] if p is not None and p.created)
-        if created:
-            self.metrics.cases_created.labels(source).inc(created)
-
-    def _model_info(self) -> tuple[str, str] | None:
-        model = self.models.current
-        return (model.name, str(getattr(model.detector, "backend", "?"))) if model else None
-
-    def _tidy(self, reports: list[IncidentReport]) -> None:
-        """Delete the engine's copies of evidence the ledger now holds, or a live service fills its disk. The
-        engine re-reports an unchanged incident with the same hashes, which the ledger finds by hash alone;
-        reports still queued keep their files (a replay may need them). Under the engine lock: the engine
-        writes these folders."""
-        for report in reports:
-            for ev in report.evidence:
-                if self.store.evidence.exists(ev.sha256):
-                    Path(ev.path).unlink(missing_ok=True)
-            for folder in {Path(ev.path).parent for ev in report.evidence}:
-                try:
-                    folder.rmdir()  # only when empty
-                except OSError:
-                    pass
-
-    # ---- health -------------------------------------------------------------------------------------
-
-    @property
-    def backlog(self) -> int:
-        """Incident reports waiting for the ledger."""
-        return len(self.intake.queue.reports)
-
-    @property
-    def backlog_error(self) -> str | None:
-        """Why the queue is not draining (so it grows), None while it drains or is empty."""
-        return self.intake.last_error if self.intake.queue.pending else None
-
-    def quarantined(self) -> int | None:
-        try:
-            return quarantine_count(self.store.db)
-        except Exception:
-            return None
-
-    def database_error(self) -> str | None:
-        try:
-            with self.store.db.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            return None
-        except Exception as e:
-            return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-
-    @property
-    def config_path(self) -> Path | None:
-        return self.source.path
-
-
-def _posted(result: IntakeResult) -> list[IncidentReport]:
-    return [*result.frame.reports, *(r for r, _ in result.retried)]
-
-
-def _deferred(e: Deferred, what: str) -> Exception:
-    """202 when the reports are safe in the journal; 503 in the one case where they are in memory only."""
-    if e.durable:
-        return Accepted(
-            f"the {what} was processed but the ledger is unavailable ({e}); its incident reports are journaled and posted "
-            f"in order when the ledger is back ({e.queued} waiting): do not resend it", queued=e.queued,
-        )
-    return Unavailable(f"the {what} was processed but the ledger is unavailable ({e}) and the report journal cannot be written: {e.queued} report(s) wait in memory only")
+            return reject(self.store, case_id, actor=actor, reason=reason, fixture_source=self.cameras.source, source=source)

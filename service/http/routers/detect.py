@@ -27,7 +27,7 @@ async def detect(
     conf: Annotated[float | None, Query(ge=0, le=1, description="Minimum score; not below the service's floor (settings.conf)")] = None,
     classes: Annotated[list[str] | None, Query(description="Class names to keep; repeat the parameter or separate with commas")] = None,
 ) -> DetectOut:
-    model = state.models.require()
+    model = state.detector.models.require()
     floor = state.settings.conf
     if conf is not None and conf < floor:
         raise Unprocessable(f"conf {conf} is below the service's detector floor {floor}: detections under it are never computed (start the service with a lower --conf)")
@@ -43,7 +43,7 @@ def _detect(state: ServiceState, images: ImageHold, image: UploadFile, model: Lo
     FastAPI checks the answer on the event loop; for a plain `def` route it hops to a worker thread a second
     time just for that (0.3 ms of a lone request's 5 ms outside the detector)."""
     _, img = images.read(image)
-    found = state.batcher.detect(model.detector, img, model.name)
+    found = state.detector.batcher.detect(model.detector, img, model.name)
     keep = np.ones(len(found), dtype=bool)
     if conf is not None:
         keep &= found.confidence >= conf

@@ -34,5 +34,5 @@ def post_frame(
     come in time order, each once (409 otherwise, also after a restart): the tracker measures dwell on frame
     time. A frame from the future (camera clock ahead) is 422 and never stored."""
     _, img = images.read(image)
-    processed = state.process_frame(camera_id, taken_at, img)
+    processed = state.live.process_frame(camera_id, taken_at, img)
     return FrameOut(camera_id=camera_id, taken_at=taken_at, **intake_fields(processed, base))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Security
 from fastapi.responses import JSONResponse
 
+from ...runtime.ledger import database_error, quarantined
 from ..auth import OPEN_WARNING, get_auth, optional_principal
 from ..deps import State
 from ..errors import error_responses
@@ -29,21 +30,21 @@ def ready(state: State, request: Request, who: Principal | None = Security(optio
     draining. Anyone may ask, and is told only `ready` (and
     any warnings); with an admin key the answer has the details. A failed config reload does not make the
     service unready (the last good config keeps serving) but is reported in `config_error`."""
-    state.config()  # notice a config edit now, not only on the next frame
-    db_error = state.database_error()
-    model = state.models.current
-    backlog_error = state.backlog_error
+    state.cameras.config()  # notice a config edit now, not only on the next frame
+    db_error = database_error(state.store)
+    model = state.detector.models.current
+    backlog_error = state.live.backlog_error
     body = Readiness(
         ready=model is not None and db_error is None and backlog_error is None,
         model=model.name if model else None,
-        model_error=state.models.error if model is None else None,
+        model_error=state.detector.models.error if model is None else None,
         database=db_error is None,
         database_error=db_error,
-        config_version=state.source.version,
-        config_error=state.source.error,
-        backlog=state.backlog,
+        config_version=state.cameras.source.version,
+        config_error=state.cameras.source.error,
+        backlog=state.live.backlog,
         backlog_error=backlog_error,
-        quarantined=state.quarantined() if db_error is None else None,
+        quarantined=quarantined(state.store) if db_error is None else None,
         warnings=get_auth(request).warnings(),
     )
     if who is None or not who.allows(Role.ADMIN):

@@ -26,7 +26,7 @@ def describe(model: LoadedModel, rules: RulesConfig) -> CurrentModel:
 
 
 def _summary(state, name: str, serving: LoadedModel | None) -> ModelSummary:
-    folder = state.models.models_dir / name
+    folder = state.detector.models.models_dir / name
     try:
         card = json.loads((folder / "card.json").read_text(encoding="utf-8")) if (folder / "card.json").is_file() else {}
     except (OSError, ValueError):
@@ -43,10 +43,11 @@ def _summary(state, name: str, serving: LoadedModel | None) -> ModelSummary:
 
 @router.get("", response_model=ModelList, summary="Models in the models directory, with their card summaries", responses=error_responses(401))
 def list_models(state: State, request: Request, page: Paging) -> ModelList:
-    serving = state.models.current
-    names = state.models.names()
+    slot = state.detector.models
+    serving = slot.current
+    names = slot.names()
     return ModelList(
-        models_dir=str(state.models.models_dir), current_file=state.models.current_pointer(),
+        models_dir=str(slot.models_dir), current_file=slot.current_pointer(),
         models=[_summary(state, n, serving) for n in window(names, page)],  # only this page's cards are read
         **page_fields(request, page, len(names)),
     )
@@ -54,11 +55,11 @@ def list_models(state: State, request: Request, page: Paging) -> ModelList:
 
 @router.get("/current", response_model=CurrentModel, summary="The model serving now", responses=error_responses(401, 503))
 def current_model(state: State) -> CurrentModel:
-    return describe(state.models.require(), state.config().rules)
+    return describe(state.detector.models.require(), state.cameras.config().rules)
 
 
 @router.put("/current", response_model=CurrentModel, summary="Swap the serving model (no restart)", responses=error_responses(401, 404, 422))
 def swap_model(state: State, choice: ModelChoice) -> CurrentModel:
     """The new model is loaded completely before it replaces the old one; if it fails to load (404 unknown,
     422 broken), the old one keeps serving. Frames already past detection finish with the old model."""
-    return describe(state.models.swap(choice.name), state.config().rules)
+    return describe(state.detector.models.swap(choice.name), state.cameras.config().rules)

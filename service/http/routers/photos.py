@@ -38,7 +38,7 @@ def post_photo(
     if (lat is None) != (lon is None):
         raise Unprocessable("give both lat and lon, or neither (then the photo's EXIF GPS is used)")
     data, img = images.read(image)
-    exif_at, exif_gps = photo_metadata(data, ZoneInfo(state.config().patrol.timezone))
+    exif_at, exif_gps = photo_metadata(data, ZoneInfo(state.cameras.config().patrol.timezone))
     if lat is not None:
         gps, gps_source = GeoPoint(lat=lat, lon=lon), "form"
     elif exif_gps is not None:
@@ -52,5 +52,5 @@ def post_photo(
     else:
         at, time_source = datetime.now(UTC), "received"
     place = {k: v.strip() for k, v in (("district", district), ("street", street), ("point", point)) if v is not None and v.strip()}
-    processed, location = state.process_photo(img, at, gps, place, source=f"api:{image.filename or 'photo'}")
+    processed, location = state.live.process_photo(img, at, gps, place, source=f"api:{image.filename or 'photo'}")
     return PhotoOut(taken_at=at, location=location, time_source=time_source, gps_source=gps_source, **intake_fields(processed, base))
