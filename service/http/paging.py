@@ -1,5 +1,5 @@
 """Offset paging, the same on every list route: `limit` and `offset` in, `total` and a `next` link out
-(`schemas.Page`)."""
+(`schemas.common.Page`)."""
 
 from __future__ import annotations
 

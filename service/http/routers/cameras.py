@@ -14,7 +14,7 @@ from pipeline.config.load import read_fixtures
 from ..deps import State
 from ..errors import error_responses
 from ..paging import Paging, page_fields, window
-from ..schemas import CameraList, CameraOut, FixtureEdit, FixtureIn, FixtureList, FixtureOut, ZoneOut
+from ..schemas.cameras import CameraList, CameraOut, FixtureEdit, FixtureIn, FixtureList, FixtureOut, ZoneOut
 
 router = APIRouter(prefix="/cameras", tags=["cameras"])
 

@@ -18,7 +18,7 @@ from ..errors import error_responses
 from ..keys import Principal, Role
 from ..paging import Paging, page_fields
 from ..params import MAX_ID, Timestamp
-from ..schemas import CaseList, TransitionIn
+from ..schemas.cases import CaseList, TransitionIn
 from ..uploads import Images
 
 router = APIRouter(prefix="/cases", tags=["cases"])

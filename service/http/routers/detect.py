@@ -13,7 +13,7 @@ from ...runtime.model_slot import LoadedModel
 from ...runtime.state import ServiceState
 from ..deps import State, require_multipart
 from ..errors import error_responses
-from ..schemas import DetectionOut, DetectOut
+from ..schemas.detect import DetectionOut, DetectOut
 from ..uploads import ImageHold, Images
 
 router = APIRouter(tags=["detect"])

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 from ..deps import BaseUrl, State, require_multipart
 from ..errors import QUEUED, error_responses
 from ..params import Timestamp
-from ..schemas import FrameOut, intake_fields
+from ..schemas.intake import FrameOut, intake_fields
 from ..uploads import Images
 
 router = APIRouter(tags=["frames"])

@@ -10,7 +10,7 @@ from ..auth import OPEN_WARNING, get_auth, optional_principal
 from ..deps import State
 from ..errors import error_responses
 from ..keys import Principal, Role
-from ..schemas import Health, Readiness, ReadyBrief
+from ..schemas.health import Health, Readiness, ReadyBrief
 
 router = APIRouter(tags=["health"])
 

@@ -12,7 +12,7 @@ from ...runtime.model_slot import LoadedModel
 from ..deps import State
 from ..errors import error_responses
 from ..paging import Paging, page_fields, window
-from ..schemas import CurrentModel, ModelChoice, ModelList, ModelSummary
+from ..schemas.models import CurrentModel, ModelChoice, ModelList, ModelSummary
 
 router = APIRouter(prefix="/models", tags=["models"])
 

@@ -14,7 +14,7 @@ from ...runtime.errors import Unprocessable
 from ..deps import BaseUrl, State, require_multipart
 from ..errors import QUEUED, error_responses
 from ..params import PlaceText, Timestamp
-from ..schemas import PhotoOut, intake_fields
+from ..schemas.intake import PhotoOut, intake_fields
 from ..uploads import Images
 
 router = APIRouter(tags=["photos"])

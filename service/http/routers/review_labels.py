@@ -21,10 +21,9 @@ from fastapi import APIRouter, Depends, Query, Request, Security
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from pydantic import BaseModel, Field
 
 from pipeline.cases import CaseView
-from pipeline.cases.annotations import AnnotationView, Annotations, LabelBox
+from pipeline.cases.annotations import AnnotationView, Annotations
 from pipeline.cases.lifecycle import AWAITING
 from pipeline.labels import case_frame, case_frames, current_labels, label_classes, labelled_frame, next_awaiting
 
@@ -34,54 +33,21 @@ from ..csrf import same_origin
 from ..deps import State
 from ..errors import error_responses
 from ..keys import Principal, Role
+from ..schemas.labels import BoxesIn, FrameRef, LabelFrameOut
 from .review import _JSON_ERROR, _reviewer, case_facts
 
 router = APIRouter(prefix="/review", tags=["review"], dependencies=[Depends(same_origin)])  # POST boxes: a cookie-authenticated write
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
 
 CaseId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="Case id")]
-Sha256 = Annotated[str, Field(pattern="^[0-9a-f]{64}$", title="Frame", description="sha256 of the frame in the evidence store (FrameOut.frame_sha256)")]
 FrameQuery = Annotated[str | None, Query(pattern="^[0-9a-f]{64}$", description="the frame to open (one of `frames`); default: the frame labelled last, else the latest")]
-MAX_BOXES = 500
 EDGE_PX = 2.0  # a box may overhang the frame by rounding, not more
 
 
 Reviewer = Security(require(Role.REVIEWER, session=True))  # the session cookie (the page) or a reviewer key
 
 
-class BoxesIn(BaseModel):
-    """A frame's whole label set as the editor has it now."""
-
-    frame_sha256: Sha256  # the frame the boxes were drawn on: a newer frame of the case must not receive them
-    boxes: list[LabelBox] = Field(max_length=MAX_BOXES, title="Boxes", description="every object on the frame, as it should be learned")
-    negatives: list[LabelBox] = Field(default_factory=list, max_length=MAX_BOXES, title="Negatives", description="the model's boxes the reviewer deleted (false detections)")
-
-
-class FrameRef(BaseModel):
-    frame_sha256: str
-    taken_at: str
-    labelled: bool  # boxes were saved on it
-
-
-class FrameOut(BaseModel):
-    case_id: int
-    frame_sha256: str
-    frame_url: str
-    width: int
-    height: int
-    camera_id: str | None
-    model: str | None
-    classes: list[str]
-    proposals: list[LabelBox]
-    violation: list[int]
-    boxes: list[LabelBox]
-    negatives: list[LabelBox]
-    saved: AnnotationView | None
-    frames: list[FrameRef]  # every frame of the case, oldest first
-    history: list[AnnotationView]
-
-
-def _frame_out(request: Request, state, case: CaseView, sha256: str | None = None) -> FrameOut:
+def _frame_out(request: Request, state, case: CaseView, sha256: str | None = None) -> LabelFrameOut:
     annotations = Annotations(state.store.db)
     frames = [current_labels(annotations, f) for f in case_frames(state.store, case)]
     at = next((i for i, f in enumerate(frames) if f.frame.frame_sha256 == sha256), None) if sha256 else labelled_frame(frames)
@@ -89,7 +55,7 @@ def _frame_out(request: Request, state, case: CaseView, sha256: str | None = Non
         raise NotFound(f"case {case.id} has no frame {sha256} in the evidence store" if sha256 else f"case {case.id} has no frame to label in the evidence store (no best frame or metadata)")
     now = frames[at]
     frame = now.frame
-    return FrameOut(
+    return LabelFrameOut(
         case_id=case.id, frame_sha256=frame.frame_sha256, frame_url=str(request.url_for("evidence", sha256=frame.frame_sha256)), width=frame.width, height=frame.height,
         camera_id=frame.camera_id, model=frame.model, classes=list(label_classes()), proposals=list(frame.proposals), violation=list(frame.violation),
         boxes=list(now.boxes), negatives=list(now.negatives), saved=now.saved,
@@ -114,8 +80,8 @@ def label_page(request: Request, state: State, case_id: CaseId, frame: FrameQuer
     return templates.TemplateResponse(request, "label.html", context)
 
 
-@router.get("/{case_id}/boxes", response_model=FrameOut, dependencies=[Reviewer], summary="A case's frame: the model's boxes, the current label set, the history", responses=error_responses(401, 403, 404, 422))
-def get_boxes(request: Request, state: State, case_id: CaseId, frame: FrameQuery = None) -> FrameOut:
+@router.get("/{case_id}/boxes", response_model=LabelFrameOut, dependencies=[Reviewer], summary="A case's frame: the model's boxes, the current label set, the history", responses=error_responses(401, 403, 404, 422))
+def get_boxes(request: Request, state: State, case_id: CaseId, frame: FrameQuery = None) -> LabelFrameOut:
     return _frame_out(request, state, state.store.get(case_id), frame)
 
 
