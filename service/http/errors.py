@@ -1,7 +1,7 @@
 """Every failure becomes a JSON `{"detail": ...}` with a status that says whose fault it was, and the service
-stays up. The service's own errors are plain exceptions (`service.runtime.errors`: the runtime knows nothing of HTTP; the
-refusals only HTTP makes, such as a missing key, are here); this module maps them, and the library's, to status
-codes in one place."""
+stays up. The service's own errors are plain exceptions (`service.runtime.errors`: the runtime knows nothing of
+HTTP; the refusals only HTTP makes, such as a missing key, are here); this module maps them, and the library's,
+to status codes in one place."""
 
 from __future__ import annotations
 
