@@ -16,8 +16,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from sqlalchemy.exc import DBAPIError
 
     from pipeline.cases.errors import StorageError
-    from service import access_log
-    from service.app import create_app
+    from service.http import access_log
+    from service.http.app import create_app
     from service.settings import ServiceSettings
 
     settings = ServiceSettings.load(
@@ -61,7 +61,7 @@ def _freeze_startup_objects() -> None:
 def _keys(args: argparse.Namespace):
     from pipeline.cases.config import LedgerConfig
     from pipeline.cases.db import Database
-    from service.keys import KeyStore
+    from service.http.keys import KeyStore
 
     cfg = LedgerConfig.load(args.ledger, database_url=args.db)
     return KeyStore(Database(cfg.database_url, auto_upgrade=cfg.auto_upgrade))

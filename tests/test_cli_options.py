@@ -34,6 +34,6 @@ def test_cli_does_not_import_the_web_app_to_build_its_parser():
     import subprocess
     import sys
 
-    code = "import sys; from pipeline.cli import build_parser; build_parser(); print('service.app' in sys.modules, 'fastapi' in sys.modules)"
+    code = "import sys; from pipeline.cli import build_parser; build_parser(); print('service.http.app' in sys.modules, 'fastapi' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
     assert out == ["False", "False"]

@@ -136,7 +136,7 @@ def _small_benchmark(names) -> Benchmark:
 
 
 def test_gate_refuses_a_worse_candidate_promotes_a_better_one_and_the_service_follows(tmp_path, world):
-    from service.model_slot import ModelSlot
+    from service.runtime.model_slot import ModelSlot
 
     models, bench = world["models"], _small_benchmark(world["names"])
     cfg = GateConfig(class_tolerance=0.05)

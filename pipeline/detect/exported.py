@@ -93,7 +93,7 @@ class Prepared:
 class _InputBuffers:
     """A few model input buffers (about 5 MB each at 640 px) kept for the next image instead of freed.
 
-    The service fixes glibc's mmap threshold so that freed image memory leaves the process (`service/memory.py`);
+    The service fixes glibc's mmap threshold so that freed image memory leaves the process (`service/runtime/memory.py`);
     an input buffer above it is then fresh pages every time (with the threshold at 1 MiB, a 640 px input's
     thousand page faults measured 2-3 ms of each request's preparation; at 8 MiB, inputs above about 830 px). A
     buffer comes back here when its `Prepared` is dropped; at most `keep` wait, outside the image memory budget

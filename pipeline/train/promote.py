@@ -2,7 +2,7 @@
 
 `models/HISTORY.json` keeps the stack of promoted versions (the last one is CURRENT) and every event with the
 gate's verdict, so `streetorder rollback` is one command and an audit can see why each model went live.
-CURRENT is replaced atomically (write + rename); the running service watches it (`service/model_slot.py`).
+CURRENT is replaced atomically (write + rename); the running service watches it (`service/runtime/model_slot.py`).
 Torch-free: promotion only reads cached benchmark scores or ONNX models.
 """
 

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 
 from pipeline.cases.db import Database
-from service.keys import KeyStore, Role, digest
+from service.http.keys import KeyStore, Role, digest
 
 from .factory import incident
 

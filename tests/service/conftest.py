@@ -18,8 +18,8 @@ from fastapi.testclient import TestClient
 
 from pipeline.cases.config import LedgerConfig
 from pipeline.cases.db import Database
-from service.app import create_app
-from service.keys import KeyStore, Role
+from service.http.app import create_app
+from service.http.keys import KeyStore, Role
 from service.settings import ServiceSettings
 from tests.conftest import STREETS_IN
 

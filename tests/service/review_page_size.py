@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from pipeline.cases.config import LedgerConfig
 from pipeline.cases.db import Database
-from service.app import create_app
+from service.http.app import create_app
 from service.settings import ServiceSettings
 from tests.cases.factory import incident
 from tests.service.conftest import CAMERA_CONFIG
@@ -31,7 +31,7 @@ def measure(n: int) -> dict:
         (tmp / "cams.yaml").write_text(yaml.safe_dump(CAMERA_CONFIG, allow_unicode=True), encoding="utf-8")
         url = f"sqlite:///{tmp}/ledger.db"
         try:
-            from service.keys import KeyStore
+            from service.http.keys import KeyStore
 
             headers = {"X-API-Key": KeyStore(Database(url)).create("bench", "reviewer").key}
         except ImportError:

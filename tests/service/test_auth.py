@@ -13,10 +13,10 @@ from sqlalchemy import event, text
 from starlette.routing import Route
 
 from pipeline.cli import main
-from service.access_log import RedactSecrets, redact_path
-from service.auth import LEGACY_WARNING, OPEN_WARNING, SESSION_COOKIE, NoKeysConfigured
-from service.keys import KeyStore, Role, digest
-from service.ratelimit import FailureLimiter
+from service.http.access_log import RedactSecrets, redact_path
+from service.http.auth import LEGACY_WARNING, OPEN_WARNING, SESSION_COOKIE, NoKeysConfigured
+from service.http.keys import KeyStore, Role, digest
+from service.http.ratelimit import FailureLimiter
 from tests.cases.factory import incident
 
 from .conftest import KEY_NAMES, ORIGIN, T0, key_of, post_frame, without_key

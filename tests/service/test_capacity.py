@@ -24,9 +24,9 @@ import pytest
 from PIL import EpsImagePlugin, Image
 
 from pipeline.images import decode_image
-from service.errors import Overloaded
-from service.metrics import ServiceMetrics
-from service.uploads import DecodeBudget
+from service.runtime.errors import Overloaded
+from service.runtime.metrics import ServiceMetrics
+from service.runtime.decode_budget import DecodeBudget
 from tests.conftest import REPO
 
 from .conftest import STREET, metric
@@ -131,7 +131,7 @@ def test_a_plain_jpeg_that_opencv_refuses_is_decoded_by_pillow_inside_a_larger_r
     from starlette.datastructures import Headers, UploadFile
 
     from pipeline import images
-    from service.uploads import ImageReader
+    from service.http.uploads import ImageReader
 
     budget = DecodeBudget(512 * MiB, wait_s=0.1, retry_after_s=1, metrics=ServiceMetrics())
     reader = ImageReader(budget, images.MAX_PIXELS)
@@ -202,7 +202,7 @@ _FAULTS_PER_DECODE = """
 import resource, sys
 import cv2, numpy as np
 from pipeline.images import decode_image
-from service.memory import bound_malloc
+from service.runtime.memory import bound_malloc
 assert bound_malloc()
 frame = np.random.default_rng(0).integers(0, 255, (640, 640, 3), dtype=np.uint8)
 data = cv2.imencode(".jpg", frame)[1].tobytes()
@@ -323,7 +323,7 @@ def test_metrics_count_cases_created(make_client, street_jpeg):
 
 
 def test_metrics_need_an_admin_key(client):
-    from service.keys import Role
+    from service.http.keys import Role
 
     from .conftest import key_of, without_key
 

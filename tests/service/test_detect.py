@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.keys import Role
+from service.http.keys import Role
 
 from .conftest import MOTO, key_of, without_key
 

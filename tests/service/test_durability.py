@@ -18,7 +18,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from pipeline.cases.db import Database, normalize_url
-from service.keys import KeyStore, Role
+from service.http.keys import KeyStore, Role
 from tests.cases.conftest import TABLES
 from tests.conftest import REPO
 

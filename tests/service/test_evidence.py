@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from service.keys import Role
+from service.http.keys import Role
 
 from .conftest import key_of, open_case, without_key
 

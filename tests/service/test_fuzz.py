@@ -21,7 +21,7 @@ from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from pipeline.cases.config import LedgerConfig
-from service.app import create_app
+from service.http.app import create_app
 from service.settings import ServiceSettings
 
 from .conftest import CAMERA_CONFIG

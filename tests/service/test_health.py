@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import create_engine
 
-from service.keys import Role
+from service.http.keys import Role
 
 from .conftest import key_of, without_key
 

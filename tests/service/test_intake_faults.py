@@ -57,10 +57,10 @@ def test_a_report_postgresql_refuses_is_quarantined_and_the_queue_behind_it_drai
         first_seen=at, last_seen=at, ended=False, severity=1, count=1, score=0.5, box=None, evidence=[],
     )
     good = IncidentReport(incident_id="patrol-good", type="garbage", source="patrol", location=Location(district="黄浦区", point="P9"), first_seen=at, last_seen=at, score=0.5)
-    state.intake.queue.add_report(poison)
-    state.intake.queue.add_report(good)
-    state.intake.queue.persist()
-    assert state.retry_queue() == 2
+    state.live.intake.queue.add_report(poison)
+    state.live.intake.queue.add_report(good)
+    state.live.intake.queue.persist()
+    assert state.live.retry_queue() == 2
     assert metric(pg_client.get("/metrics").text, "streetorder_cases_created_total", 'source="photo"') == 1  # the retry's case is counted
     [case] = pg_client.get("/cases").json()["cases"]
     assert case["location"]["point"] == "P9"

@@ -20,8 +20,8 @@ SCRIPT = textwrap.dedent(
     from fastapi.testclient import TestClient
     from pipeline.cases.config import LedgerConfig
     from pipeline.cases.db import Database
-    from service.app import create_app
-    from service.keys import KeyStore
+    from service.http.app import create_app
+    from service.http.keys import KeyStore
     from service.settings import ServiceSettings
 
     cfg, models, tmp, image, taken_at = sys.argv[1:]

@@ -17,8 +17,8 @@ import uvicorn
 from pipeline.cases.annotations import Annotations
 from pipeline.cases.config import LedgerConfig
 from pipeline.cases.db import Database
-from service.app import create_app
-from service.keys import KeyStore, Role
+from service.http.app import create_app
+from service.http.keys import KeyStore, Role
 from service.settings import ServiceSettings
 from tests.browser import ensure_chromium, launch
 from tests.cases.factory import incident

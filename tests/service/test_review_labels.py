@@ -9,7 +9,7 @@ from datetime import timedelta
 
 from pipeline.cases.annotations import Annotations
 
-from service.keys import Role
+from service.http.keys import Role
 
 from ..cases.factory import joining_frame
 from .conftest import MOTO, T0, key_of, open_case, without_key

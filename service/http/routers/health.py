@@ -1,0 +1,52 @@
+"""Liveness and readiness: /health says the process answers; /ready says it can do its job."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request, Security
+from fastapi.responses import JSONResponse
+
+from ...runtime.ledger import database_error, quarantined
+from ..auth import OPEN_WARNING, get_auth, optional_principal
+from ..deps import State
+from ..errors import error_responses
+from ..keys import Principal, Role
+from ..schemas.health import Health, Readiness, ReadyBrief
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/health", response_model=Health, summary="Liveness")
+def health() -> Health:
+    return Health()
+
+
+@router.get(
+    "/ready", response_model=Readiness | ReadyBrief, summary="Readiness: model loaded, database reachable, config state",
+    responses={503: {"model": Readiness | ReadyBrief}, **error_responses(401, 429)},
+    openapi_extra={"security": [{}]},  # the key is optional here: FastAPI lists the header's scheme, `{}` says "or none"
+)
+def ready(state: State, request: Request, who: Principal | None = Security(optional_principal)) -> JSONResponse:
+    """503 until a model is loaded and the database answers, and while reports pile up in the backlog instead of
+    draining. Anyone may ask, and is told only `ready` (and
+    any warnings); with an admin key the answer has the details. A failed config reload does not make the
+    service unready (the last good config keeps serving) but is reported in `config_error`."""
+    state.cameras.config()  # notice a config edit now, not only on the next frame
+    db_error = database_error(state.store)
+    model = state.detector.models.current
+    backlog_error = state.live.backlog_error
+    body = Readiness(
+        ready=model is not None and db_error is None and backlog_error is None,
+        model=model.name if model else None,
+        model_error=state.detector.models.error if model is None else None,
+        database=db_error is None,
+        database_error=db_error,
+        config_version=state.cameras.source.version,
+        config_error=state.cameras.source.error,
+        backlog=state.live.backlog,
+        backlog_error=backlog_error,
+        quarantined=quarantined(state.store) if db_error is None else None,
+        warnings=get_auth(request).warnings(),
+    )
+    if who is None or not who.allows(Role.ADMIN):
+        body = ReadyBrief(ready=body.ready, warnings=[w for w in body.warnings if w == OPEN_WARNING])  # how keys are set up is admin business
+    return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.ready else 503)

@@ -1,0 +1,156 @@
+"""Uploads: a hard cap on request bodies, and turning an uploaded file into an image or a clear refusal, inside
+the image memory budget (`service.runtime.decode_budget`).
+
+Memory: a decoded image takes about 10-14 bytes a pixel at its peak (pipeline/images.py), so a 77 KB PNG of
+80000 x 1000 px would take ~1 GB. Its size is read from the header first (refused above `max_pixels`), then
+the decode reserves its peak bytes in `DecodeBudget` for as long as the request holds the image; a request
+that does not fit waits up to `wait_s` for others to finish, then gets 503 with Retry-After. So images in
+flight never take more than the budget together, whatever is uploaded at once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Annotated
+
+import numpy as np
+from fastapi import Depends, Request, UploadFile
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pipeline.images import FORMAT_NAMES, decode_image, probe_image
+
+from ..runtime.decode_budget import DecodeBudget
+from .errors import UnsupportedMediaType
+
+# Declared types an image upload may carry; the bytes decide in the end (decode_image), this only turns away
+# what says outright that it is not an image.
+IMAGE_TYPES = ("image/", "application/octet-stream")
+
+
+class BodyLimit:
+    """Refuse request bodies over `limit` bytes with 413.
+
+    A declared Content-Length over the limit is refused before anything is read. A body without one (chunked)
+    or lying about it is counted as it streams and cut off at the limit: the app's own answer is replaced by
+    the 413, so nothing beyond the limit is buffered, parsed or spooled to disk.
+    """
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(send, int(declared))
+            return
+        seen = 0
+        exceeded = False
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal seen, exceeded
+            if exceeded:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    exceeded = True
+                    return {"type": "http.disconnect"}  # the app stops reading here
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if exceeded:
+                if not started and message["type"] == "http.response.start":
+                    started = True
+                    await self._refuse(send, seen)
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except Exception:
+            if not exceeded:
+                raise
+        if exceeded and not started:  # the app gave up without answering (client disconnect path)
+            await self._refuse(send, seen)
+
+    async def _refuse(self, send: Send, size: int) -> None:
+        body = json.dumps({"detail": f"request body too large: {size:,} bytes or more; the limit is {self.limit:,} bytes"}).encode()
+        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class ImageReader:
+    """Uploaded file → decoded image, inside the memory budget. One per app (`app.state.images`); requests use it
+    through `ImageHold`."""
+
+    def __init__(self, budget: DecodeBudget, max_pixels: int) -> None:
+        self.budget = budget
+        self.max_pixels = max_pixels
+
+    @contextmanager
+    def read(self, upload: UploadFile, field: str = "image") -> Iterator[tuple[bytes, np.ndarray]]:
+        """The upload's bytes and its BGR image, reserved in the budget until the block ends. 415 for a declared
+        non-image type; 422 (ImageError) for a refused format, a size over `max_pixels` (read from the header,
+        nothing decoded) or bad bytes; 413 for an image larger than the whole budget; 503 + Retry-After when
+        the budget stays taken."""
+        ctype = (upload.content_type or "").lower()
+        if ctype and not ctype.startswith(IMAGE_TYPES):
+            raise UnsupportedMediaType(f"{field}: expected an image ({FORMAT_NAMES}), got content type {upload.content_type}")
+        name = upload.filename or field
+        upload.file.seek(0, 2)
+        size = upload.file.tell()
+        upload.file.seek(0)
+        info = probe_image(upload.file, name, self.max_pixels) if size else None
+        with ExitStack() as held:
+            held.enter_context(self.budget.reserve(size + (info.decode_bytes() if info else 0), name))
+            upload.file.seek(0)
+            data = upload.file.read()
+            more = info.fallback_bytes() if info else 0  # a plain JPEG that OpenCV refuses goes to Pillow, which needs more
+            image = decode_image(data, name, self.max_pixels, on_fallback=(lambda: held.enter_context(self.budget.reserve(more, name))) if more else None)
+            yield data, image
+
+
+class ImageHold:
+    """The images one request decoded; their memory stays reserved until the request ends (the route, the
+    detector and the engine hold the image that long). Reading also tells the micro-batcher that this
+    request's image is on its way, so a batch may wait for it."""
+
+    def __init__(self, reader: ImageReader, batcher) -> None:
+        self.reader, self.batcher = reader, batcher
+        self._stack = ExitStack()
+
+    def read(self, upload: UploadFile, field: str = "image", detect: bool = True) -> tuple[bytes, np.ndarray]:
+        """`detect`: the image goes to the detector next (a rectification photo does not)."""
+        if detect:
+            self._stack.enter_context(self.batcher.incoming())
+        try:
+            return self._stack.enter_context(self.reader.read(upload, field))
+        except BaseException:
+            self._stack.close()  # a refused upload: the batcher must not wait for it
+            raise
+
+    def close(self) -> None:
+        self._stack.close()
+
+
+async def image_hold(request: Request) -> AsyncIterator[ImageHold]:
+    """`async`, though the route that reads the images runs on a thread: opening and closing the hold does no
+    I/O, so they need no thread hop of their own."""
+    hold = ImageHold(request.app.state.images, request.app.state.service.detector.batcher)
+    try:
+        yield hold
+    finally:
+        hold.close()
+
+
+Images = Annotated[ImageHold, Depends(image_hold)]

@@ -1,0 +1,244 @@
+"""Micro-batching: concurrent requests' images go through the detector together.
+
+A detector runs a batch of 8 images in much less than 8 times one image, but requests arrive one image at a
+time on their own threads. Each request hands its image to `MicroBatcher.detect` and waits; one worker thread
+takes what is queued for the same detector object (one model, one camera plan: `plan.camera_detector`
+returns a shared object for cameras that detect alike), up to `max_size`, and runs it as one call.
+
+An exported model's input is prepared (letterboxed, converted to float) on the request's own thread before
+it is queued (`ExportedDetector.prepare`), and its raw output is decoded into boxes there too (`finish`): the
+worker thread only runs the model, so at load the requests' Python overlaps the model instead of delaying the
+next batch. The prepared tensors' memory is reserved in the image memory budget while they wait.
+
+The worker waits for a batch to fill only while more requests are on their way (`incoming`: a request is
+decoding its upload), and never longer than `max_wait` after the oldest image was queued, so one lone request
+pays no wait at all. The queue is bounded: when `queue_size` images already wait, the request is refused at
+once with 503 and Retry-After (`Overloaded`) instead of piling up threads and memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import supervision as sv
+
+from pipeline.detect import Detector
+
+from .errors import Overloaded, Unavailable
+from .metrics import ServiceMetrics
+
+log = logging.getLogger(__name__)
+
+
+class Budget(Protocol):
+    """Memory that waiting inputs reserve (`decode_budget.DecodeBudget`)."""
+
+    def reserve(self, nbytes: int, what: str) -> AbstractContextManager[None]: ...
+
+
+_TICKET: ContextVar[_Ticket | None] = ContextVar("batch_ticket", default=None)
+
+
+class _Ticket:
+    """One request announced as incoming; `close` (idempotent) says it arrived or gave up."""
+
+    def __init__(self, batcher: MicroBatcher) -> None:
+        self.batcher = batcher
+        self.open = True
+        with batcher._cond:
+            batcher._incoming += 1
+
+    def close(self, locked: bool = False) -> None:
+        if locked:  # the caller holds batcher._cond
+            self._close()
+            return
+        with self.batcher._cond:
+            self._close()
+            self.batcher._cond.notify_all()
+
+    def _close(self) -> None:
+        if self.open:
+            self.open = False
+            self.batcher._incoming -= 1
+
+
+@dataclass
+class _Item:
+    detector: Detector
+    model: str
+    image: np.ndarray
+    prepared: object | None = None  # the detector's own input: then the future holds its raw output, to `finish`
+    queued: float = field(default_factory=time.perf_counter)
+    future: Future = field(default_factory=Future)
+
+
+class MicroBatcher:
+    """`detect(detector, image)` from any thread; the detector runs on one worker thread, in batches.
+
+    With `enabled=False` each caller runs the detector itself, one image per call (the service before
+    micro-batching; `streetorder bench serve --no-batching` measures it).
+    """
+
+    def __init__(
+        self, metrics: ServiceMetrics, *, max_size: int = 8, max_wait_s: float = 0.004, queue_size: int = 64, retry_after_s: int = 1, enabled: bool = True,
+        budget: Budget | None = None,
+    ) -> None:
+        self.metrics = metrics
+        self.budget = budget
+        self.max_size, self.max_wait_s, self.queue_size, self.retry_after_s = max_size, max_wait_s, queue_size, retry_after_s
+        self.enabled = enabled
+        self._queue: deque[_Item] = deque()
+        self._cond = threading.Condition()
+        self._incoming = 0  # requests that will call detect soon (decoding their upload)
+        self._closed = False
+        self._worker: threading.Thread | None = None
+
+    # ---- callers ----------------------------------------------------------------------------------------
+
+    @contextmanager
+    def incoming(self) -> Iterator[None]:
+        """Around a request whose image will come to `detect` (its upload is decoding meanwhile): the worker
+        may wait for it. Ends at the request's `detect` call or at the block's end, whichever comes first."""
+        ticket = _Ticket(self)
+        token = _TICKET.set(ticket)
+        try:
+            yield
+        finally:
+            ticket.close()
+            try:
+                _TICKET.reset(token)
+            except ValueError:  # left in another context (a dependency's teardown thread): nothing to reset
+                pass
+
+    def detect(self, detector: Detector, image: np.ndarray, model: str = "") -> sv.Detections:
+        ticket = _TICKET.get()
+        if not self.enabled:
+            if ticket:
+                ticket.close()
+            start = time.perf_counter()
+            [found] = detector.detect([image])
+            self._observe(model, 1, time.perf_counter() - start)
+            return found
+        try:
+            prepared = detector.prepare(image) if getattr(detector, "preparable", False) else None
+        except BaseException:
+            if ticket:
+                ticket.close()
+            raise
+        with self._reserved(prepared):
+            item = _Item(detector, model, image, prepared)
+            with self._cond:
+                if ticket:
+                    ticket.close(locked=True)  # here now, or refused: either way no batch waits for it
+                self._cond.notify_all()
+                if self._closed:
+                    raise Unavailable("the service is shutting down")
+                if len(self._queue) >= self.queue_size:
+                    self.metrics.shed.labels("detector_queue_full").inc()
+                    raise Overloaded(f"the detector queue is full ({self.queue_size} images waiting); retry in {self.retry_after_s} s", self.retry_after_s)
+                self._queue.append(item)
+                self._start()
+            out = item.future.result()
+        return detector.finish(out, prepared) if prepared is not None else out
+
+    def _reserved(self, prepared):
+        """The prepared input's memory, reserved in the image budget until the detector is done with it."""
+        if prepared is None or self.budget is None:
+            return nullcontext()
+        return self.budget.reserve(prepared.nbytes, "the detector input")
+
+    def depth(self) -> int:
+        return len(self._queue)
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout=10)
+
+    def _observe(self, model: str, n: int, seconds: float) -> None:
+        self.metrics.inference.labels(model).observe(seconds)
+        self.metrics.batch_size.labels(model).observe(n)
+
+    # ---- the worker -------------------------------------------------------------------------------------
+
+    def _start(self) -> None:
+        if self._worker is None:
+            self._worker = threading.Thread(target=self._run, name="detector-batcher", daemon=True)
+            self._worker.start()
+
+    def _same(self, detector: Detector) -> int:
+        return sum(1 for it in self._queue if it.detector is detector)
+
+    def _take(self) -> list[_Item] | None:
+        """The next batch: the oldest image and those queued for the same detector, once full or due."""
+        with self._cond:
+            while not self._queue:
+                if self._closed:
+                    return None
+                self._cond.wait()
+            first = self._queue[0]
+            due = first.queued + self.max_wait_s
+            while not self._closed and self._incoming > 0 and self._same(first.detector) < self.max_size:
+                left = due - time.perf_counter()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            batch, rest = [], deque()
+            while self._queue:
+                it = self._queue.popleft()
+                (batch if it.detector is first.detector and len(batch) < self.max_size else rest).append(it)
+            self._queue = rest
+            return batch
+
+    @staticmethod
+    def _run_detector(batch: list[_Item]) -> list:
+        """Raw model outputs for prepared items (each request finishes its own), detections for the others. A
+        batch holds one detector's items, so either all of them were prepared or none."""
+        detector = batch[0].detector
+        if batch[0].prepared is not None:
+            return detector.infer_prepared([it.prepared for it in batch])
+        return detector.detect([it.image for it in batch])
+
+    def _one(self, it: _Item) -> None:
+        start = time.perf_counter()
+        try:
+            [found] = self._run_detector([it])
+        except Exception as e:
+            it.future.set_exception(e)
+            return
+        self._observe(it.model, 1, time.perf_counter() - start)
+        it.future.set_result(found)
+
+    def _run(self) -> None:
+        while (batch := self._take()) is not None:
+            now = time.perf_counter()
+            for it in batch:
+                self.metrics.queue_wait.observe(now - it.queued)
+            try:
+                found = self._run_detector(batch)
+                self._observe(batch[0].model, len(batch), time.perf_counter() - now)
+            except Exception as e:
+                if len(batch) == 1:  # the request answers 500 as it did before batching
+                    batch[0].future.set_exception(e)
+                    continue
+                log.warning("detector failed on a batch of %d; running its images one by one", len(batch), exc_info=True)
+                for it in batch:  # so only the image that fails it fails, not its batch-mates
+                    self._one(it)
+                continue
+            for it, d in zip(batch, found):
+                it.future.set_result(d)
+        # closed: anything left is answered rather than left hanging
+        for it in list(self._queue):
+            it.future.set_exception(Unavailable("the service is shutting down"))

@@ -1,0 +1,43 @@
+"""The detector side of the runtime: the model serving now (`ModelSlot`, swapped without a restart) and the
+micro-batcher that runs it, inside the image memory budget that decodes and waiting detector inputs share.
+
+Detection is the slow part of a request and takes no lock: a request reads the model reference once and hands
+its image to the batcher, so a model swap never waits for a frame (nor a frame for a swap).
+"""
+
+from __future__ import annotations
+
+from pipeline.detect import DetectorSettings
+
+from ..settings import ServiceSettings
+from .batching import MicroBatcher
+from .decode_budget import DecodeBudget
+from .metrics import ServiceMetrics
+from .model_slot import ModelSlot
+
+
+class DetectorRuntime:
+    """`models` (which model serves), `batcher` (runs it in batches), `budget` (image memory in flight)."""
+
+    def __init__(self, settings: ServiceSettings, models: ModelSlot, metrics: ServiceMetrics) -> None:
+        self.models = models
+        self.budget = DecodeBudget(settings.image_memory_mb * 2**20, settings.image_memory_wait_s, settings.retry_after_s, metrics)
+        self.batcher = MicroBatcher(
+            metrics, max_size=settings.batch_max_size, max_wait_s=settings.batch_max_wait_ms / 1000, queue_size=settings.batch_queue_size,
+            retry_after_s=settings.retry_after_s, enabled=settings.batching, budget=self.budget,
+        )
+
+    @classmethod
+    def open(cls, settings: ServiceSettings, metrics: ServiceMetrics) -> DetectorRuntime:
+        """A model that does not load is reported by /ready instead of failing the start, so the ledger and the
+        review page keep working while a model is fixed or swapped in."""
+        models = ModelSlot(settings.models_dir, DetectorSettings(conf=settings.conf, imgsz=settings.imgsz), settings.threads, settings.persist_model)
+        models.start(settings.model)
+        if settings.model is None and settings.model_watch_s > 0:
+            models.follow_current(settings.model_watch_s)  # promote/rollback move CURRENT; the service follows
+        return cls(settings, models, metrics)
+
+    def model_info(self) -> tuple[str, str] | None:
+        """(name, backend) of the model serving now, for the metrics; None while none is loaded."""
+        model = self.models.current
+        return (model.name, str(getattr(model.detector, "backend", "?"))) if model else None

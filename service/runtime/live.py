@@ -1,0 +1,244 @@
+"""The live intake: frames and patrol photos through the detector, the engine and into the ledger, each camera's
+frames in time order, and the journaled queue that keeps what the ledger cannot take yet.
+
+Everything that touches the engine runs under the engine lock (`state.py` says why); detection runs before it
+is taken.
+
+Durability: what the ledger cannot take yet (database down) waits in the intake queue, which is journaled to
+`settings.journal` (fsync'ed) before the caller hears 202, retried in order by a background thread, replayed
+first after a restart, and flushed into on shutdown. Each camera's last frame time goes the same way into the
+ledger's `camera_frames`, so frame order holds across restarts.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.cases import CaseStore
+from pipeline.cases.frame_marks import last_frames
+from pipeline.detect.plan import camera_detector
+from pipeline.domain import GeoPoint, IncidentReport, Location
+from pipeline.engine import Engine
+from pipeline.frames import Frame
+from pipeline.intake import Deferred, Intake, IntakeResult
+from pipeline.report_queue import ReportQueue
+
+from ..settings import ServiceSettings
+from .cameras import Cameras
+from .detector import DetectorRuntime
+from .errors import Accepted, Conflict, NotFound, Unavailable, Unprocessable
+from .frame_order import FrameOrder
+from .metrics import ServiceMetrics
+from .model_slot import LoadedModel
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Processed:
+    """One frame or photo through the service: the model that saw it and what intake made of it."""
+
+    model: LoadedModel
+    result: IntakeResult
+    width: int
+    height: int
+
+
+class LiveIntake:
+    """The engine and its intake into the ledger; `lock` is the engine lock (shared with `Cameras`)."""
+
+    def __init__(
+        self, settings: ServiceSettings, cameras: Cameras, store: CaseStore, detector: DetectorRuntime, metrics: ServiceMetrics, lock: threading.Lock,
+    ) -> None:
+        self.settings = settings
+        self.cameras = cameras
+        self.store = store
+        self.detector = detector
+        self.metrics = metrics
+        self.lock = lock
+        self.engine = Engine(cameras.source, detector=None, evidence_dir=settings.evidence_dir)
+        self.intake = Intake(self.engine, store, queue=ReportQueue(settings.journal), mark_frames=True)
+        self.frame_order = FrameOrder()
+        # frame order as the ledger stored it, and as the journal holds it for what the ledger has not yet
+        self.last_frame: dict[str, datetime] = last_frames(store.db)
+        for camera_id, at in self.intake.queue.frame_marks().items():
+            if camera_id not in self.last_frame or at > self.last_frame[camera_id]:
+                self.last_frame[camera_id] = at
+        self._stop = threading.Event()
+        self._retry: threading.Thread | None = None
+        self.retry_queue()  # the journal from before a restart goes first
+
+    # ---- the report queue ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start retrying the queue in the background (so it drains when the ledger is back, traffic or not)."""
+        if self._retry is None:
+            self._retry = threading.Thread(target=self._retry_loop, name="report-queue-retry", daemon=True)
+            self._retry.start()
+
+    def stop(self) -> None:
+        """Stop retrying (waits for a retry under way)."""
+        self._stop.set()
+        if self._retry is not None:
+            self._retry.join(timeout=30)
+
+    def flush(self) -> None:
+        """Report the current state of open incidents (their last_seen). With the ledger down, those reports go
+        to the journal with the rest and are posted after the restart."""
+        with self.lock:
+            try:
+                self.intake.flush()
+            except Deferred as e:
+                (log.warning if e.durable else log.error)(
+                    "ledger unavailable at shutdown (%s): %d report(s) %s", e, e.queued, "kept in the journal for the next start" if e.durable else "could NOT be journaled"
+                )
+            except Exception:  # shutting down: log and go on closing
+                log.exception("could not flush open incidents at shutdown")
+
+    def _retry_loop(self) -> None:
+        while not self._stop.wait(self.settings.retry_interval_s):
+            if self.intake.queue.pending:
+                self.retry_queue()
+
+    def retry_queue(self) -> int:
+        """Post what waits in the queue, in order; returns how many entries went through. A transient failure
+        leaves the rest for the next try (and is what /ready reports)."""
+        with self.lock:
+            if not self.intake.queue.pending:
+                return 0
+            try:
+                done = self.intake.drain()
+            except Exception as e:  # not the database being away: quarantining itself failed
+                log.exception("the report queue is stuck")
+                self.intake.last_error = f"{type(e).__name__}: {e}"
+                return 0
+            posted = [(entry.report(), post) for entry, post in done if post is not None]
+            self._tidy([report for report, _ in posted])
+            for report, post in posted:  # cases the retry opened count as the routes' own do
+                if post.created:
+                    self.metrics.cases_created.labels("photo" if report.source == "patrol" else "frame").inc()
+            if done:
+                log.info("report queue: %d entr(ies) written to the ledger, %d left", len(done), len(self.intake.queue))
+            return len(done)
+
+    @property
+    def backlog(self) -> int:
+        """Incident reports waiting for the ledger."""
+        return len(self.intake.queue.reports)
+
+    @property
+    def backlog_error(self) -> str | None:
+        """Why the queue is not draining (so it grows), None while it drains or is empty."""
+        return self.intake.last_error if self.intake.queue.pending else None
+
+    # ---- frames and photos --------------------------------------------------------------------------
+
+    def check_taken_at(self, at: datetime, what: str = "taken_at") -> None:
+        """A capture time the engine may use: not ahead of our clock by more than the allowed skew (a camera
+        clock in the future would lock its frame order), not before the configured earliest time."""
+        now = datetime.now(UTC)
+        skew = timedelta(seconds=self.settings.max_clock_skew_s)
+        if at > now + skew:
+            ahead = (at - now).total_seconds()
+            raise Unprocessable(
+                f"{what} {at.isoformat()} is {ahead:,.0f} s ahead of the service's clock ({now.isoformat(timespec='seconds')}), more than the allowed "
+                f"clock skew of {skew.total_seconds():g} s: check the camera's or phone's clock; nothing was stored"
+            )
+        if at < self.settings.earliest_taken_at:
+            raise Unprocessable(f"{what} {at.isoformat()} is before {self.settings.earliest_taken_at.isoformat()}, the earliest capture time accepted: check the camera's or phone's clock")
+
+    def _check_order(self, camera_id: str, at: datetime) -> None:
+        last = self.last_frame.get(camera_id)
+        if last is not None and at <= last:
+            what = "the same time as" if at == last else "older than"
+            raise Conflict(f"camera '{camera_id}': frame taken at {at.isoformat()} is {what} its last frame ({last.isoformat()}); frames of a camera must arrive in time order, each once")
+
+    def process_frame(self, camera_id: str, at: datetime, image: np.ndarray) -> Processed:
+        """Detect, then run the engine and commit the cases, so the response reports committed cases only.
+
+        If the ledger fails after the engine has seen the frame, the frame's incident reports wait in the
+        journaled queue and are posted in order when the ledger is back: the answer is 202 (`Accepted`) and the
+        frame must not be resent.
+        """
+        self.check_taken_at(at)
+        camera = self.cameras.camera(camera_id)
+        with self.lock:
+            self._check_order(camera_id, at)  # fail before paying for inference
+        model = self.detector.models.require()
+        with self.frame_order.detecting(camera_id, at) as slot:
+            # the camera's detector: the model itself, or sliced over tiles where the camera or a zone asks
+            detections = self.detector.batcher.detect(camera_detector(model.detector, camera, image.shape[1], image.shape[0]), image, model.name)
+        with slot.turn(self.lock):  # an earlier frame of this camera, detected in the same batch, goes first
+            self._check_order(camera_id, at)  # another frame of this camera may have gone first
+            try:
+                self.cameras.source.get().camera(camera_id)
+            except KeyError as e:  # removed from the config while we detected
+                raise NotFound(e.args[0]) from None
+            self.last_frame[camera_id] = at  # the engine sees it now, whatever happens next
+            try:
+                result = self.intake.frame(Frame(image, at, camera_id, source=f"api:{camera_id}", meta={"model": model.name}), detections)
+                self._count_cases(result, "frame")
+            except Deferred as e:
+                self._tidy(e.written)
+                raise _deferred(e, "frame") from None
+            self._tidy(_posted(result))
+        return Processed(model, result, image.shape[1], image.shape[0])
+
+    def process_photo(self, image: np.ndarray, at: datetime, gps: GeoPoint, place: dict[str, str], source: str) -> tuple[Processed, Location]:
+        """A patrol photo: its place is the nearest camera point (or a GPS point), with `place` fields overriding."""
+        self.check_taken_at(at)
+        model = self.detector.models.require()
+        detections = self.detector.batcher.detect(model.detector, image, model.name)
+        with self.lock:
+            frame = Frame(image, at, None, gps, source=source, meta={"model": model.name})
+            location = self.engine.patrol_location(frame)
+            if place:
+                location = Location.model_validate({**location.model_dump(), **place})
+            try:
+                result = self.intake.photo(frame, location, detections)
+                self._count_cases(result, "photo")
+            except Deferred as e:
+                self._tidy(e.written)
+                raise _deferred(e, "photo") from None
+            self._tidy(_posted(result))
+        return Processed(model, result, image.shape[1], image.shape[0]), location
+
+    def _count_cases(self, result: IntakeResult, source: str) -> None:
+        created = sum(1 for p in [*result.posted, *(p for _, p in result.retried)] if p is not None and p.created)
+        if created:
+            self.metrics.cases_created.labels(source).inc(created)
+
+    def _tidy(self, reports: list[IncidentReport]) -> None:
+        """Delete the engine's copies of evidence the ledger now holds, or a live service fills its disk. The
+        engine re-reports an unchanged incident with the same hashes, which the ledger finds by hash alone;
+        reports still queued keep their files (a replay may need them). Under the engine lock: the engine
+        writes these folders."""
+        for report in reports:
+            for ev in report.evidence:
+                if self.store.evidence.exists(ev.sha256):
+                    Path(ev.path).unlink(missing_ok=True)
+            for folder in {Path(ev.path).parent for ev in report.evidence}:
+                try:
+                    folder.rmdir()  # only when empty
+                except OSError:
+                    pass
+
+
+def _posted(result: IntakeResult) -> list[IncidentReport]:
+    return [*result.frame.reports, *(r for r, _ in result.retried)]
+
+
+def _deferred(e: Deferred, what: str) -> Exception:
+    """202 when the reports are safe in the journal; 503 in the one case where they are in memory only."""
+    if e.durable:
+        return Accepted(
+            f"the {what} was processed but the ledger is unavailable ({e}); its incident reports are journaled and posted "
+            f"in order when the ledger is back ({e.queued} waiting): do not resend it", queued=e.queued,
+        )
+    return Unavailable(f"the {what} was processed but the ledger is unavailable ({e}) and the report journal cannot be written: {e.queued} report(s) wait in memory only")

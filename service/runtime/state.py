@@ -1,0 +1,72 @@
+"""What the running service holds, composed from its parts, one job each: the camera config (`cameras.py`), the
+ledger (`CaseStore`; its health in `ledger.py`), the detector (`detector.py`: the model slot and the
+micro-batcher), and the live intake (`live.py`: the engine, frame order and the journaled report queue).
+
+Locking: the engine (trackers, incidents, the per-camera frame order) is not thread-safe, so everything that
+touches it runs under `engine_lock`, one frame or photo at a time. Detection, the slow part, runs before the
+lock is taken, on the detector reference read once at the start of the request, through the micro-batcher
+(`batching.py`: concurrent requests that share a detector object, so one model, run as one batch), so a model
+swap never waits for a frame (nor a frame for a swap). The
+ledger is safe to call from any thread (one transaction per call), so case routes never take the lock.
+Run one process (one uvicorn worker): the engine's state lives in memory.
+
+Durability: what the ledger cannot take yet waits in the live intake's journaled queue (`live.py`).
+"""
+
+from __future__ import annotations
+
+import threading
+
+from pipeline.cases import CaseStore
+from pipeline.config import ConfigSource
+from pipeline.review import Rejection, reject
+
+from ..settings import ServiceSettings
+from .cameras import Cameras
+from .detector import DetectorRuntime
+from .live import LiveIntake
+from .metrics import ServiceMetrics
+
+
+class ServiceState:
+    """Built once per app by `open`; routers reach it through `deps.get_state`, and its parts by name:
+    `cameras`, `store`, `detector`, `live`, `metrics`."""
+
+    def __init__(self, settings: ServiceSettings, source: ConfigSource, store: CaseStore, detector: DetectorRuntime, metrics: ServiceMetrics) -> None:
+        self.settings = settings
+        self.store = store
+        self.detector = detector
+        self.metrics = metrics
+        self.engine_lock = threading.Lock()
+        self.cameras = Cameras(source, self.engine_lock)
+        self.live = LiveIntake(settings, self.cameras, store, detector, metrics, self.engine_lock)
+        metrics.watch(queue_depth=detector.batcher.depth, decode_bytes=lambda: detector.budget.used, backlog=lambda: self.live.backlog, model=detector.model_info)
+
+    @classmethod
+    def open(cls, settings: ServiceSettings) -> ServiceState:
+        """Fails fast on a bad camera config or an unreachable ledger; a model that does not load is reported by
+        /ready instead, so the ledger and the review page keep working while a model is fixed or swapped in."""
+        source = ConfigSource(settings.camera_config)
+        store = CaseStore.open(settings.ledger_settings())
+        metrics = ServiceMetrics()
+        return cls(settings, source, store, DetectorRuntime.open(settings, metrics), metrics)
+
+    def start(self) -> None:
+        """Start retrying the queue in the background (so it drains when the ledger is back, traffic or not)."""
+        self.live.start()
+
+    def close(self) -> None:
+        """Report the current state of open incidents (their last_seen) and release the database. With the
+        ledger down, those reports go to the journal with the rest and are posted after the restart."""
+        self.live.stop()
+        self.detector.batcher.close()
+        self.live.flush()
+        self.detector.models.stop()
+        self.store.close()
+
+    def reject(self, case_id: int, *, actor: str, reason: str, fixture: bool, source: str = "api") -> Rejection:
+        """Reject a case, with fixtures for its spot if asked (under the engine lock: the config may change)."""
+        if not fixture:
+            return reject(self.store, case_id, actor=actor, reason=reason, source=source)
+        with self.engine_lock:
+            return reject(self.store, case_id, actor=actor, reason=reason, fixture_source=self.cameras.source, source=source)
