@@ -27,11 +27,11 @@ import numpy as np
 from sqlalchemy import text
 
 from pipeline.cases import CaseStore
-from pipeline.cases.errors import StorageError
-from pipeline.cases.frame_marks import last_frames
-from pipeline.cases.quarantine import quarantine_count
 from pipeline.config import CameraConfig, ConfigSource, Fixture, StreetOrderConfig
 from pipeline.config.load import add_fixtures, remove_fixture, update_fixture
+from pipeline.db.frame_marks import last_frames
+from pipeline.db.quarantine import quarantine_count
+from pipeline.db.storage import StorageError
 from pipeline.detect import DetectorSettings
 from pipeline.detect.plan import camera_detector
 from pipeline.domain import GeoPoint, IncidentReport, Location

@@ -26,16 +26,17 @@ from pathlib import Path
 from sqlalchemy import and_, func, or_, select, text
 from sqlalchemy.orm import Session, selectinload
 
+from ..db.engine import Database
+from ..db.tables.annotations import Annotation
+from ..db.tables.ledger import Case, CaseEvent, CaseEvidence, CaseIncident
 from ..domain import IncidentReport, ViolationType
 from ..geometry import haversine_m
+from .annotations import new_row
 from .apply import apply_report
 from .config import LedgerConfig
-from .db import Database
 from .errors import CaseNotFound, InvalidTransition, LedgerError
 from .evidence_store import EvidenceStore, StoredFile
 from .lifecycle import AWAITING, OPEN_STATUSES, RESOLVED_STATUSES, REVIEW_DECISIONS, CaseStatus, parse_status, refusal
-from .annotations import new_row
-from .models import Annotation, Case, CaseEvent, CaseEvidence, CaseIncident
 from .outbox import enqueue
 from .views import CaseView, PostResult
 

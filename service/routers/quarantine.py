@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from pipeline.cases.quarantine import QuarantineView, quarantine_count, quarantined
+from pipeline.db.quarantine import QuarantineView, quarantine_count, quarantined
 
 from ..deps import Store
 from ..errors import error_responses

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
-from pipeline.cases.db import Database
+from pipeline.db.engine import Database
 from service.keys import KeyStore, Role, digest
 
 from .factory import incident

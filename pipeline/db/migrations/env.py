@@ -11,8 +11,8 @@ import os
 from alembic import context
 from sqlalchemy import create_engine
 
-from pipeline.cases.db import normalize_url
-from pipeline.cases.models import Base, UtcDateTime
+from pipeline.db.tables import Base, UtcDateTime
+from pipeline.db.urls import normalize_url
 
 config = context.config
 target_metadata = Base.metadata
