@@ -1,7 +1,8 @@
 """The rectification ledger (整改台账): cases from incidents, their lifecycle, evidence, delivery and reports.
 
-Modules, each for one job: `config` (settings), `lifecycle` (the workflow as data), `store` (posting and
-transitions), `apply` (report fields onto rows), `evidence_store` and `retention` (files),
+Modules, each for one job: `config` (settings), `lifecycle` (the workflow as data), `store` (the one entry
+point, `CaseStore`, in front of `posting`, `workflow` and `queries`), `apply` and `attach` (reports and
+stored files onto rows), `clock` (the ledger's time), `evidence_store` and `retention` (files),
 `outbox` + `delivery` (outbound messages), `verify` (auto-verification), `report` (monthly figures).
 The tables, the engine and the migrations are `pipeline.db`.
 Names below import lazily so `streetorder --help` stays fast.
@@ -19,7 +20,8 @@ _EXPORTS = {
     "LedgerError": "errors",
     "EvidenceError": "errors",
     "CaseStore": "store",
-    "Step": "store",
+    "Step": "workflow",
+    "CaseFilter": "queries",
     "CaseView": "views",
     "PostResult": "views",
     "EvidenceStore": "evidence_store",
