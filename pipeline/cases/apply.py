@@ -3,7 +3,7 @@
 Adding a field to the report is one edit here: its column value in `report_columns`, and a rule in `_CASE`
 and/or `_INCIDENT` for the rows that store it (the columns themselves go in `pipeline.db.tables.ledger` and a migration).
 `tests/cases/test_apply.py` fails for a report field that reaches no row.
-Evidence files are not columns: `CaseStore` stores them first and references them from the case.
+Evidence files are not columns: `posting` stores them first and `attach` references them from the case.
 """
 
 from __future__ import annotations
