@@ -23,8 +23,8 @@ from zoneinfo import ZoneInfo
 
 from tqdm import tqdm
 
-from .cases import StorageError
 from .config import StreetOrderConfig
+from .db.storage import StorageError
 from .detect import Detector
 from .frames import VIDEO_SUFFIXES, Frame, VideoError, photo_metadata, video_start
 from .images import IMAGE_SUFFIXES, ImageError, load_image

@@ -61,9 +61,9 @@ def cmd_detect(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from datetime import UTC, datetime
 
-    from .cases import CaseStore, LedgerConfig, StorageError
-    from .cases.db import redact
-    from .cases.storage import check_ledger_storage
+    from .cases import CaseStore, LedgerConfig
+    from .db.storage import StorageError, check_ledger_storage
+    from .db.urls import redact
 
     started_at = datetime.now(UTC)
     if args.workers is not None and args.workers < 1:
@@ -120,8 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def _night_report(store, summary, config, footage: Path, started_at, out_dir: Path, database: str) -> dict:
     """Write the HTML report of the night; a report that cannot be written is an error line, not a lost night."""
-    from .cases import StorageError
-    from .cases.storage import storage_error
+    from .db.storage import StorageError, storage_error
     from .night_report import build_night_report, report_path, write_night_report
 
     path = report_path(out_dir, started_at, store.config.report_timezone)

@@ -13,9 +13,10 @@ import psycopg
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from .cases import AutoVerifier, CaseStore, LedgerError, PostResult, StorageError, VerifyAction
-from .cases.frame_marks import mark_frames
-from .cases.quarantine import quarantine
+from .cases import AutoVerifier, CaseStore, LedgerError, PostResult, VerifyAction
+from .db.frame_marks import mark_frames
+from .db.quarantine import quarantine
+from .db.storage import StorageError
 from .domain import IncidentReport, Location, local_time
 from .engine import Engine, FrameResult
 from .evidence import encode_jpeg, privacy_blur
@@ -69,7 +70,7 @@ class Deferred(Exception):
 
 
 class Quarantined(LedgerError):
-    """The ledger refused one of this call's reports; it was quarantined (see `cases.quarantine`) and the rest posted."""
+    """The ledger refused one of this call's reports; it was quarantined (see `db.quarantine`) and the rest posted."""
 
 
 @dataclass

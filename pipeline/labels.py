@@ -116,7 +116,7 @@ def next_awaiting(store: CaseStore, after: int) -> int | None:
     """The next case awaiting review after case `after` (by id, wrapping round): one indexed query, not a list."""
     from sqlalchemy import func, select
 
-    from .cases.models import Case
+    from .db.tables.ledger import Case
 
     waiting = Case.status.in_([s.value for s in AWAITING])
     with store.db.transaction() as s:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select
 
 from .night.units import PATROL
-from .cases.models import Case, CaseEvidence, CaseIncident
+from .db.tables.ledger import Case, CaseEvidence, CaseIncident
 from .cases.report import MAX_GALLERY, template_env, thumbnail_uri
 from .domain import VIOLATION_TYPES
 from .evidence import StaticEvidence, static_evidence

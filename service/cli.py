@@ -15,7 +15,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
     from sqlalchemy.exc import DBAPIError
 
-    from pipeline.cases.errors import StorageError
+    from pipeline.db.storage import StorageError
     from service.http import access_log
     from service.http.app import create_app
     from service.settings import ServiceSettings
@@ -60,7 +60,7 @@ def _freeze_startup_objects() -> None:
 
 def _keys(args: argparse.Namespace):
     from pipeline.cases.config import LedgerConfig
-    from pipeline.cases.db import Database
+    from pipeline.db.engine import Database
     from service.http.keys import KeyStore
 
     cfg = LedgerConfig.load(args.ledger, database_url=args.db)

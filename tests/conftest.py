@@ -10,7 +10,8 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from pipeline.cases.db import Database, normalize_url
+from pipeline.db.engine import Database
+from pipeline.db.urls import normalize_url
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("STREETORDER_FRAME_POOL", "off")  # no test fills the repo's var/frames; test_retrain_loop.py gives the pool its own folder

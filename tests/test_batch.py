@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from pipeline.cases import CaseStore, LedgerConfig
-from pipeline.cases.db import Database
+from pipeline.db.engine import Database
 
 from .conftest import REPO
 
@@ -113,9 +113,9 @@ def test_frames_decoded_before_a_video_breaks_are_still_detected():
     """A truncated video raises after its last good frame; frames waiting for a full batch still go through."""
     import numpy as np
 
-    from pipeline.sampling import detect_in_batches
     from pipeline.detect import empty_detections
     from pipeline.frames import Frame, VideoError
+    from pipeline.sampling import detect_in_batches
 
     class Counting:
         calls: list[int] = []

@@ -10,10 +10,10 @@ from sqlalchemy.exc import OperationalError
 
 from pipeline.cases import CaseStore, LedgerConfig, LedgerError
 from pipeline.config import StreetOrderConfig
+from pipeline.db.quarantine import quarantined
 from pipeline.detect import make_detections
 from pipeline.engine import Engine
 from pipeline.frames import Frame
-from pipeline.cases.quarantine import quarantined
 from pipeline.intake import Deferred, Intake
 
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=timezone(timedelta(hours=8)))

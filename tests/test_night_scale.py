@@ -21,7 +21,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from pipeline.cases.db import Database, normalize_url
+from pipeline.db.engine import Database
+from pipeline.db.urls import normalize_url
 
 from .cases.conftest import TABLES
 from .conftest import REPO
@@ -58,7 +59,7 @@ def cases(db: str) -> list[tuple]:
     try:
         from sqlalchemy import select
 
-        from pipeline.cases.models import Case
+        from pipeline.db.tables.ledger import Case
 
         with database.transaction() as s:
             return sorted(

@@ -119,7 +119,8 @@ def test_evidence_disk_filling_up_mid_night_stops_it_with_nothing_half_written(t
 DB_FULL = r"""
 import json, sys
 from pathlib import Path
-from pipeline.cases import CaseStore, LedgerConfig, StorageError
+from pipeline.cases import CaseStore, LedgerConfig
+from pipeline.db.storage import StorageError
 from tests.cases.factory import evidence_file, incident
 mnt, work = Path(sys.argv[1]), Path(sys.argv[2])
 config = LedgerConfig(database_url=f"sqlite:///{mnt / 'ledger.db'}", evidence_dir=work / "evidence")

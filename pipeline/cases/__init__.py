@@ -1,9 +1,10 @@
 """The rectification ledger (整改台账): cases from incidents, their lifecycle, evidence, delivery and reports.
 
-Modules, each for one job: `config` (settings), `models` + `migrations` + `db` (storage), `lifecycle`
-(the workflow as data), `store` (posting and transitions), `apply` (report fields onto rows), `evidence_store`
-and `retention` (files),
+Modules, each for one job: `config` (settings), `lifecycle` (the workflow as data), `store` (the one entry
+point, `CaseStore`, in front of `posting`, `workflow` and `queries`), `apply` and `attach` (reports and
+stored files onto rows), `clock` (the ledger's time), `evidence_store` and `retention` (files),
 `outbox` + `delivery` (outbound messages), `verify` (auto-verification), `report` (monthly figures).
+The tables, the engine and the migrations are `pipeline.db`.
 Names below import lazily so `streetorder --help` stays fast.
 """
 
@@ -18,9 +19,9 @@ _EXPORTS = {
     "CaseNotFound": "errors",
     "LedgerError": "errors",
     "EvidenceError": "errors",
-    "StorageError": "errors",
     "CaseStore": "store",
-    "Step": "store",
+    "Step": "workflow",
+    "CaseFilter": "queries",
     "CaseView": "views",
     "PostResult": "views",
     "EvidenceStore": "evidence_store",

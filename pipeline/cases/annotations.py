@@ -14,9 +14,10 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
 
-from .db import Database
+from ..db.engine import Database
+from ..db.tables.annotations import Annotation
+from ..db.tables.ledger import Case, CaseEvent
 from .errors import CaseNotFound, LedgerError
-from .models import Annotation, Case, CaseEvent
 from .views import UtcTime
 
 Origin = Literal["model", "edited", "drawn", "imported", "confirmed", "pseudo"]

@@ -1,9 +1,9 @@
 """Report fields onto ledger rows: the one mapping from an `IncidentReport` to `Case` and `CaseIncident` columns.
 
 Adding a field to the report is one edit here: its column value in `report_columns`, and a rule in `_CASE`
-and/or `_INCIDENT` for the rows that store it (the columns themselves go in `models` and a migration).
+and/or `_INCIDENT` for the rows that store it (the columns themselves go in `pipeline.db.tables.ledger` and a migration).
 `tests/cases/test_apply.py` fails for a report field that reaches no row.
-Evidence files are not columns: `CaseStore` stores them first and references them from the case.
+Evidence files are not columns: `posting` stores them first and `attach` references them from the case.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..db.tables.ledger import Case, CaseIncident, location_columns
 from ..domain import IncidentReport
-from .models import Case, CaseIncident, location_columns
 
 Rule = Callable[[Any, Any], Any]
 """How a row combines the value it has with a later report's: (old, new) -> value to keep."""

@@ -151,7 +151,7 @@ def cmd_deliver(args: argparse.Namespace) -> int:
 
 
 def cmd_outbox_status(args: argparse.Namespace) -> int:
-    from .db import Database
+    from ..db.engine import Database
     from .outbox import counts
 
     cfg = _config(args)
@@ -161,7 +161,7 @@ def cmd_outbox_status(args: argparse.Namespace) -> int:
 
 
 def cmd_requeue(args: argparse.Namespace) -> int:
-    from .db import Database
+    from ..db.engine import Database
     from .outbox import requeue_dead
 
     cfg = _config(args)
@@ -181,7 +181,8 @@ def cmd_gc(args: argparse.Namespace) -> int:
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from .db import create_ledger_engine, current_revision, redact, upgrade
+    from ..db.engine import create_ledger_engine, current_revision, upgrade
+    from ..db.urls import redact
 
     cfg = _config(args)
     engine = create_ledger_engine(cfg.database_url)
@@ -192,7 +193,8 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_db_current(args: argparse.Namespace) -> int:
-    from .db import create_ledger_engine, current_revision, head_revision, redact
+    from ..db.engine import create_ledger_engine, current_revision, head_revision
+    from ..db.urls import redact
 
     cfg = _config(args)
     cur = current_revision(create_ledger_engine(cfg.database_url))
@@ -203,7 +205,7 @@ def cmd_db_current(args: argparse.Namespace) -> int:
 
 def cmd_quarantine(args: argparse.Namespace) -> int:
     """List, re-post or drop incident reports the ledger refused (the service quarantines them)."""
-    from .quarantine import get_quarantined, quarantined, release, report_of
+    from ..db.quarantine import get_quarantined, quarantined, release, report_of
 
     store = _store(args)
     try:

@@ -27,8 +27,3 @@ class InvalidTransition(LedgerError):
 class EvidenceError(LedgerError):
     """An evidence file that is missing, unreadable or not what its hash says."""
 
-
-class StorageError(RuntimeError):
-    """The ledger's database or evidence directory cannot take writes: read-only, full, missing, a file where a
-    folder should be. Not an input error: the same report would succeed once the storage is fixed, so callers
-    keep what they could not post instead of dropping it, and a batch job stops instead of failing every file."""

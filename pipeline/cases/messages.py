@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from ..db.tables.ledger import Case, CaseEvent
 from ..domain import Location, ViolationType
-from .models import Case, CaseEvent
 from .views import UtcTime
 
 SCHEMA_VERSION = 1

@@ -18,10 +18,10 @@ from typing import Protocol
 from sqlalchemy import and_, exists, func, select, update
 from sqlalchemy.orm import Session, aliased
 
+from ..db.engine import Database
+from ..db.tables.ledger import Case, CaseEvent, OutboxMessage
 from .config import LedgerConfig, OutboxConfig
-from .db import Database
 from .messages import build_message, idempotency_key
-from .models import Case, CaseEvent, OutboxMessage
 
 log = logging.getLogger(__name__)
 

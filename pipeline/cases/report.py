@@ -27,11 +27,11 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 
+from ..db.tables.ledger import Case, CaseEvent, CaseEvidence
 from ..domain import ViolationType
 from .errors import EvidenceError, LedgerError
 from .evidence_store import EvidenceStore
 from .lifecycle import OPEN_STATUSES, CaseStatus
-from .models import Case, CaseEvent, CaseEvidence
 from .store import CaseStore
 
 MAX_GALLERY = 300

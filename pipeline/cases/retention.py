@@ -12,9 +12,9 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
+from ..db.tables.ledger import Case, CaseEvent, CaseEvidence
 from .evidence_store import GcResult
 from .lifecycle import CaseStatus
-from .models import Case, CaseEvent, CaseEvidence
 from .store import CaseStore
 
 ACTOR = "retention"

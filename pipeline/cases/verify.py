@@ -26,7 +26,9 @@ from ..geometry import box_iou
 from .config import AutoVerifyConfig
 from .errors import InvalidTransition, LedgerError
 from .lifecycle import CaseStatus
-from .store import CaseStore, Step, WatchedCase
+from .queries import WatchedCase
+from .store import CaseStore
+from .workflow import Step
 
 log = logging.getLogger(__name__)
 

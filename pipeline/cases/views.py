@@ -7,9 +7,9 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, computed_field
 
+from ..db.tables.ledger import Case
 from ..domain import Location, ViolationType
 from .lifecycle import CaseStatus
-from .models import Case
 
 
 UtcTime = Annotated[datetime, AfterValidator(lambda d: d.astimezone(UTC))]

@@ -145,7 +145,7 @@ def _same_detector(model: str, backend: str):
 
 def _keys(db_url: str) -> dict[str, str]:
     """Role keys in the bench's own ledger, as an operator would create them (`streetorder keys create`)."""
-    from pipeline.cases.db import Database
+    from pipeline.db.engine import Database
     from service.http.keys import KeyStore, Role
 
     store = KeyStore(Database(db_url))

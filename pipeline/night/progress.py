@@ -17,9 +17,9 @@ from pathlib import Path
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, defer
 
-from ..cases.db import Database
-from ..cases.models import NightProgress
 from ..config import StreetOrderConfig
+from ..db.engine import Database
+from ..db.tables.night import NightProgress
 from .messages import Checkpoint
 from .units import Job, NightSettings, Resume, Unit
 

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Security
 from fastapi_offline import FastAPIOffline
 
-from pipeline.cases.db import Database
+from pipeline.db.engine import Database
 
 from . import access_log
 from .auth import Auth, refuse_key_in_url, require

@@ -21,7 +21,7 @@ from fastapi import Request, Security
 from fastapi.security import APIKeyCookie, APIKeyHeader
 from starlette.concurrency import run_in_threadpool
 
-from pipeline.cases.db import Database
+from pipeline.db.engine import Database
 
 from .errors import Forbidden, TooManyRequests, Unauthorized
 from .keys import KeyStore, Principal, Role

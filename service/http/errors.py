@@ -15,9 +15,10 @@ from starlette.routing import Match
 from pydantic import BaseModel, Field, ValidationError
 from sqlalchemy.exc import DataError, DBAPIError
 
-from pipeline.cases.errors import CaseNotFound, EvidenceError, InvalidTransition, LedgerError, StorageError
+from pipeline.cases.errors import CaseNotFound, EvidenceError, InvalidTransition, LedgerError
 from pipeline.config import ConfigError
 from pipeline.config.load import FixtureConflict, UnknownCamera, UnknownFixture
+from pipeline.db.storage import StorageError
 from pipeline.images import ImageError
 
 from ..runtime.errors import Accepted, ServiceError

@@ -21,8 +21,8 @@ from enum import StrEnum
 from sqlalchemy import delete, func, select
 from sqlalchemy.exc import DBAPIError
 
-from pipeline.cases.db import Database
-from pipeline.cases.models import ApiKey, ReviewSession
+from pipeline.db.engine import Database
+from pipeline.db.tables.keys import ApiKey, ReviewSession
 
 log = logging.getLogger(__name__)
 

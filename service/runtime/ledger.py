@@ -6,7 +6,7 @@ from __future__ import annotations
 from sqlalchemy import text
 
 from pipeline.cases import CaseStore
-from pipeline.cases.quarantine import quarantine_count
+from pipeline.db.quarantine import quarantine_count
 
 
 def quarantined(store: CaseStore) -> int | None:

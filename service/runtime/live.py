@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.cases import CaseStore
-from pipeline.cases.frame_marks import last_frames
+from pipeline.db.frame_marks import last_frames
 from pipeline.detect.plan import camera_detector
 from pipeline.domain import GeoPoint, IncidentReport, Location
 from pipeline.engine import Engine

@@ -14,8 +14,8 @@ import pytest
 from sqlalchemy import text
 
 from pipeline.cases.config import LedgerConfig
-from pipeline.cases.db import Database
 from pipeline.cases.store import CaseStore
+from pipeline.db.engine import Database
 
 from .factory import T0, FrameClock
 

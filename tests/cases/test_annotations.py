@@ -49,7 +49,7 @@ def test_bad_saves_are_refused(store, tmp_path):
 def test_every_review_decision_is_logged_in_its_own_transaction(store, tmp_path, clock, monkeypatch):
     """Whoever moves a case out of awaiting review (API, CLI, page: all through `transition`) leaves a decision row,
     written with the transition: if the row cannot be written, the case does not move."""
-    from pipeline.cases import store as store_module
+    from pipeline.cases import workflow as workflow_module
 
     log = Annotations(store.db)
     a = store.post_incident(incident(tmp_path, "a")).case_id
@@ -63,7 +63,7 @@ def test_every_review_decision_is_logged_in_its_own_transaction(store, tmp_path,
     def broken(*args, **kwargs):
         raise LedgerError("the log is down")
 
-    monkeypatch.setattr(store_module, "new_row", broken)
+    monkeypatch.setattr(workflow_module, "new_row", broken)
     with pytest.raises(LedgerError, match="the log is down"):
         store.transition(b, "rejected", actor="王审核", note="no", at=clock.advance(minutes=3))
     assert store.get(b).status == "detected" and log.history(b) == []  # all or nothing

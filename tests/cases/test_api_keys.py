@@ -6,9 +6,11 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import text
 
-from pipeline.cases.db import Database
+from pipeline.cases.queries import CaseFilter
+from pipeline.db.engine import Database
 from service.http.keys import KeyStore, Role, digest
 
 from .factory import incident
@@ -83,3 +85,13 @@ def test_list_count_and_districts_page_through_the_ledger(store, tmp_path):
     assert store.count() == 5 and store.count(district="黄浦区") == 2
     assert store.count(status=("detected", "reopened")) == 5 and store.count(status="dispatched") == 0
     assert store.districts(status=("detected",)) == ["静安区", "黄浦区"]
+
+
+def test_one_case_filter_serves_list_count_and_districts(store, tmp_path):
+    for i in range(4):
+        store.post_incident(incident(tmp_path, f"i{i}", point=f"P-{i}", district="黄浦区" if i % 2 else "静安区"))
+    where = CaseFilter(status="detected", district="黄浦区")
+    assert [c.id for c in store.list(where)] == [c.id for c in store.list(status="detected", district="黄浦区")]
+    assert store.count(where) == len(store.list(where)) == 2 and store.districts(where) == ["黄浦区"]
+    with pytest.raises(TypeError, match="not both"):
+        store.list(where, district="静安区")

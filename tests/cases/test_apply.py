@@ -8,8 +8,8 @@ from pydantic_core import PydanticUndefined
 
 from pipeline.cases.apply import apply_report, report_columns
 from pipeline.cases.messages import build_message
-from pipeline.cases.models import Case, CaseEvent, CaseIncident, location_columns
 from pipeline.cases.views import CaseView
+from pipeline.db.tables.ledger import Case, CaseEvent, CaseIncident, location_columns
 from pipeline.domain import EvidenceFile, GeoPoint, IncidentReport, Location
 
 from .factory import T0, incident

@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from pipeline.cases.annotations import Annotations
-from pipeline.cases.db import Database, head_revision
 from pipeline.cli import build_parser, main
+from pipeline.db.engine import Database, head_revision
 
 from .factory import incident
 
@@ -125,6 +125,6 @@ def test_db_upgrade_on_a_fresh_file(tmp_path, capsys):
     assert main(["db", "current", "--db", url]) == 0
     assert "empty" in capsys.readouterr().out
     assert main(["db", "upgrade", "--db", url]) == 0
-    from pipeline.cases.db import head_revision
+    from pipeline.db.engine import head_revision
 
     assert capsys.readouterr().out.strip().endswith(f"empty → {head_revision()}")

@@ -15,7 +15,7 @@ import yaml
 from sqlalchemy import func, select
 
 from pipeline.cases.evidence_store import EvidenceStore
-from pipeline.cases.models import Case, CaseEvent, CaseEvidence, CaseIncident, OutboxMessage
+from pipeline.db.tables.ledger import Case, CaseEvent, CaseEvidence, CaseIncident, OutboxMessage
 
 from ..conftest import REPO
 from .factory import incident

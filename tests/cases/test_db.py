@@ -13,9 +13,10 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
 
 from pipeline.cases.config import LedgerConfig
-from pipeline.cases.db import Database, alembic_config, current_revision, head_revision, normalize_url, upgrade
-from pipeline.cases.models import Base, Case
 from pipeline.cases.store import CaseStore
+from pipeline.db.engine import Database, alembic_config, current_revision, head_revision, upgrade
+from pipeline.db.tables import Base, Case
+from pipeline.db.urls import normalize_url
 
 from .factory import T0, FrameClock, incident
 

@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.cases.errors import CaseNotFound, InvalidTransition, LedgerError
 from pipeline.cases.lifecycle import TRANSITIONS, CaseStatus
-from pipeline.cases.store import Step
+from pipeline.cases.workflow import Step
 
 from .factory import incident, jpeg
 

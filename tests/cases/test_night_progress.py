@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import func, select
 
 from pipeline.cases import LedgerError
-from pipeline.cases.models import CaseIncident, NightProgress
+from pipeline.db.tables import CaseIncident, NightProgress
 from pipeline.night.messages import Checkpoint
 from pipeline.night.progress import ProgressBook
 from pipeline.night.units import Counts, Job, Source, Unit

@@ -22,8 +22,8 @@ from sqlalchemy import select
 from pipeline.cases.config import MqttConfig, OutboxConfig
 from pipeline.cases.delivery.mqtt import MqttTransport
 from pipeline.cases.delivery.webhook import KEY_HEADER, SIGNATURE_HEADER, WebhookTransport, sign, verify_signature
-from pipeline.cases.models import OutboxMessage
 from pipeline.cases.outbox import OutboxWorker, backoff, requeue_dead
+from pipeline.db.tables.ledger import OutboxMessage
 
 from .factory import T0, incident
 

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from pipeline.cases.errors import EvidenceError, LedgerError
 from pipeline.cases.lifecycle import CaseStatus
-from pipeline.cases.models import Case, CaseEvent, CaseEvidence, CaseIncident, OutboxMessage
+from pipeline.db.tables.ledger import Case, CaseEvent, CaseEvidence, CaseIncident, OutboxMessage
 from pipeline.geometry import haversine_m
 
 from .factory import T0, evidence_file, incident

@@ -17,7 +17,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from pipeline.cases.config import LedgerConfig
-from pipeline.cases.db import Database
+from pipeline.db.engine import Database
 from service.http.app import create_app
 from service.http.keys import KeyStore, Role
 from service.settings import ServiceSettings

@@ -17,7 +17,8 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from pipeline.cases.db import Database, normalize_url
+from pipeline.db.engine import Database
+from pipeline.db.urls import normalize_url
 from service.http.keys import KeyStore, Role
 from tests.cases.conftest import TABLES
 from tests.conftest import REPO

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import create_engine, text
 
-from pipeline.cases.db import normalize_url
+from pipeline.db.urls import normalize_url
 from pipeline.domain import IncidentReport, Location
 from tests.cases.conftest import TABLES
 

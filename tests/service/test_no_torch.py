@@ -19,7 +19,7 @@ SCRIPT = textwrap.dedent(
     from pathlib import Path
     from fastapi.testclient import TestClient
     from pipeline.cases.config import LedgerConfig
-    from pipeline.cases.db import Database
+    from pipeline.db.engine import Database
     from service.http.app import create_app
     from service.http.keys import KeyStore
     from service.settings import ServiceSettings

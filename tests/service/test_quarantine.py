@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from pipeline.cases.quarantine import quarantine
+from pipeline.db.quarantine import quarantine
 
 
 def test_the_quarantine_list_pages_like_every_list(client):

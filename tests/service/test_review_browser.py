@@ -16,7 +16,7 @@ import uvicorn
 
 from pipeline.cases.annotations import Annotations
 from pipeline.cases.config import LedgerConfig
-from pipeline.cases.db import Database
+from pipeline.db.engine import Database
 from service.http.app import create_app
 from service.http.keys import KeyStore, Role
 from service.settings import ServiceSettings

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from ...db.engine import Database
 from ..config import LedgerConfig
-from ..db import Database
 from ..errors import LedgerError
 from ..outbox import OutboxWorker, Transport
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from pipeline.cases.quarantine import quarantine_count, quarantined
+from pipeline.db.quarantine import quarantine_count, quarantined
 
 from ..deps import Store
 from ..errors import error_responses

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.cases.quarantine import QuarantineView
+from pipeline.db.quarantine import QuarantineView
 
 from .common import Page
 

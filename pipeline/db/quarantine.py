@@ -13,9 +13,16 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import func, select
 
 from ..domain import IncidentReport
-from .db import Database
-from .errors import LedgerError
-from .models import QuarantinedReport
+from .engine import Database
+from .tables.intake import QuarantinedReport
+
+
+class NotQuarantined(ValueError):
+    """No quarantined report has this id. A ValueError, as the ledger's input errors are, so the command line
+    prints it as a plain error."""
+
+    def __init__(self, quarantine_id: int):
+        super().__init__(f"no quarantined report with id {quarantine_id}")
 
 
 class QuarantineView(BaseModel):
@@ -70,7 +77,7 @@ def get_quarantined(db: Database, quarantine_id: int) -> QuarantineView:
     with db.transaction() as s:
         row = s.get(QuarantinedReport, quarantine_id)
         if row is None:
-            raise LedgerError(f"no quarantined report with id {quarantine_id}")
+            raise NotQuarantined(quarantine_id)
         return _view(row)
 
 
@@ -79,7 +86,7 @@ def release(db: Database, quarantine_id: int) -> None:
     with db.transaction() as s:
         row = s.get(QuarantinedReport, quarantine_id)
         if row is None:
-            raise LedgerError(f"no quarantined report with id {quarantine_id}")
+            raise NotQuarantined(quarantine_id)
         s.delete(row)
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from .errors import StorageError
 from .urls import normalize_url
 
 # errno values that mean "this place cannot take writes", as opposed to a bad input file
@@ -36,6 +35,12 @@ _HINT = {
     errno.EFBIG: "file too large",
 }
 PROBE_BYTES = 64 * 1024  # enough to fail on a disk that is all but full, small enough to cost nothing
+
+
+class StorageError(RuntimeError):
+    """The ledger's database or evidence directory cannot take writes: read-only, full, missing, a file where a
+    folder should be. Not an input error: the same report would succeed once the storage is fixed, so callers
+    keep what they could not post instead of dropping it, and a batch job stops instead of failing every file."""
 
 
 def storage_error(what: str, place: str | Path, e: BaseException) -> StorageError | None:

@@ -9,9 +9,9 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
-from pipeline.cases.db import normalize_url
 from pipeline.config.settings import PipelineSettings
-from pipeline.cases.models import Base, UtcDateTime
+from pipeline.db.tables import Base, UtcDateTime
+from pipeline.db.urls import normalize_url
 
 config = context.config
 target_metadata = Base.metadata

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from .storage import storage_error
 from .urls import normalize_url, redact
 
-MIGRATIONS = "pipeline.cases:migrations"
+MIGRATIONS = "pipeline.db:migrations"
 _PG_MIGRATION_LOCK = 0x5_0E_DB_01  # pg_advisory_lock key: one migrator at a time
 
 

@@ -10,8 +10,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
-from .db import Database
-from .models import CameraFrame
+from .engine import Database
+from .tables.intake import CameraFrame
 
 
 def last_frames(db: Database) -> dict[str, datetime]:
