@@ -35,7 +35,7 @@ print(ref.name, ref.card["classes"])
 """),
     ("markdown", "## Detect on a patrol photo\nBoxes are in the photo's own pixels; classes come from the model's metadata."),
     ("code", """
-from pipeline.images import load_image
+from pipeline.source.images import load_image
 detector = load_detector(settings=DetectorSettings(conf=0.3))
 photo = load_image("datasets/samples/footage/patrol/patrol_01.jpg")
 [d] = detector.detect([photo])

@@ -26,8 +26,8 @@ from tqdm import tqdm
 from .cases import StorageError
 from .config import StreetOrderConfig
 from .detect import Detector
-from .frames import VIDEO_SUFFIXES, Frame, VideoError, photo_metadata, video_start
-from .images import IMAGE_SUFFIXES, ImageError, load_image
+from .source.frames import VIDEO_SUFFIXES, Frame, VideoError, photo_metadata, video_start
+from .source.images import IMAGE_SUFFIXES, ImageError, load_image
 from .intake import Deferred
 from .night.units import PATROL, Counts, Job, NightSettings, Source, Unit, group_fingerprint
 

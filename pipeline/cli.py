@@ -17,7 +17,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from .detect import detections_to_records, load_detector
     from .detect.cascade import load_cue_cascade
     from .detect.files import detect_files
-    from .images import expand_paths
+    from .source.images import expand_paths
 
     detector = (load_detector if args.no_cue else load_cue_cascade)(args.model, backend=args.backend, settings=detector_settings(args), threads=args.threads)
     if args.slice:

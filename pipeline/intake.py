@@ -20,7 +20,7 @@ from .domain import IncidentReport, Location, local_time
 from .engine import Engine, FrameResult
 from .evidence import encode_jpeg, privacy_blur
 from .frame_pool import FramePool
-from .frames import Frame
+from .source.frames import Frame
 from .report_queue import JournalError, QueueEntry, ReportQueue
 
 log = logging.getLogger(__name__)

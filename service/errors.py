@@ -17,7 +17,7 @@ from sqlalchemy.exc import DataError, DBAPIError
 from pipeline.cases.errors import CaseNotFound, EvidenceError, InvalidTransition, LedgerError, StorageError
 from pipeline.config import ConfigError
 from pipeline.config.load import FixtureConflict, UnknownCamera, UnknownFixture
-from pipeline.images import ImageError
+from pipeline.source.images import ImageError
 
 log = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, SecretStr, Val
 
 from pipeline.cases.config import LedgerConfig
 from pipeline.detect import models_dir
-from pipeline.images import MAX_PIXELS
+from pipeline.source.images import MAX_PIXELS
 from pipeline.paths import SAMPLE_CONFIG
 
 ENV_PREFIX = "STREETORDER_"

@@ -36,7 +36,7 @@ from pipeline.detect import DetectorSettings
 from pipeline.detect.plan import camera_detector
 from pipeline.domain import GeoPoint, IncidentReport, Location
 from pipeline.engine import Engine
-from pipeline.frames import Frame
+from pipeline.source.frames import Frame
 from pipeline.intake import Deferred, Intake, IntakeResult
 from pipeline.report_queue import ReportQueue
 from pipeline.review import Rejection, reject

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 
 from pipeline.config import GateConfig, load_config, parse_config
-from pipeline.decode import STRATEGIES, VideoError, VideoReader, probe
+from pipeline.source.decode import STRATEGIES, VideoError, VideoReader, probe
 from pipeline.detect import empty_detections, make_detections
 from pipeline.devtools.nightclip import NightLook, Planted, night_gray, write_night_clip
 from pipeline.engine import Engine
-from pipeline.frames import video_frames, video_start
-from pipeline.gate import ChangeGate
-from pipeline.images import load_image
-from pipeline.sampling import GATE_OFF, SampleStats, sample_video
+from pipeline.source.frames import video_frames, video_start
+from pipeline.source.gate import ChangeGate
+from pipeline.source.images import load_image
+from pipeline.source.sampling import GATE_OFF, SampleStats, sample_video
 
 from .conftest import GARBAGE_CN, REPO, STREETS_IN
 

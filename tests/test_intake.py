@@ -12,7 +12,7 @@ from pipeline.cases import CaseStore, LedgerConfig, LedgerError
 from pipeline.config import StreetOrderConfig
 from pipeline.detect import make_detections
 from pipeline.engine import Engine
-from pipeline.frames import Frame
+from pipeline.source.frames import Frame
 from pipeline.cases.quarantine import quarantined
 from pipeline.intake import Deferred, Intake
 

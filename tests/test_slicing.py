@@ -15,7 +15,7 @@ from pipeline.config import ConfigError, SlicingConfig, parse_config
 from pipeline.detect import DetectorSettings, make_detections
 from pipeline.detect.plan import camera_detector, slicing_regions
 from pipeline.detect.slicing import SlicedDetector, SliceRegion, SliceSettings
-from pipeline.images import load_image
+from pipeline.source.images import load_image
 
 from .conftest import REPO, STREETS_IN
 
@@ -177,8 +177,8 @@ cameras:
 
 
 def test_batch_job_slices_only_the_cameras_that_ask():
-    from pipeline.sampling import detect_in_batches
-    from pipeline.frames import Frame
+    from pipeline.source.sampling import detect_in_batches
+    from pipeline.source.frames import Frame
 
     cfg = parse_config(
         """

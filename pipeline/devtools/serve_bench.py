@@ -38,7 +38,7 @@ import httpx
 import numpy as np
 
 from ..detect import DetectorSettings
-from ..images import decode_image
+from ..source.images import decode_image
 from ..paths import REPO, SAMPLE_CONFIG, SHARED_DATA
 
 CONCURRENCY = (1, 4, 16)

@@ -12,7 +12,7 @@ from pathlib import Path
 from ..detect import DetectorSettings
 from ..detect.onnx import OnnxDetector
 from ..formats.yolo import list_images
-from ..images import load_image
+from ..source.images import load_image
 from .classes import COCO_KEEP, MERGED_CLASSES, STREET_CLASSES
 from .dataset import Sources
 from .evaluate import evaluate_model

@@ -36,7 +36,7 @@ from ..detect import Detector
 from ..formats.base import Box, LabelledImage, ReadResult
 from ..formats.yolo import LabelError, LabelProblem, validate_yolo_folder
 from ..geometry import box_iou
-from ..images import ImageError, decode_image
+from ..source.images import ImageError, decode_image
 from ..labels import case_frames, current_labels, label_classes, review_decision
 
 from .samples_formats import FORMATS

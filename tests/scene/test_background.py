@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.config import StaticConfig, parse_config
 from pipeline.engine import Engine
-from pipeline.sampling import ImageTicks, gated
+from pipeline.source.sampling import ImageTicks, gated
 from pipeline.scene.background import STATIC_CLASS, StaticScene
 
 from ..factory import CONFIG
