@@ -76,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except StorageError as e:
         print(f"error: the night did not start: {e}", file=sys.stderr)
         return 2
-    from .batch import run_batch  # the heavy imports, once the night can be written down
+    from .night.job import run_batch  # the heavy imports, once the night can be written down
     from .config import load_config
     from .detect.registry import resolve_model
     from .night.units import NightSettings
@@ -122,7 +122,7 @@ def _night_report(store, summary, config, footage: Path, started_at, out_dir: Pa
     """Write the HTML report of the night; a report that cannot be written is an error line, not a lost night."""
     from .cases import StorageError
     from .cases.storage import storage_error
-    from .night_report import build_night_report, report_path, write_night_report
+    from .night.report import build_night_report, report_path, write_night_report
 
     path = report_path(out_dir, started_at, store.config.report_timezone)
     try:

@@ -7,7 +7,7 @@ Inputs are built once from real images in ../shared and cached under var/bench/:
   longer than the garbage rule's dwell (the planted violations) and one is gone before it (must give nothing);
 - `../shared/data/video/vtest.avi` (people walking through a plaza).
 
-Each input goes through the night job as `streetorder run` runs it (`batch.run_batch`: decoding as the file
+Each input goes through the night job as `streetorder run` runs it (`night.job.run_batch`: decoding as the file
 allows, the change gate, the detector, the engine and a fresh SQLite ledger), and through the naive way a user
 would write it: ultralytics `YOLO(model.onnx).predict(source=video, vid_stride=50, stream=True)`, same model.
 `--today` adds the job as it was before this change (every frame decoded, the detector on every sample).
@@ -214,7 +214,7 @@ def run_job(footage: Path, config: Path, detector, gate: bool = True, strategy: 
             rec = _Recorder(store)
             t0 = time.perf_counter()
             if strategy is None:
-                from ..batch import run_batch
+                from ..night.job import run_batch
 
                 settings = NightSettings(every_s=EVERY_S, gate=gate)
                 summary = run_batch(store, load_config(config), footage, settings, workers=1, fresh=True, progress=False, detector=detector).as_dict()
@@ -318,7 +318,8 @@ def run(minutes: float = 30.0, model: str | None = None, today: bool = False, lo
     from ..detect.cascade import load_cue_cascade
     from ..source.frames import video_start
 
-    from .. import batch, evidence  # noqa: F401  (imported before any timing: the job's own imports are not its work)
+    from .. import evidence  # noqa: F401  (imported before any timing: the job's own imports are not its work)
+    from ..night import job  # noqa: F401
     from ..source import sampling  # noqa: F401
     from ..cases import store, verify  # noqa: F401
 
