@@ -37,9 +37,9 @@ from pipeline.detect.plan import camera_detector
 from pipeline.domain import GeoPoint, IncidentReport, Location
 from pipeline.engine import Engine
 from pipeline.source.frames import Frame
-from pipeline.intake import Deferred, Intake, IntakeResult
-from pipeline.report_queue import ReportQueue
-from pipeline.review import Rejection, reject
+from pipeline.live.intake import Deferred, Intake, IntakeResult
+from pipeline.live.report_queue import ReportQueue
+from pipeline.review.decisions import Rejection, reject
 
 from .batching import MicroBatcher
 from .errors import Accepted, Conflict, NotFound, Unavailable, Unprocessable

@@ -14,7 +14,7 @@ from pipeline.detect import make_detections
 from pipeline.engine import Engine
 from pipeline.source.frames import Frame
 from pipeline.cases.quarantine import quarantined
-from pipeline.intake import Deferred, Intake
+from pipeline.live.intake import Deferred, Intake
 
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=timezone(timedelta(hours=8)))
 CONFIG = StreetOrderConfig.model_validate({

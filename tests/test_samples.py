@@ -24,7 +24,7 @@ from pipeline.source.frames import Frame
 from pipeline.geometry import box_iou
 from pipeline.source.images import load_image
 from pipeline.labels import case_frame
-from pipeline.review import dispatch, reject
+from pipeline.review.decisions import dispatch, reject
 from pipeline.train.samples import FORMATS, export_samples, import_samples
 
 from .cases.factory import joining_frame

@@ -204,7 +204,7 @@ def run_job(footage: Path, config: Path, detector, gate: bool = True, strategy: 
     from ..cases import AutoVerifier, CaseStore, LedgerConfig
     from ..config import load_config
     from ..engine import Engine
-    from ..intake import Intake
+    from ..live.intake import Intake
     from ..night.units import NightSettings
 
     with tempfile.TemporaryDirectory(prefix="streetorder-bench-") as work:

@@ -28,7 +28,7 @@ from ..config import StreetOrderConfig
 from ..detect import Detector
 from ..source.frames import VIDEO_SUFFIXES, Frame, VideoError, photo_metadata, video_start
 from ..source.images import IMAGE_SUFFIXES, ImageError, load_image
-from ..intake import Deferred
+from ..live.intake import Deferred
 from .units import PATROL, Counts, Job, NightSettings, Source, Unit, group_fingerprint
 
 

@@ -180,7 +180,7 @@ def test_a_static_stall_goes_to_review_as_a_stall_proposal_and_becomes_a_sample(
     as is, it is a confirmed stall label; a rejected one is a hard negative."""
     from pipeline.cases import CaseStore, LedgerConfig
     from pipeline.labels import case_frame
-    from pipeline.review import dispatch, reject
+    from pipeline.review.decisions import dispatch, reject
     from pipeline.labels import label_classes
     from pipeline.train.samples import export_samples
 

@@ -13,14 +13,14 @@ import psycopg
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from .cases import AutoVerifier, CaseStore, LedgerError, PostResult, StorageError, VerifyAction
-from .cases.frame_marks import mark_frames
-from .cases.quarantine import quarantine
-from .domain import IncidentReport, Location, local_time
-from .engine import Engine, FrameResult
-from .evidence import encode_jpeg, privacy_blur
-from .frame_pool import FramePool
-from .source.frames import Frame
+from ..cases import AutoVerifier, CaseStore, LedgerError, PostResult, StorageError, VerifyAction
+from ..cases.frame_marks import mark_frames
+from ..cases.quarantine import quarantine
+from ..domain import IncidentReport, Location, local_time
+from ..engine import Engine, FrameResult
+from ..evidence import encode_jpeg, privacy_blur
+from ..frame_pool import FramePool
+from ..source.frames import Frame
 from .report_queue import JournalError, QueueEntry, ReportQueue
 
 log = logging.getLogger(__name__)
