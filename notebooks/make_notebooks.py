@@ -171,7 +171,7 @@ task = json.loads((W / "task" / "manifest.json").read_text())
 """),
     ("markdown", "## Fix the boxes, add a new class\n`datasets/classes.yaml` already lists `stall`, `cart`, `tricycle`, `trash_bag`, `shared_bike`: the labelling list is the model's 12 classes plus those, appended. Here an annotator adds a stall box to the first frame (in the review page this is a drag)."),
     ("code", """
-from pipeline.train.classes import labelling_classes
+from pipeline.samples.classes import labelling_classes
 names = labelling_classes()
 first = W / "task" / task["items"][0]["label"]
 first.write_text(first.read_text() + f"{names.index('stall')} 0.5 0.6 0.3 0.3\\n")

@@ -23,9 +23,9 @@ from pipeline.formats.yolo import cxcywh_to_xyxy, read_labels
 from pipeline.source.frames import Frame
 from pipeline.geometry import box_iou
 from pipeline.source.images import load_image
-from pipeline.labels import case_frame
+from pipeline.cases.case_frames import case_frame
 from pipeline.review.decisions import dispatch, reject
-from pipeline.train.samples import FORMATS, export_samples, import_samples
+from pipeline.samples.exchange import FORMATS, export_samples, import_samples
 
 from .cases.factory import joining_frame
 from .conftest import REPO, STREETS_IN

@@ -19,7 +19,7 @@ from ..cases.quarantine import quarantine
 from ..domain import IncidentReport, Location, local_time
 from ..engine import Engine, FrameResult
 from ..evidence import encode_jpeg, privacy_blur
-from ..frame_pool import FramePool
+from ..samples.frame_pool import FramePool
 from ..source.frames import Frame
 from .report_queue import JournalError, QueueEntry, ReportQueue
 

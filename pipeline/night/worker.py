@@ -16,7 +16,7 @@ from ..config import StreetOrderConfig
 from ..domain import local_time
 from ..engine import Engine, FrameResult
 from ..evidence import encode_jpeg, privacy_blur
-from ..frame_pool import FramePool
+from ..samples.frame_pool import FramePool
 from ..source.frames import Frame, VideoError, image_frames
 from ..source.images import ImageError, load_image
 from ..source.prefetch import prefetched

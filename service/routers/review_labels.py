@@ -25,8 +25,9 @@ from pydantic import BaseModel, Field
 
 from pipeline.cases import CaseView
 from pipeline.cases.annotations import AnnotationView, Annotations, LabelBox
+from pipeline.cases.case_frames import case_frame, case_frames
 from pipeline.cases.lifecycle import AWAITING
-from pipeline.labels import case_frame, case_frames, current_labels, label_classes, labelled_frame, next_awaiting
+from pipeline.samples.labels import current_labels, label_classes, labelled_frame, next_awaiting
 
 from ..auth import require
 from ..csrf import same_origin

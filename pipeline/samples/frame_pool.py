@@ -86,7 +86,7 @@ class FramePool:
             return None
         from dataclasses import replace
 
-        from .evidence import privacy_blur
+        from ..evidence import privacy_blur
 
         h, w = image.shape[:2]
         scale = min(1.0, self.cfg.max_side / max(h, w))
