@@ -50,7 +50,7 @@ night = evaluate_model("../shared/data/garbage-cn/data.yaml", night=True)
 """),
     ("markdown", "## A scenario: a garbage pile from 60 s to 600 s, with 30% of frames dropped\nThe engine is driven by frame time, so this replays 15 minutes in seconds."),
     ("code", """
-from pipeline.devtools.scenarios import load_scenarios, run_scenario
+from pipeline.bench.scenarios import load_scenarios, run_scenario
 scenario = next(s for s in load_scenarios() if s.name == "garbage-pile")
 [result] = run_scenario(scenario, detector, dropouts=(0.3,), evidence_dir=Path("var/notebook-evidence"))
 result.incidents

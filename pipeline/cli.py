@@ -208,15 +208,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     from service.cli import register as register_serve
 
+    from .bench.cli import register as register_bench
     from .cases.cli import register as register_cases
-    from .devtools.cli import register as register_devtools
     from .train.cli import register as register_train
 
     register_train(sub)
-    register_devtools(sub)
+    register_bench(sub, bench_serve=cmd_bench_serve)
     register_serve(sub)
     register_cases(sub)
     return parser
+
+
+def cmd_bench_serve(args: argparse.Namespace) -> int:
+    """`streetorder bench serve` is the service's own bench (`service.bench`), imported when it runs."""
+    from service.bench import cmd_bench_serve as run
+
+    return run(args)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -216,7 +216,7 @@ def test_parking_heap_scenario_fires_only_because_of_slicing():
     so the incident the scenario expects comes from slicing. (With a model that finds the heap on the full
     frame this premise, not the feature, would fail; update the scenario then.)"""
     from pipeline.detect.cascade import load_cue_cascade
-    from pipeline.devtools.scenarios import SHIPPED, load_scenarios, run_scenario
+    from pipeline.bench.scenarios import SHIPPED, load_scenarios, run_scenario
 
     served = load_cue_cascade(None, "onnx", DetectorSettings(conf=0.25), threads=2)
     [scenario] = [s for s in load_scenarios(SHIPPED) if s.name == "parking-heap-sliced"]
