@@ -35,7 +35,7 @@ print(ref.name, ref.card["classes"])
 """),
     ("markdown", "## Detect on a patrol photo\nBoxes are in the photo's own pixels; classes come from the model's metadata."),
     ("code", """
-from pipeline.images import load_image
+from pipeline.source.images import load_image
 detector = load_detector(settings=DetectorSettings(conf=0.3))
 photo = load_image("datasets/samples/footage/patrol/patrol_01.jpg")
 [d] = detector.detect([photo])
@@ -50,7 +50,7 @@ night = evaluate_model("../shared/data/garbage-cn/data.yaml", night=True)
 """),
     ("markdown", "## A scenario: a garbage pile from 60 s to 600 s, with 30% of frames dropped\nThe engine is driven by frame time, so this replays 15 minutes in seconds."),
     ("code", """
-from pipeline.devtools.scenarios import load_scenarios, run_scenario
+from pipeline.bench.scenarios import load_scenarios, run_scenario
 scenario = next(s for s in load_scenarios() if s.name == "garbage-pile")
 [result] = run_scenario(scenario, detector, dropouts=(0.3,), evidence_dir=Path("var/notebook-evidence"))
 result.incidents
@@ -171,7 +171,7 @@ task = json.loads((W / "task" / "manifest.json").read_text())
 """),
     ("markdown", "## Fix the boxes, add a new class\n`datasets/classes.yaml` already lists `stall`, `cart`, `tricycle`, `trash_bag`, `shared_bike`: the labelling list is the model's 12 classes plus those, appended. Here an annotator adds a stall box to the first frame (in the review page this is a drag)."),
     ("code", """
-from pipeline.train.classes import labelling_classes
+from pipeline.samples.classes import labelling_classes
 names = labelling_classes()
 first = W / "task" / task["items"][0]["label"]
 first.write_text(first.read_text() + f"{names.index('stall')} 0.5 0.6 0.3 0.3\\n")

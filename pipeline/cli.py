@@ -17,7 +17,7 @@ def cmd_detect(args: argparse.Namespace) -> int:
     from .detect import detections_to_records, load_detector
     from .detect.cascade import load_cue_cascade
     from .detect.files import detect_files
-    from .images import expand_paths
+    from .source.images import expand_paths
 
     detector = (load_detector if args.no_cue else load_cue_cascade)(args.model, backend=args.backend, settings=detector_settings(args), threads=args.threads)
     if args.slice:
@@ -76,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     except StorageError as e:
         print(f"error: the night did not start: {e}", file=sys.stderr)
         return 2
-    from .batch import run_batch  # the heavy imports, once the night can be written down
+    from .night.job import run_batch  # the heavy imports, once the night can be written down
     from .config import load_config
     from .detect.registry import resolve_model
     from .night.units import NightSettings
@@ -121,7 +121,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def _night_report(store, summary, config, footage: Path, started_at, out_dir: Path, database: str) -> dict:
     """Write the HTML report of the night; a report that cannot be written is an error line, not a lost night."""
     from .db.storage import StorageError, storage_error
-    from .night_report import build_night_report, report_path, write_night_report
+    from .night.report import build_night_report, report_path, write_night_report
 
     path = report_path(out_dir, started_at, store.config.report_timezone)
     try:
@@ -207,15 +207,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     from service.cli import register as register_serve
 
+    from .bench.cli import register as register_bench
     from .cases.cli import register as register_cases
-    from .devtools.cli import register as register_devtools
     from .train.cli import register as register_train
 
     register_train(sub)
-    register_devtools(sub)
+    register_bench(sub, bench_serve=cmd_bench_serve)
     register_serve(sub)
     register_cases(sub)
     return parser
+
+
+def cmd_bench_serve(args: argparse.Namespace) -> int:
+    """`streetorder bench serve` is the service's own bench (`service.bench`), imported when it runs."""
+    from service.bench import cmd_bench_serve as run
+
+    return run(args)
 
 
 def main(argv: list[str] | None = None) -> int:

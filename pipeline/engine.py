@@ -28,7 +28,7 @@ from .domain import IncidentReport, Location, local_time
 from .evidence import EvidenceWriter
 from .scene.background import StaticScene, reads_static, static_detections
 from .scene.fixtures import fixture_mask
-from .frames import Frame
+from .source.frames import Frame
 from .geometry import haversine_m
 from .incidents import CameraIncidents, Incident, IncidentChanges, PatrolIncidents, Snapshot, snapshot_quality
 from .rules import FrameContext, Violation, evaluate, present

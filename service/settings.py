@@ -18,7 +18,7 @@ from pydantic import AwareDatetime, Field, SecretStr, field_validator
 from pipeline.cases.config import LedgerConfig
 from pipeline.config.settings import EnvSettings
 from pipeline.detect import models_dir
-from pipeline.images import MAX_PIXELS
+from pipeline.source.images import MAX_PIXELS
 from pipeline.paths import SAMPLE_CONFIG
 
 

@@ -18,7 +18,7 @@ import supervision as sv
 from pipeline.config import RulesConfig, parse_config
 from pipeline.detect import empty_detections, make_detections
 from pipeline.engine import Engine
-from pipeline.frames import Frame
+from pipeline.source.frames import Frame
 from pipeline.rules import FrameContext
 from pipeline.scene.zones import CameraZones
 

@@ -113,9 +113,9 @@ def test_frames_decoded_before_a_video_breaks_are_still_detected():
     """A truncated video raises after its last good frame; frames waiting for a full batch still go through."""
     import numpy as np
 
+    from pipeline.source.sampling import detect_in_batches
     from pipeline.detect import empty_detections
-    from pipeline.frames import Frame, VideoError
-    from pipeline.sampling import detect_in_batches
+    from pipeline.source.frames import Frame, VideoError
 
     class Counting:
         calls: list[int] = []
@@ -142,8 +142,8 @@ def test_the_night_prefetch_bounds_frames_with_their_own_picture_not_the_gates_r
     import threading
     import time
 
-    from pipeline.frames import Frame
-    from pipeline.prefetch import prefetched
+    from pipeline.source.frames import Frame
+    from pipeline.source.prefetch import prefetched
 
     lock, produced, consumed, most, lead = threading.Lock(), [0], [0], [0], [0]
     seen = []

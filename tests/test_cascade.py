@@ -8,7 +8,7 @@ import pytest
 from pipeline.config.models import RulesConfig
 from pipeline.detect import DetectorSettings, load_detector
 from pipeline.detect.cascade import CueCascade, load_cue_cascade, needs_cues
-from pipeline.images import load_image
+from pipeline.source.images import load_image
 from pipeline.train.cue_eval import CUE_CLASSES, CueImage, evaluate_cues, rule_scores
 
 from .conftest import STREETS_IN, val_images

@@ -8,7 +8,7 @@ import pytest
 from pipeline.detect import DetectorSettings, load_detector, registry, resolve_model
 from pipeline.detect.exported import read_onnx_metadata
 from pipeline.detect.letterbox import letterbox
-from pipeline.images import load_image
+from pipeline.source.images import load_image
 from pipeline.geometry import box_iou
 
 from .conftest import STREETS_IN, val_images

@@ -15,7 +15,7 @@ import pytest
 from pipeline.config import ConfigSource
 from pipeline.domain import GeoPoint
 from pipeline.engine import Engine
-from pipeline.frames import Frame
+from pipeline.source.frames import Frame
 
 from .factory import CONFIG, IMG, T0, dets, engine, jitter, run
 

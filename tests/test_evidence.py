@@ -14,7 +14,7 @@ import numpy as np
 from pipeline.config import EvidenceConfig
 from pipeline.domain import Location
 from pipeline.evidence import EvidenceWriter, privacy_regions
-from pipeline.frames import Frame
+from pipeline.source.frames import Frame
 from pipeline.incidents import Incident, Snapshot
 
 from .factory import T0, camera, dets, engine, tracked

@@ -8,8 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from pipeline.frames import VideoError, image_frames, photo_metadata, stamp_from_name, video_frames, video_start
-from pipeline.images import ImageError
+from pipeline.source.frames import VideoError, image_frames, photo_metadata, stamp_from_name, video_frames, video_start
+from pipeline.source.images import ImageError
 
 from .conftest import REPO, VIDEO
 

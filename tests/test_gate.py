@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 
 from pipeline.config import GateConfig, load_config, parse_config
-from pipeline.decode import STRATEGIES, VideoError, VideoReader, probe
+from pipeline.source.decode import STRATEGIES, VideoError, VideoReader, probe
 from pipeline.detect import empty_detections, make_detections
-from pipeline.devtools.nightclip import NightLook, Planted, night_gray, write_night_clip
+from pipeline.bench.nightclip import NightLook, Planted, night_gray, write_night_clip
 from pipeline.engine import Engine
-from pipeline.frames import video_frames, video_start
-from pipeline.gate import ChangeGate
-from pipeline.images import load_image
-from pipeline.sampling import GATE_OFF, SampleStats, sample_video
+from pipeline.source.frames import video_frames, video_start
+from pipeline.source.gate import ChangeGate
+from pipeline.source.images import load_image
+from pipeline.source.sampling import GATE_OFF, SampleStats, sample_video
 
 from .conftest import GARBAGE_CN, REPO, STREETS_IN
 
@@ -161,7 +161,7 @@ def test_sample_city_same_incidents_with_and_without_gate():
     from pipeline.detect import DetectorSettings
     from pipeline.detect.cascade import load_cue_cascade
     from pipeline.detect.plan import camera_detector
-    from pipeline.devtools.scenarios import DistinctDetector
+    from pipeline.bench.scenarios import DistinctDetector
 
     config = load_config(REPO / "datasets" / "sample-city.yaml")
     base = load_cue_cascade(None, settings=DetectorSettings(conf=0.25))
@@ -187,7 +187,7 @@ def test_sample_city_same_incidents_with_and_without_gate():
 def test_scenarios_same_incidents_with_and_without_gate():
     from pipeline.detect import DetectorSettings
     from pipeline.detect.cascade import load_cue_cascade
-    from pipeline.devtools.scenarios import load_scenarios, run_scenario
+    from pipeline.bench.scenarios import load_scenarios, run_scenario
 
     detector = load_cue_cascade(None, settings=DetectorSettings(conf=0.25))
     for scenario in load_scenarios():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipeline.images import ImageError, decode_image, expand_paths, load_image
+from pipeline.source.images import ImageError, decode_image, expand_paths, load_image
 
 from .conftest import val_images
 
@@ -38,7 +38,7 @@ def test_bad_files(tmp_path, name, content, reason):
 
 def test_plain_jpeg_fast_path_gives_pillows_pixels(monkeypatch):
     """Complete upright JPEGs are decoded by OpenCV (faster); the pixels are the ones Pillow gives."""
-    import pipeline.images as images
+    import pipeline.source.images as images
 
     blobs = [p.read_bytes() for p in val_images(6)]
     fast = [decode_image(b) for b in blobs]
@@ -52,7 +52,7 @@ def test_plain_jpeg_fast_path_gives_pillows_pixels(monkeypatch):
 def test_plain_jpeg_fast_path_only_for_complete_upright_files():
     import io
 
-    from pipeline.images import _plain_jpeg
+    from pipeline.source.images import _plain_jpeg
 
     data = val_images(1)[0].read_bytes()
     with Image.open(io.BytesIO(data)) as im:
@@ -150,7 +150,7 @@ def _encoded(im: Image.Image, fmt: str, **kw) -> bytes:
 def test_the_pixel_limit_is_checked_from_the_header_without_decoding(monkeypatch):
     from PIL import ImageFile
 
-    from pipeline.images import probe_image
+    from pipeline.source.images import probe_image
 
     bomb = _encoded(Image.new("1", (80000, 1000)), "PNG")
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: pytest.fail("pixels decoded"))
@@ -221,7 +221,7 @@ PEAK_SCRIPT = """
 import io, sys
 import numpy as np
 from PIL import Image
-from pipeline.images import decode_image, probe_image
+from pipeline.source.images import decode_image, probe_image
 w, h, fmt, mode = 3000, 2000, sys.argv[1], sys.argv[2]
 blocks = np.random.default_rng(0).integers(0, 255, (h // 10, w // 10, 3), dtype=np.uint8).repeat(10, 0).repeat(10, 1)
 buf = io.BytesIO(); Image.fromarray(blocks).convert(mode).save(buf, format=fmt); data = buf.getvalue(); del blocks, buf

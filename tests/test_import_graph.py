@@ -61,3 +61,20 @@ def test_no_import_circles():
         if v not in state:
             visit(v, [v])
     assert circles == []
+
+
+def test_only_the_command_line_imports_the_service():
+    """`pipeline/` is the library and `service/` is built on it; the command line (`pipeline/cli.py`) is the one
+    composition root that may reach `service/` (lazily), so the library never needs the web app."""
+    mods = _modules()
+    reaching = sorted(
+        name for name, path in mods.items()
+        if name.startswith("pipeline") and name != "pipeline.cli" and any(t == "service" or t.startswith("service.") for t in _imports(name, path, mods))
+    )
+    assert reaching == []
+
+
+def test_the_top_of_pipeline_stays_small():
+    """Stages live in packages (`source/`, `detect/`, `night/`, `samples/`, ...): at most 10 loose modules at the top."""
+    loose = sorted(p.stem for p in (REPO / "pipeline").glob("*.py") if p.stem != "__init__")
+    assert loose and len(loose) <= 10, loose

@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.config import IncidentConfig, PatrolConfig
 from pipeline.domain import GeoPoint
-from pipeline.frames import Frame
+from pipeline.source.frames import Frame
 from pipeline.incidents import CameraIncidents, Incident, PatrolIncidents, Snapshot, snapshot_quality
 from pipeline.rules import OUTSIDE_BAYS, Violation
 

@@ -13,8 +13,9 @@ from pipeline.config import StreetOrderConfig
 from pipeline.db.quarantine import quarantined
 from pipeline.detect import make_detections
 from pipeline.engine import Engine
-from pipeline.frames import Frame
-from pipeline.intake import Deferred, Intake
+from pipeline.source.frames import Frame
+from pipeline.db.quarantine import quarantined
+from pipeline.live.intake import Deferred, Intake
 
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=timezone(timedelta(hours=8)))
 CONFIG = StreetOrderConfig.model_validate({

@@ -158,7 +158,7 @@ def test_unknown_codec_and_corrupt_videos_are_video_errors(tmp_path):
     from datetime import datetime
     from zoneinfo import ZoneInfo
 
-    from pipeline.frames import VideoError, video_frames
+    from pipeline.source.frames import VideoError, video_frames
 
     start = datetime(2026, 11, 20, 22, tzinfo=ZoneInfo("Asia/Shanghai"))
     with pytest.raises(VideoError, match="unknown video codec"):

@@ -118,7 +118,7 @@ def empty_pg(pg_url: str) -> str:
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The night in one process (this one), uninterrupted: what every other way of running it must give."""
-    from pipeline.batch import run_batch
+    from pipeline.night.job import run_batch
     from pipeline.cases import CaseStore, LedgerConfig
     from pipeline.config import load_config
     from pipeline.night.units import NightSettings
@@ -263,7 +263,7 @@ def test_auto_verification_runs_on_every_frame_of_a_camera_in_a_worker(tmp_path)
     frame's view, the writer verifies the case with the frame that proved it as the after-image."""
     from datetime import datetime, timezone
 
-    from pipeline.batch import run_batch
+    from pipeline.night.job import run_batch
     from pipeline.cases import CaseStore, LedgerConfig
     from pipeline.cases.config import AutoVerifyConfig
     from pipeline.config import load_config

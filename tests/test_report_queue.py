@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 from pipeline.domain import IncidentReport, Location
-from pipeline.report_queue import ReportQueue
+from pipeline.live.report_queue import ReportQueue
 
 T = datetime(2026, 11, 21, 1, 0, tzinfo=UTC)
 

@@ -17,11 +17,11 @@ import pytest
 from pipeline.cli import main
 from pipeline.detect import DetectorSettings, make_detections
 from pipeline.formats.yolo import label_path, list_images, read_labels
-from pipeline.frame_pool import FramePool, FramePoolConfig
-from pipeline.frames import Frame
-from pipeline.intake import Intake
+from pipeline.samples.frame_pool import FramePool, FramePoolConfig
+from pipeline.source.frames import Frame
+from pipeline.live.intake import Intake
 from pipeline.train.benchmark import Benchmark, GateConfig, gate, in_benchmark, score_model
-from pipeline.train.classes import MERGED_CLASSES, ClassesConfig, labelling_classes
+from pipeline.samples.classes import MERGED_CLASSES, ClassesConfig, labelling_classes
 from pipeline.train.promote import PromotionError, history, record_promotion, rollback
 from pipeline.train.versions import find_versions
 

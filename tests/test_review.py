@@ -1,5 +1,5 @@
 """Review decisions are domain logic: the CLI, the API and the page reject a case (and mark its spot as a
-fixture) through the same `pipeline.review` code."""
+fixture) through the same `pipeline.review.decisions` code."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pipeline.cli import main
 from pipeline.config import ConfigError
 from pipeline.config.load import FixtureConflict, UnknownCamera, load_config
 from pipeline.config.source import ConfigSource
-from pipeline.review import NotACameraCase, dispatch, reject
+from pipeline.review.decisions import NotACameraCase, dispatch, reject
 from tests.cases.factory import incident
 
 CAMERA = """

@@ -20,12 +20,12 @@ from pipeline.detect import DetectorSettings, load_detector
 from pipeline.detect.exported import read_onnx_metadata
 from pipeline.engine import Engine
 from pipeline.formats.yolo import cxcywh_to_xyxy, read_labels
-from pipeline.frames import Frame
+from pipeline.source.frames import Frame
 from pipeline.geometry import box_iou
-from pipeline.images import load_image
-from pipeline.labels import case_frame
-from pipeline.review import dispatch, reject
-from pipeline.train.samples import FORMATS, export_samples, import_samples
+from pipeline.source.images import load_image
+from pipeline.cases.case_frames import case_frame
+from pipeline.review.decisions import dispatch, reject
+from pipeline.samples.exchange import FORMATS, export_samples, import_samples
 
 from .cases.factory import joining_frame
 from .conftest import REPO, STREETS_IN

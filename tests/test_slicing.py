@@ -15,7 +15,7 @@ from pipeline.config import ConfigError, SlicingConfig, parse_config
 from pipeline.detect import DetectorSettings, make_detections
 from pipeline.detect.plan import camera_detector, slicing_regions
 from pipeline.detect.slicing import SlicedDetector, SliceRegion, SliceSettings
-from pipeline.images import load_image
+from pipeline.source.images import load_image
 
 from .conftest import REPO, STREETS_IN
 
@@ -177,8 +177,8 @@ cameras:
 
 
 def test_batch_job_slices_only_the_cameras_that_ask():
-    from pipeline.sampling import detect_in_batches
-    from pipeline.frames import Frame
+    from pipeline.source.sampling import detect_in_batches
+    from pipeline.source.frames import Frame
 
     cfg = parse_config(
         """
@@ -216,7 +216,7 @@ def test_parking_heap_scenario_fires_only_because_of_slicing():
     so the incident the scenario expects comes from slicing. (With a model that finds the heap on the full
     frame this premise, not the feature, would fail; update the scenario then.)"""
     from pipeline.detect.cascade import load_cue_cascade
-    from pipeline.devtools.scenarios import SHIPPED, load_scenarios, run_scenario
+    from pipeline.bench.scenarios import SHIPPED, load_scenarios, run_scenario
 
     served = load_cue_cascade(None, "onnx", DetectorSettings(conf=0.25), threads=2)
     [scenario] = [s for s in load_scenarios(SHIPPED) if s.name == "parking-heap-sliced"]

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from pipeline.formats.yolo import label_path, list_images, read_labels
-from pipeline.train.classes import MERGED_CLASSES, merged_id
+from pipeline.samples.classes import MERGED_CLASSES, merged_id
 from pipeline.train.dataset import Sources, build_dataset
 from pipeline.train.night import NightAugment, simulate_night
 from pipeline.train.pseudo_label import TeacherBox, select_pseudo_labels

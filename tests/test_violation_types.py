@@ -20,7 +20,7 @@ from pipeline.config.models import RULE_CONFIGS, _Rule
 from pipeline.detect import make_detections
 from pipeline.domain import VIOLATION_TYPES, IncidentReport, ViolationKind, register_violation_type
 from pipeline.engine import Engine
-from pipeline.frames import Frame
+from pipeline.source.frames import Frame
 from pipeline.rules import RULES, FrameContext, Violation, rule
 from pipeline.rules.base import clusters, make_violation
 

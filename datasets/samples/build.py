@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from pipeline.devtools.scenarios import SHIPPED, Composer, load_scenarios
+from pipeline.bench.scenarios import SHIPPED, Composer, load_scenarios
 
 HERE = Path(__file__).resolve().parent
 DATA = HERE.parents[1].parent / "shared" / "data"

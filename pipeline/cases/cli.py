@@ -116,7 +116,7 @@ def cmd_transition(args: argparse.Namespace) -> int:
     if args.fixture:
         # the review decision the page and the API take; it needs the camera config, so it lives above the ledger
         from ..config.source import ConfigSource
-        from ..review import reject
+        from ..review.decisions import reject
 
         if args.status != "rejected" or not args.config:
             raise ValueError("--fixture goes with status 'rejected' and --config (the camera config whose fixtures file gets the spot)")

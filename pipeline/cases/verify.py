@@ -1,6 +1,6 @@
 """Auto-verification (自动核查): later frames from a fixed camera re-check its dispatched cases.
 
-`pipeline.intake.Intake` calls `AutoVerifier.check` once per processed camera frame, after the engine, with what
+`pipeline.live.intake.Intake` calls `AutoVerifier.check` once per processed camera frame, after the engine, with what
 the frame shows (and its privacy-blurred JPEG when the camera has a case to watch). For each dispatched case of
 that camera:
 - the spot stays clear (no detection of the case's type overlapping its box) for `gone_for_s` of frame time

@@ -131,7 +131,7 @@ class CaseWorkflow:
         """A review decision goes into the annotation log in its own transaction, whichever path took it (API,
         CLI, review page), with the frame it was taken on and the model that proposed that frame's boxes: the
         sample's provenance, whatever the case does later."""
-        from ..labels import case_frame  # above the ledger: it reads the frame's metadata from the evidence store
+        from .case_frames import case_frame  # reads the frame's metadata from the evidence store
 
         frame = case_frame(self, CaseView.of(case))  # it reads only `.evidence`, which the workflow shares with the store
         s.add(new_row(

@@ -4,5 +4,5 @@ Modules, each for one job: `urls` (database URLs), `engine` (engine, sessions, A
 the storage writable; `StorageError`), `tables/` (every table, one module per owner), `migrations/` (Alembic),
 and the small stores of the durable intake's tables: `frame_marks` (per-camera frame order) and `quarantine`
 (reports the ledger refused). The ledger's own logic is `pipeline.cases`; the night job's progress is
-`pipeline.night.progress`; API keys are `service.keys`.
+`pipeline.night.progress`; API keys are `service.http.keys`.
 """

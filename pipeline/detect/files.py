@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import supervision as sv
 
-from ..images import ImageError, load_image
+from ..source.images import ImageError, load_image
 from .base import Detector
 
 

@@ -161,7 +161,7 @@ def _probe(onnx: Path, settings: DetectorSettings | None, threads: int | None, r
         return base, AutoChoice("onnx", f"openvino unavailable: {type(e).__name__}: {e}")
     if not PROBE_IMAGE.is_file():
         return base, AutoChoice("onnx", f"no probe image at {PROBE_IMAGE}; openvino not checked")
-    from ..images import load_image
+    from ..source.images import load_image
 
     image = load_image(PROBE_IMAGE)
     probe = DetectorSettings(conf=0.2, imgsz=base.imgsz)

@@ -16,11 +16,11 @@ from ..config import StreetOrderConfig
 from ..domain import local_time
 from ..engine import Engine, FrameResult
 from ..evidence import encode_jpeg, privacy_blur
-from ..frame_pool import FramePool
-from ..frames import Frame, VideoError, image_frames
-from ..images import ImageError, load_image
-from ..prefetch import prefetched
-from ..sampling import GATE_OFF, detect_in_batches, sample_video
+from ..samples.frame_pool import FramePool
+from ..source.frames import Frame, VideoError, image_frames
+from ..source.images import ImageError, load_image
+from ..source.prefetch import prefetched
+from ..source.sampling import GATE_OFF, detect_in_batches, sample_video
 from .messages import Checkpoint, FrameOut, Message, Problem, UnitDone, UnitFailed, VerifyInput
 from .units import Counts, Job, NightSettings, Source, Unit
 

@@ -13,7 +13,7 @@ import logging
 from ..cases import AutoVerifier, CaseStore, LedgerError
 from ..domain import IncidentReport
 from .units import PATROL
-from ..intake import DispatchedCases
+from ..live.intake import DispatchedCases
 from .messages import Checkpoint, FrameOut, Message, Problem, UnitDone, UnitFailed
 from .progress import ProgressBook
 

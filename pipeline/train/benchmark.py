@@ -33,9 +33,9 @@ from supervision.metrics import MeanAveragePrecision
 from ..detect import DetectorSettings, load_detector, resolve_model
 from ..formats.yolo import cxcywh_to_xyxy, label_path, list_images, read_labels
 from ..geometry import box_iou
-from ..images import load_image
+from ..source.images import load_image
 from ..paths import SHARED_DATA, STREETS_SPLIT
-from .classes import MERGED_CLASSES, STREET_CLASSES, labelling_classes
+from ..samples.classes import MERGED_CLASSES, STREET_CLASSES, labelling_classes
 from .versions import SampleVersion, find_versions, remap_labels
 
 BENCHMARK = "benchmark-v1"
@@ -166,8 +166,8 @@ def _part(detector, images: list[Path], names: tuple[str, ...], rows_of, conf_ma
 
 def case_precision(model_det, store, cfg: GateConfig, now: datetime | None = None) -> dict:
     """Re-find reviewed cases' violation boxes; precision = confirmed among the cases the model raises again."""
-    from ..images import decode_image
-    from ..labels import case_frame
+    from ..source.images import decode_image
+    from ..cases.case_frames import case_frame
 
     if store is None:
         return {"cases": 0, "precision": None, "note": "no ledger given"}

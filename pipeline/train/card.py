@@ -12,8 +12,8 @@ from pathlib import Path
 from ..detect import DetectorSettings
 from ..detect.onnx import OnnxDetector
 from ..formats.yolo import list_images
-from ..images import load_image
-from .classes import COCO_KEEP, MERGED_CLASSES, STREET_CLASSES
+from ..source.images import load_image
+from ..samples.classes import COCO_KEEP, MERGED_CLASSES, STREET_CLASSES
 from .dataset import Sources
 from .evaluate import evaluate_model
 from .measure import false_positives_per_image, latency_ms, recall_against_reference

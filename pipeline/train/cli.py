@@ -13,7 +13,7 @@ from ..cases.cli import add_ledger_args
 from ..cli_options import add_backend_arg, add_slice_args
 from ..paths import SHARED
 from .versions import DEFAULT_ROOT, samples_root
-from .samples_formats import FORMATS
+from ..samples.export_formats import FORMATS
 from .trainer import TrainConfig
 
 STAGES = ("build", "fit", "export", "measure")
@@ -191,7 +191,7 @@ def cmd_samples(args: argparse.Namespace) -> int:
     store = CaseStore.open(LedgerConfig.load(args.ledger, database_url=args.db))
     try:
         if args.action == "import":
-            from .samples import import_samples
+            from ..samples.exchange import import_samples
 
             from ..cases.annotations import StaleLabels
 
@@ -202,7 +202,7 @@ def cmd_samples(args: argparse.Namespace) -> int:
                 return 1
             print(done.message())
             return 0
-        from .samples import export_samples
+        from ..samples.exchange import export_samples
 
         detector = None
         if args.pseudo == "model":

@@ -25,9 +25,9 @@ from supervision.metrics import MeanAveragePrecision
 from ..config.models import RulesConfig
 from ..detect import Detector
 from ..formats.yolo import cxcywh_to_xyxy, label_path, list_images, read_labels
-from ..images import load_image
+from ..source.images import load_image
 from ..paths import SHARED, STREETS_SPLIT
-from .classes import COCO_KEEP
+from ..samples.classes import COCO_KEEP
 from .dataset import Sources
 from .measure import recall_against_reference
 

@@ -15,7 +15,7 @@ import numpy as np
 import yaml
 
 from ..formats.yolo import LabelError, cxcywh_to_xyxy, label_path, list_images, read_labels, validate_yolo_folder, write_labels, xyxy_to_cxcywh
-from .classes import MERGED_CLASSES, STREET_CLASSES, merged_id
+from ..samples.classes import MERGED_CLASSES, STREET_CLASSES, merged_id
 from .pseudo_label import TeacherBox, run_teacher, select_pseudo_labels
 
 # streets-in publishes its own classes; these map onto the merged model ('bike' is motorbikes and scooters).

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..detect import DetectorSettings, load_detector, resolve_model
 from ..formats.yolo import DatasetError, cxcywh_to_xyxy, label_path, load_data_yaml, read_labels
-from ..images import load_image
+from ..source.images import load_image
 from .night import simulate_night
 
 # ultralytics' validation settings: keep nearly every box so the whole precision-recall curve is seen.

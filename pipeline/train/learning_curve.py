@@ -39,7 +39,7 @@ import yaml
 
 from ..formats.yolo import cxcywh_to_xyxy, label_path, list_images, load_data_yaml, read_labels, write_labels
 from ..paths import SHARED, SHARED_DATA, STREETS_SPLIT
-from .classes import COCO_KEEP, COCO_TO_MERGED
+from ..samples.classes import COCO_KEEP, COCO_TO_MERGED
 from .dataset import Sources, _link, _rows
 from .pseudo_label import TeacherBox, run_teacher, select_pseudo_labels
 

@@ -45,8 +45,8 @@ def _since(text: str | None) -> datetime | None:
 def cmd_select(args: argparse.Namespace) -> int:
     from ..detect import resolve_model
     from ..formats.yolo import list_images
-    from ..frame_pool import FramePool, FramePoolConfig
-    from .classes import labelling_classes
+    from ..samples.frame_pool import FramePool, FramePoolConfig
+    from ..samples.classes import labelling_classes
     from .promote import history
     from .select import SelectConfig, choose, score_frames, write_task
     from .versions import find_versions

@@ -10,7 +10,7 @@ import numpy as np
 import supervision as sv
 
 from ..detect import Detector
-from ..images import load_image
+from ..source.images import load_image
 from ..geometry import box_iou
 
 

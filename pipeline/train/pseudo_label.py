@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..geometry import box_iou
-from .classes import COCO_TO_MERGED
+from ..samples.classes import COCO_TO_MERGED
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..detect.registry import current_name, resolve_model
 from ..paths import SHARED, SHARED_DATA, STREETS_SPLIT
-from .classes import MERGED_CLASSES, STREET_CLASSES, labelling_classes
+from ..samples.classes import MERGED_CLASSES, STREET_CLASSES, labelling_classes
 
 
 class RetrainConfig(BaseModel):

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..formats.yolo import write_labels, xyxy_to_cxcywh
 from ..geometry import box_iou
-from ..images import load_image
+from ..source.images import load_image
 
 
 class SelectConfig(BaseModel):

@@ -27,7 +27,7 @@ from ..paths import SHARED, STREETS_SPLIT
 from ..detect import Detector
 from ..formats.yolo import cxcywh_to_xyxy, label_path, list_images, read_labels
 from ..geometry import box_iou
-from ..images import load_image
+from ..source.images import load_image
 from .dataset import Sources
 
 TWO_WHEELERS = ("bicycle", "motorcycle")

@@ -18,7 +18,7 @@ import yaml
 
 from ..config import RulesConfig
 from ..detect import Detector
-from ..images import load_image
+from ..source.images import load_image
 from ..paths import REPO, SHARED_DATA
 from ..rules import FrameContext, evaluate
 

@@ -19,7 +19,7 @@ from pipeline.cases.errors import CaseNotFound, EvidenceError, InvalidTransition
 from pipeline.config import ConfigError
 from pipeline.config.load import FixtureConflict, UnknownCamera, UnknownFixture
 from pipeline.db.storage import StorageError
-from pipeline.images import ImageError
+from pipeline.source.images import ImageError
 
 from ..runtime.errors import Accepted, ServiceError
 

@@ -1,7 +1,7 @@
 """Uploads: a hard cap on request bodies, and turning an uploaded file into an image or a clear refusal, inside
 the image memory budget (`service.runtime.decode_budget`).
 
-Memory: a decoded image takes about 10-14 bytes a pixel at its peak (pipeline/images.py), so a 77 KB PNG of
+Memory: a decoded image takes about 10-14 bytes a pixel at its peak (pipeline/source/images.py), so a 77 KB PNG of
 80000 x 1000 px would take ~1 GB. Its size is read from the header first (refused above `max_pixels`), then
 the decode reserves its peak bytes in `DecodeBudget` for as long as the request holds the image; a request
 that does not fit waits up to `wait_s` for others to finish, then gets 503 with Retry-After. So images in
@@ -19,7 +19,7 @@ import numpy as np
 from fastapi import Depends, Request, UploadFile
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pipeline.images import FORMAT_NAMES, decode_image, probe_image
+from pipeline.source.images import FORMAT_NAMES, decode_image, probe_image
 
 from ..runtime.decode_budget import DecodeBudget
 from .errors import UnsupportedMediaType

@@ -25,9 +25,9 @@ from pipeline.db.frame_marks import last_frames
 from pipeline.detect.plan import camera_detector
 from pipeline.domain import GeoPoint, IncidentReport, Location
 from pipeline.engine import Engine
-from pipeline.frames import Frame
-from pipeline.intake import Deferred, Intake, IntakeResult
-from pipeline.report_queue import ReportQueue
+from pipeline.source.frames import Frame
+from pipeline.live.intake import Deferred, Intake, IntakeResult
+from pipeline.live.report_queue import ReportQueue
 
 from ..settings import ServiceSettings
 from .cameras import Cameras

@@ -19,7 +19,7 @@ import threading
 
 from pipeline.cases import CaseStore
 from pipeline.config import ConfigSource
-from pipeline.review import Rejection, reject
+from pipeline.review.decisions import Rejection, reject
 
 from ..settings import ServiceSettings
 from .cameras import Cameras

@@ -15,8 +15,8 @@ import cv2
 import numpy as np
 
 from pipeline.detect import empty_detections
-from pipeline.frames import Frame
-from pipeline.images import load_image
+from pipeline.source.frames import Frame
+from pipeline.source.images import load_image
 from pipeline.paths import SHARED_DATA
 
 from ..factory import TZ, dets

@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.config import StaticConfig, parse_config
 from pipeline.engine import Engine
-from pipeline.sampling import ImageTicks, gated
+from pipeline.source.sampling import ImageTicks, gated
 from pipeline.scene.background import STATIC_CLASS, StaticScene
 
 from ..factory import CONFIG
@@ -179,10 +179,10 @@ def test_a_static_stall_goes_to_review_as_a_stall_proposal_and_becomes_a_sample(
     """The reviewer's loop: a vending case from a static object offers its region as a `stall` box; dispatched
     as is, it is a confirmed stall label; a rejected one is a hard negative."""
     from pipeline.cases import CaseStore, LedgerConfig
-    from pipeline.labels import case_frame
-    from pipeline.review import dispatch, reject
-    from pipeline.labels import label_classes
-    from pipeline.train.samples import export_samples
+    from pipeline.cases.case_frames import case_frame
+    from pipeline.review.decisions import dispatch, reject
+    from pipeline.samples.labels import label_classes
+    from pipeline.samples.exchange import export_samples
 
     store = CaseStore.open(LedgerConfig(database_url=f"sqlite:///{tmp_path / 'l.db'}", evidence_dir=tmp_path / "evidence"))
     try:

@@ -11,7 +11,7 @@ import json
 import math
 
 from pipeline.cli import main
-from pipeline.devtools import serve_bench
+from service import bench as serve_bench
 
 
 def test_bench_serve_runs_every_phase_and_prints_its_figures(monkeypatch, capsys):

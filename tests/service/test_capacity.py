@@ -23,7 +23,7 @@ import psutil
 import pytest
 from PIL import EpsImagePlugin, Image
 
-from pipeline.images import decode_image
+from pipeline.source.images import decode_image
 from service.runtime.errors import Overloaded
 from service.runtime.metrics import ServiceMetrics
 from service.runtime.decode_budget import DecodeBudget
@@ -130,7 +130,7 @@ def test_the_budget_makes_a_request_wait_then_sheds_it_with_retry_after():
 def test_a_plain_jpeg_that_opencv_refuses_is_decoded_by_pillow_inside_a_larger_reservation(monkeypatch, street_jpeg):
     from starlette.datastructures import Headers, UploadFile
 
-    from pipeline import images
+    from pipeline.source import images
     from service.http.uploads import ImageReader
 
     budget = DecodeBudget(512 * MiB, wait_s=0.1, retry_after_s=1, metrics=ServiceMetrics())
@@ -201,7 +201,7 @@ def _peak_rss(pid: int) -> int:
 _FAULTS_PER_DECODE = """
 import resource, sys
 import cv2, numpy as np
-from pipeline.images import decode_image
+from pipeline.source.images import decode_image
 from service.runtime.memory import bound_malloc
 assert bound_malloc()
 frame = np.random.default_rng(0).integers(0, 255, (640, 640, 3), dtype=np.uint8)

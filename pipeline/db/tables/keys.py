@@ -1,4 +1,4 @@
-"""API keys and review sessions (service auth, issue 8); `service.keys` reads and writes them."""
+"""API keys and review sessions (service auth, issue 8); `service.http.keys` reads and writes them."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
 from pipeline.domain import GeoPoint
-from pipeline.frames import photo_metadata
+from pipeline.source.frames import photo_metadata
 
 from ...runtime.errors import Unprocessable
 from ..deps import BaseUrl, State, require_multipart

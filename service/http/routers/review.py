@@ -23,7 +23,7 @@ from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
 
-from pipeline import review as decisions
+from pipeline.review import decisions
 from pipeline.cases import CaseView
 from pipeline.cases.lifecycle import AWAITING
 from pipeline.domain import VIOLATION_TYPES

@@ -24,8 +24,9 @@ from fastapi.templating import Jinja2Templates
 
 from pipeline.cases import CaseView
 from pipeline.cases.annotations import AnnotationView, Annotations
+from pipeline.cases.case_frames import case_frame, case_frames
 from pipeline.cases.lifecycle import AWAITING
-from pipeline.labels import case_frame, case_frames, current_labels, label_classes, labelled_frame, next_awaiting
+from pipeline.samples.labels import current_labels, label_classes, labelled_frame, next_awaiting
 
 from ...runtime.errors import Conflict, NotFound, Unprocessable
 from ..auth import require

@@ -17,14 +17,14 @@ from typing import TYPE_CHECKING
 
 from PIL import Image
 
-from .cases import CaseStore, CaseView, EvidenceStore
-from .cases.errors import LedgerError
-from .cases.lifecycle import CaseStatus
-from .config import CameraConfig, ConfigError, Fixture, RulesConfig
-from .config.load import UnknownCamera, add_fixtures
+from ..cases import CaseStore, CaseView, EvidenceStore
+from ..cases.errors import LedgerError
+from ..cases.lifecycle import CaseStatus
+from ..config import CameraConfig, ConfigError, Fixture, RulesConfig
+from ..config.load import UnknownCamera, add_fixtures
 
 if TYPE_CHECKING:
-    from .config.source import ConfigSource
+    from ..config.source import ConfigSource
 
 
 class NotACameraCase(LedgerError):

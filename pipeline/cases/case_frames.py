@@ -1,6 +1,7 @@
-"""A case's frame as something to label: the best frame in the evidence store, the model's boxes on it, and its
-current label set. The review page's box editor, `samples export` and `samples import` all read frames here,
-so a box means the same wherever it is seen.
+"""A case's frame as something to label: the best frame in the evidence store, the model's boxes on it (its
+proposals) and which of them the violation was built on. The ledger records the frame a review decision was taken
+on (`store`), and the samples stage (`pipeline.samples.labels`) reads labels on it, so the frame is found here,
+beside the evidence it comes from.
 
 A case has one frame per `metadata` evidence (each names its best frame); new incidents and reports bring new
 ones. `case_frame` is the latest, `case_frames` all of them: boxes are saved on the frame they were drawn on, and
@@ -14,26 +15,23 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from PIL import Image
 
-from .cases import CaseStore, CaseView
-from .cases.annotations import AnnotationView, Annotations, LabelBox
-from .cases.lifecycle import AWAITING, REVIEW_DECISIONS
-from .cases.views import CaseEventView
-from .geometry import box_iou
+from ..geometry import box_iou
+from .annotations import LabelBox
+from .evidence_store import EvidenceStore
+from .views import CaseView
 
 STATIC_PROPOSAL = "stall"  # the class a static object is proposed as in the box editor (datasets/classes.yaml)
 
-__all__ = ["AWAITING", "REVIEW_DECISIONS", "CaseFrame", "FrameLabels", "case_frame", "case_frames", "current_labels", "label_classes", "labelled_frame", "next_awaiting", "review_decision"]
 
+class HasEvidence(Protocol):
+    """What a frame is read from: a `CaseStore`'s evidence store (named by shape, so the store itself can ask)."""
 
-def label_classes() -> tuple[str, ...]:
-    """The classes a reviewer may give a box: the merged classes, then those annotators added in
-    `datasets/classes.yaml` (`train.classes.labelling_classes`)."""
-    from .train.classes import labelling_classes
-
-    return labelling_classes()
+    @property
+    def evidence(self) -> EvidenceStore: ...
 
 
 @dataclass(frozen=True)
@@ -51,7 +49,7 @@ class CaseFrame:
     violation: tuple[int, ...]
 
 
-def case_frames(store: CaseStore, case: CaseView) -> list[CaseFrame]:
+def case_frames(store: HasEvidence, case: CaseView) -> list[CaseFrame]:
     """Every frame of the case still in the evidence store, oldest first (one per metadata evidence)."""
     metas = [e for e in case.evidence if e.kind == "metadata" and not e.purged and store.evidence.exists(e.sha256)]
     frames: dict[str, CaseFrame] = {}
@@ -63,7 +61,7 @@ def case_frames(store: CaseStore, case: CaseView) -> list[CaseFrame]:
     return list(frames.values())
 
 
-def case_frame(store: CaseStore, case: CaseView, frame_sha256: str | None = None) -> CaseFrame | None:
+def case_frame(store: HasEvidence, case: CaseView, frame_sha256: str | None = None) -> CaseFrame | None:
     """The case's frame `frame_sha256`, or its latest one; None when the evidence store has none (purged, a case
     posted without evidence, or a frame that is not this case's)."""
     frames = case_frames(store, case)
@@ -72,7 +70,7 @@ def case_frame(store: CaseStore, case: CaseView, frame_sha256: str | None = None
     return next((f for f in frames if f.frame_sha256 == frame_sha256), None)
 
 
-def _frame_of(store: CaseStore, case: CaseView, ref) -> CaseFrame | None:
+def _frame_of(store: HasEvidence, case: CaseView, ref) -> CaseFrame | None:
     meta = json.loads(store.evidence.read(ref.sha256))
     sha = (meta.get("files", {}).get("best_frame") or {}).get("sha256")
     if not sha or not store.evidence.exists(sha):
@@ -110,50 +108,3 @@ def _frame_of(store: CaseStore, case: CaseView, ref) -> CaseFrame | None:
                 if iou[best, j] >= 0.9:
                     violation.append(best)
     return CaseFrame(case.id, sha, width, height, case.camera_id, ref.taken_at, meta.get("model"), tuple(proposals), tuple(sorted(set(violation))))
-
-
-def next_awaiting(store: CaseStore, after: int) -> int | None:
-    """The next case awaiting review after case `after` (by id, wrapping round): one indexed query, not a list."""
-    from sqlalchemy import func, select
-
-    from .db.tables.ledger import Case
-
-    waiting = Case.status.in_([s.value for s in AWAITING])
-    with store.db.transaction() as s:
-        found = s.scalar(select(func.min(Case.id)).where(waiting, Case.id > after))
-        return found if found is not None else s.scalar(select(func.min(Case.id)).where(waiting, Case.id != after))
-
-
-def review_decision(case: CaseView) -> CaseEventView | None:
-    """The latest review decision on a case (dispatched or rejected out of detected/reopened), wherever the case
-    went after it: a later rectification, closure or relapse does not undo what the reviewer said."""
-    for e in reversed(case.history):
-        if e.kind == "transition" and e.to_status in REVIEW_DECISIONS and e.from_status in AWAITING:
-            return e
-    return None
-
-
-@dataclass(frozen=True)
-class FrameLabels:
-    """What is known about a frame's objects now: a saved label set, or the model's proposals."""
-
-    frame: CaseFrame
-    boxes: tuple[LabelBox, ...]
-    negatives: tuple[LabelBox, ...]
-    saved: AnnotationView | None  # the row the boxes come from; None: nobody has saved boxes for this frame
-
-
-def labelled_frame(frames: list[FrameLabels]) -> int | None:
-    """Which of a case's frames (their labels, oldest first) to open the editor on: the one whose boxes were saved
-    last (a newer frame must not hide them), else the latest."""
-    saved = [(f.saved.id, i) for i, f in enumerate(frames) if f.saved is not None]
-    if saved:
-        return max(saved)[1]
-    return len(frames) - 1 if frames else None
-
-
-def current_labels(annotations: Annotations, frame: CaseFrame) -> FrameLabels:
-    saved = annotations.latest_boxes(frame.case_id, frame.frame_sha256)
-    if saved is None:
-        return FrameLabels(frame, frame.proposals, (), None)
-    return FrameLabels(frame, saved.boxes or (), saved.negatives or (), saved)

@@ -7,7 +7,7 @@ Inputs are built once from real images in ../shared and cached under var/bench/:
   longer than the garbage rule's dwell (the planted violations) and one is gone before it (must give nothing);
 - `../shared/data/video/vtest.avi` (people walking through a plaza).
 
-Each input goes through the night job as `streetorder run` runs it (`batch.run_batch`: decoding as the file
+Each input goes through the night job as `streetorder run` runs it (`night.job.run_batch`: decoding as the file
 allows, the change gate, the detector, the engine and a fresh SQLite ledger), and through the naive way a user
 would write it: ultralytics `YOLO(model.onnx).predict(source=video, vid_stride=50, stream=True)`, same model.
 `--today` adds the job as it was before this change (every frame decoded, the detector on every sample).
@@ -31,7 +31,7 @@ import cv2
 import numpy as np
 
 from ..geometry import box_iou
-from ..images import load_image
+from ..source.images import load_image
 from ..paths import REPO, SHARED_DATA
 from .nightclip import NightLook, Planted, night_gray, write_night_clip
 
@@ -204,7 +204,7 @@ def run_job(footage: Path, config: Path, detector, gate: bool = True, strategy: 
     from ..cases import AutoVerifier, CaseStore, LedgerConfig
     from ..config import load_config
     from ..engine import Engine
-    from ..intake import Intake
+    from ..live.intake import Intake
     from ..night.units import NightSettings
 
     with tempfile.TemporaryDirectory(prefix="streetorder-bench-") as work:
@@ -214,7 +214,7 @@ def run_job(footage: Path, config: Path, detector, gate: bool = True, strategy: 
             rec = _Recorder(store)
             t0 = time.perf_counter()
             if strategy is None:
-                from ..batch import run_batch
+                from ..night.job import run_batch
 
                 settings = NightSettings(every_s=EVERY_S, gate=gate)
                 summary = run_batch(store, load_config(config), footage, settings, workers=1, fresh=True, progress=False, detector=detector).as_dict()
@@ -229,8 +229,8 @@ def run_job(footage: Path, config: Path, detector, gate: bool = True, strategy: 
 
 def _today(intake, detector, footage: Path, strategy: str) -> dict:
     """The job's per-video loop as it was: every sample detected, the file decoded by `strategy`."""
-    from ..frames import video_start
-    from ..sampling import GATE_OFF, sample_video
+    from ..source.frames import video_start
+    from ..source.sampling import GATE_OFF, sample_video
 
     config = intake.engine.config
     frames = 0
@@ -295,8 +295,8 @@ def gate_stats(video: Path, config_path: Path, camera_id: str) -> dict:
     that finds nothing gives the same counts, for the price of the decoding alone)."""
     from ..config import load_config
     from ..detect import empty_detections
-    from ..frames import video_start
-    from ..sampling import SampleStats, sample_video
+    from ..source.frames import video_start
+    from ..source.sampling import SampleStats, sample_video
 
     class Nothing:
         names = ("garbage",)
@@ -316,9 +316,11 @@ def run(minutes: float = 30.0, model: str | None = None, today: bool = False, lo
     from ..detect import DetectorSettings
     from ..detect.registry import resolve_model
     from ..detect.cascade import load_cue_cascade
-    from ..frames import video_start
+    from ..source.frames import video_start
 
-    from .. import batch, evidence, sampling  # noqa: F401  (imported before any timing: the job's own imports are not its work)
+    from .. import evidence  # noqa: F401  (imported before any timing: the job's own imports are not its work)
+    from ..night import job  # noqa: F401
+    from ..source import sampling  # noqa: F401
     from ..cases import store, verify  # noqa: F401
 
     _warm_imports()
@@ -411,7 +413,7 @@ def _warm_imports() -> None:
 
 
 def _duration(video: Path) -> tuple[float, float]:
-    from ..decode import probe
+    from ..source.decode import probe
 
     p = probe(video)
     return p.frames / p.fps, p.fps

@@ -23,13 +23,13 @@ from zoneinfo import ZoneInfo
 
 from tqdm import tqdm
 
-from .config import StreetOrderConfig
-from .db.storage import StorageError
-from .detect import Detector
-from .frames import VIDEO_SUFFIXES, Frame, VideoError, photo_metadata, video_start
-from .images import IMAGE_SUFFIXES, ImageError, load_image
-from .intake import Deferred
-from .night.units import PATROL, Counts, Job, NightSettings, Source, Unit, group_fingerprint
+from ..config import StreetOrderConfig
+from ..db.storage import StorageError
+from ..detect import Detector
+from ..source.frames import VIDEO_SUFFIXES, Frame, VideoError, photo_metadata, video_start
+from ..source.images import IMAGE_SUFFIXES, ImageError, load_image
+from ..live.intake import Deferred
+from .units import PATROL, Counts, Job, NightSettings, Source, Unit, group_fingerprint
 
 
 
@@ -186,13 +186,13 @@ def run_batch(
     """The night into `store`: cameras in parallel (`workers` processes, or Ray workers at address `ray`), then
     the patrol photos; resumes what an earlier run of the same night left (`fresh`: start over). `detector`: one
     already loaded, for a night run in this process (`workers=1`; benchmarks), instead of loading `settings.model`."""
-    from .cases import AutoVerifier
-    from .night.progress import ProgressBook, run_key
-    from .night.writer import LedgerWriter
+    from ..cases import AutoVerifier
+    from .progress import ProgressBook, run_key
+    from .writer import LedgerWriter
 
     settings = settings or NightSettings()
     if settings.model_name is None:  # each frame's evidence names the model that saw it (a sample's provenance)
-        from .detect.registry import resolve_model
+        from ..detect.registry import resolve_model
 
         settings = NightSettings(**{**settings.__dict__, "model_name": resolve_model(settings.model).name})
     summary = BatchSummary()
@@ -226,16 +226,16 @@ def run_batch(
     if settings.threads is None:  # the cores shared out between the workers (a Ray worker holds one CPU)
         settings = NightSettings(**{**settings.__dict__, "threads": 1 if ray is not None else max(1, default_workers() // local)})
     if ray is not None:
-        from .night.ray_pool import RayPool
+        from .ray_pool import RayPool
 
         pool = RayPool(config, settings, ray, workers)
         summary.workers = len(pool.actors)
     elif local == 1:
-        from .night.pool import InProcess
+        from .pool import InProcess
 
         pool = InProcess(config, settings, detector)
     else:
-        from .night.pool import ProcessPool
+        from .pool import ProcessPool
 
         pool = ProcessPool(config, settings, local)
         summary.workers = local

@@ -25,7 +25,7 @@ import numpy as np
 import supervision as sv
 from pydantic import BaseModel, ConfigDict, Field
 
-from .config.settings import PipelineSettings
+from ..config.settings import PipelineSettings
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ class FramePool:
             return None
         from dataclasses import replace
 
-        from .evidence import privacy_blur
+        from ..evidence import privacy_blur
 
         h, w = image.shape[:2]
         scale = min(1.0, self.cfg.max_side / max(h, w))

@@ -19,8 +19,8 @@ import numpy as np
 
 from ..detect import DetectorSettings, load_detector
 from ..engine import Engine
-from ..frames import Frame, video_frames, video_start
-from ..images import load_image
+from ..source.frames import Frame, video_frames, video_start
+from ..source.images import load_image
 from ..paths import SAMPLE_CONFIG, SAMPLE_FOOTAGE, SHARED_DATA
 
 

@@ -6,8 +6,8 @@
   is recorded past half-way), then started again: how many frames the second run decodes (a restart from
   scratch decodes them all; every 2 s, the job's default, is assumed for the bound on frames decoded twice).
 
-    python -m pipeline.devtools.night_bench [--rounds 2] [--workers 2] [--balanced] [--no-kill] [--json]
-    python -m pipeline.devtools.night_bench --rounds 0 --kill-after 120 --checkpoint-every 60 --half-way --json
+    python -m pipeline.bench.night_scale [--rounds 2] [--workers 2] [--balanced] [--no-kill] [--json]
+    python -m pipeline.bench.night_scale --rounds 0 --kill-after 120 --checkpoint-every 60 --half-way --json
 """
 
 from __future__ import annotations

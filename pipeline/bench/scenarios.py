@@ -23,9 +23,9 @@ from ..detect import Detector, empty_detections
 from ..detect.plan import camera_detector
 from ..domain import IncidentReport, ViolationType
 from ..engine import Engine
-from ..frames import Frame
+from ..source.frames import Frame
 from ..geometry import box_iou
-from ..images import load_image
+from ..source.images import load_image
 from ..paths import SCENARIOS_DIR, SHARED_DATA
 
 SHIPPED = SCENARIOS_DIR
@@ -200,7 +200,7 @@ class DistinctDetector:
 
 
 def _run_gated(scenario: Scenario, composer: Composer, detector: Detector, count: int, dropouts, seed: int, evidence_dir: Path | None) -> list[ScenarioResult]:
-    from ..sampling import ImageTicks, gated
+    from ..source.sampling import ImageTicks, gated
 
     w, h = scenario.camera.resolution
     ticks = list(gated(ImageTicks(composer.frame, scenario.step_s, count), scenario.camera, detector, scenario.start, w, h, rules=scenario.rules, every_s=scenario.step_s))

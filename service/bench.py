@@ -21,9 +21,11 @@ them with its neighbours: read the figures as ratios measured side by side, not 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import gc
+import json
 import os
 import re
 import socket
@@ -37,9 +39,9 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-from ..detect import DetectorSettings
-from ..images import decode_image
-from ..paths import REPO, SAMPLE_CONFIG, SHARED_DATA
+from pipeline.detect import DetectorSettings
+from pipeline.paths import REPO, SAMPLE_CONFIG, SHARED_DATA
+from pipeline.source.images import decode_image
 
 CONCURRENCY = (1, 4, 16)
 # Requests a load phase sends, per round: enough at c=1 that its p99 is not just the slowest of a few dozen,
@@ -133,8 +135,8 @@ def _same_detector(model: str, backend: str):
     """The service's detector in this process: same model files, same runtimes as its `backend` label says
     ('openvino+cue:onnx': the street model on OpenVINO, its cue model on onnxruntime; auto's probe may pick
     either per model, so it is not re-run here)."""
-    from ..detect.cascade import CueCascade, load_cue_cascade
-    from ..detect.registry import load_detector
+    from pipeline.detect.cascade import CueCascade, load_cue_cascade
+    from pipeline.detect.registry import load_detector
 
     primary, _, cue = backend.partition("+cue:")
     detector = load_cue_cascade(model, backend=primary, settings=DetectorSettings(conf=0.25))
@@ -146,7 +148,8 @@ def _same_detector(model: str, backend: str):
 def _keys(db_url: str) -> dict[str, str]:
     """Role keys in the bench's own ledger, as an operator would create them (`streetorder keys create`)."""
     from pipeline.db.engine import Database
-    from service.http.keys import KeyStore, Role
+
+    from .http.keys import KeyStore, Role
 
     store = KeyStore(Database(db_url))
     try:
@@ -396,3 +399,20 @@ def run_serve_bench(model: str | None = None, data: Path = DEFAULT_DATA, images:
                            "single_ms": round(statistics.median(alone) * 1000, 1), "single_p99_ms": round(_pct(alone, 99) * 1000, 1)},
         "c1_p99_vs_single_unpaired": round(out_serve["c1"]["p99_ms"] / single_ms, 3),
     }
+
+
+def cmd_bench_serve(args: argparse.Namespace) -> int:
+    """`streetorder bench serve`: run the bench and print its figures (one JSON object with --json)."""
+    out = run_serve_bench(args.model, data=Path(args.data), images=args.images, rounds=args.rounds, batching=not args.no_batching)
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    d = out["detector"]
+    print(f"model {out['model']} ({out['backend']}), {out['images']} images {out['image_size']}, {out['rounds']} rounds, {out['cpu']}, micro-batching {'on' if out['batching'] else 'off'}")
+    print(f"detector alone: {d['single_ms']} ms single image; batched images/s {d['batched_images_per_s']} (best: batch {d['best_batch']}, {d['best_batched_images_per_s']}/s)")
+    for c, s in out["serve"].items():
+        print(f"POST /detect {c:>4}: {s['images_per_s']:6.1f} images/s  p50 {s['p50_ms']:7.1f} ms  p95 {s['p95_ms']:7.1f} ms  p99 {s['p99_ms']:7.1f} ms  mean batch {s['mean_batch_size']}  ({s['requests']} requests, {s['errors']} errors)")
+    print(f"c16_vs_best_batched {out['c16_vs_best_batched']} (target >= 0.9; back-to-back pairs {out['c16_vs_best_batched_pairs']}); "
+          f"c1_p99_vs_single {out['c1_p99_vs_single']} (target <= 1.3; {out['c1_interleaved']['requests']} requests in turn with the detector)")
+    print(f"from the rounds alone: c16_vs_best_batched {out['c16_vs_best_batched_unpaired']}, c1_p99_vs_single {out['c1_p99_vs_single_unpaired']}")
+    return 0

@@ -15,7 +15,7 @@ import math
 import cv2
 import numpy as np
 
-from .config import CameraConfig, GateConfig, RulesConfig
+from ..config import CameraConfig, GateConfig, RulesConfig
 
 
 # Zone kinds whose rule looks *outside* them (vehicles parked outside every bay): the whole frame matters.

@@ -13,15 +13,15 @@ import psycopg
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-from .cases import AutoVerifier, CaseStore, LedgerError, PostResult, VerifyAction
-from .db.frame_marks import mark_frames
-from .db.quarantine import quarantine
-from .db.storage import StorageError
-from .domain import IncidentReport, Location, local_time
-from .engine import Engine, FrameResult
-from .evidence import encode_jpeg, privacy_blur
-from .frame_pool import FramePool
-from .frames import Frame
+from ..cases import AutoVerifier, CaseStore, LedgerError, PostResult, VerifyAction
+from ..db.frame_marks import mark_frames
+from ..db.quarantine import quarantine
+from ..db.storage import StorageError
+from ..domain import IncidentReport, Location, local_time
+from ..engine import Engine, FrameResult
+from ..evidence import encode_jpeg, privacy_blur
+from ..samples.frame_pool import FramePool
+from ..source.frames import Frame
 from .report_queue import JournalError, QueueEntry, ReportQueue
 
 log = logging.getLogger(__name__)

@@ -19,16 +19,16 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 
-from .night.units import PATROL
-from .db.tables.ledger import Case, CaseEvidence, CaseIncident
-from .cases.report import MAX_GALLERY, template_env, thumbnail_uri
-from .domain import VIOLATION_TYPES
-from .evidence import StaticEvidence, static_evidence
+from ..db.tables.ledger import Case, CaseEvidence, CaseIncident
+from ..cases.report import MAX_GALLERY, template_env, thumbnail_uri
+from ..domain import VIOLATION_TYPES
+from ..evidence import StaticEvidence, static_evidence
+from .units import PATROL
 
 if TYPE_CHECKING:
-    from .batch import BatchSummary
-    from .cases import CaseStore
-    from .config import StreetOrderConfig
+    from ..cases import CaseStore
+    from ..config import StreetOrderConfig
+    from .job import BatchSummary
 
 TIMELINE_W = 960  # SVG user units; the SVG scales to the page width
 LABEL_W = 250  # left column of each timeline row: case, type and times

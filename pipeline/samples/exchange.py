@@ -32,14 +32,15 @@ import yaml
 
 from ..cases import CaseStore
 from ..cases.annotations import Annotations, LabelBox, new_row
+from ..cases.case_frames import case_frames
 from ..detect import Detector
 from ..formats.base import Box, LabelledImage, ReadResult
 from ..formats.yolo import LabelError, LabelProblem, validate_yolo_folder
 from ..geometry import box_iou
-from ..images import ImageError, decode_image
-from ..labels import case_frames, current_labels, label_classes, review_decision
+from ..source.images import ImageError, decode_image
+from .labels import current_labels, label_classes, review_decision
 
-from .samples_formats import FORMATS
+from .export_formats import FORMATS
 MATCH_IOU = 0.5
 
 

@@ -15,7 +15,7 @@ import numpy as np
 from PIL import Image
 
 from .decode import VideoError, VideoReader  # VideoError: callers import it from here
-from .domain import GeoPoint
+from ..domain import GeoPoint
 from .images import ImageError, load_image, open_pil
 
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mkv", ".mov", ".ts", ".flv", ".webm", ".m4v"})

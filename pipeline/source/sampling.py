@@ -28,10 +28,10 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from .config import CameraConfig, GateConfig, RulesConfig
+from ..config import CameraConfig, GateConfig, RulesConfig
 from .decode import Decoded, VideoReader
-from .detect import Detector
-from .detect.plan import camera_detector
+from ..detect import Detector
+from ..detect.plan import camera_detector
 from .frames import Frame
 from .gate import ChangeGate, longest_stride_s
 from .prefetch import prefetched

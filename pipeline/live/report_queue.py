@@ -21,8 +21,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .cases.evidence_store import fsync_dir
-from .domain import IncidentReport
+from ..cases.evidence_store import fsync_dir
+from ..domain import IncidentReport
 
 log = logging.getLogger(__name__)
 

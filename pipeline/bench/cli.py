@@ -1,4 +1,7 @@
-"""`streetorder scenarios|bench`: the developers' tools. Heavy imports stay inside each command."""
+"""`streetorder scenarios|bench`: the developers' tools. Heavy imports stay inside each command.
+
+`bench serve` drives the live service, which is `service/`'s to run (`service.bench`): the command line hands its
+command in (`register(..., bench_serve=...)`), so nothing here imports `service/`."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ import argparse
 import contextlib
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from ..cli_options import add_backend_arg
@@ -34,32 +38,14 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import run_all
+    from .backends import run_all
 
     print(json.dumps(run_all(args.model, backend=args.backend, images=args.images, data=Path(args.data)), indent=2))
     return 0
 
 
-def cmd_bench_serve(args: argparse.Namespace) -> int:
-    from .serve_bench import run_serve_bench
-
-    out = run_serve_bench(args.model, data=Path(args.data), images=args.images, rounds=args.rounds, batching=not args.no_batching)
-    if args.json:
-        print(json.dumps(out, indent=2))
-        return 0
-    d = out["detector"]
-    print(f"model {out['model']} ({out['backend']}), {out['images']} images {out['image_size']}, {out['rounds']} rounds, {out['cpu']}, micro-batching {'on' if out['batching'] else 'off'}")
-    print(f"detector alone: {d['single_ms']} ms single image; batched images/s {d['batched_images_per_s']} (best: batch {d['best_batch']}, {d['best_batched_images_per_s']}/s)")
-    for c, s in out["serve"].items():
-        print(f"POST /detect {c:>4}: {s['images_per_s']:6.1f} images/s  p50 {s['p50_ms']:7.1f} ms  p95 {s['p95_ms']:7.1f} ms  p99 {s['p99_ms']:7.1f} ms  mean batch {s['mean_batch_size']}  ({s['requests']} requests, {s['errors']} errors)")
-    print(f"c16_vs_best_batched {out['c16_vs_best_batched']} (target >= 0.9; back-to-back pairs {out['c16_vs_best_batched_pairs']}); "
-          f"c1_p99_vs_single {out['c1_p99_vs_single']} (target <= 1.3; {out['c1_interleaved']['requests']} requests in turn with the detector)")
-    print(f"from the rounds alone: c16_vs_best_batched {out['c16_vs_best_batched_unpaired']}, c1_p99_vs_single {out['c1_p99_vs_single_unpaired']}")
-    return 0
-
-
 def cmd_bench_batch(args: argparse.Namespace) -> int:
-    from .batchbench import run
+    from .batch import run
 
     out = run(minutes=args.minutes, model=args.model, today=args.today, log=(lambda m: print(m, file=sys.stderr)) if args.json else print)
     if args.json:
@@ -107,8 +93,8 @@ def cmd_bench_learning_curve(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add the developers' commands to the `streetorder` sub-command parser."""
+def register(sub: argparse._SubParsersAction, *, bench_serve: Callable[[argparse.Namespace], int]) -> None:
+    """Add the developers' commands to the `streetorder` sub-command parser; `bench_serve` runs `bench serve`."""
     p = sub.add_parser("scenarios", help="run the shipped engine scenarios and score incidents", description="Compose the shipped scenarios from real images, run the detector and the engine, and report incident-level recall, precision and duplicate rate (with and without detection dropout). Exit status 1 unless recall and precision are both 1.")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--model", help="model (default: models/CURRENT)")
@@ -142,7 +128,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--rounds", type=int, default=2, help="detector and load phases in turn, this many times (default 2)")
     q.add_argument("--no-batching", action="store_true", help="serve without micro-batching (each request runs the detector alone), for comparison")
     q.add_argument("--data", default=str(SHARED_DATA / "garbage-cn" / "val" / "images"), help="folder of images (default ../shared/data/garbage-cn/val/images)")
-    q.set_defaults(func=cmd_bench_serve)
+    q.set_defaults(func=bench_serve)
     q = what.add_parser(
         "batch", help="the night job vs ultralytics' own video loop, on a generated 1080p night street and vtest.avi",
         description="Build (once, cached under var/bench/) a 1080p 25 fps H.264 (GOP 50) recording of a static night street with real garbage piles "
