@@ -33,7 +33,7 @@ from pipeline.cases.quarantine import quarantine_count
 from pipeline.config import CameraConfig, ConfigSource, Fixture, StreetOrderConfig
 from pipeline.config.load import add_fixtures, remove_fixture, update_fixture
 from pipeline.detect import DetectorSettings
-from pipeline.detect.plan import camera_detector
+from pipeline.detect.plan import frame_detector
 from pipeline.domain import GeoPoint, IncidentReport, Location
 from pipeline.engine import Engine
 from pipeline.frames import Frame
@@ -230,7 +230,7 @@ class ServiceState:
         model = self.models.require()
         with self.frame_order.detecting(camera_id, at) as slot:
             # the camera's detector: the model itself, or sliced over tiles where the camera or a zone asks
-            detections = self.batcher.detect(camera_detector(model.detector, camera, image.shape[1], image.shape[0]), image, model.name)
+            detections = self.batcher.detect(frame_detector(model.detector, camera, image), image, model.name)
         with slot.turn(self.engine_lock):  # an earlier frame of this camera, detected in the same batch, goes first
             self._check_order(camera_id, at)  # another frame of this camera may have gone first
             try:
