@@ -23,7 +23,7 @@ import supervision as sv
 
 from .config import CameraConfig, ConfigSource, StreetOrderConfig
 from .detect import Detector
-from .detect.plan import camera_detector
+from .detect.plan import frame_detector
 from .domain import IncidentReport, Location, local_time
 from .evidence import EvidenceWriter
 from .scene.background import StaticScene, reads_static, static_detections
@@ -82,7 +82,7 @@ class Engine:
     >>> for report in result.reports: store.post_incident(report)  # what `Intake` does, with auto-verification
 
     `detector` is the shared model (`detect.load_detector`, or `detect.cascade.load_cue_cascade` for the street
-    model with its cue model); each camera's frames go through it as `detect.plan.camera_detector` wraps it.
+    model with its cue model); each camera's frames go through it as `detect.plan.frame_detector` wraps it.
     Without a detector, pass the detections with each frame.
     """
 
@@ -123,8 +123,7 @@ class Engine:
             return detections
         if self.detector is None:
             raise ValueError("the engine has no detector: pass detections with each frame")
-        detector = self.detector if camera is None else camera_detector(self.detector, camera, frame.image.shape[1], frame.image.shape[0])
-        return detector.detect([frame.image])[0]
+        return frame_detector(self.detector, camera, frame.image).detect([frame.image])[0]
 
     def process(self, frame: Frame, detections: sv.Detections | None = None) -> FrameResult:
         """One frame of a fixed camera. Frames of a camera must arrive in time order."""

@@ -17,9 +17,10 @@ import pytest
 from pipeline.cli import main
 from pipeline.detect import DetectorSettings, make_detections
 from pipeline.formats.yolo import label_path, list_images, read_labels
+from pipeline.frame_step import FrameStep
+from pipeline.live.intake import Intake
 from pipeline.samples.frame_pool import FramePool, FramePoolConfig
 from pipeline.source.frames import Frame
-from pipeline.live.intake import Intake
 from pipeline.train.benchmark import Benchmark, GateConfig, gate, in_benchmark, score_model
 from pipeline.samples.classes import MERGED_CLASSES, ClassesConfig, labelling_classes
 from pipeline.train.promote import PromotionError, history, record_promotion, rollback
@@ -89,18 +90,12 @@ def test_intake_feeds_a_bounded_pool_one_frame_per_camera_interval(tmp_path):
 
 
 def test_the_night_job_pools_detected_frames_not_the_gates_reuses_of_them(tmp_path):
-    from pipeline.config.load import parse_config
-    from pipeline.night.units import NightSettings
-    from pipeline.night.worker import UnitRunner
-
-    runner = UnitRunner(parse_config(CONFIG), NightSettings())
-    runner.pool = FramePool(FramePoolConfig(root=tmp_path / "pool", min_interval_s=0))
+    step = FrameStep(engine(tmp_path), FramePool(FramePoolConfig(root=tmp_path / "pool", min_interval_s=0)))  # what each night worker runs
     image = np.full((480, 640, 3), 90, np.uint8)
-    result = engine(tmp_path).process(Frame(image, T0, "cam"), dets(("stall", (420, 20, 520, 120), 0.33)))
-    runner._pool(Frame(image, T0, "cam", meta={"t": 0.0}), result)
+    step.frame(Frame(image, T0, "cam", meta={"t": 0.0}), dets(("stall", (420, 20, 520, 120), 0.33)))
     for s in (2, 4):  # the change gate saw no change: the same picture, handed on with the last detections
-        runner._pool(Frame(image, T0 + timedelta(seconds=s), "cam", meta={"reused": True, "t": float(s)}), result)
-    assert [f.taken_at for f in runner.pool.frames()] == [T0]
+        step.frame(Frame(image, T0 + timedelta(seconds=s), "cam", meta={"reused": True, "t": float(s)}), dets(("stall", (420, 20, 520, 120), 0.33)))
+    assert [f.taken_at for f in step.pool.frames()] == [T0]
 
 
 def test_select_scores_dedups_and_writes_a_labelling_task(tmp_path, world):

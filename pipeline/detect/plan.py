@@ -5,7 +5,8 @@ Two steps, in order:
    vending or parking zone run the cue model; the others get the street model alone.
 2. slicing (`CameraConfig.slicing`: tiles over the whole frame; `ZoneConfig.slicing`: tiles over that zone's
    bounding box); the tiles go through whatever step 1 chose.
-A camera with neither gets `base` itself, unchanged. Wrappers are cached
+A camera with neither gets `base` itself, unchanged; so does a patrol photo (no camera). `frame_detector` is
+the one choice every caller makes (the engine, the service's batcher, the night's batches). Wrappers are cached
 per base detector, camera and regions (which follow from the config and the frame size), so a frame never
 rebuilds one; a model swap (a new base) or a config edit simply gets a new entry.
 """
@@ -14,6 +15,8 @@ from __future__ import annotations
 
 import threading
 import weakref
+
+import numpy as np
 
 from ..config import CameraConfig, SlicingConfig
 from .base import Detector
@@ -67,3 +70,12 @@ def camera_detector(base: Detector, camera: CameraConfig, width: int, height: in
     if isinstance(base, CueCascade) and not needs_cues([z.kind for z in camera.zones]):
         base = base.primary
     return _sliced(base, camera, width, height)
+
+
+def frame_detector(base: Detector, camera: CameraConfig | None, image: np.ndarray) -> Detector:
+    """The detector `image` goes through: `camera_detector` at the image's size, or `base` itself for a patrol
+    photo (`camera` None)."""
+    if camera is None:
+        return base
+    height, width = image.shape[:2]
+    return camera_detector(base, camera, width, height)

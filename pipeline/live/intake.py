@@ -1,6 +1,7 @@
 """Intake: the engine's incident reports go into the case ledger, and every camera frame re-checks that
 camera's dispatched cases (auto-verification). The live service uses it; the night job splits the same steps
-between its workers (the engine) and its one ledger writer (posting, auto-verification): see `pipeline.night`."""
+between its workers (the per-frame step, `frame_step.FrameStep`, as here) and its one ledger writer (posting,
+auto-verification): see `pipeline.night`."""
 
 from __future__ import annotations
 
@@ -17,9 +18,9 @@ from ..cases import AutoVerifier, CaseStore, LedgerError, PostResult, VerifyActi
 from ..db.frame_marks import mark_frames
 from ..db.quarantine import quarantine
 from ..db.storage import StorageError
-from ..domain import IncidentReport, Location, local_time
+from ..domain import IncidentReport, Location
 from ..engine import Engine, FrameResult
-from ..evidence import encode_jpeg, privacy_blur
+from ..frame_step import FrameStep
 from ..samples.frame_pool import FramePool
 from ..source.frames import Frame
 from .report_queue import JournalError, QueueEntry, ReportQueue
@@ -82,7 +83,7 @@ class IntakeResult:
 
 
 class Intake:
-    """Engine + case store + auto-verifier, fed one frame or photo at a time.
+    """The per-frame step (engine + frame pool) + case store + auto-verifier, fed one frame or photo at a time.
 
     The engine moves on once it has seen a frame and does not report an incident again until it changes, so
     what the ledger could not take is kept in `queue` (with the camera's frame time, so frame order survives a
@@ -94,8 +95,7 @@ class Intake:
     """
 
     def __init__(self, engine: Engine, store: CaseStore, verifier: AutoVerifier | None = None, queue: ReportQueue | None = None, *, mark_frames: bool = False, pool: FramePool | None | str = "env") -> None:
-        self.engine = engine
-        self.pool = FramePool.from_env() if pool == "env" else pool  # frames for `samples select` (frame_pool.py)
+        self.step = FrameStep(engine, FramePool.from_env() if pool == "env" else pool)  # pool: frames for `samples select` (frame_pool.py)
         self.store = store
         self.verifier = verifier if verifier is not None else AutoVerifier(store)
         self.queue = queue if queue is not None else ReportQueue()
@@ -105,38 +105,32 @@ class Intake:
         self._watch = DispatchedCases(store)
 
     @property
+    def engine(self) -> Engine:
+        return self.step.engine
+
+    @property
     def backlog(self) -> list[IncidentReport | dict]:
         """The reports waiting for the ledger, oldest first."""
         return [e._report or e.payload for e in self.queue.reports]
 
     def frame(self, frame: Frame, detections=None) -> IntakeResult:
-        result = self.engine.process(frame, detections)
-        self._pool(frame, result)
+        result = self.step.frame(frame, detections)
         out = IntakeResult(result)
         out.retried, out.posted = self._submit(result.reports, (frame.camera_id, frame.at) if self.mark_frames else None)
         if self.verifier and frame.camera_id:
-            jpeg = None
-            at = local_time(frame.at, self.engine.config.camera(frame.camera_id).timezone)
+            at = self.step.local_time(frame)
             watched = self._watch.of(frame.camera_id, at, bool(frame.meta.get("reused")))
-            if watched:  # only pay for the after-image when a case may need it
-                cfg = self.engine.config.evidence
-                jpeg = encode_jpeg(privacy_blur(frame.image, result.raw, cfg), cfg.jpeg_quality)
+            jpeg = self.step.after_image(frame, result) if watched else None  # only paid for when a case may need it
             out.verified = self.verifier.check(frame.camera_id, at, result.present, jpeg, watched=watched)
             if out.verified or out.posted or out.retried:
                 self._watch.forget(frame.camera_id)  # the ledger changed: read it again
         return out
 
     def photo(self, frame: Frame, location: Location | None = None, detections=None) -> IntakeResult:
-        result = self.engine.process_photo(frame, location, detections)
-        self._pool(frame, result)
+        result = self.step.photo(frame, location, detections)
         out = IntakeResult(result)
         out.retried, out.posted = self._submit(result.reports, None)
         return out
-
-    def _pool(self, frame: Frame, result: FrameResult) -> None:
-        if self.pool is not None:
-            raw = result.raw if result.raw is not None else result.detections
-            self.pool.offer_frame(frame.image, raw, self.engine.config.evidence, frame.at, frame.camera_id, frame.source)
 
     def flush(self) -> list[PostResult]:
         retried, posted = self._submit(self.engine.flush(), None)

@@ -6,18 +6,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..domain import IncidentReport
+from ..frame_step import VerifyInput
 from .units import Counts
-
-
-@dataclass(frozen=True)
-class VerifyInput:
-    """What auto-verification needs from one camera frame (it runs where the ledger is written)."""
-
-    camera_id: str
-    at: datetime
-    present: list
-    jpeg: bytes | None
-    reused: bool = False  # the change gate found nothing changed since the last detected frame
 
 
 @dataclass

@@ -13,22 +13,21 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from ..config import StreetOrderConfig
-from ..domain import local_time
 from ..engine import Engine, FrameResult
-from ..evidence import encode_jpeg, privacy_blur
+from ..frame_step import FrameStep
 from ..samples.frame_pool import FramePool
 from ..source.frames import Frame, VideoError, image_frames
 from ..source.images import ImageError, load_image
 from ..source.prefetch import prefetched
 from ..source.sampling import GATE_OFF, detect_in_batches, sample_video
-from .messages import Checkpoint, FrameOut, Message, Problem, UnitDone, UnitFailed, VerifyInput
+from .messages import Checkpoint, FrameOut, Message, Problem, UnitDone, UnitFailed
 from .units import Counts, Job, NightSettings, Source, Unit
 
 class _SourceRun:
     """One source being run: what its checkpoints carry (counts since the last one, how it ended)."""
 
-    def __init__(self, engine: Engine, unit: Unit, item: int, src: Source) -> None:
-        self.engine, self.unit, self.item, self.src = engine, unit, item, src
+    def __init__(self, step: FrameStep, unit: Unit, item: int, src: Source) -> None:
+        self.step, self.unit, self.item, self.src = step, unit, item, src
         self.counts = Counts()
         self.status, self.error, self.frames_read = "done", None, None
         self.used = 0
@@ -43,7 +42,7 @@ class _SourceRun:
 
     def checkpoint(self, position: float, status: str | None = None) -> Checkpoint:
         out = Checkpoint(
-            self.unit.id, self.item, self.src.key, self.src.fingerprint, status or self.status, position, self.counts, self.engine.snapshot(),
+            self.unit.id, self.item, self.src.key, self.src.fingerprint, status or self.status, position, self.counts, self.step.engine.snapshot(),
             self.error, self.frames_read, self.used, self.seen, tuple(self.read), self.src.kind,
         )
         self.counts, self.seen, self.read = Counts(), None, []
@@ -57,14 +56,7 @@ class UnitRunner:
         self.config = config
         self.settings = settings
         self._detector = detector
-        self.pool = FramePool.from_env()  # frames for `samples select`, as the live intake offers them
-
-    def _pool(self, frame: Frame, result: FrameResult) -> None:
-        """Offer the frame for labelling, unless it is the change gate's reuse of the last detected frame: the
-        pool was offered that picture already, and a static camera's repeats are what it must not fill up with."""
-        if self.pool is not None and not frame.meta.get("reused"):
-            raw = result.raw if result.raw is not None else result.detections
-            self.pool.offer_frame(frame.image, raw, self.config.evidence, frame.at, frame.camera_id, frame.source)
+        self.pool = FramePool.from_env()  # frames for `samples select`, offered by the per-frame step as live
 
     @property
     def detector(self):
@@ -81,30 +73,30 @@ class UnitRunner:
         unit, resume = job.unit, job.resume
         try:
             sink: dict[str, bytes] = {}
-            engine = Engine(self.config, detector=self.detector, evidence_sink=sink)
+            step = FrameStep(Engine(self.config, detector=self.detector, evidence_sink=sink), self.pool)
             first = 0
             if resume is not None:
                 if resume.state is not None:
-                    engine.restore(resume.state)
+                    step.engine.restore(resume.state)
                 first = resume.item
             for i in range(first, len(unit.sources)):
                 position = resume.position if resume is not None and i == resume.item else 0.0
-                yield from self._source(engine, sink, unit, i, position, last=i == len(unit.sources) - 1)
+                yield from self._source(step, sink, unit, i, position, last=i == len(unit.sources) - 1)
             yield UnitDone(unit.id)
         except Exception:
             yield UnitFailed(unit.id, traceback.format_exc(limit=8))
 
     # -- one source ------------------------------------------------------------------------------------------
 
-    def _source(self, engine: Engine, sink: dict, unit: Unit, item: int, position: float, last: bool) -> Iterator[Message]:
+    def _source(self, step: FrameStep, sink: dict, unit: Unit, item: int, position: float, last: bool) -> Iterator[Message]:
         """One source's messages: its frames' reports and views, a `Checkpoint` every `checkpoint_s` of footage,
         and a last one when it is done (or failed), after the unit's open incidents when it is the unit's last."""
         src = unit.sources[item]
-        run = _SourceRun(engine, unit, item, src)
+        run = _SourceRun(step, unit, item, src)
         walk = {"video": self._video_source, "stills": self._stills_source, "photos": self._photos_source}[src.kind]
         end = yield from walk(run, sink, position)
         if last:  # open incidents reported as they stand, in the unit's last record: a resumed run has nothing left
-            reports = engine.flush()
+            reports = step.engine.flush()
             if reports:
                 yield FrameOut(unit.id, src.key, reports, _drain(sink))
         yield run.checkpoint(end)
@@ -120,7 +112,7 @@ class UnitRunner:
                     mark, due = position, False
                     yield run.checkpoint(frame.meta["resume_s"], "partial")
                 run.saw(frame)
-                out = self._frame(run.engine, sink, run.unit, frame, dets, run.counts)
+                out = self._frame(run.step, sink, run.unit, frame, dets, run.counts)
                 if out is not None:
                     yield out
                 t = frame.meta.get("t", (frame.at - run.src.start).total_seconds())
@@ -148,7 +140,7 @@ class UnitRunner:
             while problems:
                 yield problems.pop(0)
             run.saw(frame, image=True)
-            out = self._frame(run.engine, sink, run.unit, frame, dets, run.counts)
+            out = self._frame(run.step, sink, run.unit, frame, dets, run.counts)
             if out is not None:
                 yield out
             since = since or frame.at
@@ -165,11 +157,11 @@ class UnitRunner:
             at, path, gps = run.src.photos[k]
             try:
                 frame = Frame(load_image(Path(path)), at, None, gps, source=path, meta={"model": self.settings.model_name})
-                result = run.engine.process_photo(frame)
+                result = run.step.engine.process_photo(frame)
             except (ImageError, ValueError) as e:
                 yield Problem(run.unit.id, path, str(e))
                 continue
-            self._pool(frame, result)
+            run.step.offer(frame, result)  # `step.photo`, split: a photo the engine took is never reported as a problem
             run.saw(frame, image=True)
             run.counts.photos += 1
             _count(run.counts, result)
@@ -189,17 +181,12 @@ class UnitRunner:
             rules=self.config.rules, batch=self.settings.batch,
         )
 
-    def _frame(self, engine: Engine, sink: dict, unit: Unit, frame: Frame, dets, counts: Counts) -> FrameOut | None:
+    def _frame(self, step: FrameStep, sink: dict, unit: Unit, frame: Frame, dets, counts: Counts) -> FrameOut | None:
         frame.meta.setdefault("model", self.settings.model_name)
-        result = engine.process(frame, dets)
-        self._pool(frame, result)
+        result = step.frame(frame, dets)
         counts.frames += 1
         _count(counts, result)
-        verify = None
-        if unit.watched:  # the after-image is paid for only on a camera with cases to re-check
-            cfg = self.config.evidence
-            jpeg = encode_jpeg(privacy_blur(frame.image, result.raw, cfg), cfg.jpeg_quality)
-            verify = VerifyInput(unit.id, local_time(frame.at, self.config.camera(unit.id).timezone), result.present, jpeg, bool(frame.meta.get("reused")))
+        verify = step.verify_input(frame, result) if unit.watched else None  # the after-image only on a camera with cases to re-check
         if result.reports or verify is not None:
             return FrameOut(unit.id, frame.source, result.reports, _drain(sink), verify)
         return None

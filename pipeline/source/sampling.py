@@ -31,7 +31,7 @@ import supervision as sv
 from ..config import CameraConfig, GateConfig, RulesConfig
 from .decode import Decoded, VideoReader
 from ..detect import Detector
-from ..detect.plan import camera_detector
+from ..detect.plan import camera_detector, frame_detector
 from .frames import Frame
 from .gate import ChangeGate, longest_stride_s
 from .prefetch import prefetched
@@ -295,7 +295,7 @@ def _sample(path: Path, start, camera, detector, every_s, gate, start_s, rules, 
 
 
 def _detect(frames: list[Frame], detector: Detector, camera: CameraConfig | None) -> list:
-    """One batch of one camera's frames, each through the detector its camera asks for (`camera_detector`:
+    """One batch of one camera's frames, each through the detector its camera asks for (`frame_detector`:
     the same one unless the camera slices; frames of one size share a call)."""
     if camera is None:
         return detector.detect([f.image for f in frames])
@@ -303,8 +303,8 @@ def _detect(frames: list[Frame], detector: Detector, camera: CameraConfig | None
     by_size: dict[tuple[int, int], list[int]] = {}
     for i, f in enumerate(frames):
         by_size.setdefault(f.image.shape[:2], []).append(i)
-    for (h, w), idx in by_size.items():
-        for i, d in zip(idx, camera_detector(detector, camera, w, h).detect([frames[i].image for i in idx])):
+    for idx in by_size.values():
+        for i, d in zip(idx, frame_detector(detector, camera, frames[idx[0]].image).detect([frames[i].image for i in idx])):
             out[i] = d
     return out
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from pipeline.cases import CaseStore
 from pipeline.db.frame_marks import last_frames
-from pipeline.detect.plan import camera_detector
+from pipeline.detect.plan import frame_detector
 from pipeline.domain import GeoPoint, IncidentReport, Location
 from pipeline.engine import Engine
 from pipeline.source.frames import Frame
@@ -173,7 +173,7 @@ class LiveIntake:
         model = self.detector.models.require()
         with self.frame_order.detecting(camera_id, at) as slot:
             # the camera's detector: the model itself, or sliced over tiles where the camera or a zone asks
-            detections = self.detector.batcher.detect(camera_detector(model.detector, camera, image.shape[1], image.shape[0]), image, model.name)
+            detections = self.detector.batcher.detect(frame_detector(model.detector, camera, image), image, model.name)
         with slot.turn(self.lock):  # an earlier frame of this camera, detected in the same batch, goes first
             self._check_order(camera_id, at)  # another frame of this camera may have gone first
             try:
