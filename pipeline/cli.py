@@ -134,17 +134,10 @@ def _night_report(store, summary, config, footage: Path, started_at, out_dir: Pa
 
 
 def cmd_config(args: argparse.Namespace) -> int:
-    from . import rules  # noqa: F401  (registers the plug-in rules' sections, such as materials_piled, as the engine does)
-    from .config import StreetOrderConfig, load_config
-    from .config.models import RULE_CONFIGS
+    from .config import config_schema, load_config
 
     if args.action == "schema":
-        schema = StreetOrderConfig.model_json_schema()
-        for name, model in RULE_CONFIGS.items():  # a plug-in rule's section, documented like the built-in ones
-            sub = model.model_json_schema()
-            schema.setdefault("$defs", {}).update(sub.pop("$defs", {}))
-            schema["$defs"]["RulesConfig"]["properties"][name] = sub
-        print(json.dumps(schema, indent=2, ensure_ascii=False))
+        print(json.dumps(config_schema(), indent=2, ensure_ascii=False))
         return 0
     config = load_config(args.file)
     for c in config.cameras:

@@ -112,7 +112,7 @@ class Engine:
             state.zones, state.zones_key = CameraZones(camera, width, height), key
             state.incidents.cfg = cfg.incidents
             # the long-term picture outlives config edits that do not touch it (a new fixture, a rule threshold)
-            static_key = (width, height, camera.static, tuple(z.polygon for z in camera.zones if z.kind == "ignore")) if reads_static(camera) else ()
+            static_key = (width, height, camera.static, tuple(z.config.polygon for z in state.zones.masks)) if reads_static(camera) else ()
             if state.static_key != static_key:
                 state.static = StaticScene(camera.static, width, height, ignore=state.zones.ignore_mask(width, height)) if static_key else None
                 state.static_key = static_key

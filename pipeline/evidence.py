@@ -21,7 +21,7 @@ from .config import EvidenceConfig
 from .domain import EvidenceFile, Location
 from .draw import draw_detections
 from .incidents import Incident
-from .scene.background import STATIC_CLASS
+from .rules.registry import STATIC_CLASS, zone_kinds
 
 FACE_CLASSES = ("person",)
 PLATE_CLASSES = ("car", "truck", "motorcycle", "bus")
@@ -81,7 +81,7 @@ def crop_with_margin(image: np.ndarray, box, margin: float) -> np.ndarray:
 def draw_context(image: np.ndarray, polygons: list[tuple[str, str, np.ndarray]], detections: sv.Detections, box) -> np.ndarray:
     """Zones outlined and named, detections boxed, the violation box in red."""
     out = image.copy()
-    colors = {"no_vending": (0, 165, 255), "parking_bay": (0, 200, 0), "no_parking": (0, 0, 255), "garbage_watch": (255, 128, 0), "ignore": (128, 128, 128)}
+    colors = {name: k.colour for name, k in zone_kinds().items()}
     for zid, kind, poly in polygons:
         cv2.polylines(out, [poly.astype(np.int32)], True, colors.get(kind, (255, 255, 255)), 2)
         cv2.putText(out, f"{zid} ({kind})", tuple(int(v) for v in poly[0]), cv2.FONT_HERSHEY_SIMPLEX, 0.5, colors.get(kind, (255, 255, 255)), 1, cv2.LINE_AA)

@@ -17,7 +17,7 @@ import supervision as sv
 from .config import IncidentConfig, PatrolConfig
 from .domain import VIOLATION_TYPES, GeoPoint, ViolationType
 from .geometry import box_iou, box_overlap, haversine_m
-from .rules import OUTSIDE_BAYS, Violation
+from .rules import Violation, outside_zone_ids
 
 
 
@@ -100,10 +100,11 @@ class CameraIncidents:
     def _match(self, v: Violation, taken: set[int]) -> int | None:
         """Index of the open incident this violation continues: same type and zone, and the same place."""
         best, best_score = None, 0.0
+        one_spot = VIOLATION_TYPES[v.type].whole_zone or v.zone_id in outside_zone_ids()  # the region outside every bay is one spot
         for k, inc in enumerate(self.open):
             if k in taken or inc.type != v.type or inc.zone_id != v.zone_id:
                 continue
-            if VIOLATION_TYPES[v.type].whole_zone or v.zone_id == OUTSIDE_BAYS:
+            if one_spot:
                 score = 1.0
             else:
                 a, b = np.array([v.box]), np.array([inc.box])

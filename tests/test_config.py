@@ -123,19 +123,31 @@ def test_fixtures_file_is_merged_and_validated(tmp_path):
 
 
 def test_config_check_and_schema_know_the_plug_in_rules(tmp_path):
-    """`config check` and `config schema` read a plug-in rule's section (materials_piled) as the engine does."""
+    """`config check` and `config schema` read a plug-in rule's section (materials_piled) as the engine does:
+    the command imports only `pipeline.config`, which composes its rules section from every registered rule."""
     import json
     import subprocess
     import sys
     from pathlib import Path
+
+    from pipeline.config import config_schema
+    from pipeline.rules import RULES
 
     streetorder = str(Path(sys.executable).parent / "streetorder")
     path = tmp_path / "cams.yaml"
     path.write_text("cameras: []\nrules:\n  materials_piled: {min_dwell_s: 600}\n", encoding="utf-8")
     check = subprocess.run([streetorder, "config", "check", str(path)], capture_output=True, text=True, timeout=120)
     assert check.returncode == 0 and "ok: 0 camera(s)" in check.stdout, check.stderr
+    assert load_config(path).rules.rule("materials_piled").min_dwell_s == 600  # what the engine reads
     path.write_text("cameras: []\nrules:\n  materials_piled: {min_dwell_s: -1}\n", encoding="utf-8")
     bad = subprocess.run([streetorder, "config", "check", str(path)], capture_output=True, text=True, timeout=120)
-    assert bad.returncode != 0 and "min_dwell_s" in bad.stderr
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert bad.returncode != 0 and str(refused.value) in bad.stderr and "min_dwell_s" in bad.stderr
     schema = json.loads(subprocess.run([streetorder, "config", "schema"], capture_output=True, text=True, timeout=120).stdout)
-    assert "min_dwell_s" in schema["$defs"]["RulesConfig"]["properties"]["materials_piled"]["properties"]
+    assert schema == config_schema()
+    sections = schema["$defs"]["RulesConfig"]["properties"]
+    assert set(sections) == set(RULES)  # every rule the engine runs, built in or plug-in, has its section
+    for name, spec in RULES.items():
+        described = schema["$defs"][sections[name]["$ref"].rsplit("/", 1)[-1]]
+        assert described["properties"].keys() == spec.thresholds.model_fields.keys(), name

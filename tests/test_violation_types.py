@@ -15,13 +15,12 @@ from pydantic import Field
 
 from pipeline.cases import CaseStore, LedgerConfig
 from pipeline.cases.lifecycle import CaseStatus
-from pipeline.config import ConfigError, RulesConfig, parse_config
-from pipeline.config.models import RULE_CONFIGS, _Rule
+from pipeline.config import ConfigError, RulesConfig, load_config, parse_config
 from pipeline.detect import make_detections
 from pipeline.domain import VIOLATION_TYPES, IncidentReport, ViolationKind, register_violation_type
 from pipeline.engine import Engine
+from pipeline.rules import RULES, FrameContext, RuleThresholds, Violation, rule
 from pipeline.source.frames import Frame
-from pipeline.rules import RULES, FrameContext, Violation, rule
 from pipeline.rules.base import clusters, make_violation
 
 TYPE = "pallets_stacked"
@@ -43,7 +42,7 @@ rules:
 """
 
 
-class PalletsRule(_Rule):
+class PalletsRule(RuleThresholds):
     """Pallets stacked on the sidewalk: boxes and pallets that stay put in a watched zone."""
 
     min_dwell_s: float = Field(300, ge=0)
@@ -64,11 +63,10 @@ def pallets_stacked(ctx: FrameContext) -> list[Violation]:
 def fourth_type():
     """The one config entry and the one rule registration; undone afterwards so other tests see three types."""
     register_violation_type(ViolationKind(TYPE, "乱堆托盘 pallets stacked", deadline_h=12.0))
-    rule(TYPE, config=PalletsRule, reach=0.3)(pallets_stacked)
+    rule(TYPE, thresholds=PalletsRule, reach=0.3)(pallets_stacked)
     yield
     VIOLATION_TYPES.pop(TYPE, None)
     RULES.pop(TYPE, None)
-    RULE_CONFIGS.pop(TYPE, None)
 
 
 def _frames(engine: Engine, seconds: int) -> list[IncidentReport]:
@@ -100,6 +98,33 @@ def test_a_fourth_type_flows_from_config_to_a_dispatched_case(fourth_type, tmp_p
         store.close()
 
 
+def test_config_check_and_schema_see_a_plug_in_rule_as_the_engine_does(fourth_type, tmp_path, capsys):
+    """A rule registered at run time, after the config models were composed: `streetorder config check` accepts
+    and refuses its section exactly as the engine's config does, and `config schema` describes it with the
+    rule's own thresholds model."""
+    import json
+
+    from pipeline.cli import main
+
+    path = tmp_path / "cams.yaml"
+    path.write_text(CONFIG, encoding="utf-8")
+    assert main(["config", "check", str(path)]) == 0
+    assert "ok: 1 camera(s)" in capsys.readouterr().out
+    assert Engine(load_config(path)).config.rules.rule(TYPE) == PalletsRule(min_dwell_s=60, classes=("box",))
+
+    path.write_text(CONFIG.replace("min_dwell_s: 60", "min_dwell_s: -1"), encoding="utf-8")
+    with pytest.raises(ConfigError) as refused:
+        load_config(path)
+    assert main(["config", "check", str(path)]) != 0
+    assert str(refused.value) in capsys.readouterr().err and "rules.pallets_stacked.min_dwell_s" in str(refused.value)
+
+    assert main(["config", "schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    section = schema["$defs"]["RulesConfig"]["properties"][TYPE]
+    described = schema["$defs"][section["$ref"].rsplit("/", 1)[-1]]
+    assert described == PalletsRule.model_json_schema()
+
+
 def test_the_type_is_known_everywhere_types_are_validated(fourth_type):
     report = {"incident_id": "x", "type": TYPE, "source": "patrol", "location": {"district": "d", "point": "p"}, "first_seen": T0, "last_seen": T0, "score": 0.5}
     assert IncidentReport.model_validate(report).type == TYPE
@@ -114,7 +139,7 @@ def test_without_the_entry_the_type_is_refused_with_the_known_ones():
     with pytest.raises(ConfigError, match="unknown rule 'pallets_stacked'"):
         parse_config(CONFIG)
     with pytest.raises(ValueError, match="add it to domain.VIOLATION_TYPES first"):
-        rule(TYPE)(pallets_stacked)
+        rule(TYPE, thresholds=PalletsRule)(pallets_stacked)
 
 
 def test_classes_per_type_come_from_the_rules_config():

@@ -5,10 +5,8 @@ from .models import (
     CameraConfig,
     EvidenceConfig,
     Fixture,
-    GarbageRule,
     GateConfig,
     IncidentConfig,
-    ParkingRule,
     PatrolConfig,
     RulesConfig,
     Schedule,
@@ -17,14 +15,14 @@ from .models import (
     StreetOrderConfig,
     TimeWindow,
     TrackingConfig,
-    VendingRule,
     ZoneConfig,
     ZoneKind,
+    config_schema,
 )
 from .source import ConfigSource
 
 __all__ = [
-    "CameraConfig", "ConfigError", "ConfigSource", "EvidenceConfig", "Fixture", "GarbageRule", "GateConfig", "IncidentConfig", "ParkingRule", "PatrolConfig",
-    "RulesConfig", "Schedule", "SlicingConfig", "StaticConfig", "StreetOrderConfig", "TimeWindow", "TrackingConfig", "VendingRule", "ZoneConfig", "ZoneKind",
-    "load_config", "parse_config",
+    "CameraConfig", "ConfigError", "ConfigSource", "EvidenceConfig", "Fixture", "GateConfig", "IncidentConfig", "PatrolConfig",
+    "RulesConfig", "Schedule", "SlicingConfig", "StaticConfig", "StreetOrderConfig", "TimeWindow", "TrackingConfig", "ZoneConfig", "ZoneKind",
+    "config_schema", "load_config", "parse_config",
 ]

@@ -1,5 +1,8 @@
 """Pydantic models for cameras, zones, schedules, fixtures and rules.
 
+The `rules:` section and the zone kinds are composed from what the rule modules declare (`rules.registry`): each
+rule's section is its own thresholds model, and this module names no rule and no zone kind.
+
 Every field has a title and description, so the same models validate the YAML, document it
 (`streetorder config schema`) and could render a settings UI, as Frigate's config does.
 """
@@ -10,12 +13,14 @@ from datetime import datetime, time
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
 from ..domain import VIOLATION_TYPES, Location, ViolationType
 from ..geometry import polygon_area, self_intersection
+from ..rules import RULES, RuleOverride, RuleThresholds, zone_kind, zone_kinds
 
-ZoneKind = Literal["no_vending", "parking_bay", "no_parking", "garbage_watch", "ignore"]
+# The zone kinds the rules declare (`rules.registry`), in their order, then `ignore`.
+ZoneKind = Literal[tuple(zone_kinds())]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[str, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -73,15 +78,6 @@ class Schedule(_Model):
         return any(w.contains(at) for w in self.allowed)
 
 
-class RuleOverride(_Model):
-    """Per-zone thresholds that replace the rule's defaults (per-zone dwell without duplicating zones)."""
-
-    min_dwell_s: float | None = Field(None, ge=0, title="Minimum dwell (s)")
-    min_count: int | None = Field(None, ge=1, title="Minimum count")
-    min_score: float | None = Field(None, ge=0, le=1, title="Minimum score")
-    min_area: float | None = Field(None, ge=0, le=1, title="Minimum area", description="Share of the frame area")
-
-
 def _parse_tiles(value):
     """Accept '2x2' (columns x rows) as shorthand for [2, 2]."""
     if isinstance(value, str):
@@ -113,11 +109,17 @@ class SlicingConfig(_Model):
         return v
 
 
+def _kind_description() -> str:
+    """The kinds as a list ending with the mask: '..., garbage_watch, or ignore (a mask)'."""
+    kinds = zone_kinds().values()
+    return ", ".join([*(k.name for k in kinds if not k.mask), *(f"or {k.name} (a mask)" for k in kinds if k.mask)])
+
+
 class ZoneConfig(_Model):
     """A polygon on one camera's view, with a kind and an optional schedule."""
 
     id: str = Field(min_length=1, title="Zone id", description="Unique within the camera")
-    kind: ZoneKind = Field(title="Kind", description="no_vending, parking_bay, no_parking, garbage_watch, or ignore (a mask)")
+    kind: ZoneKind = Field(title="Kind", description=_kind_description())
     polygon: tuple[tuple[float, float], ...] = Field(title="Polygon", description="Vertices in order, as [x, y]; at least 3")
     coords: Literal["pixel", "normalized"] = Field("pixel", title="Coordinates", description="pixel (of the camera resolution) or normalized 0..1")
     schedule: Schedule | None = Field(None, title="Schedule", description="Windows when the zone's rule is suspended")
@@ -144,8 +146,8 @@ class ZoneConfig(_Model):
 
     @model_validator(mode="after")
     def _slicing_kind(self) -> "ZoneConfig":
-        if self.slicing is not None and self.kind == "ignore":
-            raise ValueError(f"zone '{self.id}' is an ignore zone (a mask): its detections are dropped, so slicing it makes no sense")
+        if self.slicing is not None and zone_kind(self.kind).mask:
+            raise ValueError(f"zone '{self.id}' is an {self.kind} zone (a mask): its detections are dropped, so slicing it makes no sense")
         return self
 
     def pixel_polygon(self, width: int, height: int, resolution: tuple[int, int]) -> list[tuple[float, float]]:
@@ -217,7 +219,9 @@ class StaticConfig(_Model):
     `static_object` among the frame's detections, for the rules of zones that read it (`no_vending`). Sensor noise,
     brightness drift, shadows, dark, frozen and corrupt frames are not objects; a moved camera starts afresh."""
 
-    enabled: bool = Field(True, title="Enabled", description="Runs on cameras with a zone whose rule reads static objects (no_vending)")
+    enabled: bool = Field(
+        True, title="Enabled", description=f"Runs on cameras with a zone whose rule reads static objects ({', '.join(k.name for k in zone_kinds().values() if k.static)})"
+    )
     size: int = Field(192, ge=32, le=1024, title="Copy size (px)", description="Long side of the colour copy the pictures are kept at")
     blur_sigma: float = Field(1.0, ge=0, le=10, title="Blur (px)", description="Gaussian blur of the copy, in its own pixels (sensor noise)")
     pixel_threshold: float = Field(
@@ -290,137 +294,46 @@ class CameraConfig(_Model):
         return self
 
 
-class _Rule(_Model):
-    enabled: bool = Field(True, title="Enabled")
-    min_dwell_s: float = Field(ge=0, title="Minimum dwell (s)", description="How long the evidence must stay put before it is a violation")
-    min_score: float = Field(0.35, ge=0, le=1, title="Minimum score", description="Detector score below which evidence is ignored")
-    min_area: float = Field(0.0, ge=0, le=1, title="Minimum area", description="Smallest evidence box, as a share of the frame area")
-    min_count: int = Field(1, ge=1, title="Minimum count", description="Stationary objects needed at once")
-
-    def evidence_classes(self) -> tuple[str, ...]:
-        """Classes that are the violation itself: what presence checks look for and a fixture suppresses."""
-        return tuple(getattr(self, "classes", ()))
-
-    def used_classes(self) -> tuple[str, ...]:
-        """Every class the rule reads: its evidence plus context (a vendor beside a stall, a person carrying a bag)."""
-        return self.evidence_classes()
-
-
-class VendingRule(_Rule):
-    """Street vending: stall-like things, stationary in a no_vending zone, outside its allowed hours. What makes a
-    stall is read from here: stall classes, stall things with a vendor beside them, still market umbrellas,
-    goods on the pavement, and (on cameras) static objects that people come by."""
-
-    min_dwell_s: float = Field(600, ge=0, title="Minimum dwell (s)")
-    standalone_classes: tuple[str, ...] = Field(("stall", "cart"), title="Stall classes", description="Classes that are a stall by themselves")
-    attended_classes: tuple[str, ...] = Field(
-        ("umbrella", "dining table", "chair", "bench"), title="Attended stall classes", description="Classes that are a stall only with a stationary person near them"
-    )
-    still_alone_classes: tuple[str, ...] = Field(
-        ("umbrella",),
-        title="Standing stall classes",
-        description="Classes that are a stall by themselves when they stand: on a camera, still for the dwell (a walker's umbrella moves); on a photo, with no person under them (a carried umbrella overlaps its carrier)",
-    )
-    person_classes: tuple[str, ...] = Field(("person",), title="Vendor classes")
-    person_reach: float = Field(1.0, gt=0, title="Person reach", description="How near a person must be: the gap between the boxes, in sizes of the stall box")
-    goods_classes: tuple[str, ...] = Field(
-        ("banana", "apple", "orange", "broccoli", "carrot", "bowl", "goods"),
-        title="Goods classes",
-        description="Things for sale the detector knows (COCO's produce and bowls, or a retrained `goods` class); one held by a person is theirs. "
-        "Potted plants (a row of pots on a kerb), bottles and cups (litter on a ledge) and cases (bins) set off false stalls on real streets",
-    )
-    goods_score: float = Field(0.25, ge=0, le=1, title="Goods score", description="Score a goods detection needs (small wares score lower than people)")
-    min_goods: int = Field(3, ge=1, title="Goods in a cluster", description="Goods lying together that make a stall by themselves (a person is then optional)")
-    goods_holder_classes: tuple[str, ...] = Field(
-        ("umbrella", "dining table"), title="Goods holders", description="Any goods under one of these (a canopy) or on it (a table) make a stall with it"
-    )
-    static_objects: bool = Field(True, title="Static objects", description="On cameras: something new that stays put is a stall when people come by it or stall cues lie in it")
-    min_visitors: int = Field(1, ge=1, title="Visitors", description="People (tracks) seen beside a static object that make it a stall")
-    explained_by: tuple[str, ...] = Field(
-        ("car", "bus", "truck", "bicycle", "motorcycle", "tricycle", "person"),
-        title="Explaining classes",
-        description="A static object mostly covered by these is that thing (a parked car, parked bikes, a person standing), not a stall",
-    )
-    explained_share: float = Field(0.6, gt=0, le=1, title="Explained share", description="Share of a static object the explaining classes must cover")
-
-    def evidence_classes(self) -> tuple[str, ...]:
-        static = ("static_object",) if self.static_objects else ()  # scene.background.STATIC_CLASS: a fixture suppresses it too
-        return tuple(dict.fromkeys(self.standalone_classes + self.attended_classes + self.still_alone_classes + self.goods_classes + static))
-
-    def used_classes(self) -> tuple[str, ...]:
-        """Detector classes only: static objects come from the scene, not from a model."""
-        detected = (c for c in self.evidence_classes() if c != "static_object")
-        return tuple(dict.fromkeys((*detected, *self.person_classes, *self.explained_by)))
-
-
-class ParkingRule(_Rule):
-    """Messy non-motor parking: stationary bicycles/motorcycles outside parking bays or inside no_parking zones."""
-
-    min_dwell_s: float = Field(300, ge=0, title="Minimum dwell (s)")
-    min_count: int = Field(3, ge=1, title="Minimum count")
-    min_score: float = Field(0.3, ge=0, le=1, title="Minimum score")
-    vehicle_classes: tuple[str, ...] = Field(("bicycle", "motorcycle"), title="Vehicle classes")
-    severity_counts: tuple[int, int] = Field((6, 10), title="Severity steps", description="Counts at which severity rises to 2 and to 3")
-
-    def evidence_classes(self) -> tuple[str, ...]:
-        return self.vehicle_classes
-
-
-class GarbageRule(_Rule):
-    """Exposed garbage: garbage or overflow that stays put in a watched zone and is not moving with a person."""
-
-    min_dwell_s: float = Field(600, ge=0, title="Minimum dwell (s)")
-    classes: tuple[str, ...] = Field(("garbage", "overflow"), title="Garbage classes")
-    carrier_classes: tuple[str, ...] = Field(("person",), title="Carrier classes", description="Things that carry garbage (a bag in hand is not garbage)")
-    carried_overlap: float = Field(0.5, gt=0, le=1, title="Carried overlap", description="Share of a garbage box inside a carrier box that counts as carried")
-    severity_area: tuple[float, float] = Field((0.05, 0.15), title="Severity steps", description="Frame-area shares at which severity rises to 2 and 3")
-
-    def used_classes(self) -> tuple[str, ...]:
-        return self.evidence_classes() + self.carrier_classes
-
-
-# Thresholds models of rules that are not a field of `RulesConfig` (a new violation type's rule file registers
-# its model here through `pipeline.rules.rule`); their YAML section is validated with it.
-RULE_CONFIGS: dict[str, type[_Rule]] = {}
-
-
-class RulesConfig(_Model):
+class _RulesSection(_Model):
     """One section per violation type, named by the type. Which classes feed which rule is read from here
     (`classes_for`, `used_classes`) and nowhere else."""
 
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    street_vending: VendingRule = Field(default_factory=VendingRule, title="Street vending (占道经营)")
-    non_motor_parking: ParkingRule = Field(default_factory=ParkingRule, title="Non-motor parking (非机动车乱停放)")
-    garbage: GarbageRule = Field(default_factory=GarbageRule, title="Exposed garbage (暴露垃圾)")
-
     @model_validator(mode="before")
     @classmethod
     def _registered_rules(cls, data):
+        """A rule registered after this model was composed (a plug-in added at run time, a test) is validated
+        with its own thresholds model too."""
         if not isinstance(data, dict):
             return data
         out = dict(data)
+        late = [t for t in RULES if t not in cls.model_fields]
         for name, value in data.items():
             if name in cls.model_fields:
                 continue
-            if name not in RULE_CONFIGS:
-                raise ValueError(f"unknown rule '{name}'; rules: {', '.join([*cls.model_fields, *RULE_CONFIGS])}")
-            out[name] = value if isinstance(value, RULE_CONFIGS[name]) else RULE_CONFIGS[name].model_validate(value or {})
+            if name not in late:
+                raise ValueError(f"unknown rule '{name}'; rules: {', '.join([*cls.model_fields, *late])}")
+            model = RULES[name].thresholds
+            try:
+                out[name] = value if isinstance(value, model) else model.model_validate(value or {})
+            except ValidationError as e:  # located under the rule's section, as a field's errors are
+                raise ValidationError.from_exception_data(e.title, [{**err, "loc": (name, *err["loc"])} for err in e.errors()]) from None
         return out
 
-    def rule(self, type_: ViolationType) -> _Rule:
+    def rule(self, type_: ViolationType) -> RuleThresholds:
         """The thresholds of the rule for `type_` (a registered rule left out of the YAML gets its defaults)."""
         if type_ in type(self).model_fields:
             return getattr(self, type_)
         if type_ in (self.model_extra or {}):
             return self.model_extra[type_]
-        if type_ in RULE_CONFIGS:
-            return RULE_CONFIGS[type_]()
+        if type_ in RULES:
+            return RULES[type_].thresholds()
         raise KeyError(f"no rule for violation type '{type_}' (declared: {', '.join(VIOLATION_TYPES)})")
 
     def types(self) -> tuple[str, ...]:
         """Every declared violation type that has a rule."""
-        return tuple(t for t in VIOLATION_TYPES if t in type(self).model_fields or t in RULE_CONFIGS)
+        return tuple(t for t in VIOLATION_TYPES if t in type(self).model_fields or t in RULES)
 
     def classes_for(self, type_: ViolationType) -> tuple[str, ...]:
         """The detector classes that are the evidence of `type_` (what a rejected case's fixture suppresses)."""
@@ -429,6 +342,16 @@ class RulesConfig(_Model):
     def used_classes(self) -> set[str]:
         """Every class an enabled rule reads: what the serving model must be able to detect."""
         return {c for t in self.types() if (r := self.rule(t)).enabled for c in r.used_classes()}
+
+
+# Composed from the rules' declarations: one field per registered rule, its thresholds model as the type.
+RulesConfig = create_model(
+    "RulesConfig",
+    __base__=_RulesSection,
+    __doc__=_RulesSection.__doc__,
+    __module__=__name__,
+    **{t: (RULES[t].thresholds, Field(default_factory=RULES[t].thresholds, title=RULES[t].title or None)) for t in VIOLATION_TYPES if t in RULES},
+)
 
 
 class TrackingConfig(_Model):
@@ -489,3 +412,16 @@ class StreetOrderConfig(_Model):
             if c.id == camera_id:
                 return c
         raise KeyError(f"unknown camera '{camera_id}' (configured: {', '.join(c.id for c in self.cameras) or 'none'})")
+
+
+def config_schema() -> dict:
+    """The JSON schema of the whole config (`streetorder config schema`): every registered rule's section is
+    described by its thresholds model, a rule registered after `RulesConfig` was composed included."""
+    schema = StreetOrderConfig.model_json_schema()
+    defs = schema.setdefault("$defs", {})
+    for t in (t for t in VIOLATION_TYPES if t in RULES and t not in RulesConfig.model_fields):
+        sub = RULES[t].thresholds.model_json_schema(ref_template="#/$defs/{model}")
+        defs.update(sub.pop("$defs", {}))
+        defs[sub["title"]] = sub
+        defs["RulesConfig"]["properties"][t] = {"$ref": f"#/$defs/{sub['title']}", "title": RULES[t].title or sub["title"]}
+    return schema

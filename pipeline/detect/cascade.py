@@ -14,12 +14,9 @@ from dataclasses import dataclass
 import numpy as np
 import supervision as sv
 
+from ..rules.registry import zone_kinds
 from .base import Detector, make_detections
 from .exported import Prepared
-
-# Zone kinds whose rules are fed by cue classes (vending: umbrella, table, chair, bench with a person;
-# parking: bicycles and motorcycles). A camera with none of these never runs the cue model.
-CUE_ZONE_KINDS = frozenset({"no_vending", "no_parking", "parking_bay"})
 
 
 @dataclass(frozen=True)
@@ -103,9 +100,11 @@ class CueCascade:
         return merged[order]
 
 
-def needs_cues(zone_kinds: Sequence[str]) -> bool:
-    """Whether a camera with zones of these kinds has a rule that reads cue classes."""
-    return bool(CUE_ZONE_KINDS.intersection(zone_kinds))
+def needs_cues(kinds: Sequence[str]) -> bool:
+    """Whether a camera with zones of these kinds has a rule that reads cue classes (vending: umbrella, table,
+    chair, bench with a person; parking: bicycles and motorcycles). A camera with none never runs the cue model."""
+    declared = zone_kinds()
+    return any(declared[k].cues for k in kinds if k in declared)
 
 
 def load_cue_cascade(spec=None, backend: str = "onnx", settings=None, threads: int | None = None, extra: Sequence[str] | None = None) -> Detector:

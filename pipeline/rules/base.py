@@ -1,19 +1,25 @@
-"""What every rule sees (one frame, its tracked detections, the camera's zones) and what it returns."""
+"""What every rule sees (one frame, its tracked detections, the camera's zones) and what it returns.
+
+This package imports neither `config` nor `scene`: the config is composed from the rules' declarations
+(`registry`), so the rules read the `rules:` section and a camera's zones through the small protocols below.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
-import supervision as sv
 
-from ..config import RulesConfig
-from ..config.models import RULE_CONFIGS, RuleOverride, _Rule
-from ..domain import VIOLATION_TYPES, ViolationType
+from ..domain import ViolationType
 from ..geometry import union_box
-from ..scene.zones import CameraZones
+from .registry import RuleSpec, ZoneKindSpec, check_declared, register
+from .thresholds import RuleOverride, RuleThresholds
+
+if TYPE_CHECKING:
+    import supervision as sv
 
 PATROL_ZONE = "photo"  # patrol photos have no zones: the whole photo is one
 
@@ -32,6 +38,33 @@ class Violation:
     members: tuple[int, ...]  # indices into the frame's detections
 
 
+class RulesSection(Protocol):
+    """The `rules:` section as a rule reads it (`config.RulesConfig`)."""
+
+    def rule(self, type_: ViolationType) -> RuleThresholds: ...
+
+    def types(self) -> tuple[str, ...]: ...
+
+
+class ZoneLike(Protocol):
+    """One zone placed on the frame (`scene.zones.Zone`)."""
+
+    id: str
+    config: object  # its `config.ZoneConfig` (a rule reads its `overrides`)
+
+    def active(self, at_local: datetime) -> bool: ...
+
+    def contains(self, detections: sv.Detections) -> np.ndarray: ...
+
+
+class CameraZonesLike(Protocol):
+    """A camera's zones on the frame (`scene.zones.CameraZones`)."""
+
+    zones: list[ZoneLike]
+
+    def of_kind(self, kind: str) -> list[ZoneLike]: ...
+
+
 @dataclass
 class FrameContext:
     """One frame as the rules see it.
@@ -44,8 +77,8 @@ class FrameContext:
     width: int
     height: int
     detections: sv.Detections
-    rules: RulesConfig
-    zones: CameraZones | None = None
+    rules: RulesSection
+    zones: CameraZonesLike | None = None
     _names: np.ndarray = field(init=False, repr=False)
     _memo: dict = field(init=False, repr=False, default_factory=dict)
 
@@ -88,25 +121,25 @@ class FrameContext:
             return [(PATROL_ZONE, np.ones(len(self.detections), dtype=bool), None)]
         return [(z.id, z.contains(self.detections), z.config.overrides.get(rule_type)) for z in self.zones.of_kind(kind) if z.active(self.at)]
 
-    def evidence(self, rule: _Rule, classes, inside: np.ndarray, override: RuleOverride | None) -> np.ndarray:
+    def evidence(self, rule: RuleThresholds, classes, inside: np.ndarray, override: RuleOverride | None) -> np.ndarray:
         """Detections of `classes` inside the zone that pass the rule's score, area and dwell thresholds."""
         t = thresholds(rule, override)
         return self.of_class(classes) & (self.detections.confidence >= t.min_score) & self.settled(rule, inside, override)
 
-    def settled(self, rule: _Rule, inside: np.ndarray, override: RuleOverride | None) -> np.ndarray:
+    def settled(self, rule: RuleThresholds, inside: np.ndarray, override: RuleOverride | None) -> np.ndarray:
         """Detections inside the zone that pass the rule's area and dwell thresholds (any class, any score)."""
         t = thresholds(rule, override)
         return inside & (self.area_share() >= t.min_area) & (self.dwell_s() >= t.min_dwell_s)
 
 
-def thresholds(rule: _Rule, override: RuleOverride | None) -> _Rule:
+def thresholds(rule: RuleThresholds, override: RuleOverride | None) -> RuleThresholds:
     """The rule's thresholds with a zone's override applied."""
     if override is None:
         return rule
     return rule.model_copy(update={k: v for k, v in override.model_dump().items() if v is not None})
 
 
-def min_count(rule: _Rule, override: RuleOverride | None) -> int:
+def min_count(rule: RuleThresholds, override: RuleOverride | None) -> int:
     return thresholds(rule, override).min_count
 
 
@@ -140,36 +173,31 @@ RuleFn = Callable[["FrameContext"], list[Violation]]
 PresenceFn = Callable[["FrameContext"], list[Box]]
 
 
-@dataclass(frozen=True)
-class RuleSpec:
-    """One violation type's rule: the function that finds violations, and the one that says what is physically
-    there (for auto-verification)."""
-
-    type: ViolationType
-    find: RuleFn
-    present: PresenceFn
-
-
-RULES: dict[str, RuleSpec] = {}
-
-
-def rule(type_: ViolationType, *, config: type[_Rule] | None = None, presence: PresenceFn | None = None, reach: float = 0.5):
+def rule(
+    type_: ViolationType,
+    *,
+    thresholds: type[RuleThresholds],
+    zone_kinds: tuple[ZoneKindSpec, ...] = (),
+    presence: PresenceFn | None = None,
+    reach: float = 0.5,
+    title: str = "",
+):
     """Register the decorated function as the rule of a type declared in `domain.VIOLATION_TYPES`.
 
-    `config` is the rule's thresholds model when `RulesConfig` has no field for it (a new type: its YAML section
-    under `rules:` is then validated with it). `presence` defaults to groups of the rule's evidence classes at its
-    score, boxes touching once grown by `reach` of their size (the grouping the rule itself uses).
+    `thresholds` is the rule's thresholds model: its YAML section under `rules:` (titled `title`) is validated
+    with it. `zone_kinds`: the kinds of zone the rule reads, with their flags (`registry.ZoneKindSpec`).
+    `presence` defaults to groups of the rule's evidence classes at its score, boxes touching once grown by
+    `reach` of their size (the grouping the rule itself uses).
     """
-    if type_ not in VIOLATION_TYPES:
-        raise ValueError(f"rule for undeclared violation type '{type_}': add it to domain.VIOLATION_TYPES first")
 
-    def register(find: RuleFn) -> RuleFn:
-        if config is not None:
-            RULE_CONFIGS[type_] = config
-        RULES[type_] = RuleSpec(type_, find, presence or (lambda ctx: evidence_groups(ctx, type_, reach)))
+    check_declared(type_)
+
+    def register_rule(find: RuleFn) -> RuleFn:
+        present = presence or (lambda ctx: evidence_groups(ctx, type_, reach))
+        register(RuleSpec(type_, thresholds, tuple(zone_kinds), find, present, title))
         return find
 
-    return register
+    return register_rule
 
 
 def evidence_groups(ctx: FrameContext, type_: ViolationType, reach: float) -> list[Box]:

@@ -9,15 +9,16 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from ..config.models import _Rule
-from ..scene.background import STATIC_CLASS
+from . import vending
 from .base import FrameContext, Violation, make_violation, rule, thresholds
-from .vending import explained_static, stall_things
+from .registry import STATIC_CLASS
+from .thresholds import RuleThresholds
+from .vending import NO_VENDING, explained_static, stall_things
 
 TYPE = "materials_piled"
 
 
-class MaterialsRule(_Rule):
+class MaterialsRule(RuleThresholds):
     """Materials piled on the pavement: unexplained static objects in a no_vending zone that are not a stall."""
 
     min_dwell_s: float = Field(1800, ge=0, title="Minimum dwell (s)", description="Longer than a stall's, so a stall still waiting for its first customer is not taken for a pile")
@@ -36,7 +37,7 @@ class MaterialsRule(_Rule):
         return self.explained_by
 
 
-@rule(TYPE, config=MaterialsRule)
+@rule(TYPE, thresholds=MaterialsRule, zone_kinds=(NO_VENDING,), title="Materials piled (乱堆物料)")
 def materials_piled(ctx: FrameContext) -> list[Violation]:
     """One violation per unexplained static object that is no stall, settled for the dwell in a no_vending zone."""
     cfg = ctx.rules.rule(TYPE)
@@ -45,8 +46,8 @@ def materials_piled(ctx: FrameContext) -> list[Violation]:
     if not ctx.of_class((STATIC_CLASS,)).any():
         return []
     out = []
-    for zone_id, inside, override in ctx.active_zones("no_vending", TYPE):
-        stalls = stall_things(ctx, thresholds(ctx.rules.street_vending, override_for(ctx, zone_id)))
+    for zone_id, inside, override in ctx.active_zones(NO_VENDING.name, TYPE):
+        stalls = stall_things(ctx, thresholds(ctx.rules.rule(vending.TYPE), override_for(ctx, zone_id)))
         t = thresholds(cfg, override)
         unexplained = explained_static(ctx, t.explained_by, t.explained_share, t.min_score) == 0
         for i in np.where(unexplained & ctx.settled(cfg, inside, override) & ~stalls)[0]:
@@ -57,4 +58,4 @@ def materials_piled(ctx: FrameContext) -> list[Violation]:
 def override_for(ctx: FrameContext, zone_id: str):
     """The street-vending override of zone `zone_id` (a stall is judged as the vending rule would there)."""
     zone = next((z for z in ctx.zones.zones if z.id == zone_id), None)
-    return zone.config.overrides.get("street_vending") if zone else None
+    return zone.config.overrides.get(vending.TYPE) if zone else None

@@ -4,48 +4,68 @@ no_parking zones, at or above a count."""
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
 
 from ..geometry import union_box
 from .base import Box, FrameContext, Violation, make_violation, min_count, rule
+from .registry import ZoneKindSpec
+from .thresholds import RuleThresholds
 
 TYPE = "non_motor_parking"
-OUTSIDE_BAYS = "outside_bays"  # the zone id of vehicles left outside every parking bay
+# Bicycles and motorcycles are cue classes. The rule looks outside the bays: vehicles left outside every bay are
+# one region, whose zone id is `OUTSIDE_BAYS`.
+PARKING_BAY = ZoneKindSpec("parking_bay", colour=(0, 200, 0), outside="outside_bays", cues=True)
+NO_PARKING = ZoneKindSpec("no_parking", colour=(0, 0, 255), cues=True)
+OUTSIDE_BAYS = PARKING_BAY.outside
+
+
+class ParkingRule(RuleThresholds):
+    """Messy non-motor parking: stationary bicycles/motorcycles outside parking bays or inside no_parking zones."""
+
+    min_dwell_s: float = Field(300, ge=0, title="Minimum dwell (s)")
+    min_count: int = Field(3, ge=1, title="Minimum count")
+    min_score: float = Field(0.3, ge=0, le=1, title="Minimum score")
+    vehicle_classes: tuple[str, ...] = Field(("bicycle", "motorcycle"), title="Vehicle classes")
+    severity_counts: tuple[int, int] = Field((6, 10), title="Severity steps", description="Counts at which severity rises to 2 and to 3")
+
+    def evidence_classes(self) -> tuple[str, ...]:
+        return self.vehicle_classes
 
 
 def parked(ctx: FrameContext) -> list[Box]:
     """Vehicles parked where they should not be, as one box per no_parking zone and one for all outside the bays
     (a camera without zones or bays shows no parking problem)."""
-    cfg = ctx.rules.non_motor_parking
+    cfg = ctx.rules.rule(TYPE)
     if ctx.zones is None:
         return []
     d = ctx.detections
     vehicles = ctx.of_class(cfg.vehicle_classes) & (d.confidence >= cfg.min_score)
     in_bay = np.zeros(len(d), dtype=bool)
-    for z in ctx.zones.of_kind("parking_bay"):
+    for z in ctx.zones.of_kind(PARKING_BAY.name):
         in_bay |= z.contains(d)
     in_no_parking = np.zeros(len(d), dtype=bool)
     out = []
-    for z in ctx.zones.of_kind("no_parking"):
+    for z in ctx.zones.of_kind(NO_PARKING.name):
         inside = z.contains(d) & vehicles
         in_no_parking |= inside
         if inside.any():
             out.append(union_box(d.xyxy[inside]))
     outside = vehicles & ~in_bay & ~in_no_parking
-    if ctx.zones.of_kind("parking_bay") and outside.any():
+    if ctx.zones.of_kind(PARKING_BAY.name) and outside.any():
         out.append(union_box(d.xyxy[outside]))
     return out
 
 
-@rule(TYPE, presence=parked)
+@rule(TYPE, thresholds=ParkingRule, zone_kinds=(PARKING_BAY, NO_PARKING), presence=parked, title="Non-motor parking (非机动车乱停放)")
 def non_motor_parking(ctx: FrameContext) -> list[Violation]:
     """One violation per zone: each no_parking zone, plus 'outside_bays' when the camera has parking bays.
     Severity rises with the count (`severity_counts`)."""
-    cfg = ctx.rules.non_motor_parking
+    cfg = ctx.rules.rule(TYPE)
     if not cfg.enabled:
         return []
-    groups = list(ctx.active_zones("no_parking", TYPE))
+    groups = list(ctx.active_zones(NO_PARKING.name, TYPE))
     if not ctx.patrol:
-        bays = ctx.zones.of_kind("parking_bay")
+        bays = ctx.zones.of_kind(PARKING_BAY.name)
         if bays:
             in_bay = np.zeros(len(ctx.detections), dtype=bool)
             for z in bays:

@@ -7,7 +7,8 @@ Each rule says what its presence is (`rule(..., presence=...)`); by default, gro
 
 from __future__ import annotations
 
-from .base import RULES, Box, FrameContext
+from .base import Box, FrameContext
+from .registry import RULES
 
 
 def present(ctx: FrameContext) -> list[tuple[str, Box]]:

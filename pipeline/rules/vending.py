@@ -16,14 +16,64 @@ of these, grouped into one violation per stall:
 from __future__ import annotations
 
 import numpy as np
+from pydantic import Field
 
-from ..config import VendingRule
 from ..geometry import box_overlap, covered_share, union_box
-from ..scene.background import STATIC_CLASS
 from .base import Box, FrameContext, Violation, clusters, make_violation, rule, thresholds
+from .registry import STATIC_CLASS, ZoneKindSpec
+from .thresholds import RuleThresholds
 
 TYPE = "street_vending"
+# Its stall things are cue classes (umbrella, table, chair, bench with a person), and static objects feed it.
+NO_VENDING = ZoneKindSpec("no_vending", colour=(0, 165, 255), cues=True, static=True)
 _STATIC_REACH = 0.35  # how far a static object reaches for the other parts of its stall, in its sizes
+
+
+class VendingRule(RuleThresholds):
+    """Street vending: stall-like things, stationary in a no_vending zone, outside its allowed hours. What makes a
+    stall is read from here: stall classes, stall things with a vendor beside them, still market umbrellas,
+    goods on the pavement, and (on cameras) static objects that people come by."""
+
+    min_dwell_s: float = Field(600, ge=0, title="Minimum dwell (s)")
+    standalone_classes: tuple[str, ...] = Field(("stall", "cart"), title="Stall classes", description="Classes that are a stall by themselves")
+    attended_classes: tuple[str, ...] = Field(
+        ("umbrella", "dining table", "chair", "bench"), title="Attended stall classes", description="Classes that are a stall only with a stationary person near them"
+    )
+    still_alone_classes: tuple[str, ...] = Field(
+        ("umbrella",),
+        title="Standing stall classes",
+        description="Classes that are a stall by themselves when they stand: on a camera, still for the dwell (a walker's umbrella moves); on a photo, with no person under them (a carried umbrella overlaps its carrier)",
+    )
+    person_classes: tuple[str, ...] = Field(("person",), title="Vendor classes")
+    person_reach: float = Field(1.0, gt=0, title="Person reach", description="How near a person must be: the gap between the boxes, in sizes of the stall box")
+    goods_classes: tuple[str, ...] = Field(
+        ("banana", "apple", "orange", "broccoli", "carrot", "bowl", "goods"),
+        title="Goods classes",
+        description="Things for sale the detector knows (COCO's produce and bowls, or a retrained `goods` class); one held by a person is theirs. "
+        "Potted plants (a row of pots on a kerb), bottles and cups (litter on a ledge) and cases (bins) set off false stalls on real streets",
+    )
+    goods_score: float = Field(0.25, ge=0, le=1, title="Goods score", description="Score a goods detection needs (small wares score lower than people)")
+    min_goods: int = Field(3, ge=1, title="Goods in a cluster", description="Goods lying together that make a stall by themselves (a person is then optional)")
+    goods_holder_classes: tuple[str, ...] = Field(
+        ("umbrella", "dining table"), title="Goods holders", description="Any goods under one of these (a canopy) or on it (a table) make a stall with it"
+    )
+    static_objects: bool = Field(True, title="Static objects", description="On cameras: something new that stays put is a stall when people come by it or stall cues lie in it")
+    min_visitors: int = Field(1, ge=1, title="Visitors", description="People (tracks) seen beside a static object that make it a stall")
+    explained_by: tuple[str, ...] = Field(
+        ("car", "bus", "truck", "bicycle", "motorcycle", "tricycle", "person"),
+        title="Explaining classes",
+        description="A static object mostly covered by these is that thing (a parked car, parked bikes, a person standing), not a stall",
+    )
+    explained_share: float = Field(0.6, gt=0, le=1, title="Explained share", description="Share of a static object the explaining classes must cover")
+
+    def evidence_classes(self) -> tuple[str, ...]:
+        static = (STATIC_CLASS,) if self.static_objects else ()  # a fixture suppresses static objects too
+        return tuple(dict.fromkeys(self.standalone_classes + self.attended_classes + self.still_alone_classes + self.goods_classes + static))
+
+    def used_classes(self) -> tuple[str, ...]:
+        """Detector classes only: static objects come from the scene, not from a model."""
+        detected = (c for c in self.evidence_classes() if c != STATIC_CLASS)
+        return tuple(dict.fromkeys((*detected, *self.person_classes, *self.explained_by)))
 
 
 def stall_things(ctx: FrameContext, cfg: VendingRule) -> np.ndarray:
@@ -122,7 +172,7 @@ def explained_static(ctx: FrameContext, by: tuple[str, ...], share: float, score
 def stalls(ctx: FrameContext) -> list[Box]:
     """Presence for auto-verification: one box per stall in view, whatever the zone, dwell or hour, with or
     without its vendor (a stall whose vendor stepped away is still there)."""
-    cfg = ctx.rules.street_vending
+    cfg = ctx.rules.rule(TYPE)
     things = ctx.of_class(cfg.standalone_classes + cfg.attended_classes + cfg.still_alone_classes) & (ctx.detections.confidence >= cfg.min_score)
     persons = ctx.of_class(cfg.person_classes) & (ctx.detections.confidence >= cfg.min_score)
     things |= _goods_stalls(ctx, cfg, _loose_goods(ctx, cfg, persons))
@@ -132,15 +182,15 @@ def stalls(ctx: FrameContext) -> list[Box]:
     return [union_box(ctx.detections.xyxy[idx[g]]) for g in clusters(ctx.detections.xyxy[idx], reach=0.5)] if len(idx) else []
 
 
-@rule(TYPE, presence=stalls)
+@rule(TYPE, thresholds=VendingRule, zone_kinds=(NO_VENDING,), presence=stalls, title="Street vending (占道经营)")
 def street_vending(ctx: FrameContext) -> list[Violation]:
     """One violation per stall in each no_vending zone: its things, settled for the dwell, grouped when they
     touch. Severity 2 from three things on."""
-    rule_cfg = ctx.rules.street_vending
+    rule_cfg = ctx.rules.rule(TYPE)
     if not rule_cfg.enabled:
         return []
     out = []
-    for zone_id, inside, override in ctx.active_zones("no_vending", TYPE):
+    for zone_id, inside, override in ctx.active_zones(NO_VENDING.name, TYPE):
         cfg = thresholds(rule_cfg, override)
         stall = np.where(stall_things(ctx, cfg) & ctx.settled(rule_cfg, inside, override))[0].tolist()
         for members in _stalls(ctx, stall):

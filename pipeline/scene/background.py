@@ -43,15 +43,13 @@ import supervision as sv
 
 from ..config import CameraConfig, StaticConfig
 from ..geometry import box_iou, covered_share
-
-STATIC_CLASS = "static_object"  # the class name static objects carry among a frame's detections
-# Zone kinds whose rules read static objects; a camera with none of them keeps no pictures (it costs nothing).
-STATIC_ZONE_KINDS = frozenset({"no_vending"})
+from ..rules.registry import STATIC_CLASS, zone_kind
 
 
 def reads_static(camera: CameraConfig) -> bool:
-    """Whether a camera's zones have a rule that reads static objects (and its static evidence is on)."""
-    return camera.static.enabled and any(z.kind in STATIC_ZONE_KINDS for z in camera.zones)
+    """Whether a camera's zones have a rule that reads static objects (and its static evidence is on); a camera
+    with none keeps no pictures (it costs nothing)."""
+    return camera.static.enabled and any(zone_kind(z.kind).static for z in camera.zones)
 
 
 def static_detections(objects: list[StaticObject], like: sv.Detections) -> sv.Detections:

@@ -14,6 +14,7 @@ import numpy as np
 import supervision as sv
 
 from ..config import CameraConfig, ZoneConfig
+from ..rules.registry import zone_kind
 
 
 @dataclass(frozen=True)
@@ -61,22 +62,22 @@ class CameraZones:
     def __init__(self, camera: CameraConfig, width: int, height: int) -> None:
         self.camera = camera
         self.zones = [Zone(z, np.round(np.array(z.pixel_polygon(width, height, camera.resolution))).astype(np.int64)) for z in camera.zones]
+        self.masks = [z for z in self.zones if zone_kind(z.kind).mask]  # `ignore` zones
 
     def of_kind(self, kind: str) -> list[Zone]:
         return [z for z in self.zones if z.kind == kind]
 
     def ignore_mask(self, width: int, height: int) -> np.ndarray | None:
         """The frame's pixels under an `ignore` mask (None when the camera has none)."""
-        ignore = self.of_kind("ignore")
-        if not ignore:
+        if not self.masks:
             return None
         mask = np.zeros((height, width), np.uint8)
-        cv2.fillPoly(mask, [z.polygon.astype(np.int32) for z in ignore], 1)
+        cv2.fillPoly(mask, [z.polygon.astype(np.int32) for z in self.masks], 1)
         return mask.astype(bool)
 
     def ignored(self, detections: sv.Detections) -> np.ndarray:
         """Detections standing inside any `ignore` mask."""
         mask = np.zeros(len(detections), dtype=bool)
-        for z in self.of_kind("ignore"):
+        for z in self.masks:
             mask |= z.contains(detections)
         return mask

@@ -16,27 +16,26 @@ import cv2
 import numpy as np
 
 from ..config import CameraConfig, GateConfig, RulesConfig
+from ..rules.registry import zone_kind
 
-
-# Zone kinds whose rule looks *outside* them (vehicles parked outside every bay): the whole frame matters.
-_OUTSIDE_KINDS = frozenset({"parking_bay"})
 _ZONE_MARGIN = 0.08  # of the copy's long side: an object standing on a zone's edge changes pixels beside it
 
 
 def zone_mask(camera: CameraConfig | None, width: int, height: int, size: tuple[int, int]) -> np.ndarray:
     """Pixels of a `size` (w, h) copy of a `width` x `height` frame that the gate watches: around the camera's
-    zones (all of the frame when it has none, or a zone whose rule looks outside it), never an ignore zone."""
+    zones (all of the frame when it has none, or a zone whose rule looks outside it: vehicles parked outside
+    every bay), never an ignore zone (a mask)."""
     w, h = size
     sx, sy = w / width, h / height
     zones = camera.zones if camera else ()
-    watched = [z for z in zones if z.kind != "ignore"]
-    ignored = [z for z in zones if z.kind == "ignore"]
+    watched = [z for z in zones if not zone_kind(z.kind).mask]
+    ignored = [z for z in zones if zone_kind(z.kind).mask]
 
     def poly(z) -> np.ndarray:
         pts = z.pixel_polygon(width, height, camera.resolution)
         return np.array([[round(x * sx), round(y * sy)] for x, y in pts], np.int32)
 
-    if not watched or any(z.kind in _OUTSIDE_KINDS for z in watched):
+    if not watched or any(zone_kind(z.kind).outside for z in watched):
         mask = np.full((h, w), 255, np.uint8)
     else:
         mask = np.zeros((h, w), np.uint8)

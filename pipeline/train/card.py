@@ -12,8 +12,9 @@ from pathlib import Path
 from ..detect import DetectorSettings
 from ..detect.onnx import OnnxDetector
 from ..formats.yolo import list_images
-from ..source.images import load_image
+from ..rules.registry import kind_names, zone_kinds
 from ..samples.classes import COCO_KEEP, MERGED_CLASSES, STREET_CLASSES
+from ..source.images import load_image
 from .dataset import Sources
 from .evaluate import evaluate_model
 from .measure import false_positives_per_image, latency_ms, recall_against_reference
@@ -294,7 +295,7 @@ def _cue_section(card: dict) -> list[str]:
     ]
     if "cue_model" in card:
         lines.append(
-            f"Served with the cue model `{card['cue_model']['name']}` at {card['cue_model']['imgsz']} px on cameras with a no_vending, no_parking or parking_bay zone "
+            f"Served with the cue model `{card['cue_model']['name']}` at {card['cue_model']['imgsz']} px on cameras with a {kind_names(k for k in zone_kinds().values() if k.cues)} zone "
             "(`pipeline/detect/cascade.py`); garbage-only cameras run this model alone."
         )
     lines += ["", "| class | score | " + " | ".join(cols) + " | reference boxes |", "|---|---|" + "---|" * len(cols) + "---|"]

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import supervision as sv
 
-from ..config.models import GarbageRule, ParkingRule
+from ..rules.garbage import GarbageRule
+from ..rules.parking import ParkingRule
 from ..paths import SHARED, STREETS_SPLIT
 from ..detect import Detector
 from ..formats.yolo import cxcywh_to_xyxy, label_path, list_images, read_labels
