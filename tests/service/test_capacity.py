@@ -7,9 +7,7 @@ what matters is the process the kernel sees, not what Python thinks it holds.
 from __future__ import annotations
 
 import io
-import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +26,7 @@ from service.errors import Overloaded
 from service.metrics import ServiceMetrics
 from service.uploads import DecodeBudget
 from tests.conftest import REPO
+from tests.support.serve import ServeProcess
 
 from .conftest import STREET, metric
 
@@ -162,33 +161,14 @@ def test_an_image_larger_than_the_whole_budget_is_413(make_client):
 @pytest.fixture
 def service(camera_config, models_root, tmp_path):
     """A real `streetorder serve` with a 128 MiB image budget; yields (base URL, psutil.Process)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "STREETORDER_IMAGE_MEMORY_MB": "128", "STREETORDER_IMAGE_MEMORY_WAIT_S": "60"}
-    env.pop("STREETORDER_API_KEY", None)
-    cmd = [
-        sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port), "--config", str(camera_config), "--db", f"sqlite:///{tmp_path}/ledger.db",
+    args = [
+        "--config", str(camera_config), "--db", f"sqlite:///{tmp_path}/ledger.db",
         "--models-dir", str(models_root), "--threads", "1", "--evidence-dir", str(tmp_path / "engine"), "--log-level", "warning", "--max-upload-mb", "20",
         "--insecure-open",  # what is measured here is memory, not keys
     ]
-    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.monotonic() < deadline, "the service did not come up"
-            time.sleep(0.3)
-        yield base, psutil.Process(proc.pid)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    env = {"STREETORDER_IMAGE_MEMORY_MB": "128", "STREETORDER_IMAGE_MEMORY_WAIT_S": "60"}
+    with ServeProcess(args, tmp_path, env=env, probe="/ready") as serve:
+        yield serve.base, psutil.Process(serve.pid)
 
 
 def _peak_rss(pid: int) -> int:
