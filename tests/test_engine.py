@@ -7,6 +7,7 @@ pieces run together, on detections given directly (see tests/factory.py).
 
 from __future__ import annotations
 
+import os
 import time
 from datetime import timedelta
 
@@ -83,6 +84,14 @@ def test_patrol_photos_dedup_by_place_and_time():
         e.process_photo(Frame(IMG, T0), detections=g())
 
 
+def rewrite(path, text: str) -> None:
+    """Edit the config in place with its mtime a second on, as an edit a moment later would leave it (a rewrite
+    of the same size within one mtime tick would look unchanged; a sleep only makes that unlikely)."""
+    before = path.stat().st_mtime_ns
+    path.write_text(text, encoding="utf-8")
+    os.utime(path, ns=(before + 10**9, before + 10**9))
+
+
 def test_config_reload_without_restart(tmp_path):
     path = tmp_path / "cams.yaml"
     path.write_text(CONFIG, encoding="utf-8")
@@ -90,8 +99,7 @@ def test_config_reload_without_restart(tmp_path):
     pile = dets(("garbage", (400, 300, 460, 380), 0.8))
     for t in range(0, 20, 2):
         e.process(Frame(IMG, T0 + timedelta(seconds=t), "cam"), pile)
-    time.sleep(0.01)
-    path.write_text(CONFIG.replace("[560, 200], [640, 200], [640, 480], [560, 480]", "[380, 200], [640, 200], [640, 480], [380, 480]"), encoding="utf-8")
+    rewrite(path, CONFIG.replace("[560, 200], [640, 200], [640, 480], [560, 480]", "[380, 200], [640, 200], [640, 480], [380, 480]"))
     final = {}
     for t in range(20, 300, 2):
         for r in e.process(Frame(IMG, T0 + timedelta(seconds=t), "cam"), pile).reports:
@@ -110,8 +118,7 @@ def test_flush_still_reports_a_camera_a_reload_removed(tmp_path):
     opened = []
     for t in range(0, 200, 2):
         opened += e.process(Frame(IMG, T0 + timedelta(seconds=t), "cam"), pile).opened
-    time.sleep(0.01)
-    path.write_text(CONFIG.replace("id: cam\n", "id: cam-renamed\n"), encoding="utf-8")
+    rewrite(path, CONFIG.replace("id: cam\n", "id: cam-renamed\n"))
     assert e.config.cameras[0].id == "cam-renamed"
     [report] = e.flush()
     assert report.incident_id == opened[0].incident_id and report.location.point == "P1"
