@@ -50,6 +50,7 @@ def test_the_services_split_of_the_work_gives_what_detect_gives(street, coco):
     images = [load_image(BIKES), load_image(val_images(1)[0])]
     prepared = [cascade.prepare(im) for im in images]
     raw = cascade.infer_prepared(prepared)
+    assert len(raw) == len(prepared) == 2
     for whole, piece in zip(cascade.detect(images), [cascade.finish(r, p) for r, p in zip(raw, prepared)]):
         assert len(whole) > 0
         assert list(whole.data["class_name"]) == list(piece.data["class_name"])

@@ -18,7 +18,9 @@ def _commands(parser: argparse.ArgumentParser, prefix: str = ""):
 
 def test_config_is_always_the_camera_config_and_ledger_the_ledger_config():
     seen = {"--config": 0, "--ledger": 0}
+    assert list(_commands(build_parser()))
     for name, parser in _commands(build_parser()):
+        assert parser._actions, name
         for action in parser._actions:
             if "--config" in action.option_strings:
                 seen["--config"] += 1

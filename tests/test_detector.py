@@ -39,6 +39,7 @@ def assert_parity(onnx_dets, ultra_dets, min_score=0.3):
     """
     matched = 0
     for a_all, b_all in ((onnx_dets, ultra_dets), (ultra_dets, onnx_dets)):
+        assert len(a_all) == len(b_all) > 0
         for a, b in zip(a_all, b_all):
             a = a[a.confidence >= min_score]
             b = b[b.confidence >= min_score - 0.05]
@@ -138,6 +139,7 @@ def test_batched_equals_single(coco_onnx):
     det = load_detector(coco_onnx, "onnx", DetectorSettings(conf=0.25))
     images = [load_image(p) for p in REAL_IMAGES[:5]]
     batched = det.detect(images)
+    assert len(batched) == len(images) == 5
     for image, b in zip(images, batched):
         [s] = det.detect([image])
         assert np.allclose(s.xyxy, b.xyxy, atol=0.05) and np.array_equal(s.class_id, b.class_id)

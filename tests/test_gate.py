@@ -85,7 +85,7 @@ def test_every_decode_strategy_gives_the_same_frames(night_clip):
     for every in (2.0, 1.0, 6.0):
         runs = {s: list(video_frames(night_clip, START, every, "night", strategy=s)) for s in STRATEGIES if s == "decode" or _applies(s, every)}
         ref = runs["decode"]
-        assert len(ref) == int(240 / every) and ref[1].at - ref[0].at == timedelta(seconds=every)
+        assert len(ref) == int(240 / every) and ref[1].at - ref[0].at == timedelta(seconds=every) and runs
         for name, frames in runs.items():
             assert [f.at for f in frames] == [f.at for f in ref], (name, every)
             assert all(np.array_equal(a.image, b.image) for a, b in zip(frames[::7], ref[::7])), (name, every)
@@ -190,9 +190,9 @@ def test_scenarios_same_incidents_with_and_without_gate():
     from pipeline.devtools.scenarios import load_scenarios, run_scenario
 
     detector = load_cue_cascade(None, settings=DetectorSettings(conf=0.25))
-    for scenario in load_scenarios():
-        if scenario.name not in ("garbage-pile", "bikes-pile-up", "stall-forbidden-hours"):
-            continue
+    scenarios = [s for s in load_scenarios() if s.name in ("garbage-pile", "bikes-pile-up", "stall-forbidden-hours")]
+    assert len(scenarios) == 3
+    for scenario in scenarios:
         seen: dict = {}  # the gated run reads the plain run's detections of the frames it detects
         [plain] = run_scenario(scenario, detector, seen=seen)
         [gated] = run_scenario(scenario, detector, gate=True, seen=seen)

@@ -44,6 +44,7 @@ def test_plain_jpeg_fast_path_gives_pillows_pixels(monkeypatch):
     fast = [decode_image(b) for b in blobs]
     monkeypatch.setattr(images, "_plain_jpeg", lambda im, data: None)
     slow = [decode_image(b) for b in blobs]
+    assert len(fast) == len(slow) == 6
     for a, b in zip(fast, slow):
         assert a.shape == b.shape and a.dtype == b.dtype == np.uint8
         assert np.array_equal(a, b)

@@ -120,6 +120,7 @@ def test_report_shows_the_nights_cases_with_thumbnails_and_timelines(night):
     page, html = parse(report)
     text = " ".join(page.text)
     cases = store.list()
+    assert cases
     for c in cases:
         assert f'id="case-{c.id}"' in html
         imgs = [a for t, a in page.tags if t == "img" and a.get("alt", "").endswith(f"of case {c.id}")]

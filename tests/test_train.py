@@ -68,6 +68,7 @@ def test_merged_dataset_from_a_cached_teacher(tmp_path):
     assert list(data["names"].values()) == list(MERGED_CLASSES)
     names = {p.name for p in (out / "train" / "images").iterdir()}
     assert {f"streets_{p.name}" for p in used} <= names and not any(p.name in n for p in unused for n in names)
+    assert list((out / "train" / "images").iterdir())
     for img in (out / "train" / "images").iterdir():
         assert img.is_symlink()
         rows = read_labels(label_path(img))

@@ -151,6 +151,7 @@ def test_receiver_down_for_an_hour_gets_every_event_exactly_once(make_store, rec
     assert max(r.attempts for r in rows) < 25  # backoff kept the hour to a handful of tries per message
     # per case, events arrived in the order they happened: created before dispatched
     arrived = list(receiver.accepted.values())
+    assert arrived
     for case_id in {m["case"]["id"] for m in arrived}:
         kinds = [m["event"]["to_status"] for m in arrived if m["case"]["id"] == case_id]
         assert kinds in (["detected"], ["detected", "dispatched"])
@@ -237,6 +238,7 @@ def test_mqtt_one_message_per_event_on_the_per_type_topic(make_store, mqtt_subsc
         time.sleep(0.05)
     keys = [json.loads(m.payload)["idempotency_key"] for m in got]
     assert sorted(keys) == sorted(r.idempotency_key for r in rows)  # each exactly once
+    assert len(got) == 10
     for m in got:
         body = json.loads(m.payload)
         assert m.topic == f"{prefix}/{body['case']['type']}"

@@ -254,6 +254,7 @@ def test_batched_answers_are_the_single_image_answers(make_client, street_jpeg):
     flipped = png(Image.open(STREET).transpose(Image.Transpose.FLIP_LEFT_RIGHT))
     with ThreadPoolExecutor(6) as pool:
         answers = list(pool.map(lambda i: detect(client, street_jpeg if i % 2 else flipped, "s.jpg").json(), range(6)))
+    assert len(answers) == 6
     for i, a in enumerate(answers):
         if i % 2:
             assert [d["class_name"] for d in a["detections"]] == [d["class_name"] for d in alone["detections"]]
