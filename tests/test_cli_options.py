@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+import pytest
+
 from pipeline.cli import build_parser
 
 
@@ -32,6 +34,7 @@ def test_config_is_always_the_camera_config_and_ledger_the_ledger_config():
     assert seen["--config"] >= 3 and seen["--ledger"] >= 15  # run, serve, config check...; every ledger command
 
 
+@pytest.mark.slow
 def test_cli_does_not_import_the_web_app_to_build_its_parser():
     import subprocess
     import sys

@@ -41,6 +41,7 @@ def test_garbage_pile_is_one_incident_despite_dropouts(dropout, seed):
     assert r.location.point == "P1" and r.owner == "张伟" and r.camera_id == "cam"
 
 
+@pytest.mark.slow
 def test_same_footage_gives_same_incident_ids_at_any_speed():
     a = run(engine(), pile_scene, 800, dropout=0.3, seed=5)
     time.sleep(0.01)

@@ -79,6 +79,7 @@ class BrightHeap:
         return out
 
 
+@pytest.mark.slow
 def test_every_decode_strategy_gives_the_same_frames(night_clip):
     info = probe(night_clip)
     assert info.keyframe_s == pytest.approx(2.0) and info.fps == FPS and info.frames == 1200
@@ -155,6 +156,7 @@ def _incidents(engine: Engine, ticks) -> list[tuple]:
     return sorted((r.type, r.zone_id, (r.first_seen - START).total_seconds(), (r.last_seen - START).total_seconds(), r.ended) for r in final.values())
 
 
+@pytest.mark.slow
 def test_sample_city_same_incidents_with_and_without_gate():
     """Detections are cached by image (the detector is deterministic and every strategy decodes the same pixels),
     so the gated run costs no detector time of its own."""
@@ -184,6 +186,7 @@ def test_sample_city_same_incidents_with_and_without_gate():
     assert detected["every frame"] == (466, 466) and detected["gated"][0] == 466 and detected["gated"][1] < 466
 
 
+@pytest.mark.slow
 def test_scenarios_same_incidents_with_and_without_gate():
     from pipeline.detect import DetectorSettings
     from pipeline.detect.cascade import load_cue_cascade

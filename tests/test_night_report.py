@@ -22,6 +22,8 @@ from pipeline.cases import CaseStore, LedgerConfig
 from .bad_videos import corrupt_middle, tiny_video, truncated_avi, unknown_codec
 from .conftest import REPO
 
+pytestmark = pytest.mark.slow
+
 SAMPLES = REPO / "datasets" / "samples" / "footage"
 LANE = SAMPLES / "cam-lane" / "lane_20261120_220000.mp4"
 STREETORDER = str(Path(sys.executable).parent / "streetorder")

@@ -135,6 +135,7 @@ def _small_benchmark(names) -> Benchmark:
     return Benchmark(gcn, streets, [], names, name="benchmark-test")
 
 
+@pytest.mark.slow
 def test_gate_refuses_a_worse_candidate_promotes_a_better_one_and_the_service_follows(tmp_path, world):
     from service.model_slot import ModelSlot
 
@@ -172,6 +173,7 @@ def _wait_for(cond, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_full_loop_retrain_extends_classes_gate_refuses_and_rule_takes_the_new_class(tmp_path, world, capsys):
     models = world["models"]
     work = tmp_path / "work"

@@ -197,6 +197,7 @@ cameras:
     assert sliced.calls[0] == [(64, 64)] * 3 and sliced.calls[1:] == [[(36, 36)] * 4] * 3  # full frames, then each frame's tiles
 
 
+@pytest.mark.slow
 def test_detect_cli_slice(tmp_path):
     def run(*args):
         r = subprocess.run([STREETORDER, "detect", str(DENSE), "--json", "--backend", "onnx", *args], cwd=REPO, capture_output=True, text=True, timeout=300)

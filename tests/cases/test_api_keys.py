@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import text
 
 from pipeline.cases.db import Database
@@ -67,6 +68,7 @@ def _poll(keys: KeyStore, key: str, seconds: float) -> list[tuple[float, bool]]:
     return out
 
 
+@pytest.mark.slow
 def test_a_key_in_use_is_renewed_ahead_of_time_and_a_revoke_elsewhere_still_lands_within_the_cache_time(tmp_path):
     db = Database(f"sqlite:///{tmp_path}/k.db")
     service, cli = KeyStore(db, cache_s=1.0), KeyStore(db)

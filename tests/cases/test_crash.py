@@ -49,6 +49,7 @@ def check_consistent(store) -> dict[str, int]:
         }
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_killed_posting_loses_nothing_and_a_rerun_completes_without_duplicates(store, tmp_path):
     batch = tmp_path / "batch.jsonl"

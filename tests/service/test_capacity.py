@@ -204,6 +204,7 @@ def test_a_frame_decode_reuses_heap_pages_instead_of_faulting_in_fresh_ones():
     assert float(out.stdout) < 30, f"{out.stdout.strip()} page faults per decode"
 
 
+@pytest.mark.slow
 def test_concurrent_large_uploads_keep_the_service_under_its_budget(service):
     base, proc = service
     rng = np.random.default_rng(0)
@@ -236,6 +237,7 @@ def test_concurrent_large_uploads_keep_the_service_under_its_budget(service):
 # ---- micro-batching and load shedding ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_concurrent_requests_are_batched(make_client, street_jpeg):
     client = make_client(batch_max_wait_ms=50)
     with ThreadPoolExecutor(8) as pool:
@@ -248,6 +250,7 @@ def test_concurrent_requests_are_batched(make_client, street_jpeg):
     assert metric(text, "streetorder_batch_size_bucket", 'le="1.0"') < calls  # some batch had more than one image
 
 
+@pytest.mark.slow
 def test_batched_answers_are_the_single_image_answers(make_client, street_jpeg):
     alone = detect(make_client(batching=False), street_jpeg, "s.jpg", "image/jpeg").json()
     client = make_client(batch_max_wait_ms=50)

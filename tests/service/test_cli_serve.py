@@ -20,6 +20,7 @@ def test_help_lists_the_options_and_the_environment(capsys):
         assert flag in out
 
 
+@pytest.mark.slow
 def test_serve_starts_a_working_service_with_role_keys_and_no_key_in_its_access_log(camera_config, models_root, tmp_path, capsys):
     db = f"sqlite:///{tmp_path}/ledger.db"
     assert main(["keys", "create", "--role", "admin", "--name", "ops", "--db", db, "--json"]) == 0

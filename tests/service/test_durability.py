@@ -20,6 +20,8 @@ from tests.support.serve import ServeProcess
 from .conftest import T0
 from .tcp_proxy import TcpProxy
 
+pytestmark = pytest.mark.slow
+
 
 class Serve(ServeProcess):
     """`streetorder serve` as a child process, with the keys this test's requests send."""

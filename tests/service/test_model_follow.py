@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 import time
 
+import pytest
+
 from pipeline.train.promote import record_promotion, rollback
 
 
@@ -19,6 +21,7 @@ def _wait(client, name: str, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_promote_and_rollback_reach_a_running_service(tmp_path, models_root, make_client, monkeypatch, caplog):
     models = tmp_path / "models"
     for name in ("coco", "coco-b", "broken"):

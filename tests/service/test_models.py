@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 
+import pytest
+
 from .conftest import T0, post_frame
 
 
@@ -32,6 +34,7 @@ def test_the_model_list_pages_like_every_list(client):
     assert {m["name"] for m in first["models"] + rest["models"]} == {"coco", "coco-b", "broken", "no-onnx"}
 
 
+@pytest.mark.slow
 def test_swap_serves_the_new_model_for_the_next_request(client, street_jpeg, models_root):
     r = client.put("/models/current", json={"name": "coco-b"})
     assert r.status_code == 200 and r.json()["name"] == "coco-b"

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 
 def refs(schema: dict) -> list[str]:
     """The models a response schema names: one $ref, or each of an anyOf (/ready answers one of two)."""
     return [schema["$ref"]] if "$ref" in schema else [s["$ref"] for s in schema.get("anyOf", []) if "$ref" in s]
 
 
+@pytest.mark.slow
 def test_every_route_has_a_response_model_and_documents_its_errors(client):
     spec = client.get("/openapi.json").json()
     schemas = spec["components"]["schemas"]

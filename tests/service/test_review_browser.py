@@ -22,6 +22,8 @@ from tests.support.serve import serve_app
 
 from .conftest import T0
 
+pytestmark = pytest.mark.slow
+
 KEYS: dict[Role, str] = {}  # the reviewer who logs in, and the camera that sends the frames
 
 
