@@ -68,6 +68,7 @@ def test_all_good_exits_zero_and_saves_annotated(tmp_path, coco_onnx):
     assert drawn.shape == original.shape and (drawn != original).any()
 
 
+@pytest.mark.slow
 def test_unknown_model_is_a_clear_error():
     r = run("detect", str(val_images(1)[0]), "--model", "no-such-model")
     assert r.returncode == 2 and "unknown model 'no-such-model'" in r.stderr
@@ -82,6 +83,7 @@ def test_serving_path_imports_no_torch(coco_onnx):
     assert not [m for m in imported if m.split(".")[0] in ("torch", "torchvision", "ultralytics")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [[], ["detect"], ["evaluate"], ["train"]])
 def test_every_command_has_help(command):
     r = run(*command, "--help")

@@ -151,6 +151,7 @@ def test_batched_equals_single(coco_onnx):
         assert np.allclose(s.xyxy, b.xyxy, atol=0.05) and np.array_equal(s.class_id, b.class_id)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
 def test_input_buffers_are_reused_only_once_their_image_is_done(coco_onnx, backend):
     det = load_detector(coco_onnx, backend, DetectorSettings(conf=0.25))

@@ -30,6 +30,7 @@ def pile_scene(t):
     return objs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dropout, seed", [(0.0, 0), (0.3, 1), (0.3, 2), (0.3, 3)])
 def test_garbage_pile_is_one_incident_despite_dropouts(dropout, seed):
     incidents = run(engine(), pile_scene, 800, dropout=dropout, seed=seed)

@@ -64,6 +64,7 @@ def test_dataset_with_classes_the_model_lacks(tmp_path):
         evaluate_model(tmp_path / "data.yaml", progress=False)
 
 
+@pytest.mark.slow
 def test_bad_dataset_files(tmp_path):
     with pytest.raises(DatasetError, match="no such dataset file"):
         evaluate_model(tmp_path / "none.yaml")

@@ -128,6 +128,7 @@ def test_gate_ignores_noise_and_drift_and_sees_a_heap():
     assert gate.due(60.0) and not gate.due(59.0)
 
 
+@pytest.mark.slow
 def test_noisy_drifting_clip_gate_skips_most_detections_and_changes_nothing(night_clip):
     config = parse_config(CONFIG)
     camera = config.cameras[0]

@@ -234,6 +234,7 @@ print(rss("VmHWM:") - before, probe_image(data).decode_bytes())
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt, mode", [("JPEG", "RGB"), ("PNG", "RGBA"), ("JPEG", "CMYK")])
 def test_the_decode_memory_estimate_covers_the_real_peak(fmt, mode):
     import subprocess

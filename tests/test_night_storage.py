@@ -20,6 +20,8 @@ import pytest
 
 from .conftest import REPO
 
+pytestmark = pytest.mark.slow
+
 SAMPLES = REPO / "datasets" / "samples" / "footage"
 STREETORDER = str(Path(sys.executable).parent / "streetorder")
 PREFIXES = (["unshare", "--mount"], ["unshare", "--user", "--map-root-user", "--mount"])
@@ -94,7 +96,6 @@ def test_a_file_where_a_folder_should_be(tmp_path, where):
     assert f"{tmp_path / 'blocker'}: a file stands where a folder should be" in r.stderr
 
 
-@pytest.mark.slow
 def test_evidence_disk_filling_up_mid_night_stops_it_with_nothing_half_written(tmp_path, unshare):
     """The evidence folder takes the start-up probe, then fills on the night's first case: the night stops, says why
     and which files it did not reach; the ledger holds no case without its evidence and no half-written file."""

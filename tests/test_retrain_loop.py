@@ -103,6 +103,7 @@ def test_the_night_job_pools_detected_frames_not_the_gates_reuses_of_them(tmp_pa
     assert [f.taken_at for f in runner.pool.frames()] == [T0]
 
 
+@pytest.mark.slow
 def test_select_scores_dedups_and_writes_a_labelling_task(tmp_path, world):
     pool = FramePool(FramePoolConfig(root=tmp_path / "pool", min_interval_s=0))
     images = sorted((GARBAGE_CN / "val" / "images").glob("*.jpg"))[:6]

@@ -102,6 +102,7 @@ def test_night_augment_touches_only_the_image():
     assert NightAugment(p=0.0)(dict(labels))["img"] is img
 
 
+@pytest.mark.slow
 def test_trainer_adds_night_before_format_and_keeps_it_after_mosaic_closes(tmp_path):
     from ultralytics.data.augment import Format
 

@@ -39,6 +39,7 @@ def test_keys_and_sessions_on_both_backends(db_url):
     db.dispose()
 
 
+@pytest.mark.slow
 def test_a_verified_key_is_remembered_briefly_and_a_local_revoke_is_at_once(tmp_path):
     db = Database(f"sqlite:///{tmp_path}/k.db")
     service, cli = KeyStore(db, cache_s=2.0), KeyStore(db)

@@ -126,6 +126,7 @@ def test_backoff_doubles_with_jitter_and_is_capped():
     assert len({backoff(cfg, 3, f"k{i}") for i in range(20)}) > 10  # but spread over messages
 
 
+@pytest.mark.slow
 def test_receiver_down_for_an_hour_gets_every_event_exactly_once(make_store, receiver, tmp_path, clock):
     store = make_store(webhook={"url": receiver.url, "secret": SECRET}, outbox={"backoff_base_s": 5, "backoff_max_s": 600, "max_attempts": 40})
     seed_cases(store, tmp_path, clock)

@@ -136,6 +136,7 @@ def test_dark_frozen_and_corrupt_frames_never_become_a_static_object(trouble, ga
     assert static.resets == 0
 
 
+@pytest.mark.slow
 def test_frozen_and_dark_stretches_do_not_count_as_staying():
     # the stall appears, then the stream freezes for 20 minutes: only live time counts towards its dwell
     cfg = StaticConfig()

@@ -317,6 +317,7 @@ def test_metrics_need_an_admin_key(client):
         assert client.get("/metrics", headers=key_of(client, Role.ADMIN)).status_code == 200
 
 
+@pytest.mark.slow
 def test_frames_of_one_camera_batched_together_enter_the_engine_in_time_order(make_client, street_jpeg):
     """The later frame is queued first, so its answer comes first; it must still wait for the earlier one.
     Whether the two share a batch depends on thread timing, so the pair is tried until they do (5 tries)."""

@@ -57,6 +57,7 @@ def test_failed_swaps_keep_the_old_model_serving(client, street_jpeg):
     assert client.get("/ready").json()["ready"] is True
 
 
+@pytest.mark.slow
 def test_persisting_the_choice_rewrites_current_in_the_models_dir(make_client, models_root, tmp_path):
     own = tmp_path / "models"
     for name in ("coco", "coco-b"):
