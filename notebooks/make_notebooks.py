@@ -6,11 +6,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 
-def nb(cells):
+def nb(cells, name):
+    """A notebook of (kind, source) cells; each cell's id is `name-NN`, its place, so a rewrite keeps the ids."""
     return {
         "cells": [
-            {"cell_type": kind, "metadata": {}, "source": src.strip("\n").splitlines(keepends=True), **({"outputs": [], "execution_count": None} if kind == "code" else {})}
-            for kind, src in cells
+            {"cell_type": kind, "id": f"{name}-{i:02d}", "metadata": {}, "source": src.strip("\n").splitlines(keepends=True), **({"outputs": [], "execution_count": None} if kind == "code" else {})}
+            for i, (kind, src) in enumerate(cells)
         ],
         "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}, "language_info": {"name": "python"}},
         "nbformat": 4,
@@ -219,6 +220,6 @@ json.loads((W / "models" / "HISTORY.json").read_text())["stack"]
 ]
 
 if __name__ == "__main__":
-    (HERE / "01-model-and-engine.ipynb").write_text(json.dumps(nb(MODEL), indent=1, ensure_ascii=False) + "\n")
-    (HERE / "02-ledger-and-review.ipynb").write_text(json.dumps(nb(LEDGER), indent=1, ensure_ascii=False) + "\n")
-    (HERE / "03-retraining-loop.ipynb").write_text(json.dumps(nb(LOOP), indent=1, ensure_ascii=False) + "\n")
+    (HERE / "01-model-and-engine.ipynb").write_text(json.dumps(nb(MODEL, "model"), indent=1, ensure_ascii=False) + "\n")
+    (HERE / "02-ledger-and-review.ipynb").write_text(json.dumps(nb(LEDGER, "ledger"), indent=1, ensure_ascii=False) + "\n")
+    (HERE / "03-retraining-loop.ipynb").write_text(json.dumps(nb(LOOP, "loop"), indent=1, ensure_ascii=False) + "\n")

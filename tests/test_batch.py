@@ -17,6 +17,8 @@ from pipeline.db.engine import Database
 
 from .conftest import REPO
 
+pytestmark = pytest.mark.slow
+
 SAMPLES = REPO / "datasets" / "samples" / "footage"
 STREETORDER = str(Path(sys.executable).parent / "streetorder")
 

@@ -50,6 +50,7 @@ def test_the_services_split_of_the_work_gives_what_detect_gives(street, coco):
     images = [load_image(BIKES), load_image(val_images(1)[0])]
     prepared = [cascade.prepare(im) for im in images]
     raw = cascade.infer_prepared(prepared)
+    assert len(raw) == len(prepared) == 2
     for whole, piece in zip(cascade.detect(images), [cascade.finish(r, p) for r, p in zip(raw, prepared)]):
         assert len(whole) > 0
         assert list(whole.data["class_name"]) == list(piece.data["class_name"])
@@ -57,6 +58,7 @@ def test_the_services_split_of_the_work_gives_what_detect_gives(street, coco):
     assert prepared[0].nbytes == prepared[0].primary.tensor.nbytes + prepared[0].cue.tensor.nbytes
 
 
+@pytest.mark.slow
 def test_a_class_filter_applies_to_both_models(street, coco):
     only = CueCascade(load_detector("street-v1", settings=DetectorSettings(conf=0.25, classes=("garbage", "motorcycle"))), coco, STREET, keep=("garbage", "motorcycle"))
     [d] = only.detect([load_image(BIKES)])
@@ -107,6 +109,7 @@ def test_rule_scores_follow_the_rules_config():
     assert rule_scores(lowered)["chair"] == 0.2
 
 
+@pytest.mark.slow
 def test_the_reference_scores_full_recall_against_itself_and_an_empty_detector_none(coco):
     images = [CueImage("streets", BIKES.name, load_image(BIKES), np.array([[0, 0, 10, 10]], float))] + [
         CueImage("gcn", p.name, load_image(p), None) for p in val_images(3)

@@ -35,6 +35,7 @@ def mixed_folder(tmp_path) -> Path:
     return folder
 
 
+@pytest.mark.slow
 def test_mixed_folder_reports_each_bad_file_and_carries_on(mixed_folder, coco_onnx):
     r = run("detect", str(mixed_folder), "--json", "--model", str(coco_onnx))
     assert r.returncode == 1, r.stderr
@@ -53,6 +54,7 @@ def test_mixed_folder_reports_each_bad_file_and_carries_on(mixed_folder, coco_on
         assert name in r.stderr
 
 
+@pytest.mark.slow
 def test_all_good_exits_zero_and_saves_annotated(tmp_path, coco_onnx):
     out = tmp_path / "out"
     images = [str(p) for p in val_images(2)]
@@ -66,11 +68,13 @@ def test_all_good_exits_zero_and_saves_annotated(tmp_path, coco_onnx):
     assert drawn.shape == original.shape and (drawn != original).any()
 
 
+@pytest.mark.slow
 def test_unknown_model_is_a_clear_error():
     r = run("detect", str(val_images(1)[0]), "--model", "no-such-model")
     assert r.returncode == 2 and "unknown model 'no-such-model'" in r.stderr
 
 
+@pytest.mark.slow
 def test_serving_path_imports_no_torch(coco_onnx):
     r = run("detect", str(val_images(1)[0]), "--json", "--model", str(coco_onnx), env={**os.environ, "PYTHONPROFILEIMPORTTIME": "1"})
     assert r.returncode == 0, r.stderr
@@ -79,6 +83,7 @@ def test_serving_path_imports_no_torch(coco_onnx):
     assert not [m for m in imported if m.split(".")[0] in ("torch", "torchvision", "ultralytics")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("command", [[], ["detect"], ["evaluate"], ["train"]])
 def test_every_command_has_help(command):
     r = run(*command, "--help")

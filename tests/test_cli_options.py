@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+import pytest
+
 from pipeline.cli import build_parser
 
 
@@ -18,7 +20,9 @@ def _commands(parser: argparse.ArgumentParser, prefix: str = ""):
 
 def test_config_is_always_the_camera_config_and_ledger_the_ledger_config():
     seen = {"--config": 0, "--ledger": 0}
+    assert list(_commands(build_parser()))
     for name, parser in _commands(build_parser()):
+        assert parser._actions, name
         for action in parser._actions:
             if "--config" in action.option_strings:
                 seen["--config"] += 1
@@ -30,6 +34,7 @@ def test_config_is_always_the_camera_config_and_ledger_the_ledger_config():
     assert seen["--config"] >= 3 and seen["--ledger"] >= 15  # run, serve, config check...; every ledger command
 
 
+@pytest.mark.slow
 def test_cli_does_not_import_the_web_app_to_build_its_parser():
     import subprocess
     import sys

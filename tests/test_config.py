@@ -122,6 +122,7 @@ def test_fixtures_file_is_merged_and_validated(tmp_path):
         load_config(tmp_path / "cams.yaml")
 
 
+@pytest.mark.slow
 def test_config_check_and_schema_know_the_plug_in_rules(tmp_path):
     """`config check` and `config schema` read a plug-in rule's section (materials_piled) as the engine does:
     the command imports only `pipeline.config`, which composes its rules section from every registered rule."""

@@ -39,6 +39,7 @@ def assert_parity(onnx_dets, ultra_dets, min_score=0.3):
     """
     matched = 0
     for a_all, b_all in ((onnx_dets, ultra_dets), (ultra_dets, onnx_dets)):
+        assert len(a_all) == len(b_all) > 0
         for a, b in zip(a_all, b_all):
             a = a[a.confidence >= min_score]
             b = b[b.confidence >= min_score - 0.05]
@@ -62,11 +63,13 @@ def _both(model, imgsz=None, other="ultralytics"):
     return load_detector(model, "onnx", settings).detect(images), load_detector(model, other, settings).detect(images)
 
 
+@pytest.mark.slow
 def test_parity_coco_model(coco_onnx):
     onnx_dets, ultra_dets = _both(coco_onnx)
     assert assert_parity(onnx_dets, ultra_dets) > 30
 
 
+@pytest.mark.slow
 def test_parity_shipped_model():
     ref = resolve_model()
     assert ref.onnx and ref.pt, "the current model must ship both model.onnx and model.pt"
@@ -74,16 +77,19 @@ def test_parity_shipped_model():
     assert assert_parity(onnx_dets, ultra_dets) > 30
 
 
+@pytest.mark.slow
 def test_parity_openvino_coco_model(coco_onnx):
     onnx_dets, ov_dets = _both(coco_onnx, other="openvino")
     assert assert_parity(onnx_dets, ov_dets) > 30
 
 
+@pytest.mark.slow
 def test_parity_openvino_shipped_model():
     onnx_dets, ov_dets = _both(resolve_model().name, other="openvino")
     assert assert_parity(onnx_dets, ov_dets) > 30
 
 
+@pytest.mark.slow
 def test_auto_backend_picks_a_passing_backend_once(monkeypatch):
     monkeypatch.setattr(registry, "_AUTO", {})
     settings = DetectorSettings(conf=0.2)
@@ -134,15 +140,18 @@ def test_onnx_metadata_without_onnx(coco_onnx, tmp_path):
     assert read_onnx_metadata(tmp_path / "junk.onnx") == {}
 
 
+@pytest.mark.slow
 def test_batched_equals_single(coco_onnx):
     det = load_detector(coco_onnx, "onnx", DetectorSettings(conf=0.25))
     images = [load_image(p) for p in REAL_IMAGES[:5]]
     batched = det.detect(images)
+    assert len(batched) == len(images) == 5
     for image, b in zip(images, batched):
         [s] = det.detect([image])
         assert np.allclose(s.xyxy, b.xyxy, atol=0.05) and np.array_equal(s.class_id, b.class_id)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["onnx", "openvino"])
 def test_input_buffers_are_reused_only_once_their_image_is_done(coco_onnx, backend):
     det = load_detector(coco_onnx, backend, DetectorSettings(conf=0.25))
@@ -160,6 +169,7 @@ def test_input_buffers_are_reused_only_once_their_image_is_done(coco_onnx, backe
     assert np.array_equal(whole.xyxy, piece.xyxy) and np.array_equal(whole.class_id, piece.class_id)
 
 
+@pytest.mark.slow
 def test_class_filter_and_unknown_class(coco_onnx):
     images = [load_image(p) for p in REAL_IMAGES[:8]]
     only = load_detector(coco_onnx, "onnx", DetectorSettings(conf=0.25, classes=("person",))).detect(images)

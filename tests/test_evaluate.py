@@ -32,6 +32,7 @@ def small_val(tmp_path_factory) -> Path:
     return root / "data.yaml"
 
 
+@pytest.mark.slow
 def test_cli_json_on_a_three_class_dataset(small_val):
     r = subprocess.run([STREETORDER, "evaluate", "--data", str(small_val), "--json"], cwd=REPO, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
@@ -42,12 +43,14 @@ def test_cli_json_on_a_three_class_dataset(small_val):
     assert sum(c["instances"] for c in report["per_class"].values()) > 100
 
 
+@pytest.mark.slow
 def test_onnx_and_pt_agree_on_map(small_val):
     onnx = evaluate_model(small_val, progress=False)
     pt = evaluate_model(small_val, backend="ultralytics", progress=False)
     assert abs(onnx["map50"] - pt["map50"]) < 0.02
 
 
+@pytest.mark.slow
 def test_night_copy_is_harder_but_not_hopeless(small_val):
     day = evaluate_model(small_val, progress=False)
     night = evaluate_model(small_val, night=True, progress=False)
@@ -61,6 +64,7 @@ def test_dataset_with_classes_the_model_lacks(tmp_path):
         evaluate_model(tmp_path / "data.yaml", progress=False)
 
 
+@pytest.mark.slow
 def test_bad_dataset_files(tmp_path):
     with pytest.raises(DatasetError, match="no such dataset file"):
         evaluate_model(tmp_path / "none.yaml")

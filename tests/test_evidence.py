@@ -67,7 +67,7 @@ def test_evidence_files_blur_and_hashes(tmp_path):
         reports += e.process(Frame(frame_img, T0 + timedelta(seconds=t), "cam"), d).reports
     opened = reports[0]
     kinds = {f.kind: f for f in opened.evidence}
-    assert set(kinds) == {"best_frame", "crop", "context", "metadata"}
+    assert set(kinds) == {"best_frame", "crop", "context", "metadata"} and opened.evidence
     for f in opened.evidence:
         assert hashlib.sha256(Path(f.path).read_bytes()).hexdigest() == f.sha256
         assert Path(f.path).is_relative_to(tmp_path)

@@ -79,13 +79,14 @@ class BrightHeap:
         return out
 
 
+@pytest.mark.slow
 def test_every_decode_strategy_gives_the_same_frames(night_clip):
     info = probe(night_clip)
     assert info.keyframe_s == pytest.approx(2.0) and info.fps == FPS and info.frames == 1200
     for every in (2.0, 1.0, 6.0):
         runs = {s: list(video_frames(night_clip, START, every, "night", strategy=s)) for s in STRATEGIES if s == "decode" or _applies(s, every)}
         ref = runs["decode"]
-        assert len(ref) == int(240 / every) and ref[1].at - ref[0].at == timedelta(seconds=every)
+        assert len(ref) == int(240 / every) and ref[1].at - ref[0].at == timedelta(seconds=every) and runs
         for name, frames in runs.items():
             assert [f.at for f in frames] == [f.at for f in ref], (name, every)
             assert all(np.array_equal(a.image, b.image) for a, b in zip(frames[::7], ref[::7])), (name, every)
@@ -127,6 +128,7 @@ def test_gate_ignores_noise_and_drift_and_sees_a_heap():
     assert gate.due(60.0) and not gate.due(59.0)
 
 
+@pytest.mark.slow
 def test_noisy_drifting_clip_gate_skips_most_detections_and_changes_nothing(night_clip):
     config = parse_config(CONFIG)
     camera = config.cameras[0]
@@ -155,6 +157,7 @@ def _incidents(engine: Engine, ticks) -> list[tuple]:
     return sorted((r.type, r.zone_id, (r.first_seen - START).total_seconds(), (r.last_seen - START).total_seconds(), r.ended) for r in final.values())
 
 
+@pytest.mark.slow
 def test_sample_city_same_incidents_with_and_without_gate():
     """Detections are cached by image (the detector is deterministic and every strategy decodes the same pixels),
     so the gated run costs no detector time of its own."""
@@ -184,15 +187,16 @@ def test_sample_city_same_incidents_with_and_without_gate():
     assert detected["every frame"] == (466, 466) and detected["gated"][0] == 466 and detected["gated"][1] < 466
 
 
+@pytest.mark.slow
 def test_scenarios_same_incidents_with_and_without_gate():
     from pipeline.detect import DetectorSettings
     from pipeline.detect.cascade import load_cue_cascade
     from pipeline.bench.scenarios import load_scenarios, run_scenario
 
     detector = load_cue_cascade(None, settings=DetectorSettings(conf=0.25))
-    for scenario in load_scenarios():
-        if scenario.name not in ("garbage-pile", "bikes-pile-up", "stall-forbidden-hours"):
-            continue
+    scenarios = [s for s in load_scenarios() if s.name in ("garbage-pile", "bikes-pile-up", "stall-forbidden-hours")]
+    assert len(scenarios) == 3
+    for scenario in scenarios:
         seen: dict = {}  # the gated run reads the plain run's detections of the frames it detects
         [plain] = run_scenario(scenario, detector, seen=seen)
         [gated] = run_scenario(scenario, detector, gate=True, seen=seen)

@@ -13,6 +13,8 @@ from pipeline.cli import main
 from .conftest import REPO
 from pipeline.train.learning_curve import CurveConfig, pick_images
 
+pytestmark = pytest.mark.slow
+
 pytest.importorskip("ultralytics")
 
 

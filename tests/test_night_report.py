@@ -22,6 +22,8 @@ from pipeline.cases import CaseStore, LedgerConfig
 from .bad_videos import corrupt_middle, tiny_video, truncated_avi, unknown_codec
 from .conftest import REPO
 
+pytestmark = pytest.mark.slow
+
 SAMPLES = REPO / "datasets" / "samples" / "footage"
 LANE = SAMPLES / "cam-lane" / "lane_20261120_220000.mp4"
 STREETORDER = str(Path(sys.executable).parent / "streetorder")
@@ -120,6 +122,7 @@ def test_report_shows_the_nights_cases_with_thumbnails_and_timelines(night):
     page, html = parse(report)
     text = " ".join(page.text)
     cases = store.list()
+    assert cases
     for c in cases:
         assert f'id="case-{c.id}"' in html
         imgs = [a for t, a in page.tags if t == "img" and a.get("alt", "").endswith(f"of case {c.id}")]

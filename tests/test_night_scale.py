@@ -27,6 +27,8 @@ from pipeline.db.urls import normalize_url
 from .cases.conftest import TABLES
 from .conftest import REPO
 
+pytestmark = pytest.mark.slow
+
 SAMPLES = REPO / "datasets" / "samples" / "footage"
 STREETORDER = str(Path(sys.executable).parent / "streetorder")
 FAST = ["--every", "20", "--checkpoint-every", "60"]

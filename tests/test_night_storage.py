@@ -20,6 +20,8 @@ import pytest
 
 from .conftest import REPO
 
+pytestmark = pytest.mark.slow
+
 SAMPLES = REPO / "datasets" / "samples" / "footage"
 STREETORDER = str(Path(sys.executable).parent / "streetorder")
 PREFIXES = (["unshare", "--mount"], ["unshare", "--user", "--map-root-user", "--mount"])

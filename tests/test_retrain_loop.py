@@ -98,6 +98,7 @@ def test_the_night_job_pools_detected_frames_not_the_gates_reuses_of_them(tmp_pa
     assert [f.taken_at for f in step.pool.frames()] == [T0]
 
 
+@pytest.mark.slow
 def test_select_scores_dedups_and_writes_a_labelling_task(tmp_path, world):
     pool = FramePool(FramePoolConfig(root=tmp_path / "pool", min_interval_s=0))
     images = sorted((GARBAGE_CN / "val" / "images").glob("*.jpg"))[:6]
@@ -130,6 +131,7 @@ def _small_benchmark(names) -> Benchmark:
     return Benchmark(gcn, streets, [], names, name="benchmark-test")
 
 
+@pytest.mark.slow
 def test_gate_refuses_a_worse_candidate_promotes_a_better_one_and_the_service_follows(tmp_path, world):
     from service.runtime.model_slot import ModelSlot
 
@@ -167,6 +169,7 @@ def _wait_for(cond, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_full_loop_retrain_extends_classes_gate_refuses_and_rule_takes_the_new_class(tmp_path, world, capsys):
     models = world["models"]
     work = tmp_path / "work"

@@ -53,6 +53,7 @@ def _two_wheelers(d, score: float = 0.3) -> int:
     return int((np.isin(d.data["class_name"], TWO_WHEELERS) & (d.confidence >= score)).sum())
 
 
+@pytest.mark.slow
 def test_sliced_finds_at_least_the_full_frame_count_on_a_dense_heap(model):
     image = load_image(DENSE)
     [full] = model.detect([image])
@@ -197,6 +198,7 @@ cameras:
     assert sliced.calls[0] == [(64, 64)] * 3 and sliced.calls[1:] == [[(36, 36)] * 4] * 3  # full frames, then each frame's tiles
 
 
+@pytest.mark.slow
 def test_detect_cli_slice(tmp_path):
     def run(*args):
         r = subprocess.run([STREETORDER, "detect", str(DENSE), "--json", "--backend", "onnx", *args], cwd=REPO, capture_output=True, text=True, timeout=300)
@@ -210,6 +212,7 @@ def test_detect_cli_slice(tmp_path):
     assert bad.returncode == 2 and "COLSxROWS" in bad.stderr
 
 
+@pytest.mark.slow
 def test_parking_heap_scenario_fires_only_because_of_slicing():
     """The premise of datasets/scenarios/parking-heap-sliced.yaml: served as the scenarios command serves it (the
     current model with its cue model), the same camera without `slicing:` sees too few bikes for the parking rule,

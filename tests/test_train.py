@@ -68,6 +68,7 @@ def test_merged_dataset_from_a_cached_teacher(tmp_path):
     assert list(data["names"].values()) == list(MERGED_CLASSES)
     names = {p.name for p in (out / "train" / "images").iterdir()}
     assert {f"streets_{p.name}" for p in used} <= names and not any(p.name in n for p in unused for n in names)
+    assert list((out / "train" / "images").iterdir())
     for img in (out / "train" / "images").iterdir():
         assert img.is_symlink()
         rows = read_labels(label_path(img))
@@ -101,6 +102,7 @@ def test_night_augment_touches_only_the_image():
     assert NightAugment(p=0.0)(dict(labels))["img"] is img
 
 
+@pytest.mark.slow
 def test_trainer_adds_night_before_format_and_keeps_it_after_mosaic_closes(tmp_path):
     from ultralytics.data.augment import Format
 

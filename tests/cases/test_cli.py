@@ -43,6 +43,7 @@ def test_every_ledger_command_has_help(capsys):
         assert out.startswith("usage: streetorder " + " ".join(cmd)) and len(out) > 200, cmd
 
 
+@pytest.mark.slow
 def test_post_list_show_transition_overdue_report(db_url, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("STREETORDER_DB", db_url)
     monkeypatch.chdir(tmp_path)  # default evidence dir var/evidence lands here
@@ -98,6 +99,7 @@ def test_post_list_show_transition_overdue_report(db_url, tmp_path, capsys, monk
     assert "no delivery channel configured" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_outbox_deliver_once_and_status(db_url, tmp_path, capsys, monkeypatch):
     from .test_outbox import SECRET, Receiver
 

@@ -12,6 +12,7 @@ def test_defaults_are_valid_and_deliver_nowhere():  # the model's own defaults, 
     assert cfg.database_url == "sqlite:///var/streetorder.db"
     assert cfg.channels == ()
     assert {t: cfg.deadline_h(t) for t in ("street_vending", "non_motor_parking", "garbage")} == {"street_vending": 2, "non_motor_parking": 4, "garbage": 24}
+    assert LedgerConfig.model_fields
     for name, field in LedgerConfig.model_fields.items():
         assert field.title, f"{name} has no title"
 

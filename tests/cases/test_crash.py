@@ -31,6 +31,7 @@ def check_consistent(store) -> dict[str, int]:
     files = EvidenceStore(store.config.evidence_dir)
     with store.db.transaction() as s:
         cases = s.scalars(select(Case)).all()
+        assert cases, "no case in the ledger"
         for c in cases:
             assert c.incidents, f"case {c.id} has no incident"
             assert c.events and c.events[0].kind == "created", f"case {c.id} has no creation event"
@@ -48,6 +49,7 @@ def check_consistent(store) -> dict[str, int]:
         }
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(120)
 def test_killed_posting_loses_nothing_and_a_rerun_completes_without_duplicates(store, tmp_path):
     batch = tmp_path / "batch.jsonl"
@@ -80,6 +82,7 @@ def test_killed_posting_loses_nothing_and_a_rerun_completes_without_duplicates(s
     after_kill = check_consistent(store)
     # everything reported as posted is there; at most the one in flight besides
     assert KILL_AFTER <= after_kill["incidents"] <= KILL_AFTER + 1 < N
+    assert len(done) == KILL_AFTER
     for incident_id in done:
         assert store.case_for_incident(incident_id) is not None
 

@@ -94,7 +94,9 @@ def test_retention_purges_long_closed_cases_but_never_a_file_still_referenced(ma
     only_old = hashlib.sha256(jpeg(501)).hexdigest()
     assert r.gc.deleted == (only_old,)
     assert not store.evidence.exists(only_old)
+    assert store.list()
     for c in store.list():  # everything still referenced is still there
+        assert c.evidence, c.id
         for e in c.evidence:
             assert e.purged or store.evidence.exists(e.sha256)
     c = store.get(old)

@@ -27,6 +27,7 @@ def stall_scene(t):
     return [("umbrella", (430, 40, 520, 100), 0.7), ("chair", (440, 110, 480, 170), 0.6), ("person", (490, 60, 530, 180), 0.85)]
 
 
+@pytest.mark.slow
 def test_stall_in_forbidden_hours_only():
     forbidden = run(engine(), stall_scene, 600, start=datetime(2026, 11, 21, 10, 0, tzinfo=TZ))
     assert len(forbidden) == 1 and next(iter(forbidden.values())).type == "street_vending"
@@ -36,6 +37,7 @@ def test_stall_in_forbidden_hours_only():
     assert len(run(engine(), stall_scene, 600, start=utc_10am_local)) == 1
 
 
+@pytest.mark.slow
 def test_stall_needs_a_person_unless_the_class_is_a_stall_by_itself():
     chair_alone = lambda t: stall_scene(t)[1:2]
     assert run(engine(), chair_alone, 600, start=datetime(2026, 11, 21, 10, 0, tzinfo=TZ)) == {}

@@ -11,6 +11,8 @@ from pipeline.detect import DetectorSettings
 from pipeline.detect.cascade import load_cue_cascade
 from pipeline.train.vending_eval import vending_photo_report
 
+pytestmark = pytest.mark.slow
+
 OLD_RULE = {"still_alone_classes": [], "goods_classes": [], "static_objects": False}  # the rule before goods and standing umbrellas
 
 

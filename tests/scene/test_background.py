@@ -36,7 +36,7 @@ def gated_frames(clip: Clip, seconds: float, config=None) -> list:
     return list(gated(ticks, config.camera("cam"), MarkedDetector(clip), START, 640, 480, rules=config.rules))
 
 
-@pytest.fixture(params=[False, True], ids=["every-frame", "gated"])
+@pytest.fixture(params=[pytest.param(False, marks=pytest.mark.slow), True], ids=["every-frame", "gated"])  # the gated run is the quick one
 def gate(request) -> bool:
     return request.param
 
@@ -85,6 +85,7 @@ def test_without_anyone_coming_by_a_new_thing_is_no_stall(gate):
     assert incidents == {} and statics[-1] == 1  # seen as a static object, not taken for a stall
 
 
+@pytest.mark.slow
 def test_a_new_thing_nobody_comes_by_is_materials_piled_once_it_stayed_its_longer_dwell():
     engine = Engine(parse_config(CONFIG.replace("rules:\n", "rules:\n  materials_piled: {min_dwell_s: 300}\n")))
     incidents, _, _ = run_clip(Clip([stall()]), 600, engine=engine)
@@ -135,6 +136,7 @@ def test_dark_frozen_and_corrupt_frames_never_become_a_static_object(trouble, ga
     assert static.resets == 0
 
 
+@pytest.mark.slow
 def test_frozen_and_dark_stretches_do_not_count_as_staying():
     # the stall appears, then the stream freezes for 20 minutes: only live time counts towards its dwell
     cfg = StaticConfig()
@@ -152,6 +154,7 @@ def test_frozen_and_dark_stretches_do_not_count_as_staying():
     assert 88 + cfg.max_gap_s <= obj.dwell_s(START + timedelta(seconds=1338)) <= 90 + cfg.max_gap_s + 40
 
 
+@pytest.mark.slow
 def test_the_change_gate_and_a_resume_give_the_same_incident():
     clip = Clip([stall(), visitor()])
     plain, _, _ = run_clip(clip, 600)
@@ -175,6 +178,7 @@ def test_the_change_gate_and_a_resume_give_the_same_incident():
         assert abs((a.first_seen - b.first_seen).total_seconds()) <= 4
 
 
+@pytest.mark.slow
 def test_a_static_stall_goes_to_review_as_a_stall_proposal_and_becomes_a_sample(tmp_path):
     """The reviewer's loop: a vending case from a static object offers its region as a `stall` box; dispatched
     as is, it is a confirmed stall label; a rejected one is a hard negative."""

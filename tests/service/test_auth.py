@@ -93,6 +93,7 @@ def test_role_matrix_every_route_every_role_and_no_key(client):
 
 
 def test_a_key_in_the_url_is_refused_on_every_route(client):
+    assert set(routes(client.app)) - DOCS
     with without_key(client):
         for method, path in routes(client.app):
             if (method, path) in DOCS:

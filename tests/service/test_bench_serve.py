@@ -10,8 +10,12 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
+
 from pipeline.cli import main
 from service import bench as serve_bench
+
+pytestmark = pytest.mark.slow
 
 
 def test_bench_serve_runs_every_phase_and_prints_its_figures(monkeypatch, capsys):

@@ -7,9 +7,7 @@ what matters is the process the kernel sees, not what Python thinks it holds.
 from __future__ import annotations
 
 import io
-import os
 import re
-import socket
 import subprocess
 import sys
 import threading
@@ -28,6 +26,7 @@ from service.runtime.errors import Overloaded
 from service.runtime.metrics import ServiceMetrics
 from service.runtime.decode_budget import DecodeBudget
 from tests.conftest import REPO
+from tests.support.serve import ServeProcess
 
 from .conftest import STREET, metric
 
@@ -162,33 +161,14 @@ def test_an_image_larger_than_the_whole_budget_is_413(make_client):
 @pytest.fixture
 def service(camera_config, models_root, tmp_path):
     """A real `streetorder serve` with a 128 MiB image budget; yields (base URL, psutil.Process)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(REPO), "STREETORDER_IMAGE_MEMORY_MB": "128", "STREETORDER_IMAGE_MEMORY_WAIT_S": "60"}
-    env.pop("STREETORDER_API_KEY", None)
-    cmd = [
-        sys.executable, "-m", "pipeline.cli", "serve", "--port", str(port), "--config", str(camera_config), "--db", f"sqlite:///{tmp_path}/ledger.db",
+    args = [
+        "--config", str(camera_config), "--db", f"sqlite:///{tmp_path}/ledger.db",
         "--models-dir", str(models_root), "--threads", "1", "--evidence-dir", str(tmp_path / "engine"), "--log-level", "warning", "--max-upload-mb", "20",
         "--insecure-open",  # what is measured here is memory, not keys
     ]
-    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{base}/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert proc.poll() is None, proc.stdout.read()
-            assert time.monotonic() < deadline, "the service did not come up"
-            time.sleep(0.3)
-        yield base, psutil.Process(proc.pid)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=20)
+    env = {"STREETORDER_IMAGE_MEMORY_MB": "128", "STREETORDER_IMAGE_MEMORY_WAIT_S": "60"}
+    with ServeProcess(args, tmp_path, env=env, probe="/ready") as serve:
+        yield serve.base, psutil.Process(serve.pid)
 
 
 def _peak_rss(pid: int) -> int:
@@ -224,6 +204,7 @@ def test_a_frame_decode_reuses_heap_pages_instead_of_faulting_in_fresh_ones():
     assert float(out.stdout) < 30, f"{out.stdout.strip()} page faults per decode"
 
 
+@pytest.mark.slow
 def test_concurrent_large_uploads_keep_the_service_under_its_budget(service):
     base, proc = service
     rng = np.random.default_rng(0)
@@ -256,6 +237,7 @@ def test_concurrent_large_uploads_keep_the_service_under_its_budget(service):
 # ---- micro-batching and load shedding ------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_concurrent_requests_are_batched(make_client, street_jpeg):
     client = make_client(batch_max_wait_ms=50)
     with ThreadPoolExecutor(8) as pool:
@@ -268,12 +250,14 @@ def test_concurrent_requests_are_batched(make_client, street_jpeg):
     assert metric(text, "streetorder_batch_size_bucket", 'le="1.0"') < calls  # some batch had more than one image
 
 
+@pytest.mark.slow
 def test_batched_answers_are_the_single_image_answers(make_client, street_jpeg):
     alone = detect(make_client(batching=False), street_jpeg, "s.jpg", "image/jpeg").json()
     client = make_client(batch_max_wait_ms=50)
     flipped = png(Image.open(STREET).transpose(Image.Transpose.FLIP_LEFT_RIGHT))
     with ThreadPoolExecutor(6) as pool:
         answers = list(pool.map(lambda i: detect(client, street_jpeg if i % 2 else flipped, "s.jpg").json(), range(6)))
+    assert len(answers) == 6
     for i, a in enumerate(answers):
         if i % 2:
             assert [d["class_name"] for d in a["detections"]] == [d["class_name"] for d in alone["detections"]]
@@ -333,6 +317,7 @@ def test_metrics_need_an_admin_key(client):
         assert client.get("/metrics", headers=key_of(client, Role.ADMIN)).status_code == 200
 
 
+@pytest.mark.slow
 def test_frames_of_one_camera_batched_together_enter_the_engine_in_time_order(make_client, street_jpeg):
     """The later frame is queued first, so its answer comes first; it must still wait for the earlier one.
     Whether the two share a batch depends on thread timing, so the pair is tried until they do (5 tries)."""

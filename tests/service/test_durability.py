@@ -4,12 +4,7 @@ every report it acknowledged (200 or 202) is in the ledger exactly once, and fra
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
-import time
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -21,39 +16,16 @@ from pipeline.db.engine import Database
 from pipeline.db.urls import normalize_url
 from service.http.keys import KeyStore, Role
 from tests.cases.conftest import TABLES
-from tests.conftest import REPO
+from tests.support.serve import ServeProcess
 
 from .conftest import T0
 from .tcp_proxy import TcpProxy
 
+pytestmark = pytest.mark.slow
 
-class Serve:
-    """`streetorder serve` as a child process, started and stopped the way an operator would."""
 
-    def __init__(self, args: list[str], cwd) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.base = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "PYTHONPATH": str(REPO), "YOLO_OFFLINE": "1"}
-        env.pop("STREETORDER_API_KEY", None)
-        self.log = open(cwd / f"serve-{self.port}.log", "w")  # noqa: SIM115
-        self.proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "serve", "--port", str(self.port), *args], env=env, cwd=cwd, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if httpx.get(f"{self.base}/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            assert self.proc.poll() is None, self.output()
-            assert time.monotonic() < deadline, "the service did not come up"
-            time.sleep(0.2)
-
-    def output(self) -> str:
-        if not self.log.closed:
-            self.log.flush()
-        return open(self.log.name).read()
+class Serve(ServeProcess):
+    """`streetorder serve` as a child process, with the keys this test's requests send."""
 
     keys: dict[Role, str] = {}  # the camera's key for uploads, the admin's for /ready's details
 
@@ -62,12 +34,6 @@ class Serve:
 
     def get(self, path: str) -> httpx.Response:
         return httpx.get(f"{self.base}{path}", timeout=30, headers={"X-API-Key": self.keys[Role.ADMIN]})
-
-    def stop(self, sig: int) -> int:
-        self.proc.send_signal(sig)
-        rc = self.proc.wait(timeout=60)
-        self.log.close()
-        return rc
 
 
 @pytest.fixture
@@ -161,4 +127,5 @@ def test_kill_9_and_sigterm_during_a_database_outage_lose_no_acknowledged_report
     assert (tmp_path / "journal.jsonl").read_text() == ""
     ready = serve.get("/ready").json()
     assert ready["ready"] and ready["backlog"] == 0 and ready["quarantined"] == 0
+    serve.stop(signal.SIGTERM)
     serve.stop(signal.SIGTERM)

@@ -11,6 +11,7 @@ from .conftest import key_of, open_case, without_key
 
 def test_evidence_is_served_byte_for_byte(client, street_jpeg):
     incident = open_case(client, street_jpeg)["incidents"][0]
+    assert incident["evidence"]
     for ev in incident["evidence"]:
         r = client.get(f"/evidence/{ev['sha256']}")
         assert r.status_code == 200

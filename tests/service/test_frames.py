@@ -65,6 +65,7 @@ def test_without_a_model_frames_are_503_and_ready_says_why(make_client, street_j
     assert ready.status_code == 503 and "does-not-exist" in ready.json()["model_error"]
 
 
+@pytest.mark.slow
 def test_a_dispatched_case_is_auto_verified_once_its_spot_stays_clear(make_client, street_jpeg, cleared_jpeg):
     client = make_client(ledger_update={"autoverify": AutoVerifyConfig(gone_for_s=4, max_frame_gap_s=60)})
     start = datetime.now(CST).replace(microsecond=0)  # live: the dispatch below is stamped with the wall clock

@@ -26,6 +26,8 @@ from service.settings import ServiceSettings
 
 from .conftest import CAMERA_CONFIG
 
+pytestmark = pytest.mark.slow
+
 MAX_EXAMPLES = 12
 BUDGET_S = 40.0  # on a slow machine the run stops here (with a warning naming what it skipped), whatever is left
 KEY = "fuzz-key-0123456789"

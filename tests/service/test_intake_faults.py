@@ -89,6 +89,7 @@ def test_a_frame_from_the_future_is_422_never_stored_and_does_not_lock_the_camer
     assert cams["cam-1"]["last_frame_at"] == T0.isoformat()
 
 
+@pytest.mark.slow
 def test_a_photo_from_the_future_or_year_9999_is_422_not_a_case(client, street_jpeg):
     for value in ((datetime.now(UTC) + timedelta(days=1)).isoformat(), "9999-12-31T23:59:59+00:00", "9000-01-01T00:00:00+08:00"):
         r = _photo(client, street_jpeg, 0, taken_at=value)
@@ -96,6 +97,7 @@ def test_a_photo_from_the_future_or_year_9999_is_422_not_a_case(client, street_j
     assert client.get("/cases").json()["count"] == 0
 
 
+@pytest.mark.slow
 def test_frame_order_survives_a_restart(make_client, street_jpeg):
     client = make_client()
     assert post_frame(client, street_jpeg, T0).status_code == 200

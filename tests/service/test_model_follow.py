@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 import time
 
+import pytest
+
 from pipeline.train.promote import record_promotion, rollback
 
 
@@ -19,7 +21,8 @@ def _wait(client, name: str, timeout: float = 120.0) -> None:
         time.sleep(0.05)
 
 
-def test_promote_and_rollback_reach_a_running_service(tmp_path, models_root, make_client, monkeypatch):
+@pytest.mark.slow
+def test_promote_and_rollback_reach_a_running_service(tmp_path, models_root, make_client, monkeypatch, caplog):
     models = tmp_path / "models"
     for name in ("coco", "coco-b", "broken"):
         shutil.copytree(models_root / name, models / name)
@@ -32,7 +35,11 @@ def test_promote_and_rollback_reach_a_running_service(tmp_path, models_root, mak
     rollback(models)
     _wait(client, "coco")
     (models / "CURRENT").write_text("broken\n")  # a pointer to a model that does not load: the old one keeps serving
-    time.sleep(0.5)
+    refused = "models/CURRENT names 'broken', which did not load"
+    end = time.monotonic() + 120
+    while not any(refused in r.getMessage() for r in caplog.records):  # the watcher saw the change and refused it
+        assert time.monotonic() < end, "the watcher never tried the broken model"
+        time.sleep(0.05)
     assert _serving(client) == "coco"
     assert client.post("/detect", files={"image": ("s.jpg", _jpeg(), "image/jpeg")}).status_code == 200
 

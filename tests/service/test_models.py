@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 
+import pytest
+
 from .conftest import T0, post_frame
 
 
@@ -32,6 +34,7 @@ def test_the_model_list_pages_like_every_list(client):
     assert {m["name"] for m in first["models"] + rest["models"]} == {"coco", "coco-b", "broken", "no-onnx"}
 
 
+@pytest.mark.slow
 def test_swap_serves_the_new_model_for_the_next_request(client, street_jpeg, models_root):
     r = client.put("/models/current", json={"name": "coco-b"})
     assert r.status_code == 200 and r.json()["name"] == "coco-b"
@@ -54,6 +57,7 @@ def test_failed_swaps_keep_the_old_model_serving(client, street_jpeg):
     assert client.get("/ready").json()["ready"] is True
 
 
+@pytest.mark.slow
 def test_persisting_the_choice_rewrites_current_in_the_models_dir(make_client, models_root, tmp_path):
     own = tmp_path / "models"
     for name in ("coco", "coco-b"):

@@ -9,9 +9,13 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from tests.conftest import REPO
 
 from .conftest import STREET, T0
+
+pytestmark = pytest.mark.slow
 
 SCRIPT = textwrap.dedent(
     """

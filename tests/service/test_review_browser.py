@@ -5,14 +5,10 @@ one, log out; then the database says exactly that."""
 from __future__ import annotations
 
 import shutil
-import socket
-import threading
-import time
 from datetime import timedelta
 
 import httpx
 import pytest
-import uvicorn
 
 from pipeline.cases.annotations import Annotations
 from pipeline.cases.config import LedgerConfig
@@ -22,8 +18,11 @@ from service.http.keys import KeyStore, Role
 from service.settings import ServiceSettings
 from tests.browser import ensure_chromium, launch
 from tests.cases.factory import incident
+from tests.support.serve import serve_app
 
 from .conftest import T0
+
+pytestmark = pytest.mark.slow
 
 KEYS: dict[Role, str] = {}  # the reviewer who logs in, and the camera that sends the frames
 
@@ -43,26 +42,14 @@ def server(tmp_path, camera_config, models_root, ledger_template, street_jpeg):
     keys.db.dispose()
     ledger = LedgerConfig(database_url=f"sqlite:///{db}", evidence_dir=tmp_path / "evidence", auto_upgrade=False)
     app = create_app(ServiceSettings(camera_config=camera_config, ledger=ledger, models_dir=models_root, evidence_dir=tmp_path / "engine", threads=1))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not srv.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "the server did not start"
-        time.sleep(0.05)
-    base = f"http://127.0.0.1:{port}"
-    with httpx.Client(base_url=base, headers={"X-API-Key": KEYS[Role.CAMERA]}, timeout=60) as http:
-        for dt in (0, 2):  # the parked motorbike stands its dwell: a camera case with a frame to label
-            r = http.post("/frames", data={"camera_id": "cam-1", "taken_at": (T0 + timedelta(seconds=dt)).isoformat()}, files={"image": ("f.jpg", street_jpeg, "image/jpeg")})
-            assert r.status_code == 200, r.text
-    store = app.state.service.store
-    store.post_incident(incident(tmp_path / "in", "stall-1", point="P-9", district="拱墅区", camera_id="cam-2"))
-    yield base, store
-    srv.should_exit = True
-    thread.join(timeout=30)
+    with serve_app(app) as base:
+        with httpx.Client(base_url=base, headers={"X-API-Key": KEYS[Role.CAMERA]}, timeout=60) as http:
+            for dt in (0, 2):  # the parked motorbike stands its dwell: a camera case with a frame to label
+                r = http.post("/frames", data={"camera_id": "cam-1", "taken_at": (T0 + timedelta(seconds=dt)).isoformat()}, files={"image": ("f.jpg", street_jpeg, "image/jpeg")})
+                assert r.status_code == 200, r.text
+        store = app.state.service.store
+        store.post_incident(incident(tmp_path / "in", "stall-1", point="P-9", district="拱墅区", camera_id="cam-2"))
+        yield base, store
 
 
 def login(page, base: str) -> None:

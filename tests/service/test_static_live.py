@@ -6,12 +6,15 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import cv2
+import pytest
 import yaml
 
 from tests.conftest import STREETS_IN
 from tests.scene.clips import START, STALL_BOX, Clip, Thing, crop
 
 from .conftest import CAMERA_CONFIG, post_frame
+
+pytestmark = pytest.mark.slow
 
 VENDOR = crop(STREETS_IN / "images" / "IMG20240615121558_jpg.jpg", (351, 132, 427, 409))  # a real person: the detector sees one
 
