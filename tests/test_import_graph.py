@@ -1,6 +1,6 @@
 """The import graph of the project has no circles, lazy imports (inside functions) included: a module that needs
 something from a module that needs it back is one module in two files, or a sign that a name lives in the wrong
-place (`sampling.detect_in_batches`, `night.units.PATROL`, `cases.urls` each ended one)."""
+place (`sampling.detect_in_batches`, `night.units.PATROL`, `db.urls` each ended one)."""
 
 from __future__ import annotations
 
