@@ -146,3 +146,12 @@ def test_ci_runs_the_readme_test_command_verbatim_and_it_installs_the_browser_fi
     ci = (REPO / ".ci" / "run").read_text().splitlines()
     assert ci[-1] == command
     assert command.startswith(INSTALL + " && ")
+
+
+def test_the_tests_mirror_the_packages():
+    """Each folder of tests/ is named for the package it tests (pipeline/<stage>/ or service/), so a newcomer finds
+    a stage's tests where its code is; only `support/` (shared helpers) is not a package of its own."""
+    packages = {p.name for p in (REPO / "pipeline").iterdir() if (p / "__init__.py").is_file()} | {"service"}
+    folders = {p.name for p in TESTS.iterdir() if p.is_dir() and (p / "__init__.py").is_file()}
+    assert folders, "tests/ has no test packages"
+    assert folders - packages <= {"support"}, f"test folders with no package of that name: {sorted(folders - packages - {'support'})}"

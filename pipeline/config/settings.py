@@ -5,7 +5,7 @@ job, the retraining loop; read when a value is needed, so a variable set later, 
 counts) and `service.settings.ServiceSettings` (the live service, read once at start). Both derive from
 `EnvSettings`, so both read `STREETORDER_<FIELD>` the same way: an empty variable counts as unset, names are
 case-sensitive, a command-line flag wins over the variable, the variable over the default. No other module of
-`pipeline/` or `service/` reads a `STREETORDER_*` variable (tests/test_settings_env.py checks it), and this table
+`pipeline/` or `service/` reads a `STREETORDER_*` variable (tests/config/test_settings_env.py checks it), and this table
 lists every one of them (the same test keeps it complete).
 
 | Variable | Default | Meaning |

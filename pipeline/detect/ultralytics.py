@@ -13,7 +13,7 @@ from .base import DetectorSettings, make_detections
 
 # ultralytics reads YOLO_OFFLINE from the environment when it is imported (there is no argument for it), so this
 # is set before any import of it: never reach for fonts, weights or update checks. The one kind of os.environ
-# write kept on purpose (tests/test_settings_env.py allows only this one).
+# write kept on purpose (tests/config/test_settings_env.py allows only this one).
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
 

@@ -31,7 +31,7 @@ MAX_BYTES = 50 * 1024 * 1024
 MAX_PIXELS = 50_000_000  # a 48 MP phone photo (8000 x 6000) passes; 80000 x 1000 is not a frame or a photo
 # Peak bytes per pixel while one image is decoded and converted (Pillow keeps RGB as 4 bytes a pixel, the
 # numpy copy and the BGR result take 3 each, an EXIF rotation one more Pillow copy): what a memory budget
-# for concurrent decodes reserves per image (service/runtime/decode_budget.py). Measured in tests/test_images.py.
+# for concurrent decodes reserves per image (service/runtime/decode_budget.py). Measured in tests/source/test_images.py.
 DECODE_BYTES_PER_PIXEL = 14
 PLAIN_JPEG_BYTES_PER_PIXEL = 7  # OpenCV's BGR result and libjpeg's row buffers (measured: 6.3)
 
@@ -170,7 +170,7 @@ def _is_plain_jpeg(im: Image.Image, tail: bytes) -> bool:
 
 def _plain_jpeg(im: Image.Image, data: bytes) -> np.ndarray | None:
     """A plain JPEG (`_is_plain_jpeg`) decoded by OpenCV straight to BGR; None for anything else, which Pillow
-    decodes. Same libjpeg-turbo and settings, so the same pixels (checked in tests/test_images.py), in half the
+    decodes. Same libjpeg-turbo and settings, so the same pixels (checked in tests/source/test_images.py), in half the
     time and memory: Pillow's RGB copy and the BGR conversion are skipped. A file that does not end with the
     end-of-image marker goes to Pillow, which reports it as truncated (OpenCV would fill the rest with grey)."""
     if not _is_plain_jpeg(im, data[-64:]):

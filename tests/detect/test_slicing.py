@@ -17,7 +17,7 @@ from pipeline.detect.plan import camera_detector, slicing_regions
 from pipeline.detect.slicing import SlicedDetector, SliceRegion, SliceSettings
 from pipeline.source.images import load_image
 
-from .conftest import REPO, STREETS_IN
+from tests.conftest import REPO, STREETS_IN
 
 DENSE = STREETS_IN / "images" / "IMG-20240615-WA0021_jpg.jpg"  # a heap of parked motorbikes, 8 labelled
 TWO_WHEELERS = ["bicycle", "motorcycle"]

@@ -10,7 +10,7 @@ import pytest
 
 from pipeline.cli import main
 
-from .conftest import REPO
+from tests.conftest import REPO
 from pipeline.train.learning_curve import CurveConfig, pick_images
 
 pytestmark = pytest.mark.slow

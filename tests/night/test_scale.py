@@ -24,8 +24,8 @@ from sqlalchemy import create_engine, text
 from pipeline.db.engine import Database
 from pipeline.db.urls import normalize_url
 
-from .cases.conftest import TABLES
-from .conftest import REPO
+from tests.cases.conftest import TABLES
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -272,7 +272,7 @@ def test_auto_verification_runs_on_every_frame_of_a_camera_in_a_worker(tmp_path)
     from pipeline.night.units import NightSettings
     from pipeline.paths import SAMPLE_CONFIG
 
-    from .cases.factory import FrameClock, incident
+    from tests.cases.factory import FrameClock, incident
 
     clock = FrameClock(datetime(2026, 11, 20, 12, 0, tzinfo=timezone.utc))
     ledger = LedgerConfig(database_url=f"sqlite:///{tmp_path / 'ledger.db'}", evidence_dir=tmp_path / "evidence", autoverify=AutoVerifyConfig(gone_for_s=120))

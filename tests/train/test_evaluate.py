@@ -14,7 +14,7 @@ import yaml
 from pipeline.formats.yolo import DatasetError, load_data_yaml
 from pipeline.train.evaluate import evaluate_model
 
-from .conftest import GARBAGE_CN, REPO, STREETS_IN, val_images
+from tests.conftest import GARBAGE_CN, REPO, STREETS_IN, val_images
 
 STREETORDER = str(Path(sys.executable).parent / "streetorder")
 

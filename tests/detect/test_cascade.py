@@ -11,7 +11,7 @@ from pipeline.detect.cascade import CueCascade, load_cue_cascade, needs_cues
 from pipeline.source.images import load_image
 from pipeline.train.cue_eval import CUE_CLASSES, CueImage, evaluate_cues, rule_scores
 
-from .conftest import STREETS_IN, val_images
+from tests.conftest import STREETS_IN, val_images
 
 STREET = ("garbage", "garbage_bin", "overflow")
 BIKES = STREETS_IN / "images" / "IMG20240615122032_jpg.jpg"  # a pavement with parked motorbikes

@@ -11,7 +11,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from .conftest import REPO, val_images
+from tests.conftest import REPO, val_images
 
 STREETORDER = [str(Path(sys.executable).parent / "streetorder")]  # the installed console script, as users run it
 

@@ -12,7 +12,7 @@ from pipeline.formats.labelstudio import read_labelstudio
 from pipeline.formats.yolo import LabelError, read_labels, validate_yolo_folder
 from pipeline.train.dataset import Sources, build_dataset
 
-from .cases.factory import jpeg
+from tests.cases.factory import jpeg
 
 
 def _folder(root, labels: dict[str, str | None], extra_labels: dict[str, str] | None = None):

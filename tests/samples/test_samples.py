@@ -27,8 +27,8 @@ from pipeline.cases.case_frames import case_frame
 from pipeline.review.decisions import dispatch, reject
 from pipeline.samples.exchange import FORMATS, export_samples, import_samples
 
-from .cases.factory import joining_frame
-from .conftest import REPO, STREETS_IN
+from tests.cases.factory import joining_frame
+from tests.conftest import REPO, STREETS_IN
 
 T0 = datetime(2026, 11, 21, 9, 0, tzinfo=ZoneInfo("Asia/Shanghai"))
 CONFIG = """

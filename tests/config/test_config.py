@@ -9,7 +9,7 @@ import pytest
 from pipeline.config import ConfigError, Fixture, TimeWindow, load_config, parse_config
 from pipeline.config.load import add_fixture
 
-from .conftest import REPO
+from tests.conftest import REPO
 
 CAMERA = """
 cameras:

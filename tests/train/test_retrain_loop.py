@@ -26,8 +26,8 @@ from pipeline.samples.classes import MERGED_CLASSES, ClassesConfig, labelling_cl
 from pipeline.train.promote import PromotionError, history, record_promotion, rollback
 from pipeline.train.versions import find_versions
 
-from .conftest import GARBAGE_CN, REPO, STREETS_IN
-from .factory import CONFIG, T0, dets, engine
+from tests.conftest import GARBAGE_CN, REPO, STREETS_IN
+from tests.factory import CONFIG, T0, dets, engine
 
 pytestmark = pytest.mark.timeout(900)
 

@@ -17,7 +17,7 @@ from pipeline.train.night import NightAugment, simulate_night
 from pipeline.train.pseudo_label import TeacherBox, select_pseudo_labels
 from pipeline.train.cli import _without_stage_flags
 
-from .conftest import COCO_PT, GARBAGE_CN, REPO, STREETS_IN, val_images
+from tests.conftest import COCO_PT, GARBAGE_CN, REPO, STREETS_IN, val_images
 
 
 def test_pseudo_labels_keep_confident_boxes_that_do_not_sit_on_a_human_label():

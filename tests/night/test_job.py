@@ -15,7 +15,7 @@ from sqlalchemy import text
 from pipeline.cases import CaseStore, LedgerConfig
 from pipeline.db.engine import Database
 
-from .conftest import REPO
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 

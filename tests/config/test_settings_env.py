@@ -11,7 +11,7 @@ from pipeline.config import settings as pipeline_settings
 from pipeline.config.settings import PipelineSettings
 from service.settings import ServiceSettings
 
-from .conftest import REPO
+from tests.conftest import REPO
 
 SETTINGS_MODULES = {REPO / "pipeline" / "config" / "settings.py", REPO / "service" / "settings.py"}
 ENV_READ = re.compile(r"\benviron\b|getenv")

@@ -19,8 +19,8 @@ import pytest
 
 from pipeline.cases import CaseStore, LedgerConfig
 
-from .bad_videos import corrupt_middle, tiny_video, truncated_avi, unknown_codec
-from .conftest import REPO
+from tests.bad_videos import corrupt_middle, tiny_video, truncated_avi, unknown_codec
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ from pipeline.detect.letterbox import letterbox
 from pipeline.source.images import load_image
 from pipeline.geometry import box_iou
 
-from .conftest import STREETS_IN, val_images
+from tests.conftest import STREETS_IN, val_images
 
 REAL_IMAGES = val_images(24) + sorted((STREETS_IN / "images").glob("*.jpg"))[::40]
 

@@ -9,7 +9,7 @@ from PIL import Image
 
 from pipeline.source.images import ImageError, decode_image, expand_paths, load_image
 
-from .conftest import val_images
+from tests.conftest import val_images
 
 
 def test_good_jpeg_matches_opencv():
@@ -240,7 +240,7 @@ def test_the_decode_memory_estimate_covers_the_real_peak(fmt, mode):
     import subprocess
     import sys
 
-    from .conftest import REPO
+    from tests.conftest import REPO
 
     out = subprocess.run([sys.executable, "-c", PEAK_SCRIPT, fmt, mode], capture_output=True, text=True, cwd=REPO, timeout=60, env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"})
     assert out.returncode == 0, out.stderr

@@ -11,7 +11,7 @@ import pytest
 from pipeline.source.frames import VideoError, image_frames, photo_metadata, stamp_from_name, video_frames, video_start
 from pipeline.source.images import ImageError
 
-from .conftest import REPO, VIDEO
+from tests.conftest import REPO, VIDEO
 
 TZ = ZoneInfo("Asia/Shanghai")
 START = datetime(2026, 11, 20, 22, 0, tzinfo=TZ)

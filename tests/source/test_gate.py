@@ -22,7 +22,7 @@ from pipeline.source.gate import ChangeGate
 from pipeline.source.images import load_image
 from pipeline.source.sampling import GATE_OFF, SampleStats, sample_video
 
-from .conftest import GARBAGE_CN, REPO, STREETS_IN
+from tests.conftest import GARBAGE_CN, REPO, STREETS_IN
 
 TZ = ZoneInfo("Asia/Shanghai")
 START = datetime(2026, 11, 20, 23, 0, tzinfo=TZ)
@@ -212,7 +212,7 @@ def test_gate_config_is_validated():
 
 
 def test_a_truncated_video_hands_on_what_decoded_then_says_so(tmp_path):
-    from .conftest import VIDEO
+    from tests.conftest import VIDEO
 
     config = parse_config(CONFIG.replace("[640, 360]", "[768, 576]"))
     cut = tmp_path / "cut.avi"
