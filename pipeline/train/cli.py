@@ -131,7 +131,7 @@ def _evaluate_slicing(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=2, ensure_ascii=False))
         return 0
     sc, sl = report["scores"], report["slicing"]
-    print(f"{report['model']} served as {report['served']}: full frame vs sliced {sl['tiles'][0]}x{sl['tiles'][1]}+ (tiles <= each model's input; per model on 640/1024/1920x1080 frames: {sl['tiles_per_640px_frame']}), overlap {sl['overlap']}, merge IoU {sl['merge_iou']}, cut boxes dropped: {sl['drop_cut']}")
+    print(f"{report['model']} served as {report['served']}: full frame vs sliced {sl['tiles'][0]}x{sl['tiles'][1]}+ (tiles <= each model's input; per model on 640/1024/1920x1080 frames: {sl['tiles_per_frame']}), overlap {sl['overlap']}, merge IoU {sl['merge_iou']}, cut boxes dropped: {sl['drop_cut']}")
     print("  images: " + ", ".join(f"{k} {v}" for k, v in report["images"].items()) + f"; two-wheelers at score >= {sc['two_wheelers']}, matched at IoU {report['match_iou']}")
     for key, r in report["detectors"].items():
         b, h, g = r["streets_in_two_wheelers"], r["heap_photos"], r["garbage_cn_street_classes"]

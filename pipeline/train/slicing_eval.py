@@ -227,7 +227,7 @@ def slice_study(
         "imgsz": {"street": getattr(served, "imgsz", None), "cue": getattr(getattr(served, "cue", None), "imgsz", None)},
         "threads": threads,
         "slicing": {"tiles": list(settings.tiles), "overlap": settings.overlap, "merge_iou": settings.iou, "timed_merge": settings.merge,
-                    "drop_cut": settings.drop_cut, "groups": [list(g) for g in settings.groups], "tiles_per_640px_frame": tiles_per_model},
+                    "drop_cut": settings.drop_cut, "groups": [list(g) for g in settings.groups], "tiles_per_frame": tiles_per_model},
         "scores": {"two_wheelers": bike_score, "street_classes": garbage_score, "detector_floor": SERVE_CONF},
         "match_iou": MATCH_IOU,
         "heap_loose_match": f"IoU >= {LOOSE_IOU} or centre inside",
