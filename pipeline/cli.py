@@ -21,9 +21,10 @@ def cmd_detect(args: argparse.Namespace) -> int:
 
     detector = (load_detector if args.no_cue else load_cue_cascade)(args.model, backend=args.backend, settings=detector_settings(args), threads=args.threads)
     if args.slice:
-        from .detect.slicing import SlicedDetector, SliceSettings
+        from .detect.plan import sliced_detector
+        from .detect.slicing import SliceSettings
 
-        detector = SlicedDetector(detector, SliceSettings(tiles=args.tiles, overlap=args.overlap))
+        detector = sliced_detector(detector, settings=SliceSettings(tiles=args.tiles, overlap=args.overlap))  # each model at its own input size
     save = Path(args.save) if args.save else None
     if save:
         save.mkdir(parents=True, exist_ok=True)

@@ -54,6 +54,20 @@ class CueCascade:
         self.names: tuple[str, ...] = (*primary.names, *self.extra)
         self.backend = f"{getattr(primary, 'backend', '?')}+cue:{getattr(cue, 'backend', '?')}"
 
+    def with_models(self, primary: Detector, cue: Detector) -> CueCascade:
+        """The same cascade (classes, ownership) over other detectors for the two models: each sliced at its own
+        input size (`plan.sliced_detector`)."""
+        from copy import copy
+
+        other = copy(self)
+        other.primary, other.cue = primary, cue
+        return other
+
+    @property
+    def primary_classes(self) -> tuple[str, ...]:
+        """The classes the street model owns (every one of its own but those taken from the cue model)."""
+        return tuple(n for n in self.primary.names if n not in self.shared)
+
     @property
     def imgsz(self) -> int | None:
         """The street model's input size (the cue model has its own, in its card)."""

@@ -4,7 +4,10 @@ Two steps, in order:
 1. cues: when `base` is a `CueCascade` (a street model served with its cue model), only cameras with a
    vending or parking zone run the cue model; the others get the street model alone.
 2. slicing (`CameraConfig.slicing`: tiles over the whole frame; `ZoneConfig.slicing`: tiles over that zone's
-   bounding box); the tiles go through whatever step 1 chose.
+   bounding box), model by model (`sliced_detector`): each model of step 1's choice gets tiles no larger than
+   its own input, and a zone's tiles go only to the models that own a class its rules read (a no_parking zone's
+   to the cue model, which owns bicycle and motorcycle; a garbage_watch zone's to the street model). Cost goes
+   where it pays.
 A camera with neither gets `base` itself, unchanged; so does a patrol photo (no camera). `frame_detector` is
 the one choice every caller makes (the engine, the service's batcher, the night's batches). Wrappers are cached
 per base detector, camera and regions (which follow from the config and the frame size), so a frame never
@@ -15,6 +18,8 @@ from __future__ import annotations
 
 import threading
 import weakref
+from collections.abc import Sequence
+from functools import cache
 
 import numpy as np
 
@@ -32,9 +37,35 @@ def slice_settings(cfg: SlicingConfig) -> SliceSettings:
     return SliceSettings(tiles=tuple(cfg.tiles), overlap=cfg.overlap)
 
 
+@cache
+def kind_classes(kind: str) -> frozenset[str]:
+    """The detector classes the rules of a zone kind read (their default thresholds' `used_classes`)."""
+    from ..rules.registry import RULES
+
+    return frozenset(c for spec in RULES.values() if any(k.name == kind for k in spec.zone_kinds) for c in spec.thresholds().used_classes())
+
+
+def sliced_detector(base: Detector, regions: Sequence[SliceRegion] | None = None, settings: SliceSettings | None = None) -> Detector:
+    """`base` over tiles of `regions` (None: the whole frame), model by model at each model's own input size.
+
+    A `CueCascade` is sliced inside: its street model and its cue model each get a `SlicedDetector` (tiles no
+    larger than 416 and 640 px for street-v2 and yolo11n-coco), so the cue model's bicycles come from tiles too,
+    and the cascade takes each class from its owner as before. A region with `classes` goes only to the models
+    that own one of them; a model with no region left runs on the full frame alone."""
+    if not isinstance(base, CueCascade):
+        return SlicedDetector(base, settings, regions)
+
+    def part(model: Detector, owned: Sequence[str]) -> Detector:
+        mine = None if regions is None else [r for r in regions if r.classes is None or r.classes & set(owned)]
+        return model if mine == [] else SlicedDetector(model, settings, mine)
+
+    return base.with_models(part(base.primary, base.primary_classes), part(base.cue, (*base.shared, *base.extra)) if base.cue_classes else base.cue)
+
+
 def slicing_regions(camera: CameraConfig, width: int, height: int) -> tuple[SliceRegion, ...]:
-    """The regions to tile on a `width` x `height` frame of `camera`: the whole frame if the camera slices,
-    plus the bounding box of each zone that slices (zone coordinates scaled as the zones are)."""
+    """The regions to tile on a `width` x `height` frame of `camera`: the whole frame if the camera slices (every
+    class), plus the bounding box of each zone that slices (zone coordinates scaled as the zones are), for the
+    classes its kind's rules read."""
     regions = []
     if camera.slicing is not None and camera.slicing.enabled:
         regions.append(SliceRegion((0.0, 0.0, float(width), float(height)), slice_settings(camera.slicing)))
@@ -43,7 +74,7 @@ def slicing_regions(camera: CameraConfig, width: int, height: int) -> tuple[Slic
             continue
         xs, ys = zip(*zone.pixel_polygon(width, height, camera.resolution))
         box = (max(0.0, min(xs)), max(0.0, min(ys)), min(float(width), max(xs)), min(float(height), max(ys)))
-        regions.append(SliceRegion(tuple(round(v, 1) for v in box), slice_settings(zone.slicing)))
+        regions.append(SliceRegion(tuple(round(v, 1) for v in box), slice_settings(zone.slicing), kind_classes(zone.kind)))
     return tuple(regions)
 
 
@@ -59,10 +90,10 @@ def _sliced(base: Detector, camera: CameraConfig, width: int, height: int) -> De
             if det is None:
                 if len(per_base) >= _CACHE_PER_BASE:
                     per_base.clear()
-                det = per_base[key] = SlicedDetector(base, regions=regions)
+                det = per_base[key] = sliced_detector(base, regions)
         return det
     except TypeError:  # a base that cannot be weakly referenced: build it uncached
-        return SlicedDetector(base, regions=regions)
+        return sliced_detector(base, regions)
 
 
 def camera_detector(base: Detector, camera: CameraConfig, width: int, height: int) -> Detector:

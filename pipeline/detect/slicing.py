@@ -1,14 +1,18 @@
-"""Sliced inference: the detector over overlapping tiles plus the full frame, merged by NMS.
+"""Sliced inference: a model over overlapping tiles at its native resolution plus the full frame, merged.
 
-Why: a street camera frame is letterboxed down to the model's size (320–640 px), so a bike 40 px tall in a
-1920 px frame shrinks to a few pixels, and in a heap of parked bikes, overlapping and each one small, the
-model finds about half of them; the parking rule's `min_count` then rarely fires on a real heap. Each tile
-of a 2×2 grid is seen at about twice the resolution. The full frame still runs, for objects larger than a
-tile or cut by a tile edge. Tiling is `supervision.InferenceSlicer` (tiles of one region batched into one
-detector call, NMS across tiles); the merge with the full frame is `sv.Detections.merge` + `with_nms`. One
-addition, measured to pay: a tile's boxes that touch a side where the tile cuts the frame are dropped (the
-visible part of a cut object is otherwise a second, false object). Cost: 1 + cols×rows detector images per
-region per frame.
+Why: a street camera frame is letterboxed down to the model's size (416 px street model, 640 px cue model),
+so a bike 40 px tall in a 1920 px frame shrinks to a few pixels, and in a heap of parked bikes, overlapping and
+each one small, the model finds about half of them; the parking rule's `min_count` then rarely fires on a real
+heap. Three choices make the tiles pay:
+- native resolution: no tile is larger than the model's input (`max_tile`, the model's `imgsz`), so a tile is
+  never shrunk; the grid grows beyond `tiles` until that holds (a small zone's tiles are upscaled instead);
+- one model per `SlicedDetector`: a cascade is sliced model by model (`plan.sliced_detector`), each at its own
+  input size, so the cue model, which owns bicycle and motorcycle, sees the tiles too;
+- a merge that keeps precision: a tile's boxes cut by a tile edge (not the frame's) are dropped, then the full
+  frame and the tiles are merged by `merge` ('nms', 'nmm': supervision's non-maximum merge, or 'wbf': weighted
+  box fusion), classes in one `groups` entry merged as one (a bike seen as bicycle in one view and as
+  motorcycle in another is one bike). Measured choice: docs/benchmarks.md, "Slicing".
+Cost: 1 + tiles detector images per region per frame, per sliced model.
 
 >>> det = SlicedDetector(load_detector(), SliceSettings(tiles=(2, 2), overlap=0.2))
 >>> [d] = det.detect([frame])                     # tiles cover the whole frame
@@ -20,7 +24,6 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import partial
 
 import numpy as np
 import supervision as sv
@@ -29,17 +32,25 @@ from .base import Detector, make_detections
 
 Box = tuple[float, float, float, float]
 MIN_TILE_PX = 32  # a region whose tiles would be smaller than this is not sliced (the full frame covers it)
+MAX_GRID = 12  # columns or rows a region may grow to so that its tiles fit the model's input
 EDGE_SHARE, EDGE_PX = 0.01, 2.0  # a tile box this close to a side where the tile cuts the frame is a cut object
+MERGES = ("nms", "nmm", "wbf")
+TWO_WHEELERS = ("bicycle", "motorcycle")
 
 
 @dataclass(frozen=True)
 class SliceSettings:
-    """How a region is cut: `tiles` (columns, rows), the share of a tile that overlaps its neighbour, and the
-    IoU at which boxes from tiles and the full frame are one object (NMS, per class)."""
+    """How a region is cut and merged: `tiles` (columns, rows: the least grid; more where a tile would exceed the
+    model's input), the share of a tile that overlaps its neighbour, the IoU at which boxes from tiles and the
+    full frame are one object, the merge, whether boxes cut by a tile edge are dropped, and class groups merged
+    as one class."""
 
     tiles: tuple[int, int] = (2, 2)
     overlap: float = 0.2
     iou: float = 0.5
+    merge: str = "wbf"  # measured best of the three on the heap photos (docs/benchmarks.md, "Slicing")
+    drop_cut: bool = True
+    groups: tuple[tuple[str, ...], ...] = (TWO_WHEELERS,)
 
     def __post_init__(self) -> None:
         if len(self.tiles) != 2 or any(not isinstance(n, int) or n < 1 for n in self.tiles):
@@ -48,40 +59,63 @@ class SliceSettings:
             raise ValueError(f"overlap must be in [0, 1), got {self.overlap}")
         if not 0.0 < self.iou <= 1.0:
             raise ValueError(f"iou must be in (0, 1], got {self.iou}")
+        if self.merge not in MERGES:
+            raise ValueError(f"merge must be one of {', '.join(MERGES)}, got '{self.merge}'")
 
-    def tile_wh(self, width: int, height: int) -> tuple[tuple[int, int], tuple[int, int]]:
-        """Tile size and overlap in pixels for a region of `width` x `height`, so that exactly cols x rows tiles
-        cover it (InferenceSlicer steps by tile - overlap and puts the last tile flush with the edge)."""
+    def grid(self, width: int, height: int, max_tile: int | None = None) -> tuple[tuple[int, int], tuple[int, int]]:
+        """(columns, rows) and tile (width, height) for a region of `width` x `height`: at least `tiles`, and more
+        until a tile is no larger than `max_tile` (None: no limit), neighbours sharing at least `overlap`."""
 
         def axis(size: int, n: int) -> tuple[int, int]:
-            if n == 1:
-                return size, 0
-            tile = math.ceil(size / (n - (n - 1) * self.overlap))
-            return min(tile, size), math.floor(self.overlap * tile)
+            while True:
+                tile = size if n == 1 else min(size, math.ceil(size / (n - (n - 1) * self.overlap)))
+                if max_tile is None or tile <= max_tile or n >= MAX_GRID:
+                    return n, tile
+                n += 1
 
-        (tw, ow), (th, oh) = axis(width, self.tiles[0]), axis(height, self.tiles[1])
-        return (tw, th), (ow, oh)
+        (cols, tw), (rows, th) = axis(width, self.tiles[0]), axis(height, self.tiles[1])
+        return (cols, rows), (tw, th)
+
+
+def tile_boxes(region: tuple[int, int, int, int], settings: SliceSettings, max_tile: int | None = None) -> list[tuple[int, int, int, int]]:
+    """The tiles of `region` (frame pixels, x1 y1 x2 y2), row by row: evenly spaced, the first and last flush
+    with the region's sides, so they cover it exactly."""
+    x1, y1, x2, y2 = region
+    (cols, rows), (tw, th) = settings.grid(x2 - x1, y2 - y1, max_tile)
+
+    def starts(lo: int, size: int, tile: int, n: int) -> list[int]:
+        return [lo] if n == 1 else [lo + round(i * (size - tile) / (n - 1)) for i in range(n)]
+
+    return [(x, y, x + tw, y + th) for y in starts(y1, y2 - y1, th, rows) for x in starts(x1, x2 - x1, tw, cols)]
 
 
 @dataclass(frozen=True)
 class SliceRegion:
-    """A box in frame pixels whose tiles are run, with its own settings (None: the detector's)."""
+    """A box in frame pixels whose tiles are run, with its own settings (None: the detector's) and the classes
+    wanted there (None: all; `plan.sliced_detector` gives its tiles only to the models that own one)."""
 
     box: Box
     settings: SliceSettings | None = None
+    classes: frozenset[str] | None = None
 
 
 class SlicedDetector:
     """Any `Detector`, run on the full frame and on overlapping tiles of each region, merged per image.
 
     `regions`: boxes (or `SliceRegion`s) in frame pixels, clipped to each frame; None tiles the whole frame.
+    `max_tile`: the largest tile side, default the base's `imgsz` (its input); tiles are never shrunk.
     Detections keep `data['class_name']`; boxes are in the frame's pixels, best score first.
     """
 
-    def __init__(self, base: Detector, settings: SliceSettings | None = None, regions: Sequence[Box | SliceRegion] | None = None) -> None:
+    def __init__(
+        self, base: Detector, settings: SliceSettings | None = None, regions: Sequence[Box | SliceRegion] | None = None, max_tile: int | None = None,
+    ) -> None:
         self.base = base
         self.settings = settings or SliceSettings()
         self.names: tuple[str, ...] = tuple(base.names)
+        self.max_tile = max_tile if max_tile is not None else getattr(base, "imgsz", None)
+        if self.max_tile is not None and self.max_tile < MIN_TILE_PX:
+            raise ValueError(f"max_tile must be at least {MIN_TILE_PX} px, got {self.max_tile}")
         self.regions: tuple[SliceRegion, ...] | None = None
         if regions is not None:
             self.regions = tuple(r if isinstance(r, SliceRegion) else SliceRegion(tuple(float(v) for v in r)) for r in regions)
@@ -94,7 +128,11 @@ class SlicedDetector:
 
     def __repr__(self) -> str:
         where = "whole frame" if self.regions is None else f"{len(self.regions)} region(s)"
-        return f"SlicedDetector({self.settings.tiles[0]}x{self.settings.tiles[1]}, overlap {self.settings.overlap}, {where})"
+        return f"SlicedDetector({self.settings.tiles[0]}x{self.settings.tiles[1]}+, tile <= {self.max_tile} px, {self.settings.merge}, {where})"
+
+    @property
+    def imgsz(self) -> int | None:
+        return getattr(self.base, "imgsz", None)
 
     def detect(self, images: Sequence[np.ndarray]) -> list[sv.Detections]:
         if not len(images):
@@ -103,8 +141,8 @@ class SlicedDetector:
         return [self._merge(f, self._tiled(im)) for f, im in zip(full, images)]
 
     def tiles(self, width: int, height: int) -> list[Box]:
-        """The tiles (frame pixels) a frame of this size is cut into; for inspection and tests."""
-        return [t for (_, tiles, _) in self._plan(width, height) for t in tiles]
+        """The tiles (frame pixels) a frame of this size is cut into; for inspection, tests and cost."""
+        return [tuple(float(v) for v in t) for (_, tiles, _) in self._plan(width, height) for t in tiles]
 
     # -- internals ---------------------------------------------------------------------------------------
 
@@ -119,67 +157,36 @@ class SlicedDetector:
                 out.append(((x1, y1, x2, y2), r.settings or self.settings))
         return out
 
-    def _plan(self, width: int, height: int) -> list[tuple[tuple[int, int, int, int], list[Box], sv.InferenceSlicer]]:
-        """Per region: its box, its tiles in frame pixels, and the slicer that runs them (one batched call).
-        Made once per frame size."""
+    def _plan(self, width: int, height: int) -> list[tuple[tuple[int, int, int, int], list[tuple[int, int, int, int]], list[tuple[bool, ...]]]]:
+        """Per region: its box, its tiles in frame pixels, and which sides of each tile cut the frame (not the
+        frame's own border: boxes there are cut objects). Made once per frame size."""
         plan = self._plans.get((width, height))
         if plan is None:
             if len(self._plans) >= 16:  # frames of many sizes (patrol photos): keep the cache small
                 self._plans.clear()
-            plan = self._plans[(width, height)] = self._make_plan(width, height)
+            plan = []
+            for region, s in self._regions(width, height):
+                (cols, rows), (tw, th) = s.grid(region[2] - region[0], region[3] - region[1], self.max_tile)
+                if cols * rows == 1 or min(tw, th) < MIN_TILE_PX:
+                    continue
+                tiles = tile_boxes(region, s, self.max_tile)
+                plan.append((region, tiles, [(t[0] > 0, t[1] > 0, t[2] < width, t[3] < height) for t in tiles]))
+            self._plans[(width, height)] = plan
         return plan
-
-    def _make_plan(self, width: int, height: int) -> list[tuple[tuple[int, int, int, int], list[Box], sv.InferenceSlicer]]:
-        out = []
-        for (x1, y1, x2, y2), s in self._regions(width, height):
-            slice_wh, overlap_wh = s.tile_wh(x2 - x1, y2 - y1)
-            if s.tiles == (1, 1) or min(slice_wh) < MIN_TILE_PX:
-                continue
-            offsets = sv.InferenceSlicer._generate_offset((x2 - x1, y2 - y1), slice_wh, overlap_wh)
-            tiles = [(float(x1 + a), float(y1 + b), float(x1 + c), float(y1 + d)) for a, b, c, d in offsets]
-            # which sides of each tile cut through the frame (not the frame's own border): boxes there are cut objects
-            cuts = [(t[0] > 0, t[1] > 0, t[2] < width, t[3] < height) for t in tiles]
-            slicer = sv.InferenceSlicer(
-                callback=partial(self._detect_tiles, cuts=cuts),  # batched: all tiles of the region in one call
-                slice_wh=slice_wh,
-                overlap_wh=overlap_wh,
-                overlap_filter=sv.OverlapFilter.NON_MAX_SUPPRESSION,
-                iou_threshold=s.iou,
-                batch_size=len(tiles),
-            )
-            out.append(((x1, y1, x2, y2), tiles, slicer))
-        return out
-
-    def _detect_tiles(self, tiles: list[np.ndarray], cuts: list[tuple[bool, bool, bool, bool]]) -> list[sv.Detections]:
-        """The base detector on a batch of tiles, without boxes that touch a side where the tile cuts the frame.
-
-        A tile edge through an object yields a box of its visible part; it would survive NMS next to the whole
-        object's box (their IoU is low) and count as a second object. The object is whole in the neighbouring
-        tile (the overlap) or in the full frame. Measured on garbage-cn val (2x2, street-v1): street-class
-        precision 0.42 with these boxes kept, 0.78 without; recall 0.87 and 0.85 (full frame alone: 0.81, 0.79).
-        """
-        dets = self.base.detect(tiles)
-        if len(cuts) != len(tiles):  # not the batch planned (never, with batch_size = number of tiles)
-            return dets
-        out = []
-        for d, tile, (left, top, right, bottom) in zip(dets, tiles, cuts):
-            if len(d):
-                h, w = tile.shape[:2]
-                mx, my = max(EDGE_PX, EDGE_SHARE * w), max(EDGE_PX, EDGE_SHARE * h)
-                b = d.xyxy
-                cut = (left & (b[:, 0] <= mx)) | (top & (b[:, 1] <= my)) | (right & (b[:, 2] >= w - mx)) | (bottom & (b[:, 3] >= h - my))
-                d = d[~cut]
-            out.append(d)
-        return out
 
     def _tiled(self, image: np.ndarray) -> list[sv.Detections]:
         height, width = image.shape[:2]
         out = []
-        for (x1, y1, x2, y2), _, slicer in self._plan(width, height):
-            d = slicer(image[y1:y2, x1:x2])
-            if len(d):
-                d.xyxy = d.xyxy + np.array([x1, y1, x1, y1], dtype=d.xyxy.dtype)
-                out.append(d)
+        for _, tiles, cuts in self._plan(width, height):
+            dets = self.base.detect([image[y1:y2, x1:x2] for x1, y1, x2, y2 in tiles])  # one batched call per region
+            for d, (x1, y1, x2, y2), sides in zip(dets, tiles, cuts):
+                if not len(d):
+                    continue
+                if self.settings.drop_cut:
+                    d = d[~cut_by_edge(d.xyxy, x2 - x1, y2 - y1, sides)]
+                if len(d):
+                    d.xyxy = d.xyxy + np.array([x1, y1, x1, y1], dtype=d.xyxy.dtype)
+                    out.append(d)
         return out
 
     def _merge(self, full: sv.Detections, tiled: list[sv.Detections]) -> sv.Detections:
@@ -187,9 +194,75 @@ class SlicedDetector:
         if not parts:
             return full
         merged = sv.Detections.merge(parts) if len(parts) > 1 else parts[0]
-        merged = merged.with_nms(threshold=self.settings.iou, class_agnostic=False)
-        merged = merged[np.argsort(-merged.confidence, kind="stable")]
-        merged.metadata = {}
-        if "class_name" not in merged.data:  # a base detector without names in its data: fill them in
-            merged = make_detections(merged.xyxy, merged.confidence, merged.class_id, self.names)
-        return merged
+        return merge_detections(merged, self.names, self.settings.merge, self.settings.iou, self.settings.groups)
+
+
+def cut_by_edge(xyxy: np.ndarray, w: int, h: int, sides: tuple[bool, ...]) -> np.ndarray:
+    """Per box (tile pixels): does it touch a side of the tile that cuts through the frame?
+
+    A tile edge through an object yields a box of its visible part; it would survive the merge next to the whole
+    object's box (their IoU is low) and count as a second object. The object is whole in the neighbouring tile
+    (the overlap) or in the full frame. Measured on garbage-cn val (2x2, street-v1): street-class precision 0.42
+    with these boxes kept, 0.78 without; recall 0.87 and 0.85 (full frame alone: 0.81, 0.79)."""
+    left, top, right, bottom = sides
+    mx, my = max(EDGE_PX, EDGE_SHARE * w), max(EDGE_PX, EDGE_SHARE * h)
+    return (left & (xyxy[:, 0] <= mx)) | (top & (xyxy[:, 1] <= my)) | (right & (xyxy[:, 2] >= w - mx)) | (bottom & (xyxy[:, 3] >= h - my))
+
+
+def merge_detections(d: sv.Detections, names: Sequence[str], method: str = "nms", iou: float = 0.5, groups: Sequence[Sequence[str]] = ()) -> sv.Detections:
+    """One box per object from overlapping views: per class, or per group of classes (`groups`), boxes at IoU >=
+    `iou` are one object. 'nms' keeps the best box; 'nmm' (supervision's non-maximum merge) the union box of the
+    pair, scored as supervision merges (area-weighted mean); 'wbf' the score-weighted mean box of the cluster,
+    scored as its best. The class is the best box's. Best score first."""
+    if method not in MERGES:
+        raise ValueError(f"merge must be one of {', '.join(MERGES)}, got '{method}'")
+    if not len(d):
+        return d
+    class_name = np.asarray(d.data["class_name"], dtype=object)
+    key = np.array([_group_key(str(n), groups) for n in class_name], dtype=object)
+    _, ids = np.unique(key.astype(str), return_inverse=True)
+    work = sv.Detections(xyxy=d.xyxy.astype(np.float32), confidence=d.confidence.astype(np.float32), class_id=ids.astype(int), data={"class_name": class_name})
+    if method == "nms":
+        work = work.with_nms(threshold=iou, class_agnostic=False)
+    elif method == "nmm":
+        work = work.with_nmm(threshold=iou, class_agnostic=False)
+    else:
+        work = _wbf(work, iou)
+    order = np.argsort(-work.confidence, kind="stable")
+    work = work[order]
+    return make_detections(work.xyxy, work.confidence, [names.index(str(n)) for n in work.data["class_name"]], names)
+
+
+def _group_key(name: str, groups: Sequence[Sequence[str]]) -> str:
+    for g in groups:
+        if name in g:
+            return "|".join(g)
+    return name
+
+
+def _wbf(d: sv.Detections, iou: float) -> sv.Detections:
+    """Weighted box fusion (Solovyev et al.), one model: clusters built best score first, a box joining the
+    cluster of the same class whose fused box it overlaps at IoU >= `iou`; the fused box is the score-weighted
+    mean, its score and class the cluster's best."""
+    from ..geometry import box_iou
+
+    order = np.argsort(-d.confidence, kind="stable")
+    fused: list[np.ndarray] = []
+    members: list[list[int]] = []
+    for i in order:
+        same = [k for k in range(len(fused)) if d.class_id[members[k][0]] == d.class_id[i]]
+        if same:
+            ious = box_iou(d.xyxy[i : i + 1], np.array([fused[k] for k in same]))[0]
+            best = int(np.argmax(ious))
+            if ious[best] >= iou:
+                k = same[best]
+                members[k].append(i)
+                w = d.confidence[members[k]]
+                fused[k] = (d.xyxy[members[k]] * w[:, None]).sum(0) / w.sum()
+                continue
+        fused.append(d.xyxy[i].copy())
+        members.append([i])
+    keep = [m[0] for m in members]  # the best box of each cluster: its score, class and data
+    out = d[np.array(keep, dtype=int)]
+    out.xyxy = np.array(fused, dtype=np.float32).reshape(-1, 4)
+    return out

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from pydantic import Field
 
-from ..geometry import union_box
+from ..geometry import box_iou, union_box
 from .base import Box, FrameContext, Violation, make_violation, min_count, rule
 from .registry import ZoneKindSpec
 from .thresholds import RuleThresholds
@@ -27,9 +27,29 @@ class ParkingRule(RuleThresholds):
     min_score: float = Field(0.3, ge=0, le=1, title="Minimum score")
     vehicle_classes: tuple[str, ...] = Field(("bicycle", "motorcycle"), title="Vehicle classes")
     severity_counts: tuple[int, int] = Field((6, 10), title="Severity steps", description="Counts at which severity rises to 2 and to 3")
+    same_vehicle_iou: float = Field(
+        0.6, gt=0, le=1, title="Same vehicle IoU",
+        description="Vehicle boxes overlapping a better-scored one at this IoU or more are the same vehicle (one bike seen as bicycle and as motorcycle, or twice by sliced views): counted once",
+    )
 
     def evidence_classes(self) -> tuple[str, ...]:
         return self.vehicle_classes
+
+
+def one_per_vehicle(xyxy: np.ndarray, scores: np.ndarray, members: list[int], iou: float) -> list[int]:
+    """`members` without those that overlap a better-scored member at IoU >= `iou`: one bike, one count, whatever
+    class each view gave it. Distinct parked bikes overlap far less: among the 143 labelled bikes of the
+    streets-in photos (dense rows included), no two reach IoU 0.39."""
+    if len(members) < 2:
+        return members
+    idx = np.array(members)
+    order = idx[np.argsort(-scores[idx], kind="stable")]
+    m = box_iou(xyxy[order], xyxy[order])
+    kept: list[int] = []
+    for i in range(len(order)):
+        if not any(m[i, j] >= iou for j in kept):
+            kept.append(i)
+    return sorted(int(order[i]) for i in kept)
 
 
 def parked(ctx: FrameContext) -> list[Box]:
@@ -77,6 +97,7 @@ def non_motor_parking(ctx: FrameContext) -> list[Violation]:
     out = []
     for zone_id, inside, override in groups:
         members = np.where(ctx.evidence(cfg, cfg.vehicle_classes, inside, override))[0].tolist()
+        members = one_per_vehicle(ctx.detections.xyxy, ctx.detections.confidence, members, cfg.same_vehicle_iou)
         if len(members) >= min_count(cfg, override):
             steps = cfg.severity_counts
             severity = 1 + (len(members) >= steps[0]) + (len(members) >= steps[1])

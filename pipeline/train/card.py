@@ -247,6 +247,7 @@ def render_markdown(card: dict) -> str:
         *_cue_section(card),
         *_latency_section(card),
         *_comparison_section(card),
+        *_non_motor_section(card),
         *_selection_section(card),
         f"**Latency** (ONNX, CPU, batch 1, {m['latency_onnx_cpu']['imgsz']} px): median {m['latency_onnx_cpu']['median_ms']} ms, p90 {m['latency_onnx_cpu']['p90_ms']} ms on {card['training']['environment'].get('cpus')} cores.",
         "",
@@ -380,6 +381,12 @@ def _labelling_section(card: dict) -> list[str]:
         lc.get("reading", ""),
         "",
     ]
+
+
+def _non_motor_section(card: dict) -> list[str]:
+    """How the served models see Chinese non-motor vehicles (e-bikes, shared bikes, cargo tricycles), written by hand into the card."""
+    note = card.get("non_motor_vehicles")
+    return ["## Chinese non-motor vehicles", note, ""] if note else []
 
 
 def _comparison_section(card: dict) -> list[str]:

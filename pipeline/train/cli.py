@@ -123,21 +123,24 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _evaluate_slicing(args: argparse.Namespace) -> int:
     from .slicing_eval import slice_study
 
-    report = slice_study(args.model, args.shared, tiles=args.tiles, overlap=args.overlap, threads=args.threads, imgsz=args.imgsz)
+    report = slice_study(args.model, args.shared, tiles=args.tiles, overlap=args.overlap, threads=args.threads, imgsz=args.imgsz, garbage=not args.no_garbage)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))
         return 0
-    sc = report["scores"]
-    print(f"{report['model']} (onnx, {report['imgsz']} px): full frame vs sliced {report['slicing']['tiles'][0]}x{report['slicing']['tiles'][1]} + full frame, overlap {report['slicing']['overlap']}; matched at IoU {report['match_iou']}")
-    print(f"  images: streets-in holdout {report['images']['streets_in_holdout']}, garbage-cn val {report['images']['garbage_cn_val']}")
+    sc, sl = report["scores"], report["slicing"]
+    print(f"{report['model']} served as {report['served']}: full frame vs sliced {sl['tiles'][0]}x{sl['tiles'][1]}+ (tiles <= each model's input; per model on 640/1024/1920x1080 frames: {sl['tiles_per_frame']}), overlap {sl['overlap']}, merge IoU {sl['merge_iou']}, cut boxes dropped: {sl['drop_cut']}")
+    print("  images: " + ", ".join(f"{k} {v}" for k, v in report["images"].items()) + f"; two-wheelers at score >= {sc['two_wheelers']}, matched at IoU {report['match_iou']}")
     for key, r in report["detectors"].items():
-        b, g, t = r["streets_in_two_wheelers"], r["garbage_cn_street_classes"], r["ms_per_frame"]
-        print(f"  {key:<7} two-wheelers (score >= {sc['two_wheelers']}): recall {b['recall']} precision {b['precision']} ({b['found']}/{b['labels']} found, {b['predictions']} predicted)")
-        print(f"  {'':<7} street classes (score >= {sc['street_classes']}): recall {g['recall']} precision {g['precision']} ({g['found']}/{g['labels']} found, {g['predictions']} predicted)")
-        print(f"  {'':<7} {t['median']} ms per frame (median of {t['frames']}, p90 {t['p90']})")
+        b, h, g = r["streets_in_two_wheelers"], r["heap_photos"], r["garbage_cn_street_classes"]
+        print(f"  {key:<11} holdout two-wheelers: recall {b['recall']} precision {b['precision']} ({b['found']}/{b['labels']}, {b['predictions']} predicted)")
+        print(f"  {'':<11} heap photos: recall {h['recall']} precision {h['precision']}; loose match ({report['heap_loose_match']}) {h['loose']['recall']} / {h['loose']['precision']} ({h['predictions']} counted, {h['labels']} labelled)")
+        if g["labels"]:
+            print(f"  {'':<11} street classes (score >= {sc['street_classes']}): recall {g['recall']} precision {g['precision']}")
+    for key, t in report["ms_per_frame"].items():
+        print(f"  ms per frame, {key}: median {t['median']}, p90 {t['p90']} ({t['frames']} frames)")
     if args.out:
         print(f"written: {args.out}")
     return 0
@@ -234,9 +237,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, help="with --vending: take the rules from this camera config (default: the rules' defaults)")
     p.add_argument("--reference", default="yolo11n-coco", help="with --cues: the reference model (default yolo11n-coco, run at 640 px)")
     p.add_argument("--shared", type=Path, default=SHARED, help="with --cues, --vending or --slice-study: the shared data folder (default ../shared)")
-    p.add_argument("--slice-study", action="store_true", help="instead: full frame vs sliced inference (ONNX): two-wheeler recall/precision on the streets-in holdout, street-class recall/precision on garbage-cn val, ms per frame")
+    p.add_argument("--slice-study", action="store_true", help="instead: the served cascade (street + cue model, ONNX) on the full frame vs sliced with each merge: two-wheeler recall/precision on the streets-in holdout and the heap photos, street-class recall/precision on garbage-cn val, ms per frame")
     add_slice_args(p, "with --slice-study: ")
     p.add_argument("--out", metavar="JSON", help="with --slice-study: also write the report to this file")
+    p.add_argument("--no-garbage", action="store_true", help="with --slice-study: skip garbage-cn val (two-wheelers only; most of the time saved)")
     p.add_argument("--model", help="model name, folder or file (default: models/CURRENT)")
     p.add_argument("--split", default="val", help="dataset split (default val)")
     add_backend_arg(p)

@@ -87,3 +87,16 @@ def test_a_zone_override_replaces_the_rule_threshold():
     [v] = non_motor_parking(context(moto(0, x0=230), cam=camera(gate)))
     assert v.zone_id == "gate" and v.count == 1
     assert non_motor_parking(context(moto(0, x0=230), cam=camera(NO_PARKING))) == []
+
+
+def test_one_bike_seen_as_bicycle_and_as_motorcycle_counts_once():
+    """The count follows the merged boxes: a second box on the same bike (another class, another view) is not a
+    second bike; bikes parked side by side (boxes overlapping, IoU 0.2 here) still count apiece."""
+    row = [moto(i) for i in range(2)]
+    same_bike = ("bicycle", (222, 302, 272, 401), 0.7, 60)  # on the first motorcycle: IoU about 0.9
+    assert non_motor_parking(context(*row, same_bike)) == []  # two bikes, under min_count 3
+    tight = [("motorcycle", (220 + 30 * i, 300, 270 + 30 * i, 400), 0.8, 60) for i in range(3)]  # 30 px apart: IoU 0.25
+    [v] = non_motor_parking(context(*tight))
+    assert v.count == 3
+    [v] = non_motor_parking(context(*row, moto(2), same_bike))
+    assert v.count == 3 and v.members == (0, 1, 2)
