@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -51,9 +52,14 @@ class DispatchedCases:
     def forget(self, camera_id: str) -> None:
         self._read.pop(camera_id, None)
 
+class LedgerOnHold(Exception):
+    """The ledger may not be written yet (`Intake.hold` says why: e.g. the service started during a database
+    outage and has not seen the database since, so its schema may not be current): a transient failure."""
+
+
 # Failures a later retry can get past: the database unreachable or busy, a file system error. Anything else
 # (invalid data, a value the database refuses) would fail again the same way: that report is quarantined.
-_TRANSIENT = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout, psycopg.OperationalError, OSError, StorageError)
+_TRANSIENT = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout, psycopg.OperationalError, OSError, StorageError, LedgerOnHold)
 
 
 def is_transient(e: BaseException) -> bool:
@@ -102,6 +108,7 @@ class Intake:
         self.mark_frames = mark_frames  # store each camera's frame time in the ledger (the live service's frame order)
         self.last_error: str | None = None  # why the last attempt to write the queue stopped; None once it went through
         self.stopped_by: BaseException | None = None
+        self.hold: Callable[[], str | None] | None = None  # why nothing may be written now (None: go ahead)
         self._watch = DispatchedCases(store)
 
     @property
@@ -160,6 +167,8 @@ class Intake:
         return done
 
     def _write(self, entry: QueueEntry) -> PostResult | None:
+        if self.hold is not None and (why := self.hold()) is not None:
+            raise LedgerOnHold(why)
         if entry.is_report:
             return self.store.post_incident(entry.report())
         mark_frames(self.store.db, {entry.camera_id: entry.taken_at})
