@@ -95,7 +95,7 @@ class ServiceSettings(EnvSettings):
     )
     key_cache: Path | None = Field(
         None, title="Key cache",
-        description="The API keys (SHA-256 only, mode 0600) active when the ledger database was last seen, so the service starts and knows its keys during an outage; unset: api-keys-last-seen.json beside the journal",
+        description="The API keys (SHA-256 only, mode 0600) active when the ledger database was last seen, so the service starts and knows its keys during an outage (PostgreSQL ledgers only); unset: api-keys-last-seen.json beside the journal",
     )
     retry_interval_s: float = Field(2.0, gt=0, le=3600, title="Retry interval", description="Seconds between attempts to post the queued reports while the ledger is unavailable")
     max_clock_skew_s: float = Field(

@@ -31,7 +31,7 @@ from .errors import Forbidden, TooManyRequests, Unauthorized
 from .key_cache import KeyCache
 from .keys import KeySnapshot, KeyStore, Principal, Role
 from .ratelimit import FailureLimiter
-from ..runtime.ledger import LedgerLink, describe, unreachable
+from ..runtime.ledger import LedgerLink, can_be_away, describe, unreachable
 from ..settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -151,7 +151,8 @@ class Auth:
         keys are read and the key cache rewritten; with `link` down, the key cache is what there is."""
         keys = KeyStore(db)
         cache = KeyCache(settings.key_cache_path())
-        keys.on_snapshot = _save_cache(cache)
+        if can_be_away(db.url):  # a SQLite ledger is a local file: never started without it, no cache needed
+            keys.on_snapshot = _save_cache(cache)
         if link is not None:
             keys.offline = lambda: not link.up
             link.before_up(keys.refresh_known, periodic=True)  # keeps the cache current for the next outage

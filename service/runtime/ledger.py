@@ -64,11 +64,15 @@ def describe(e: BaseException) -> str:
     return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
+def can_be_away(url: str) -> bool:
+    """Only PostgreSQL is a server that can be away; SQLite is a local file (that cannot open: a mistake)."""
+    return make_url(normalize_url(url)).get_backend_name() == "postgresql"
+
+
 def unreachable(e: BaseException, url: str) -> bool:
     """Whether `e`, from opening the ledger at `url`, is the database being away (an outage to ride out) rather
-    than a mistake to report at once (a wrong password, a missing database, a SQLite file that cannot open).
-    Only PostgreSQL is a server that can be away; SQLite is a local file."""
-    if make_url(normalize_url(url)).get_backend_name() != "postgresql":
+    than a mistake to report at once (a wrong password, a missing database, a SQLite file that cannot open)."""
+    if not can_be_away(url):
         return False
     orig = e.orig if isinstance(e, DBAPIError) else e
     if not isinstance(orig, psycopg.OperationalError):
@@ -90,12 +94,10 @@ class LedgerLink:
         self.error: str | None = None  # why it is down
         self.down_since: datetime | None = None
         self.started_down = False
-        self.came_back_after_s: float | None = None  # from start to the link going up, when it started down
         self._before_up: list[tuple[Callable[[], object], bool]] = []  # (hook, also every refresh_s while up)
         self._after_up: list[Callable[[], object]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._started = time.monotonic()
         self._refreshed = time.monotonic()
 
     def open_store(self) -> CaseStore:
@@ -150,8 +152,6 @@ class LedgerLink:
             return False
         self.up, self.error = True, None
         self._refreshed = time.monotonic()
-        if self.started_down and self.came_back_after_s is None:
-            self.came_back_after_s = time.monotonic() - self._started
         log.warning("the ledger database answers again (down since %s): writing the journal to it", self.down_since)
         self.down_since = None
         for hook in self._after_up:
