@@ -161,6 +161,7 @@ def test_serve_starts_while_postgresql_is_unreachable_journals_frames_and_all_la
         assert "the ledger database is unreachable" in brief.json()["reason"] and "journaled" in brief.json()["reason"]
         admin = httpx.get(f"{serve.base}/ready", headers={"X-API-Key": keys["admin"]}).json()  # known from the cache
         assert admin["database"] is False and "OperationalError" in admin["database_error"] and admin["model"] == "coco"
+        assert httpx.get(f"{serve.base}/cases", headers={"X-API-Key": keys["admin"]}).status_code == 503  # the ledger itself is away
 
         # keys: the active camera key passes; the one revoked before the outage and an unknown one do not
         assert frame(serve.base, T0 + timedelta(seconds=1), {"X-API-Key": keys["revoked"]}).status_code == 401
