@@ -28,6 +28,7 @@ from .report_queue import JournalError, QueueEntry, ReportQueue
 
 log = logging.getLogger(__name__)
 WATCH_REUSE_S = 60.0  # video seconds a gated (unchanged) frame may reuse the dispatched-case list for
+FRAME_RUN = 500  # queued frame times written to the ledger in one transaction at most (a long outage queues one per frame)
 
 
 class DispatchedCases:
@@ -149,15 +150,26 @@ class Intake:
         (None for a frame time or a quarantined report)."""
         done: list[tuple[QueueEntry, PostResult | None]] = []
         self.stopped_by = None
+        runs = True  # consecutive frame times go together (one transaction, one journal write), unless that failed
         while self.queue.pending:
+            run = self.queue.leading_frames(FRAME_RUN) if runs else []
+            if len(run) > 1:
+                try:
+                    self._write_marks(run)
+                except Exception as e:
+                    if is_transient(e):
+                        return self._stop(e, done)
+                    runs = False  # one at a time, so that only the one the ledger refuses is quarantined
+                    continue
+                self.queue.done_many(run)
+                done.extend((entry, None) for entry in run)
+                continue
             entry = self.queue.pending[0]
             try:
                 done.append((entry, self._write(entry)))
             except Exception as e:
                 if is_transient(e):
-                    self.last_error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-                    self.stopped_by = e
-                    return done
+                    return self._stop(e, done)
                 qid = quarantine(self.store.db, _payload_json(entry), entry.incident_id, (entry.payload or {}).get("camera_id"), e, entry.queued_at)
                 log.error("incident %s refused by the ledger, quarantined as %d: %s", entry.incident_id, qid, e)
                 entry.quarantine = (qid, str(e))
@@ -166,9 +178,25 @@ class Intake:
         self.last_error = None
         return done
 
-    def _write(self, entry: QueueEntry) -> PostResult | None:
+    def _stop(self, e: BaseException, done: list[tuple[QueueEntry, PostResult | None]]) -> list[tuple[QueueEntry, PostResult | None]]:
+        self.last_error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        self.stopped_by = e
+        return done
+
+    def _check_hold(self) -> None:
         if self.hold is not None and (why := self.hold()) is not None:
             raise LedgerOnHold(why)
+
+    def _write_marks(self, run: list[QueueEntry]) -> None:
+        self._check_hold()
+        newest: dict[str, datetime] = {}
+        for entry in run:
+            if entry.camera_id not in newest or entry.taken_at > newest[entry.camera_id]:
+                newest[entry.camera_id] = entry.taken_at
+        mark_frames(self.store.db, newest)
+
+    def _write(self, entry: QueueEntry) -> PostResult | None:
+        self._check_hold()
         if entry.is_report:
             return self.store.post_incident(entry.report())
         mark_frames(self.store.db, {entry.camera_id: entry.taken_at})
