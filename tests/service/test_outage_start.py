@@ -236,3 +236,33 @@ def test_no_key_cache_and_no_database_refuses_to_start_with_the_reason(tmp_path,
     )
     with pytest.raises(NoKeyCache, match=r"unreachable .*no key cache at .*api-keys-last-seen.json"):
         create_app(settings)
+
+
+def test_offline_keys_are_judged_by_the_last_snapshot_and_a_revoke_rewrites_it(tmp_path, ledger_template):
+    import shutil
+
+    shutil.copy(ledger_template, tmp_path / "ledger.db")
+    store = KeyStore(Database(f"sqlite:///{tmp_path / 'ledger.db'}", auto_upgrade=False))
+    a, b = store.create("cam-a", Role.CAMERA), store.create("cam-b", Role.CAMERA)
+    saved: list[KeySnapshot] = []
+    store.on_snapshot = saved.append
+    store.refresh_known()
+    assert len(saved) == 1 and set(saved[0].keys) == {digest(a.key), digest(b.key)}
+    store.refresh_known()
+    assert len(saved) == 1  # nothing changed: nothing rewritten
+
+    store.revoke(key_id=b.info.id)  # revoked here: the snapshot (and the cache) loses it at once
+    assert set(saved[-1].keys) == {digest(a.key)}
+
+    down = [True]
+    store.offline = lambda: down[0]
+
+    def no_database():
+        raise AssertionError("the database was asked while offline")
+
+    store.db._sessions = no_database
+    assert store.verify(a.key) == Principal("cam-a", Role.CAMERA, a.info.id)
+    assert store.verify(b.key) is None and store.verify("so_" + "q" * 43) is None
+    down[0] = False
+    with pytest.raises(AssertionError, match="asked while offline"):  # online, an unknown key is looked up
+        store.verify("so_" + "r" * 43)
