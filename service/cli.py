@@ -25,7 +25,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         threads=args.threads, conf=args.conf, imgsz=args.imgsz, evidence_dir=args.evidence_dir, public_url=args.public_url,
         max_upload_bytes=args.max_upload_mb * 1024 * 1024 if args.max_upload_mb else None, persist_model=args.persist_model or None,
         insecure_open=args.insecure_open or None,
-        journal=args.journal, max_clock_skew_s=args.max_clock_skew,
+        journal=args.journal, key_cache=args.key_cache, max_clock_skew_s=args.max_clock_skew,
     )
     try:
         app = create_app(settings)
@@ -116,7 +116,10 @@ SERVE_EPILOG = """Every option can also come from the environment: STREETORDER_C
 STREETORDER_IMGSZ, STREETORDER_EVIDENCE_DIR, STREETORDER_PUBLIC_URL, STREETORDER_MAX_UPLOAD_BYTES,
 STREETORDER_PERSIST_MODEL, STREETORDER_INSECURE_OPEN, STREETORDER_SESSION_HOURS, STREETORDER_AUTH_FAILURES_PER_ADDRESS,
 STREETORDER_AUTH_FAILURES_GLOBAL, STREETORDER_AUTH_WINDOW_S, STREETORDER_JOURNAL, STREETORDER_MAX_CLOCK_SKEW_S,
-STREETORDER_RETRY_INTERVAL_S, STREETORDER_EARLIEST_TAKEN_AT; flags win.
+STREETORDER_RETRY_INTERVAL_S, STREETORDER_EARLIEST_TAKEN_AT, STREETORDER_KEY_CACHE; flags win.
+With PostgreSQL unreachable at start, serve starts degraded: keys are checked against the key cache (written
+while the database is up), frames and photos are journaled (202), /ready is 503 with the reason, and all is
+written once the database answers.
 Every route but /health, /ready and the docs needs an API key with the right role in the X-API-Key header (create
 them with `streetorder keys create`; STREETORDER_EVIDENCE_PUBLIC=1 opens /evidence). With no key in the ledger the
 service refuses to start unless --insecure-open is given. STREETORDER_API_KEY (the old single master key) still
@@ -148,6 +151,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--evidence-dir", metavar="DIR", help="where the engine writes evidence before the ledger stores it (default var/engine-evidence)")
     p.add_argument("--public-url", metavar="URL", help="how clients reach the service; links in responses and outbound messages use it")
     p.add_argument("--journal", metavar="FILE", help="report journal: what the ledger could not take yet, replayed first on start (default var/report-journal.jsonl)")
+    p.add_argument("--key-cache", metavar="FILE", help="API keys (hashes only) active when the database was last seen, for a start during an outage (default: beside the journal)")
     p.add_argument("--max-clock-skew", type=float, metavar="S", help="refuse frames and photos taken more than S seconds in the future (default 300)")
     p.add_argument("--max-upload-mb", type=int, help="largest request body in MiB (default 20)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"], help="uvicorn log level (default info)")

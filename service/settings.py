@@ -93,6 +93,10 @@ class ServiceSettings(EnvSettings):
         Path("var/report-journal.jsonl"), title="Report journal",
         description="Append-only, fsync'ed file of incident reports and frame times the ledger could not take yet (database down); replayed first on start",
     )
+    key_cache: Path | None = Field(
+        None, title="Key cache",
+        description="The API keys (SHA-256 only, mode 0600) active when the ledger database was last seen, so the service starts and knows its keys during an outage (PostgreSQL ledgers only); unset: api-keys-last-seen.json beside the journal",
+    )
     retry_interval_s: float = Field(2.0, gt=0, le=3600, title="Retry interval", description="Seconds between attempts to post the queued reports while the ledger is unavailable")
     max_clock_skew_s: float = Field(
         300.0, ge=0, title="Allowed clock skew", description="A frame or photo taken more than this many seconds after the service's clock is refused (422), never stored",
@@ -117,6 +121,9 @@ class ServiceSettings(EnvSettings):
         if v is not None and v % 32:
             raise ValueError(f"imgsz must be a multiple of 32, got {v}")
         return v
+
+    def key_cache_path(self) -> Path:
+        return self.key_cache or self.journal.with_name("api-keys-last-seen.json")
 
     def ledger_settings(self) -> LedgerConfig:
         """The ledger config this service uses, with the database and evidence URL overrides applied."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -27,6 +28,7 @@ from .report_queue import JournalError, QueueEntry, ReportQueue
 
 log = logging.getLogger(__name__)
 WATCH_REUSE_S = 60.0  # video seconds a gated (unchanged) frame may reuse the dispatched-case list for
+FRAME_RUN = 500  # queued frame times written to the ledger in one transaction at most (a long outage queues one per frame)
 
 
 class DispatchedCases:
@@ -51,9 +53,14 @@ class DispatchedCases:
     def forget(self, camera_id: str) -> None:
         self._read.pop(camera_id, None)
 
+class LedgerOnHold(Exception):
+    """The ledger may not be written yet (`Intake.hold` says why: e.g. the service started during a database
+    outage and has not seen the database since, so its schema may not be current): a transient failure."""
+
+
 # Failures a later retry can get past: the database unreachable or busy, a file system error. Anything else
 # (invalid data, a value the database refuses) would fail again the same way: that report is quarantined.
-_TRANSIENT = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout, psycopg.OperationalError, OSError, StorageError)
+_TRANSIENT = (OperationalError, InterfaceError, DisconnectionError, PoolTimeout, psycopg.OperationalError, OSError, StorageError, LedgerOnHold)
 
 
 def is_transient(e: BaseException) -> bool:
@@ -102,6 +109,7 @@ class Intake:
         self.mark_frames = mark_frames  # store each camera's frame time in the ledger (the live service's frame order)
         self.last_error: str | None = None  # why the last attempt to write the queue stopped; None once it went through
         self.stopped_by: BaseException | None = None
+        self.hold: Callable[[], str | None] | None = None  # why nothing may be written now (None: go ahead)
         self._watch = DispatchedCases(store)
 
     @property
@@ -142,15 +150,26 @@ class Intake:
         (None for a frame time or a quarantined report)."""
         done: list[tuple[QueueEntry, PostResult | None]] = []
         self.stopped_by = None
+        runs = True  # consecutive frame times go together (one transaction, one journal write), unless that failed
         while self.queue.pending:
+            run = self.queue.leading_frames(FRAME_RUN) if runs else []
+            if len(run) > 1:
+                try:
+                    self._write_marks(run)
+                except Exception as e:
+                    if is_transient(e):
+                        return self._stop(e, done)
+                    runs = False  # one at a time, so that only the one the ledger refuses is quarantined
+                    continue
+                self.queue.done_many(run)
+                done.extend((entry, None) for entry in run)
+                continue
             entry = self.queue.pending[0]
             try:
                 done.append((entry, self._write(entry)))
             except Exception as e:
                 if is_transient(e):
-                    self.last_error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-                    self.stopped_by = e
-                    return done
+                    return self._stop(e, done)
                 qid = quarantine(self.store.db, _payload_json(entry), entry.incident_id, (entry.payload or {}).get("camera_id"), e, entry.queued_at)
                 log.error("incident %s refused by the ledger, quarantined as %d: %s", entry.incident_id, qid, e)
                 entry.quarantine = (qid, str(e))
@@ -159,7 +178,25 @@ class Intake:
         self.last_error = None
         return done
 
+    def _stop(self, e: BaseException, done: list[tuple[QueueEntry, PostResult | None]]) -> list[tuple[QueueEntry, PostResult | None]]:
+        self.last_error = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+        self.stopped_by = e
+        return done
+
+    def _check_hold(self) -> None:
+        if self.hold is not None and (why := self.hold()) is not None:
+            raise LedgerOnHold(why)
+
+    def _write_marks(self, run: list[QueueEntry]) -> None:
+        self._check_hold()
+        newest: dict[str, datetime] = {}
+        for entry in run:
+            if entry.camera_id not in newest or entry.taken_at > newest[entry.camera_id]:
+                newest[entry.camera_id] = entry.taken_at
+        mark_frames(self.store.db, newest)
+
     def _write(self, entry: QueueEntry) -> PostResult | None:
+        self._check_hold()
         if entry.is_report:
             return self.store.post_incident(entry.report())
         mark_frames(self.store.db, {entry.camera_id: entry.taken_at})

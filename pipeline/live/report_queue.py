@@ -92,6 +92,16 @@ class ReportQueue:
     def reports(self) -> list[QueueEntry]:
         return [e for e in self.pending if e.is_report]
 
+    def leading_frames(self, limit: int) -> list[QueueEntry]:
+        """The frame times at the head of the queue, up to the first report (at most `limit`): they may go to the
+        ledger together, newest per camera, since a frame time only ever moves forward."""
+        out: list[QueueEntry] = []
+        for e in self.pending:
+            if e.is_report or len(out) >= limit:
+                break
+            out.append(e)
+        return out
+
     def frame_marks(self) -> dict[str, datetime]:
         """Newest queued frame time per camera (frames the engine has seen, not yet stored in the ledger)."""
         out: dict[str, datetime] = {}
@@ -145,6 +155,19 @@ class ReportQueue:
             self._truncate()
         else:
             self._append(json.dumps({"done": entry.seq}).encode() + b"\n")
+
+    def done_many(self, entries: list[QueueEntry]) -> None:
+        """`entries`, the first pending ones in order, reached the ledger: forget them with one write and fsync."""
+        for entry in entries:
+            assert self.pending and self.pending[0] is entry, "entries leave the queue in order"
+            self.pending.popleft()
+        durable = [e for e in entries if e.durable]
+        if self.journal is None or not durable:
+            return
+        if not any(e.durable for e in self.pending):
+            self._truncate()
+        else:
+            self._append("".join(json.dumps({"done": e.seq}) + "\n" for e in durable).encode())
 
     # ---- the file -----------------------------------------------------------------------------------
 

@@ -12,8 +12,6 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Security
 from fastapi_offline import FastAPIOffline
 
-from pipeline.db.engine import Database
-
 from . import access_log
 from .auth import Auth, refuse_key_in_url, require
 from .errors import error_responses, install_handlers
@@ -35,18 +33,15 @@ answer with `total` and a `next` link. Errors are JSON `{"detail": ...}`."""
 
 
 def create_app(settings: ServiceSettings | None = None) -> FastAPI:
-    """Build the app. Raises ConfigError (bad camera config) or a database error (ledger unreachable) at once;
-    a model that fails to load only makes /ready say so."""
+    """Build the app. Raises ConfigError (bad camera config) or a database error (a ledger that refuses us) at
+    once; a PostgreSQL that does not answer starts it degraded (`runtime.ledger.LedgerLink`), and a model that
+    fails to load only makes /ready say so."""
     settings = settings or ServiceSettings.load()
     bound_malloc()
-    ledger_db = Database(settings.ledger_settings().database_url, auto_upgrade=settings.ledger_settings().auto_upgrade)
-    try:
-        Auth.check_configured(settings, ledger_db)  # fail fast, before the model loads
-    finally:
-        ledger_db.dispose()
+    Auth.check_configured(settings)  # fail fast, before the model loads (the key cache answers while the database is down)
     state = ServiceState.open(settings)
     try:
-        auth = Auth.open_for(settings, state.store.db)  # no keys and no --insecure-open: refuse to start
+        auth = Auth.open_for(settings, state.store.db, state.link)  # no keys and no --insecure-open: refuse to start
     except Exception:
         state.close()
         raise

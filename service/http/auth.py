@@ -5,6 +5,10 @@ records an actor takes the `Principal` it returns.
 Sessions are accepted only where a browser needs them (the review page and the evidence images it shows), so
 a stolen page cookie cannot swap the model. With no key configured the service refuses to start unless
 `--insecure-open` is given; the legacy `STREETORDER_API_KEY` still works, as an admin key, with a warning.
+
+The active keys are also kept in a local key cache (`key_cache.py`, hashes only), rewritten whenever the set read
+from the database changes; a service started while PostgreSQL is unreachable judges keys by it (a key revoked
+before the outage stays refused, an unknown one is refused) until the database answers again.
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ from starlette.concurrency import run_in_threadpool
 from pipeline.db.engine import Database
 
 from .errors import Forbidden, TooManyRequests, Unauthorized
-from .keys import KeyStore, Principal, Role
+from .key_cache import KeyCache
+from .keys import KeySnapshot, KeyStore, Principal, Role
 from .ratelimit import FailureLimiter
+from ..runtime.ledger import LedgerLink, can_be_away, describe, unreachable
 from ..settings import ServiceSettings
 
 log = logging.getLogger(__name__)
@@ -44,6 +50,33 @@ _cookie = APIKeyCookie(name=SESSION_COOKIE, auto_error=False, description="Revie
 
 class NoKeysConfigured(ValueError):
     """Refusing to serve an open service by accident."""
+
+
+class NoKeyCache(ValueError):
+    """The database is unreachable and no key cache says which keys are valid: refusing to start blind."""
+
+
+NO_KEYS = (
+    "no API keys are configured, so every route would be open: create one with "
+    "`streetorder keys create --role admin --name NAME` (same --ledger/--db as serve), or start with --insecure-open for a local demo"
+)
+
+
+def _no_cache(settings: ServiceSettings, why: str) -> NoKeyCache:
+    return NoKeyCache(
+        f"the ledger database is unreachable ({why}) and there is no key cache at {settings.key_cache_path()} to tell which API keys are valid: "
+        "start once with the database up (the cache is written then), or wait for the database"
+    )
+
+
+def _save_cache(cache: KeyCache) -> Callable[[KeySnapshot], None]:
+    def save(snapshot: KeySnapshot) -> None:
+        try:
+            cache.save(snapshot)
+        except OSError as e:  # the service runs on; only a start during an outage would miss it
+            log.error("cannot write the key cache %s (%s): a start during a database outage would not know the keys", cache.path, e)
+
+    return save
 
 
 @dataclass
@@ -69,29 +102,69 @@ class Auth:
             if self._closed or now - self._checked_at < self.recheck_s:
                 return not self._closed
             self._checked_at = now
-            if self.keys.active_count() > 0:
+            if self._active_count() > 0:
                 self._closed = True
                 log.warning("an API key now exists: --insecure-open no longer applies, every route needs a key")
         return not self._closed
 
+    def _active_count(self) -> int:
+        snapshot = self.keys.snapshot
+        if self.keys.offline() and snapshot is not None:
+            return len(snapshot.keys)
+        try:
+            return self.keys.active_count()
+        except Exception:
+            if snapshot is None:
+                raise
+            return len(snapshot.keys)
+
     @staticmethod
-    def check_configured(settings: ServiceSettings, db: Database) -> bool:
-        """Whether the service would run open (no key at all); raises unless --insecure-open allows that.
-        `create_app` asks before it loads anything heavy."""
-        is_open = settings.api_key is None and KeyStore(db).active_count() == 0
+    def _judge_open(settings: ServiceSettings, active: int) -> bool:
+        is_open = settings.api_key is None and active == 0
         if is_open and not settings.insecure_open:
-            raise NoKeysConfigured(
-                "no API keys are configured, so every route would be open: create one with "
-                "`streetorder keys create --role admin --name NAME` (same --ledger/--db as serve), or start with --insecure-open for a local demo"
-            )
+            raise NoKeysConfigured(NO_KEYS)
         return is_open
 
+    @staticmethod
+    def check_configured(settings: ServiceSettings) -> bool:
+        """Whether the service would run open (no key at all); raises unless --insecure-open allows that.
+        `create_app` asks before it loads anything heavy. While PostgreSQL is unreachable the key cache answers;
+        with no cache (and no legacy key) the service does not start."""
+        cfg = settings.ledger_settings()
+        try:
+            db = Database(cfg.database_url, auto_upgrade=cfg.auto_upgrade)
+        except Exception as e:
+            if not unreachable(e, cfg.database_url):
+                raise
+            snapshot = KeyCache(settings.key_cache_path()).load()
+            if snapshot is None and settings.api_key is None:
+                raise _no_cache(settings, describe(e)) from None
+            return Auth._judge_open(settings, len(snapshot.keys) if snapshot else 0)
+        try:
+            return Auth._judge_open(settings, KeyStore(db).active_count())
+        finally:
+            db.dispose()
+
     @classmethod
-    def open_for(cls, settings: ServiceSettings, db: Database) -> Auth:
-        """Check there is some way in; say loudly when there is no lock at all."""
+    def open_for(cls, settings: ServiceSettings, db: Database, link: LedgerLink | None = None) -> Auth:
+        """Check there is some way in; say loudly when there is no lock at all. With the database up, the active
+        keys are read and the key cache rewritten; with `link` down, the key cache is what there is."""
         keys = KeyStore(db)
+        cache = KeyCache(settings.key_cache_path())
+        if can_be_away(db.url):  # a SQLite ledger is a local file: never started without it, no cache needed
+            keys.on_snapshot = _save_cache(cache)
+        if link is not None:
+            keys.offline = lambda: not link.up
+            link.before_up(keys.refresh_known, periodic=True)  # keeps the cache current for the next outage
+        if link is None or link.up:
+            keys.refresh_known()
+        elif (snapshot := cache.load()) is not None:
+            keys.adopt(snapshot)
+            log.warning("the ledger database is unreachable: API keys are checked against the %d active at %s (key cache %s)", len(snapshot.keys), snapshot.taken_at.isoformat(timespec="seconds"), cache.path)
+        elif settings.api_key is None:
+            raise _no_cache(settings, link.error or "")
         legacy = settings.api_key.get_secret_value() if settings.api_key else None
-        is_open = cls.check_configured(settings, db)
+        is_open = cls._judge_open(settings, len(keys.snapshot.keys) if keys.snapshot else 0)
         if is_open:
             log.warning("!" * 20 + " %s " + "!" * 20, OPEN_WARNING)
         elif settings.insecure_open:
@@ -153,6 +226,12 @@ def identify(request: Request, header: str | None, cookie: str | None) -> Princi
         if who is None:
             log.warning("wrong or revoked API key from %s on %s %s", client_address(request), request.method, request.url.path)
             refuse_failure(request)
+            snapshot = auth.keys.snapshot
+            if auth.keys.offline() and snapshot is not None:
+                raise Unauthorized(
+                    f"wrong or revoked API key in the {HEADER} header (the ledger database is unreachable: keys are checked against those active on "
+                    f"{snapshot.taken_at.isoformat(timespec='seconds')})"
+                )
             raise Unauthorized(f"wrong or revoked API key in the {HEADER} header")
         return who
     return auth.keys.session(cookie) or auth.anonymous

@@ -59,6 +59,14 @@ class Principal:
 
 
 @dataclass(frozen=True)
+class KeySnapshot:
+    """The active keys as the database listed them at `taken_at`: digest -> holder (what `key_cache` keeps)."""
+
+    keys: dict[str, Principal]
+    taken_at: datetime
+
+
+@dataclass(frozen=True)
 class KeyInfo:
     id: int
     name: str
@@ -91,6 +99,11 @@ class KeyStore:
     streaming camera's requests never wait on the database (before, one request every `cache_s` waited for
     the lookup: 1.4 ms, up to 6, on SQLite), and the bound on seeing a revocation from elsewhere is unchanged: every
     answer rests on a lookup at most `cache_s` old.
+
+    While the database is down, keys are judged by the last `snapshot` of the active set (`refresh_known`, or
+    the service's key cache at start): a key in it passes, any other is refused. `offline` (set by the service:
+    its ledger link is down) skips the lookup altogether; `on_snapshot` is told of each changed snapshot (the
+    service writes it to its key cache).
     """
 
     CACHE_MAX = 1000
@@ -109,6 +122,9 @@ class KeyStore:
         self._refreshing: set[str] = set()  # key hashes queued for, or in, a lookup ahead of time
         self._refresh_queue: queue.SimpleQueue[str] = queue.SimpleQueue()
         self._refresher: threading.Thread | None = None
+        self.snapshot: KeySnapshot | None = None
+        self.offline: Callable[[], bool] = lambda: False
+        self.on_snapshot: Callable[[KeySnapshot], None] | None = None
 
     # ---- keys ---------------------------------------------------------------------------------------
 
@@ -148,12 +164,52 @@ class KeyStore:
             if rows:
                 s.execute(delete(ReviewSession).where(ReviewSession.key_id.in_([k.id for k in rows])))
             gone = [_info(k) for k in rows]
+            hashes = {k.key_hash for k in rows}
         with self._cache_lock:
             self._generation += 1
             self._cache.clear()
             self._sessions.clear()
-            self._known.clear()
+            for h in hashes:
+                self._known.pop(h, None)
+        if rows and self.on_snapshot is not None:
+            try:
+                self.refresh_known()  # the key cache must not keep a revoked key for the next outage
+            except Exception:
+                log.exception("could not rewrite the key cache after revoking %d key(s)", len(rows))
         return gone
+
+    def read_active(self) -> KeySnapshot:
+        """The active keys, from the database."""
+        taken_at = self.clock()
+        with self.db.transaction() as s:
+            rows = s.execute(select(ApiKey.id, ApiKey.name, ApiKey.role, ApiKey.key_hash).where(ApiKey.revoked_at.is_(None))).all()
+        return KeySnapshot({r.key_hash: Principal(r.name, Role(r.role), r.id) for r in rows}, taken_at)
+
+    def adopt(self, snapshot: KeySnapshot) -> None:
+        """Judge keys by `snapshot` while the database is down (the key cache read at start)."""
+        with self._cache_lock:
+            self._known = dict(snapshot.keys)
+            self.snapshot = snapshot
+
+    def refresh_known(self) -> KeySnapshot:
+        """Read the active keys from the database and keep them as the snapshot; `on_snapshot` hears of it when
+        the set changed (or none was kept yet). Raises what the database raises."""
+        with self._cache_lock:
+            generation = self._generation
+        snapshot = self.read_active()
+        with self._cache_lock:
+            if generation != self._generation:  # a revoke came since: that one's own refresh decides
+                return self.snapshot or snapshot
+            changed = self.snapshot is None or self.snapshot.keys != snapshot.keys
+            self._known = dict(snapshot.keys)
+            self.snapshot = snapshot
+        if changed and self.on_snapshot is not None:
+            self.on_snapshot(snapshot)
+        return snapshot
+
+    def _judged_offline(self, h: str) -> Principal | None:
+        with self._cache_lock:
+            return self._known.get(h)
 
     def cached(self, key: str) -> Principal | None:
         """The principal of a key verified within `cache_s`, else None (unknown here: ask `verify`). No I/O: past
@@ -161,6 +217,8 @@ class KeyStore:
         if not key.startswith(KEY_PREFIX) or len(key) > 200:
             return None
         h = digest(key)
+        if self.offline():
+            return self._judged_offline(h)
         with self._cache_lock:
             hit = self._cache.get(h)
         if hit is None:
@@ -180,14 +238,16 @@ class KeyStore:
         if (who := self.cached(key)) is not None:
             return who
         h = digest(key)
+        if self.offline() and self.snapshot is not None:
+            return None  # `cached` found it not among the keys last seen active
         try:
             return self._look_up(h)
         except DBAPIError:
-            with self._cache_lock:
-                known = self._known.get(h)
-            if known is None:
-                raise
-            log.warning("the ledger database is unreachable: key of %r accepted as last seen active", known.name)
+            known = self._judged_offline(h)
+            if known is None and self.snapshot is None:
+                raise  # never saw the active keys: cannot tell (503)
+            if known is not None:
+                log.warning("the ledger database is unreachable: key of %r accepted as last seen active", known.name)
             return known
 
     def _look_up(self, h: str) -> Principal | None:

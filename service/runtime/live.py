@@ -8,6 +8,10 @@ Durability: what the ledger cannot take yet (database down) waits in the intake 
 `settings.journal` (fsync'ed) before the caller hears 202, retried in order by a background thread, replayed
 first after a restart, and flushed into on shutdown. Each camera's last frame time goes the same way into the
 ledger's `camera_frames`, so frame order holds across restarts.
+
+Started during a database outage (`LedgerLink` down), the intake writes nothing until the link is up: every
+frame's reports and frame time go to the journal (202). The ledger's frame times are read when it comes back
+and merged with what was seen since; until then frame order is checked against the journal and this run.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from .cameras import Cameras
 from .detector import DetectorRuntime
 from .errors import Accepted, Conflict, NotFound, Unavailable, Unprocessable
 from .frame_order import FrameOrder
+from .ledger import LedgerLink
 from .metrics import ServiceMetrics
 from .model_slot import LoadedModel
 
@@ -55,6 +60,7 @@ class LiveIntake:
 
     def __init__(
         self, settings: ServiceSettings, cameras: Cameras, store: CaseStore, detector: DetectorRuntime, metrics: ServiceMetrics, lock: threading.Lock,
+        link: LedgerLink | None = None,
     ) -> None:
         self.settings = settings
         self.cameras = cameras
@@ -65,14 +71,30 @@ class LiveIntake:
         self.engine = Engine(cameras.source, detector=None, evidence_dir=settings.evidence_dir)
         self.intake = Intake(self.engine, store, queue=ReportQueue(settings.journal), mark_frames=True)
         self.frame_order = FrameOrder()
+        self.link = link
+        if link is not None:
+            self.intake.hold = link.hold
+            link.before_up(self.read_ledger_marks)
+            link.after_up(self.retry_queue)
         # frame order as the ledger stored it, and as the journal holds it for what the ledger has not yet
-        self.last_frame: dict[str, datetime] = last_frames(store.db)
-        for camera_id, at in self.intake.queue.frame_marks().items():
-            if camera_id not in self.last_frame or at > self.last_frame[camera_id]:
-                self.last_frame[camera_id] = at
+        self.last_frame: dict[str, datetime] = {}
+        self._merge_marks(self.intake.queue.frame_marks())
+        if link is None or link.up:
+            self._merge_marks(last_frames(store.db))
         self._stop = threading.Event()
         self._retry: threading.Thread | None = None
         self.retry_queue()  # the journal from before a restart goes first
+
+    def _merge_marks(self, marks: dict[str, datetime]) -> None:
+        for camera_id, at in marks.items():
+            if camera_id not in self.last_frame or at > self.last_frame[camera_id]:
+                self.last_frame[camera_id] = at
+
+    def read_ledger_marks(self) -> None:
+        """Each camera's last frame time as the ledger stored it, merged into ours (when the ledger comes back)."""
+        marks = last_frames(self.store.db)
+        with self.lock:
+            self._merge_marks(marks)
 
     # ---- the report queue ---------------------------------------------------------------------------
 
@@ -103,7 +125,7 @@ class LiveIntake:
 
     def _retry_loop(self) -> None:
         while not self._stop.wait(self.settings.retry_interval_s):
-            if self.intake.queue.pending:
+            if self.intake.queue.pending and (self.link is None or self.link.up):
                 self.retry_queue()
 
     def retry_queue(self) -> int:

@@ -10,7 +10,8 @@ swap never waits for a frame (nor a frame for a swap). The
 ledger is safe to call from any thread (one transaction per call), so case routes never take the lock.
 Run one process (one uvicorn worker): the engine's state lives in memory.
 
-Durability: what the ledger cannot take yet waits in the live intake's journaled queue (`live.py`).
+Durability: what the ledger cannot take yet waits in the live intake's journaled queue (`live.py`). The service
+starts even while PostgreSQL is unreachable (`ledger.LedgerLink`): degraded until the database answers.
 """
 
 from __future__ import annotations
@@ -24,40 +25,51 @@ from pipeline.review.decisions import Rejection, reject
 from ..settings import ServiceSettings
 from .cameras import Cameras
 from .detector import DetectorRuntime
+from .ledger import LedgerLink
 from .live import LiveIntake
 from .metrics import ServiceMetrics
 
 
 class ServiceState:
     """Built once per app by `open`; routers reach it through `deps.get_state`, and its parts by name:
-    `cameras`, `store`, `detector`, `live`, `metrics`."""
+    `cameras`, `store`, `link`, `detector`, `live`, `metrics`."""
 
-    def __init__(self, settings: ServiceSettings, source: ConfigSource, store: CaseStore, detector: DetectorRuntime, metrics: ServiceMetrics) -> None:
+    def __init__(
+        self, settings: ServiceSettings, source: ConfigSource, store: CaseStore, detector: DetectorRuntime, metrics: ServiceMetrics, link: LedgerLink | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
+        self.link = link or LedgerLink(settings.ledger_settings(), settings.retry_interval_s)
+        if link is None:
+            self.link.up = True  # the caller opened the store: it answered
         self.detector = detector
         self.metrics = metrics
         self.engine_lock = threading.Lock()
         self.cameras = Cameras(source, self.engine_lock)
-        self.live = LiveIntake(settings, self.cameras, store, detector, metrics, self.engine_lock)
+        self.live = LiveIntake(settings, self.cameras, store, detector, metrics, self.engine_lock, self.link)
         metrics.watch(queue_depth=detector.batcher.depth, decode_bytes=lambda: detector.budget.used, backlog=lambda: self.live.backlog, model=detector.model_info)
 
     @classmethod
     def open(cls, settings: ServiceSettings) -> ServiceState:
-        """Fails fast on a bad camera config or an unreachable ledger; a model that does not load is reported by
-        /ready instead, so the ledger and the review page keep working while a model is fixed or swapped in."""
+        """Fails fast on a bad camera config or a ledger that refuses us (a wrong password, a missing database); a
+        PostgreSQL that does not answer starts the service degraded (`LedgerLink`), and a model that does not load
+        is reported by /ready, so the ledger and the review page keep working while a model is fixed or swapped in."""
         source = ConfigSource(settings.camera_config)
-        store = CaseStore.open(settings.ledger_settings())
+        link = LedgerLink(settings.ledger_settings(), settings.retry_interval_s)
+        store = link.open_store()
         metrics = ServiceMetrics()
-        return cls(settings, source, store, DetectorRuntime.open(settings, metrics), metrics)
+        return cls(settings, source, store, DetectorRuntime.open(settings, metrics), metrics, link)
 
     def start(self) -> None:
-        """Start retrying the queue in the background (so it drains when the ledger is back, traffic or not)."""
+        """Start retrying the queue in the background (so it drains when the ledger is back, traffic or not), and
+        trying the database while it is away."""
+        self.link.start()
         self.live.start()
 
     def close(self) -> None:
         """Report the current state of open incidents (their last_seen) and release the database. With the
         ledger down, those reports go to the journal with the rest and are posted after the restart."""
+        self.link.stop()
         self.live.stop()
         self.detector.batcher.close()
         self.live.flush()

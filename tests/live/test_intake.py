@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -89,3 +89,24 @@ def test_gated_frames_reuse_the_dispatched_case_list_for_a_minute_of_video(intak
     assert len(calls) == 2
     intake.frame(frame(31), empty)  # a detected frame always reads it
     assert len(calls) == 3
+
+
+def test_a_long_outage_s_frame_times_reach_the_ledger_in_a_few_transactions(intake, tmp_path):
+    """A camera journals its frame time with every frame while the ledger is away; a long outage queues tens of
+    thousands. Consecutive ones go in one transaction (newest per camera) and one journal write per run."""
+    from sqlalchemy import event
+
+    from pipeline.db.frame_marks import last_frames
+    from pipeline.live.report_queue import ReportQueue
+
+    intake.queue = ReportQueue(tmp_path / "journal.jsonl")
+    for i in range(1200):
+        intake.queue.add_frame(f"cam-{i % 2}", T0 + timedelta(seconds=i))
+    intake.queue.persist()
+    commits: list[int] = []
+    event.listen(intake.store.db.engine, "commit", lambda conn: commits.append(1))
+    assert len(intake.drain()) == 1200 and not intake.queue.pending
+    assert len(commits) == 3  # 500 + 500 + 200, not 1200
+    marks = {camera: at.replace(tzinfo=None) for camera, at in last_frames(intake.store.db).items()}
+    assert marks == {"cam-0": (T0 + timedelta(seconds=1198)).astimezone(UTC).replace(tzinfo=None), "cam-1": (T0 + timedelta(seconds=1199)).astimezone(UTC).replace(tzinfo=None)}
+    assert (tmp_path / "journal.jsonl").read_text() == ""

@@ -49,3 +49,16 @@ def test_the_file_is_emptied_once_everything_is_done_and_memory_entries_never_to
     memory = ReportQueue()
     memory.add_report(report(0))
     assert memory.persist() == 0 and len(memory) == 1
+
+
+def test_leading_frame_times_leave_together_and_a_reopen_keeps_the_rest(tmp_path):
+    q = ReportQueue(tmp_path / "j.jsonl")
+    t0 = datetime(2026, 1, 1, tzinfo=UTC)
+    frames = [q.add_frame("cam-1", t0 + timedelta(seconds=i)) for i in range(5)]
+    queued = q.add_report(report(1))
+    q.add_frame("cam-1", t0 + timedelta(seconds=9))
+    q.persist()
+    assert q.leading_frames(3) == frames[:3] and q.leading_frames(100) == frames  # a report ends the run
+    q.done_many(frames[:4])
+    again = ReportQueue(tmp_path / "j.jsonl")
+    assert [(e.seq, e.is_report) for e in again.pending] == [(5, False), (queued.seq, True), (7, False)]

@@ -31,7 +31,7 @@ def ready(state: State, request: Request, who: Principal | None = Security(optio
     any warnings); with an admin key the answer has the details. A failed config reload does not make the
     service unready (the last good config keeps serving) but is reported in `config_error`."""
     state.cameras.config()  # notice a config edit now, not only on the next frame
-    db_error = database_error(state.store)
+    db_error = database_error(state.store, state.link)
     model = state.detector.models.current
     backlog_error = state.live.backlog_error
     body = Readiness(
@@ -47,6 +47,18 @@ def ready(state: State, request: Request, who: Principal | None = Security(optio
         quarantined=quarantined(state.store) if db_error is None else None,
         warnings=get_auth(request).warnings(),
     )
+    body = body.model_copy(update={"reason": _reason(body, state.link.reason)})
     if who is None or not who.allows(Role.ADMIN):
-        body = ReadyBrief(ready=body.ready, warnings=[w for w in body.warnings if w == OPEN_WARNING])  # how keys are set up is admin business
-    return JSONResponse(body.model_dump(mode="json"), status_code=200 if body.ready else 503)
+        body = ReadyBrief(ready=body.ready, reason=body.reason, warnings=[w for w in body.warnings if w == OPEN_WARNING])  # how keys are set up is admin business
+    # `reason` only when there is one: a ready service answers as it always did
+    return JSONResponse(body.model_dump(mode="json", exclude={"reason"} if body.reason is None else None), status_code=200 if body.ready else 503)
+
+
+def _reason(body: Readiness, degraded: str | None) -> str | None:
+    """Why not ready, for anyone: no addresses or error texts (those are in the admin's fields)."""
+    why = [
+        "no model is loaded" if body.model is None else None,
+        degraded or ("the ledger database does not answer" if not body.database else None),
+        f"{body.backlog} report(s) wait in the journal for the ledger" if body.backlog_error and not degraded else None,
+    ]
+    return "; ".join(w for w in why if w) or None

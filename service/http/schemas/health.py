@@ -17,6 +17,7 @@ class ReadyBrief(Out):
     """What /ready tells a caller without an admin key: ready or not, and any warning about how it runs."""
 
     ready: bool = Field(description="True when a model is loaded, the ledger database answers and the backlog is not growing")
+    reason: str | None = Field(None, description="Why not ready, in words (e.g. degraded: the ledger database is unreachable, frames and photos are journaled)")
     warnings: list[str] = Field(default_factory=list, description="E.g. that the service runs with --insecure-open")
 
 
