@@ -40,7 +40,10 @@ class Period:
 
 
 def month_period(month: str, tz: str) -> Period:
-    start, end = month_bounds(month, tz)
+    try:
+        start, end = month_bounds(month, tz)
+    except (ValueError, OverflowError):  # year 0000 or 9999-12: outside what a date can hold
+        raise LedgerError(f"month {month!r} is out of range") from None
     return Period("month", month, start, end)
 
 
@@ -55,7 +58,10 @@ def week_period(monday: str, tz: str) -> Period:
         raise LedgerError(f"week is named by its Monday; {monday} is a {day.strftime('%A')}")
     zone = ZoneInfo(tz)
     start = datetime(day.year, day.month, day.day, tzinfo=zone)
-    return Period("week", monday, start.astimezone(UTC), (start + timedelta(days=7)).astimezone(UTC))
+    try:
+        return Period("week", monday, start.astimezone(UTC), (start + timedelta(days=7)).astimezone(UTC))
+    except (ValueError, OverflowError):
+        raise LedgerError(f"week {monday!r} is out of range") from None
 
 
 def current_month(now: datetime, tz: str) -> str:

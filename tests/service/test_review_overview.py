@@ -97,6 +97,8 @@ def test_camera_key_gets_403_and_reviewer_gets_in(client, ledger):
         ({"figure": "open", "month": "2026-11", "week": "2026-11-16"}, "not both"),
         ({"figure": "open", "type": "graffiti"}, "graffiti"),
         ({"figure": "open", "month": "2999-01"}, "not started"),
+        ({"figure": "open", "month": "0000-01"}, "out of range"),
+        ({"figure": "open", "week": "9999-12-27"}, "out of range"),
     ],
 )
 def test_bad_queries_get_a_clear_422(client, params, says):
