@@ -8,7 +8,6 @@ cases (with at least one rectification in the period), not rectifications, so a 
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -22,7 +21,6 @@ FIGURES = ("new", "open", "overdue", "rectified", "relapsed")
 TABLE_FIGURES = ("open", "overdue", "rectified", "relapsed")
 TREND_FIGURES = ("new", "rectified", "relapsed")
 TREND_WEEKS = 12
-_WEEK = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
 
 @dataclass(frozen=True)
@@ -39,29 +37,26 @@ class Period:
         return {self.kind: self.key}
 
 
+class NoSuchPeriod(LedgerError):
+    """A month or week that has not started, or lies outside what a date can hold: it has no figures."""
+
+
 def month_period(month: str, tz: str) -> Period:
     try:
         start, end = month_bounds(month, tz)
     except (ValueError, OverflowError):  # year 0000 or 9999-12: outside what a date can hold
-        raise LedgerError(f"month {month!r} is out of range") from None
+        raise NoSuchPeriod(f"month {month!r} is out of range") from None
     return Period("month", month, start, end)
 
 
-def week_period(monday: str, tz: str) -> Period:
-    if not _WEEK.match(monday):
-        raise LedgerError(f"week must be its Monday like 2026-11-16, got {monday!r}")
+def week_period(day: date, tz: str) -> Period:
+    """The week (Monday to Monday) that `day` falls in."""
+    monday = day - timedelta(days=day.weekday())
     try:
-        day = date.fromisoformat(monday)
-    except ValueError:
-        raise LedgerError(f"week must be a real date, got {monday!r}") from None
-    if day.weekday() != 0:
-        raise LedgerError(f"week is named by its Monday; {monday} is a {day.strftime('%A')}")
-    zone = ZoneInfo(tz)
-    start = datetime(day.year, day.month, day.day, tzinfo=zone)
-    try:
-        return Period("week", monday, start.astimezone(UTC), (start + timedelta(days=7)).astimezone(UTC))
+        start = datetime(monday.year, monday.month, monday.day, tzinfo=ZoneInfo(tz))
+        return Period("week", monday.isoformat(), start.astimezone(UTC), (start + timedelta(days=7)).astimezone(UTC))
     except (ValueError, OverflowError):
-        raise LedgerError(f"week {monday!r} is out of range") from None
+        raise NoSuchPeriod(f"the week of {day.isoformat()} is out of range") from None
 
 
 def current_month(now: datetime, tz: str) -> str:
@@ -138,7 +133,7 @@ class Overview:
 def _as_of(store: CaseStore, period: Period, now: datetime | None) -> datetime:
     as_of = min(period.end, now or store.clock())
     if as_of <= period.start:
-        raise LedgerError(f"{period.kind} {period.key} has not started yet")
+        raise NoSuchPeriod(f"{period.kind} {period.key} has not started yet")
     return as_of
 
 
@@ -166,7 +161,7 @@ def build_overview(store: CaseStore, month: str | None = None, *, now: datetime 
         last_monday = as_of.astimezone(ZoneInfo(tz)).date()
         last_monday -= timedelta(days=last_monday.weekday())
         for back in range(TREND_WEEKS - 1, -1, -1):
-            week = week_period((last_monday - timedelta(weeks=back)).isoformat(), tz)
+            week = week_period(last_monday - timedelta(weeks=back), tz)
             week_figs = [f for _, f in replay_period(cases, history, week.start, week.end, min(week.end, as_of))]
             weeks.append(WeekPoint(week, _sum(week_figs, TREND_FIGURES)))
     districts: dict[str, Counts] = defaultdict(Counts)

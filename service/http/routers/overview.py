@@ -13,6 +13,8 @@ Every figure on the page is a link to the cases behind it, computed by the same 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
+from datetime import date
 from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlencode
@@ -23,10 +25,10 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 
-from pipeline.cases.overview import FIGURES, TABLE_FIGURES, TREND_FIGURES, Overview, Period, Where, build_overview, cases_behind, current_month, month_period, week_period
+from pipeline.cases.overview import FIGURES, NoSuchPeriod, TABLE_FIGURES, TREND_FIGURES, Overview, Period, Where, build_overview, cases_behind, current_month, month_period, week_period
 from pipeline.domain import VIOLATION_TYPES
 
-from ...runtime.errors import Unprocessable
+from ...runtime.errors import NotFound, Unprocessable
 from ..auth import require
 from ..deps import State
 from ..errors import error_responses
@@ -37,14 +39,26 @@ router = APIRouter(prefix="/overview", tags=["overview"])
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
 
 Month = Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="Month like 2026-11 (report time zone); default: this month")]
-Week = Annotated[str | None, Query(pattern=r"^\d{4}-\d{2}-\d{2}$", description="A week by its Monday, like 2026-11-16 (instead of month)")]
+Week = Annotated[date | None, Query(description="A week by one of its days, like 2026-11-16 (instead of month); it runs Monday to Monday")]
 Text = Annotated[str | None, Query(max_length=200)]
 LIST_PAGE = 100
 MAP_W, MAP_H, MAP_PAD = 640, 420, 30
 TREND_W, TREND_H, TREND_PAD = 640, 220, 32
 COLOURS = {"new": "#1e88e5", "rectified": "#43a047", "relapsed": "#e53935"}
 _HTML = {"content": {"text/html": {"schema": {"type": "string"}}}}
-PAGE_RESPONSES = {401: {"description": "Login form", **_HTML}, 403: {"description": "Not a reviewer or admin key", **_HTML}, 422: {"description": "Invalid query", "content": _JSON_ERROR}}
+PAGE_RESPONSES = {
+    401: {"description": "Login form", **_HTML}, 403: {"description": "Not a reviewer or admin key", **_HTML},
+    404: {"description": "A month or week that has not started (or out of range): no figures", "content": _JSON_ERROR}, 422: {"description": "Invalid query", "content": _JSON_ERROR},
+}
+
+
+@contextmanager
+def _period_found():
+    """A period with no figures (not started, out of range) is not there to show: 404."""
+    try:
+        yield
+    except NoSuchPeriod as e:
+        raise NotFound(str(e)) from None
 
 
 class FigureOut(BaseModel):
@@ -155,7 +169,8 @@ def overview(request: Request, state: State, month: Month = None) -> HTMLRespons
     who, answer = _page(request)
     if who is None:
         return answer
-    data = _out(request, build_overview(state.store, month))
+    with _period_found():
+        data = _out(request, build_overview(state.store, month))
     context = {
         "o": data, "who": who, "types": {t: k.label for t, k in VIOLATION_TYPES.items()}, "table_figures": TABLE_FIGURES, "trend_figures": TREND_FIGURES,
         "map": _map(data.points), "map_w": MAP_W, "map_h": MAP_H, "trend": _trend(data.trend), "trend_w": TREND_W, "trend_h": TREND_H, "colours": COLOURS,
@@ -164,9 +179,10 @@ def overview(request: Request, state: State, month: Month = None) -> HTMLRespons
 
 
 @router.get("/figures", response_model=OverviewOut, summary="The overview's figures, each with the link to its cases",
-            responses=error_responses(401, 403, 422))
+            responses=error_responses(401, 403, 404, 422))
 def figures(request: Request, state: State, month: Month = None, who: Principal = Security(require(Role.REVIEWER, session=True))) -> OverviewOut:
-    return _out(request, build_overview(state.store, month))
+    with _period_found():
+        return _out(request, build_overview(state.store, month))
 
 
 @router.get("/cases", response_class=HTMLResponse, summary="The cases behind one figure of the overview (HTML)", responses=PAGE_RESPONSES)
@@ -188,9 +204,10 @@ def overview_cases(
         raise Unprocessable("give month or week, not both")
     store = state.store
     tz = store.config.report_timezone
-    period = week_period(week, tz) if week else month_period(month or current_month(store.clock(), tz), tz)
     where = Where(district=district, street=street, point=point, type=type)
-    ids = cases_behind(store, figure, period, where)
+    with _period_found():
+        period = week_period(week, tz) if week else month_period(month or current_month(store.clock(), tz), tz)
+        ids = cases_behind(store, figure, period, where)
     zone = ZoneInfo(tz)
     shown = [(c, c.first_seen.astimezone(zone).strftime("%Y-%m-%d %H:%M")) for c in (store.get(i) for i in ids[offset: offset + LIST_PAGE])]
     query = {"figure": figure, **period.query, **where.query}
