@@ -152,6 +152,59 @@ def _replay(events: Iterable[CaseEvent], start: datetime, as_of: datetime) -> _R
     return r
 
 
+@dataclass(frozen=True)
+class CaseFigures:
+    """One case's share of a period's figures, with where and what it is: the report sums these, and the
+    overview page (service/http/routers/overview.py) both sums them and lists the cases behind each sum."""
+
+    id: int
+    type: str
+    district: str
+    street: str
+    point: str
+    gps: tuple[float, float] | None
+    first_seen: datetime
+    counts: Counts
+    replay: _Replay
+
+
+def load_history(s, as_of: datetime) -> tuple[list[Case], dict[int, list[CaseEvent]]]:
+    """The cases created before `as_of` and their events before it, read once and replayed over any period up to it."""
+    cases = list(s.scalars(select(Case).where(Case.created_at < as_of).order_by(Case.id)))
+    history: dict[int, list[CaseEvent]] = defaultdict(list)
+    for e in s.scalars(select(CaseEvent).where(CaseEvent.at < as_of).order_by(CaseEvent.case_id, CaseEvent.id)):
+        history[e.case_id].append(e)
+    return cases, history
+
+
+def replay_period(cases: list[Case], history: dict[int, list[CaseEvent]], start: datetime, end: datetime, as_of: datetime) -> list[tuple[Case, CaseFigures]]:
+    """Each case that existed at `as_of` with its figures over the period [start, end) (see the module docstring)."""
+    out = []
+    for case in cases:
+        r = _replay(history.get(case.id, ()), start, as_of)
+        if r.status is None:
+            continue
+        c = Counts(rectify_hours=r.rectify_hours)
+        c.new = int(start <= case.first_seen < end)
+        c.open = int(r.status in OPEN_STATUSES)
+        c.overdue = int(r.status == CaseStatus.DISPATCHED and r.deadline is not None and r.deadline < as_of)
+        c.closed = int(r.closed_in_month)
+        c.relapsed = int(r.relapsed_in_month)
+        gps = (case.lat, case.lon) if case.lat is not None and case.lon is not None else None
+        out.append((case, CaseFigures(case.id, case.type, case.district, case.street, case.point, gps, case.first_seen, c, r)))
+    return out
+
+
+def rank_districts(districts: dict[str, Counts]) -> list[DistrictRow]:
+    """The monthly ranking (see the module docstring): equal keys share a rank."""
+    order = sorted(districts.items(), key=lambda kv: _rank_key(kv[0], kv[1]))
+    rows: list[DistrictRow] = []
+    for i, (name, c) in enumerate(order):
+        rank = rows[-1].rank if rows and _rank_key("", rows[-1].counts)[:3] == _rank_key("", c)[:3] else i + 1
+        rows.append(DistrictRow(rank, name, c.open + c.relapsed, c))
+    return rows
+
+
 def build_report(store: CaseStore, month: str, *, now: datetime | None = None) -> MonthlyReport:
     start, end = month_bounds(month, store.config.report_timezone)
     now = now or store.clock()
@@ -159,37 +212,21 @@ def build_report(store: CaseStore, month: str, *, now: datetime | None = None) -
     if as_of <= start:
         raise LedgerError(f"month {month} has not started yet")
     with store.db.transaction() as s:
-        cases = {c.id: c for c in s.scalars(select(Case).where(Case.created_at < as_of).order_by(Case.id))}
-        history: dict[int, list[CaseEvent]] = defaultdict(list)
-        for e in s.scalars(select(CaseEvent).where(CaseEvent.at < as_of).order_by(CaseEvent.case_id, CaseEvent.id)):
-            history[e.case_id].append(e)
         points: dict[tuple[str, str], Counts] = defaultdict(Counts)
         streets: dict[tuple[str, str], str] = {}
         districts: dict[str, Counts] = defaultdict(Counts)
         shown: list[tuple[Case, _Replay, bool]] = []
-        for cid, case in cases.items():
-            r = _replay(history.get(cid, ()), start, as_of)
-            if r.status is None:
-                continue
-            c = Counts(rectify_hours=r.rectify_hours)
-            c.new = int(start <= case.first_seen < end)
-            c.open = int(r.status in OPEN_STATUSES)
-            c.overdue = int(r.status == CaseStatus.DISPATCHED and r.deadline is not None and r.deadline < as_of)
-            c.closed = int(r.closed_in_month)
-            c.relapsed = int(r.relapsed_in_month)
-            key = (case.district, case.point)
+        for case, f in replay_period(*load_history(s, as_of), start, end, as_of):
+            c = f.counts
+            key = (f.district, f.point)
             points[key].add(c)
-            streets.setdefault(key, case.street)
-            districts[case.district].add(c)
+            streets.setdefault(key, f.street)
+            districts[f.district].add(c)
             if c.new or c.open or c.closed or c.relapsed or c.rectify_hours:
-                shown.append((case, r, bool(c.overdue)))
+                shown.append((case, f.replay, bool(c.overdue)))
         gallery = _gallery(s, store.evidence, shown)
 
-    order = sorted(districts.items(), key=lambda kv: _rank_key(kv[0], kv[1]))
-    rows: list[DistrictRow] = []
-    for i, (name, c) in enumerate(order):
-        rank = rows[-1].rank if rows and _rank_key("", rows[-1].counts)[:3] == _rank_key("", c)[:3] else i + 1
-        rows.append(DistrictRow(rank, name, c.open + c.relapsed, c))
+    rows = rank_districts(districts)
     totals = Counts()
     for c in districts.values():
         totals.add(c)

@@ -20,7 +20,7 @@ from ..runtime.state import ServiceState
 from ..settings import ServiceSettings
 from .keys import Role
 from .request_timer import RequestTimer
-from .routers import cameras, cases, detect, evidence, frames, health, metrics, models, photos, quarantine, review, review_labels
+from .routers import cameras, cases, detect, evidence, frames, health, metrics, models, overview, photos, quarantine, review, review_labels
 from .uploads import BodyLimit, ImageReader
 
 DESCRIPTION = """Street-order problems (street vending, messy non-motor parking, exposed garbage) from camera frames
@@ -73,4 +73,5 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(evidence.router, dependencies=[] if settings.evidence_public else [Security(require(Role.REVIEWER, session=True))], responses=denied)
     app.include_router(review.router)  # its routes check the session themselves (the page answers a login form)
     app.include_router(review_labels.router)  # the review page's box editor (issue 9): checks the session itself
+    app.include_router(overview.router)  # the district overview (数据看板, issue 22): reviewers and admins, checks the session itself
     return app

@@ -57,7 +57,7 @@ def login(page, base: str) -> None:
     page.goto(f"{base}/review")
     page.fill('input[name="key"]', KEYS[Role.REVIEWER])
     page.click("text=Log in")
-    page.wait_for_selector("section.case")
+    page.wait_for_selector("tr.case")
 
 
 def logout(page, base: str) -> None:
@@ -122,7 +122,7 @@ def test_review_page_end_to_end_in_chromium(chromium, server):
         assert "Nothing awaits review" in page.content()
 
         logout(page, base)
-        assert page.locator('input[name="key"]').is_visible() and page.locator("section.case").count() == 0
+        assert page.locator('input[name="key"]').is_visible() and page.locator("tr.case").count() == 0
         browser.close()
     assert errors == []
 

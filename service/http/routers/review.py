@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -22,8 +22,10 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
+from pydantic import Field
 
 from pipeline.review import decisions
+from pipeline.review.owners import OwnerBook
 from pipeline.cases import CaseView
 from pipeline.cases.lifecycle import AWAITING
 from pipeline.domain import VIOLATION_TYPES
@@ -61,7 +63,13 @@ def case_facts(case: CaseView) -> dict:
     }
 
 
-def _row(case: CaseView, tz: ZoneInfo, files) -> dict:
+def owners(state) -> OwnerBook:
+    """Owners as the camera config names them; read without the engine lock (a reference read), so the review
+    page never waits behind a frame."""
+    return OwnerBook.of(state.cameras.source.config)
+
+
+def _row(case: CaseView, tz: ZoneInfo, files, book: OwnerBook) -> dict:
     local = lambda t: t.astimezone(tz).strftime("%Y-%m-%d %H:%M:%S") if t else "–"  # noqa: E731
     static = static_evidence(files, _latest(case, "metadata"), case.last_seen) if case.source == "camera" else []
     return {
@@ -72,6 +80,7 @@ def _row(case: CaseView, tz: ZoneInfo, files) -> dict:
         "last_seen": local(case.last_seen),
         "crop": _latest(case, "crop") or _latest(case, "best_frame"),
         "context": _latest(case, "context"),
+        "owner": book.owner_for(case) or "",
     }
 
 
@@ -91,7 +100,7 @@ def _page(
         return f"{request.url_for('review')}?{urlencode({k: v for k, v in query.items() if v})}"
 
     context = {
-        "rows": [_row(c, tz, store.evidence) for c in cases], "types": {t: k.label for t, k in VIOLATION_TYPES.items()}, "districts": store.districts(status=AWAITING, type=type or None),
+        "rows": [_row(c, tz, store.evidence, owners(state)) for c in cases], "types": {t: k.label for t, k in VIOLATION_TYPES.items()}, "districts": store.districts(status=AWAITING, type=type or None),
         "type": type or "", "district": district or "", "message": message, "error": error, "tz": store.config.report_timezone,
         "who": who, "warnings": [w for w in get_auth(request).warnings() if who.role == Role.ADMIN or w == OPEN_WARNING],
         "total": total, "offset": offset, "first": offset + 1 if cases else 0, "last": offset + len(cases),
@@ -221,7 +230,8 @@ def dispatch(
     type: Annotated[str, Form(json_schema_extra=_TYPE_ENUM)] = "", district: Annotated[str, Form(max_length=100)] = "", offset: Offset = 0,
 ):
     def action(actor: str) -> str:
-        case = decisions.dispatch(state.store, case_id, actor=actor, owner=owner.strip() or None, source="review-page")
+        chosen = owner.strip() or owners(state).owner_for(state.store.get(case_id))  # empty: the case's 点位长
+        case = decisions.dispatch(state.store, case_id, actor=actor, owner=chosen, source="review-page")
         return f"case {case.id} dispatched to {case.owner}"
 
     return _act(request, state, type, district, offset, action)
@@ -240,3 +250,47 @@ def reject(
         return state.reject(case_id, actor=actor, reason=reason, fixture=fixture, source="review-page").message()
 
     return _act(request, state, type, district, offset, action)
+
+
+MAX_BULK = 200  # case ids in one post; each at most 2**53 (exact as a JSON number, unlike MAX_ID)
+
+
+@router.post(
+    "/bulk", response_class=RedirectResponse, status_code=303,
+    summary="Dispatch or reject several cases at once (form)", responses=ACTION_RESPONSES,
+)
+def bulk(
+    request: Request, state: State,
+    case_id: Annotated[list[Annotated[int, Field(ge=1, le=2**53)]], Form(min_length=1, max_length=MAX_BULK, description=f"The selected cases (1 to {MAX_BULK})")],
+    action: Annotated[Literal["dispatch", "reject"], Form(description="dispatch (each to its 点位长) or reject (all with `reason`)")],
+    reason: Annotated[str, Form(max_length=2000)] = "",
+    type: Annotated[str, Form(json_schema_extra=_TYPE_ENUM)] = "", district: Annotated[str, Form(max_length=100)] = "", offset: Offset = 0,
+):
+    """Each case is decided on its own through the same decisions as the single forms (`pipeline.review.decisions`):
+    one refused case (no owner, already decided) does not stop the others; the page says which were refused and why."""
+    who = _reviewer(request)
+    if isinstance(who, HTMLResponse):
+        return who
+    ids = list(dict.fromkeys(case_id))
+    book = owners(state)
+    done: list[str] = []
+    refused: list[tuple[int, str]] = []
+    for i in ids:
+        try:
+            if action == "dispatch":
+                case = decisions.dispatch(state.store, i, actor=who.name, owner=book.owner_for(state.store.get(i)), source="review-page")
+                done.append(f"#{case.id} → {case.owner}")
+            else:
+                state.reject(i, actor=who.name, reason=reason, fixture=False, source="review-page")
+                done.append(f"#{i}")
+        except Exception as e:
+            known = status_of(e)
+            if known is None:
+                raise
+            refused.append((known[0], known[1] if f"case {i}" in known[1] else f"case {i}: {known[1]}"))
+    verb = "dispatched" if action == "dispatch" else "rejected"
+    message = f"{len(done)} case(s) {verb}: {', '.join(done)}" if done else None
+    if not refused:
+        return _back(request, type, district, offset, message)
+    error = f"{len(refused)} of {len(ids)} refused: " + "; ".join(m for _, m in refused)
+    return _page(request, state, who, type=_clean_type(type), district=district, offset=offset, message=message, error=error, status=refused[0][0])

@@ -35,7 +35,7 @@ from ..deps import State
 from ..errors import error_responses
 from ..keys import Principal, Role
 from ..schemas.labels import BoxesIn, FrameRef, LabelFrameOut
-from .review import _JSON_ERROR, _reviewer, case_facts
+from .review import _JSON_ERROR, _reviewer, case_facts, owners
 
 router = APIRouter(prefix="/review", tags=["review"], dependencies=[Depends(same_origin)])  # POST boxes: a cookie-authenticated write
 templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
@@ -43,6 +43,14 @@ templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "tem
 CaseId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="Case id")]
 FrameQuery = Annotated[str | None, Query(pattern="^[0-9a-f]{64}$", description="the frame to open (one of `frames`); default: the frame labelled last, else the latest")]
 EDGE_PX = 2.0  # a box may overhang the frame by rounding, not more
+# One key per class, in the legend's order: digits, then the letters the editor does not use itself (s save,
+# d dispatch, r reject, n next; j/k/x are the list page's). 29 keys; a class past them has none.
+CLASS_KEYS = "1234567890qwetyuiopafghlzcvbm"
+
+
+def class_keys(classes: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """class name → its key."""
+    return dict(zip(classes, CLASS_KEYS))
 
 
 Reviewer = Security(require(Role.REVIEWER, session=True))  # the session cookie (the page) or a reviewer key
@@ -75,7 +83,7 @@ def label_page(request: Request, state: State, case_id: CaseId, frame: FrameQuer
     except NotFound:  # nothing to draw on, but the case can still be decided from here
         shown = {"case_id": case_id, "frame_sha256": None, "width": 1, "height": 1, "frame_url": None, "model": None, "classes": list(label_classes()), "proposals": [], "violation": [], "boxes": [], "negatives": [], "frames": []}
     context = {
-        "case": case, **case_facts(case), "frame": shown,
+        "case": case, **case_facts(case), "frame": shown, "keys": class_keys(shown["classes"]), "owner": owners(state).owner_for(case) or "",
         "reviewer": who.name, "next_id": next_awaiting(state.store, case_id), "awaiting": case.status in AWAITING,
     }
     return templates.TemplateResponse(request, "label.html", context)
