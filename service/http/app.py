@@ -23,7 +23,7 @@ from ..settings import ServiceSettings
 from .keys import Role
 from .request_timer import RequestTimer
 from .routers import cameras, cases, detect, evidence, frames, health, metrics, models, photos, quarantine, review, review_labels
-from .uploads import BodyLimit, ImageReader
+from .uploads import BodyLimit, BodyTimeout, ImageReader
 
 DESCRIPTION = """Street-order problems (street vending, messy non-motor parking, exposed garbage) from camera frames
 and patrol photos, as cases in the rectification ledger (整改台账).
@@ -66,6 +66,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.images = ImageReader(state.detector.budget, settings.max_pixels)
     install_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
+    app.add_middleware(BodyTimeout, timeout_s=settings.body_timeout_s)  # a stalled upload: 408, connection freed
     app.add_middleware(RequestTimer, metrics=state.metrics)  # outermost: a 413 from BodyLimit is timed too
     access_log.install()
 
