@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Securi
 
 from pipeline.cases import CaseView
 from pipeline.cases.lifecycle import CaseStatus
-from pipeline.domain import ViolationType
+from pipeline.domain import FreeText, ViolationType
 
 from ...runtime.errors import Unprocessable
 from ..auth import require
@@ -87,7 +87,7 @@ def rectify(
     images: Images,
     case_id: CaseId,
     photo: Annotated[UploadFile, File(description="The spot after rectification (整改后照片)")],
-    note: Annotated[str | None, Form(max_length=2000)] = None,
+    note: Annotated[FreeText | None, Form(max_length=2000)] = None,
 ) -> CaseView:
     """The photo is checked to be a readable image, then stored as the case's `after` evidence. The actor in
     the history is the calling key's name."""
