@@ -23,6 +23,7 @@ from ..settings import ServiceSettings
 from .keys import Role
 from .request_timer import RequestTimer
 from .routers import cameras, cases, detect, evidence, frames, health, metrics, models, photos, quarantine, review, review_labels
+from . import openapi_facts
 from .uploads import BodyLimit, BodyTimeout, ImageReader
 
 DESCRIPTION = """Street-order problems (street vending, messy non-motor parking, exposed garbage) from camera frames
@@ -79,4 +80,5 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(evidence.router, dependencies=[] if settings.evidence_public else [Security(require(Role.REVIEWER, session=True))], responses=denied)
     app.include_router(review.router)  # its routes check the session themselves (the page answers a login form)
     app.include_router(review_labels.router)  # the review page's box editor (issue 9): checks the session itself
+    openapi_facts.install(app, settings)  # the detector floor, fields that go together
     return app
