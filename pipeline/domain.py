@@ -77,26 +77,36 @@ PLACE_TEXT_PATTERN = f"^[^{_CONTROL}{_BIDI}{_INVISIBLE}]*$"
 FREE_TEXT_PATTERN = f"^[^{_FREE_CONTROL}{_BIDI}]*$"
 
 
-class _Refused:
-    """An AfterValidator that names the first refused character, with the pattern in the JSON schema."""
+_BIDI_CHAR = re.compile(f"[{_BIDI}]")
 
-    def __init__(self, pattern: str, what: str) -> None:
+
+class _Refused:
+    """An AfterValidator that names the first refused character and what kind it is, with the pattern in the
+    JSON schema."""
+
+    def __init__(self, pattern: str, note: str = "") -> None:
         self.bad = re.compile(pattern.replace("^[^", "[", 1).removesuffix("]*$") + "]")
-        self.pattern, self.what = pattern, what
+        self.pattern, self.note = pattern, note
 
     def __call__(self, value: str) -> str:
         found = self.bad.search(value)
         if found is not None:
             c = found.group()
-            raise ValueError(f"must not contain {self.what} (found U+{ord(c):04X} {unicodedata.name(c, 'control character')} at position {found.start()})")
+            if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0:
+                kind, name = "control characters", ""
+            else:
+                kind = "bidirectional control characters" if _BIDI_CHAR.match(c) else "invisible characters"
+                name = " " + unicodedata.name(c, "")
+            note = self.note if kind == "control characters" else ""
+            raise ValueError(f"must not contain {kind} (found U+{ord(c):04X}{name.rstrip()} at position {found.start()}){note}")
         return value
 
     def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict:
         return handler(core_schema) | {"pattern": self.pattern}
 
 
-_place_text = _Refused(PLACE_TEXT_PATTERN, "control, bidirectional or invisible characters")
-_free_text = _Refused(FREE_TEXT_PATTERN, "control or bidirectional characters (tab and line breaks are fine)")
+_place_text = _Refused(PLACE_TEXT_PATTERN)
+_free_text = _Refused(FREE_TEXT_PATTERN, "; tab and line breaks are fine")
 
 
 PlaceText = Annotated[str, AfterValidator(_place_text), _place_text]

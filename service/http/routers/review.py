@@ -37,7 +37,7 @@ from ..csrf import REFUSED, same_origin
 from ..deps import State
 from ..errors import TooManyRequests, status_of
 from ..keys import Principal, Role
-from ..params import MAX_ID
+from ..params import MAX_ID, MAX_OFFSET
 
 router = APIRouter(prefix="/review", tags=["review"], dependencies=[Depends(same_origin)])
 templates = display.install(Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates"))  # invisible characters shown
@@ -152,7 +152,7 @@ JSON_422 = {422: {"description": "Invalid form or query", "content": _JSON_ERROR
 def review(
     request: Request, state: State,
     type: Annotated[str | None, Query(description="Violation type to show; empty: all", json_schema_extra=_TYPE_ENUM)] = None, district: Annotated[str | None, Query(max_length=100)] = None, msg: Annotated[str | None, Query(max_length=500)] = None,
-    offset: Annotated[int, Query(ge=0, le=2**62)] = 0, limit: Annotated[int, Query(ge=1, le=200)] = PAGE_SIZE,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0, limit: Annotated[int, Query(ge=1, le=200)] = PAGE_SIZE,
 ) -> HTMLResponse:
     who = _reviewer(request)
     if isinstance(who, HTMLResponse):
@@ -221,7 +221,7 @@ ACTION_RESPONSES = {
     422: {"description": "Invalid form (JSON), or a refused value (the page with the reason)", "content": _PAGE | _JSON_ERROR},
     429: {"description": "Too many wrong keys from this address", "content": _JSON_ERROR},
 } | REFUSED
-Offset = Annotated[int, Form(ge=0, le=2**62)]
+Offset = Annotated[int, Form(ge=0, le=MAX_OFFSET)]
 
 
 @router.post(
