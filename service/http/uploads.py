@@ -199,7 +199,7 @@ class ImageReader:
             held.enter_context(self.budget.reserve(size + (info.decode_bytes() if info else 0), name))
             upload.file.seek(0)
             data = upload.file.read()
-            more = info.fallback_bytes() if info else 0  # a plain JPEG that OpenCV refuses goes to Pillow, which needs more
+            more = info.fallback_bytes() if info else 0  # a plain JPEG that libjpeg-turbo refuses goes to Pillow, which needs more
             image = decode_image(data, name, self.max_pixels, on_fallback=(lambda: held.enter_context(self.budget.reserve(more, name))) if more else None)
             yield data, image
 
