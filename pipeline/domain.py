@@ -6,6 +6,8 @@ so they validate on the way in. The engine's working state lives in dataclasses 
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -62,17 +64,57 @@ ViolationType = Annotated[str, AfterValidator(_known_type), _TypeEnumSchema()]
 EvidenceKind = Literal["best_frame", "crop", "context", "after", "metadata"]
 
 
-def _no_control_chars(value: str) -> str:
-    """Place names end up in the ledger, reports and outbound messages: a NUL byte cannot be stored in a
-    PostgreSQL text column at all, and other control characters are never part of a real name."""
-    bad = next((c for c in value if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0), None)
-    if bad is not None:
-        raise ValueError(f"must not contain control characters (found U+{ord(bad):04X} at position {value.index(bad)})")
-    return value
+# Characters no name or note needs, as regex classes (the same text validates and goes into the JSON schema's
+# `pattern`, so a client or a fuzzer knows what is refused). Control characters: a NUL cannot be stored in a
+# PostgreSQL text column, the others are never part of a name. Bidi controls (U+202A-U+202E, U+2066-U+2069) turn
+# the text around them on the review page ("right-to-left override"); zero-width and other invisible format
+# characters make two names that look the same differ. Free text (a note, a reason) keeps tab and line breaks.
+_CONTROL = "\\x00-\\x1f\\x7f-\\x9f"
+_FREE_CONTROL = "\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f\\x7f-\\x9f"
+_BIDI = "\\u202a-\\u202e\\u2066-\\u2069"
+_INVISIBLE = "\\u00ad\\u061c\\u180e\\u200b-\\u200f\\u2028\\u2029\\u2060-\\u2064\\u206a-\\u206f\\ufeff\\ufff9-\\ufffb"
+PLACE_TEXT_PATTERN = f"^[^{_CONTROL}{_BIDI}{_INVISIBLE}]*$"
+FREE_TEXT_PATTERN = f"^[^{_FREE_CONTROL}{_BIDI}]*$"
 
 
-PlaceText = Annotated[str, AfterValidator(_no_control_chars)]
-"""A name or id of a place or person: text without control characters (NUL, newlines, ...)."""
+_BIDI_CHAR = re.compile(f"[{_BIDI}]")
+
+
+class _Refused:
+    """An AfterValidator that names the first refused character and what kind it is, with the pattern in the
+    JSON schema."""
+
+    def __init__(self, pattern: str, note: str = "") -> None:
+        self.bad = re.compile(pattern.replace("^[^", "[", 1).removesuffix("]*$") + "]")
+        self.pattern, self.note = pattern, note
+
+    def __call__(self, value: str) -> str:
+        found = self.bad.search(value)
+        if found is not None:
+            c = found.group()
+            if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0:
+                kind, name = "control characters", ""
+            else:
+                kind = "bidirectional control characters" if _BIDI_CHAR.match(c) else "invisible characters"
+                name = " " + unicodedata.name(c, "")
+            note = self.note if kind == "control characters" else ""
+            raise ValueError(f"must not contain {kind} (found U+{ord(c):04X}{name.rstrip()} at position {found.start()}){note}")
+        return value
+
+    def __get_pydantic_json_schema__(self, core_schema: Any, handler: Any) -> dict:
+        return handler(core_schema) | {"pattern": self.pattern}
+
+
+_place_text = _Refused(PLACE_TEXT_PATTERN)
+_free_text = _Refused(FREE_TEXT_PATTERN, "; tab and line breaks are fine")
+
+
+PlaceText = Annotated[str, AfterValidator(_place_text), _place_text]
+"""A name or id of a place or person: no control characters (NUL, newlines, ...), no bidi controls (a
+right-to-left override), no zero-width or other invisible characters."""
+
+FreeText = Annotated[str, AfterValidator(_free_text), _free_text]
+"""A note or a reason: any text with its line breaks, but no other control characters and no bidi controls."""
 
 
 class GeoPoint(BaseModel):

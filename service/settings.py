@@ -71,6 +71,9 @@ class ServiceSettings(EnvSettings):
     )
     auth_window_s: float = Field(300, gt=0, title="Failure window", description="Seconds a failed authentication counts against the limits")
     max_upload_bytes: int = Field(20 * 1024 * 1024, ge=1024, title="Upload limit", description="Largest request body in bytes; more is refused with 413")
+    body_timeout_s: float = Field(
+        30.0, gt=0, le=3600, title="Body timeout", description="Seconds a request body may stall (no bytes arriving while more are due) before 408 and a closed connection",
+    )
     max_pixels: int = Field(
         MAX_PIXELS, ge=1, title="Pixel limit", description="Largest image in pixels (width x height), read from the header before anything is decoded; more is refused with 422",
     )

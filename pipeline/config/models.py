@@ -15,7 +15,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 
-from ..domain import VIOLATION_TYPES, Location, ViolationType
+from ..domain import VIOLATION_TYPES, FreeText, Location, ViolationType
 from ..geometry import polygon_area, self_intersection
 from ..rules import RULES, RuleOverride, RuleThresholds, zone_kind, zone_kinds
 
@@ -165,9 +165,11 @@ class Fixture(_Model):
     id: str = Field(min_length=1, title="Fixture id")
     box: tuple[float, float, float, float] = Field(title="Box", description="x1, y1, x2, y2")
     coords: Literal["pixel", "normalized"] = Field("pixel", title="Coordinates")
-    classes: tuple[str, ...] | None = Field(None, title="Classes", description="Classes it suppresses; all if omitted")
+    classes: tuple[str, ...] | None = Field(
+        None, min_length=1, title="Classes", description="Classes it suppresses; all if omitted (an empty list would read as 'all' too, so it is refused)",
+    )
     min_iou: float = Field(0.4, gt=0, le=1, title="Minimum IoU", description="How well a detection must match the fixture box")
-    reason: str = Field("", title="Reason", description="Why it is allowed, e.g. 'permitted kiosk' or 'rejected case 42: bollard'")
+    reason: FreeText = Field("", title="Reason", description="Why it is allowed, e.g. 'permitted kiosk' or 'rejected case 42: bollard'")
 
     @model_validator(mode="after")
     def _ordered(self) -> "Fixture":

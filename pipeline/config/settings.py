@@ -33,6 +33,7 @@ lists every one of them (the same test keeps it complete).
 | STREETORDER_AUTH_FAILURES_GLOBAL | 100 | Service: failed authentications of all clients per window before 429 |
 | STREETORDER_AUTH_WINDOW_S | 300 | Service: seconds a failed authentication counts against the limits |
 | STREETORDER_MAX_UPLOAD_BYTES | 20971520 | Service: largest request body; more is refused with 413 |
+| STREETORDER_BODY_TIMEOUT_S | 30 | Service: seconds a request body may stall (no bytes arriving) before 408 |
 | STREETORDER_MAX_PIXELS | 50000000 | Service: largest image (width x height), read from the header; more is refused with 422 |
 | STREETORDER_IMAGE_MEMORY_MB | 1024 | Service: MiB that uploaded images in flight may take together |
 | STREETORDER_IMAGE_MEMORY_WAIT_S | 2 | Service: seconds an upload waits for that memory before 503 |

@@ -7,6 +7,11 @@ Only the formats a street camera or a phone sends are offered to Pillow (`FORMAT
 modes are converted to 8-bit BGR the way a viewer shows them (16-bit and float grey scaled down, not clipped
 to white; alpha composited on white), or refused with a reason. EXIF orientation is applied, as OpenCV and
 phone galleries do, so boxes match what a person sees.
+
+A JPEG whose data stops before the size its header declares is truncated, whether or not it ends with an
+end-of-image marker: libjpeg only warns and fills the rest with grey (a 640x640 picture declared 7000x7000 would
+be detected on as 49 MP of grey). libjpeg-turbo's warnings are errors through simplejpeg's strict mode, so
+both forms are a 422 with the same reason.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import BinaryIO
 
 import cv2
 import numpy as np
+import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 from PIL import BmpImagePlugin, JpegImagePlugin, PngImagePlugin, TiffImagePlugin, WebPImagePlugin  # noqa: F401  (register FORMATS)
 
@@ -33,7 +39,7 @@ MAX_PIXELS = 50_000_000  # a 48 MP phone photo (8000 x 6000) passes; 80000 x 100
 # numpy copy and the BGR result take 3 each, an EXIF rotation one more Pillow copy): what a memory budget
 # for concurrent decodes reserves per image (service/runtime/decode_budget.py). Measured in tests/source/test_images.py.
 DECODE_BYTES_PER_PIXEL = 14
-PLAIN_JPEG_BYTES_PER_PIXEL = 7  # OpenCV's BGR result and libjpeg's row buffers (measured: 6.3)
+PLAIN_JPEG_BYTES_PER_PIXEL = 4  # libjpeg-turbo's BGR result and its row buffers (measured: 3.1; OpenCV's imdecode took 6.3)
 
 Image.MAX_IMAGE_PIXELS = None  # we check the size ourselves, with a clear message
 
@@ -50,7 +56,7 @@ class ImageInfo:
     mode: str
     width: int
     height: int
-    plain_jpeg: bool = False  # decoded by OpenCV straight to BGR (`_plain_jpeg`): less memory
+    plain_jpeg: bool = False  # decoded by libjpeg-turbo straight to BGR (`_plain_jpeg`): less memory
 
     @property
     def pixels(self) -> int:
@@ -70,7 +76,7 @@ class ImageInfo:
         return self.pixels * per_pixel
 
     def fallback_bytes(self) -> int:
-        """What more a plain JPEG needs when OpenCV cannot decode it after all and Pillow does (see
+        """What more a plain JPEG needs when libjpeg-turbo cannot decode it after all and Pillow does (see
         `decode_image(on_fallback=...)`); 0 for an image that goes to Pillow anyway."""
         if not self.plain_jpeg:
             return 0
@@ -168,31 +174,65 @@ def _is_plain_jpeg(im: Image.Image, tail: bytes) -> bool:
     return im.format == "JPEG" and im.mode in ("RGB", "L") and tail.rstrip(b"\0")[-2:] == b"\xff\xd9" and im.getexif().get(0x0112, 1) == 1
 
 
-def _plain_jpeg(im: Image.Image, data: bytes) -> np.ndarray | None:
-    """A plain JPEG (`_is_plain_jpeg`) decoded by OpenCV straight to BGR; None for anything else, which Pillow
-    decodes. Same libjpeg-turbo and settings, so the same pixels (checked in tests/source/test_images.py), in half the
-    time and memory: Pillow's RGB copy and the BGR conversion are skipped. A file that does not end with the
-    end-of-image marker goes to Pillow, which reports it as truncated (OpenCV would fill the rest with grey)."""
+def _plain_jpeg(im: Image.Image, data: bytes, name: str = "image") -> np.ndarray | None:
+    """A plain JPEG (`_is_plain_jpeg`) decoded by libjpeg-turbo (simplejpeg) straight to BGR; None for anything
+    else, which Pillow decodes. Same libjpeg-turbo and settings (accurate DCT, smooth upsampling), so the same
+    pixels as Pillow (checked in tests/source/test_images.py), in half the time and memory: Pillow's RGB copy and the
+    BGR conversion are skipped. A file that does not end with the end-of-image marker goes to Pillow, which
+    reports it as truncated; one whose data stops early although it ends with the marker is refused here."""
     if not _is_plain_jpeg(im, data[-64:]):
         return None
-    out = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
+    out = _strict_jpeg(data, name, im.size)
     return out if out is not None and out.shape[:2] == (im.height, im.width) else None
+
+
+# libjpeg-turbo's warnings for data that ends before the image does (JWRN_JPEG_EOF, JWRN_HIT_MARKER with no data left)
+_PREMATURE = ("premature end",)
+
+
+def _strict_jpeg(data: bytes, name: str, size: tuple[int, int], *, colorspace: str = "BGR", scale_down: bool = False) -> np.ndarray | None:
+    """Decode with libjpeg's warnings as errors: ImageError for data that stops short of the declared size; for
+    other warnings (extraneous bytes before a marker, common in some cameras' files) the lenient decode, as
+    OpenCV and Pillow give it; None where libjpeg-turbo cannot decode it at all. `scale_down`: decode at 1/8
+    scale, only to check that the data is complete (the entropy-coded data is read whole at any scale)."""
+    small = {"min_width": 1, "min_height": 1} if scale_down else {}
+    try:
+        return simplejpeg.decode_jpeg(data, colorspace=colorspace, fastdct=False, fastupsample=False, strict=True, **small)
+    except ValueError as e:
+        if any(p in str(e).lower() for p in _PREMATURE):
+            raise ImageError(f"{name}: truncated image: its data stops before the {size[0]}x{size[1]} pixels its header declares ({e})") from None
+        try:
+            return simplejpeg.decode_jpeg(data, colorspace=colorspace, fastdct=False, fastupsample=False, strict=False, **small)
+        except ValueError:
+            return None
+
+
+def _check_jpeg_complete(im: Image.Image, data: bytes, name: str) -> None:
+    """For a JPEG that Pillow decodes (EXIF-rotated, CMYK, ...): the same check of complete data as `_plain_jpeg`."""
+    if im.format != "JPEG":
+        return
+    try:
+        colorspace = "CMYK" if simplejpeg.decode_jpeg_header(data)[2] in ("CMYK", "YCCK") else "GRAY"
+    except ValueError:
+        return  # Pillow reports what is wrong with it
+    _strict_jpeg(data, name, im.size, colorspace=colorspace, scale_down=True)
 
 
 def decode_image(data: bytes, name: str = "image", max_pixels: int = MAX_PIXELS, on_fallback: Callable[[], object] | None = None) -> np.ndarray:
     """Decode encoded image bytes to a BGR uint8 array. `on_fallback` is called before Pillow decodes an image
-    that looked like a plain JPEG (the service reserves the memory Pillow needs beyond OpenCV's there)."""
+    that looked like a plain JPEG (the service reserves the memory Pillow needs beyond libjpeg-turbo's there)."""
     if not data:
         raise ImageError(f"{name}: empty file (0 bytes)")
     f = io.BytesIO(data)
     try:
         with open_pil(f) as im:
             _check_size(ImageInfo(im.format, im.mode, *im.size), name, max_pixels)
-            fast = _plain_jpeg(im, data)
+            fast = _plain_jpeg(im, data, name)
             if fast is not None:
                 return fast
             if on_fallback is not None and _is_plain_jpeg(im, data[-64:]):
                 on_fallback()
+            _check_jpeg_complete(im, data, name)
             im.load()  # raises on truncated data
             if im.getexif().get(0x0112, 1) != 1:
                 im = ImageOps.exif_transpose(im)

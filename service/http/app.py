@@ -20,8 +20,9 @@ from ..runtime.state import ServiceState
 from ..settings import ServiceSettings
 from .keys import Role
 from .request_timer import RequestTimer
+from . import openapi_facts
 from .routers import cameras, cases, detect, evidence, frames, health, metrics, models, overview, photos, quarantine, review, review_labels
-from .uploads import BodyLimit, ImageReader
+from .uploads import BodyLimit, BodyTimeout, ImageReader
 
 DESCRIPTION = """Street-order problems (street vending, messy non-motor parking, exposed garbage) from camera frames
 and patrol photos, as cases in the rectification ledger (整改台账).
@@ -61,6 +62,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.images = ImageReader(state.detector.budget, settings.max_pixels)
     install_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
+    app.add_middleware(BodyTimeout, timeout_s=settings.body_timeout_s)  # a stalled upload: 408, connection freed
     app.add_middleware(RequestTimer, metrics=state.metrics)  # outermost: a 413 from BodyLimit is timed too
     access_log.install()
 
@@ -74,4 +76,5 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.include_router(review.router)  # its routes check the session themselves (the page answers a login form)
     app.include_router(review_labels.router)  # the review page's box editor (issue 9): checks the session itself
     app.include_router(overview.router)  # the district overview (数据看板, issue 22): reviewers and admins, checks the session itself
+    openapi_facts.install(app, settings)  # the detector floor, fields that go together
     return app

@@ -30,7 +30,7 @@ from pipeline.db.engine import Database
 from .errors import Forbidden, TooManyRequests, Unauthorized
 from .key_cache import KeyCache
 from .keys import KeySnapshot, KeyStore, Principal, Role
-from .ratelimit import FailureLimiter
+from .ratelimit import FailureLimiter, Limited
 from ..runtime.ledger import LedgerLink, can_be_away, describe, unreachable
 from ..settings import ServiceSettings
 
@@ -210,9 +210,22 @@ def refuse_failure(request: Request, *, login: bool = False) -> None:
     address = client_address(request)
     limited = auth.limiter.check(address, login=login)
     if limited:
-        who = "this address has" if limited.scope == "address" else "the service has seen"
-        raise TooManyRequests(f"too many failed logins: {who} too many wrong keys lately; try again in {limited.retry_after} s", limited.retry_after)
+        raise TooManyRequests(refusal_message(limited, login=login), limited.retry_after)
     auth.limiter.fail(address, login=login)
+
+
+def refusal_message(limited: Limited, *, login: bool) -> str:
+    """What a wrong key past a limit is told. True to what the limit does: it holds back wrong keys only, per
+    client address (API keys and the login form together) or, for the login form, over the whole service; a
+    right key is never refused, so nobody is told to wait for one. Reviewers behind the cameras' NAT see why
+    their typo got a 429, and that their own key still gets in."""
+    key = "key" if login else f"key in the {HEADER} header"
+    if limited.scope == "address":
+        why = "this network address has sent too many wrong keys lately (API keys and review logins together)"
+    else:
+        why = "the service has seen too many failed review logins lately, from all addresses"
+    right = "a right key still logs in" if login else "a right key is still accepted"
+    return f"wrong or revoked {key}, and {why}: wrong keys are answered 429 for {limited.retry_after} s more; {right}"
 
 
 def identify(request: Request, header: str | None, cookie: str | None) -> Principal | None:

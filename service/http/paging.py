@@ -8,6 +8,8 @@ from typing import Annotated
 from fastapi import Depends, Query, Request
 from pydantic import BaseModel
 
+from .params import MAX_OFFSET
+
 MAX_LIMIT = 1000
 
 
@@ -18,7 +20,7 @@ class PageIn(BaseModel):
 
 def page_params(
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Most items to return")] = 200,
-    offset: Annotated[int, Query(ge=0, le=2**62, description="Items to skip (oldest first)")] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip (oldest first)")] = 0,
 ) -> PageIn:
     return PageIn(limit=limit, offset=offset)
 

@@ -12,6 +12,10 @@ from pydantic import AfterValidator, AwareDatetime, BeforeValidator, WithJsonSch
 from pipeline.domain import PlaceText
 
 MAX_ID = 2**63 - 1  # BIGINT on PostgreSQL, INTEGER on SQLite: both signed 64-bit
+# The largest offset a page may start at: the largest integer every JSON reader holds exactly (JavaScript's
+# Number.MAX_SAFE_INTEGER). Above 2**53 a schema's `maximum` compared as a float lets a larger value pass that
+# the server then refuses (schemathesis found 2**62 + 95 "valid").
+MAX_OFFSET = 2**53 - 1
 
 # Years 1900-8999 as written: far enough from 1 and 9999 that converting to any zone cannot overflow.
 _ISO = re.compile(r"^(19|[2-8][0-9])[0-9]{2}-[0-9]{2}-[0-9]{2}[Tt ]")
@@ -39,4 +43,4 @@ Timestamp = Annotated[
 ]
 """An ISO-8601 time with a zone, in the years 1900-8999."""
 
-__all__ = ["MAX_ID", "PlaceText", "Timestamp"]
+__all__ = ["MAX_ID", "MAX_OFFSET", "PlaceText", "Timestamp"]

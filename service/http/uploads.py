@@ -10,19 +10,32 @@ flight never take more than the budget together, whatever is uploaded at once.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, contextmanager
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import Depends, Request, UploadFile
+from fastapi import Depends, File, Request, UploadFile
+from starlette.datastructures import FormData, UploadFile as StarletteUpload
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pipeline.source.images import FORMAT_NAMES, decode_image, probe_image
 
 from ..runtime.decode_budget import DecodeBudget
+from ..runtime.errors import Unprocessable
 from .errors import UnsupportedMediaType
+
+# What the schema says of every image part: bytes (a file part), and never empty. That the bytes decode as an
+# image no JSON schema can say; the 422 for bytes that do not is documented with each route.
+IMAGE_PART_SCHEMA = {"format": "binary", "minLength": 1}
+
+
+def ImageFile(description: str) -> Any:  # noqa: N802  (used as `File(...)` is)
+    """`File(...)` for an image part, with `IMAGE_PART_SCHEMA` in the schema."""
+    return File(description=description, json_schema_extra=IMAGE_PART_SCHEMA)
+
 
 # Declared types an image upload may carry; the bytes decide in the end (decode_image), this only turns away
 # what says outright that it is not an image.
@@ -89,6 +102,77 @@ class BodyLimit:
         await send({"type": "http.response.body", "body": body})
 
 
+class BodyTimeout:
+    """Answer 408 to a request whose body stalls: no bytes for `timeout_s` while more are due.
+
+    uvicorn has no body timeout of its own, so an upload that sends its headers and part of its body and then
+    stops would hold its connection (and the route's worker thread, once form parsing started) for ever. The
+    clock runs between two reads of the body, as nginx's client_body_timeout does: a slow but moving upload on a
+    poor link is not cut off. Once the body is complete, waiting for a disconnect is not timed. The app is told
+    the client went away (it stops reading), and its answer is replaced by the 408 with `Connection: close`, so
+    the server drops the connection.
+    """
+
+    def __init__(self, app: ASGIApp, timeout_s: float) -> None:
+        self.app = app
+        self.timeout_s = timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        complete = False
+        stalled = False
+        started = False
+
+        async def timed_receive() -> Message:
+            nonlocal complete, stalled
+            if stalled:
+                return {"type": "http.disconnect"}
+            if complete:
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.timeout_s)
+            except TimeoutError:
+                stalled = True
+                return {"type": "http.disconnect"}  # the app stops reading here
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                complete = True
+            return message
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if stalled:
+                if not started and message["type"] == "http.response.start":
+                    started = True
+                    await self._refuse(send)
+                return
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, timed_receive, guarded_send)
+        except Exception:
+            if not stalled:
+                raise
+        if stalled and not started:
+            await self._refuse(send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = json.dumps({"detail": f"request body stalled: no bytes for {self.timeout_s:g} s; send the whole body without pausing"}).encode()
+        await send({"type": "http.response.start", "status": 408, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def refuse_repeated_files(form: FormData) -> None:
+    """Each upload route takes one file per field: a second `image` part would be dropped unseen (FastAPI keeps
+    the first), so the request is refused instead."""
+    for name in dict.fromkeys(form.keys()):
+        files = [v for v in form.getlist(name) if isinstance(v, StarletteUpload)]
+        if len(files) > 1:
+            raise Unprocessable(f"{name}: one file per request, got {len(files)} '{name}' parts; send each image in a request of its own")
+
+
 class ImageReader:
     """Uploaded file → decoded image, inside the memory budget. One per app (`app.state.images`); requests use it
     through `ImageHold`."""
@@ -115,7 +199,7 @@ class ImageReader:
             held.enter_context(self.budget.reserve(size + (info.decode_bytes() if info else 0), name))
             upload.file.seek(0)
             data = upload.file.read()
-            more = info.fallback_bytes() if info else 0  # a plain JPEG that OpenCV refuses goes to Pillow, which needs more
+            more = info.fallback_bytes() if info else 0  # a plain JPEG that libjpeg-turbo refuses goes to Pillow, which needs more
             image = decode_image(data, name, self.max_pixels, on_fallback=(lambda: held.enter_context(self.budget.reserve(more, name))) if more else None)
             yield data, image
 
@@ -145,7 +229,8 @@ class ImageHold:
 
 async def image_hold(request: Request) -> AsyncIterator[ImageHold]:
     """`async`, though the route that reads the images runs on a thread: opening and closing the hold does no
-    I/O, so they need no thread hop of their own."""
+    I/O, so they need no thread hop of their own. A repeated file field is refused here (422)."""
+    refuse_repeated_files(await request.form())  # parsed already (FastAPI reads the form before dependencies): no I/O
     hold = ImageHold(request.app.state.images, request.app.state.service.detector.batcher)
     try:
         yield hold

@@ -162,15 +162,20 @@ def test_failed_logins_are_limited_per_address_and_globally_but_a_right_key_alwa
     for _ in range(3):
         assert client.post("/review/login", data={"key": "so_guess"}).status_code == 401
     limited = client.post("/review/login", data={"key": "so_guess"})
-    assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0 and "too many failed logins" in limited.text
-    assert client.get("/cases", headers={"X-API-Key": "so_guess"}).status_code == 429  # the address's wrong keys, on every route
+    assert limited.status_code == 429 and int(limited.headers["retry-after"]) > 0
+    assert "this network address has sent too many wrong keys lately" in limited.text and "a right key still logs in" in limited.text
+    api = client.get("/cases", headers={"X-API-Key": "so_guess"})
+    assert api.status_code == 429  # the address's wrong keys, on every route
+    assert "failed logins" not in api.json()["detail"] and api.json()["detail"].startswith("wrong or revoked key in the X-API-Key header")
+    assert "a right key is still accepted" in api.json()["detail"]
     assert client.get("/cases", headers=key_of(client, Role.ADMIN)).status_code == 200  # its right keys still pass
     assert client.post("/review/login", data={"key": client.keys[Role.REVIEWER]}, follow_redirects=False).status_code == 303
     others = [TestClient(client.app, client=(f"10.0.0.{i}", 1000), headers={"Origin": ORIGIN}) for i in range(3)]
     for other in others[:2]:
         assert other.post("/review/login", data={"key": "so_guess"}).status_code == 401
     # 5 failed logins in all: every wrong login is refused for a while; a right one still logs in, keys still work
-    assert others[2].post("/review/login", data={"key": "so_guess"}).status_code == 429
+    everyone = others[2].post("/review/login", data={"key": "so_guess"})
+    assert everyone.status_code == 429 and "too many failed review logins lately, from all addresses" in everyone.text and "a right key still logs in" in everyone.text
     assert others[2].post("/review/login", data={"key": client.keys[Role.REVIEWER]}, follow_redirects=False).status_code == 303
     assert others[2].get("/cases", headers=key_of(client, Role.REVIEWER)).status_code == 200
 
@@ -208,6 +213,12 @@ def test_wrong_api_keys_do_not_lock_reviewers_out_of_the_login_form(make_client)
     reviewer = TestClient(client.app, client=("10.0.2.1", 1000), headers={"Origin": ORIGIN})
     typo = reviewer.post("/review/login", data={"key": "so_typo"})
     assert typo.status_code == 401 and "wrong or revoked key" in typo.text  # a plain failure, not 429
+    # a reviewer behind the cameras' address: a typo is told the truth (wrong keys only), the right key gets in
+    behind = TestClient(client.app, client=("10.0.1.0", 1000), headers={"Origin": ORIGIN})
+    told = behind.post("/review/login", data={"key": "so_typo"})
+    assert told.status_code == 429 and "wrong keys are answered 429 for" in told.text and "a right key still logs in" in told.text
+    assert "try again in" not in told.text and "failed logins" not in told.text
+    assert behind.post("/review/login", data={"key": client.keys[Role.REVIEWER]}, follow_redirects=False).status_code == 303
     assert reviewer.post("/review/login", data={"key": client.keys[Role.REVIEWER]}, follow_redirects=False).status_code == 303
 
 

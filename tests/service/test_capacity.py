@@ -126,7 +126,7 @@ def test_the_budget_makes_a_request_wait_then_sheds_it_with_retry_after():
     assert 0.05 < waited < 0.3 and budget.used == 0
 
 
-def test_a_plain_jpeg_that_opencv_refuses_is_decoded_by_pillow_inside_a_larger_reservation(monkeypatch, street_jpeg):
+def test_a_plain_jpeg_that_libjpeg_turbo_refuses_is_decoded_by_pillow_inside_a_larger_reservation(monkeypatch, street_jpeg):
     from starlette.datastructures import Headers, UploadFile
 
     from pipeline.source import images
@@ -144,7 +144,10 @@ def test_a_plain_jpeg_that_opencv_refuses_is_decoded_by_pillow_inside_a_larger_r
     with reader.read(upload()) as (_, image):
         fast = budget.used
     assert fast == len(street_jpeg) + info.pixels * images.PLAIN_JPEG_BYTES_PER_PIXEL
-    monkeypatch.setattr(images.cv2, "imdecode", lambda *a, **k: None)  # OpenCV gives nothing back after all
+    def refuse(*a, **k):
+        raise ValueError("Unsupported JPEG process")
+
+    monkeypatch.setattr(images.simplejpeg, "decode_jpeg", refuse)  # simplejpeg cannot decode it after all
     with reader.read(upload()) as (_, image):
         slow = budget.used
         assert np.array_equal(image, expected)  # Pillow's pixels, the same

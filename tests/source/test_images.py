@@ -37,12 +37,12 @@ def test_bad_files(tmp_path, name, content, reason):
 
 
 def test_plain_jpeg_fast_path_gives_pillows_pixels(monkeypatch):
-    """Complete upright JPEGs are decoded by OpenCV (faster); the pixels are the ones Pillow gives."""
+    """Complete upright JPEGs are decoded by libjpeg-turbo straight to BGR (faster); the pixels are the ones Pillow gives."""
     import pipeline.source.images as images
 
     blobs = [p.read_bytes() for p in val_images(6)]
     fast = [decode_image(b) for b in blobs]
-    monkeypatch.setattr(images, "_plain_jpeg", lambda im, data: None)
+    monkeypatch.setattr(images, "_plain_jpeg", lambda im, data, name="image": None)
     slow = [decode_image(b) for b in blobs]
     assert len(fast) == len(slow) == 6
     for a, b in zip(fast, slow):
@@ -74,6 +74,44 @@ def test_truncated_jpeg(tmp_path):
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(ImageError, match="truncated"):
         load_image(path)
+
+
+def _declaring(data: bytes, width: int, height: int) -> bytes:
+    """The JPEG with its frame header (SOF0) saying another size; the data stays what it was."""
+    out = bytearray(data)
+    sof = out.find(b"\xff\xc0")
+    assert sof > 0
+    out[sof + 5 : sof + 9] = height.to_bytes(2, "big") + width.to_bytes(2, "big")
+    return bytes(out)
+
+
+@pytest.mark.parametrize("orientation", [1, 6])  # the plain path and Pillow's (EXIF rotation)
+def test_a_jpeg_whose_data_stops_before_its_declared_size_is_truncated(orientation):
+    """640x640 of data declared as 7000x7000, ending with a proper end-of-image marker: libjpeg only warns and
+    fills 49 MP with grey. It is as truncated as a file cut in half, and says so."""
+    import io
+
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (640, 640, 3), dtype=np.uint8)).save(buf, format="JPEG", exif=exif)
+    good = buf.getvalue()
+    assert decode_image(good).shape[:2] == (640, 640)
+    lying = _declaring(good, 7000, 7000)
+    assert lying.endswith(b"\xff\xd9")
+    with pytest.raises(ImageError, match=r"truncated image: its data stops before the 7000x7000 pixels its header declares"):
+        decode_image(lying, "lying.jpg")
+    cut = good[: len(good) // 2]
+    with pytest.raises(ImageError, match="truncated"):
+        decode_image(cut)
+
+
+def test_a_jpeg_with_extraneous_bytes_before_a_marker_still_decodes():
+    """libjpeg's other warnings stay warnings: some cameras pad before the end-of-image marker."""
+    data = val_images(1)[0].read_bytes()
+    assert data.endswith(b"\xff\xd9")
+    padded = data[:-2] + b"\x00\x00\x00" + data[-2:]
+    assert np.array_equal(decode_image(padded), decode_image(data))
 
 
 def test_truncated_png(tmp_path):

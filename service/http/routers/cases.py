@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, Path, Query, Request, Security, UploadFile
+from fastapi import APIRouter, Depends, Form, Path, Query, Request, Security, UploadFile
 
 from pipeline.cases import CaseView
 from pipeline.cases.lifecycle import CaseStatus
-from pipeline.domain import ViolationType
+from pipeline.domain import FreeText, ViolationType
 
 from ...runtime.errors import Unprocessable
 from ..auth import require
@@ -19,7 +19,7 @@ from ..keys import Principal, Role
 from ..paging import Paging, page_fields
 from ..params import MAX_ID, Timestamp
 from ..schemas.cases import CaseList, TransitionIn
-from ..uploads import Images
+from ..uploads import ImageFile, Images
 
 router = APIRouter(prefix="/cases", tags=["cases"])
 
@@ -86,8 +86,8 @@ def rectify(
     who: Reviewer,
     images: Images,
     case_id: CaseId,
-    photo: Annotated[UploadFile, File(description="The spot after rectification (整改后照片)")],
-    note: Annotated[str | None, Form(max_length=2000)] = None,
+    photo: Annotated[UploadFile, ImageFile(description="The spot after rectification (整改后照片)")],
+    note: Annotated[FreeText | None, Form(max_length=2000)] = None,
 ) -> CaseView:
     """The photo is checked to be a readable image, then stored as the case's `after` evidence. The actor in
     the history is the calling key's name."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import numpy as np
-from fastapi import APIRouter, Depends, File, Query, UploadFile
+from fastapi import APIRouter, Depends, Query, UploadFile
 from starlette.concurrency import run_in_threadpool
 
 from ...runtime.errors import Unprocessable
@@ -14,7 +14,7 @@ from ...runtime.state import ServiceState
 from ..deps import State, require_multipart
 from ..errors import error_responses
 from ..schemas.detect import DetectionOut, DetectOut
-from ..uploads import ImageHold, Images
+from ..uploads import ImageFile, ImageHold, Images
 
 router = APIRouter(tags=["detect"])
 
@@ -23,7 +23,7 @@ router = APIRouter(tags=["detect"])
 async def detect(
     state: State,
     images: Images,
-    image: Annotated[UploadFile, File(description="JPEG, PNG, WebP, BMP or TIFF")],
+    image: Annotated[UploadFile, ImageFile(description="JPEG, PNG, WebP, BMP or TIFF")],
     conf: Annotated[float | None, Query(ge=0, le=1, description="Minimum score; not below the service's floor (settings.conf)")] = None,
     classes: Annotated[list[str] | None, Query(description="Class names to keep; repeat the parameter or separate with commas")] = None,
 ) -> DetectOut:

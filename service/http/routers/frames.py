@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, Form, UploadFile
 from ..deps import BaseUrl, State, require_multipart
 from ..errors import QUEUED, error_responses
 from ..params import Timestamp
 from ..schemas.intake import FrameOut, intake_fields
-from ..uploads import Images
+from ..uploads import ImageFile, Images
 
 router = APIRouter(tags=["frames"])
 
@@ -27,7 +27,7 @@ def post_frame(
     base: BaseUrl,
     camera_id: Annotated[str, Form(min_length=1, max_length=100, description="A camera of the config")],
     taken_at: Annotated[Timestamp, Form(description="When the frame was taken, ISO-8601 with a zone, e.g. 2026-11-21T09:00:00+08:00; not ahead of the service's clock by more than the allowed skew")],
-    image: Annotated[UploadFile, File(description="The frame (JPEG, PNG, ...)")],
+    image: Annotated[UploadFile, ImageFile(description="The frame (JPEG, PNG, ...)")],
 ) -> FrameOut:
     """Processed synchronously: the cases are committed before a 200, so an accepted frame is never lost; with
     the ledger down the answer is 202 and the reports wait in the service's journal. Frames of one camera must

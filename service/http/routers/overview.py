@@ -29,6 +29,7 @@ from pipeline.cases.overview import FIGURES, NoSuchPeriod, TABLE_FIGURES, TREND_
 from pipeline.domain import VIOLATION_TYPES
 
 from ...runtime.errors import NotFound, Unprocessable
+from .. import display
 from ..auth import require
 from ..deps import State
 from ..errors import error_responses
@@ -36,7 +37,7 @@ from ..keys import Principal, Role
 from .review import _JSON_ERROR, _reviewer
 
 router = APIRouter(prefix="/overview", tags=["overview"])
-templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
+templates = display.install(Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates"))  # invisible characters shown
 
 Month = Annotated[str | None, Query(pattern=r"^\d{4}-(0[1-9]|1[0-2])$", description="Month like 2026-11 (report time zone); default: this month")]
 Week = Annotated[date | None, Query(description="A week by one of its days, like 2026-11-16 (instead of month); it runs Monday to Monday")]

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Depends, File, Form, UploadFile
+from fastapi import APIRouter, Depends, Form, UploadFile
 from pipeline.domain import GeoPoint
 from pipeline.source.frames import photo_metadata
 
@@ -15,7 +15,7 @@ from ..deps import BaseUrl, State, require_multipart
 from ..errors import QUEUED, error_responses
 from ..params import PlaceText, Timestamp
 from ..schemas.intake import PhotoOut, intake_fields
-from ..uploads import Images
+from ..uploads import ImageFile, Images
 
 router = APIRouter(tags=["photos"])
 
@@ -25,7 +25,7 @@ def post_photo(
     state: State,
     images: Images,
     base: BaseUrl,
-    image: Annotated[UploadFile, File(description="The photo; its EXIF GPS and time are used unless given below")],
+    image: Annotated[UploadFile, ImageFile(description="The photo; its EXIF GPS and time are used unless given below")],
     lat: Annotated[float | None, Form(ge=-90, le=90, description="WGS-84 latitude (with lon), overrides EXIF")] = None,
     lon: Annotated[float | None, Form(ge=-180, le=180, description="WGS-84 longitude (with lat)")] = None,
     taken_at: Annotated[Timestamp | None, Form(description="ISO-8601 with a zone; else EXIF, else the upload time")] = None,

@@ -22,29 +22,40 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.templating import Jinja2Templates
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from pipeline.review import decisions
 from pipeline.review.owners import OwnerBook
 from pipeline.cases import CaseView
 from pipeline.cases.lifecycle import AWAITING
-from pipeline.domain import VIOLATION_TYPES
+from pipeline.domain import VIOLATION_TYPES, FreeText, PlaceText
 from pipeline.evidence import static_evidence
 
 from ...runtime.errors import Unprocessable
 from ..auth import HEADER, OPEN_WARNING, SESSION_COOKIE, get_auth, identify, refuse_failure
+from .. import display
 from ..csrf import REFUSED, same_origin
 from ..deps import State
 from ..errors import TooManyRequests, status_of
 from ..keys import Principal, Role
-from ..params import MAX_ID
+from ..params import MAX_ID, MAX_OFFSET
 
 router = APIRouter(prefix="/review", tags=["review"], dependencies=[Depends(same_origin)])
-templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
+templates = display.install(Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates"))  # invisible characters shown
 
 PAGE_SIZE = 50
 CaseId = Annotated[int, PathParam(ge=1, le=MAX_ID, description="Case id")]
 _TYPE_ENUM = {"enum": ["", *VIOLATION_TYPES]}  # the filter the page was showing ("" for all), kept across a form post
+
+
+def _type_filter(value: str) -> str:
+    """The page's type filter sent back with a form: empty or a known type, else 422 (as the schema's enum says)."""
+    if value and value not in VIOLATION_TYPES:
+        raise ValueError(f"unknown violation type {value!r}; known: {', '.join(VIOLATION_TYPES)} (or empty for all)")
+    return value
+
+
+TypeFilter = Annotated[str, AfterValidator(_type_filter), Form(json_schema_extra=_TYPE_ENUM)]
 
 _PAGE = {"text/html": {"schema": {"type": "string"}}}
 _JSON_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorOut"}}}
@@ -149,7 +160,7 @@ JSON_422 = {422: {"description": "Invalid form or query", "content": _JSON_ERROR
 def review(
     request: Request, state: State,
     type: Annotated[str | None, Query(description="Violation type to show; empty: all", json_schema_extra=_TYPE_ENUM)] = None, district: Annotated[str | None, Query(max_length=100)] = None, msg: Annotated[str | None, Query(max_length=500)] = None,
-    offset: Annotated[int, Query(ge=0, le=2**62)] = 0, limit: Annotated[int, Query(ge=1, le=200)] = PAGE_SIZE,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0, limit: Annotated[int, Query(ge=1, le=200)] = PAGE_SIZE,
 ) -> HTMLResponse:
     who = _reviewer(request)
     if isinstance(who, HTMLResponse):
@@ -159,7 +170,7 @@ def review(
 
 @router.post(
     "/login", response_class=RedirectResponse, status_code=303, summary="Log in to the review page with a reviewer key (form)",
-    responses={401: {"description": "Wrong or revoked key", **HTML}, **REFUSED, 429: {"description": "Too many failed logins", **HTML}, **JSON_422},
+    responses={401: {"description": "Wrong or revoked key", **HTML}, **REFUSED, 429: {"description": "A wrong key past the failure limits (a right key still logs in)", **HTML}, **JSON_422},
 )
 def login(request: Request, state: State, key: Annotated[str, Form(min_length=1, max_length=500)]):
     """Opens a session (a new random token; the key is not kept) and sets its cookie. Failed logins count
@@ -218,7 +229,7 @@ ACTION_RESPONSES = {
     422: {"description": "Invalid form (JSON), or a refused value (the page with the reason)", "content": _PAGE | _JSON_ERROR},
     429: {"description": "Too many wrong keys from this address", "content": _JSON_ERROR},
 } | REFUSED
-Offset = Annotated[int, Form(ge=0, le=2**62)]
+Offset = Annotated[int, Form(ge=0, le=MAX_OFFSET)]
 
 
 @router.post(
@@ -226,8 +237,8 @@ Offset = Annotated[int, Form(ge=0, le=2**62)]
     summary="Dispatch a case to its point owner (form)", responses=ACTION_RESPONSES,
 )
 def dispatch(
-    request: Request, state: State, case_id: CaseId, owner: Annotated[str, Form(max_length=200)] = "",
-    type: Annotated[str, Form(json_schema_extra=_TYPE_ENUM)] = "", district: Annotated[str, Form(max_length=100)] = "", offset: Offset = 0,
+    request: Request, state: State, case_id: CaseId, owner: Annotated[PlaceText, Form(max_length=200)] = "",
+    type: TypeFilter = "", district: Annotated[str, Form(max_length=100)] = "", offset: Offset = 0,
 ):
     def action(actor: str) -> str:
         chosen = owner.strip() or owners(state).owner_for(state.store.get(case_id))  # empty: the case's 点位长
@@ -242,9 +253,9 @@ def dispatch(
     summary="Reject a case as a false alarm, optionally marking the spot as a fixture (form)", responses=ACTION_RESPONSES,
 )
 def reject(
-    request: Request, state: State, case_id: CaseId, reason: Annotated[str, Form(max_length=2000)] = "",
+    request: Request, state: State, case_id: CaseId, reason: Annotated[FreeText, Form(max_length=2000)] = "",
     fixture: Annotated[bool, Form(description="Also add fixtures so the camera stops raising this spot")] = False,
-    type: Annotated[str, Form(json_schema_extra=_TYPE_ENUM)] = "", district: Annotated[str, Form(max_length=100)] = "", offset: Offset = 0,
+    type: TypeFilter = "", district: Annotated[str, Form(max_length=100)] = "", offset: Offset = 0,
 ):
     def action(actor: str) -> str:
         return state.reject(case_id, actor=actor, reason=reason, fixture=fixture, source="review-page").message()

@@ -30,6 +30,7 @@ from pipeline.samples.labels import current_labels, label_classes, labelled_fram
 
 from ...runtime.errors import Conflict, NotFound, Unprocessable
 from ..auth import require
+from .. import display
 from ..csrf import same_origin
 from ..deps import State
 from ..errors import error_responses
@@ -38,7 +39,7 @@ from ..schemas.labels import BoxesIn, FrameRef, LabelFrameOut
 from .review import _JSON_ERROR, _reviewer, case_facts, owners
 
 router = APIRouter(prefix="/review", tags=["review"], dependencies=[Depends(same_origin)])  # POST boxes: a cookie-authenticated write
-templates = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
+templates = display.install(Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates"))  # invisible characters shown
 
 CaseId = Annotated[int, PathParam(ge=1, le=2**63 - 1, description="Case id")]
 FrameQuery = Annotated[str | None, Query(pattern="^[0-9a-f]{64}$", description="the frame to open (one of `frames`); default: the frame labelled last, else the latest")]

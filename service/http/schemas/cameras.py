@@ -8,7 +8,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.config import Fixture, ZoneKind
-from pipeline.domain import Location
+from pipeline.domain import FreeText, Location
 
 from .common import Box, Out, Page
 
@@ -47,12 +47,12 @@ class FixtureEdit(BaseModel):
 
     box: Box = Field(description="x1, y1, x2, y2 in the camera's resolution pixels (or 0..1 with coords=normalized)")
     coords: Literal["pixel", "normalized"] = "pixel"
-    classes: list[str] | None = Field(None, description="Classes it suppresses; all if omitted")
-    reason: str = Field(min_length=1, max_length=500, description="Why it is allowed, e.g. 'permitted kiosk'")
+    classes: list[str] | None = Field(None, min_length=1, description="Classes it suppresses; all if omitted (an empty list is refused: it would read as all)")
+    reason: FreeText = Field(min_length=1, max_length=500, description="Why it is allowed, e.g. 'permitted kiosk' (no control or bidi characters)")
     min_iou: float = Field(0.4, gt=0, le=1)
 
     def fixture(self, fixture_id: str) -> Fixture:
-        return Fixture(id=fixture_id, box=self.box, coords=self.coords, classes=tuple(self.classes) if self.classes else None, min_iou=self.min_iou, reason=self.reason)
+        return Fixture(id=fixture_id, box=self.box, coords=self.coords, classes=tuple(self.classes) if self.classes is not None else None, min_iou=self.min_iou, reason=self.reason)
 
 
 class FixtureIn(FixtureEdit):

@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from pipeline.cases import CaseView
 from pipeline.cases.lifecycle import CaseStatus
+from pipeline.domain import FreeText, PlaceText
 
 from .common import Page
 
@@ -30,6 +31,6 @@ class TransitionIn(BaseModel):
         None, max_length=200, deprecated=True,
         description="Deprecated and ignored: the actor recorded in the history is always the calling key's name. Accepted only so that older clients keep working.",
     )
-    note: str | None = Field(None, max_length=2000, description="Required to reject (the reason) and to rectify without a photo")
-    owner: str | None = Field(None, max_length=200, description="Point owner (点位长) to dispatch to; defaults to the case's")
+    note: FreeText | None = Field(None, max_length=2000, description="Required to reject (the reason) and to rectify without a photo")
+    owner: PlaceText | None = Field(None, max_length=200, description="Point owner (点位长) to dispatch to; defaults to the case's")
     fixture: bool = Field(False, description="With to=rejected: also add fixtures for the case's spot so the camera stops raising it")
