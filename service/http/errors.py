@@ -9,7 +9,7 @@ import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 from pydantic import BaseModel, Field, ValidationError
@@ -113,7 +113,20 @@ def _allowed_methods(request: Request) -> list[str]:
     return [m for m in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE") if any(r.matches({**request.scope, "method": m})[0] == Match.FULL for r in routes)]
 
 
+class PageRefused(Exception):
+    """An HTML page's own refusal (its login page, 401 or 403), raised from a dependency so that it comes before
+    the page's query parameters are validated: a caller without access learns nothing about them (no 422)."""
+
+    def __init__(self, response: Response):
+        super().__init__(response.status_code)
+        self.response = response
+
+
 def install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(PageRefused)
+    async def _page_refused(_: Request, e: PageRefused) -> Response:
+        return e.response
+
     @app.exception_handler(ServiceError)
     async def _service(_: Request, e: ServiceError) -> JSONResponse:
         headers = dict(getattr(e, "headers", None) or {})

@@ -34,7 +34,7 @@ from ..auth import require
 from ..deps import State
 from ..errors import error_responses
 from ..keys import Principal, Role
-from .review import _JSON_ERROR, _reviewer
+from .review import _JSON_ERROR, ReviewerPage
 
 router = APIRouter(prefix="/overview", tags=["overview"])
 templates = display.install(Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates"))  # invisible characters shown
@@ -160,16 +160,11 @@ def _trend(trend: list[WeekOut]) -> dict:
     return {"lines": lines, "top": top, "top_y": y(top), "base_y": y(0), "ticks": [{"x": x(i), "label": w.week[5:]} for i, w in enumerate(trend)]}
 
 
-def _page(request: Request):
-    who = _reviewer(request)
-    return who if isinstance(who, Principal) else None, who
+Page = ReviewerPage  # the reviewer (or admin) on the page; anyone else gets the login page before the query is looked at
 
 
 @router.get("", response_class=HTMLResponse, summary="District overview 数据看板 (HTML)", responses=PAGE_RESPONSES)
-def overview(request: Request, state: State, month: Month = None) -> HTMLResponse:
-    who, answer = _page(request)
-    if who is None:
-        return answer
+def overview(request: Request, state: State, who: Page, month: Month = None) -> HTMLResponse:
     with _period_found():
         data = _out(request, build_overview(state.store, month))
     context = {
@@ -188,15 +183,12 @@ def figures(request: Request, state: State, month: Month = None, who: Principal 
 
 @router.get("/cases", response_class=HTMLResponse, summary="The cases behind one figure of the overview (HTML)", responses=PAGE_RESPONSES)
 def overview_cases(
-    request: Request, state: State,
+    request: Request, state: State, who: Page,
     figure: Annotated[str, Query(description="Which figure", json_schema_extra={"enum": list(FIGURES)})],
     month: Month = None, week: Week = None, district: Text = None, street: Text = None, point: Text = None,
     type: Annotated[str | None, Query(json_schema_extra={"enum": list(VIOLATION_TYPES)})] = None,
     offset: Annotated[int, Query(ge=0, le=2**62)] = 0,
 ) -> HTMLResponse:
-    who, answer = _page(request)
-    if who is None:
-        return answer
     if figure not in FIGURES:
         raise Unprocessable(f"unknown figure {figure!r}; known: {', '.join(FIGURES)}")
     if type is not None and type not in VIOLATION_TYPES:

@@ -36,7 +36,7 @@ from ..auth import HEADER, OPEN_WARNING, SESSION_COOKIE, get_auth, identify, ref
 from .. import display
 from ..csrf import REFUSED, same_origin
 from ..deps import State
-from ..errors import TooManyRequests, status_of
+from ..errors import PageRefused, TooManyRequests, status_of
 from ..keys import Principal, Role
 from ..params import MAX_ID, MAX_OFFSET
 
@@ -136,6 +136,18 @@ def _reviewer(request: Request) -> Principal | HTMLResponse:
     if not who.allows(Role.REVIEWER):
         return _login_page(request, f"the key of {who.name!r} is a {who.role.value} key; the review page needs a reviewer key", 403)
     return who
+
+
+def _page_reviewer(request: Request) -> Principal:
+    """`_reviewer` as a dependency: anyone else gets the login page before the form or query is validated (so a
+    caller without access learns nothing about them, and sees 401/403, never 422)."""
+    who = _reviewer(request)
+    if not isinstance(who, Principal):
+        raise PageRefused(who)
+    return who
+
+
+ReviewerPage = Annotated[Principal, Depends(_page_reviewer)]
 
 
 def _back(request: Request, type: str, district: str, offset: int, message: str) -> RedirectResponse:
@@ -271,7 +283,7 @@ MAX_BULK = 200  # case ids in one post; each at most 2**53 (exact as a JSON numb
     summary="Dispatch or reject several cases at once (form)", responses=ACTION_RESPONSES,
 )
 def bulk(
-    request: Request, state: State,
+    request: Request, state: State, who: ReviewerPage,
     case_id: Annotated[list[Annotated[int, Field(ge=1, le=2**53)]], Form(min_length=1, max_length=MAX_BULK, description=f"The selected cases (1 to {MAX_BULK})")],
     action: Annotated[Literal["dispatch", "reject"], Form(description="dispatch (each to its 点位长) or reject (all with `reason`)")],
     reason: Annotated[str, Form(max_length=2000)] = "",
@@ -279,9 +291,6 @@ def bulk(
 ):
     """Each case is decided on its own through the same decisions as the single forms (`pipeline.review.decisions`):
     one refused case (no owner, already decided) does not stop the others; the page says which were refused and why."""
-    who = _reviewer(request)
-    if isinstance(who, HTMLResponse):
-        return who
     ids = list(dict.fromkeys(case_id))
     book = owners(state)
     done: list[str] = []
