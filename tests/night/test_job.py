@@ -15,6 +15,7 @@ from sqlalchemy import text
 from pipeline.cases import CaseStore, LedgerConfig
 from pipeline.db.engine import Database
 
+from tests.cases.conftest import TABLES
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -98,7 +99,7 @@ def test_bad_files_are_reported_and_the_rest_runs(tmp_path, coco_onnx):
 def test_postgres_ledger(tmp_path, pg_url):
     db = Database(pg_url, auto_upgrade=False)
     with db.engine.begin() as conn:  # the session database is shared with the ledger tests: start empty
-        for table in ("outbox", "case_evidence", "case_events", "case_incidents", "cases"):
+        for table in TABLES:  # every ledger table, children first (annotations point at case events)
             conn.execute(text(f"DELETE FROM {table}"))
     db.dispose()
     footage = tmp_path / "footage"
