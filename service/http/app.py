@@ -15,6 +15,7 @@ from fastapi_offline import FastAPIOffline
 from pipeline.db.engine import Database
 
 from . import access_log
+from .admission_gate import AdmissionGate
 from .auth import Auth, refuse_key_in_url, require
 from .errors import error_responses, install_handlers
 from ..runtime.memory import bound_malloc
@@ -66,6 +67,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     app.state.images = ImageReader(state.detector.budget, settings.max_pixels)
     install_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
+    app.add_middleware(AdmissionGate, admission=state.detector.admission, auth=auth)  # inference past the latency budget: 503 before its body is read
     app.add_middleware(RequestTimer, metrics=state.metrics)  # outermost: a 413 from BodyLimit is timed too
     access_log.install()
 
