@@ -86,7 +86,7 @@ def burst_requests(blobs: list[bytes], key: str, port: int) -> list[bytes]:
     return [r.replace(b"\r\nContent-Type", b"\r\nConnection: close\r\nContent-Type", 1) for r in _requests(blobs, key, port)]
 
 
-async def burst(port: int, requests: list[bytes], n: int, camera_key: str, reviewer_key: str) -> tuple[list[Answer], Probe, Probe]:
+async def burst_once(port: int, requests: list[bytes], n: int, camera_key: str, reviewer_key: str) -> tuple[list[Answer], Probe, Probe]:
     stop = asyncio.Event()
     health, cases = Probe(), Probe()
     probes = [
@@ -133,7 +133,7 @@ def run_burst_bench(model: str | None = None, data: Path = DEFAULT_DATA, images:
                 if k:
                     time.sleep(2.0)  # the previous burst drains
                 with _collector_paused():
-                    got, h, c = asyncio.run(burst(service.port, requests, burst, service.keys["camera"], service.keys["admin"]))
+                    got, h, c = asyncio.run(burst_once(service.port, requests, burst, service.keys["camera"], service.keys["admin"]))
                 answers += got
                 health.seconds += h.seconds
                 health.failed += h.failed

@@ -13,7 +13,7 @@ import pytest
 from pydantic import ValidationError
 
 from pipeline.cli import main
-from service.bench_burst import burst, burst_requests, send
+from service.bench_burst import burst_once, burst_requests, send
 from service.runtime.admission import HEADROOM, Admission
 from service.runtime.errors import Overloaded
 from service.runtime.metrics import ServiceMetrics
@@ -75,6 +75,25 @@ def test_cpu_outside_the_detector_counts_shared_by_the_cores():
     assert admission.per_request_s() == pytest.approx(before + 0.2 / 2, rel=1e-3)
 
 
+def test_served_requests_slower_than_their_estimate_correct_it():
+    admission = _admission(budget_s=1.0)
+    admission.observe_detector(0.1, 1)
+    model = admission.per_request_s()
+    for _ in range(60):  # the neighbours take half the cores: every served request took twice its estimate
+        with admission.admit() as place:
+            place.started -= 2 * place.estimate_s
+            place.served = True
+    assert admission.correction == pytest.approx(2.0, rel=0.02)
+    assert admission.per_request_s() == pytest.approx(2 * model, rel=0.02)
+    fits = int(1.0 * HEADROOM / admission.per_request_s())
+    places = [admission.admit() for _ in range(fits)]
+    for place in places:
+        place.__enter__()
+    with pytest.raises(Overloaded):  # half as many as the model alone would admit
+        admission.admit().__enter__()
+    assert fits < int(1.0 * HEADROOM / model) / 1.5
+
+
 def test_the_budget_is_a_validated_setting():
     assert ServiceSettings().latency_budget_s == 2.0
     with pytest.raises(ValidationError):
@@ -132,7 +151,7 @@ def test_a_burst_sheds_at_once_and_health_and_reviewers_stay_fast(camera_config,
         requests = burst_requests([body], keys["camera"], serve.port)
         for _ in range(4):  # warm: the detector timed by the service
             assert asyncio.run(send(serve.port, requests[0])).status == 200
-        got, health, cases = asyncio.run(burst(serve.port, requests, 96, keys["camera"], keys["reviewer"]))
+        got, health, cases = asyncio.run(burst_once(serve.port, requests, 96, keys["camera"], keys["reviewer"]))
         text = httpx.get(f"{serve.base}/metrics", headers={"X-API-Key": keys["admin"]}).text
     answers = [(a.status, a.seconds, a.retry_after) for a in got]
     health, cases = health.seconds + [float("inf")] * health.failed, cases.seconds + [float("inf")] * cases.failed

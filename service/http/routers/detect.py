@@ -39,7 +39,7 @@ async def detect(
         raise Unprocessable(f"unknown class(es) {unknown}; model {model.name} knows: {', '.join(model.detector.names)}")
     img, pending = await job.run(_submit, state, images, image, model)  # admitted by AdmissionGate, or it was a 503
     raw = await pending.wait()  # on the event loop: no thread waits for the detector
-    return await job.run(_answer, model, img, pending, raw, conf, wanted)
+    return await job.answer(_answer, model, img, pending, raw, conf, wanted)
 
 
 def _submit(state: ServiceState, images: ImageHold, image: UploadFile, model: LoadedModel) -> tuple[np.ndarray, Pending]:

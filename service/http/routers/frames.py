@@ -45,7 +45,7 @@ async def post_frame(
     except BaseException:
         work.abandon()
         raise
-    processed = await job.run(state.live.end_frame, work, raw)
+    processed = await job.answer(state.live.end_frame, work, raw)
     return FrameOut(camera_id=camera_id, taken_at=taken_at, **intake_fields(processed, base))
 
 

@@ -47,7 +47,7 @@ async def post_photo(
         raise Unprocessable("give both lat and lon, or neither (then the photo's EXIF GPS is used)")
     photo = await job.run(_begin, state, images, image, lat, lon, taken_at, {"district": district, "street": street, "point": point})  # admitted by AdmissionGate
     raw = await photo.pending.wait()  # on the event loop: no thread waits for the detector
-    processed, location = await job.run(_end, state, photo, raw)
+    processed, location = await job.answer(_end, state, photo, raw)
     return PhotoOut(taken_at=photo.at, location=location, time_source=photo.time_source, gps_source=photo.gps_source, **intake_fields(processed, base))
 
 
