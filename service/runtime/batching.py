@@ -93,6 +93,7 @@ class Pending:
         self.detector, self.prepared, self.future = detector, prepared, future
         self._reservation = reservation
         self._open = True
+        self._closing = threading.Lock()  # close() may come from the worker (a cancelled wait) and the route at once
 
     def result(self) -> sv.Detections:
         try:
@@ -104,11 +105,11 @@ class Pending:
 
     async def wait(self) -> object:
         """The raw output, awaited on the event loop. A cancelled wait leaves the queued image alone (the worker
-        still answers its future) and frees the reservation."""
+        still answers its future); its memory is freed once the worker is done with it."""
         try:
             return await asyncio.shield(asyncio.wrap_future(self.future))
         except BaseException:
-            self.close()
+            self.future.add_done_callback(lambda _: self.close())  # at once if the detector failed
             raise
 
     def finish(self, out: object) -> sv.Detections:
@@ -119,9 +120,11 @@ class Pending:
             self.close()
 
     def close(self) -> None:
-        if self._open:
+        with self._closing:
+            if not self._open:
+                return
             self._open = False
-            self._reservation.__exit__(None, None, None)
+        self._reservation.__exit__(None, None, None)
 
 
 class MicroBatcher:
