@@ -213,8 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_bench_serve(args: argparse.Namespace) -> int:
-    """`streetorder bench serve` is the service's own bench (`service.bench`), imported when it runs."""
-    from service.bench import cmd_bench_serve as run
+    """`streetorder bench serve` is the service's own bench (`service.bench`; `--burst`: `service.bench_burst`),
+    imported when it runs."""
+    if args.burst:
+        from service.bench_burst import cmd_bench_burst as run
+    else:
+        from service.bench import cmd_bench_serve as run
 
     return run(args)
 

@@ -18,6 +18,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from pipeline.db.storage import StorageError
     from service.http import access_log
     from service.http.app import create_app
+    from service.http.proxies import proxy_options
     from service.settings import ServiceSettings
 
     settings = ServiceSettings.load(
@@ -25,7 +26,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         threads=args.threads, conf=args.conf, imgsz=args.imgsz, evidence_dir=args.evidence_dir, public_url=args.public_url,
         max_upload_bytes=args.max_upload_mb * 1024 * 1024 if args.max_upload_mb else None, persist_model=args.persist_model or None,
         insecure_open=args.insecure_open or None,
-        journal=args.journal, key_cache=args.key_cache, max_clock_skew_s=args.max_clock_skew,
+        journal=args.journal, key_cache=args.key_cache, max_clock_skew_s=args.max_clock_skew, latency_budget_s=args.latency_budget, forwarded_allow_ips=args.forwarded_allow_ips,
     )
     try:
         app = create_app(settings)
@@ -36,7 +37,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     for warning in app.state.auth.warnings():
         print(f"WARNING: {warning}", file=sys.stderr, flush=True)
     # One process: the engine keeps each camera's tracks and open incidents in memory.
-    config = uvicorn.Config(app, host=args.host, port=args.port, workers=1, log_level=args.log_level)
+    config = uvicorn.Config(app, host=args.host, port=args.port, workers=1, log_level=args.log_level, **proxy_options(settings))
     access_log.install()  # after uvicorn set its loggers up: keys in URLs never reach the access log
     _freeze_startup_objects()
     uvicorn.Server(config).run()
@@ -116,7 +117,8 @@ SERVE_EPILOG = """Every option can also come from the environment: STREETORDER_C
 STREETORDER_IMGSZ, STREETORDER_EVIDENCE_DIR, STREETORDER_PUBLIC_URL, STREETORDER_MAX_UPLOAD_BYTES,
 STREETORDER_PERSIST_MODEL, STREETORDER_INSECURE_OPEN, STREETORDER_SESSION_HOURS, STREETORDER_AUTH_FAILURES_PER_ADDRESS,
 STREETORDER_AUTH_FAILURES_GLOBAL, STREETORDER_AUTH_WINDOW_S, STREETORDER_JOURNAL, STREETORDER_MAX_CLOCK_SKEW_S,
-STREETORDER_RETRY_INTERVAL_S, STREETORDER_EARLIEST_TAKEN_AT, STREETORDER_KEY_CACHE; flags win.
+STREETORDER_RETRY_INTERVAL_S, STREETORDER_EARLIEST_TAKEN_AT, STREETORDER_KEY_CACHE, STREETORDER_LATENCY_BUDGET_S,
+STREETORDER_FORWARDED_ALLOW_IPS; flags win.
 With PostgreSQL unreachable at start, serve starts degraded: keys are checked against the key cache (written
 while the database is up), frames and photos are journaled (202), /ready is 503 with the reason, and all is
 written once the database answers.
@@ -127,7 +129,11 @@ works as an admin key, with a deprecation warning. Docs at http://HOST:PORT/docs
 
 Capacity: STREETORDER_MAX_PIXELS (default 50 MP, checked from the header), STREETORDER_IMAGE_MEMORY_MB (memory that
 images in flight may take together, default 1024), STREETORDER_BATCHING, STREETORDER_BATCH_MAX_SIZE,
-STREETORDER_BATCH_MAX_WAIT_MS, STREETORDER_BATCH_QUEUE_SIZE (micro-batching); Prometheus metrics at /metrics."""
+STREETORDER_BATCH_MAX_WAIT_MS, STREETORDER_BATCH_QUEUE_SIZE (micro-batching); Prometheus metrics at /metrics.
+Inference (/detect, /frames, /photos) past what the detector answers within --latency-budget is refused at once with
+503 and Retry-After (a camera resends the frame); STREETORDER_INFERENCE_THREADS (8) is their thread pool, apart
+from the reviewer and admin routes'. Behind a reverse proxy, name it in --forwarded-allow-ips, or every client
+seems to come from the proxy's address; a client's own X-Forwarded-For is never believed."""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -153,6 +159,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--journal", metavar="FILE", help="report journal: what the ledger could not take yet, replayed first on start (default var/report-journal.jsonl)")
     p.add_argument("--key-cache", metavar="FILE", help="API keys (hashes only) active when the database was last seen, for a start during an outage (default: beside the journal)")
     p.add_argument("--max-clock-skew", type=float, metavar="S", help="refuse frames and photos taken more than S seconds in the future (default 300)")
+    p.add_argument("--latency-budget", type=float, metavar="S", help="seconds an inference request may take; the detector's overflow is refused at once with 503 + Retry-After (default 2)")
+    p.add_argument("--forwarded-allow-ips", metavar="LIST", help="reverse proxies (addresses or networks, comma-separated; * for any) whose X-Forwarded-For is believed (default: none)")
     p.add_argument("--max-upload-mb", type=int, help="largest request body in MiB (default 20)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"], help="uvicorn log level (default info)")
     p.add_argument("--insecure-open", action="store_true", help="start even with no API keys, every route open to anyone (local demos only; warned loudly)")

@@ -9,6 +9,7 @@ every command.
 
 from __future__ import annotations
 
+import ipaddress
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
@@ -88,6 +89,20 @@ class ServiceSettings(EnvSettings):
         4.0, ge=0, le=1000, title="Batch wait", description="Milliseconds the oldest image may wait for a batch to fill; only while other requests are still decoding",
     )
     batch_queue_size: int = Field(64, ge=1, title="Detector queue", description="Images that may wait for the detector; more are refused with 503 and Retry-After")
+    latency_budget_s: float = Field(
+        2.0, gt=0, le=600, title="Inference latency budget",
+        description="Seconds an inference request (/detect, /frames, /photos) may take: one the detector cannot answer within it (estimated from the measured "
+        "time per image and the requests in flight) is refused at once with 503 and Retry-After, before its image is decoded; a camera resends the frame",
+    )
+    inference_threads: int = Field(
+        8, ge=1, le=256, title="Inference threads",
+        description="Threads for the blocking parts of inference requests (decode, boxes, the engine); they never wait for the detector, and the reviewer and admin routes keep their own pool",
+    )
+    forwarded_allow_ips: str | None = Field(
+        None, title="Trusted proxies",
+        description="Comma-separated addresses or networks (or *) of reverse proxies whose X-Forwarded-For and X-Forwarded-Proto are believed; unset: none, "
+        "the client address is the connection's (the per-address login limit cannot be reset with a header)",
+    )
     retry_after_s: int = Field(1, ge=1, le=3600, title="Retry-After", description="Seconds a client shed with 503 is told to wait")
     evidence_dir: Path = Field(
         Path("var/engine-evidence"), title="Engine evidence directory", description="Where the engine writes evidence before the ledger stores it by content",
@@ -117,6 +132,21 @@ class ServiceSettings(EnvSettings):
         if v is not None and not v.startswith(("http://", "https://")):
             raise ValueError(f"public_url must start with http:// or https://, got {v!r}")
         return v.rstrip("/") if v else v
+
+    @field_validator("forwarded_allow_ips")
+    @classmethod
+    def _addresses(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        items = [item.strip() for item in v.split(",") if item.strip()]
+        for item in items:
+            if item == "*":
+                continue
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"forwarded_allow_ips: {item!r} is not an IP address or network (e.g. 10.0.0.5, 10.0.0.0/8, ::1 or *)") from None
+        return ",".join(items)
 
     @field_validator("imgsz")
     @classmethod

@@ -127,6 +127,7 @@ def register(sub: argparse._SubParsersAction, *, bench_serve: Callable[[argparse
     q.add_argument("--images", type=int, default=32, help="real images to send (default 32)")
     q.add_argument("--rounds", type=int, default=2, help="detector and load phases in turn, this many times (default 2)")
     q.add_argument("--no-batching", action="store_true", help="serve without micro-batching (each request runs the detector alone), for comparison")
+    q.add_argument("--burst", type=int, metavar="N", help="instead: bursts of N concurrent POST /detect (fresh connections), with /health and a reviewer's GET /cases probed meanwhile; prints the 503s, their latency and the accepted p50/p99 (issue 22's targets use 96)")
     q.add_argument("--data", default=str(SHARED_DATA / "garbage-cn" / "val" / "images"), help="folder of images (default ../shared/data/garbage-cn/val/images)")
     q.set_defaults(func=bench_serve)
     q = what.add_parser(

@@ -42,6 +42,9 @@ lists every one of them (the same test keeps it complete).
 | STREETORDER_BATCH_MAX_WAIT_MS | 4 | Service: milliseconds the oldest image may wait for a batch to fill |
 | STREETORDER_BATCH_QUEUE_SIZE | 64 | Service: images that may wait for the detector before 503 |
 | STREETORDER_RETRY_AFTER_S | 1 | Service: the Retry-After of a 503 |
+| STREETORDER_LATENCY_BUDGET_S | 2 | Service: seconds an inference request may take; more is refused at once with 503 |
+| STREETORDER_INFERENCE_THREADS | 8 | Service: threads for the blocking parts of inference requests |
+| STREETORDER_FORWARDED_ALLOW_IPS | (none) | Service: reverse proxies whose X-Forwarded-For is believed |
 | STREETORDER_EVIDENCE_DIR | var/engine-evidence | Service: where the engine writes evidence before the ledger stores it |
 | STREETORDER_JOURNAL | var/report-journal.jsonl | Service: reports the ledger could not take yet, replayed on start |
 | STREETORDER_KEY_CACHE | api-keys-last-seen.json beside the journal | Service: API keys (hashes) active when the database was last seen, for a start during an outage |

@@ -13,6 +13,7 @@ from fastapi import Depends, FastAPI, Security
 from fastapi_offline import FastAPIOffline
 
 from . import access_log
+from .admission_gate import AdmissionGate
 from .auth import Auth, refuse_key_in_url, require
 from .errors import error_responses, install_handlers
 from ..runtime.memory import bound_malloc
@@ -63,6 +64,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     install_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
     app.add_middleware(BodyTimeout, timeout_s=settings.body_timeout_s)  # a stalled upload: 408, connection freed
+    app.add_middleware(AdmissionGate, admission=state.detector.admission, auth=auth)  # inference past the latency budget: 503 before its body is read
     app.add_middleware(RequestTimer, metrics=state.metrics)  # outermost: a 413 from BodyLimit is timed too
     access_log.install()
 

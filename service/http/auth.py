@@ -284,9 +284,10 @@ def require(role: Role, *, session: bool = False) -> Callable[..., Awaitable[Pri
     return dependency
 
 
-def optional_principal(request: Request, header: str | None = Security(_header)) -> Principal | None:
-    """For routes open to everyone that tell a key holder more (/ready)."""
-    return identify(request, header, None)
+async def optional_principal(request: Request, header: str | None = Security(_header)) -> Principal | None:
+    """For routes open to everyone that tell a key holder more (/ready). Async: a key seen moments ago needs no
+    thread, so a probe's answer does not wait for one."""
+    return await _identify(request, header, None)
 
 
 async def refuse_key_in_url(request: Request) -> None:

@@ -1,7 +1,8 @@
 """Micro-batching: concurrent requests' images go through the detector together.
 
 A detector runs a batch of 8 images in much less than 8 times one image, but requests arrive one image at a
-time on their own threads. Each request hands its image to `MicroBatcher.detect` and waits; one worker thread
+time. Each request hands its image to `MicroBatcher.submit` and waits for its `Pending` (the service's routes
+on the event loop, holding no thread; `detect` waits on the caller's thread); one worker thread
 takes what is queued for the same detector object (one model, one camera plan: `plan.camera_detector`
 returns a shared object for cameras that detect alike), up to `max_size`, and runs it as one call.
 
@@ -18,11 +19,12 @@ once with 503 and Retry-After (`Overloaded`) instead of piling up threads and me
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
@@ -82,6 +84,49 @@ class _Item:
     future: Future = field(default_factory=Future)
 
 
+class Pending:
+    """An image queued for the detector. The worker's raw output becomes boxes on the requester's side
+    (`finish`); the prepared input's memory stays reserved until then. Wait with `result()` on a thread, or
+    `await wait()` then `finish(raw)` (the async routes: no thread is held while the detector is busy)."""
+
+    def __init__(self, detector: Detector, prepared: object | None, future: Future, reservation: AbstractContextManager[None]) -> None:
+        self.detector, self.prepared, self.future = detector, prepared, future
+        self._reservation = reservation
+        self._open = True
+        self._closing = threading.Lock()  # close() may come from the worker (a cancelled wait) and the route at once
+
+    def result(self) -> sv.Detections:
+        try:
+            out = self.future.result()
+        except BaseException:
+            self.close()
+            raise
+        return self.finish(out)
+
+    async def wait(self) -> object:
+        """The raw output, awaited on the event loop. A cancelled wait leaves the queued image alone (the worker
+        still answers its future); its memory is freed once the worker is done with it."""
+        try:
+            return await asyncio.shield(asyncio.wrap_future(self.future))
+        except BaseException:
+            self.future.add_done_callback(lambda _: self.close())  # at once if the detector failed
+            raise
+
+    def finish(self, out: object) -> sv.Detections:
+        """Boxes from the raw output (CPU work: on a thread)."""
+        try:
+            return self.detector.finish(out, self.prepared) if self.prepared is not None else out
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        with self._closing:
+            if not self._open:
+                return
+            self._open = False
+        self._reservation.__exit__(None, None, None)
+
+
 class MicroBatcher:
     """`detect(detector, image)` from any thread; the detector runs on one worker thread, in batches.
 
@@ -91,12 +136,13 @@ class MicroBatcher:
 
     def __init__(
         self, metrics: ServiceMetrics, *, max_size: int = 8, max_wait_s: float = 0.004, queue_size: int = 64, retry_after_s: int = 1, enabled: bool = True,
-        budget: Budget | None = None,
+        budget: Budget | None = None, observer: Callable[[float, int], None] | None = None,
     ) -> None:
         self.metrics = metrics
         self.budget = budget
         self.max_size, self.max_wait_s, self.queue_size, self.retry_after_s = max_size, max_wait_s, queue_size, retry_after_s
         self.enabled = enabled
+        self.observer = observer  # told each detector call's (seconds, images): admission's service time
         self._queue: deque[_Item] = deque()
         self._cond = threading.Condition()
         self._incoming = 0  # requests that will call detect soon (decoding their upload)
@@ -121,6 +167,13 @@ class MicroBatcher:
                 pass
 
     def detect(self, detector: Detector, image: np.ndarray, model: str = "") -> sv.Detections:
+        """Detect on the caller's thread, waiting there (the night job's way; the service's routes `submit`)."""
+        return self.submit(detector, image, model).result()
+
+    def submit(self, detector: Detector, image: np.ndarray, model: str = "") -> Pending:
+        """Prepare the image on the caller's thread and queue it for the worker; the answer comes through the
+        returned `Pending` (`result()` blocks, `await wait()` does not hold a thread). With batching off the
+        detector runs here and now. Raises `Overloaded` when the queue is full."""
         ticket = _TICKET.get()
         if not self.enabled:
             if ticket:
@@ -128,14 +181,18 @@ class MicroBatcher:
             start = time.perf_counter()
             [found] = detector.detect([image])
             self._observe(model, 1, time.perf_counter() - start)
-            return found
+            done: Future = Future()
+            done.set_result(found)
+            return Pending(detector, None, done, nullcontext())
         try:
             prepared = detector.prepare(image) if getattr(detector, "preparable", False) else None
         except BaseException:
             if ticket:
                 ticket.close()
             raise
-        with self._reserved(prepared):
+        reservation = self._reserved(prepared)
+        reservation.__enter__()
+        try:
             item = _Item(detector, model, image, prepared)
             with self._cond:
                 if ticket:
@@ -148,8 +205,10 @@ class MicroBatcher:
                     raise Overloaded(f"the detector queue is full ({self.queue_size} images waiting); retry in {self.retry_after_s} s", self.retry_after_s)
                 self._queue.append(item)
                 self._start()
-            out = item.future.result()
-        return detector.finish(out, prepared) if prepared is not None else out
+        except BaseException:
+            reservation.__exit__(None, None, None)
+            raise
+        return Pending(detector, prepared, item.future, reservation)
 
     def _reserved(self, prepared):
         """The prepared input's memory, reserved in the image budget until the detector is done with it."""
@@ -170,6 +229,8 @@ class MicroBatcher:
     def _observe(self, model: str, n: int, seconds: float) -> None:
         self.metrics.inference.labels(model).observe(seconds)
         self.metrics.batch_size.labels(model).observe(n)
+        if self.observer is not None:
+            self.observer(seconds, n)
 
     # ---- the worker -------------------------------------------------------------------------------------
 
@@ -216,10 +277,10 @@ class MicroBatcher:
         try:
             [found] = self._run_detector([it])
         except Exception as e:
-            it.future.set_exception(e)
+            _answer(it.future, exc=e)
             return
         self._observe(it.model, 1, time.perf_counter() - start)
-        it.future.set_result(found)
+        _answer(it.future, found)
 
     def _run(self) -> None:
         while (batch := self._take()) is not None:
@@ -231,14 +292,24 @@ class MicroBatcher:
                 self._observe(batch[0].model, len(batch), time.perf_counter() - now)
             except Exception as e:
                 if len(batch) == 1:  # the request answers 500 as it did before batching
-                    batch[0].future.set_exception(e)
+                    _answer(batch[0].future, exc=e)
                     continue
                 log.warning("detector failed on a batch of %d; running its images one by one", len(batch), exc_info=True)
                 for it in batch:  # so only the image that fails it fails, not its batch-mates
                     self._one(it)
                 continue
             for it, d in zip(batch, found):
-                it.future.set_result(d)
+                _answer(it.future, d)
         # closed: anything left is answered rather than left hanging
         for it in list(self._queue):
-            it.future.set_exception(Unavailable("the service is shutting down"))
+            _answer(it.future, exc=Unavailable("the service is shutting down"))
+
+
+def _answer(future: Future, result: object = None, exc: BaseException | None = None) -> None:
+    """Set a queued image's answer unless its waiter gave up (a cancelled future takes none)."""
+    if not future.set_running_or_notify_cancel():
+        return
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)

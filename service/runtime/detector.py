@@ -10,6 +10,7 @@ from __future__ import annotations
 from pipeline.detect import DetectorSettings
 
 from ..settings import ServiceSettings
+from .admission import Admission
 from .batching import MicroBatcher
 from .decode_budget import DecodeBudget
 from .metrics import ServiceMetrics
@@ -17,14 +18,19 @@ from .model_slot import ModelSlot
 
 
 class DetectorRuntime:
-    """`models` (which model serves), `batcher` (runs it in batches), `budget` (image memory in flight)."""
+    """`models` (which model serves), `batcher` (runs it in batches), `budget` (image memory in flight),
+    `admission` (which inference requests are taken at all, and the pool their blocking parts run on)."""
 
     def __init__(self, settings: ServiceSettings, models: ModelSlot, metrics: ServiceMetrics) -> None:
         self.models = models
         self.budget = DecodeBudget(settings.image_memory_mb * 2**20, settings.image_memory_wait_s, settings.retry_after_s, metrics)
+        self.admission = Admission(
+            settings.latency_budget_s, settings.inference_threads, metrics, retry_after_s=settings.retry_after_s, cold_limit=settings.batch_max_size,
+        )
+        self.admission.watch()
         self.batcher = MicroBatcher(
             metrics, max_size=settings.batch_max_size, max_wait_s=settings.batch_max_wait_ms / 1000, queue_size=settings.batch_queue_size,
-            retry_after_s=settings.retry_after_s, enabled=settings.batching, budget=self.budget,
+            retry_after_s=settings.retry_after_s, enabled=settings.batching, budget=self.budget, observer=self.admission.observe_detector,
         )
 
     @classmethod

@@ -26,11 +26,16 @@ class FrameOrder:
         self._cond = threading.Condition()
         self._pending: dict[str, list[datetime]] = {}
 
-    @contextmanager
-    def detecting(self, camera_id: str, at: datetime) -> Iterator[_Slot]:
-        slot = _Slot(self, camera_id, at)
+    def register(self, camera_id: str, at: datetime) -> Slot:
+        """The frame's place before its detection; `leave()` it if it never reaches `turn`."""
+        slot = Slot(self, camera_id, at)
         with self._cond:
             self._pending.setdefault(camera_id, []).append(at)
+        return slot
+
+    @contextmanager
+    def detecting(self, camera_id: str, at: datetime) -> Iterator[Slot]:
+        slot = self.register(camera_id, at)
         try:
             yield slot
         except BaseException:
@@ -41,7 +46,7 @@ class FrameOrder:
         return any(t < at for t in self._pending.get(camera_id, ()))
 
 
-class _Slot:
+class Slot:
     def __init__(self, order: FrameOrder, camera_id: str, at: datetime) -> None:
         self.order, self.camera_id, self.at = order, camera_id, at
         self._left = False

@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import supervision as sv
 
 from pipeline.cases import CaseStore
 from pipeline.db.frame_marks import last_frames
@@ -37,12 +38,31 @@ from ..settings import ServiceSettings
 from .cameras import Cameras
 from .detector import DetectorRuntime
 from .errors import Accepted, Conflict, NotFound, Unavailable, Unprocessable
-from .frame_order import FrameOrder
+from .batching import Pending
+from .frame_order import FrameOrder, Slot
 from .ledger import LedgerLink
 from .metrics import ServiceMetrics
 from .model_slot import LoadedModel
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class FrameJob:
+    """A camera frame between `begin_frame` and `end_frame`: its place in the camera's frame order and its image
+    at the detector."""
+
+    camera_id: str
+    at: datetime
+    image: np.ndarray
+    model: LoadedModel
+    slot: Slot
+    pending: Pending
+
+    def abandon(self) -> None:
+        """The frame will not reach the engine (the detector failed, the caller went away)."""
+        self.slot.leave()
+        self.pending.close()
 
 
 @dataclass
@@ -186,17 +206,43 @@ class LiveIntake:
 
         If the ledger fails after the engine has seen the frame, the frame's incident reports wait in the
         journaled queue and are posted in order when the ledger is back: the answer is 202 (`Accepted`) and the
-        frame must not be resent.
+        frame must not be resent. (On one thread; the route runs `begin_frame`, awaits the detector, then
+        `end_frame`.)
         """
+        job = self.begin_frame(camera_id, at, image)
+        try:
+            raw = job.pending.future.result()
+        except BaseException:
+            job.abandon()
+            raise
+        return self.end_frame(job, raw)
+
+    def begin_frame(self, camera_id: str, at: datetime, image: np.ndarray) -> FrameJob:
+        """The checks that need no detector, then the image queued for the detector. Nothing is kept yet: a
+        refusal from here on (409, 422, 503) leaves the camera's frame order as it was, so it resends."""
         self.check_taken_at(at)
         camera = self.cameras.camera(camera_id)
         with self.lock:
             self._check_order(camera_id, at)  # fail before paying for inference
         model = self.detector.models.require()
-        with self.frame_order.detecting(camera_id, at) as slot:
+        slot = self.frame_order.register(camera_id, at)
+        try:
             # the camera's detector: the model itself, or sliced over tiles where the camera or a zone asks
-            detections = self.detector.batcher.detect(frame_detector(model.detector, camera, image), image, model.name)
-        with slot.turn(self.lock):  # an earlier frame of this camera, detected in the same batch, goes first
+            pending = self.detector.batcher.submit(frame_detector(model.detector, camera, image), image, model.name)
+        except BaseException:
+            slot.leave()  # later frames need not wait for this one
+            raise
+        return FrameJob(camera_id, at, image, model, slot, pending)
+
+    def end_frame(self, job: FrameJob, raw: object) -> Processed:
+        """The detector's output into boxes, then the engine and the ledger, in the camera's frame order."""
+        camera_id, at, image, model = job.camera_id, job.at, job.image, job.model
+        try:
+            detections = job.pending.finish(raw)
+        except BaseException:
+            job.abandon()
+            raise
+        with job.slot.turn(self.lock):  # an earlier frame of this camera, detected in the same batch, goes first
             self._check_order(camera_id, at)  # another frame of this camera may have gone first
             try:
                 self.cameras.source.get().camera(camera_id)
@@ -213,10 +259,19 @@ class LiveIntake:
         return Processed(model, result, image.shape[1], image.shape[0])
 
     def process_photo(self, image: np.ndarray, at: datetime, gps: GeoPoint, place: dict[str, str], source: str) -> tuple[Processed, Location]:
-        """A patrol photo: its place is the nearest camera point (or a GPS point), with `place` fields overriding."""
+        """A patrol photo: its place is the nearest camera point (or a GPS point), with `place` fields overriding.
+        (On one thread; the route runs `begin_photo`, awaits the detector, then `end_photo`.)"""
+        model, pending = self.begin_photo(image, at)
+        return self.end_photo(model, pending.result(), image, at, gps, place, source)
+
+    def begin_photo(self, image: np.ndarray, at: datetime) -> tuple[LoadedModel, Pending]:
         self.check_taken_at(at)
         model = self.detector.models.require()
-        detections = self.detector.batcher.detect(model.detector, image, model.name)
+        return model, self.detector.batcher.submit(model.detector, image, model.name)
+
+    def end_photo(
+        self, model: LoadedModel, detections: sv.Detections, image: np.ndarray, at: datetime, gps: GeoPoint, place: dict[str, str], source: str,
+    ) -> tuple[Processed, Location]:
         with self.lock:
             frame = Frame(image, at, None, gps, source=source, meta={"model": model.name})
             location = self.engine.patrol_location(frame)

@@ -33,6 +33,8 @@ class ServiceMetrics:
         self.queue_depth = Gauge("streetorder_detector_queue_depth", "Images waiting for the detector", registry=r)
         self.decode_bytes = Gauge("streetorder_decode_budget_used_bytes", "Memory reserved by images being decoded and processed", registry=r)
         self.decode_budget = Gauge("streetorder_decode_budget_bytes", "The memory budget for images in flight", registry=r)
+        self.inference_in_flight = Gauge("streetorder_inference_in_flight", "Inference requests admitted and not yet answered", registry=r)
+        self.estimated_wait = Gauge("streetorder_inference_estimated_seconds", "How long an inference request admitted now would take (admission's estimate)", registry=r)
         self.backlog = Gauge("streetorder_report_backlog", "Incident reports accepted but not yet in the ledger", registry=r)
 
     def watch(self, *, queue_depth: Callable[[], float], decode_bytes: Callable[[], float], backlog: Callable[[], float], model: Callable[[], tuple[str, str] | None]) -> None:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import anyio
 from fastapi import APIRouter, Request, Security
 from fastapi.responses import JSONResponse
 
 from ...runtime.ledger import database_error, quarantined
+from ...runtime.state import ServiceState
 from ..auth import OPEN_WARNING, get_auth, optional_principal
 from ..deps import State
 from ..errors import error_responses
@@ -15,8 +17,13 @@ from ..schemas.health import Health, Readiness, ReadyBrief
 router = APIRouter(tags=["health"])
 
 
+# /ready's database probe runs here, never on the pool the reviewer routes use nor behind inference.
+_PROBES = anyio.CapacityLimiter(2)
+
+
 @router.get("/health", response_model=Health, summary="Liveness")
-def health() -> Health:
+async def health() -> Health:
+    """On the event loop, never on a thread pool: it answers while every thread is busy."""
     return Health()
 
 
@@ -25,13 +32,12 @@ def health() -> Health:
     responses={503: {"model": Readiness | ReadyBrief}, **error_responses(401, 429)},
     openapi_extra={"security": [{}]},  # the key is optional here: FastAPI lists the header's scheme, `{}` says "or none"
 )
-def ready(state: State, request: Request, who: Principal | None = Security(optional_principal)) -> JSONResponse:
+async def ready(state: State, request: Request, who: Principal | None = Security(optional_principal)) -> JSONResponse:
     """503 until a model is loaded and the database answers, and while reports pile up in the backlog instead of
     draining. Anyone may ask, and is told only `ready` (and
     any warnings); with an admin key the answer has the details. A failed config reload does not make the
     service unready (the last good config keeps serving) but is reported in `config_error`."""
-    state.cameras.config()  # notice a config edit now, not only on the next frame
-    db_error = database_error(state.store, state.link)
+    db_error, quarantine = await anyio.to_thread.run_sync(_probe_ledger, state, limiter=_PROBES)
     model = state.detector.models.current
     backlog_error = state.live.backlog_error
     body = Readiness(
@@ -44,7 +50,7 @@ def ready(state: State, request: Request, who: Principal | None = Security(optio
         config_error=state.cameras.source.error,
         backlog=state.live.backlog,
         backlog_error=backlog_error,
-        quarantined=quarantined(state.store) if db_error is None else None,
+        quarantined=quarantine,
         warnings=get_auth(request).warnings(),
     )
     body = body.model_copy(update={"reason": _reason(body, state.link.reason)})
@@ -62,3 +68,10 @@ def _reason(body: Readiness, degraded: str | None) -> str | None:
         f"{body.backlog} report(s) wait in the journal for the ledger" if body.backlog_error and not degraded else None,
     ]
     return "; ".join(w for w in why if w) or None
+
+
+def _probe_ledger(state: ServiceState) -> tuple[str | None, int | None]:
+    """(why the database does not answer, reports in quarantine); blocking, on a probe thread."""
+    state.cameras.config()  # notice a config edit now, not only on the next frame
+    db_error = database_error(state.store, state.link)
+    return db_error, quarantined(state.store) if db_error is None else None

@@ -18,8 +18,9 @@ router = APIRouter(tags=["health"])
 @router.get(
     "/metrics", summary="Prometheus metrics", response_class=Response, responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Prometheus text exposition format 0.0.4"}, **error_responses(401)},
 )
-def metrics(state: State) -> Response:
+async def metrics(state: State) -> Response:
     """Request latency per route template, detector time and batch sizes, detector queue depth, image memory
-    in use, report backlog, cases created, and the process's RSS and CPU."""
+    in use, report backlog, inference requests in flight and the admission's estimate, cases created, and the
+    process's RSS and CPU. On the event loop (no thread), so a scrape answers during a burst."""
     body, ctype = state.metrics.exposition()
     return Response(body, media_type=ctype)
