@@ -16,6 +16,7 @@ from pipeline.db.engine import Database
 from pipeline.db.urls import normalize_url
 from service.http.keys import KeyStore, Role
 from tests.cases.conftest import TABLES
+from tests.support.ledger import ledger_rows
 from tests.support.serve import ServeProcess
 
 from .conftest import T0
@@ -64,18 +65,6 @@ def _frame(serve: Serve, jpeg: bytes, at: datetime) -> httpx.Response:
     return serve.post("/frames", data={"camera_id": "cam-1", "taken_at": at.isoformat()}, files={"image": ("f.jpg", jpeg, "image/jpeg")})
 
 
-def _ledger(pg_url: str) -> dict:
-    engine = create_engine(normalize_url(pg_url))
-    with engine.connect() as conn:
-        out = {
-            "incidents": sorted(conn.execute(text("SELECT incident_id FROM case_incidents")).scalars()),
-            "created": conn.execute(text("SELECT count(*) FROM case_events WHERE kind = 'created'")).scalar(),
-            "cases": conn.execute(text("SELECT count(*) FROM cases")).scalar(),
-            "frames": dict(conn.execute(text("SELECT camera_id, last_frame_at FROM camera_frames")).all()),
-        }
-    engine.dispose()
-    return out
-
 
 def test_kill_9_and_sigterm_during_a_database_outage_lose_no_acknowledged_report(pg_proxy, pg_url, camera_config, models_root, tmp_path, street_jpeg):
     proxy, url = pg_proxy
@@ -105,7 +94,7 @@ def test_kill_9_and_sigterm_during_a_database_outage_lose_no_acknowledged_report
 
     proxy.restore()
     serve = Serve(args, tmp_path)  # replays the journal before it answers
-    ledger = _ledger(pg_url)
+    ledger = ledger_rows(pg_url)
     assert ledger["cases"] == 4 and ledger["created"] == 4 and len(ledger["incidents"]) == 4, ledger
     assert ledger["frames"]["cam-1"] == T0 + timedelta(seconds=4)
     ready = serve.get("/ready").json()
@@ -121,7 +110,7 @@ def test_kill_9_and_sigterm_during_a_database_outage_lose_no_acknowledged_report
 
     proxy.restore()
     serve = Serve(args, tmp_path)
-    ledger = _ledger(pg_url)
+    ledger = ledger_rows(pg_url)
     assert ledger["cases"] == 6 and ledger["created"] == 6 and len(ledger["incidents"]) == len(set(ledger["incidents"])) == 6, ledger
     assert set(acked) <= set(ledger["incidents"])
     assert (tmp_path / "journal.jsonl").read_text() == ""

@@ -30,6 +30,7 @@ from service.runtime.ledger import unreachable
 from service.settings import ServiceSettings
 from tests.cases.conftest import TABLES
 from tests.conftest import _pg_admin_conninfo
+from tests.support.ledger import ledger_rows
 from tests.support.serve import ServeProcess
 
 from .conftest import T0
@@ -90,18 +91,6 @@ def pg_proxy(pg_url):
     yield proxy, u.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False), keys
     proxy.close()
 
-
-def _ledger(url: str) -> dict:
-    engine = create_engine(normalize_url(url))
-    with engine.connect() as conn:
-        out = {
-            "incidents": sorted(conn.execute(text("SELECT incident_id FROM case_incidents")).scalars()),
-            "created": conn.execute(text("SELECT count(*) FROM case_events WHERE kind = 'created'")).scalar(),
-            "cases": conn.execute(text("SELECT count(*) FROM cases")).scalar(),
-            "frames": dict(conn.execute(text("SELECT camera_id, last_frame_at FROM camera_frames")).all()),
-        }
-    engine.dispose()
-    return out
 
 
 def _journaled_incidents(journal) -> list[str]:
@@ -174,13 +163,13 @@ def test_serve_starts_while_postgresql_is_unreachable_journals_frames_and_all_la
         assert frame(serve.base, T0 + timedelta(seconds=8)).status_code == 409  # frame order holds in the outage too
         waiting = _journaled_incidents(journal)
         assert len(waiting) >= 4, waiting  # the motorbike's incident (opened, updated) and one per photo
-        assert _ledger(pg_url)["cases"] == 0
+        assert ledger_rows(pg_url)["cases"] == 0
 
         restored = time.monotonic()
         proxy.restore()
         _wait("the journal draining", lambda: (r := httpx.get(f"{serve.base}/ready", headers={"X-API-Key": keys["admin"]})).status_code == 200 and r.json()["backlog"] == 0)
         drain_s = time.monotonic() - restored
-        landed = _ledger(pg_url)
+        landed = ledger_rows(pg_url)
         assert landed["incidents"] == sorted(set(waiting)), (landed, waiting)
         assert landed["cases"] == landed["created"] == len(set(waiting))  # each once
         assert landed["frames"]["cam-1"] == T0 + timedelta(seconds=8)
@@ -221,7 +210,7 @@ def test_a_start_during_an_outage_migrates_the_database_when_it_returns(pg_url, 
             proxy.restore()
             _wait("the link coming up", lambda: state.link.up and state.live.backlog == 0)
         direct = admin_url.set(database=name).render_as_string(hide_password=False)
-        assert _ledger(direct)["incidents"] == sorted(set(waiting))
+        assert ledger_rows(direct)["incidents"] == sorted(set(waiting))
     finally:
         proxy.close()
         with psycopg.connect(_pg_admin_conninfo(), autocommit=True) as conn:
