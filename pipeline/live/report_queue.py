@@ -147,14 +147,7 @@ class ReportQueue:
 
     def done(self, entry: QueueEntry) -> None:
         """`entry`, the first pending one, reached the ledger: forget it (durably, if it was journaled)."""
-        assert self.pending and self.pending[0] is entry, "entries leave the queue in order"
-        self.pending.popleft()
-        if self.journal is None or not entry.durable:
-            return
-        if not any(e.durable for e in self.pending):
-            self._truncate()
-        else:
-            self._append(json.dumps({"done": entry.seq}).encode() + b"\n")
+        self.done_many([entry])
 
     def done_many(self, entries: list[QueueEntry]) -> None:
         """`entries`, the first pending ones in order, reached the ledger: forget them with one write and fsync."""

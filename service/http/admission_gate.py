@@ -11,7 +11,6 @@ answer is sent.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator
@@ -23,6 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..runtime.admission import Admission, Admitted
 from ..runtime.errors import Overloaded
 from .auth import Auth
+from .errors import send_refusal
 
 KNOWN_S = 600.0  # a key answered other than 401 is admitted at the gate for this long after
 MAX_KNOWN = 10_000
@@ -90,10 +90,7 @@ class AdmissionGate:
 
 
 async def _refuse(send: Send, e: Overloaded) -> None:
-    body = json.dumps({"detail": e.detail}).encode()
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"retry-after", str(e.retry_after_s).encode())]
-    await send({"type": "http.response.start", "status": 503, "headers": headers})
-    await send({"type": "http.response.body", "body": body})
+    await send_refusal(send, 503, e.detail, [(b"retry-after", str(e.retry_after_s).encode())])
 
 
 async def admitted(request: Request) -> AsyncIterator[Admitted]:

@@ -5,6 +5,7 @@ to status codes in one place."""
 
 from __future__ import annotations
 
+import json
 import logging
 
 from fastapi import FastAPI, Request
@@ -96,6 +97,14 @@ RESPONSES = {code: {"model": ErrorOut} for code in (401, 403, 404, 409, 413, 415
 
 def error_responses(*codes: int) -> dict:
     return {c: RESPONSES[c] for c in codes}
+
+
+async def send_refusal(send, status: int, detail: str, headers: list[tuple[bytes, bytes]] = ()) -> None:
+    """Answer `{"detail": ...}` with `status` straight to ASGI `send`: for the middlewares that refuse a request
+    before (or instead of) the app (body limit and timeout, the admission gate)."""
+    body = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers]})
+    await send({"type": "http.response.body", "body": body})
 
 
 def _json(status: int, detail, headers: dict[str, str] | None = None) -> JSONResponse:

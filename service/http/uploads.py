@@ -11,7 +11,6 @@ flight never take more than the budget together, whatever is uploaded at once.
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Annotated, Any
@@ -25,7 +24,7 @@ from pipeline.source.images import FORMAT_NAMES, decode_image, probe_image
 
 from ..runtime.decode_budget import DecodeBudget
 from ..runtime.errors import Unprocessable
-from .errors import UnsupportedMediaType
+from .errors import UnsupportedMediaType, send_refusal
 
 # What the schema says of every image part: bytes (a file part), and never empty. That the bytes decode as an
 # image no JSON schema can say; the 422 for bytes that do not is documented with each route.
@@ -97,9 +96,7 @@ class BodyLimit:
             await self._refuse(send, seen)
 
     async def _refuse(self, send: Send, size: int) -> None:
-        body = json.dumps({"detail": f"request body too large: {size:,} bytes or more; the limit is {self.limit:,} bytes"}).encode()
-        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
+        await send_refusal(send, 413, f"request body too large: {size:,} bytes or more; the limit is {self.limit:,} bytes", [(b"connection", b"close")])
 
 
 class BodyTimeout:
@@ -159,9 +156,7 @@ class BodyTimeout:
             await self._refuse(send)
 
     async def _refuse(self, send: Send) -> None:
-        body = json.dumps({"detail": f"request body stalled: no bytes for {self.timeout_s:g} s; send the whole body without pausing"}).encode()
-        await send({"type": "http.response.start", "status": 408, "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})
+        await send_refusal(send, 408, f"request body stalled: no bytes for {self.timeout_s:g} s; send the whole body without pausing", [(b"connection", b"close")])
 
 
 def refuse_repeated_files(form: FormData) -> None:

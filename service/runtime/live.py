@@ -60,9 +60,10 @@ class FrameJob:
     pending: Pending
 
     def abandon(self) -> None:
-        """The frame will not reach the engine (the detector failed, the caller went away)."""
+        """The frame will not reach the engine (the detector failed, the caller went away). Its input stays
+        reserved until the detector is done with it (at once if it already is), as `Pending.wait` does."""
         self.slot.leave()
-        self.pending.close()
+        self.pending.future.add_done_callback(lambda _: self.pending.close())
 
 
 @dataclass

@@ -105,13 +105,14 @@ def _page(
     total = store.count(**filters)
     cases = store.list(**filters, limit=limit, offset=offset)
     tz = ZoneInfo(store.config.report_timezone)
+    book = owners(state)  # one book for the page, not one per row
 
     def link(at: int) -> str:
         query = {"type": type, "district": district, "offset": at, "limit": limit if limit != PAGE_SIZE else None}
         return f"{request.url_for('review')}?{urlencode({k: v for k, v in query.items() if v})}"
 
     context = {
-        "rows": [_row(c, tz, store.evidence, owners(state)) for c in cases], "types": {t: k.label for t, k in VIOLATION_TYPES.items()}, "districts": store.districts(status=AWAITING, type=type or None),
+        "rows": [_row(c, tz, store.evidence, book) for c in cases], "types": {t: k.label for t, k in VIOLATION_TYPES.items()}, "districts": store.districts(status=AWAITING, type=type or None),
         "type": type or "", "district": district or "", "message": message, "error": error, "tz": store.config.report_timezone,
         "who": who, "warnings": [w for w in get_auth(request).warnings() if who.role == Role.ADMIN or w == OPEN_WARNING],
         "total": total, "offset": offset, "first": offset + 1 if cases else 0, "last": offset + len(cases),
