@@ -67,6 +67,9 @@ def test_bulk_refuses_bad_forms_and_other_origins(client, tmp_path):
     assert client.post("/review/bulk", data={"case_id": [a], "action": "burn"}).status_code == 422
     assert client.post("/review/bulk", data={"case_id": list(range(1, 203)), "action": "reject", "reason": "x"}).status_code == 422
     assert client.post("/review/bulk", data={"case_id": ["abc"], "action": "reject"}).status_code == 422
+    assert client.post("/review/bulk", data={"case_id": [a], "action": "reject", "reason": "bollard\u202e"}).status_code == 422  # as single reject
+    assert client.post("/review/bulk", data={"case_id": [a], "action": "dispatch", "type": "graffiti"}).status_code == 422  # as single dispatch
+    assert client.app.state.service.store.get(a).status == "detected"
     with without_key(client):  # a browser: the session cookie, and the page's origin or another's
         assert client.post("/review/login", data={"key": client.keys[Role.REVIEWER]}, follow_redirects=False).status_code == 303
         r = client.post("/review/bulk", data={"case_id": [a], "action": "reject", "reason": "x"}, headers={"Origin": "http://evil.example"})

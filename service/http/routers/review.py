@@ -287,8 +287,8 @@ def bulk(
     request: Request, state: State, who: ReviewerPage,
     case_id: Annotated[list[Annotated[int, Field(ge=1, le=2**53)]], Form(min_length=1, max_length=MAX_BULK, description=f"The selected cases (1 to {MAX_BULK})")],
     action: Annotated[Literal["dispatch", "reject"], Form(description="dispatch (each to its 点位长) or reject (all with `reason`)")],
-    reason: Annotated[str, Form(max_length=2000)] = "",
-    type: Annotated[str, Form(json_schema_extra=_TYPE_ENUM)] = "", district: Annotated[str, Form(max_length=100)] = "", offset: Offset = 0,
+    reason: Annotated[FreeText, Form(max_length=2000)] = "",
+    type: TypeFilter = "", district: Annotated[str, Form(max_length=100)] = "", offset: Offset = 0,
 ):
     """Each case is decided on its own through the same decisions as the single forms (`pipeline.review.decisions`):
     one refused case (no owner, already decided) does not stop the others; the page says which were refused and why."""
