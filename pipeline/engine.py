@@ -5,8 +5,8 @@ never by the wall clock, so a night of footage replayed in ten minutes gives the
 incident ids) as the live feed did.
 
 The engine only orchestrates: the live config (`config.ConfigSource`), detectors (`detect`), zones, fixtures and
-tracking (`scene`), rules, incidents and evidence each live in their own module. `intake.Intake` puts the engine's
-reports into the case ledger.
+tracking (`scene`), rules, incidents and evidence each live in their own module. `live.intake.Intake` (live) and
+`night.writer` (the night job) put the engine's reports into the case ledger.
 """
 
 from __future__ import annotations

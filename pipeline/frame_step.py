@@ -1,6 +1,6 @@
 """The per-frame step: one frame or patrol photo through the engine, with what goes with it wherever it runs.
 
-Live (`intake.Intake`, under the service) and the night job (`night.worker`) both call `FrameStep`, so the step
+Live (`live.intake.Intake`, under the service) and the night job (`night.worker`) both call `FrameStep`, so the step
 is written once: the engine sees the frame, the frame is offered to the frame pool (for `samples select`), and a
 camera frame gives what auto-verification needs (its local time, what is present, the privacy-blurred
 after-image). The step touches neither the ledger nor HTTP: a camera's state is its engine's (`Engine.snapshot`

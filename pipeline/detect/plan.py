@@ -73,8 +73,9 @@ def slicing_regions(camera: CameraConfig, width: int, height: int) -> tuple[Slic
         if zone.slicing is None or not zone.slicing.enabled:
             continue
         xs, ys = zip(*zone.pixel_polygon(width, height, camera.resolution))
-        box = (max(0.0, min(xs)), max(0.0, min(ys)), min(float(width), max(xs)), min(float(height), max(ys)))
-        regions.append(SliceRegion(tuple(round(v, 1) for v in box), slice_settings(zone.slicing), kind_classes(zone.kind)))
+        box = tuple(round(v, 1) for v in (max(0.0, min(xs)), max(0.0, min(ys)), min(float(width), max(xs)), min(float(height), max(ys))))
+        if box[2] > box[0] and box[3] > box[1]:  # a thin zone on a small frame can round to no area: nothing to tile
+            regions.append(SliceRegion(box, slice_settings(zone.slicing), kind_classes(zone.kind)))
     return tuple(regions)
 
 

@@ -91,8 +91,9 @@ def tile_boxes(region: tuple[int, int, int, int], settings: SliceSettings, max_t
 
 @dataclass(frozen=True)
 class SliceRegion:
-    """A box in frame pixels whose tiles are run, with its own settings (None: the detector's) and the classes
-    wanted there (None: all; `plan.sliced_detector` gives its tiles only to the models that own one)."""
+    """A box in frame pixels whose tiles are run, with its own settings (None: the detector's: its grid, overlap
+    and `drop_cut`; the merge of all regions is the detector's) and the classes wanted there (None: all;
+    `plan.sliced_detector` gives its tiles only to the models that own one)."""
 
     box: Box
     settings: SliceSettings | None = None
@@ -159,7 +160,8 @@ class SlicedDetector:
 
     def _plan(self, width: int, height: int) -> list[tuple[tuple[int, int, int, int], list[tuple[int, int, int, int]], list[tuple[bool, ...]]]]:
         """Per region: its box, its tiles in frame pixels, and which sides of each tile cut the frame (not the
-        frame's own border: boxes there are cut objects). Made once per frame size."""
+        frame's own border: boxes there are cut objects; none where the region's settings keep cut boxes). Made
+        once per frame size."""
         plan = self._plans.get((width, height))
         if plan is None:
             if len(self._plans) >= 16:  # frames of many sizes (patrol photos): keep the cache small
@@ -170,7 +172,8 @@ class SlicedDetector:
                 if cols * rows == 1 or min(tw, th) < MIN_TILE_PX:
                     continue
                 tiles = tile_boxes(region, s, self.max_tile)
-                plan.append((region, tiles, [(t[0] > 0, t[1] > 0, t[2] < width, t[3] < height) for t in tiles]))
+                cuts = [(t[0] > 0, t[1] > 0, t[2] < width, t[3] < height) if s.drop_cut else (False,) * 4 for t in tiles]
+                plan.append((region, tiles, cuts))
             self._plans[(width, height)] = plan
         return plan
 
@@ -182,8 +185,7 @@ class SlicedDetector:
             for d, (x1, y1, x2, y2), sides in zip(dets, tiles, cuts):
                 if not len(d):
                     continue
-                if self.settings.drop_cut:
-                    d = d[~cut_by_edge(d.xyxy, x2 - x1, y2 - y1, sides)]
+                d = d[~cut_by_edge(d.xyxy, x2 - x1, y2 - y1, sides)]
                 if len(d):
                     d.xyxy = d.xyxy + np.array([x1, y1, x1, y1], dtype=d.xyxy.dtype)
                     out.append(d)

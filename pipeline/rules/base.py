@@ -101,7 +101,10 @@ class FrameContext:
         return np.fromiter((n in wanted for n in self._names), dtype=bool, count=len(self._names))
 
     def dwell_s(self) -> np.ndarray:
-        """Seconds each detection has stood still (infinite for a patrol photo)."""
+        """Seconds each detection has stood still (infinite for a patrol photo); worked out once per frame."""
+        return self.memo("dwell_s", self._dwell_s)
+
+    def _dwell_s(self) -> np.ndarray:
         if self.patrol:
             return np.full(len(self.detections), np.inf)
         return np.array([(self.at - s).total_seconds() for s in self.detections.data["still_since"]], dtype=float)
@@ -112,6 +115,10 @@ class FrameContext:
         return min(self.detections.data["still_since"][list(members)])
 
     def area_share(self) -> np.ndarray:
+        """Each detection's share of the frame's area; worked out once per frame."""
+        return self.memo("area_share", self._area_share)
+
+    def _area_share(self) -> np.ndarray:
         xyxy = self.detections.xyxy
         return (xyxy[:, 2] - xyxy[:, 0]) * (xyxy[:, 3] - xyxy[:, 1]) / float(self.width * self.height)
 

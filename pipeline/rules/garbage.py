@@ -12,6 +12,7 @@ from .thresholds import RuleThresholds
 
 TYPE = "garbage"
 GARBAGE_WATCH = ZoneKindSpec("garbage_watch", colour=(255, 128, 0))
+PILE_REACH = 0.2  # garbage boxes this near (in their sizes) are one pile, for the rule and for its presence
 
 
 class GarbageRule(RuleThresholds):
@@ -27,7 +28,7 @@ class GarbageRule(RuleThresholds):
         return self.evidence_classes() + self.carrier_classes
 
 
-@rule(TYPE, thresholds=GarbageRule, zone_kinds=(GARBAGE_WATCH,), reach=0.2, title="Exposed garbage (暴露垃圾)")
+@rule(TYPE, thresholds=GarbageRule, zone_kinds=(GARBAGE_WATCH,), reach=PILE_REACH, title="Exposed garbage (暴露垃圾)")
 def garbage(ctx: FrameContext) -> list[Violation]:
     """Each pile (touching garbage boxes grouped) that has stood for the dwell time and is not mostly inside a
     person's box (a bag in hand is not exposed garbage). Severity rises with the pile's share of the frame."""
@@ -40,7 +41,7 @@ def garbage(ctx: FrameContext) -> list[Violation]:
     out = []
     for zone_id, inside, override in ctx.active_zones(GARBAGE_WATCH.name, TYPE):
         piles = np.where(ctx.evidence(cfg, cfg.classes, inside, override) & ~carried)[0].tolist()
-        for group in clusters(d.xyxy[piles], reach=0.2):
+        for group in clusters(d.xyxy[piles], reach=PILE_REACH):
             members = [piles[g] for g in group]
             share = float(ctx.area_share()[members].sum())
             severity = 1 + (share >= cfg.severity_area[0]) + (share >= cfg.severity_area[1])

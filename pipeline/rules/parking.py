@@ -52,6 +52,14 @@ def one_per_vehicle(xyxy: np.ndarray, scores: np.ndarray, members: list[int], io
     return sorted(int(order[i]) for i in kept)
 
 
+def _in_any(zones, detections) -> np.ndarray:
+    """Per detection: is it inside any of `zones`?"""
+    inside = np.zeros(len(detections), dtype=bool)
+    for z in zones:
+        inside |= z.contains(detections)
+    return inside
+
+
 def parked(ctx: FrameContext) -> list[Box]:
     """Vehicles parked where they should not be, as one box per no_parking zone and one for all outside the bays
     (a camera without zones or bays shows no parking problem)."""
@@ -60,9 +68,7 @@ def parked(ctx: FrameContext) -> list[Box]:
         return []
     d = ctx.detections
     vehicles = ctx.of_class(cfg.vehicle_classes) & (d.confidence >= cfg.min_score)
-    in_bay = np.zeros(len(d), dtype=bool)
-    for z in ctx.zones.of_kind(PARKING_BAY.name):
-        in_bay |= z.contains(d)
+    in_bay = _in_any(ctx.zones.of_kind(PARKING_BAY.name), d)
     in_no_parking = np.zeros(len(d), dtype=bool)
     out = []
     for z in ctx.zones.of_kind(NO_PARKING.name):
@@ -87,9 +93,7 @@ def non_motor_parking(ctx: FrameContext) -> list[Violation]:
     if not ctx.patrol:
         bays = ctx.zones.of_kind(PARKING_BAY.name)
         if bays:
-            in_bay = np.zeros(len(ctx.detections), dtype=bool)
-            for z in bays:
-                in_bay |= z.contains(ctx.detections)
+            in_bay = _in_any(bays, ctx.detections)
             in_no_parking = np.zeros(len(ctx.detections), dtype=bool)
             for _, inside, _ in groups:
                 in_no_parking |= inside

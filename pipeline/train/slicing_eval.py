@@ -33,13 +33,13 @@ from ..rules.garbage import GarbageRule
 from ..rules.parking import ParkingRule
 from ..paths import SHARED, STREETS_SPLIT
 from ..detect import Detector
+from ..detect.slicing import TWO_WHEELERS
 from ..formats.yolo import cxcywh_to_xyxy, label_path, list_images, read_labels
 
 from ..geometry import box_iou
 from ..source.images import load_image
 from .dataset import Sources
 
-TWO_WHEELERS = ("bicycle", "motorcycle")
 STREETS_IN_BIKE = 0  # streets-in's published class id for motorbikes and scooters
 STREET_CLASSES = ("garbage", "garbage_bin", "overflow")  # garbage-cn's class ids 0, 1, 2
 MATCH_IOU = 0.5
