@@ -102,7 +102,7 @@ class Intake:
     """
 
     def __init__(self, engine: Engine, store: CaseStore, verifier: AutoVerifier | None = None, queue: ReportQueue | None = None, *, mark_frames: bool = False, pool: FramePool | None | str = "env") -> None:
-        self.step = FrameStep(engine, FramePool.from_env() if pool == "env" else pool)  # pool: frames for `samples select` (frame_pool.py)
+        self.step = FrameStep(engine, FramePool.from_env() if pool == "env" else pool)  # pool: frames for `samples select` (samples/frame_pool.py)
         self.store = store
         self.verifier = verifier if verifier is not None else AutoVerifier(store)
         self.queue = queue if queue is not None else ReportQueue()

@@ -24,6 +24,7 @@ from supervision.metrics import MeanAveragePrecision
 
 from ..config.models import RulesConfig
 from ..detect import Detector
+from ..detect.slicing import TWO_WHEELERS
 from ..formats.yolo import cxcywh_to_xyxy, label_path, list_images, read_labels
 from ..source.images import load_image
 from ..paths import SHARED, STREETS_SPLIT
@@ -34,7 +35,6 @@ from .measure import recall_against_reference
 CUE_CLASSES: tuple[str, ...] = tuple(COCO_KEEP.values())
 REFERENCE_CONF = 0.4  # the reference's boxes: the COCO model's confident detections (the pseudo-label rule)
 REFERENCE_IMGSZ = 640
-TWO_WHEELERS = ("bicycle", "motorcycle")
 STREETS_IN_BIKE = 0  # streets-in's published class id for motorbikes and scooters
 VTEST_EVERY = 20  # frames of vtest.avi (10 fps): one every 2 s, like the night job's sampling
 
