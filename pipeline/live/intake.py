@@ -24,7 +24,7 @@ from ..engine import Engine, FrameResult
 from ..frame_step import FrameStep
 from ..samples.frame_pool import FramePool
 from ..source.frames import Frame
-from .report_queue import JournalError, QueueEntry, ReportQueue
+from .report_queue import JournalError, QueueEntry, ReportQueue, newest_per_camera
 
 log = logging.getLogger(__name__)
 WATCH_REUSE_S = 60.0  # video seconds a gated (unchanged) frame may reuse the dispatched-case list for
@@ -189,11 +189,7 @@ class Intake:
 
     def _write_marks(self, run: list[QueueEntry]) -> None:
         self._check_hold()
-        newest: dict[str, datetime] = {}
-        for entry in run:
-            if entry.camera_id not in newest or entry.taken_at > newest[entry.camera_id]:
-                newest[entry.camera_id] = entry.taken_at
-        mark_frames(self.store.db, newest)
+        mark_frames(self.store.db, newest_per_camera(run))
 
     def _write(self, entry: QueueEntry) -> PostResult | None:
         self._check_hold()

@@ -16,6 +16,7 @@ import json
 import logging
 import os
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,11 +105,7 @@ class ReportQueue:
 
     def frame_marks(self) -> dict[str, datetime]:
         """Newest queued frame time per camera (frames the engine has seen, not yet stored in the ledger)."""
-        out: dict[str, datetime] = {}
-        for e in self.pending:
-            if e.camera_id is not None and (e.camera_id not in out or e.taken_at > out[e.camera_id]):
-                out[e.camera_id] = e.taken_at
-        return out
+        return newest_per_camera(self.pending)
 
     # ---- adding -------------------------------------------------------------------------------------
 
@@ -219,3 +216,11 @@ class ReportQueue:
         os.replace(tmp, self.journal)
         fsync_dir(self.journal.parent)
 
+
+def newest_per_camera(entries: Iterable[QueueEntry]) -> dict[str, datetime]:
+    """The newest frame time of each camera among `entries` (patrol entries, with no camera, are passed over)."""
+    out: dict[str, datetime] = {}
+    for e in entries:
+        if e.camera_id is not None and (e.camera_id not in out or e.taken_at > out[e.camera_id]):
+            out[e.camera_id] = e.taken_at
+    return out
