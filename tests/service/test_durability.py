@@ -142,6 +142,7 @@ def test_kill_9_mid_dwell_or_with_an_incident_open_and_each_camera_goes_on_with_
     changes: dict[str, list[tuple[datetime, str]]] = {"cam-ref": [], "cam-dwell": [], "cam-open": []}
 
     def send(serve: Serve, camera_id: str, frames: list[datetime]) -> None:
+        assert frames
         for at in frames:
             r = serve.post("/frames", data={"camera_id": camera_id, "taken_at": at.isoformat()}, files={"image": ("f.jpg", street_jpeg, "image/jpeg")})
             assert r.status_code == 200, r.text
