@@ -130,6 +130,15 @@ def test_a_frame_with_reports_saves_the_state_with_them_else_every_state_every_s
     assert intake.states.load("cam-1").version == version_of(frame(5).at)
 
 
+def test_a_graceful_stop_checkpoints_each_camera_at_its_last_frame(make_intake):
+    intake = make_intake()
+    for i in range(3):
+        intake.frame(frame(i), EMPTY)
+    assert intake.states.load("cam-1").frame_at == frame(0).at  # 4 s of the 10 s interval
+    intake.flush()
+    assert intake.states.load("cam-1").frame_at == frame(2).at
+
+
 def test_the_state_goes_in_the_transaction_of_its_frames_reports(make_intake, monkeypatch):
     intake = make_intake()
     intake.frame(frame(0), BIKE)
