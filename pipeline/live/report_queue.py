@@ -8,10 +8,21 @@ Lines are `{"seq", "queued_at", "report": {...}}`, `{"seq", "queued_at", "frame"
 and `{"done": seq}` once an entry reached the ledger (or its quarantine). On open, entries without a `done`
 line are pending again, in `seq` order; a torn last line (a crash mid-write) is skipped. The file is emptied
 when nothing is pending, and rewritten without the finished entries when opened.
+
+A frame-time entry may carry its camera's engine state (`state`, a `CameraCheckpoint`), written to the ledger
+in the transaction that stores that frame time (and posts that frame's reports, see `Intake.drain`). Only the
+newest pending checkpoint of a camera is kept: adding one drops the state of the camera's earlier entries
+(their frame times and reports still go; the newer state is saved after them, in order). Journaled, a state is
+a file of its own beside the journal (`<journal>.states/<camera hash>-<seq>.state`), written before its
+entry's line, and deleted once a newer one of the camera is journaled or its entry is done: so a restart
+during a database outage restores each camera from the state that goes with the reports it acknowledged
+(`states()`), never from the older one in the ledger; a crash between the steps leaves at worst two files of
+a camera, and the newer one whose entry is pending wins.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -24,6 +35,7 @@ from typing import Any
 
 from ..cases.evidence_store import fsync_dir
 from ..domain import IncidentReport
+from .camera_state import CameraCheckpoint
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +51,9 @@ class QueueEntry:
     taken_at: datetime | None = None
     durable: bool = False
     quarantine: tuple[int, str] | None = None  # (quarantine id, reason) once the ledger refused it
+    state: CameraCheckpoint | None = None  # a frame time's: the camera's engine state as of that frame
+    frame_seq: int | None = None  # a report's: the frame-time entry of the frame that made it (in memory only)
+    state_durable: bool = False
     _report: IncidentReport | None = field(default=None, repr=False)
 
     @property
@@ -83,6 +98,7 @@ class ReportQueue:
         self.journal = Path(journal) if journal else None
         self.pending: deque[QueueEntry] = deque()
         self._seq = 0
+        self._superseded: list[Path] = []  # state files of checkpoints a newer one replaces
         if self.journal is not None:
             self._load()
 
@@ -119,25 +135,46 @@ class ReportQueue:
         self.pending.append(entry)
         return entry
 
-    def add_frame(self, camera_id: str, taken_at: datetime) -> QueueEntry:
+    def add_frame(self, camera_id: str, taken_at: datetime, state: CameraCheckpoint | None = None) -> QueueEntry:
+        """A camera's frame time, with its engine state as of that frame if given (which replaces the state of
+        the camera's earlier pending entries: only the newest is ever saved)."""
         seq, now = self._next()
-        entry = QueueEntry(seq, now, camera_id=camera_id, taken_at=taken_at)
+        if state is not None:
+            if state.camera_id != camera_id:
+                raise ValueError(f"a state of camera '{state.camera_id}' given with a frame of camera '{camera_id}'")
+            for e in self.pending:
+                if e.state is not None and e.camera_id == camera_id:
+                    if e.state_durable:
+                        self._superseded.append(self._state_path(e.camera_id, e.seq))  # deleted once the new one is journaled
+                    e.state, e.state_durable = None, False
+        entry = QueueEntry(seq, now, camera_id=camera_id, taken_at=taken_at, state=state)
         self.pending.append(entry)
         return entry
+
+    def states(self) -> dict[str, CameraCheckpoint]:
+        """The newest pending engine state of each camera (newer than the ledger's: not saved there yet)."""
+        return {e.camera_id: e.state for e in self.pending if e.state is not None}
 
     def persist(self) -> int:
         """Write every entry not yet in the journal, in one append and one fsync; returns how many. Without a
         journal nothing is written (the queue lives as long as the process)."""
         fresh = [e for e in self.pending if not e.durable]
-        if self.journal is None or not fresh:
+        states = [e for e in self.pending if e.state is not None and not e.state_durable]
+        if self.journal is None or not (fresh or states):
             return 0
         data = "".join(json.dumps(e.line(), ensure_ascii=False) + "\n" for e in fresh).encode()
         try:
-            self._append(data)
+            for e in states:  # before the lines: a state file whose entry is not in the journal is removed on load
+                self._write_state(e)
+            if data:
+                self._append(data)
         except OSError as e:
             raise JournalError(f"cannot write the report journal {self.journal}: {e}") from e
         for e in fresh:
             e.durable = True
+        for e in states:
+            e.state_durable = True
+        self._drop_superseded()
         return len(fresh)
 
     # ---- removing -----------------------------------------------------------------------------------
@@ -158,6 +195,9 @@ class ReportQueue:
             self._truncate()
         else:
             self._append("".join(json.dumps({"done": e.seq}) + "\n" for e in durable).encode())
+            for e in entries:
+                if e.state is not None and e.state_durable:
+                    self._state_path(e.camera_id, e.seq).unlink(missing_ok=True)
 
     # ---- the file -----------------------------------------------------------------------------------
 
@@ -180,6 +220,67 @@ class ReportQueue:
             os.fsync(fd)
         finally:
             os.close(fd)
+        for path in self._state_files():
+            path.unlink(missing_ok=True)
+        self._superseded.clear()
+
+    # ---- the engine states beside the file ----------------------------------------------------------
+
+    @property
+    def _state_dir(self) -> Path:
+        return self.journal.with_name(self.journal.name + ".states")
+
+    def _state_path(self, camera_id: str, seq: int) -> Path:
+        return self._state_dir / f"{hashlib.sha256(camera_id.encode()).hexdigest()[:32]}-{seq}.state"
+
+    def _drop_superseded(self) -> None:
+        for path in self._superseded:
+            path.unlink(missing_ok=True)
+        self._superseded.clear()
+
+    def _state_files(self) -> list[Path]:
+        return sorted(self._state_dir.glob("*.state")) if self._state_dir.is_dir() else []
+
+    def _write_state(self, entry: QueueEntry) -> None:
+        """The entry's state as `{"seq", "camera_id", "version", "frame_at"}\\n<blob>`, in a file
+        of its own (a temp file, fsync, rename)."""
+        st = entry.state
+        head = {"seq": entry.seq, "camera_id": st.camera_id, "version": st.version, "frame_at": st.frame_at.isoformat()}
+        path = self._state_path(st.camera_id, entry.seq)
+        new_dir = not self._state_dir.exists()
+        self._state_dir.mkdir(parents=True, exist_ok=True)
+        if new_dir:
+            fsync_dir(self._state_dir.parent)
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("wb") as f:
+            f.write(json.dumps(head, ensure_ascii=False).encode() + b"\n" + st.blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(self._state_dir)
+
+    def _load_states(self) -> None:
+        """Give each pending frame time its state file back, the newest of each camera only; a file whose entry
+        is done, or that a newer one replaces, or unreadable, goes."""
+        by_seq = {e.seq: e for e in self.pending if not e.is_report}
+        newest: dict[str, QueueEntry] = {}
+        for path in sorted(self._state_files(), key=_seq_of):
+            try:
+                head, blob = path.read_bytes().split(b"\n", 1)
+                data = json.loads(head)
+                entry = by_seq.get(int(data["seq"]))
+                if entry is None or entry.camera_id != data["camera_id"]:
+                    path.unlink()
+                    continue
+                entry.state = CameraCheckpoint(data["camera_id"], int(data["version"]), datetime.fromisoformat(data["frame_at"]), blob)
+                entry.state_durable = True
+                if (older := newest.get(entry.camera_id)) is not None:  # in seq order: this one is newer
+                    self._state_path(older.camera_id, older.seq).unlink(missing_ok=True)
+                    older.state, older.state_durable = None, False
+                newest[entry.camera_id] = entry
+            except (ValueError, KeyError, TypeError) as e:
+                log.error("%s: unreadable camera state skipped (%s)", path, e)
+                path.unlink()
 
     def _load(self) -> None:
         if not self.journal.exists():
@@ -202,6 +303,7 @@ class ReportQueue:
                 log.log(level, "%s:%d: unreadable journal line skipped (%s)", self.journal, n, e)
         self.pending = deque(entries[s] for s in sorted(entries) if s not in done)
         self._seq = max([*entries, *done], default=0)
+        self._load_states()
         self._rewrite()
         if self.pending:
             log.warning("report journal %s: %d entr(ies) from before the restart are queued for the ledger", self.journal, len(self.pending))
@@ -215,6 +317,11 @@ class ReportQueue:
             os.fsync(f.fileno())
         os.replace(tmp, self.journal)
         fsync_dir(self.journal.parent)
+
+
+def _seq_of(path: Path) -> int:
+    tail = path.stem.rsplit("-", 1)[-1]
+    return int(tail) if tail.isdigit() else -1
 
 
 def newest_per_camera(entries: Iterable[QueueEntry]) -> dict[str, datetime]:
