@@ -228,7 +228,8 @@ class StreamReader:
         import av  # PyAV: a dependency of the pipeline, imported where it is used
 
         t = self.config.timeout_s
-        options = {"rtsp_transport": self.config.transport, "timeout": str(int(t * 1_000_000))}
+        # a short probe: the stream's parameters come with its SDP and first key frame, and every reconnect pays it
+        options = {"rtsp_transport": self.config.transport, "timeout": str(int(t * 1_000_000)), "analyzeduration": "500000"}
         try:
             container = av.open(self.config.open_url(self.env), options=options, timeout=(t, t))
         except av.FFmpegError as e:
@@ -244,6 +245,9 @@ class StreamReader:
             self._update(codec=ctx.name)
             tb = float(video.time_base or 0) or None
             last_key: float | None = None
+            last_pts: int | None = None
+            step = 0  # pts between consecutive packets: RTP leaves some packets without a pts, we infer it
+            gops: list[float] = []
             started = False
             bad = 0
             mode = None if self.config.decode == "auto" else self.config.decode
@@ -253,12 +257,19 @@ class StreamReader:
                 if packet.size == 0:
                     continue
                 key = packet.is_keyframe
+                pts = packet.pts if packet.pts is not None else packet.dts
+                if pts is None and last_pts is not None and step:
+                    pts = last_pts + step
+                if pts is not None:
+                    if last_pts is not None and pts > last_pts:
+                        step = pts - last_pts
+                    last_pts = pts
                 if key:
-                    pts = packet.pts if packet.pts is not None else packet.dts
                     if pts is not None and tb:
                         s = pts * tb
                         if last_key is not None and s > last_key:
-                            gop = s - last_key
+                            gops = [*gops[-2:], s - last_key]
+                            gop = min(gops)  # a key frame whose flag or time got lost looks like a long GOP once
                             self._update(keyframe_interval_s=round(gop, 3))
                             if self.config.decode == "auto":
                                 mode = "keyframes" if gop <= self.config.every_s * _GOP_TOLERANCE else "all"

@@ -20,6 +20,26 @@ def h264_file(path: Path) -> str:
     return f"( filesrc location={path} ! qtdemux ! rtph264pay name=pay0 pt=96 config-interval=1 )"
 
 
+def encode_clip(image: Path, out: Path, *, fps: int, gop: int, seconds: float) -> Path:
+    """A still picture as an H.264 MP4 with a key frame every `gop` frames (PyAV's libx264; in the venv)."""
+    import av
+    import cv2
+
+    img = cv2.imread(str(image))
+    with av.open(str(out), "w") as c:
+        s = c.add_stream("libx264", rate=fps)
+        s.width, s.height, s.pix_fmt = img.shape[1], img.shape[0], "yuv420p"
+        s.codec_context.gop_size = gop
+        s.options = {"preset": "ultrafast", "keyint_min": str(gop), "sc_threshold": "0", "bf": "0", "crf": "30"}
+        frame = av.VideoFrame.from_ndarray(img, format="bgr24")
+        for _ in range(int(fps * seconds)):
+            for p in s.encode(frame):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return out
+
+
 AUDIO_ONLY = "( audiotestsrc is-live=true ! audioconvert ! audio/x-raw,rate=8000,channels=1 ! rtpL16pay name=pay0 pt=97 )"
 
 
