@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 
 from ..db.engine import Database
 from ..db.tables.intake import CameraOutage
@@ -52,15 +53,19 @@ class CameraOutages:
         self.db = db
 
     def open(self, camera_id: str, location: Location, owner: str | None, stream_kind: str, down_since: datetime, reported_at: datetime, error: str | None) -> bool:
-        """Declare the camera offline; False (nothing written) when an outage of it is already open."""
-        with self.db.transaction() as s:
-            if s.scalars(select(CameraOutage.id).where(CameraOutage.camera_id == camera_id, CameraOutage.ended_at.is_(None)).with_for_update()).first() is not None:
-                return False
-            s.add(CameraOutage(
-                camera_id=camera_id, district=location.district, street=location.street, point=location.point, owner=owner,
-                stream_kind=stream_kind, down_since=down_since, reported_at=reported_at, error=error,
-            ))
+        """Declare the camera offline; False (nothing written) when an outage of it is already open (the partial
+        unique index `uq_camera_outages_open` decides between two that declare it at once)."""
+        try:
+            with self.db.transaction() as s:
+                if s.scalars(select(CameraOutage.id).where(CameraOutage.camera_id == camera_id, CameraOutage.ended_at.is_(None))).first() is not None:
+                    return False
+                s.add(CameraOutage(
+                    camera_id=camera_id, district=location.district, street=location.street, point=location.point, owner=owner,
+                    stream_kind=stream_kind, down_since=down_since, reported_at=reported_at, error=error,
+                ))
             return True
+        except IntegrityError:
+            return False
 
     def close(self, camera_id: str, ended_at: datetime) -> int:
         """The camera's pictures are back: close its open outage (0 when none was open)."""

@@ -22,14 +22,13 @@ from pipeline.cases.config import LedgerConfig
 from pipeline.db.engine import Database
 from pipeline.live.outages import CameraOutages
 from tests.service.conftest import CAMERA_CONFIG, STREET, metric, post_frame
-from tests.support.rtsp_server import AUDIO_ONLY, RtspServer, encode_clip, gstreamer_available, h264_file
+from pipeline.bench.rtsp_server import AUDIO_ONLY, RtspServer, encode_clip, h264_file
 from tests.support.serve import free_port
 from tests.support.snapshot_server import SnapshotCamera
 
 PASSWORD = "Kp9_stream-pw"
 USER = "nvr-reader"
 
-pytestmark = pytest.mark.skipif(gstreamer_available() is not None, reason=f"GStreamer's RTSP server: {gstreamer_available()}")
 
 
 def wait_for(what: Callable[[], object], timeout: float, why: Callable[[], str] | str) -> object:

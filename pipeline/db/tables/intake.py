@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, String, Text
+from sqlalchemy import Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, Id
@@ -43,7 +43,11 @@ class CameraOutage(Base):
     has `ended_at` null. `pipeline.live.outages` reads and writes them."""
 
     __tablename__ = "camera_outages"
-    __table_args__ = (Index(None, "camera_id", "ended_at"), Index(None, "district", "down_since"))
+    __table_args__ = (
+        Index(None, "district", "down_since"),
+        # at most one open outage per camera, also when two threads or a restarted service declare it at once
+        Index("uq_camera_outages_open", "camera_id", unique=True, postgresql_where=text("ended_at IS NULL"), sqlite_where=text("ended_at IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     camera_id: Mapped[str] = mapped_column(String(200))

@@ -34,13 +34,13 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id', name=op.f('pk_camera_outages'))
     )
     with op.batch_alter_table('camera_outages', schema=None) as batch_op:
-        batch_op.create_index(batch_op.f('ix_camera_outages_camera_id_ended_at'), ['camera_id', 'ended_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_camera_outages_district_down_since'), ['district', 'down_since'], unique=False)
+        batch_op.create_index('uq_camera_outages_open', ['camera_id'], unique=True, postgresql_where=sa.text('ended_at IS NULL'), sqlite_where=sa.text('ended_at IS NULL'))
 
 
 def downgrade() -> None:
     """Downgrade schema."""
     with op.batch_alter_table('camera_outages', schema=None) as batch_op:
+        batch_op.drop_index('uq_camera_outages_open')
         batch_op.drop_index(batch_op.f('ix_camera_outages_district_down_since'))
-        batch_op.drop_index(batch_op.f('ix_camera_outages_camera_id_ended_at'))
     op.drop_table('camera_outages')

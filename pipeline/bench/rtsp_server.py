@@ -1,6 +1,7 @@
-"""A local RTSP server for the stream tests: GStreamer's gst-rtsp-server (Debian: gir1.2-gst-rtsp-server-1.0,
-gstreamer1.0-plugins-base, gstreamer1.0-plugins-good), run by the system interpreter /usr/bin/python3 (it has
-python3-gi; the venv needs no GObject bindings). `RtspServer` starts it as a child process on a free port.
+"""A local RTSP server for the stream tests and `streetorder bench streams`: GStreamer's gst-rtsp-server
+(Debian: python3-gi, gir1.2-gst-rtsp-server-1.0, gstreamer1.0-plugins-base, gstreamer1.0-plugins-good), run by
+the system interpreter /usr/bin/python3, so the venv needs no GObject bindings. `RtspServer` starts it as a
+child process; it plays files as they are (no transcoding), so it costs little beside the readers.
 
 As a script: rtsp_server.py PORT [--auth USER:PASSWORD] MOUNT=LAUNCH ...; prints "ready" once it listens.
 """
@@ -20,39 +21,32 @@ def h264_file(path: Path) -> str:
     return f"( filesrc location={path} ! qtdemux ! rtph264pay name=pay0 pt=96 config-interval=1 )"
 
 
-def encode_clip(image: Path, out: Path, *, fps: int, gop: int, seconds: float) -> Path:
-    """A still picture as an H.264 MP4 with a key frame every `gop` frames (PyAV's libx264; in the venv)."""
+def encode_video(frames, out: Path, *, fps: int, gop: int, size: tuple[int, int], preset: str = "ultrafast", crf: int = 30) -> Path:
+    """BGR frames as an H.264 MP4 with a key frame every `gop` frames (PyAV's libx264)."""
     import av
-    import cv2
 
-    img = cv2.imread(str(image))
     with av.open(str(out), "w") as c:
         s = c.add_stream("libx264", rate=fps)
-        s.width, s.height, s.pix_fmt = img.shape[1], img.shape[0], "yuv420p"
+        s.width, s.height, s.pix_fmt = size[0], size[1], "yuv420p"
         s.codec_context.gop_size = gop
-        s.options = {"preset": "ultrafast", "keyint_min": str(gop), "sc_threshold": "0", "bf": "0", "crf": "30"}
-        frame = av.VideoFrame.from_ndarray(img, format="bgr24")
-        for _ in range(int(fps * seconds)):
-            for p in s.encode(frame):
+        s.options = {"preset": preset, "keyint_min": str(gop), "sc_threshold": "0", "bf": "0", "crf": str(crf)}
+        for img in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(img, format="bgr24")):
                 c.mux(p)
         for p in s.encode():
             c.mux(p)
     return out
 
 
+def encode_clip(image: Path, out: Path, *, fps: int, gop: int, seconds: float) -> Path:
+    """A still picture as an H.264 MP4 with a key frame every `gop` frames (the tests' streams)."""
+    import cv2
+
+    img = cv2.imread(str(image))
+    return encode_video((img for _ in range(int(fps * seconds))), out, fps=fps, gop=gop, size=(img.shape[1], img.shape[0]))
+
+
 AUDIO_ONLY = "( audiotestsrc is-live=true ! audioconvert ! audio/x-raw,rate=8000,channels=1 ! rtpL16pay name=pay0 pt=97 )"
-
-
-def gstreamer_available() -> str | None:
-    """None when the system interpreter can run the server, else why not."""
-    try:
-        out = subprocess.run(
-            [SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); from gi.repository import GstRtspServer"],
-            capture_output=True, text=True, timeout=30,
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return str(e)
-    return None if out.returncode == 0 else out.stderr.strip().splitlines()[-1]
 
 
 class RtspServer:
@@ -74,8 +68,12 @@ class RtspServer:
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         line = self.proc.stdout.readline()
         if line.strip() != "ready":
+            rest = self.proc.stdout.read() if self.proc.poll() is not None else ""
             self.stop()
-            raise RuntimeError(f"the RTSP server did not start: {line}{self.proc.stdout.read() if self.proc.stdout else ''}")
+            raise RuntimeError(
+                f"the RTSP server did not start: {line}{rest}\n(it needs the Debian packages of the README's test command: "
+                "python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good)"
+            )
         return self
 
     def stop(self) -> None:
