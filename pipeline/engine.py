@@ -281,6 +281,39 @@ class Engine:
         self.patrol = state["patrol"]
         self._reported = state["reported"]
 
+    def snapshot_camera(self, camera_id: str) -> bytes:
+        """One camera's tracker, open incidents, static scene and the reported entries of its open incidents, as
+        compressed bytes (as `snapshot`, without the pixels of best frames whose evidence was written): what the
+        live service checkpoints to the ledger (`live.camera_state`), so that a restarted process, or another
+        node taking the camera over, goes on with its dwell timers and open incidents (`restore_camera`).
+        A camera the engine has not seen yet gives an empty state."""
+        cam = self.cameras.get(camera_id)
+        if cam is None:
+            state = {"camera_id": camera_id, "camera": None, "reported": {}}
+            return zlib.compress(pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL), 1)
+        reported = {inc.id: r for inc in cam.incidents.open if (r := self._reported.get(inc.id)) is not None}
+        written = {id(inc.best) for inc in cam.incidents.open if inc.best is not None and (r := reported.get(inc.id)) and r.best_version == inc.best_version}
+        buf = io.BytesIO()
+        _StatePickler(buf, written).dump({"camera_id": camera_id, "camera": (cam.tracker, cam.incidents, cam.camera, cam.static, cam.static_key), "reported": reported})
+        return zlib.compress(buf.getvalue(), 1)
+
+    def restore_camera(self, camera_id: str, blob: bytes) -> None:
+        """Take up one camera's state as `snapshot_camera` gave it, replacing what the engine held for that camera
+        (its reported entries included); other cameras and the patrol are untouched. Raises ValueError for a
+        state of another camera."""
+        state = pickle.loads(zlib.decompress(blob))
+        if state.get("camera_id") != camera_id:
+            raise ValueError(f"the state given for camera '{camera_id}' is camera '{state.get('camera_id')}'s")
+        old = self.cameras.pop(camera_id, None)
+        if old is not None:
+            for inc in old.incidents.open:
+                self._reported.pop(inc.id, None)
+        if state["camera"] is not None:
+            tracker, incidents, camera, static, static_key = state["camera"]
+            cam = self.cameras[camera_id] = _Camera(tracker, incidents, camera)
+            cam.static, cam.static_key = static, static_key
+        self._reported.update(state["reported"])
+
     def open_incidents(self) -> list[Incident]:
         return [inc for cam in self.cameras.values() for inc in cam.incidents.open]
 

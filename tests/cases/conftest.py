@@ -19,7 +19,7 @@ from pipeline.db.engine import Database
 
 from .factory import T0, FrameClock
 
-TABLES = ("annotations", "review_sessions", "api_keys", "outbox", "case_evidence", "case_events", "case_incidents", "cases", "camera_frames", "report_quarantine", "night_progress")
+TABLES = ("annotations", "review_sessions", "api_keys", "outbox", "case_evidence", "case_events", "case_incidents", "cases", "camera_frames", "report_quarantine", "night_progress", "camera_state")
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,12 @@
-"""Durable intake (issue 8): per-camera frame order and quarantined reports (`pipeline.db.frame_marks` and
-`pipeline.db.quarantine` read and write them); cameras whose stream went dark (issue 23, `pipeline.live.outages`)."""
+"""Durable intake (issue 8): per-camera frame order and quarantined reports; `pipeline.db.frame_marks` and
+`pipeline.db.quarantine` read and write them. Each camera's engine state (issue 23), read and written by
+`pipeline.live.camera_state`; cameras whose stream went dark (issue 23, `pipeline.live.outages`)."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Index, String, Text, text
+from sqlalchemy import BigInteger, Index, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .base import Base, Id
@@ -35,6 +36,23 @@ class QuarantinedReport(Base):
     reason: Mapped[str] = mapped_column(Text)
     queued_at: Mapped[datetime] = mapped_column(comment="when the service first had the report")
     quarantined_at: Mapped[datetime]
+
+
+class CameraState(Base):
+    """The newest checkpoint of one camera's engine state (tracks, dwell timers, open incidents and what was
+    reported of them), written in the transaction that posts the reports of its frame, or every few seconds of
+    frame time, so that a restarted service or another node goes on where the camera was.
+
+    `version` only grows: a save whose version is not newer than the stored one (a node come back with stale
+    state) is refused."""
+
+    __tablename__ = "camera_state"
+
+    camera_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, comment="grows with every checkpoint of the camera (its frame time in microseconds)")
+    frame_at: Mapped[datetime] = mapped_column(comment="the frame time the state is as of")
+    state: Mapped[bytes] = mapped_column(LargeBinary, comment="Engine.snapshot_camera: compressed pickle")
+    updated_at: Mapped[datetime]
 
 
 class CameraOutage(Base):

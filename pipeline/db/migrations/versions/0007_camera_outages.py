@@ -1,7 +1,7 @@
 """Camera outages: a camera whose stream stayed down longer than its offline_after_s (issue 23).
 
-Revision ID: 0006_camera_outages
-Revises: 0005_night_progress
+Revision ID: 0007_camera_outages
+Revises: 0006_camera_state
 Create Date: 2026-12-06
 """
 from typing import Sequence, Union
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 
 
 # revision identifiers, used by Alembic.
-revision: str = '0006_camera_outages'
-down_revision: Union[str, Sequence[str], None] = '0005_night_progress'
+revision: str = '0007_camera_outages'
+down_revision: Union[str, Sequence[str], None] = '0006_camera_state'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 
