@@ -94,7 +94,7 @@ class _StreamCollector:
         decode_s = CounterMetricFamily("streetorder_stream_decode_seconds", "Time spent decoding the camera's stream", labels=["camera"])
         reconnects = CounterMetricFamily("streetorder_stream_reconnects", "Attempts to reopen the camera's stream", labels=["camera"])
         failures = CounterMetricFamily("streetorder_stream_failures", "Failed attempts and drops of the camera's stream", labels=["camera"])
-        intake = CounterMetricFamily("streetorder_stream_intake", "The camera's pictures by what the intake made of them (processed, journaled, shed, refused, failed)", labels=["camera", "outcome"])
+        intake = CounterMetricFamily("streetorder_stream_intake", "The camera's pictures by what the intake made of them (processed, journaled, superseded, shed, refused, failed)", labels=["camera", "outcome"])
         for st in self.statuses():
             cam = st.camera_id
             for name in STREAM_STATES:

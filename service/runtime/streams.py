@@ -3,9 +3,13 @@
 (`LiveIntake.process_frame`: the detector's micro-batcher, the camera's frame order, the engine, the ledger or
 the journal).
 
-One thread per camera because a reader blocks (connecting, waiting for packets, waiting for its detection):
-frames of one camera are processed in order by its own thread, and a camera that hangs or drops holds only its
-own thread. Their detections meet in the micro-batcher, so many cameras still share detector calls.
+Two threads per camera: the reader (connecting, reading packets, decoding) and the camera's intake (waiting for
+its detection, the engine). They meet in a one-picture hand-off, so the reader keeps reading while the detector
+is busy: a busy service processes the camera's newest picture, never one that waited in a socket buffer (a
+picture is stamped when it is decoded, so a stale one would carry a wrong time), and the picture it could not
+take is counted as `superseded`. Frames of one camera are processed in order by its own intake thread, and a
+camera that hangs or drops holds only its own threads. Their detections meet in the micro-batcher, so many
+cameras still share detector calls.
 
 A sample the service refuses is that sample lost and the stream goes on: the detector's queue full (503) sheds
 it, a frame-order clash (409: the same camera also POSTed a newer frame) skips it. With the ledger down the
@@ -39,7 +43,32 @@ from .live import LiveIntake
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = ("processed", "journaled", "shed", "refused", "failed")
+OUTCOMES = ("processed", "journaled", "superseded", "shed", "refused", "failed")
+
+
+class _Handoff:
+    """One camera's newest picture on its way from the reader to the intake; a newer one replaces it."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._item: tuple[datetime, np.ndarray] | None = None
+
+    def put(self, at: datetime, image: np.ndarray) -> bool:
+        """True when it replaced a picture the intake had not taken yet."""
+        with self._cond:
+            replaced = self._item is not None
+            self._item = (at, image)
+            self._cond.notify()
+            return replaced
+
+    def take(self, stop: threading.Event, poll_s: float = 0.5) -> tuple[datetime, np.ndarray] | None:
+        with self._cond:
+            while self._item is None:
+                if stop.is_set():
+                    return None
+                self._cond.wait(poll_s)
+            item, self._item = self._item, None
+            return item
 
 
 @dataclass
@@ -49,6 +78,8 @@ class _Worker:
     reader: StreamReader
     stop: threading.Event = field(default_factory=threading.Event)
     thread: threading.Thread | None = None
+    intake: threading.Thread | None = None
+    handoff: _Handoff = field(default_factory=_Handoff)
     outcomes: Counter = field(default_factory=Counter)
 
 
@@ -88,8 +119,9 @@ class StreamWorkers:
         for w in workers:
             w.stop.set()
         for w in workers:
-            if w.thread is not None:
-                w.thread.join(timeout=w.config.timeout_s + 5)
+            for thread in (w.thread, w.intake):
+                if thread is not None:
+                    thread.join(timeout=w.config.timeout_s + 5)
         if self._supervisor is not None:
             self._supervisor.join(timeout=10)
         self._flush_pending()
@@ -113,7 +145,10 @@ class StreamWorkers:
     def _start(self, camera_id: str, config: StreamConfig) -> _Worker:
         reader = StreamReader(camera_id, config, **({"max_pixels": self.max_pixels} if self.max_pixels else {}))
         worker = _Worker(camera_id, config, reader)
-        worker.thread = threading.Thread(target=reader.run, args=(_Sink(self, worker), worker.stop), name=f"stream-{camera_id}", daemon=True)
+        sink = _Sink(self, worker)
+        worker.thread = threading.Thread(target=reader.run, args=(sink, worker.stop), name=f"stream-{camera_id}", daemon=True)
+        worker.intake = threading.Thread(target=sink.intake_loop, name=f"stream-intake-{camera_id}", daemon=True)
+        worker.intake.start()
         worker.thread.start()
         return worker
 
@@ -165,6 +200,16 @@ class _Sink:
         self.workers, self.worker = workers, worker
 
     def sample(self, camera_id: str, at: datetime, image: np.ndarray) -> None:
+        """On the reader's thread: hand the picture over and read on."""
+        if self.worker.handoff.put(at, image):
+            self.worker.outcomes["superseded"] += 1
+
+    def intake_loop(self) -> None:
+        """On the camera's intake thread: its pictures through the intake, in order, until the worker stops."""
+        while (item := self.worker.handoff.take(self.worker.stop)) is not None:
+            self.process(self.worker.camera_id, *item)
+
+    def process(self, camera_id: str, at: datetime, image: np.ndarray) -> None:
         outcome = "processed"
         try:
             self.workers.live.process_frame(camera_id, at, image)
