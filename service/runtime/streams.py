@@ -16,15 +16,17 @@ it, a frame-order clash (409: the same camera also POSTed a newer frame) skips i
 intake journals it (202) as it does for a POST.
 
 Outages: a stream down longer than its `offline_after_s` is written to the ledger's `camera_outages` once
-(`pipeline.live.outages` says why a table and not a case), and closed by its next picture. With the ledger down
-those writes wait, in order, and the supervisor retries them; it also follows the config (a camera's stream
-added, changed or removed starts, restarts or stops its worker without a restart of the service).
+(`pipeline.live.outages` says why a table and not a case), and closed by its next picture. The supervisor thread
+writes them (a slow database holds no reader); with the ledger down they wait, in order, and are retried every
+`supervise_every_s`. It also follows the config: a camera's stream added, changed or removed starts, restarts or
+stops its worker without a restart of the service.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -101,6 +103,7 @@ class StreamWorkers:
         self._pending: list[Callable[[], object]] = []  # outage writes the ledger could not take yet, in order
         self._pending_lock = threading.Lock()
         self._stop = threading.Event()
+        self._wake = threading.Event()  # an outage write is waiting: the supervisor writes it now
         self._supervisor: threading.Thread | None = None
 
     # ---- life ---------------------------------------------------------------------------------------
@@ -113,6 +116,7 @@ class StreamWorkers:
     def stop(self) -> None:
         """Stop every worker; a reader blocked on the network notices within its `timeout_s`."""
         self._stop.set()
+        self._wake.set()
         with self._lock:
             workers = list(self._workers.values())
             self._workers.clear()
@@ -153,8 +157,15 @@ class StreamWorkers:
         return worker
 
     def _supervise(self) -> None:
-        while not self._stop.wait(self.supervise_every_s):
-            self.sync()
+        synced = time.monotonic()
+        while not self._stop.is_set():
+            self._wake.wait(max(synced + self.supervise_every_s - time.monotonic(), 0.0))
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            if time.monotonic() >= synced + self.supervise_every_s:
+                self.sync()
+                synced = time.monotonic()
             self._flush_pending()
 
     # ---- what /ready and /metrics read --------------------------------------------------------------
@@ -171,10 +182,11 @@ class StreamWorkers:
     # ---- outages ------------------------------------------------------------------------------------
 
     def _outage_write(self, write: Callable[[], object]) -> None:
-        """Write now, or after the ones already waiting (in order) once the ledger takes them."""
+        """Queue the write for the supervisor thread (so a slow database never holds a reader), which writes it
+        at once, after the ones already waiting, or retries them in order until the ledger takes them."""
         with self._pending_lock:
             self._pending.append(write)
-        self._flush_pending()
+        self._wake.set()
 
     def _flush_pending(self) -> None:
         if self.link is not None and not self.link.up:
