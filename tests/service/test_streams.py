@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 
 import av
 import numpy as np
-import pytest
 import yaml
 from PIL import Image
 
