@@ -127,6 +127,9 @@ class ServiceSettings(EnvSettings):
     earliest_taken_at: AwareDatetime = Field(
         datetime(2000, 1, 1, tzinfo=UTC), title="Earliest capture time", description="Frames and photos taken before it are refused (422): a camera or phone with a reset clock",
     )
+    streams: bool = Field(
+        True, title="Pull streams", description="Read the cameras' `stream:` (RTSP or HTTP snapshots) on a thread per camera; off: frames come only from POST /frames",
+    )
     public_url: str | None = Field(
         None, title="Public base URL", description="How clients reach this service, e.g. https://streetorder.city.example; sets the ledger's evidence_base_url",
     )
