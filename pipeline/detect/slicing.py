@@ -56,7 +56,8 @@ class SliceSettings:
     `with_settings`), a merged box scored `group_score` ('max': its best member; 'sum': its members' scores added,
     at most 1, so views that agree add up; 'sum' needs the 'wbf' merge) and kept at `group_min_score` (None: the
     model's floor). Other classes, and two-wheelers outside every sliced region, keep the model's floor and the
-    best member's score. `group_score='max', group_floor=None, group_min_score=None` is the merge as it was."""
+    best member's score; so does a merged two-wheeler no tile holds whole (only the full frame could see it: it is
+    kept at the model's floor). `group_score='max', group_floor=None, group_min_score=None` is the merge as it was."""
 
     tiles: tuple[int, int] = (2, 2)
     overlap: float = 0.2
@@ -248,12 +249,22 @@ class SlicedDetector:
         if inside.any():
             g = merge_detections(d[inside], self.names, s.merge, s.iou, s.groups, s.group_score)
             keep = s.group_min_score if s.group_min_score is not None else floor
-            out.append(g[g.confidence >= keep])
+            # a box no tile holds whole (a large, near bike; one cut by the region's edge) has only the full frame
+            # to see it, so no views to add up: it is judged as the full frame judges it
+            out.append(g[(g.confidence >= keep) | (~self._in_a_tile(g.xyxy, width, height) & (g.confidence >= floor))])
         out = [o for o in out if len(o)]
         if not out:
             return full[:0]
         merged = sv.Detections.merge(out) if len(out) > 1 else out[0]
         return merged[np.argsort(-merged.confidence, kind="stable")]
+
+    def _in_a_tile(self, xyxy: np.ndarray, width: int, height: int) -> np.ndarray:
+        """Per box: does some tile hold it whole?"""
+        whole = np.zeros(len(xyxy), dtype=bool)
+        for _, tiles, _ in self._plan(width, height):
+            for x1, y1, x2, y2 in tiles:
+                whole |= (xyxy[:, 0] >= x1) & (xyxy[:, 1] >= y1) & (xyxy[:, 2] <= x2) & (xyxy[:, 3] <= y2)
+        return whole
 
     def _in_sliced(self, xyxy: np.ndarray, width: int, height: int) -> np.ndarray:
         """Per box: does its centre lie in a region that has tiles on a frame of this size?"""

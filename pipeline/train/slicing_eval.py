@@ -270,7 +270,9 @@ def slice_study(
     curves = {
         "full": full_low,
         "sliced wbf, best member's score": sliced_detector(cached, None, replace(as_it_was, group_floor=low, group_min_score=low)),
-        "sliced wbf, views summed (default)": sliced_detector(cached, None, replace(settings, group_floor=settings.group_floor, group_min_score=low)),
+        "sliced wbf, views summed, any score": sliced_detector(cached, None, replace(settings, group_min_score=low)),
+        # the default as it is: at the detector's floor, every two-wheeler `detect --slice` shows; at the rule's score, what it counts
+        "sliced (default)": detectors["sliced (default)"],
     }
     timed = {"full": served, "sliced (default)": sliced_detector(served, None, settings), "sliced as it was": sliced_detector(served, None, as_it_was)}
     data = Path(shared) / "data"

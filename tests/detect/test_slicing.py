@@ -214,8 +214,18 @@ def test_detect_cli_slice(tmp_path):
     full, sliced = run(), run("--slice", "--tiles", "2x2", "--overlap", "0.2")
     full = [d for d in full if d["score"] >= counted]
     assert len(sliced) >= len(full) and len(sliced) >= 3, (len(full), len(sliced))
-    # what `detect --slice` shows of the two-wheelers is what the parking rule counts in a sliced zone
-    assert min(d["score"] for d in sliced) >= max(counted, SliceSettings().group_min_score), sliced
+    # what `detect --slice` shows of the two-wheelers a tile holds whole (the cue model's 2x2 tiles of this 640 px
+    # photo are 356 px) is what the parking rule counts in a sliced zone; the others are shown as the full frame shows them
+    tiles = np.array(SliceSettings().grid(640, 640, 640)[1])
+    assert tuple(tiles) == (356, 356)
+    starts = (0, 640 - 356)
+
+    def in_a_tile(b):
+        return any(x <= b[0] and b[2] <= x + 356 and y <= b[1] and b[3] <= y + 356 for x in starts for y in starts)
+
+    held = [d for d in sliced if in_a_tile(d["box"])]
+    assert held and min(d["score"] for d in held) >= max(counted, SliceSettings().group_min_score), sliced
+    assert min(d["score"] for d in sliced) >= 0.25  # the detector's floor
     bad = subprocess.run([STREETORDER, "detect", str(DENSE), "--slice", "--tiles", "2by2"], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "COLSxROWS" in bad.stderr
 
@@ -415,18 +425,20 @@ def test_two_wheelers_seen_weakly_by_several_views_add_up_and_one_weak_view_does
         (2, (130, 130, 160, 160), 0.2, 0.0),  # one weak view only: not a bike
         (0, (20, 130, 50, 160), 0.2, 0.2),  # a person as weak: other classes keep the model's floor
         (1, (130, 20, 160, 50), 0.9, 0.8),  # a clear bike: its score stays at most 1
+        (2, (60, 170, 140, 195), 0.3, 0.0),  # no tile holds it whole (tiles are 112 px): judged as the full frame does
+        (2, (60, 60, 140, 80), 0.2, 0.0),  # ... and this one is under the model's floor
     ]
     model = Seen(objects)
     [d] = SlicedDetector(model, SliceSettings(tiles=(2, 2), overlap=0.2)).detect([_frame()])
     assert set(model.floors) == {0.15}  # the model ran at the group floor
-    assert list(d.data["class_name"]) == ["bicycle", "bicycle"], d
-    assert d.confidence[0] == pytest.approx(1.0) and d.confidence[1] == pytest.approx(0.4)
+    assert list(d.data["class_name"]) == ["bicycle", "bicycle", "motorcycle"], d
+    assert d.confidence.tolist() == pytest.approx([1.0, 0.4, 0.3])
     assert 19 < d.xyxy[1, 0] < 21  # the weak bike's box is where it is
     # as it was: the best member's score at the model's floor finds the clear bike only
     model = Seen(objects)
     was = SliceSettings(tiles=(2, 2), overlap=0.2, group_score="max", group_floor=None, group_min_score=None)
     [d] = SlicedDetector(model, was).detect([_frame()])
-    assert set(model.floors) == {0.25} and list(d.data["class_name"]) == ["bicycle"] and d.confidence[0] == pytest.approx(0.9)
+    assert set(model.floors) == {0.25} and list(d.data["class_name"]) == ["bicycle", "motorcycle"] and d.confidence.tolist() == pytest.approx([0.9, 0.3])
 
 
 def test_two_wheelers_outside_the_sliced_region_are_kept_as_before():
