@@ -3,7 +3,9 @@
 `streetorder evaluate --slice-study` measures the model (models/CURRENT by default, ONNX backend) as a parking
 camera is served: with its cue model (which owns bicycle and motorcycle) and the night job's thresholds (score
 floor 0.25, NMS 0.7), full frame versus sliced model by model (`plan.sliced_detector`, each model's tiles no larger
-than its input), once per merge (`slicing.MERGES`), on the same images:
+than its input), once per merge as it was (`slicing.MERGES`, the best member's score) and once with the default
+two-wheeler operating point (views summed from a lower floor), on the same images, optionally resized first
+(`size`: 1024 for the held-out rack photos' size); with recall/precision curves over the two-wheelers' score:
 - streets-in holdout (78 images never trained on, human labels): two-wheeler recall and precision at IoU 0.5,
   bicycle and motorcycle predictions both matching the human `bike` label (motorbikes and scooters), counting
   predictions at the parking rule's default `min_score`;
