@@ -464,3 +464,34 @@ def test_group_operating_point_validation():
     assert list(m.data["class_name"]) == ["person", "bicycle"] and m.confidence.tolist() == pytest.approx([0.6, 0.5])  # summed: the group only
     with pytest.raises(ValueError, match="group_score must be"):
         merge_detections(d, names, "nmm", 0.5, group_score="sum")
+
+
+def test_the_study_cache_runs_the_model_once_at_its_floor_and_cuts_per_setting():
+    """The slice study compares operating points on one inference per image: a cached model at a lower floor gives
+    what the model gives at its own floor (NMS per class keeps a box whatever lies below it)."""
+    from dataclasses import replace
+
+    from pipeline.train.slicing_eval import Cached
+
+    model = Seen([(1, (20, 20, 50, 50), 0.2, 0.2), (1, (130, 20, 160, 50), 0.9, 0.8)])
+    cached = Cached(model, floor=0.15)
+    assert cached.settings.conf == 0.25 and len(cached.detect([_frame()])[0]) == 1  # its own floor: the clear bike
+    low = cached.with_settings(replace(cached.settings, conf=0.15))
+    assert len(low.detect([_frame()])[0]) == 2 and model.floors == [0.15]  # one inference, shared
+    with pytest.raises(ValueError, match="holds boxes from 0.15"):
+        cached.with_settings(replace(cached.settings, conf=0.1))
+    with pytest.raises(ValueError, match="only change its score floor"):
+        cached.with_settings(replace(cached.settings, iou=0.5))
+    [d] = SlicedDetector(cached, SliceSettings(tiles=(2, 2))).detect([_frame()])  # sliced over the cache, as the study does
+    assert sorted(d.confidence.tolist()) == pytest.approx([0.4, 1.0])
+
+
+def test_slice_study_photo_size_is_checked():
+    import argparse
+
+    from pipeline.train.cli import _photo_size
+
+    assert _photo_size("1024") == 1024
+    for bad in ("10", "abc", "-640", "9000"):
+        with pytest.raises(argparse.ArgumentTypeError, match="not a photo size"):
+            _photo_size(bad)
