@@ -53,7 +53,7 @@ class SliceSettings:
 
     The `groups` classes (the two-wheelers) inside a sliced region have their own operating point: each view's
     boxes from `group_floor` (None: the model's own score floor; lower only where the model can be re-thresholded,
-    `with_settings`), a merged box scored `group_score` ('max': its best member; 'sum': its members' scores added,
+    `with_settings`: every backend), a merged box scored `group_score` ('max': its best member; 'sum': its members' scores added,
     at most 1, so views that agree add up; 'sum' needs the 'wbf' merge) and kept at `group_min_score` (None: the
     model's floor). Other classes, and two-wheelers outside every sliced region, keep the model's floor and the
     best member's score; so does a merged two-wheeler no tile holds whole (only the full frame could see it: it is
@@ -66,7 +66,7 @@ class SliceSettings:
     drop_cut: bool = True
     groups: tuple[tuple[str, ...], ...] = (TWO_WHEELERS,)
     # the two-wheelers' operating point, chosen from the recall/precision curves (docs/benchmarks.md, "Slicing"):
-    # above the parking rule's min_score (0.3), so `detect --slice` shows exactly the bikes the rule counts
+    # above the parking rule's min_score (0.3), so every bike a tile could see that `detect --slice` shows is counted
     group_score: str = "sum"
     group_floor: float | None = 0.15
     group_min_score: float | None = 0.35
