@@ -495,3 +495,13 @@ def test_slice_study_photo_size_is_checked():
     for bad in ("10", "abc", "-640", "9000"):
         with pytest.raises(argparse.ArgumentTypeError, match="not a photo size"):
             _photo_size(bad)
+
+
+def test_only_the_model_that_owns_the_two_wheelers_runs_from_their_lower_floor():
+    street = Seen([(2, (20, 20, 50, 50), 0.2, 0.2)])
+    street.names = ("garbage", "person", "bicycle")  # the street model knows bicycles too; the cascade takes the cue model's
+    cue = Seen([(1, (20, 20, 50, 50), 0.2, 0.2)])
+    det = sliced_detector(CueCascade(street, cue, street_classes=("garbage",)))
+    [d] = det.detect([_frame()])
+    assert set(street.floors) == {0.25} and set(cue.floors) == {0.15}
+    assert list(d.data["class_name"]) == ["bicycle"] and d.confidence[0] == pytest.approx(0.4)  # the cue model's, summed
