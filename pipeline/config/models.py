@@ -92,7 +92,8 @@ def _parse_tiles(value):
 class SlicingConfig(_Model):
     """Sliced inference: the detector also runs on overlapping tiles, for small and dense objects (a heap of
     parked bikes). On a camera the tiles cover the whole frame; on a zone, the zone's bounding box. The full
-    frame always runs too; boxes are merged by NMS. Costs 1 + columns x rows detector runs per frame and region."""
+    frame always runs too; boxes are merged by weighted box fusion, two-wheelers at their own operating point
+    (`detect.slicing.SliceSettings`). Costs 1 + columns x rows detector runs per frame and region."""
 
     enabled: bool = Field(True, title="Enabled", description="Run the tiles; false keeps the settings but runs the full frame only")
     tiles: Annotated[tuple[int, int], BeforeValidator(_parse_tiles)] = Field(

@@ -19,6 +19,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import cache
 
 import numpy as np
@@ -51,13 +52,17 @@ def sliced_detector(base: Detector, regions: Sequence[SliceRegion] | None = None
     A `CueCascade` is sliced inside: its street model and its cue model each get a `SlicedDetector` (tiles no
     larger than 416 and 640 px for street-v2 and yolo11n-coco), so the cue model's bicycles come from tiles too,
     and the cascade takes each class from its owner as before. A region with `classes` goes only to the models
-    that own one of them; a model with no region left runs on the full frame alone."""
+    that own one of them; a model with no region left runs on the full frame alone. A model that owns no
+    two-wheeler class (the street model beside its cue model) is not run from the two-wheelers' lower floor: the
+    cascade drops its two-wheelers."""
     if not isinstance(base, CueCascade):
         return SlicedDetector(base, settings, regions)
+    settings = settings or SliceSettings()
 
     def part(model: Detector, owned: Sequence[str]) -> Detector:
         mine = None if regions is None else [r for r in regions if r.classes is None or r.classes & set(owned)]
-        return model if mine == [] else SlicedDetector(model, settings, mine)
+        own = settings if settings.group_classes & set(owned) else replace(settings, group_floor=None)
+        return model if mine == [] else SlicedDetector(model, own, mine)
 
     return base.with_models(part(base.primary, base.primary_classes), part(base.cue, (*base.shared, *base.extra)) if base.cue_classes else base.cue)
 

@@ -12,6 +12,11 @@ heap. Three choices make the tiles pay:
   frame and the tiles are merged by `merge` ('nms', 'nmm': supervision's non-maximum merge, or 'wbf': weighted
   box fusion), classes in one `groups` entry merged as one (a bike seen as bicycle in one view and as
   motorcycle in another is one bike). Measured choice: docs/benchmarks.md, "Slicing".
+The two-wheelers' operating point (`group_floor`, `group_score`, `group_min_score`): inside a sliced region a
+group's boxes enter the merge from a lower score (0.15) and a merged box is scored by the evidence of all its
+views, the sum of its members' scores, kept at 0.35. A bike the full frame and two tiles each see at 0.2 is a
+bike; one weak box in one view is not. Measured against the best single threshold on the heap photos and the
+streets-in holdout, at 640 and 1024 px (docs/benchmarks.md, "Slicing").
 Cost: 1 + tiles detector images per region per frame, per sliced model.
 
 >>> det = SlicedDetector(load_detector(), SliceSettings(tiles=(2, 2), overlap=0.2))
@@ -35,6 +40,7 @@ MIN_TILE_PX = 32  # a region whose tiles would be smaller than this is not slice
 MAX_GRID = 12  # columns or rows a region may grow to so that its tiles fit the model's input
 EDGE_SHARE, EDGE_PX = 0.01, 2.0  # a tile box this close to a side where the tile cuts the frame is a cut object
 MERGES = ("nms", "nmm", "wbf")
+GROUP_SCORES = ("max", "sum")
 TWO_WHEELERS = ("bicycle", "motorcycle")
 
 
@@ -43,7 +49,15 @@ class SliceSettings:
     """How a region is cut and merged: `tiles` (columns, rows: the least grid; more where a tile would exceed the
     model's input), the share of a tile that overlaps its neighbour, the IoU at which boxes from tiles and the
     full frame are one object, the merge, whether boxes cut by a tile edge are dropped, and class groups merged
-    as one class."""
+    as one class.
+
+    The `groups` classes (the two-wheelers) inside a sliced region have their own operating point: each view's
+    boxes from `group_floor` (None: the model's own score floor; lower only where the model can be re-thresholded,
+    `with_settings`: every backend), a merged box scored `group_score` ('max': its best member; 'sum': its members' scores added,
+    at most 1, so views that agree add up; 'sum' needs the 'wbf' merge) and kept at `group_min_score` (None: the
+    model's floor). Other classes, and two-wheelers outside every sliced region, keep the model's floor and the
+    best member's score; so does a merged two-wheeler no tile holds whole (only the full frame could see it: it is
+    kept at the model's floor). `group_score='max', group_floor=None, group_min_score=None` is the merge as it was."""
 
     tiles: tuple[int, int] = (2, 2)
     overlap: float = 0.2
@@ -51,6 +65,11 @@ class SliceSettings:
     merge: str = "wbf"  # measured best of the three on the heap photos (docs/benchmarks.md, "Slicing")
     drop_cut: bool = True
     groups: tuple[tuple[str, ...], ...] = (TWO_WHEELERS,)
+    # the two-wheelers' operating point, chosen from the recall/precision curves (docs/benchmarks.md, "Slicing"):
+    # above the parking rule's min_score (0.3), so every bike a tile could see that `detect --slice` shows is counted
+    group_score: str = "sum"
+    group_floor: float | None = 0.15
+    group_min_score: float | None = 0.35
 
     def __post_init__(self) -> None:
         if len(self.tiles) != 2 or any(not isinstance(n, int) or n < 1 for n in self.tiles):
@@ -61,6 +80,18 @@ class SliceSettings:
             raise ValueError(f"iou must be in (0, 1], got {self.iou}")
         if self.merge not in MERGES:
             raise ValueError(f"merge must be one of {', '.join(MERGES)}, got '{self.merge}'")
+        if self.group_score not in GROUP_SCORES:
+            raise ValueError(f"group_score must be one of {', '.join(GROUP_SCORES)}, got '{self.group_score}'")
+        if self.group_score == "sum" and self.merge != "wbf":
+            raise ValueError(f"group_score 'sum' adds up the members of a weighted-box-fusion cluster: it needs merge 'wbf', got '{self.merge}'")
+        for name in ("group_floor", "group_min_score"):
+            v = getattr(self, name)
+            if v is not None and not 0.0 <= v <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1] or None, got {v}")
+
+    @property
+    def group_classes(self) -> frozenset[str]:
+        return frozenset(n for g in self.groups for n in g)
 
     def grid(self, width: int, height: int, max_tile: int | None = None) -> tuple[tuple[int, int], tuple[int, int]]:
         """(columns, rows) and tile (width, height) for a region of `width` x `height`: at least `tiles`, and more
@@ -126,6 +157,17 @@ class SlicedDetector:
                     raise ValueError(f"slicing region {r.box} must have x2 > x1 and y2 > y1")
         self.backend = f"{getattr(base, 'backend', '?')}+sliced"
         self._plans: dict[tuple[int, int], list] = {}
+        # the model's own score floor, and the model as run: at the group floor where that is lower and the model
+        # owns a group class (its other classes are cut back to the floor before the merge)
+        model_settings = getattr(base, "settings", None)
+        self.conf: float | None = getattr(model_settings, "conf", None)
+        self._grouped = self.settings.group_classes & set(self.names)
+        self._run = base
+        floor = self.settings.group_floor
+        if floor is not None and self.conf is not None and floor < self.conf and self._grouped and hasattr(base, "with_settings"):
+            from dataclasses import replace
+
+            self._run = base.with_settings(replace(model_settings, conf=floor))
 
     def __repr__(self) -> str:
         where = "whole frame" if self.regions is None else f"{len(self.regions)} region(s)"
@@ -138,8 +180,8 @@ class SlicedDetector:
     def detect(self, images: Sequence[np.ndarray]) -> list[sv.Detections]:
         if not len(images):
             return []
-        full = self.base.detect(images)
-        return [self._merge(f, self._tiled(im)) for f, im in zip(full, images)]
+        full = self._run.detect(images)
+        return [self._merge(f, self._tiled(im), im.shape[1], im.shape[0]) for f, im in zip(full, images)]
 
     def tiles(self, width: int, height: int) -> list[Box]:
         """The tiles (frame pixels) a frame of this size is cut into; for inspection, tests and cost."""
@@ -181,7 +223,7 @@ class SlicedDetector:
         height, width = image.shape[:2]
         out = []
         for _, tiles, cuts in self._plan(width, height):
-            dets = self.base.detect([image[y1:y2, x1:x2] for x1, y1, x2, y2 in tiles])  # one batched call per region
+            dets = self._run.detect([image[y1:y2, x1:x2] for x1, y1, x2, y2 in tiles])  # one batched call per region
             for d, (x1, y1, x2, y2), sides in zip(dets, tiles, cuts):
                 if not len(d):
                     continue
@@ -191,12 +233,46 @@ class SlicedDetector:
                     out.append(d)
         return out
 
-    def _merge(self, full: sv.Detections, tiled: list[sv.Detections]) -> sv.Detections:
+    def _merge(self, full: sv.Detections, tiled: list[sv.Detections], width: int, height: int) -> sv.Detections:
+        """The views as one set of boxes: other classes merged as they always were; the group classes inside a
+        sliced region at the group's operating point, those outside (the full frame's alone) as other classes."""
         parts = [d for d in (full, *tiled) if len(d)]
         if not parts:
             return full
-        merged = sv.Detections.merge(parts) if len(parts) > 1 else parts[0]
-        return merge_detections(merged, self.names, self.settings.merge, self.settings.iou, self.settings.groups)
+        d = sv.Detections.merge(parts) if len(parts) > 1 else parts[0]
+        s = self.settings
+        grouped = np.isin(np.asarray(d.data["class_name"], dtype=object), list(self._grouped)) if self._grouped else np.zeros(len(d), bool)
+        inside = grouped & self._in_sliced(d.xyxy, width, height)
+        floor = self.conf if self.conf is not None else 0.0
+        plain = d[~inside & (d.confidence >= floor)]  # the model's own floor (the run may have been lower)
+        out = [merge_detections(plain, self.names, s.merge, s.iou, s.groups)] if len(plain) else []
+        if inside.any():
+            g = merge_detections(d[inside], self.names, s.merge, s.iou, s.groups, s.group_score)
+            keep = s.group_min_score if s.group_min_score is not None else floor
+            # a box no tile holds whole (a large, near bike; one cut by the region's edge) has only the full frame
+            # to see it, so no views to add up: it is judged as the full frame judges it
+            out.append(g[(g.confidence >= keep) | (~self._in_a_tile(g.xyxy, width, height) & (g.confidence >= floor))])
+        out = [o for o in out if len(o)]
+        if not out:
+            return full[:0]
+        merged = sv.Detections.merge(out) if len(out) > 1 else out[0]
+        return merged[np.argsort(-merged.confidence, kind="stable")]
+
+    def _in_a_tile(self, xyxy: np.ndarray, width: int, height: int) -> np.ndarray:
+        """Per box: does some tile hold it whole?"""
+        whole = np.zeros(len(xyxy), dtype=bool)
+        for _, tiles, _ in self._plan(width, height):
+            for x1, y1, x2, y2 in tiles:
+                whole |= (xyxy[:, 0] >= x1) & (xyxy[:, 1] >= y1) & (xyxy[:, 2] <= x2) & (xyxy[:, 3] <= y2)
+        return whole
+
+    def _in_sliced(self, xyxy: np.ndarray, width: int, height: int) -> np.ndarray:
+        """Per box: does its centre lie in a region that has tiles on a frame of this size?"""
+        cx, cy = (xyxy[:, 0] + xyxy[:, 2]) / 2, (xyxy[:, 1] + xyxy[:, 3]) / 2
+        inside = np.zeros(len(xyxy), dtype=bool)
+        for (x1, y1, x2, y2), _, _ in self._plan(width, height):
+            inside |= (cx >= x1) & (cx <= x2) & (cy >= y1) & (cy <= y2)
+        return inside
 
 
 def cut_by_edge(xyxy: np.ndarray, w: int, h: int, sides: tuple[bool, ...]) -> np.ndarray:
@@ -211,13 +287,18 @@ def cut_by_edge(xyxy: np.ndarray, w: int, h: int, sides: tuple[bool, ...]) -> np
     return (left & (xyxy[:, 0] <= mx)) | (top & (xyxy[:, 1] <= my)) | (right & (xyxy[:, 2] >= w - mx)) | (bottom & (xyxy[:, 3] >= h - my))
 
 
-def merge_detections(d: sv.Detections, names: Sequence[str], method: str = "nms", iou: float = 0.5, groups: Sequence[Sequence[str]] = ()) -> sv.Detections:
+def merge_detections(
+    d: sv.Detections, names: Sequence[str], method: str = "nms", iou: float = 0.5, groups: Sequence[Sequence[str]] = (), group_score: str = "max",
+) -> sv.Detections:
     """One box per object from overlapping views: per class, or per group of classes (`groups`), boxes at IoU >=
     `iou` are one object. 'nms' keeps the best box; 'nmm' (supervision's non-maximum merge) the union box of the
     pair, scored as supervision merges (area-weighted mean); 'wbf' the score-weighted mean box of the cluster,
-    scored as its best. The class is the best box's. Best score first."""
+    scored as its best, or, for a cluster of a `groups` class with `group_score` 'sum', as the sum of its members'
+    scores (at most 1). The class is the best box's. Best score first."""
     if method not in MERGES:
         raise ValueError(f"merge must be one of {', '.join(MERGES)}, got '{method}'")
+    if group_score not in GROUP_SCORES or (group_score == "sum" and method != "wbf"):
+        raise ValueError(f"group_score must be 'max', or 'sum' with the 'wbf' merge; got '{group_score}' with '{method}'")
     if not len(d):
         return d
     class_name = np.asarray(d.data["class_name"], dtype=object)
@@ -229,7 +310,8 @@ def merge_detections(d: sv.Detections, names: Sequence[str], method: str = "nms"
     elif method == "nmm":
         work = work.with_nmm(threshold=iou, class_agnostic=False)
     else:
-        work = _wbf(work, iou)
+        summed = {int(i) for i, k in zip(ids, key) if group_score == "sum" and any(k == "|".join(g) for g in groups)}
+        work = _wbf(work, iou, summed)
     order = np.argsort(-work.confidence, kind="stable")
     work = work[order]
     return make_detections(work.xyxy, work.confidence, [names.index(str(n)) for n in work.data["class_name"]], names)
@@ -242,10 +324,11 @@ def _group_key(name: str, groups: Sequence[Sequence[str]]) -> str:
     return name
 
 
-def _wbf(d: sv.Detections, iou: float) -> sv.Detections:
+def _wbf(d: sv.Detections, iou: float, summed: set[int] = frozenset()) -> sv.Detections:
     """Weighted box fusion (Solovyev et al.), one model: clusters built best score first, a box joining the
     cluster of the same class whose fused box it overlaps at IoU >= `iou`; the fused box is the score-weighted
-    mean, its score and class the cluster's best."""
+    mean, its class the cluster's best, its score the best's, or for the class ids in `summed` the sum of the
+    members' scores (at most 1): the views that agree on an object add up."""
     from ..geometry import box_iou
 
     order = np.argsort(-d.confidence, kind="stable")
@@ -267,4 +350,6 @@ def _wbf(d: sv.Detections, iou: float) -> sv.Detections:
     keep = [m[0] for m in members]  # the best box of each cluster: its score, class and data
     out = d[np.array(keep, dtype=int)]
     out.xyxy = np.array(fused, dtype=np.float32).reshape(-1, 4)
+    if summed:
+        out.confidence = np.array([min(1.0, float(d.confidence[m].sum())) if int(d.class_id[m[0]]) in summed else float(d.confidence[m[0]]) for m in members], dtype=np.float32)
     return out

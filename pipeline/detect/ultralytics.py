@@ -40,6 +40,18 @@ class UltralyticsDetector:
         self.imgsz = self.settings.imgsz or int(trained or 640)
         self.device = device
 
+    def with_settings(self, settings: DetectorSettings) -> UltralyticsDetector:
+        """The same loaded model with other thresholds or class filter (as `ExportedDetector.with_settings`; a
+        sliced view runs the two-wheelers from a lower floor)."""
+        import copy
+
+        if (settings.imgsz or self.imgsz) != self.imgsz:
+            raise ValueError(f"with_settings cannot change imgsz ({self.imgsz} -> {settings.imgsz}); load the model again")
+        other = copy.copy(self)
+        other.settings = settings
+        other.keep_ids = settings.class_ids(self.names)
+        return other
+
     def detect(self, images: Sequence[np.ndarray]) -> list[sv.Detections]:
         if not images:
             return []

@@ -123,7 +123,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def _evaluate_slicing(args: argparse.Namespace) -> int:
     from .slicing_eval import slice_study
 
-    report = slice_study(args.model, args.shared, tiles=args.tiles, overlap=args.overlap, threads=args.threads, imgsz=args.imgsz, garbage=not args.no_garbage)
+    report = slice_study(
+        args.model, args.shared, tiles=args.tiles, overlap=args.overlap, threads=args.threads, imgsz=args.imgsz, garbage=not args.no_garbage, size=args.photo_size,
+    )
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
@@ -139,6 +141,11 @@ def _evaluate_slicing(args: argparse.Namespace) -> int:
         print(f"  {'':<11} heap photos: recall {h['recall']} precision {h['precision']}; loose match ({report['heap_loose_match']}) {h['loose']['recall']} / {h['loose']['precision']} ({h['predictions']} counted, {h['labels']} labelled)")
         if g["labels"]:
             print(f"  {'':<11} street classes (score >= {sc['street_classes']}): recall {g['recall']} precision {g['precision']}")
+    for key, per in report.get("curves", {}).items():
+        print(f"  curve, {key} (two-wheeler score: holdout recall/precision; heap photos, loose: recall/precision):")
+        for t, r in per.items():
+            h, l = r["holdout"], r["heaps_loose"]
+            print(f"    >= {t:<5} holdout {h['recall']} / {h['precision']}   heaps {l['recall']} / {l['precision']}")
     for key, t in report["ms_per_frame"].items():
         print(f"  ms per frame, {key}: median {t['median']}, p90 {t['p90']} ({t['frames']} frames)")
     if args.out:
@@ -227,6 +234,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     return train_from_cli(args, argv=sys.argv)
 
 
+def _photo_size(text: str) -> int:
+    if not text.isdigit() or not 64 <= int(text) <= 4096:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a photo size; give the side in pixels, 64..4096")
+    return int(text)
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the model's commands to the `streetorder` sub-command parser."""
     p = sub.add_parser("evaluate", help="mAP of a model on a YOLO-format dataset", description="Evaluate a model (the shipped ONNX by default) on any YOLO dataset file. Dataset classes are matched to the model's by name, so a dataset may use only some of them.")
@@ -241,6 +254,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     add_slice_args(p, "with --slice-study: ")
     p.add_argument("--out", metavar="JSON", help="with --slice-study: also write the report to this file")
     p.add_argument("--no-garbage", action="store_true", help="with --slice-study: skip garbage-cn val (two-wheelers only; most of the time saved)")
+    p.add_argument("--photo-size", type=_photo_size, metavar="PX", help="with --slice-study: resize the photos to PX x PX first (1024: the size of the held-out rack photos)")
     p.add_argument("--model", help="model name, folder or file (default: models/CURRENT)")
     p.add_argument("--split", default="val", help="dataset split (default val)")
     add_backend_arg(p)

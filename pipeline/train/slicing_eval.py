@@ -3,7 +3,9 @@
 `streetorder evaluate --slice-study` measures the model (models/CURRENT by default, ONNX backend) as a parking
 camera is served: with its cue model (which owns bicycle and motorcycle) and the night job's thresholds (score
 floor 0.25, NMS 0.7), full frame versus sliced model by model (`plan.sliced_detector`, each model's tiles no larger
-than its input), once per merge (`slicing.MERGES`), on the same images:
+than its input), once per merge as it was (`slicing.MERGES`, the best member's score) and once with the default
+two-wheeler operating point (views summed from a lower floor), on the same images, optionally resized first
+(`size`: 1024 for the held-out rack photos' size); with recall/precision curves over the two-wheelers' score:
 - streets-in holdout (78 images never trained on, human labels): two-wheeler recall and precision at IoU 0.5,
   bicycle and motorcycle predictions both matching the human `bike` label (motorbikes and scooters), counting
   predictions at the parking rule's default `min_score`;
@@ -104,37 +106,76 @@ def _truth(image_path: Path, shape: tuple[int, ...], class_id: int) -> np.ndarra
 
 
 class Cached:
-    """A model whose answers are kept per image content, so that the merges compared share one inference of
-    each tile (timing is measured apart, without it)."""
+    """A model whose answers are kept per image content, so that the settings compared share one inference of
+    each tile (timing is measured apart, without it). The model runs once at `floor` (when lower than its own
+    score floor); `with_settings` gives the same cache at another floor, its boxes cut to that score (the same
+    boxes the model would give at it: NMS per class keeps a box whatever lies below it)."""
 
-    def __init__(self, base: Detector) -> None:
+    def __init__(self, base: Detector, floor: float | None = None) -> None:
         self.base, self.names = base, tuple(base.names)
         self.imgsz = getattr(base, "imgsz", None)
+        self.settings = getattr(base, "settings", None)
+        self._run = base
+        if floor is not None and self.settings is not None and floor < self.settings.conf:
+            from dataclasses import replace
+
+            self._run = base.with_settings(replace(self.settings, conf=floor))
         self._seen: dict[str, sv.Detections] = {}
+
+    def with_settings(self, settings) -> Cached:
+        """This cache at another score floor (no lower than the floor it was made with); only `conf` may differ."""
+        from copy import copy
+        from dataclasses import replace
+
+        if self.settings is None or replace(settings, conf=self.settings.conf) != self.settings:
+            raise ValueError("a cached model can only change its score floor")
+        run_conf = getattr(getattr(self._run, "settings", None), "conf", 0.0)
+        if settings.conf < run_conf:
+            raise ValueError(f"this cache holds boxes from {run_conf}; make it with floor={settings.conf}")
+        other = copy(self)
+        other.settings = settings
+        return other
 
     def detect(self, images: Sequence[np.ndarray]) -> list[sv.Detections]:
         keys = [hashlib.blake2b(np.ascontiguousarray(im).tobytes(), digest_size=16).hexdigest() + str(im.shape) for im in images]
         new = [i for i, k in enumerate(keys) if k not in self._seen]
         if new:
-            for i, d in zip(new, self.base.detect([images[i] for i in new])):
+            for i, d in zip(new, self._run.detect([images[i] for i in new])):
                 self._seen[keys[i]] = d
-        return [self._seen[k][np.arange(len(self._seen[k]))] for k in keys]  # a copy: callers move boxes
+        conf = self.settings.conf if self.settings is not None else 0.0
+        return [self._seen[k][self._seen[k].confidence >= conf] for k in keys]  # a copy: callers move boxes
+
+
+def _load(path: Path, size: int | None) -> np.ndarray:
+    """A photo, resized to `size` x `size` when given (the hidden rack photos are 1024 x 1024; the served
+    behaviour differs with frame size: the grid, the upscale of a tile)."""
+    image = load_image(path)
+    if size is not None and image.shape[:2] != (size, size):
+        import cv2
+
+        image = cv2.resize(image, (size, size), interpolation=cv2.INTER_LINEAR)
+    return image
 
 
 def study(
     detectors: dict[str, Detector], holdout: Sequence[Path], heaps: Sequence[Path], garbage_val: Sequence[Path], bike_score: float, garbage_score: float,
-    timed: dict[str, Detector] | None = None, timing_frames: int = 20,
+    timed: dict[str, Detector] | None = None, timing_frames: int = 20, curves: dict[str, Detector] | None = None, curve_scores: Sequence[float] = (),
+    size: int | None = None,
 ) -> dict:
     """The numbers for each detector (e.g. 'full', 'sliced nms'), on the same images in the same order; `timed`:
-    the detectors whose ms per frame is measured (default: all), on the first `timing_frames` holdout images."""
+    the detectors whose ms per frame is measured (default: all), on the first `timing_frames` holdout images;
+    `curves`: detectors whose two-wheelers are counted at each of `curve_scores` (recall/precision curves on the
+    holdout and, loose match, on the heap photos); `size`: photos resized to size x size first."""
     keys = list(detectors)
     bikes = {k: _Tally() for k in keys}
     heap = {k: (_Tally(), _Tally(LOOSE_IOU, centre=True)) for k in keys}
     street = {k: {c: _Tally() for c in STREET_CLASSES} for k in keys}
+    curves = curves or {}
+    curve = {k: {t: (_Tally(), _Tally(LOOSE_IOU, centre=True)) for t in curve_scores} for k in curves}
     per_heap: dict[str, dict[str, int]] = {}
     for group, paths in (("holdout", holdout), ("heaps", heaps)):
         for p in paths:
-            image = load_image(p)
+            image = _load(p, size)
             truth = _truth(p, image.shape, STREETS_IN_BIKE)
             row = {"labels": len(truth)}
             for k in keys:
@@ -145,15 +186,19 @@ def study(
                     heap[k][0].add(pred, truth)
                     heap[k][1].add(pred, truth)
                     row[k] = len(pred)
+            for k, det in curves.items():
+                [d] = det.detect([image])
+                for t in curve_scores:
+                    curve[k][t][0 if group == "holdout" else 1].add(_boxes(d, TWO_WHEELERS, t), truth)
             if group == "heaps":
                 per_heap[p.name] = row
     for p in garbage_val:
-        image = load_image(p)
+        image = _load(p, size)
         for k in keys:
             d = detectors[k].detect([image])[0]
             for cid, c in enumerate(STREET_CLASSES):
                 street[k][c].add(_boxes(d, (c,), garbage_score), _truth(p, image.shape, cid))
-    times = _times(timed if timed is not None else detectors, holdout[:timing_frames])
+    times = _times(timed if timed is not None else detectors, holdout[:timing_frames], size)
     out: dict = {"images": {"streets_in_holdout": len(holdout), "heap_photos": len(heaps), "garbage_cn_val": len(garbage_val)}, "detectors": {}}
     for k in keys:
         total = _Tally()
@@ -166,16 +211,18 @@ def study(
         }
     out["ms_per_frame"] = times
     out["heap_counts"] = per_heap  # two-wheelers counted at the rule's score, per heap photo
+    if curves:  # per score: holdout (IoU 0.5) and heap photos (loose match)
+        out["curves"] = {k: {f"{t:g}": {"holdout": h.as_dict(), "heaps_loose": l.as_dict()} for t, (h, l) in per.items()} for k, per in curve.items()}
     return out
 
 
-def _times(detectors: dict[str, Detector], paths: Sequence[Path]) -> dict[str, dict]:
+def _times(detectors: dict[str, Detector], paths: Sequence[Path], size: int | None = None) -> dict[str, dict]:
     """Median and p90 ms per frame, one image per call, the detectors interleaved so that load hits all alike."""
     if not paths:
         return {}
     times: dict[str, list[float]] = {k: [] for k in detectors}
     for p in paths:
-        image = load_image(p)
+        image = _load(p, size)
         for k, det in detectors.items():
             t = time.perf_counter()
             det.detect([image])
@@ -188,12 +235,18 @@ def heap_photos(streets_in: Path, min_labels: int = HEAP_LABELS) -> list[Path]:
     return [p for p in list_images(streets_in / "images") if (read_labels(label_path(p))[:, 0] == STREETS_IN_BIKE).sum() >= min_labels]
 
 
+CURVE_SCORES = (0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
+
+
 def slice_study(
     model=None, shared: Path = SHARED, tiles: tuple[int, int] = (2, 2), overlap: float = 0.2, threads: int | None = None, imgsz: int | None = None,
-    garbage: bool = True, timing_frames: int = 20,
+    garbage: bool = True, timing_frames: int = 20, size: int | None = None,
 ) -> dict:
-    """`streetorder evaluate --slice-study`: the served cascade on the full frame versus sliced with each merge,
-    on the ONNX backend. `garbage` False skips garbage-cn val (391 images, most of the time)."""
+    """`streetorder evaluate --slice-study`: the served cascade on the full frame versus sliced, on the ONNX
+    backend: each merge as it was (the best member's score, the model's floor), and the default (two-wheelers
+    from `group_floor`, scored by the sum of their views, kept at `group_min_score`), with recall/precision
+    curves over the two-wheelers' score. `garbage` False skips garbage-cn val (391 images, most of the time);
+    `size`: the photos resized to size x size first (1024: the hidden rack photos' size)."""
     from dataclasses import replace
 
     from ..detect import DetectorSettings, resolve_model
@@ -204,11 +257,26 @@ def slice_study(
     ref = resolve_model(model)
     served = load_cue_cascade(model, backend="onnx", settings=DetectorSettings(conf=SERVE_CONF, imgsz=imgsz), threads=threads)
     settings = SliceSettings(tiles=tuple(tiles), overlap=overlap)
-    cached = served.with_models(Cached(served.primary), Cached(served.cue)) if isinstance(served, CueCascade) else Cached(served)
+    as_it_was = replace(settings, group_score="max", group_floor=None, group_min_score=None)
+    low = min(CURVE_SCORES)
+    if isinstance(served, CueCascade):
+        cached = served.with_models(Cached(served.primary, low), Cached(served.cue, low))
+        full_low = cached.with_models(cached.primary, cached.cue.with_settings(replace(cached.cue.settings, conf=low)))
+    else:
+        cached = Cached(served, low)
+        full_low = cached.with_settings(replace(cached.settings, conf=low))
     detectors: dict[str, Detector] = {"full": cached}
     for m in MERGES:
-        detectors[f"sliced {m}"] = sliced_detector(cached, None, replace(settings, merge=m))
-    timed = {"full": served, "sliced": sliced_detector(served, None, settings)}
+        detectors[f"sliced {m}"] = sliced_detector(cached, None, replace(as_it_was, merge=m))
+    detectors["sliced (default)"] = sliced_detector(cached, None, settings)
+    curves = {
+        "full": full_low,
+        "sliced wbf, best member's score": sliced_detector(cached, None, replace(as_it_was, group_floor=low, group_min_score=low)),
+        "sliced wbf, views summed, any score": sliced_detector(cached, None, replace(settings, group_min_score=low)),
+        # the default as it is: at the detector's floor, every two-wheeler `detect --slice` shows; at the rule's score, what it counts
+        "sliced (default)": detectors["sliced (default)"],
+    }
+    timed = {"full": served, "sliced (default)": sliced_detector(served, None, settings), "sliced as it was": sliced_detector(served, None, as_it_was)}
     data = Path(shared) / "data"
     sources = Sources(data / "garbage-cn", data / "streets-in", STREETS_SPLIT)
     holdout = sources.holdout_streets()
@@ -216,8 +284,11 @@ def slice_study(
     bike_score = ParkingRule().min_score
     garbage_score = GarbageRule().min_score
     started = time.perf_counter()
-    report = study(detectors, holdout, heap_photos(data / "streets-in"), garbage_val, bike_score, garbage_score, timed=timed, timing_frames=timing_frames)
-    sliced = timed["sliced"]
+    report = study(
+        detectors, holdout, heap_photos(data / "streets-in"), garbage_val, bike_score, garbage_score, timed=timed, timing_frames=timing_frames,
+        curves=curves, curve_scores=CURVE_SCORES, size=size,
+    )
+    sliced = timed["sliced (default)"]
     parts = {"street": getattr(sliced, "primary", sliced), "cue": getattr(sliced, "cue", None)}
     tiles_per_model = {k: {f"{w}x{h}": len(m.tiles(w, h)) for w, h in ((640, 640), (1024, 1024), (1920, 1080))} for k, m in parts.items() if hasattr(m, "tiles")}
     return {
@@ -226,11 +297,12 @@ def slice_study(
         "backend": "onnx",
         "imgsz": {"street": getattr(served, "imgsz", None), "cue": getattr(getattr(served, "cue", None), "imgsz", None)},
         "threads": threads,
-        "slicing": {"tiles": list(settings.tiles), "overlap": settings.overlap, "merge_iou": settings.iou, "timed_merge": settings.merge,
-                    "drop_cut": settings.drop_cut, "groups": [list(g) for g in settings.groups], "tiles_per_frame": tiles_per_model},
+        "photo_size": size,
+        "slicing": {"tiles": list(settings.tiles), "overlap": settings.overlap, "merge_iou": settings.iou, "merge": settings.merge,
+                    "drop_cut": settings.drop_cut, "groups": [list(g) for g in settings.groups], "group_score": settings.group_score,
+                    "group_floor": settings.group_floor, "group_min_score": settings.group_min_score, "tiles_per_frame": tiles_per_model},
         "scores": {"two_wheelers": bike_score, "street_classes": garbage_score, "detector_floor": SERVE_CONF},
         "match_iou": MATCH_IOU,
         "heap_loose_match": f"IoU >= {LOOSE_IOU} or centre inside",
         "seconds": round(time.perf_counter() - started, 1),
     } | report
-
