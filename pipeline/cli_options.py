@@ -8,7 +8,7 @@ BACKEND_HELP = "auto (default): the faster of onnx and openvino that agrees with
 
 
 def add_backend_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=["auto", "onnx", "openvino", "ultralytics"], default="auto", help=BACKEND_HELP)
+    p.add_argument("--backend", choices=["auto", "onnx", "openvino", "openvino-bf16", "openvino-int8", "ultralytics"], default="auto", help=BACKEND_HELP)
 
 
 def add_detector_args(p: argparse.ArgumentParser) -> None:
