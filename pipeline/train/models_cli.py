@@ -17,7 +17,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     pool = FramePool.from_env()
     record = quantize_model(
         args.name, shared=args.shared, calibration=args.calibration, sets=GateSets(args.shared, args.limit), pool=pool.cfg.root if pool else None,
-        threads=args.threads, progress=not args.json, write=not args.dry_run,
+        threads=args.threads, progress=not args.json, write=not args.dry_run, keep_float=args.keep_float,
     )
     if args.json:
         print(json.dumps(record, indent=2))
@@ -45,6 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--calibration", type=int, default=300, help="calibration images (default 300)")
     q.add_argument("--limit", type=int, help="gate on only the first N images of each set (a quick look; the card's numbers should come from the full sets)")
     q.add_argument("--threads", type=int, help="inference threads")
+    q.add_argument("--keep-float", choices=["head", "decode", "none"], default="head", help="INT8: what stays float: the whole Detect head (default), only its box decoding, or nothing (a degraded model)")
     q.add_argument("--dry-run", action="store_true", help="build and gate, but leave card.json and README.md as they are")
     q.add_argument("--json", action="store_true", help="print the record as JSON")
     q.set_defaults(func=cmd_models)
