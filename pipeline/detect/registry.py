@@ -265,6 +265,8 @@ def _probe(ref: ModelRef, settings: DetectorSettings | None, threads: int | None
             except Exception as e:
                 why = f"failed to load or run: {type(e).__name__}: {e}"
         notes.append(f"{name} skipped: {why}")
+    if len(candidates) == 1:  # nothing to compare: onnx, and no timing (ms empty: logged as a warning)
+        return base, AutoChoice("onnx", "; ".join(notes))
     times: dict[str, list[float]] = {k: [] for k in candidates}
     for det in candidates.values():
         det.detect([image])  # warm-up (first-call allocations)
