@@ -15,6 +15,7 @@ from pipeline.db.urls import normalize_url
 
 os.environ.setdefault("YOLO_OFFLINE", "1")
 os.environ.setdefault("STREETORDER_FRAME_POOL", "off")  # no test fills the repo's var/frames; test_retrain_loop.py gives the pool its own folder
+os.environ.setdefault("STREETORDER_BACKEND_CACHE", "off")  # no test writes the repo's var/backend-auto.json; tests/detect/test_variants.py gives it a file
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..detect import DetectorSettings, load_detector
+from ..detect.variants import VARIANTS
 from ..engine import Engine
 from ..source.frames import Frame, video_frames, video_start
 from ..source.images import load_image
@@ -47,8 +48,8 @@ def backends_bench(model: str | None, images: list[Path], rounds: int = 2, threa
     onnx = load_detector(model, backend="onnx", settings=DetectorSettings(conf=0.25), threads=threads)
     settings = DetectorSettings(conf=0.25, imgsz=onnx.imgsz)
     dets, skipped = {"onnx": onnx}, {}
-    for name in ("openvino", "ultralytics"):
-        if importlib.util.find_spec(name) is None:
+    for name in ("openvino", *VARIANTS, "ultralytics"):
+        if importlib.util.find_spec(name.split("-")[0]) is None:
             skipped[name] = "not installed"
             continue
         try:
@@ -76,9 +77,48 @@ def backends_bench(model: str | None, images: list[Path], rounds: int = 2, threa
         "threads": threads or "all cores",
         "ms_per_image": {k: round(v, 1) for k, v in med.items()},
         "time_vs_onnx": {k: round(v / med["onnx"], 2) for k, v in med.items()},
+        **({"speedup_vs_ultralytics": {k: round(med["ultralytics"] / v, 2) for k, v in med.items()}} if "ultralytics" in med else {}),
         "skipped": skipped,
         "auto": {"backend": auto.backend, "reason": choice.reason if choice else None},
+        "load_average": _load(),
     }
+
+
+def cascade_bench(model: str | None, images: list[Path], rounds: int = 2, threads: int | None = None, pause_s: float = 0.005) -> dict:
+    """A vending or parking camera's frame: the street model plus its cue model (`load_cue_cascade`), batch 1,
+    before (both models f32 on OpenVINO, what `auto` served before the variants; and on onnxruntime) and now
+    (`auto`: each model's fastest accepted variant on this machine), interleaved image by image."""
+    from ..detect.cascade import load_cue_cascade
+
+    imgs = [load_image(p) for p in images]
+    settings = DetectorSettings(conf=0.25)
+    dets = {b: load_cue_cascade(model, backend=b, settings=settings, threads=threads) for b in ("openvino", "onnx", "auto")}
+    for det in dets.values():
+        det.detect(imgs[:1])
+    times: dict[str, list[float]] = {k: [] for k in dets}
+    for _ in range(rounds):
+        for im in imgs:
+            for name, det in dets.items():
+                time.sleep(pause_s)
+                t = time.perf_counter()
+                det.detect([im])
+                times[name].append(time.perf_counter() - t)
+    med = {k: statistics.median(v) * 1000 for k, v in times.items()}
+    return {
+        "images": len(imgs),
+        "rounds": rounds,
+        "threads": threads or "all cores",
+        "ms_per_frame": {"before: openvino f32": round(med["openvino"], 1), "onnx f32": round(med["onnx"], 1), "auto": round(med["auto"], 1)},
+        "auto_vs_before": round(med["auto"] / med["openvino"], 2),
+        "auto_backend": getattr(dets["auto"], "backend", "?"),
+        "load_average": _load(),
+    }
+
+
+def _load() -> list[float]:
+    import os
+
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 def detector_bench(model: str | None, images: list[Path], rounds: int = 5, backend: str = "auto") -> dict:
@@ -199,7 +239,7 @@ def geometry_bench(rounds: int = 15, calls: int = 100) -> dict:
     return out
 
 
-def run_all(model: str | None, backend: str = "auto", images: int = 30, data: Path | None = None) -> dict:
+def run_all(model: str | None, backend: str = "auto", images: int = 30, data: Path | None = None, backends_only: bool = False, rounds: int = 2) -> dict:
     data = data or SHARED_DATA / "garbage-cn" / "val" / "images"
     real = sorted(p for p in data.glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:images]
     if not real:
@@ -207,8 +247,10 @@ def run_all(model: str | None, backend: str = "auto", images: int = 30, data: Pa
     samples = sorted((SAMPLE_FOOTAGE / "patrol").glob("*.jpg"))
     samples = (samples * 2)[:8]
     lane = SAMPLE_FOOTAGE / "cam-lane" / "lane_20261120_220000.mp4"
-    return {
-        "backends": backends_bench(model, real),
+    first = {"load_average_before": _load(), "backends": backends_bench(model, real, rounds=rounds), "cascade": cascade_bench(model, real[:20], rounds=rounds)}
+    if backends_only:
+        return first | {"cpu": _cpu()}
+    return first | {
         "detector": detector_bench(model, samples, backend=backend),
         "engine": engine_bench(SAMPLE_CONFIG, lane, "cam-lane", model, backend=backend),
         "geometry": geometry_bench(),

@@ -60,7 +60,7 @@ def cmd_bench_state(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from .backends import run_all
 
-    print(json.dumps(run_all(args.model, backend=args.backend, images=args.images, data=Path(args.data)), indent=2))
+    print(json.dumps(run_all(args.model, backend=args.backend, images=args.images, data=Path(args.data), backends_only=args.backends_only, rounds=args.rounds), indent=2))
     return 0
 
 
@@ -130,11 +130,13 @@ def register(sub: argparse._SubParsersAction, *, bench_serve: Callable[[argparse
     p.add_argument("--data-root", default=str(SHARED_DATA), help="where scenario images are read from (default ../shared/data)")
     p.set_defaults(func=cmd_scenarios)
 
-    p = sub.add_parser("bench", help="serving-path benchmarks (prints its figures as JSON)", description="Every available backend (onnx, openvino, ultralytics if installed) side by side on real images, one image at a time in round-robin, at the model's size: median ms per image and the ratio to onnx. Then, with --backend: detector latency and throughput (batch 1 vs 8, 1 thread vs all cores, measured interleaved in one run) and the engine's share of frame time and peak Python memory on the sample lane clip.")
+    p = sub.add_parser("bench", help="serving-path benchmarks (prints its figures as JSON)", description="Every available backend and variant (onnx, openvino, openvino-bf16, openvino-int8, ultralytics if installed) side by side on real images, one image at a time in round-robin, at the model's size: median ms per image, the ratio to onnx and the speed-up over ultralytics torch; a vending/parking camera's frame (street + cue model) before (f32 OpenVINO) and with auto. Then, with --backend: detector latency and throughput (batch 1 vs 8, 1 thread vs all cores, measured interleaved in one run) and the engine's share of frame time and peak Python memory on the sample lane clip.")
     p.add_argument("--model", help="model (default: models/CURRENT)")
     add_backend_arg(p)
     p.add_argument("--images", type=int, default=30, help="real images for the backend comparison (default 30)")
     p.add_argument("--data", default=str(SHARED_DATA / "garbage-cn" / "val" / "images"), help="folder of images for the backend comparison (default ../shared/data/garbage-cn/val/images)")
+    p.add_argument("--rounds", type=int, default=2, help="passes over the images in the backend comparison (default 2)")
+    p.add_argument("--backends-only", action="store_true", help="only the backend and variant comparison and the vending/parking camera frame (street + cue model), before and with auto")
     p.set_defaults(func=cmd_bench)
     what = p.add_subparsers(dest="bench_what", metavar="{batch,serve,state,streams,learning-curve}", required=False)  # plain `bench`: the backend comparison
     q = what.add_parser(

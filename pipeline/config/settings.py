@@ -18,6 +18,7 @@ lists every one of them (the same test keeps it complete).
 | STREETORDER_CLASSES | datasets/classes.yaml | The classes annotators add beyond the model's |
 | STREETORDER_SAMPLES | var/samples | Root of the labelled sample versions |
 | STREETORDER_FRAME_POOL | var/frames | Frame pool folder; `off`, `0`, `false` or `none` turns the pool off |
+| STREETORDER_BACKEND_CACHE | var/backend-auto.json | Where `--backend auto` keeps its choice per model file, threads and CPU; `off`, `0`, `false` or `none`: choose anew in each process |
 | STREETORDER_CAMERA_CONFIG | the sample config | Service: cameras, zones, rules (YAML) (`serve --config` wins) |
 | STREETORDER_MODEL | models/CURRENT | Service: model name, model folder or .onnx file (`--model` wins) |
 | STREETORDER_PERSIST_MODEL | false | Service: PUT /models/current also rewrites models/CURRENT |
@@ -129,3 +130,4 @@ class PipelineSettings(EnvSettings):
     classes: Path | None = Field(None, title="Added classes", description="The classes annotators add beyond the model's; unset: datasets/classes.yaml")
     samples: Path | None = Field(None, title="Samples root", description="Root of the labelled sample versions; unset: var/samples")
     frame_pool: str | None = Field(None, title="Frame pool", description="Frame pool folder, or off/0/false/none to turn the pool off; unset: var/frames")
+    backend_cache: str | None = Field(None, title="Backend choice cache", description="JSON file where `--backend auto` keeps its choice per model file, thread count and CPU, or off/0/false/none to choose anew in each process; unset: var/backend-auto.json")

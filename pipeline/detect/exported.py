@@ -135,7 +135,7 @@ class ExportedDetector:
         self.settings = settings or DetectorSettings()
         self.threads = threads
         in_shape, out_channels = self._open()
-        meta = read_onnx_metadata(self.path)
+        meta = self._metadata()
         names = ast.literal_eval(meta["names"]) if "names" in meta else None
         fixed = [d for d in in_shape[2:] if d is not None]
         exported = ast.literal_eval(meta["imgsz"])[0] if "imgsz" in meta else (fixed[0] if fixed else 640)
@@ -154,6 +154,10 @@ class ExportedDetector:
     def _open(self) -> tuple[Dims, int | None]:
         """Load `self.path`; return the input shape (N, C, H, W) and the output's channel count (4 + nc)."""
         raise NotImplementedError
+
+    def _metadata(self) -> dict[str, str]:
+        """The export's metadata (`names`, `imgsz`, ...): the ONNX file's `metadata_props`."""
+        return read_onnx_metadata(self.path)
 
     def _compile(self) -> None:
         """Finish loading now that `self.imgsz`, `self.batch_size` and `self.dynamic_batch` are known."""

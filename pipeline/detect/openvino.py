@@ -1,9 +1,11 @@
-"""A second serving backend: the same exported `.onnx`, compiled by OpenVINO for the CPU. No torch anywhere.
+"""A second serving backend: the exported `.onnx` (or an OpenVINO IR `.xml`, as the INT8 variant is shipped),
+compiled by OpenVINO for the CPU. No torch anywhere.
 
 Pre- and post-processing are shared with the onnxruntime backend (`exported.py`). The model is reshaped to a
 static input (batch 1, the inference size), which OpenVINO's CPU plugin runs fastest, and compiled with a LATENCY
-hint; a batch is run image by image. Inference runs in f32: the CPU plugin's default on bf16-capable CPUs is bf16,
-which is faster but moves scores by up to ~0.05 and so would not match the other backends.
+hint; a batch is run image by image. Inference runs in the precision asked for, f32 by default: the CPU plugin's
+own default on bf16-capable CPUs is bf16, which is faster but moves scores by up to ~0.05, so bf16 is served only
+as a variant that passed the accuracy gate (`variants.py`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import threading
 import numpy as np
 import openvino as ov
 
-from .exported import Dims, ExportedDetector
+from .exported import Dims, ExportedDetector, read_onnx_metadata
+
+IR_METADATA = "streetorder_metadata"  # rt_info section of an IR that carries the ONNX export's metadata_props
 
 _CORE: ov.Core | None = None
 
@@ -33,13 +37,27 @@ class OpenVinoDetector(ExportedDetector):
     """
 
     backend = "openvino"
-    precision = "f32"  # INFERENCE_PRECISION_HINT
+
+    def __init__(self, path, settings=None, threads: int | None = None, batch_size: int = 8, precision: str = "f32") -> None:
+        if precision not in ("f32", "bf16"):
+            raise ValueError(f"precision must be f32 or bf16, got {precision!r}")
+        self.precision = precision  # INFERENCE_PRECISION_HINT: how the layers left in float run
+        super().__init__(path, settings, threads=threads, batch_size=batch_size)
 
     def _open(self) -> tuple[Dims, int | None]:
         self.model = _core().read_model(str(self.path))
         shape = self.model.inputs[0].get_partial_shape()
         out = self.model.outputs[0].get_partial_shape()
         return [d.get_length() if d.is_static else None for d in shape], out[1].get_length() if out[1].is_static else None
+
+    def _metadata(self) -> dict[str, str]:
+        if self.path.suffix != ".xml":
+            return read_onnx_metadata(self.path)
+        if not self.model.has_rt_info(IR_METADATA):
+            return {}
+        section = self.model.get_rt_info()[IR_METADATA]
+        section = section if isinstance(section, dict) else section.astype(dict)
+        return {k: v.astype(str) if hasattr(v, "astype") else str(v) for k, v in section.items()}
 
     def _compile(self) -> None:
         # Static batch 1 when the export leaves batch dynamic (faster than a dynamic or a batch-8 shape here).

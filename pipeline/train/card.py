@@ -260,6 +260,10 @@ def render_markdown(card: dict) -> str:
         *([f"streetorder evaluate --cues --model {card['name']} --json"] if "cue_classes" in m else []),
         "```",
     ]
+    if card.get("variants"):
+        from .quantize import variants_markdown
+
+        lines += ["", variants_markdown(card)]
     return "\n".join(lines) + "\n"
 
 

@@ -322,3 +322,6 @@ def register(sub: argparse._SubParsersAction) -> None:
         s.set_defaults(func=cmd_samples)
 
     register_loop(sub)
+    from .models_cli import register as register_models
+
+    register_models(sub)

@@ -37,8 +37,11 @@ def evaluate_model(
     night: bool = False,
     threads: int | None = None,
     progress: bool = True,
+    limit: int | None = None,
 ) -> dict:
-    """Evaluate and return `{"map50", "map50_95", "per_class": {name: {...}}, ...}`."""
+    """Evaluate and return `{"map50", "map50_95", "per_class": {name: {...}}, ...}`. `backend` may be any serving
+    backend or variant (`openvino-int8`, ...), so a variant is measured as it is served; `limit`: the split's
+    first images only (tests)."""
     dataset = load_data_yaml(data)
     ref = resolve_model(model)
     detector = load_detector(model, backend=backend, settings=DetectorSettings(conf=EVAL_CONF, iou=EVAL_IOU, imgsz=imgsz), threads=threads)
@@ -46,7 +49,7 @@ def evaluate_model(
     if missing:
         raise DatasetError(f"{data}: class(es) {missing} are not known to model '{ref.name}' ({', '.join(detector.names)})")
     to_dataset = {detector.names.index(n): i for i, n in enumerate(dataset.names)}
-    images = dataset.images(split)
+    images = dataset.images(split)[:limit] if limit else dataset.images(split)
     if not images:
         raise DatasetError(f"{data}: split '{split}' has no images")
 

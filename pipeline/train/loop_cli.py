@@ -110,7 +110,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
     cfg = RetrainConfig(**given)
     # the command as parsed (not sys.argv): exact and the same however it was called
-    command = "streetorder retrain " + shlex.join([x for k, v in given.items() for x in (f"--{k.replace('_', '-')}", str(v))])
+    command = "streetorder retrain " + shlex.join([x for k, v in given.items() for x in (("--no-variants",) if k == "variants" else (f"--{k.replace('_', '-')}", str(v)))])
     card = retrain(cfg, command)
     print(f"wrote {cfg.models_dir / card['name']} (from {card['parent']}; classes +{card['added_classes'] or 'none'}; {len(card['training']['data_versions']['sample_versions'])} sample version(s))")
     print(f"next: streetorder evaluate --candidate {card['name']} --report var/reports/{card['name']}   then   streetorder promote {card['name']}")
@@ -133,6 +133,7 @@ def add_retrain_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, help="torch CPU threads (default all)")
     p.add_argument("--device", default="cpu", help="cpu or a CUDA index")
     p.add_argument("--workdir", type=Path, default=Path("var/train"), help="scratch folder (default var/train)")
+    p.add_argument("--no-variants", dest="variants", action="store_false", default=None, help="skip building and gating the INT8 and bf16 variants (`streetorder models quantize`)")
 
 
 # ---- evaluate --candidate, promote, rollback ----------------------------------------------------------------

@@ -43,6 +43,7 @@ class RetrainConfig(BaseModel):
     threads: int | None = Field(None, ge=1)
     device: str = "cpu"
     workdir: Path = Field(Path("var/train"))
+    variants: bool = Field(True, description="Build the INT8 variant and gate it and bf16 (`streetorder models quantize`), as for every served model")
 
 
 def next_name(models_dir: Path) -> str:
@@ -116,6 +117,15 @@ def retrain(cfg: RetrainConfig, command: str) -> dict:
     (tc.out_dir / "card.json").write_text(json.dumps(card, indent=2, ensure_ascii=False))
     (tc.out_dir / "README.md").write_text(render_retrained(card))
     shutil.copyfile(tc.run_dir / "runs" / "fit" / "results.csv", tc.out_dir / "results.csv") if (tc.run_dir / "runs" / "fit" / "results.csv").exists() else None
+    if cfg.variants:
+        from .gate_sets import GateSets
+        from .quantize import CALIBRATION_IMAGES, quantize_model
+
+        # a quick loop (--limit) gates on as few images as it trained on; the card says which sets were used
+        card["variants"] = quantize_model(
+            tc.out_dir, shared=cfg.shared_data.parent, calibration=min(CALIBRATION_IMAGES, 4 * cfg.limit) if cfg.limit else CALIBRATION_IMAGES,
+            sets=GateSets(cfg.shared_data.parent, cfg.limit), threads=cfg.threads,
+        )
     return card
 
 
@@ -145,4 +155,8 @@ def render_retrained(card: dict) -> str:
     if gate:
         lines += ["", f"## Gate against {gate['against']} ({gate['benchmark']['name']} {gate['benchmark']['key']}): {'PASSED' if gate['verdict']['promote'] else 'REFUSED'}"]
         lines += [f"- {'ok' if c['passed'] else 'FAIL'} {c['check']}: {c['detail']}" for c in gate["verdict"]["checks"]]
+    if card.get("variants"):
+        from .quantize import variants_markdown
+
+        lines += ["", variants_markdown(card)]
     return "\n".join(lines) + "\n"

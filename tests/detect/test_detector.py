@@ -8,6 +8,8 @@ import pytest
 from pipeline.detect import DetectorSettings, load_detector, registry, resolve_model
 from pipeline.detect.exported import read_onnx_metadata
 from pipeline.detect.letterbox import letterbox
+from pipeline.detect.variants import box_agreement
+from pipeline.train.gate import MIN_CUE_RECALL
 from pipeline.source.images import load_image
 from pipeline.geometry import box_iou
 
@@ -94,10 +96,12 @@ def test_auto_backend_picks_a_passing_backend_once(monkeypatch):
     monkeypatch.setattr(registry, "_AUTO", {})
     settings = DetectorSettings(conf=0.2)
     det = load_detector(None, "auto", settings, threads=1)
-    assert det.backend in ("onnx", "openvino") and det.auto_choice.backend == det.backend
-    assert det.auto_choice.reason and set(det.auto_choice.ms) == {"onnx", "openvino"}  # both probed, so both passed
+    assert det.backend in registry.BACKENDS and det.auto_choice.backend == det.backend
+    assert det.auto_choice.reason and {"onnx", "openvino"} <= set(det.auto_choice.ms)  # both probed, so both passed (and the accepted variants)
     images = [load_image(p) for p in REAL_IMAGES[:8]]
-    assert assert_parity(load_detector(None, "onnx", settings, threads=1).detect(images), det.detect(images)) > 5
+    # auto may serve a variant the gate accepted: its boxes match f32's, its scores need not
+    agree = box_agreement(load_detector(None, "onnx", settings, threads=1).detect(images), det.detect(images))
+    assert agree["boxes"] > 5 and min(agree["recall"], agree["precision"]) >= MIN_CUE_RECALL, agree
     again = load_detector(None, "auto", settings, threads=1)
     assert again.auto_choice is det.auto_choice and len(registry._AUTO) == 1  # probed once per model file and threads
 

@@ -191,6 +191,11 @@ def test_full_loop_retrain_extends_classes_gate_refuses_and_rule_takes_the_new_c
 
     served = load_detector("street-v3", backend="onnx")
     assert served.names == world["names"]  # old ids kept, new ones appended: a service can load it as is
+    # every retrained model gets its variants and the accuracy gate's verdict on them (here on 4 images a set)
+    variants = card["variants"]
+    assert (models / "street-v3" / "model.int8.xml").is_file() and load_detector("street-v3", backend="openvino-int8").names == world["names"]
+    assert variants["openvino-int8"]["gate"]["sets"]["limit_per_set"] == 4 and "accepted" in variants["openvino-int8"]["gate"]
+    assert "## Variants" in (models / "street-v3" / "README.md").read_text()
 
     # the gate on the benchmark refuses a model trained one epoch at 64 px on a handful of images
     rc = main(["promote", "street-v3", "--bench-limit", "8"])

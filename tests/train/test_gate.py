@@ -1,0 +1,65 @@
+"""The variant gate measures accuracy through the serving backends: it refuses an INT8 model quantized badly on
+purpose (head quantized, calibrated on blank frames) and accepts a good variant (bf16), on small subsets of its sets."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from pipeline.detect.variants import cpu_capabilities
+from pipeline.train.gate import gate_variants
+from pipeline.train.gate_sets import GateSets
+from pipeline.train.quantize import build_int8, replace_section, variants_markdown
+
+from tests.conftest import REPO
+
+SUBSET = GateSets(limit=12)  # the first 12 images of garbage-cn val, the streets-in holdout, vtest frames
+
+
+@pytest.mark.skipif(not {"INT8", "BF16"} <= set(cpu_capabilities()), reason="this CPU has no INT8 or no BF16 path in OpenVINO")
+def test_gate_refuses_a_degraded_int8_and_accepts_bf16(tmp_path):
+    """One gate run, one f32 reference: street-v2 quantized with its head and calibrated on blank frames is refused,
+    the same model in bf16 is accepted."""
+    for f in ("model.onnx", "card.json"):
+        shutil.copyfile(REPO / "models" / "street-v2" / f, tmp_path / f)
+    blank = [np.full((480, 640, 3), 114, np.uint8)] * 4  # grey frames: activation ranges learnt from nothing
+    build_int8(tmp_path, blank, keep_float="none")
+
+    verdicts = gate_variants(tmp_path, ["openvino-int8", "openvino-bf16"], SUBSET)
+    refused, accepted = verdicts["openvino-int8"], verdicts["openvino-bf16"]
+    assert refused["accepted"] is False and refused["failed"]
+    assert refused["checks"]["map50"]["passed"] is False and refused["checks"]["map50"]["drop"] > 0.05
+
+    assert accepted["accepted"] is True and accepted["failed"] == [], accepted["failed"]
+    checks = accepted["checks"]
+    assert checks["map50"]["f32"] == refused["checks"]["map50"]["f32"] and abs(checks["map50"]["drop"]) <= 0.005
+    assert checks["cue_recall"]["recall"] >= 0.98 and checks["cue_recall"]["images"] == {"streets-in holdout": 12, "vtest frames": 12, "garbage-cn val": 12}
+    # street-v2's card names a cue model, which serves two-wheelers: recorded, not deciding
+    assert checks["two_wheelers"]["f32"]["labels"] > 0 and checks["two_wheelers"]["passed"] is None
+    assert accepted["sets"]["garbage_cn_val"] == 12 and accepted["sets"]["limit_per_set"] == 12
+
+
+def test_the_shipped_cards_record_full_set_verdicts():
+    """The card's numbers come from the full sets (never a test's subset), and the README shows them."""
+    for name, val_images in (("street-v2", 391), ("yolo11n-coco", 0)):  # the COCO model has no garbage classes: no mAP there
+        folder = REPO / "models" / name
+        card = json.loads((folder / "card.json").read_text())
+        rec = card["variants"]
+        for v in ("openvino-int8", "openvino-bf16"):
+            gate = rec[v]["gate"]
+            assert gate["sets"]["limit_per_set"] is None and gate["sets"]["garbage_cn_val"] == val_images
+            assert gate["checks"]["cue_recall"]["images"] == {"streets-in holdout": 78, "vtest frames": 40, "garbage-cn val": 391}
+            assert gate["accepted"] == (not gate["failed"]) == all(c.get("passed") is not False for c in gate["checks"].values())
+        assert card["variants"]["openvino-int8"]["bytes"] < 6_000_000  # committed to the repo: kept small
+        assert variants_markdown(card) in (folder / "README.md").read_text()
+
+
+def test_readme_section_is_replaced_not_repeated():
+    card = {"name": "m", "variants": {"timing": {"ms_per_image": {"onnx": 10.0}, "vs_onnx": {"onnx": 1.0}}}}
+    once = replace_section("# m\n\ntext\n", variants_markdown(card))
+    card["variants"]["timing"]["ms_per_image"]["onnx"] = 9.0
+    twice = replace_section(once, variants_markdown(card))
+    assert twice.count("## Variants") == 1 and "| 9.0 |" in twice and "| 10.0 |" not in twice and twice.startswith("# m\n\ntext\n")
