@@ -95,7 +95,9 @@ def decode_cost(server: RtspServer, n: int, mode: str, seconds: float, warmup: f
 
 
 def _config(n: int, url: str) -> dict:
-    zone = {"id": "watch", "kind": "garbage_watch", "coords": "normalized", "polygon": [[0.05, 0.3], [0.95, 0.3], [0.95, 0.98], [0.05, 0.98]]}
+    from pipeline.rules import RULES  # the garbage rule's zone kind: the street model alone, no cue model
+
+    zone = {"id": "watch", "kind": RULES["garbage"].zone_kinds[0].name, "coords": "normalized", "polygon": [[0.05, 0.3], [0.95, 0.3], [0.95, 0.98], [0.05, 0.98]]}
     return {"cameras": [
         {"id": f"cam-{i:03d}", "location": {"district": "bench", "point": f"P{i:03d}"}, "resolution": [1920, 1080], "zones": [zone],
          "stream": {"url": url, "every_s": 2, "timeout_s": 15}}
