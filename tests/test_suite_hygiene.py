@@ -145,7 +145,7 @@ def test_ci_runs_the_readme_test_command_verbatim_and_it_installs_the_browser_fi
     command = _readme_test_command()
     ci = (REPO / ".ci" / "run").read_text().splitlines()
     assert ci[-1] == command
-    assert command.startswith(INSTALL + " && ")
+    assert command.startswith(INSTALL + " ")  # the browser first; the RTSP server's packages may follow on the same apt-get line
 
 
 def test_the_tests_mirror_the_packages():
