@@ -159,39 +159,33 @@ class ReportQueue:
         else:
             self._append("".join(json.dumps({"done": e.seq}) + "\n" for e in durable).encode())
 
-    # ---- the file -----------------------------------------------------------------------------------
+    # ---- the file (the methods a journal kept elsewhere overrides: service/cluster/journal.py) -------
 
     def _append(self, data: bytes) -> None:
-        new = not self.journal.exists()
-        self.journal.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if new:
-            fsync_dir(self.journal.parent)
+        append_synced(self.journal, data)
 
     def _truncate(self) -> None:
-        fd = os.open(self.journal, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            os.ftruncate(fd, 0)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        truncate_synced(self.journal)
+
+    def _read(self) -> bytes | None:
+        """The journal's bytes, None when there is none yet."""
+        return self.journal.read_bytes() if self.journal.exists() else None
+
+    def _replace(self, data: bytes) -> None:
+        replace_synced(self.journal, data)
 
     def _load(self) -> None:
-        if not self.journal.exists():
+        raw = self._read()
+        if raw is None:
             return
         entries: dict[int, QueueEntry] = {}
         done: set[int] = set()
-        lines = self.journal.read_bytes().split(b"\n")
-        for n, raw in enumerate(lines, 1):
-            if not raw.strip():
+        lines = raw.split(b"\n")
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
                 continue
             try:
-                data = json.loads(raw)
+                data = json.loads(line)
                 if "done" in data:
                     done.add(int(data["done"]))
                 else:
@@ -207,15 +201,43 @@ class ReportQueue:
             log.warning("report journal %s: %d entr(ies) from before the restart are queued for the ledger", self.journal, len(self.pending))
 
     def _rewrite(self) -> None:
-        """Replace the file by the pending entries alone (atomically: a temp file, fsync, rename)."""
-        tmp = self.journal.with_name(self.journal.name + ".tmp")
-        with tmp.open("wb") as f:
-            f.write("".join(json.dumps(e.line(), ensure_ascii=False) + "\n" for e in self.pending).encode())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.journal)
-        fsync_dir(self.journal.parent)
+        """Replace the journal by the pending entries alone (atomically)."""
+        self._replace("".join(json.dumps(e.line(), ensure_ascii=False) + "\n" for e in self.pending).encode())
 
+
+def append_synced(path: Path, data: bytes) -> None:
+    """Append `data` to `path` and fsync it (and its folder when the file is new)."""
+    new = not path.exists()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if new:
+        fsync_dir(path.parent)
+
+
+def truncate_synced(path: Path) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        os.ftruncate(fd, 0)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_synced(path: Path, data: bytes) -> None:
+    """Replace `path` by `data` atomically: a temp file, fsync, rename, fsync of the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
 
 def newest_per_camera(entries: Iterable[QueueEntry]) -> dict[str, datetime]:
     """The newest frame time of each camera among `entries` (patrol entries, with no camera, are passed over)."""

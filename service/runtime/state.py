@@ -46,8 +46,12 @@ class ServiceState:
         self.metrics = metrics
         self.engine_lock = threading.Lock()
         self.cameras = Cameras(source, self.engine_lock)
-        self.live = LiveIntake(settings, self.cameras, store, detector, metrics, self.engine_lock, self.link)
+        self.live = self._open_live()
         metrics.watch(queue_depth=detector.batcher.depth, decode_bytes=lambda: detector.budget.used, backlog=lambda: self.live.backlog, model=detector.model_info)
+
+    def _open_live(self) -> LiveIntake:
+        """The intake: the engine in this process (a cluster's state puts each camera's engine in its own actor)."""
+        return LiveIntake(self.settings, self.cameras, self.store, self.detector, self.metrics, self.engine_lock, self.link)
 
     @classmethod
     def open(cls, settings: ServiceSettings) -> ServiceState:

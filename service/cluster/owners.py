@@ -1,0 +1,66 @@
+"""The ingress's directory of camera owners: the named actor of each camera, created on its first frame.
+
+Each camera's owner is a detached named actor (`camera:<id>` in the `streetorder` namespace), so it outlives an
+ingress replica, and every ingress replica finds the same one (`get_if_exists`). Ray places it on a node with
+`ray_camera_cpus` free (spread over the nodes) and re-creates it on a living node when its process or node dies
+(`max_restarts=-1`); calls are not retried by Ray (`max_task_retries=0`): a frame in flight is answered 503 and
+resent by the camera, never run twice.
+
+A camera whose actor cannot be placed (every node's CPUs are reserved) is answered 503 with Retry-After after
+`ray_placement_wait_s`, never dropped silently; its actor stays pending and takes the camera when room appears.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from ..runtime.errors import Overloaded
+from ..settings import ServiceSettings
+from .calls import NAMESPACE, owner_name, unwrap
+from .camera_owner import CameraOwner, OwnerInfo
+
+
+class CameraOwners:
+    def __init__(self, settings: ServiceSettings, detector, keeper) -> None:
+        self.settings, self.detector, self.keeper = settings, detector, keeper
+        self._handles: dict[str | None, object] = {}
+        self._placed: set[str | None] = set()
+        self._lock = threading.Lock()
+        self.seen: dict[str | None, OwnerInfo] = {}  # the newest owner info each reply brought, for /metrics
+
+    def owner(self, camera_id: str | None):
+        """The camera's actor handle, once it is placed; raises Overloaded (503) if it cannot be placed in time."""
+        import ray
+
+        with self._lock:
+            handle = self._handles.get(camera_id)
+            if handle is None:
+                handle = self._handles[camera_id] = ray.remote(CameraOwner).options(
+                    name=owner_name(camera_id), namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
+                    max_restarts=-1, max_task_retries=0, num_cpus=self.settings.ray_camera_cpus, scheduling_strategy="SPREAD",
+                ).remote(self.settings, camera_id, self.detector, self.keeper)
+        if camera_id in self._placed:
+            return handle
+        ping = handle.ping.remote()
+        ready, _ = ray.wait([ping], timeout=self.settings.ray_placement_wait_s)
+        if not ready:
+            ray.cancel(ping)
+            what = f"camera '{camera_id}'" if camera_id else "the patrol photos"
+            raise Overloaded(
+                f"{what} has no owner yet: its actor cannot be placed within {self.settings.ray_placement_wait_s:g} s (the cluster has no room; each "
+                f"camera reserves {self.settings.ray_camera_cpus:g} CPU); nothing was taken, resend later or add a node", max(self.settings.retry_after_s, 5),
+            )
+        try:
+            self.note(ray.get(ready[0]))
+        except Exception as e:
+            with self._lock:
+                self._handles.pop(camera_id, None)  # its constructor failed: the next frame tries a new one
+            raise unwrap(e, f"the owner of {owner_name(camera_id)}", self.settings.retry_after_s) from None
+        self._placed.add(camera_id)
+        return handle
+
+    def note(self, info: OwnerInfo) -> None:
+        self.seen[info.camera_id] = info
+
+    def infos(self) -> list[OwnerInfo]:
+        return list(self.seen.values())
