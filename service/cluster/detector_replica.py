@@ -84,11 +84,17 @@ class DetectorReplica:
         return ReplicaStatus(self.replica, self.node, self.generation, served, self.models.error, self.images, self.batches, self.detect_s, self.applied_at)
 
     def _heartbeat(self) -> None:
+        """Report and ask every `heartbeat_s`; a new generation loads on a thread of its own, so the replica keeps
+        reporting (as not yet there) while a slow load runs, and the rollout waits for it rather than losing it."""
         import ray
 
+        loading: threading.Thread | None = None
         while True:
             try:
-                self._apply(ray.get(self.rollout.report.remote(self.status()), timeout=30))
+                desired = ray.get(self.rollout.report.remote(self.status()), timeout=30)
+                if desired.generation != self.generation and (loading is None or not loading.is_alive()):
+                    loading = threading.Thread(target=self._apply, args=(desired,), name="model-load", daemon=True)
+                    loading.start()
             except Exception as e:  # the rollout is restarting: keep serving what we have
                 log.warning("model rollout heartbeat failed: %s", e)
             time.sleep(self.heartbeat_s)

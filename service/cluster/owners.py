@@ -35,10 +35,7 @@ class CameraOwners:
         with self._lock:
             handle = self._handles.get(camera_id)
             if handle is None:
-                handle = self._handles[camera_id] = ray.remote(CameraOwner).options(
-                    name=owner_name(camera_id), namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
-                    max_restarts=-1, max_task_retries=0, num_cpus=self.settings.ray_camera_cpus, scheduling_strategy="SPREAD",
-                ).remote(self.settings, camera_id, self.detector, self.keeper)
+                handle = self._handles[camera_id] = create_owner(self.settings, camera_id, self.detector, self.keeper)
         if camera_id in self._placed:
             return handle
         ping = handle.ping.remote()
@@ -64,3 +61,13 @@ class CameraOwners:
 
     def infos(self) -> list[OwnerInfo]:
         return list(self.seen.values())
+
+
+def create_owner(settings: ServiceSettings, camera_id: str | None, detector, keeper, scheduling_strategy: object = "SPREAD"):
+    """The camera's owner actor: the running one if it exists, else a new one (see the module doc)."""
+    import ray
+
+    return ray.remote(CameraOwner).options(
+        name=owner_name(camera_id), namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
+        max_restarts=-1, max_task_retries=0, num_cpus=settings.ray_camera_cpus, scheduling_strategy=scheduling_strategy,
+    ).remote(settings, camera_id, detector, keeper)

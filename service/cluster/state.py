@@ -76,6 +76,7 @@ class ClusterModels:
         self.slot = ModelSlot(settings.models_dir, DetectorSettings(conf=settings.conf, imgsz=settings.imgsz), settings.threads, settings.persist_model)
         self.models_dir = self.slot.models_dir
         self.heartbeat_s = settings.ray_heartbeat_s
+        self.alive_s = max(5.0, settings.ray_heartbeat_s * 10)  # a replica not heard from for longer is gone
         self.last_rollout_s: float | None = None
         self._cache: tuple[float, list[ReplicaStatus]] = (0.0, [])
         self._lock = threading.Lock()
@@ -88,7 +89,7 @@ class ClusterModels:
             at, statuses = self._cache
             if fresh or time.monotonic() - at > self.heartbeat_s:
                 try:
-                    statuses = ray.get(self.rollout.replicas.remote(max(2.0, self.heartbeat_s * 8)), timeout=10)
+                    statuses = ray.get(self.rollout.replicas.remote(self.alive_s), timeout=10)
                 except Exception as e:
                     log.warning("the model rollout did not answer: %s", e)
                 self._cache = (time.monotonic(), statuses)
@@ -134,11 +135,12 @@ class ClusterModels:
         if persisted:
             self.slot.write_pointer(name)
         started = time.monotonic()
+        before = {s.replica for s in self.replicas(fresh=True)}
         desired = ray.get(self.rollout.set.remote(name, persisted), timeout=30)
         deadline = started + ROLLOUT_WAIT_S
-        while True:
+        while True:  # every replica alive when the swap began serves it, or is gone (a replica started since loads it first)
             statuses = self.replicas(fresh=True)
-            behind = [s for s in statuses if s.generation < desired.generation]
+            behind = [s for s in statuses if s.generation < desired.generation and (s.replica in before or not before)]
             if statuses and not behind:
                 break
             if time.monotonic() > deadline:
