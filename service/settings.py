@@ -115,6 +115,11 @@ class ServiceSettings(EnvSettings):
         None, title="Key cache",
         description="The API keys (SHA-256 only, mode 0600) active when the ledger database was last seen, so the service starts and knows its keys during an outage (PostgreSQL ledgers only); unset: api-keys-last-seen.json beside the journal",
     )
+    state_every_s: float = Field(
+        10.0, gt=0, le=3600, title="Camera state interval",
+        description="Frame seconds between checkpoints of a camera's engine state (tracks, dwell timers, open incidents) to the ledger when its frames post nothing; "
+        "a frame that posts reports is always checkpointed with them. A crash costs a camera at most this much of its tracks' history",
+    )
     retry_interval_s: float = Field(2.0, gt=0, le=3600, title="Retry interval", description="Seconds between attempts to post the queued reports while the ledger is unavailable")
     max_clock_skew_s: float = Field(
         300.0, ge=0, title="Allowed clock skew", description="A frame or photo taken more than this many seconds after the service's clock is refused (422), never stored",

@@ -37,6 +37,26 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     return 0 if summary["recall"] == 1.0 and summary["precision"] == 1.0 else 1
 
 
+def cmd_bench_state(args: argparse.Namespace) -> int:
+    from ..detect.cascade import load_cue_cascade
+    from .camera_state import measure
+    from .scenarios import SHIPPED, load_scenarios
+
+    scenarios = load_scenarios(SHIPPED)
+    if args.only:
+        scenarios = [s for s in scenarios if s.name in args.only.split(",")]
+    out = measure(scenarios, load_cue_cascade(args.model), Path(args.data_root), args.every_s, args.db)
+    if args.json:
+        print(json.dumps(out, indent=2, ensure_ascii=False))
+    else:
+        for s in out["scenarios"]:
+            print(f"{s['name']:<24} {s['frames']:>4} frames {s['checkpoints']:>4} checkpoints  {s['bytes_median']:>7} B median {s['bytes_max']:>7} B max  "
+                  f"{s['ms_per_frame_with']:.2f} vs {s['ms_per_frame_without']:.2f} ms/frame")
+        print(f"every {out['every_s']:g} s: {out['checkpoints']} checkpoints of {out['frames']} frames, {out['bytes_median']} B median, {out['bytes_max']} B max, "
+              f"{out['ms_per_frame_checkpoint']:+.2f} ms/frame ({out['ms_per_frame_with']:.2f} vs {out['ms_per_frame_without']:.2f})")
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from .backends import run_all
 
@@ -115,7 +135,7 @@ def register(sub: argparse._SubParsersAction, *, bench_serve: Callable[[argparse
     p.add_argument("--images", type=int, default=30, help="real images for the backend comparison (default 30)")
     p.add_argument("--data", default=str(SHARED_DATA / "garbage-cn" / "val" / "images"), help="folder of images for the backend comparison (default ../shared/data/garbage-cn/val/images)")
     p.set_defaults(func=cmd_bench)
-    what = p.add_subparsers(dest="bench_what", metavar="{batch,serve,learning-curve}", required=False)  # plain `bench`: the backend comparison
+    what = p.add_subparsers(dest="bench_what", metavar="{batch,serve,state,learning-curve}", required=False)  # plain `bench`: the backend comparison
     q = what.add_parser(
         "serve", help="the live endpoint under load vs the detector alone",
         description="Start `streetorder serve` (real uvicorn on 127.0.0.1), POST /detect real images at concurrency 1, 4 and 16, and time the "
@@ -142,6 +162,19 @@ def register(sub: argparse._SubParsersAction, *, bench_serve: Callable[[argparse
     q.add_argument("--minutes", type=float, default=30.0, help="length of the generated night recording (default 30; each length is cached)")
     q.add_argument("--today", action="store_true", help="also time the job as it was: every frame decoded, the detector on every sample")
     q.set_defaults(func=cmd_bench_batch)
+    q = what.add_parser(
+        "state", help="what checkpointing each camera's engine state costs: its size and ms per frame (the shipped scenarios)",
+        description="Run the shipped scenarios' frames (real detections, detected once) through the live intake twice, interleaved: with each "
+        "camera's engine state checkpointed into a fresh ledger every --every-s of frame time (and with every frame that posts reports), and "
+        "without. Prints the checkpoints' size (median, max bytes) and the ms per frame with and without, per scenario and overall.",
+    )
+    q.add_argument("--json", action="store_true", help="print one JSON object")
+    q.add_argument("--model", help="model (default: models/CURRENT)")
+    q.add_argument("--every-s", type=float, default=10.0, help="checkpoint interval in frame seconds (default 10, the service's default)")
+    q.add_argument("--db", help="ledger database URL to write to (default: a fresh SQLite file)")
+    q.add_argument("--only", help="comma-separated scenario names")
+    q.add_argument("--data-root", default=str(SHARED_DATA), help="where scenario images are read from (default ../shared/data)")
+    q.set_defaults(func=cmd_bench_state)
     q = what.add_parser(
         "learning-curve", help="labels needed for a new class: AP of garbage-cn 'overflow' learnt as new, per labelling budget (train extra; slow)",
         description="Grow the COCO model's head by one class, 'overflow' (as `streetorder retrain` does for a class added in datasets/classes.yaml), "

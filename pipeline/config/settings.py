@@ -48,6 +48,7 @@ lists every one of them (the same test keeps it complete).
 | STREETORDER_EVIDENCE_DIR | var/engine-evidence | Service: where the engine writes evidence before the ledger stores it |
 | STREETORDER_JOURNAL | var/report-journal.jsonl | Service: reports the ledger could not take yet, replayed on start |
 | STREETORDER_KEY_CACHE | api-keys-last-seen.json beside the journal | Service: API keys (hashes) active when the database was last seen, for a start during an outage |
+| STREETORDER_STATE_EVERY_S | 10 | Service: frame seconds between checkpoints of a camera's engine state to the ledger (frames with reports: always) |
 | STREETORDER_RETRY_INTERVAL_S | 2 | Service: seconds between attempts to post queued reports |
 | STREETORDER_MAX_CLOCK_SKEW_S | 300 | Service: frames taken more than this far in the future are refused |
 | STREETORDER_EARLIEST_TAKEN_AT | 2000-01-01T00:00:00Z | Service: frames taken before it are refused |

@@ -9,6 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from .engine import Database
 from .tables.intake import CameraFrame
@@ -24,12 +25,19 @@ def mark_frames(db: Database, marks: dict[str, datetime], *, now: datetime | Non
     """Store each camera's frame time if newer than the stored one (a replayed, older mark changes nothing)."""
     if not marks:
         return
-    now = now or datetime.now(UTC)
     with db.transaction() as s:
-        rows = {r.camera_id: r for r in s.scalars(select(CameraFrame).where(CameraFrame.camera_id.in_(list(marks))).with_for_update())}
-        for camera_id, at in marks.items():
-            row = rows.get(camera_id)
-            if row is None:
-                s.add(CameraFrame(camera_id=camera_id, last_frame_at=at, updated_at=now))
-            elif at > row.last_frame_at:
-                row.last_frame_at, row.updated_at = at, now
+        mark_frames_in(s, marks, now=now)
+
+
+def mark_frames_in(s: Session, marks: dict[str, datetime], *, now: datetime | None = None) -> None:
+    """`mark_frames` inside the caller's transaction (the one that posts those frames' reports)."""
+    if not marks:
+        return
+    now = now or datetime.now(UTC)
+    rows = {r.camera_id: r for r in s.scalars(select(CameraFrame).where(CameraFrame.camera_id.in_(list(marks))).with_for_update())}
+    for camera_id, at in marks.items():
+        row = rows.get(camera_id)
+        if row is None:
+            s.add(CameraFrame(camera_id=camera_id, last_frame_at=at, updated_at=now))
+        elif at > row.last_frame_at:
+            row.last_frame_at, row.updated_at = at, now

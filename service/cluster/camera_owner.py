@@ -5,10 +5,11 @@ Ray runs an actor's calls one at a time, so a camera's frames reach its engine i
 (a frame not newer than the last one is refused with 409, as in one process). The detector is a call to the
 replicas (`detector_replica.py`), batched there with other cameras' frames.
 
-State that outlives the actor (`Engine.snapshot_camera`, `pipeline/live/camera_state.py`): after each frame the
-camera's state goes to the ledger as a versioned `CameraCheckpoint`. The actor is created with
-`max_restarts=-1`: when its process or node dies, Ray creates it again on a living node, and `__init__` takes up
-the newest state (the ledger's, or the journal keeper's if the ledger was away when the last frames came) and
+State that outlives the actor: `Intake` checkpoints the camera's engine state (`pipeline/live/camera_state.py`)
+into the ledger in the transaction that posts a frame's reports and frame time (and every `state_every_s` of
+frame time otherwise), or, while the database is away, journals it beside the reports, on the head node
+(`journal.py`). The actor is created with `max_restarts=-1`: when its process or node dies, Ray creates it again
+on a living node, and `__init__` takes up the newest state (the ledger's, or the journal's, which is newer) and
 the frame order (the ledger's `camera_frames` and the journal's marks), then replays the journal first. A
 frame in flight when the actor died was not acknowledged (503): resent, it is processed once, or refused with
 409 if it had reached the ledger. A checkpoint carries a version, so a stale writer never overwrites a newer
@@ -32,15 +33,15 @@ from pipeline.db.frame_marks import last_frames
 from pipeline.domain import GeoPoint, Location
 from pipeline.engine import Engine
 from pipeline.live.camera_state import CameraCheckpoint, CameraStateBook
-from pipeline.live.intake import Deferred, Intake, IntakeResult, is_transient
+from pipeline.live.intake import Deferred, Intake, IntakeResult
 from pipeline.source.frames import Frame
 
 from ..runtime.errors import NotFound, Overloaded
-from ..runtime.ledger import LedgerLink, describe
+from ..runtime.ledger import LedgerLink
 from ..runtime.live import check_order, deferred_error, posted_reports, tidy_evidence
 from ..settings import ServiceSettings
 from .calls import owner_name, unwrap
-from .journal import KeptQueue
+from .journal import kept_queue
 
 log = logging.getLogger(__name__)
 
@@ -89,22 +90,23 @@ class CameraOwner:
         self.lock = threading.Lock()  # the engine and the queue: the actor's calls and the retry thread
         self.link = LedgerLink(settings.ledger_settings(), settings.retry_interval_s)
         self.store = self.link.open_store()
-        self.book = CameraStateBook(self.store.db)
         self.source = ConfigSource(settings.camera_config)
         self.engine = Engine(self.source, detector=None, evidence_dir=Path(settings.evidence_dir) / quote(self.name, safe=""))
-        self.intake = Intake(self.engine, self.store, queue=KeptQueue(keeper, self.name), mark_frames=True)
+        self.intake = Intake(
+            self.engine, self.store, queue=kept_queue(keeper, self.name), mark_frames=True,
+            states=CameraStateBook(self.store.db) if camera_id else None, state_every_s=settings.state_every_s,
+        )
         self.intake.hold = self.link.hold
         self.last_frame: datetime | None = self.intake.queue.frame_marks().get(camera_id) if camera_id else None
         self.restored_from: str | None = None
-        self.ready = camera_id is None  # a camera takes frames once its state is restored
-        self.kept_version: int | None = None  # the state the keeper holds for us (the ledger was away)
+        self.ready = camera_id is None  # a camera takes frames once its state is known
         self.frames = 0
         self.link.before_up(self._restore)
         self.link.after_up(self.retry)
         if self.link.up:
             self._restore()
-        elif camera_id is not None:
-            self._restore_kept()
+        elif self.intake.queue.states().get(camera_id) is not None:
+            self._take_state(None)  # the journal's state is newer than anything in the ledger
         self.retry()  # the journal from before a restart goes first
         self._stop = threading.Event()
         self.link.start()
@@ -114,67 +116,27 @@ class CameraOwner:
     # ---- state --------------------------------------------------------------------------------------
 
     def _restore(self) -> None:
-        """The camera's frame order and state from the ledger (the keeper's state if newer). Run at start and
-        each time the ledger comes back; the engine state is taken up once, before the first frame."""
+        """The camera's frame order and state from the ledger (run at start, and each time the ledger comes back;
+        the state is taken up once, before the camera's first frame here)."""
         if self.camera_id is None:
             return
         mark = last_frames(self.store.db).get(self.camera_id)
-        stored = self.book.load(self.camera_id)
+        stored = self.intake.states.load(self.camera_id)
         with self.lock:
             if mark is not None and (self.last_frame is None or mark > self.last_frame):
                 self.last_frame = mark
-            if self.ready:
-                return
-            kept = self._kept()
-            best = max((cp for cp in (stored, kept) if cp is not None), key=lambda cp: cp.version, default=None)
-            if best is not None:
-                self.engine.restore_camera(self.camera_id, best.blob)
-                self.restored_from = "journal" if best is kept else "ledger"
-                if self.last_frame is None or best.frame_at > self.last_frame:
-                    self.last_frame = best.frame_at
-            self.ready = True
+            if not self.ready:
+                self._take_state(stored)
 
-    def _restore_kept(self) -> None:
-        """Started while the ledger is away: the state the keeper holds (written during this outage) is the
-        newest there is; without one the camera waits for the ledger (503), since its state is unknown."""
-        kept = self._kept()
-        if kept is None:
-            return
-        with self.lock:
-            self.engine.restore_camera(self.camera_id, kept.blob)
-            self.restored_from, self.ready = "journal", True
-            if self.last_frame is None or kept.frame_at > self.last_frame:
-                self.last_frame = kept.frame_at
-
-    def _kept(self) -> CameraCheckpoint | None:
-        import ray
-
-        kept = ray.get(self.keeper.state.remote(self.name), timeout=60)
-        self.kept_version = kept.version if kept is not None else None
-        return kept
-
-    def _checkpoint(self, at: datetime, ledger_ok: bool) -> None:
-        """The camera's state after the frame at `at`: to the ledger, or (it is away) to the keeper."""
-        import ray
-
-        checkpoint = CameraCheckpoint.of(self.camera_id, at, self.engine.snapshot_camera(self.camera_id))
-        if ledger_ok:
-            try:
-                with self.store.db.transaction() as s:
-                    self.book.save(s, checkpoint)
-                if self.kept_version is not None:
-                    ray.get(self.keeper.drop_state.remote(self.name, checkpoint.version), timeout=60)
-                    self.kept_version = None
-                return
-            except Exception as e:
-                if not is_transient(e):
-                    raise
-                log.warning("%s: the ledger did not take the camera state (%s): keeping it on the head node", self.name, describe(e))
-        try:
-            ray.get(self.keeper.keep_state.remote(checkpoint), timeout=60)
-            self.kept_version = checkpoint.version
-        except Exception as e:  # the state stays in memory; the reports themselves are journaled
-            log.error("%s: the camera state could not be kept anywhere: %s", self.name, e)
+    def _take_state(self, stored: CameraCheckpoint | None) -> None:
+        """Restore the newer of the ledger's state (`stored`) and the journal's; the camera is then ready."""
+        journaled = self.intake.queue.states().get(self.camera_id)
+        best = max((cp for cp in (stored, journaled) if cp is not None), key=lambda cp: cp.version, default=None)
+        if best is not None and self.intake.restore({self.camera_id: best}):
+            self.restored_from = "journal" if best is journaled else "ledger"
+            if self.last_frame is None or best.frame_at > self.last_frame:
+                self.last_frame = best.frame_at
+        self.ready = True
 
     # ---- frames and photos --------------------------------------------------------------------------
 
@@ -214,10 +176,8 @@ class CameraOwner:
                 result = self.intake.frame(Frame(image, at, camera_id, source=f"api:{camera_id}", meta={"model": found.model}), found.detections)
             except Deferred as e:
                 tidy_evidence(self.store, e.written)
-                self._checkpoint(at, ledger_ok=False)
                 raise deferred_error(e, "frame") from None
             tidy_evidence(self.store, posted_reports(result))
-            self._checkpoint(at, ledger_ok=True)
             return Reply(found.model, result, self.info(), found.replica, found.batch_s, found.batch_size, created=_created(result))
 
     def photo(self, image: np.ndarray, at: datetime, gps: GeoPoint, place: dict[str, str], source: str, model: str, detections) -> Reply:
@@ -256,13 +216,11 @@ class CameraOwner:
                 self.intake.last_error = f"{type(e).__name__}: {e}"
                 return 0
             tidy_evidence(self.store, [entry.report() for entry, post in done if post is not None])
-            if done and not self.intake.queue.pending and self.camera_id is not None and self.last_frame is not None:
-                self._checkpoint(self.last_frame, ledger_ok=True)  # the ledger is back: the state goes there again
             return len(done)
 
     def close(self) -> int:
-        """Before the service stops: report the open incidents' current state (as `ServiceState.close`) and keep
-        the camera's state; returns how many reports wait in the journal."""
+        """Before the service stops: report the open incidents' current state and checkpoint the camera (as
+        `ServiceState.close`); returns how many reports wait in the journal."""
         self._stop.set()
         self.link.stop()
         with self.lock:
@@ -270,8 +228,6 @@ class CameraOwner:
                 self.intake.flush()
             except Deferred:
                 pass  # journaled: posted when the service starts again
-            if self.camera_id is not None and self.last_frame is not None:
-                self._checkpoint(self.last_frame, ledger_ok=self.link.up)
             backlog = len(self.intake.queue.reports)
         self.store.close()
         return backlog

@@ -12,6 +12,12 @@ ledger's `camera_frames`, so frame order holds across restarts.
 Started during a database outage (`LedgerLink` down), the intake writes nothing until the link is up: every
 frame's reports and frame time go to the journal (202). The ledger's frame times are read when it comes back
 and merged with what was seen since; until then frame order is checked against the journal and this run.
+
+Camera state: each camera's engine state (tracks, dwell timers, open incidents) is checkpointed to the ledger's
+`camera_state` with its frames (`Intake`, `pipeline.live.camera_state`) and restored before the camera's first
+frame: on start from the ledger and from the journal (whose pending checkpoints are newer), and, for a start
+during an outage, when the ledger answers (for cameras that have sent no frame since the start; one that has
+goes on with the state it built meanwhile, which is newer).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from pipeline.detect.plan import frame_detector
 from pipeline.domain import GeoPoint, IncidentReport, Location
 from pipeline.engine import Engine
 from pipeline.source.frames import Frame
+from pipeline.live.camera_state import CameraCheckpoint, CameraStateBook
 from pipeline.live.intake import Deferred, Intake, IntakeResult
 from pipeline.live.report_queue import ReportQueue
 
@@ -90,18 +97,24 @@ class LiveIntake:
         self.metrics = metrics
         self.lock = lock
         self.engine = Engine(cameras.source, detector=None, evidence_dir=settings.evidence_dir)
-        self.intake = Intake(self.engine, store, queue=ReportQueue(settings.journal), mark_frames=True)
+        self.states = CameraStateBook(store.db)
+        self.intake = Intake(self.engine, store, queue=ReportQueue(settings.journal), mark_frames=True, states=self.states, state_every_s=settings.state_every_s)
         self.frame_order = FrameOrder()
         self.link = link
+        self._seen: set[str] = set()  # cameras whose frames the engine has seen in this run
+        self._restored: dict[str, int] = {}  # camera -> version of the state restored
         if link is not None:
             self.intake.hold = link.hold
             link.before_up(self.read_ledger_marks)
+            link.before_up(self.read_ledger_states)
             link.after_up(self.retry_queue)
         # frame order as the ledger stored it, and as the journal holds it for what the ledger has not yet
         self.last_frame: dict[str, datetime] = {}
         self._merge_marks(self.intake.queue.frame_marks())
         if link is None or link.up:
             self._merge_marks(last_frames(store.db))
+            self._restore(self.states.load_all(), "the ledger")
+        self._restore(self.intake.queue.states(), "the journal")
         self._stop = threading.Event()
         self._retry: threading.Thread | None = None
         self.retry_queue()  # the journal from before a restart goes first
@@ -110,6 +123,25 @@ class LiveIntake:
         for camera_id, at in marks.items():
             if camera_id not in self.last_frame or at > self.last_frame[camera_id]:
                 self.last_frame[camera_id] = at
+
+    def _restore(self, checkpoints: dict[str, CameraCheckpoint], where: str) -> None:
+        """Restore the cameras of `checkpoints` that are configured, have not sent a frame in this run, and hold
+        an older state (or none). Under the engine lock, or before the service takes requests."""
+        configured = {c.id for c in self.cameras.source.get().cameras}
+        take = {
+            cid: ckpt for cid, ckpt in checkpoints.items()
+            if cid in configured and cid not in self._seen and ckpt.version > self._restored.get(cid, -1)
+        }
+        for cid in self.intake.restore(take):
+            self._restored[cid] = take[cid].version
+            log.info("camera '%s': engine state restored from %s as of its frame at %s", cid, where, take[cid].frame_at.isoformat())
+
+    def read_ledger_states(self) -> None:
+        """Each camera's engine state as the ledger stored it, restored for cameras that have sent no frame since
+        the start (when the ledger comes back after a start during an outage)."""
+        checkpoints = self.states.load_all()
+        with self.lock:
+            self._restore(checkpoints, "the ledger")
 
     def read_ledger_marks(self) -> None:
         """Each camera's last frame time as the ledger stored it, merged into ours (when the ledger comes back)."""
@@ -236,6 +268,7 @@ class LiveIntake:
             except KeyError as e:  # removed from the config while we detected
                 raise NotFound(e.args[0]) from None
             self.last_frame[camera_id] = at  # the engine sees it now, whatever happens next
+            self._seen.add(camera_id)  # its state goes on from here: a checkpoint read later is older
             try:
                 result = self.intake.frame(Frame(image, at, camera_id, source=f"api:{camera_id}", meta={"model": model.name}), detections)
                 self._count_cases(result, "frame")

@@ -6,12 +6,18 @@ from __future__ import annotations
 import shutil
 from datetime import timedelta
 
+import numpy as np
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
+from pipeline.cases import CaseStore, LedgerConfig
 from pipeline.db.engine import Database
+from pipeline.detect import make_detections
 from pipeline.engine import Engine
 from pipeline.live.camera_state import CameraCheckpoint, CameraStateBook, version_of
+from pipeline.live.intake import Deferred, Intake
+from pipeline.live.report_queue import JournalError, ReportQueue
 
 from .test_intake import BIKE, CONFIG, T0, frame
 
@@ -94,3 +100,99 @@ def test_restoring_a_camera_leaves_the_others_alone_and_refuses_another_cameras_
     assert "cam-1" not in engine.cameras
     with pytest.raises(ValueError, match="cam-2"):
         engine.restore_camera("cam-2", empty)
+
+
+# ---- the intake: when a camera's state is checkpointed, and where it waits during an outage ----------------
+
+EMPTY = make_detections(np.zeros((0, 4)), np.zeros(0), np.zeros(0), ("bicycle",))
+
+
+@pytest.fixture
+def make_intake(tmp_path):
+    """Intakes on one SQLite ledger and one journal, as one service restarted is."""
+    store = CaseStore.open(LedgerConfig(database_url=f"sqlite:///{tmp_path / 'ledger.db'}", evidence_dir=tmp_path / "evidence"))
+
+    def make(**kw) -> Intake:
+        queue = ReportQueue(tmp_path / "journal.jsonl")
+        return Intake(Engine(CONFIG, evidence_dir=tmp_path / "engine"), store, queue=queue, mark_frames=True, pool=None, states=CameraStateBook(store.db), **kw)
+
+    yield make
+    store.close()
+
+
+def test_a_frame_with_reports_saves_the_state_with_them_else_every_state_every_s(make_intake):
+    intake = make_intake(state_every_s=5)
+    saved = []
+    for i in range(7):
+        intake.frame(frame(i), EMPTY if i < 4 else BIKE)  # the bike from frame 4: the incident opens at frame 5
+        saved.append(intake.states.load("cam-1").frame_at)
+    assert [round((at - T0).total_seconds()) for at in saved] == [0, 0, 0, 6, 6, 10, 10]
+    assert intake.states.load("cam-1").version == version_of(frame(5).at)
+
+
+def test_a_graceful_stop_checkpoints_each_camera_at_its_last_frame(make_intake):
+    intake = make_intake()
+    for i in range(3):
+        intake.frame(frame(i), EMPTY)
+    assert intake.states.load("cam-1").frame_at == frame(0).at  # 4 s of the 10 s interval
+    intake.flush()
+    assert intake.states.load("cam-1").frame_at == frame(2).at
+
+
+def test_the_state_goes_in_the_transaction_of_its_frames_reports(make_intake, monkeypatch):
+    intake = make_intake()
+    intake.frame(frame(0), BIKE)
+    down = OperationalError("INSERT INTO camera_state", {}, ConnectionError("gone"))
+    monkeypatch.setattr(intake.states, "save", lambda s, ckpt: (_ for _ in ()).throw(down))
+    with pytest.raises(Deferred):
+        intake.frame(frame(1), BIKE)  # the incident opens here
+    assert intake.store.list() == []  # its report was rolled back with the state
+    monkeypatch.undo()
+    intake.frame(frame(2), BIKE)  # the queue first: frame 1's report, its frame time and its state, together
+    assert len(intake.store.list()) == 1 and intake.states.load("cam-1").frame_at == frame(1).at
+
+
+def test_during_an_outage_the_journal_keeps_the_newest_state_and_a_restart_takes_it_up(make_intake, tmp_path):
+    """The ledger's state is from before the outage; the journal's goes with the reports acknowledged since:
+    a restart restores that one, the incident the outage opened is not opened again, and the ledger gets the
+    state once the reports before it are in."""
+    first = make_intake(state_every_s=2)
+    first.frame(frame(0), BIKE)
+    first.hold = lambda: "the database is away"
+    for i in (1, 2):
+        with pytest.raises(Deferred) as e:
+            first.frame(frame(i), BIKE)  # frame 1 opens the incident
+        assert e.value.durable
+    states = tmp_path / "journal.jsonl.states"
+    assert len(list(states.iterdir())) == 1  # only the camera's newest
+    assert first.states.load("cam-1").frame_at == frame(0).at
+    del first  # kill -9: nothing more runs
+
+    second = make_intake(state_every_s=2)
+    assert {c: ck.frame_at for c, ck in second.queue.states().items()} == {"cam-1": frame(2).at}
+    assert second.restore(second.queue.states()) == ["cam-1"]
+    out = second.frame(frame(3), BIKE)
+    assert out.frame.reports == [] and [r.incident_id for r, _ in out.retried] == ["cam-1-non_motor_parking-np-20261121T090000"]
+    assert len(second.store.list()) == 1 and second.states.load("cam-1").frame_at == frame(3).at
+    assert list(states.iterdir()) == [] and (tmp_path / "journal.jsonl").read_text() == ""
+
+
+def test_a_crash_between_a_state_file_and_its_journal_line_keeps_the_older_state(tmp_path, monkeypatch):
+    journal = tmp_path / "journal.jsonl"
+    queue = ReportQueue(journal)
+    queue.add_frame("cam-1", T0, CameraCheckpoint.of("cam-1", T0, b"one"))
+    queue.persist()
+    queue.add_frame("cam-1", T0 + timedelta(seconds=2), CameraCheckpoint.of("cam-1", T0 + timedelta(seconds=2), b"two"))
+    monkeypatch.setattr(queue, "_append", lambda data: (_ for _ in ()).throw(OSError("disk gone")))
+    with pytest.raises(JournalError):
+        queue.persist()  # the state file is written, its line is not: the frame was never acknowledged
+    monkeypatch.undo()
+
+    again = ReportQueue(journal)
+    assert {c: ck.blob for c, ck in again.states().items()} == {"cam-1": b"one"}
+    assert len(list((tmp_path / "journal.jsonl.states").iterdir())) == 1
+    again.add_frame("cam-1", T0 + timedelta(seconds=4), CameraCheckpoint.of("cam-1", T0 + timedelta(seconds=4), b"three"))
+    again.persist()
+    assert {c: ck.blob for c, ck in ReportQueue(journal).states().items()} == {"cam-1": b"three"}
+    again.done_many(list(again.pending))
+    assert list((tmp_path / "journal.jsonl.states").iterdir()) == [] and again.states() == {}

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+import yaml
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -118,3 +119,48 @@ def test_kill_9_and_sigterm_during_a_database_outage_lose_no_acknowledged_report
     assert ready["ready"] and ready["backlog"] == 0 and ready["quarantined"] == 0
     serve.stop(signal.SIGTERM)
     serve.stop(signal.SIGTERM)
+
+
+def test_kill_9_mid_dwell_or_with_an_incident_open_and_each_camera_goes_on_with_its_state(pg_proxy, pg_url, camera_config, models_root, tmp_path, street_jpeg):
+    """Three cameras see the same view in the same frames. cam-ref runs uninterrupted; the service is killed
+    with kill -9 while cam-dwell is mid-dwell and cam-open has its incident open. cam-dwell's incident opens
+    at the same frame time as cam-ref's (a lost state would open it a full dwell after the restart), and
+    cam-open's is not reported again: no second case, no second 'opened'."""
+    _, url = pg_proxy
+    config = yaml.safe_load(camera_config.read_text())
+    cam = config["cameras"][0]
+    config["cameras"] = [
+        {**cam, "id": cid, "location": {**cam["location"], "point": f"P{k}", "gps": {"lat": 30.29 + 0.01 * k, "lon": 120.16}}}
+        for k, cid in enumerate(("cam-ref", "cam-dwell", "cam-open"))
+    ]
+    config["rules"]["non_motor_parking"]["min_dwell_s"] = 6  # frames every 2 s: it opens on the fourth frame
+    camera_config.write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    (tmp_path / "ledger.yaml").write_text(f"evidence_dir: {tmp_path / 'evidence'}\n")
+    args = ["--config", str(camera_config), "--db", url, "--ledger", str(tmp_path / "ledger.yaml"), "--models-dir", str(models_root), "--threads", "1",
+            "--evidence-dir", str(tmp_path / "engine"), "--journal", str(tmp_path / "journal.jsonl"), "--log-level", "warning"]
+    times = [T0 + timedelta(seconds=2 * i) for i in range(7)]
+    changes: dict[str, list[tuple[datetime, str]]] = {"cam-ref": [], "cam-dwell": [], "cam-open": []}
+
+    def send(serve: Serve, camera_id: str, frames: list[datetime]) -> None:
+        assert frames
+        for at in frames:
+            r = serve.post("/frames", data={"camera_id": camera_id, "taken_at": at.isoformat()}, files={"image": ("f.jpg", street_jpeg, "image/jpeg")})
+            assert r.status_code == 200, r.text
+            changes[camera_id] += [(at, i["change"]) for i in r.json()["incidents"]]
+
+    serve = Serve(args, tmp_path)
+    send(serve, "cam-ref", times)
+    send(serve, "cam-dwell", times[:3])  # 4 s of the 6 s
+    send(serve, "cam-open", times[:5])
+    assert changes["cam-open"] == [(times[3], "opened")]
+    assert serve.stop(signal.SIGKILL) == -signal.SIGKILL
+
+    serve = Serve(args, tmp_path)
+    send(serve, "cam-dwell", times[3:])
+    send(serve, "cam-open", times[5:])
+    serve.stop(signal.SIGTERM)
+    assert changes["cam-ref"] == [(times[3], "opened")]  # the uninterrupted run
+    assert changes["cam-dwell"] == changes["cam-open"] == changes["cam-ref"]
+    ledger = ledger_rows(pg_url)
+    assert ledger["cases"] == 3 and ledger["created"] == 3 and len(ledger["incidents"]) == 3, ledger
+    assert {i.split("-non_motor")[0] for i in ledger["incidents"]} == {"cam-ref", "cam-dwell", "cam-open"}

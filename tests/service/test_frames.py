@@ -88,14 +88,15 @@ def test_when_the_ledger_fails_the_frame_is_202_and_its_reports_are_posted_with_
 
     client = make_client(retry_interval_s=3600)  # no background retry: the next frame posts the backlog
     store = client.app.state.service.store
-    real = store.post_incident
     assert post_frame(client, street_jpeg, T0).status_code == 200
-    monkeypatch.setattr(store, "post_incident", lambda r, **kw: (_ for _ in ()).throw(OperationalError("INSERT", {}, ConnectionError("down"))))
+    down = lambda r, **kw: (_ for _ in ()).throw(OperationalError("INSERT", {}, ConnectionError("down")))  # noqa: E731
+    monkeypatch.setattr(store, "post_incident", down)
+    monkeypatch.setattr(store, "post_incidents", down)  # a frame's reports go with its frame time and camera state
     failed = post_frame(client, street_jpeg, T0 + timedelta(seconds=2))  # the incident opens on this frame
     assert failed.status_code == 202 and "do not resend" in failed.json()["detail"] and failed.json()["queued"] == 1
     ready = client.get("/ready")
     assert ready.status_code == 503 and ready.json()["backlog"] == 1 and "OperationalError" in ready.json()["backlog_error"]
-    monkeypatch.setattr(store, "post_incident", real)
+    monkeypatch.undo()
     assert post_frame(client, street_jpeg, T0 + timedelta(seconds=2)).status_code == 409  # a resend is refused, not doubled
     later = post_frame(client, street_jpeg, T0 + timedelta(seconds=4)).json()
     [retried] = later["retried"]
