@@ -65,11 +65,11 @@ def _free_port() -> int:
 class Service:
     """`streetorder serve` in a subprocess on a free port; `env` adds STREETORDER_* settings."""
 
-    def __init__(self, model: str | None, env: dict[str, str], workdir: Path) -> None:
+    def __init__(self, model: str | None, env: dict[str, str], workdir: Path, config: Path = SAMPLE_CONFIG) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [
-            sys.executable, "-m", "pipeline.cli", "serve", "--port", str(self.port), "--config", str(SAMPLE_CONFIG),
+            sys.executable, "-m", "pipeline.cli", "serve", "--port", str(self.port), "--config", str(config),
             "--db", f"sqlite:///{workdir}/ledger.db", "--evidence-dir", str(workdir / "engine"), "--log-level", "warning",
         ]
         if model:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,7 +87,9 @@ class CameraOwner:
         self.settings, self.camera_id, self.detector, self.keeper = settings, camera_id, detector, keeper
         self.name = owner_name(camera_id)
         self.node, self.pid, self.started_at = ctx.get_node_id(), os.getpid(), datetime.now(UTC)
-        self.restarted = bool(ctx.was_current_actor_reconstructed)
+        with warnings.catch_warnings():  # Ray's own property reads a deprecated attribute of itself
+            warnings.simplefilter("ignore", DeprecationWarning)
+            self.restarted = bool(ctx.was_current_actor_reconstructed)
         self.lock = threading.Lock()  # the engine and the queue: the actor's calls and the retry thread
         self.link = LedgerLink(settings.ledger_settings(), settings.retry_interval_s)
         self.store = self.link.open_store()

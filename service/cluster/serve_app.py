@@ -12,7 +12,6 @@ Three deployments' worth of parts, all on the cluster:
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 from pathlib import Path
@@ -110,18 +109,19 @@ def shutdown(timeout_s: float = 60.0) -> None:
             pass
 
 
-def connect(address: str, num_cpus: int | None = None) -> None:
-    """Join the cluster at `address`, or start a local one for `local` (this machine's cores)."""
+def connect(address: str, env_vars: dict[str, str] | None = None) -> None:
+    """Join the cluster at `address`, or start a local one for `local` (this machine's cores). The cluster's
+    processes read the environment their node's `ray start` had (a local one: ours), plus `env_vars`."""
     import ray
 
-    env = {"env_vars": {k: v for k, v in os.environ.items() if k.startswith(("STREETORDER_", "YOLO_"))}}
+    runtime_env = {"env_vars": env_vars} if env_vars else None
     if address == "local":
-        ray.init(num_cpus=num_cpus, include_dashboard=False, namespace=NAMESPACE, runtime_env=env, log_to_driver=True)
+        ray.init(include_dashboard=False, namespace=NAMESPACE, runtime_env=runtime_env)
     else:
         from pipeline.night.ray_pool import _reachable
 
         _reachable(address)
-        ray.init(address=address, namespace=NAMESPACE, runtime_env=env)
+        ray.init(address=address, namespace=NAMESPACE, runtime_env=runtime_env)
 
 
 def serve_on_ray(settings: ServiceSettings, address: str, host: str, port: int, proxy_location: str) -> int:

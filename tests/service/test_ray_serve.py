@@ -74,6 +74,7 @@ def scenario():
 def frames(scenario) -> list[tuple[datetime, bytes]]:
     composer = Composer(scenario, SHARED_DATA)
     out = []
+    assert UNTIL_S > STEP_S
     for t in range(0, UNTIL_S, STEP_S):
         ok, jpeg = cv2.imencode(".jpg", composer.frame(t), [cv2.IMWRITE_JPEG_QUALITY, 92])
         assert ok
@@ -198,6 +199,7 @@ def changes(body: dict) -> list[tuple]:
 def run(c: Cluster, camera_id: str, frames, upto: int | None = None, during=None) -> dict[int, httpx.Response]:
     """Post frames[:upto] of `camera_id` in order; `during(i)` runs before frame i (a failure to inject)."""
     out = {}
+    assert frames[:upto], "no frames to post"
     for i, (at, jpeg) in enumerate(frames[:upto]):
         if during is not None:
             during(i)
