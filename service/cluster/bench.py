@@ -49,14 +49,35 @@ def _camera_config(folder: Path, cameras: int) -> Path:
     return path
 
 
-async def _cameras(url: str, key: str, blobs: list[bytes], cameras: int, frames: int, start: datetime) -> dict:
-    """Every camera posts `frames` frames, in order, all cameras at once; frames/s and latencies of 200s."""
+async def _warm(url: str, key: str, blobs: list[bytes], cameras: int, at: datetime, timeout_s: float = 300) -> None:
+    """One frame of each camera, resent on 503 until taken: every camera's owner is placed and warm."""
+
+    async def camera(i: int) -> None:
+        deadline = time.monotonic() + timeout_s
+        async with httpx.AsyncClient(base_url=url, timeout=120, headers={"X-API-Key": key}) as client:
+            while True:
+                r = await client.post("/frames", data={"camera_id": f"bench-{i:03d}", "taken_at": at.isoformat()}, files={"image": ("f.jpg", blobs[i % len(blobs)], "image/jpeg")})
+                if r.status_code != 503:
+                    return
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"camera bench-{i:03d} still refused after {timeout_s:.0f} s: {r.text}")
+                await asyncio.sleep(1)
+
+    await asyncio.gather(*(camera(i) for i in range(cameras)))
+
+
+async def _cameras(url: str, key: str, blobs: list[bytes], cameras: int, frames: int, start: datetime, on_warm=None) -> dict:
+    """Every camera posts `frames` frames, in order, all cameras at once, after a warm-up frame each (`on_warm()`
+    runs between); frames/s and latencies of 200s."""
     latencies: list[float] = []
     errors: dict[int, int] = {}
+    await _warm(url, key, blobs, cameras, start)
+    if on_warm is not None:
+        on_warm()
 
     async def camera(i: int) -> None:
         async with httpx.AsyncClient(base_url=url, timeout=120, headers={"X-API-Key": key}) as client:
-            for n in range(frames):
+            for n in range(1, frames + 1):
                 at = start + timedelta(seconds=2 * n)
                 t = time.perf_counter()
                 r = await client.post("/frames", data={"camera_id": f"bench-{i:03d}", "taken_at": at.isoformat()}, files={"image": ("f.jpg", blobs[(i + n) % len(blobs)], "image/jpeg")})
@@ -71,11 +92,11 @@ async def _cameras(url: str, key: str, blobs: list[bytes], cameras: int, frames:
     return {"frames": cameras * frames, "errors": errors, "frames_per_s": round(len(latencies) / wall, 2), "p50_ms": round(_pct(latencies, 50) * 1000, 1), "p99_ms": round(_pct(latencies, 99) * 1000, 1)}
 
 
-def _phases(url: str, keys: dict[str, str], blobs: list[bytes], cameras: int, start: datetime) -> dict:
+def _phases(url: str, keys: dict[str, str], blobs: list[bytes], cameras: int, start: datetime, on_warm=None) -> dict:
     asyncio.run(_load(url, blobs, 4, 8, keys["camera"]))  # warm-up: connections, replicas' first batches
     lat, wall, err = asyncio.run(_load(url, blobs, 16, DETECT_REQUESTS, keys["camera"]))
     detect = {"requests": DETECT_REQUESTS, "errors": err, "images_per_s": round(len(lat) / wall, 2), "p50_ms": round(_pct(lat, 50) * 1000, 1), "p99_ms": round(_pct(lat, 99) * 1000, 1)}
-    return {"detect_c16": detect, "frames": asyncio.run(_cameras(url, keys["camera"], blobs, cameras, FRAMES_PER_CAMERA, start))}
+    return {"detect_c16": detect, "frames": asyncio.run(_cameras(url, keys["camera"], blobs, cameras, FRAMES_PER_CAMERA, start, on_warm))}
 
 
 def _bench_database(server_url: str):
@@ -103,6 +124,25 @@ def _bench_database(server_url: str):
     return url, drop
 
 
+def _owners_cpu(cameras: int) -> list[float | None]:
+    """CPU seconds so far of each camera's owner (local processes)."""
+    import ray
+
+    from .calls import NAMESPACE
+
+    infos = ray.get([ray.get_actor(f"camera:bench-{i:03d}", namespace=NAMESPACE).ping.remote() for i in range(cameras)])
+    return [_cpu_s(o.pid) for o in infos]
+
+
+def _cpu_s(pid: int) -> float | None:
+    """User and system CPU seconds of a local process so far (Linux)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
 def _rss_mb(pid: int) -> float | None:
     """Resident memory of a local process (Linux), for the camera actors' cost."""
     try:
@@ -114,14 +154,17 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
-def district(per_replica_fps: float, camera_mb: float | None, replica_cpus: float) -> dict:
-    """What `DISTRICT_CAMERAS` cameras at one frame every `DISTRICT_EVERY_S` need, from one replica's measured
-    frames/s (planned at `HEADROOM` of it)."""
+def district(per_replica_images_s: float, owner_cpu_s_per_frame: float | None, camera_mb: float | None, replica_cpus: float) -> dict:
+    """What `DISTRICT_CAMERAS` cameras at one frame every `DISTRICT_EVERY_S` need: detector replicas from one
+    replica's measured images/s, cores for the camera owners from their measured CPU per frame (engine, ledger
+    writes, the calls), memory from one owner's resident size; each planned at `HEADROOM`."""
     need = DISTRICT_CAMERAS / DISTRICT_EVERY_S
-    replicas = math.ceil(need / (per_replica_fps * HEADROOM))
+    replicas = math.ceil(need / (per_replica_images_s * HEADROOM))
+    owner_cores = None if owner_cpu_s_per_frame is None else round(need * owner_cpu_s_per_frame / HEADROOM, 1)
     return {
-        "cameras": DISTRICT_CAMERAS, "every_s": DISTRICT_EVERY_S, "frames_per_s_needed": need, "per_replica_frames_per_s": per_replica_fps, "headroom": HEADROOM,
-        "detector_replicas": replicas, "replica_cpus": replicas * replica_cpus,
+        "cameras": DISTRICT_CAMERAS, "every_s": DISTRICT_EVERY_S, "frames_per_s_needed": need, "per_replica_images_per_s": per_replica_images_s,
+        "owner_cpu_ms_per_frame": None if owner_cpu_s_per_frame is None else round(owner_cpu_s_per_frame * 1000, 1), "headroom": HEADROOM,
+        "detector_replicas": replicas, "replica_cpus": replicas * replica_cpus, "camera_owner_cores": owner_cores,
         "camera_actors_memory_gb": round(DISTRICT_CAMERAS * camera_mb / 1024, 1) if camera_mb else None,
     }
 
@@ -160,7 +203,7 @@ def run_ray_bench(address: str, db: str, model: str | None = None, data: Path = 
             store = KeyStore(Database(url, auto_upgrade=False))
             keys = {role.value: store.create(f"bench-{role.value}", role).key for role in (Role.CAMERA, Role.ADMIN)}
             store.db.dispose()
-            serve_app.connect(address, {"STREETORDER_FRAME_POOL": "off"})  # the camera owners offer no frames to the pool
+            serve_app.connect(address, {"STREETORDER_FRAME_POOL": "off"}, log_to_driver=False)  # the owners offer no frames to the pool; stdout is the figures
             port = _free_port()
             runs = {}
             try:
@@ -173,11 +216,15 @@ def run_ray_bench(address: str, db: str, model: str | None = None, data: Path = 
                     serve_app.deploy(settings, port=port)
                     base = f"http://127.0.0.1:{port}"
                     _wait_replicas(base, keys["admin"], n)
-                    run = _phases(base, keys, blobs, cameras, T0 + timedelta(hours=i + 1))
+                    warm: list[float | None] = []
+                    run = _phases(base, keys, blobs, cameras, T0 + timedelta(hours=i + 1), on_warm=lambda: warm.extend(_owners_cpu(cameras)))
+                    after = _owners_cpu(cameras)
                     run["replica_cpus"] = settings.ray_replica_cpus
+                    if None not in warm + after:  # the owners' CPU over the measured frames alone
+                        run["owner_cpu_ms_per_frame"] = round((sum(after) - sum(warm)) / (cameras * FRAMES_PER_CAMERA) * 1000, 1)
                     runs[str(n)] = run
-                owner = ray.get(ray.get_actor("camera:bench-000", namespace=NAMESPACE).ping.remote())
-                camera_mb = _rss_mb(owner.pid)
+                pid = ray.get(ray.get_actor("camera:bench-000", namespace=NAMESPACE).ping.remote()).pid
+                camera_mb = _rss_mb(pid)
             finally:
                 serve_app.shutdown()
                 ray.shutdown()
@@ -185,8 +232,9 @@ def run_ray_bench(address: str, db: str, model: str | None = None, data: Path = 
             drop()
     out["ray"] = runs
     out["camera_actor_rss_mb"] = camera_mb
-    one = runs[str(replicas[0])]["frames"]["frames_per_s"] / replicas[0]
-    out["district"] = district(one, camera_mb, runs[str(replicas[0])]["replica_cpus"])
+    first = runs[str(replicas[0])]
+    owner_cpu = first.get("owner_cpu_ms_per_frame")
+    out["district"] = district(first["detect_c16"]["images_per_s"] / replicas[0], owner_cpu / 1000 if owner_cpu is not None else None, camera_mb, first["replica_cpus"])
     out["load_average_end"] = os.getloadavg()
     return out
 
@@ -235,8 +283,9 @@ def cmd_bench_serve_ray(args: argparse.Namespace) -> int:
     for n, r in out["ray"].items():
         print(line(f"ray, {n} replica(s)", r))
     d = out["district"]
-    print(f"a camera's owner actor: {out['camera_actor_rss_mb']} MB resident")
-    print(f"district: {d['cameras']} cameras every {d['every_s']:g} s = {d['frames_per_s_needed']:g} frames/s; at {d['per_replica_frames_per_s']:.1f} frames/s per replica "
-          f"(planned at {d['headroom']:.0%}) that is {d['detector_replicas']} detector replicas ({d['replica_cpus']:g} CPUs), and about {d['camera_actors_memory_gb']} GB for the camera actors")
+    print(f"a camera's owner actor: {out['camera_actor_rss_mb']} MB resident, {d['owner_cpu_ms_per_frame']} ms CPU a frame (over the measured frames)")
+    print(f"district: {d['cameras']} cameras every {d['every_s']:g} s = {d['frames_per_s_needed']:g} frames/s; at {d['per_replica_images_per_s']:.1f} images/s per replica "
+          f"(planned at {d['headroom']:.0%}) that is {d['detector_replicas']} detector replicas ({d['replica_cpus']:g} CPUs), {d['camera_owner_cores']} cores for the camera owners, "
+          f"and about {d['camera_actors_memory_gb']} GB for them")
     print(f"load average at the end {out['load_average_end']}")
     return 0

@@ -42,6 +42,7 @@ from ..runtime.ledger import LedgerLink
 from ..runtime.live import check_order, deferred_error, posted_reports, tidy_evidence
 from ..settings import ServiceSettings
 from .calls import owner_name, unwrap
+from .detector_replica import Detected
 from .journal import kept_queue
 
 log = logging.getLogger(__name__)
@@ -67,14 +68,15 @@ class OwnerInfo:
 class Reply:
     """A frame or photo through the owner: the model that saw it, what intake made of it, who owned it."""
 
-    model: str
     result: IntakeResult
     owner: OwnerInfo
-    replica: str
-    batch_s: float
-    batch_size: int
+    detected: Detected
     location: Location | None = None
     created: int = field(default=0)
+
+    @property
+    def model(self) -> str:
+        return self.detected.model
 
 
 class CameraOwner:
@@ -181,7 +183,7 @@ class CameraOwner:
                 tidy_evidence(self.store, e.written)
                 raise deferred_error(e, "frame") from None
             tidy_evidence(self.store, posted_reports(result))
-            return Reply(found.model, result, self.info(), found.replica, found.batch_s, found.batch_size, created=_created(result))
+            return Reply(result, self.info(), found, created=_created(result))
 
     def photo(self, image: np.ndarray, at: datetime, gps: GeoPoint, place: dict[str, str], source: str, model: str, detections) -> Reply:
         """A patrol photo, detected already (the ingress asked a replica, as for /detect): the `patrol` owner has
@@ -198,7 +200,7 @@ class CameraOwner:
                 tidy_evidence(self.store, e.written)
                 raise deferred_error(e, "photo") from None
             tidy_evidence(self.store, posted_reports(result))
-            return Reply(model, result, self.info(), "", 0.0, 0, location, created=_created(result))
+            return Reply(result, self.info(), Detected(model, detections, 0.0, 0, ""), location, created=_created(result))
 
     # ---- the journal --------------------------------------------------------------------------------
 

@@ -28,14 +28,19 @@ class CameraOwners:
         self._lock = threading.Lock()
         self.seen: dict[str | None, OwnerInfo] = {}  # the newest owner info each reply brought, for /metrics
 
-    def owner(self, camera_id: str | None):
-        """The camera's actor handle, once it is placed; raises Overloaded (503) if it cannot be placed in time."""
-        import ray
-
+    def handle(self, camera_id: str | None):
+        """The camera's actor handle, its creation asked for if needed (placed or not yet)."""
         with self._lock:
             handle = self._handles.get(camera_id)
             if handle is None:
                 handle = self._handles[camera_id] = create_owner(self.settings, camera_id, self.detector, self.keeper)
+            return handle
+
+    def owner(self, camera_id: str | None):
+        """The camera's actor handle, once it is placed; raises Overloaded (503) if it cannot be placed in time."""
+        import ray
+
+        handle = self.handle(camera_id)
         if camera_id in self._placed:
             return handle
         ping = handle.ping.remote()
@@ -43,9 +48,14 @@ class CameraOwners:
         if not ready:
             ray.cancel(ping)
             what = f"camera '{camera_id}'" if camera_id else "the patrol photos"
+            cpus = self.settings.ray_camera_cpus
+            if ray.available_resources().get("CPU", 0.0) < cpus:
+                why = f"its actor cannot be placed: the cluster has no room (each camera reserves {cpus:g} CPU); add a node or free one"
+            else:
+                why = "its actor is still starting (the cluster is busy)"
             raise Overloaded(
-                f"{what} has no owner yet: its actor cannot be placed within {self.settings.ray_placement_wait_s:g} s (the cluster has no room; each "
-                f"camera reserves {self.settings.ray_camera_cpus:g} CPU); nothing was taken, resend later or add a node", max(self.settings.retry_after_s, 5),
+                f"{what} has no owner after {self.settings.ray_placement_wait_s:g} s: {why}; nothing was taken, resend the frame later",
+                max(self.settings.retry_after_s, 5),
             )
         try:
             self.note(ray.get(ready[0]))

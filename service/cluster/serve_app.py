@@ -109,19 +109,19 @@ def shutdown(timeout_s: float = 60.0) -> None:
             pass
 
 
-def connect(address: str, env_vars: dict[str, str] | None = None) -> None:
+def connect(address: str, env_vars: dict[str, str] | None = None, log_to_driver: bool = True) -> None:
     """Join the cluster at `address`, or start a local one for `local` (this machine's cores). The cluster's
     processes read the environment their node's `ray start` had (a local one: ours), plus `env_vars`."""
     import ray
 
     runtime_env = {"env_vars": env_vars} if env_vars else None
     if address == "local":
-        ray.init(include_dashboard=False, namespace=NAMESPACE, runtime_env=runtime_env)
+        ray.init(include_dashboard=False, namespace=NAMESPACE, runtime_env=runtime_env, log_to_driver=log_to_driver)
     else:
         from pipeline.night.ray_pool import _reachable
 
         _reachable(address)
-        ray.init(address=address, namespace=NAMESPACE, runtime_env=runtime_env)
+        ray.init(address=address, namespace=NAMESPACE, runtime_env=runtime_env, log_to_driver=log_to_driver)
 
 
 def serve_on_ray(settings: ServiceSettings, address: str, host: str, port: int, proxy_location: str) -> int:

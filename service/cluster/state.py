@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -160,8 +161,8 @@ class ClusterModels:
 class RemotePending:
     """An image at a detector replica, awaited on the event loop (`Pending`'s face for /detect and /photos)."""
 
-    def __init__(self, response, model: ModelName, retry_after_s: int) -> None:
-        self.response, self.model, self.retry_after_s = response, model, retry_after_s
+    def __init__(self, response, model: ModelName, retry_after_s: int, observe: Callable[[Detected], None]) -> None:
+        self.response, self.model, self.retry_after_s, self.observe = response, model, retry_after_s, observe
 
     async def wait(self) -> Detected:
         try:
@@ -171,6 +172,7 @@ class RemotePending:
 
     def finish(self, raw: Detected) -> sv.Detections:
         self.model.name = raw.model
+        self.observe(raw)
         return raw.detections
 
     def close(self) -> None:
@@ -180,14 +182,14 @@ class RemotePending:
 class RemoteBatcher:
     """Images to the replicas: they batch (Ray Serve's `@serve.batch`); nothing waits here."""
 
-    def __init__(self, handle, retry_after_s: int) -> None:
-        self.handle, self.retry_after_s = handle, retry_after_s
+    def __init__(self, handle, retry_after_s: int, observe: Callable[[Detected], None]) -> None:
+        self.handle, self.retry_after_s, self.observe = handle, retry_after_s, observe
 
     def incoming(self):
         return nullcontext()
 
     def submit(self, detector, image: np.ndarray, model: str = "") -> RemotePending:
-        return RemotePending(self.handle.detect.remote(image, None), ModelName(model), self.retry_after_s)
+        return RemotePending(self.handle.detect.remote(image, None), ModelName(model), self.retry_after_s, self.observe)
 
     def depth(self) -> int:
         return 0
@@ -201,7 +203,8 @@ class ClusterDetector:
 
     def __init__(self, settings: ServiceSettings, handle, rollout, metrics: ServiceMetrics) -> None:
         self.models = ClusterModels(settings, rollout, metrics)
-        self.batcher = RemoteBatcher(handle, settings.retry_after_s)
+        self.metrics = metrics
+        self.batcher = RemoteBatcher(handle, settings.retry_after_s, self.observe)
         self.budget = DecodeBudget(settings.image_memory_mb * 2**20, settings.image_memory_wait_s, settings.retry_after_s, metrics)
         # the admission sees the cluster's detector as one: `ray_replicas` times the throughput of one replica
         self.admission = Admission(
@@ -214,6 +217,15 @@ class ClusterDetector:
     def model_info(self) -> tuple[str, str] | None:
         model = self.models.current
         return (model.name, model.detector.backend) if model else None
+
+    def observe(self, found: Detected) -> None:
+        """A replica's batch, as the reply of one of its images told it: the detector histograms, and the
+        admission's cost of one image (the replicas together are `replicas` times one)."""
+        if not found.batch_size:
+            return
+        self.metrics.inference.labels(found.model).observe(found.batch_s)
+        self.metrics.batch_size.labels(found.model).observe(found.batch_size)
+        self.admission.observe_detector(found.batch_s / self.replicas, found.batch_size)
 
 
 # ---- frames and photos ----------------------------------------------------------------------------------
@@ -305,10 +317,7 @@ class ClusterIntake:
         self.owners.note(reply.owner)
         if reply.created:
             self.metrics.cases_created.labels(source).inc(reply.created)
-        if reply.batch_size:
-            self.metrics.inference.labels(reply.model).observe(reply.batch_s)
-            self.metrics.batch_size.labels(reply.model).observe(reply.batch_size)
-            self.detector.admission.observe_detector(reply.batch_s / self.detector.replicas, reply.batch_size)
+        self.detector.observe(reply.detected)
         return Processed(ModelName(reply.model), reply.result, image.shape[1], image.shape[0])
 
 
@@ -325,6 +334,22 @@ class ClusterState(ServiceState):
 
     def _open_live(self) -> ClusterIntake:
         return ClusterIntake(self.settings, self.cameras, self.owners, self.detector, self.metrics)
+
+    def start(self) -> None:
+        """As one process, and every configured camera's owner is created now, in the background: a camera's
+        first frame then finds its owner placed and its state restored, rather than paying for both."""
+        super().start()
+        threading.Thread(target=self._place_owners, name="place-camera-owners", daemon=True).start()
+
+    def _place_owners(self) -> None:
+        cameras = self.cameras.config().cameras
+        for camera in cameras:  # all asked for at once, then waited for
+            self.owners.handle(camera.id)
+        for camera in cameras:
+            try:
+                self.owners.owner(camera.id)
+            except Exception as e:  # no room yet (its frames get 503 until there is), or it failed to start
+                log.warning("camera '%s' has no owner yet: %s", camera.id, getattr(e, "detail", e))
 
     @classmethod
     def opener(cls, detector, rollout, keeper):
