@@ -206,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     from .train.cli import register as register_train
 
     register_train(sub)
-    register_bench(sub, bench_serve=cmd_bench_serve)
+    register_bench(sub, bench_serve=cmd_bench_serve, bench_streams=cmd_bench_streams)
     register_serve(sub)
     register_cases(sub)
     return parser
@@ -221,6 +221,13 @@ def cmd_bench_serve(args: argparse.Namespace) -> int:
         from service.cluster.bench import cmd_bench_serve_ray as run
     else:
         from service.bench import cmd_bench_serve as run
+
+    return run(args)
+
+
+def cmd_bench_streams(args: argparse.Namespace) -> int:
+    """`streetorder bench streams` starts the service too (`service.bench_streams`), imported when it runs."""
+    from service.bench_streams import cmd_bench_streams as run
 
     return run(args)
 

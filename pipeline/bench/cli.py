@@ -113,8 +113,9 @@ def cmd_bench_learning_curve(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(sub: argparse._SubParsersAction, *, bench_serve: Callable[[argparse.Namespace], int]) -> None:
-    """Add the developers' commands to the `streetorder` sub-command parser; `bench_serve` runs `bench serve`."""
+def register(sub: argparse._SubParsersAction, *, bench_serve: Callable[[argparse.Namespace], int], bench_streams: Callable[[argparse.Namespace], int]) -> None:
+    """Add the developers' commands to the `streetorder` sub-command parser; `bench_serve` runs `bench serve`,
+    `bench_streams` `bench streams`."""
     p = sub.add_parser("scenarios", help="run the shipped engine scenarios and score incidents", description="Compose the shipped scenarios from real images, run the detector and the engine, and report incident-level recall, precision and duplicate rate (with and without detection dropout). Exit status 1 unless recall and precision are both 1.")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--model", help="model (default: models/CURRENT)")
@@ -135,7 +136,7 @@ def register(sub: argparse._SubParsersAction, *, bench_serve: Callable[[argparse
     p.add_argument("--images", type=int, default=30, help="real images for the backend comparison (default 30)")
     p.add_argument("--data", default=str(SHARED_DATA / "garbage-cn" / "val" / "images"), help="folder of images for the backend comparison (default ../shared/data/garbage-cn/val/images)")
     p.set_defaults(func=cmd_bench)
-    what = p.add_subparsers(dest="bench_what", metavar="{batch,serve,state,learning-curve}", required=False)  # plain `bench`: the backend comparison
+    what = p.add_subparsers(dest="bench_what", metavar="{batch,serve,state,streams,learning-curve}", required=False)  # plain `bench`: the backend comparison
     q = what.add_parser(
         "serve", help="the live endpoint under load vs the detector alone",
         description="Start `streetorder serve` (real uvicorn on 127.0.0.1), POST /detect real images at concurrency 1, 4 and 16, and time the "
@@ -156,6 +157,19 @@ def register(sub: argparse._SubParsersAction, *, bench_serve: Callable[[argparse
     q.add_argument("--cameras", type=int, default=16, help="with --ray: cameras posting frames at once, each its frames in order (default 16)")
     q.add_argument("--db", help="with --ray: a PostgreSQL server URL (default $STREETORDER_DB); the bench makes a database of its own there and drops it after")
     q.set_defaults(func=bench_serve)
+    q = what.add_parser(
+        "streams", help="RTSP decode cost (key frames vs every frame) and how many streamed cameras `streetorder serve` sustains at every 2 s",
+        description="Encode once (cached under var/bench/) vtest.avi as a 1080p 25 fps H.264 stream with a key frame every 2 s, play it from "
+        "GStreamer's local RTSP server (Debian: python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good), "
+        "and measure: the CPU per sample of N readers decoding key frames only and every frame; then `streetorder serve` with N streamed "
+        "cameras (every 2 s): samples processed and shed per second, and whether N is sustained. Prints the load average with every figure.",
+    )
+    q.add_argument("--json", action="store_true", help="print one JSON object")
+    q.add_argument("--model", help="model (default: models/CURRENT)")
+    q.add_argument("--readers", default="1,4", help="comma-separated reader counts for the decode cost (default 1,4)")
+    q.add_argument("--cameras", default="8,16,32", help="comma-separated streamed camera counts for the service (default 8,16,32)")
+    q.add_argument("--seconds", type=float, default=20.0, help="measuring window per decode phase; the service's is 1.5 times it (default 20)")
+    q.set_defaults(func=bench_streams)
     q = what.add_parser(
         "batch", help="the night job vs ultralytics' own video loop, on a generated 1080p night street and vtest.avi",
         description="Build (once, cached under var/bench/) a 1080p 25 fps H.264 (GOP 50) recording of a static night street with real garbage piles "

@@ -20,9 +20,10 @@ from .models import (
     config_schema,
 )
 from .source import ConfigSource
+from .streams import StreamConfig, StreamCredentialsError, redact
 
 __all__ = [
     "CameraConfig", "ConfigError", "ConfigSource", "EvidenceConfig", "Fixture", "GateConfig", "IncidentConfig", "PatrolConfig",
-    "RulesConfig", "Schedule", "SlicingConfig", "StaticConfig", "StreetOrderConfig", "TimeWindow", "TrackingConfig", "ZoneConfig", "ZoneKind",
-    "config_schema", "load_config", "parse_config",
+    "RulesConfig", "Schedule", "SlicingConfig", "StaticConfig", "StreamConfig", "StreamCredentialsError", "StreetOrderConfig", "TimeWindow", "TrackingConfig", "ZoneConfig", "ZoneKind",
+    "config_schema", "load_config", "parse_config", "redact",
 ]

@@ -18,6 +18,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from ..domain import VIOLATION_TYPES, FreeText, Location, ViolationType
 from ..geometry import polygon_area, self_intersection
 from ..rules import RULES, RuleOverride, RuleThresholds, zone_kind, zone_kinds
+from .streams import StreamConfig
 
 # The zone kinds the rules declare (`rules.registry`), in their order, then `ignore`.
 ZoneKind = Literal[tuple(zone_kinds())]
@@ -265,6 +266,9 @@ class CameraConfig(_Model):
     slicing: SlicingConfig | None = Field(None, title="Slicing", description="Also detect on overlapping tiles of the whole frame (small or dense objects anywhere)")
     gate: GateConfig = Field(default_factory=GateConfig, title="Change gate", description="Night job: detect only when the picture inside the zones changed")
     static: StaticConfig = Field(default_factory=StaticConfig, title="Static objects", description="What is new in the view and stays put, whatever it is (stalls, piled goods)")
+    stream: StreamConfig | None = Field(
+        None, title="Stream", description="Where `streetorder serve` pulls this camera's pictures from itself (RTSP or HTTP snapshots); without it, frames are POSTed to /frames",
+    )
 
     @field_validator("resolution")
     @classmethod

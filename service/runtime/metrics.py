@@ -10,7 +10,7 @@ from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import ProcessCollector
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
@@ -44,6 +44,10 @@ class ServiceMetrics:
         self.backlog.set_function(backlog)
         self.registry.register(_ModelInfo(model))
 
+    def watch_streams(self, statuses: Callable[[], list], outcomes: Callable[[], dict]) -> None:
+        """The cameras' streams (`runtime.streams.StreamWorkers`), read at scrape time: one series per streamed camera."""
+        self.registry.register(_StreamCollector(statuses, outcomes))
+
     def exposition(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
@@ -60,6 +64,57 @@ class _ModelInfo:
         if now is not None:
             family.add_metric(list(now), 1)
         yield family
+
+    def describe(self):
+        return []
+
+
+STREAM_STATES = ("connecting", "up", "down", "offline")
+
+
+class _StreamCollector:
+    """Per streamed camera: its state (one series per state, 1 for the current one, as a Prometheus state set),
+    how long it has been down, when its last picture came, and its counters. Alert on
+    `streetorder_stream_down_seconds > N` or `streetorder_stream_state{state="offline"} == 1`."""
+
+    def __init__(self, statuses: Callable[[], list], outcomes: Callable[[], dict]) -> None:
+        self.statuses, self.outcomes = statuses, outcomes
+
+    def collect(self):
+        from datetime import UTC, datetime
+
+        now = datetime.now(UTC)
+        state = GaugeMetricFamily("streetorder_stream_state", "A streamed camera's state: 1 for the current one (connecting, up, down, offline)", labels=["camera", "state"])
+        down = GaugeMetricFamily("streetorder_stream_down_seconds", "Seconds since the camera's last picture while its stream is not up (0 while up)", labels=["camera"])
+        last = GaugeMetricFamily("streetorder_stream_last_sample_timestamp_seconds", "Unix time of the camera's last picture", labels=["camera"])
+        interval = GaugeMetricFamily("streetorder_stream_keyframe_interval_seconds", "The key-frame interval measured on the camera's RTSP stream", labels=["camera"])
+        keyframes = GaugeMetricFamily("streetorder_stream_keyframes_only", "1 while only key frames are decoded (the cheap path), 0 while every frame is", labels=["camera"])
+        samples = CounterMetricFamily("streetorder_stream_samples", "Pictures taken from the camera's stream", labels=["camera"])
+        decoded = CounterMetricFamily("streetorder_stream_decoded_frames", "Frames decoded from the camera's stream (more than samples when every frame must be)", labels=["camera"])
+        decode_s = CounterMetricFamily("streetorder_stream_decode_seconds", "Time spent decoding the camera's stream", labels=["camera"])
+        reconnects = CounterMetricFamily("streetorder_stream_reconnects", "Attempts to reopen the camera's stream", labels=["camera"])
+        failures = CounterMetricFamily("streetorder_stream_failures", "Failed attempts and drops of the camera's stream", labels=["camera"])
+        intake = CounterMetricFamily("streetorder_stream_intake", "The camera's pictures by what the intake made of them (processed, journaled, superseded, shed, refused, failed)", labels=["camera", "outcome"])
+        for st in self.statuses():
+            cam = st.camera_id
+            for name in STREAM_STATES:
+                state.add_metric([cam, name], 1.0 if st.state == name else 0.0)
+            down.add_metric([cam], 0.0 if st.down_since is None else max((now - st.down_since).total_seconds(), 0.0))
+            if st.last_sample_at is not None:
+                last.add_metric([cam], st.last_sample_at.timestamp())
+            if st.keyframe_interval_s is not None:
+                interval.add_metric([cam], st.keyframe_interval_s)
+            if st.decode_mode is not None:
+                keyframes.add_metric([cam], 1.0 if st.decode_mode == "keyframes" else 0.0)
+            samples.add_metric([cam], st.samples)
+            decoded.add_metric([cam], st.decoded)
+            decode_s.add_metric([cam], st.decode_seconds)
+            reconnects.add_metric([cam], st.reconnects)
+            failures.add_metric([cam], st.failures)
+        for cam, counts in sorted(self.outcomes().items()):
+            for outcome, n in sorted(counts.items()):
+                intake.add_metric([cam, outcome], n)
+        yield from (state, down, last, interval, keyframes, samples, decoded, decode_s, reconnects, failures, intake)
 
     def describe(self):
         return []

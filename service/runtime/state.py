@@ -1,6 +1,7 @@
 """What the running service holds, composed from its parts, one job each: the camera config (`cameras.py`), the
 ledger (`CaseStore`; its health in `ledger.py`), the detector (`detector.py`: the model slot and the
-micro-batcher), and the live intake (`live.py`: the engine, frame order and the journaled report queue).
+micro-batcher), the live intake (`live.py`: the engine, frame order and the journaled report queue), and the
+cameras' streams (`streams.py`: a worker thread per streamed camera, feeding the live intake).
 
 Locking: the engine (trackers, incidents, the per-camera frame order) is not thread-safe, so everything that
 touches it runs under `engine_lock`, one frame or photo at a time. Detection, the slow part, runs before the
@@ -20,6 +21,7 @@ import threading
 
 from pipeline.cases import CaseStore
 from pipeline.config import ConfigSource
+from pipeline.live.outages import CameraOutages
 from pipeline.review.decisions import Rejection, reject
 
 from ..settings import ServiceSettings
@@ -28,11 +30,12 @@ from .detector import DetectorRuntime
 from .ledger import LedgerLink
 from .live import LiveIntake
 from .metrics import ServiceMetrics
+from .streams import StreamWorkers
 
 
 class ServiceState:
     """Built once per app by `open`; routers reach it through `deps.get_state`, and its parts by name:
-    `cameras`, `store`, `link`, `detector`, `live`, `metrics`."""
+    `cameras`, `store`, `link`, `detector`, `live`, `streams`, `metrics`."""
 
     def __init__(
         self, settings: ServiceSettings, source: ConfigSource, store: CaseStore, detector: DetectorRuntime, metrics: ServiceMetrics, link: LedgerLink | None = None,
@@ -48,6 +51,8 @@ class ServiceState:
         self.cameras = Cameras(source, self.engine_lock)
         self.live = self._open_live()
         metrics.watch(queue_depth=detector.batcher.depth, decode_bytes=lambda: detector.budget.used, backlog=lambda: self.live.backlog, model=detector.model_info)
+        self.streams = StreamWorkers(self.cameras, self.live, CameraOutages(store.db), self.link, max_pixels=settings.max_pixels)
+        metrics.watch_streams(self.streams.statuses, self.streams.outcomes)
 
     def _open_live(self) -> LiveIntake:
         """The intake: the engine in this process (a cluster's state puts each camera's engine in its own actor)."""
@@ -69,10 +74,13 @@ class ServiceState:
         trying the database while it is away."""
         self.link.start()
         self.live.start()
+        if self.settings.streams:
+            self.streams.start()
 
     def close(self) -> None:
         """Report the current state of open incidents (their last_seen) and release the database. With the
         ledger down, those reports go to the journal with the rest and are posted after the restart."""
+        self.streams.stop()  # no new samples while the rest shuts down
         self.link.stop()
         self.live.stop()
         self.detector.batcher.close()

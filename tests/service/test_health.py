@@ -15,7 +15,7 @@ def test_health_and_ready(client):
     assert ready.status_code == 200
     assert ready.json() == {
         "ready": True, "model": "coco", "model_error": None, "database": True, "database_error": None,
-        "config_version": 1, "config_error": None, "backlog": 0, "backlog_error": None, "quarantined": 0, "warnings": [],
+        "config_version": 1, "config_error": None, "backlog": 0, "backlog_error": None, "quarantined": 0, "streams": [], "warnings": [],
     }
 
 

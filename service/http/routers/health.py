@@ -12,7 +12,7 @@ from ..auth import OPEN_WARNING, get_auth, optional_principal
 from ..deps import State
 from ..errors import error_responses
 from ..keys import Principal, Role
-from ..schemas.health import Health, Readiness, ReadyBrief
+from ..schemas.health import Health, Readiness, ReadyBrief, StreamOut
 
 router = APIRouter(tags=["health"])
 
@@ -36,7 +36,9 @@ async def ready(state: State, request: Request, who: Principal | None = Security
     """503 until a model is loaded and the database answers, and while reports pile up in the backlog instead of
     draining. Anyone may ask, and is told only `ready` (and
     any warnings); with an admin key the answer has the details. A failed config reload does not make the
-    service unready (the last good config keeps serving) but is reported in `config_error`."""
+    service unready (the last good config keeps serving) but is reported in `config_error`. Nor does a camera
+    whose stream is down: readiness says whether this process can do its job (a balancer that took it out would
+    not bring the camera back, and the other cameras and POST /frames work); `streams` has each camera's state."""
     db_error, quarantine = await anyio.to_thread.run_sync(_probe_ledger, state, limiter=_PROBES)
     model = state.detector.models.current
     backlog_error = state.live.backlog_error
@@ -51,6 +53,7 @@ async def ready(state: State, request: Request, who: Principal | None = Security
         backlog=state.live.backlog,
         backlog_error=backlog_error,
         quarantined=quarantine,
+        streams=[_stream(s) for s in state.streams.statuses()],
         warnings=get_auth(request).warnings(),
     )
     body = body.model_copy(update={"reason": _reason(body, state.link.reason)})
@@ -58,6 +61,14 @@ async def ready(state: State, request: Request, who: Principal | None = Security
         body = ReadyBrief(ready=body.ready, reason=body.reason, warnings=[w for w in body.warnings if w == OPEN_WARNING])  # how keys are set up is admin business
     # `reason` only when there is one: a ready service answers as it always did
     return JSONResponse(body.model_dump(mode="json", exclude={"reason"} if body.reason is None else None), status_code=200 if body.ready else 503)
+
+
+def _stream(st) -> StreamOut:
+    return StreamOut(
+        camera_id=st.camera_id, kind=st.kind, url=st.url, state=st.state.value, since=st.since, down_since=st.down_since, last_sample_at=st.last_sample_at,
+        samples=st.samples, decoded=st.decoded, reconnects=st.reconnects, failures=st.failures, last_error=st.last_error, decode_mode=st.decode_mode,
+        codec=st.codec, keyframe_interval_s=st.keyframe_interval_s,
+    )
 
 
 def _reason(body: Readiness, degraded: str | None) -> str | None:

@@ -1,0 +1,43 @@
+"""Camera outages in the ledger (PostgreSQL, as in production): one open outage per camera however often it is
+declared (also after a restart: the service declares it again), closed by the camera's next picture."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+from pipeline.db.engine import Database
+from pipeline.domain import Location
+from pipeline.live.outages import CameraOutages
+
+T0 = datetime(2026, 12, 6, 22, 0, tzinfo=UTC)
+GATE = Location(district="拱墅区", street="米市巷街道", point="学校东门")
+
+
+def test_one_open_outage_per_camera_closed_by_the_next_picture(pg_url):
+    db = Database(pg_url)
+    book = CameraOutages(db)
+    camera = f"cam-outage-{datetime.now(UTC).timestamp():.0f}"
+    try:
+        # two service threads (or a restarted service) declaring the same outage at once: one row
+        results: list[bool] = []
+        threads = [threading.Thread(target=lambda: results.append(book.open(camera, GATE, "李娜", "rtsp", T0, T0 + timedelta(minutes=5), "timed out"))) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(results) == [False, False, False, True]
+        [open_] = book.list(open_only=True, camera_id=camera)
+        assert (open_.district, open_.point, open_.owner, open_.ended_at, open_.error) == ("拱墅区", "学校东门", "李娜", None, "timed out")
+        assert open_.dark_s > 0
+
+        assert book.close(camera, T0 + timedelta(minutes=7)) == 1
+        assert book.close(camera, T0 + timedelta(minutes=8)) == 0  # a picture with nothing open closes nothing
+        assert book.list(open_only=True, camera_id=camera) == []
+        # the next outage is a row of its own
+        assert book.open(camera, GATE, None, "rtsp", T0 + timedelta(hours=1), T0 + timedelta(hours=1, minutes=5), None)
+        rows = book.list(camera_id=camera)
+        assert [r.ended_at for r in rows] == [None, T0 + timedelta(minutes=7)]  # newest first
+        assert rows[1].dark_s == 7 * 60
+    finally:
+        db.dispose()
