@@ -28,8 +28,11 @@ from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
+import ray
 
-from pipeline.config import ConfigSource
+from pipeline.config import ConfigSource, StreetOrderConfig
+from pipeline.live.outages import CameraOutages
+from pipeline.source.streams import StreamStatus
 from pipeline.db.frame_marks import last_frames
 from pipeline.domain import GeoPoint, Location
 from pipeline.engine import Engine
@@ -38,6 +41,7 @@ from pipeline.live.intake import Deferred, Intake, IntakeResult
 from pipeline.source.frames import Frame
 
 from ..runtime.errors import NotFound, Overloaded
+from ..runtime.streams import StreamWorkers
 from ..runtime.ledger import LedgerLink
 from ..runtime.live import check_order, deferred_error, posted_reports, tidy_evidence
 from ..settings import ServiceSettings
@@ -62,6 +66,8 @@ class OwnerInfo:
     backlog: int = 0
     backlog_error: str | None = None
     last_frame: datetime | None = None
+    stream: StreamStatus | None = None  # the camera's stream, when its config names one (the owner reads it)
+    stream_outcomes: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -116,6 +122,10 @@ class CameraOwner:
         self._stop = threading.Event()
         self.link.start()
         threading.Thread(target=self._retry_loop, name="journal-retry", daemon=True).start()
+        # the camera's stream, if its config names one: read here, its samples through `process_frame` as a POST's
+        self.streams = StreamWorkers(OneCamera(self.source, camera_id), self, CameraOutages(self.store.db), self.link, max_pixels=settings.max_pixels)
+        if camera_id is not None and settings.streams:
+            self.streams.start()
         log.warning("%s owned by node %s pid %d (%s, state from %s)", self.name, self.node[:8], self.pid, "re-created" if self.restarted else "new", self.restored_from or "nothing")
 
     # ---- state --------------------------------------------------------------------------------------
@@ -145,13 +155,18 @@ class CameraOwner:
 
     # ---- frames and photos --------------------------------------------------------------------------
 
+    @ray.method(concurrency_group="info")
     def ping(self) -> OwnerInfo:
+        """Who owns the camera and how it goes; in a concurrency group of its own, so it never waits for a frame."""
         return self.info()
 
     def info(self) -> OwnerInfo:
+        streams = self.streams.statuses()
+        outcomes = self.streams.outcomes().get(self.camera_id, {})
         return OwnerInfo(
             self.camera_id, self.node, self.pid, self.started_at, self.restarted, self.restored_from, self.frames,
             len(self.intake.queue.reports), self.intake.last_error if self.intake.queue.pending else None, self.last_frame,
+            streams[0] if streams else None, dict(outcomes),
         )
 
     def _detect(self, image: np.ndarray, camera):
@@ -163,7 +178,12 @@ class CameraOwner:
     def frame(self, at: datetime, image: np.ndarray) -> Reply:
         """The frame through the detector, the engine and the ledger; raises what the one-process service would
         (409 out of order, 404 unknown camera, 202 `Accepted` when the ledger is away and it was journaled)."""
-        camera_id = self.camera_id
+        return self.process_frame(self.camera_id, at, image)
+
+    def process_frame(self, camera_id: str, at: datetime, image: np.ndarray) -> Reply:
+        """`frame`, for a POSTed frame and for a sample of the camera's stream alike (`LiveIntake`'s name, which
+        the stream workers call)."""
+        assert camera_id == self.camera_id, f"{self.name} got a frame of camera '{camera_id}'"
         with self.lock:
             if not self.ready:
                 raise Overloaded(f"camera '{camera_id}' was moved and its state cannot be read while the ledger database is away; resend the frame later", self.settings.retry_after_s)
@@ -227,6 +247,7 @@ class CameraOwner:
         """Before the service stops: report the open incidents' current state and checkpoint the camera (as
         `ServiceState.close`); returns how many reports wait in the journal."""
         self._stop.set()
+        self.streams.stop()
         self.link.stop()
         with self.lock:
             try:
@@ -240,3 +261,21 @@ class CameraOwner:
 
 def _created(result: IntakeResult) -> int:
     return sum(1 for p in [*result.posted, *(p for _, p in result.retried)] if p is not None and p.created)
+
+
+class OneCamera:
+    """`Cameras`' face for a camera owner's stream worker: the config with this camera alone, so the owner reads
+    only its own camera's stream."""
+
+    def __init__(self, source: ConfigSource, camera_id: str | None) -> None:
+        self.source, self.camera_id = source, camera_id
+
+    def config(self) -> StreetOrderConfig:
+        config = self.source.get()
+        return config.model_copy(update={"cameras": tuple(c for c in config.cameras if c.id == self.camera_id)})
+
+    def camera(self, camera_id: str):
+        try:
+            return self.source.get().camera(camera_id)
+        except KeyError as e:
+            raise NotFound(e.args[0]) from None

@@ -12,12 +12,15 @@ A camera whose actor cannot be placed (every node's CPUs are reserved) is answer
 
 from __future__ import annotations
 
+import logging
 import threading
 
 from ..runtime.errors import Overloaded
 from ..settings import ServiceSettings
 from .calls import NAMESPACE, owner_name, unwrap
 from .camera_owner import CameraOwner, OwnerInfo
+
+log = logging.getLogger(__name__)
 
 
 class CameraOwners:
@@ -66,18 +69,41 @@ class CameraOwners:
         self._placed.add(camera_id)
         return handle
 
+    def forget(self, camera_id: str | None) -> None:
+        """The camera's owner is dead for good: the next frame finds or creates a new one."""
+        with self._lock:
+            self._handles.pop(camera_id, None)
+            self._placed.discard(camera_id)
+            self.seen.pop(camera_id, None)
+
     def note(self, info: OwnerInfo) -> None:
         self.seen[info.camera_id] = info
 
     def infos(self) -> list[OwnerInfo]:
         return list(self.seen.values())
 
+    def refresh(self, timeout_s: float = 5.0) -> None:
+        """Ask every placed owner how it goes (its stream, its backlog): owners of streamed cameras, or of cameras
+        that send nothing, would otherwise be seen only through the replies of their frames."""
+        import ray
+
+        with self._lock:
+            handles = {cid: h for cid, h in self._handles.items() if cid in self._placed}
+        refs = {h.ping.remote(): cid for cid, h in handles.items()}
+        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+        for ref in ready:
+            try:
+                self.note(ray.get(ref))
+            except Exception as e:  # that owner is being re-created: its next answer tells
+                log.debug("owner of %s did not answer: %s", owner_name(refs[ref]), e)
+
 
 def create_owner(settings: ServiceSettings, camera_id: str | None, detector, keeper, scheduling_strategy: object = "SPREAD"):
     """The camera's owner actor: the running one if it exists, else a new one (see the module doc)."""
     import ray
 
-    return ray.remote(CameraOwner).options(
+    remote = ray.remote(concurrency_groups={"info": 2})(CameraOwner)  # `ping` beside the frames, which go one at a time
+    return remote.options(
         name=owner_name(camera_id), namespace=NAMESPACE, get_if_exists=True, lifetime="detached",
         max_restarts=-1, max_task_retries=0, num_cpus=settings.ray_camera_cpus, scheduling_strategy=scheduling_strategy,
     ).remote(settings, camera_id, detector, keeper)

@@ -16,6 +16,7 @@ import logging
 import threading
 from collections.abc import Callable
 import time
+from collections import Counter
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
@@ -47,7 +48,8 @@ from .rollout import ReplicaStatus
 
 log = logging.getLogger(__name__)
 
-ROLLOUT_WAIT_S = 120.0  # how long a PUT /models/current waits for every replica to serve the new model
+ROLLOUT_WAIT_S = 120.0
+OWNERS_EVERY_S = 2.0  # how often the ingress asks every camera owner how it goes  # how long a PUT /models/current waits for every replica to serve the new model
 
 
 @dataclass(frozen=True)
@@ -245,14 +247,20 @@ class ClusterJob:
 
 
 class OwnerCall:
-    def __init__(self, ref, what: str, retry_after_s: int) -> None:
-        self.ref, self.what, self.retry_after_s = ref, what, retry_after_s
+    """A frame at its camera's owner, awaited on the event loop."""
+
+    def __init__(self, ref, camera_id: str, owners: CameraOwners, retry_after_s: int) -> None:
+        self.ref, self.camera_id, self.owners, self.retry_after_s = ref, camera_id, owners, retry_after_s
 
     async def wait(self) -> Reply:
+        from ray.exceptions import ActorDiedError
+
         try:
             return await self.ref
         except Exception as e:
-            raise unwrap(e, self.what, self.retry_after_s) from None
+            if isinstance(e, ActorDiedError):  # gone for good (killed, or it could not start): the next frame makes a new one
+                self.owners.forget(self.camera_id)
+            raise unwrap(e, owner_name(self.camera_id), self.retry_after_s) from None
 
 
 class ClusterIntake:
@@ -290,7 +298,7 @@ class ClusterIntake:
         self.check_taken_at(at)
         self.cameras.camera(camera_id)  # 404 before an actor is made for a camera nobody configured
         owner = self.owners.owner(camera_id)
-        return ClusterJob(camera_id, at, image, OwnerCall(owner.frame.remote(at, image), owner_name(camera_id), self.settings.retry_after_s))
+        return ClusterJob(camera_id, at, image, OwnerCall(owner.frame.remote(at, image), camera_id, self.owners, self.settings.retry_after_s))
 
     def end_frame(self, job: ClusterJob, reply: Reply) -> Processed:
         return self._processed(reply, job.image, "frame")
@@ -335,11 +343,30 @@ class ClusterState(ServiceState):
     def _open_live(self) -> ClusterIntake:
         return ClusterIntake(self.settings, self.cameras, self.owners, self.detector, self.metrics)
 
+    def _open_streams(self) -> ClusterStreams:
+        return ClusterStreams(self.owners)
+
     def start(self) -> None:
         """As one process, and every configured camera's owner is created now, in the background: a camera's
-        first frame then finds its owner placed and its state restored, rather than paying for both."""
+        first frame then finds its owner placed and its state restored, rather than paying for both, and a
+        streamed camera's owner starts reading its stream. Then every `OWNERS_EVERY_S` the owners are asked how
+        they go (/ready's streams, /metrics)."""
         super().start()
-        threading.Thread(target=self._place_owners, name="place-camera-owners", daemon=True).start()
+        self._stopping = threading.Event()
+        threading.Thread(target=self._look_after_owners, name="camera-owners", daemon=True).start()
+
+    def close(self) -> None:
+        if getattr(self, "_stopping", None) is not None:
+            self._stopping.set()
+        super().close()
+
+    def _look_after_owners(self) -> None:
+        self._place_owners()
+        while not self._stopping.wait(OWNERS_EVERY_S):
+            try:
+                self.owners.refresh()
+            except Exception as e:
+                log.warning("asking the camera owners failed: %s", e)
 
     def _place_owners(self) -> None:
         cameras = self.cameras.config().cameras
@@ -364,6 +391,25 @@ class ClusterState(ServiceState):
             return cls(settings, source, store, ClusterDetector(settings, detector, rollout, metrics), metrics, link, CameraOwners(settings, detector, keeper))
 
         return open_state
+
+
+class ClusterStreams:
+    """`StreamWorkers`' face for /ready and /metrics: each camera's owner reads its own stream (`camera_owner.py`)."""
+
+    def __init__(self, owners: CameraOwners) -> None:
+        self.owners = owners
+
+    def statuses(self) -> list:
+        return sorted((i.stream for i in self.owners.infos() if i.stream is not None), key=lambda st: st.camera_id)
+
+    def outcomes(self) -> dict[str, Counter]:
+        return {i.camera_id: Counter(i.stream_outcomes) for i in self.owners.infos() if i.stream is not None}
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
 
 
 class ClusterFigures:

@@ -11,7 +11,9 @@ camera of its own on the one cluster:
   once (one case, the same incident, the same count);
 - the database cut mid-stream: frames are answered 202, journaled on the head node, and land once it returns;
 - PUT /models/current reaches both detector replicas (the rollout time is printed);
-- a camera whose actor cannot be placed is answered 503 with Retry-After.
+- a camera whose actor cannot be placed is answered 503 with Retry-After;
+- a camera with a `stream:` (a local HTTP snapshot camera) is read by its own owner actor: its samples go
+  through the camera's engine into the ledger, and when the camera goes dark the outage is in the ledger.
 The worker-node test runs last: it takes a node away.
 """
 
@@ -83,13 +85,26 @@ def frames(scenario) -> list[tuple[datetime, bytes]]:
 
 
 @pytest.fixture(scope="module")
-def setup_dir(tmp_path_factory, scenario) -> Path:
+def snapshot_camera(frames):
+    """An HTTP snapshot camera showing the scenario's last frame (the motorbikes), for `cam-stream`."""
+    from tests.support.serve import free_port
+    from tests.support.snapshot_server import SnapshotCamera
+
+    with SnapshotCamera(free_port(), frames[-1][1]) as camera:
+        yield camera
+
+
+@pytest.fixture(scope="module")
+def setup_dir(tmp_path_factory, scenario, snapshot_camera) -> Path:
     """Camera config (the scenario's camera under each id of CAMERAS) and a models dir with street-v2 (and its
     cue model) and street-v1 (for the swap), copied: nothing here writes the repository's models/."""
     root = tmp_path_factory.mktemp("ray-serve")
     camera = scenario.camera.model_dump(mode="json", exclude_none=True)
     # each camera its own point: the ledger would merge the same problem at one spot seen by two cameras into one case
-    config = {"cameras": [{**camera, "id": cid, "location": {**camera["location"], "point": cid}} for cid in CAMERAS], "rules": scenario.rules.model_dump(mode="json", exclude_none=True)}
+    cameras = [{**camera, "id": cid, "location": {**camera["location"], "point": cid}} for cid in CAMERAS]
+    stream = {"url": snapshot_camera.url, "every_s": 3, "timeout_s": 2, "backoff_s": 0.5, "backoff_max_s": 1, "offline_after_s": 2}
+    cameras.append({**camera, "id": "cam-stream", "location": {**camera["location"], "point": "cam-stream"}, "stream": stream})
+    config = {"cameras": cameras, "rules": scenario.rules.model_dump(mode="json", exclude_none=True)}
     (root / "cameras.yaml").write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
     for name in ("street-v2", "street-v1", "yolo11n-coco"):
         (root / "models" / name).mkdir(parents=True)
@@ -255,7 +270,7 @@ def test_the_cluster_gives_the_same_incidents_and_case_as_the_single_process(ref
     db = tmp_path / "ledger.db"
     Database(f"sqlite:///{db}").dispose()
     key = KeyStore(Database(f"sqlite:///{db}", auto_upgrade=False)).create("cam", Role.CAMERA).key
-    settings = _settings(setup_dir, f"sqlite:///{db}", evidence_dir=tmp_path / "ev", journal=tmp_path / "journal.jsonl")
+    settings = _settings(setup_dir, f"sqlite:///{db}", evidence_dir=tmp_path / "ev", journal=tmp_path / "journal.jsonl", streams=False)
     with TestClient(create_app(settings), headers={"X-API-Key": key}) as one:
         single = [one.post("/frames", data={"camera_id": "scen-pavement", "taken_at": at.isoformat()}, files={"image": ("f.jpg", jpeg, "image/jpeg")}) for at, jpeg in frames]
         cases = ledger_cases(f"sqlite:///{db}", "scen-pavement")  # before the shutdown reports the open incident's last state
@@ -347,6 +362,44 @@ def test_a_camera_whose_actor_cannot_be_placed_is_answered_503_with_retry_after(
         owners.owner("cam-nowhere")
     assert refused.value.retry_after_s >= 1
     ray.kill(ray.get_actor("camera:cam-nowhere", namespace=NAMESPACE), no_restart=True)
+
+
+def test_a_streamed_camera_is_read_by_its_own_owner_and_its_outage_lands_in_the_ledger(on_ray, snapshot_camera):
+    from pipeline.db.frame_marks import last_frames
+    from pipeline.live.outages import CameraOutages
+
+    admin = {"X-API-Key": on_ray.keys["admin"]}
+
+    def stream() -> dict:
+        return {s["camera_id"]: s for s in on_ray.client.get("/ready", headers=admin).json().get("streams", [])}.get("cam-stream", {})
+
+    wait(lambda: stream().get("state") == "up" and stream().get("samples", 0) >= 1, 60, lambda: f"the stream did not come up: {stream()}")
+    db = Database(on_ray.db_url, auto_upgrade=False)
+    try:
+        wait(lambda: "cam-stream" in last_frames(db), 30, "no sample of the stream reached the ledger")  # through the owner's engine and intake
+        info = ray.get(owner("cam-stream").ping.remote())
+        assert info.stream is not None and info.frames >= 1 and info.stream_outcomes.get("processed", 0) >= 1, info
+        metrics = on_ray.client.get("/metrics", headers=admin).text
+        assert 'streetorder_stream_state{camera="cam-stream",state="up"} 1.0' in metrics
+        outages = CameraOutages(db)
+        # (a stream still connecting while the cluster started may have had an outage of its own: closed by now)
+        wait(lambda: not outages.list(open_only=True, camera_id="cam-stream"), 30, "an outage from the start stayed open")
+        before = len(outages.list(camera_id="cam-stream"))
+        snapshot_camera.failing = True  # the camera goes dark
+        wait(lambda: len(outages.list(open_only=True, camera_id="cam-stream")) == 1 and len(outages.list(camera_id="cam-stream")) == before + 1, 60,
+             lambda: f"no outage in the ledger: {stream()}")
+        wait(lambda: stream().get("state") == "offline", 10, lambda: f"/ready does not say offline: {stream()}")
+        snapshot_camera.failing = False
+        wait(lambda: not CameraOutages(db).list(open_only=True, camera_id="cam-stream"), 60, "the outage was not closed when the camera came back")
+    finally:
+        db.dispose()
+
+
+def wait(check, timeout_s: float, why) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        assert time.monotonic() < deadline, why() if callable(why) else why
+        time.sleep(0.3)
 
 
 def test_a_lost_worker_node_moves_its_camera_to_a_living_node_with_its_state(on_ray, reference, frames):
