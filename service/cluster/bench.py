@@ -154,17 +154,18 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
-def district(per_replica_images_s: float, owner_cpu_s_per_frame: float | None, camera_mb: float | None, replica_cpus: float) -> dict:
-    """What `DISTRICT_CAMERAS` cameras at one frame every `DISTRICT_EVERY_S` need: detector replicas from one
-    replica's measured images/s, cores for the camera owners from their measured CPU per frame (engine, ledger
-    writes, the calls), memory from one owner's resident size; each planned at `HEADROOM`."""
+def district(per_replica_images_s: float, owner_cpu_s_per_frame: float | None, camera_mb: float | None, replica_cores: float) -> dict:
+    """What `DISTRICT_CAMERAS` cameras at one frame every `DISTRICT_EVERY_S` need: detector replicas like the one
+    measured (on `replica_cores` cores: Ray's CPU figure is a reservation, onnxruntime uses the cores it finds),
+    cores for the camera owners from their measured CPU per frame (engine, ledger writes, the calls), memory from
+    one owner's resident size; each planned at `HEADROOM`."""
     need = DISTRICT_CAMERAS / DISTRICT_EVERY_S
     replicas = math.ceil(need / (per_replica_images_s * HEADROOM))
     owner_cores = None if owner_cpu_s_per_frame is None else round(need * owner_cpu_s_per_frame / HEADROOM, 1)
     return {
         "cameras": DISTRICT_CAMERAS, "every_s": DISTRICT_EVERY_S, "frames_per_s_needed": need, "per_replica_images_per_s": per_replica_images_s,
         "owner_cpu_ms_per_frame": None if owner_cpu_s_per_frame is None else round(owner_cpu_s_per_frame * 1000, 1), "headroom": HEADROOM,
-        "detector_replicas": replicas, "replica_cpus": replicas * replica_cpus, "camera_owner_cores": owner_cores,
+        "detector_replicas": replicas, "replica_cores": replica_cores, "detector_cores": replicas * replica_cores, "camera_owner_cores": owner_cores,
         "camera_actors_memory_gb": round(DISTRICT_CAMERAS * camera_mb / 1024, 1) if camera_mb else None,
     }
 
@@ -234,7 +235,9 @@ def run_ray_bench(address: str, db: str, model: str | None = None, data: Path = 
     out["camera_actor_rss_mb"] = camera_mb
     first = runs[str(replicas[0])]
     owner_cpu = first.get("owner_cpu_ms_per_frame")
-    out["district"] = district(first["detect_c16"]["images_per_s"] / replicas[0], owner_cpu / 1000 if owner_cpu is not None else None, camera_mb, first["replica_cpus"])
+    # a local cluster's replica had the machine's cores; on a real cluster, the CPUs it reserved
+    replica_cores = float(os.cpu_count() or 1) if address == "local" else first["replica_cpus"]
+    out["district"] = district(first["detect_c16"]["images_per_s"] / replicas[0], owner_cpu / 1000 if owner_cpu is not None else None, camera_mb, replica_cores)
     out["load_average_end"] = os.getloadavg()
     return out
 
@@ -285,7 +288,7 @@ def cmd_bench_serve_ray(args: argparse.Namespace) -> int:
     d = out["district"]
     print(f"a camera's owner actor: {out['camera_actor_rss_mb']} MB resident, {d['owner_cpu_ms_per_frame']} ms CPU a frame (over the measured frames)")
     print(f"district: {d['cameras']} cameras every {d['every_s']:g} s = {d['frames_per_s_needed']:g} frames/s; at {d['per_replica_images_per_s']:.1f} images/s per replica "
-          f"(planned at {d['headroom']:.0%}) that is {d['detector_replicas']} detector replicas ({d['replica_cpus']:g} CPUs), {d['camera_owner_cores']} cores for the camera owners, "
+          f"(planned at {d['headroom']:.0%}) that is {d['detector_replicas']} detector replicas like it ({d['replica_cores']:g} cores each: {d['detector_cores']:g} cores), {d['camera_owner_cores']} cores for the camera owners, "
           f"and about {d['camera_actors_memory_gb']} GB for them")
     print(f"load average at the end {out['load_average_end']}")
     return 0

@@ -348,6 +348,24 @@ def test_a_model_swap_reaches_every_replica(on_ray, reference):
     assert on_ray.client.put("/models/current", json={"name": "street-v2"}, headers=admin).json()["name"] == "street-v2"
 
 
+def test_detect_and_a_patrol_photo_go_through_the_replicas_and_the_patrol_owner(on_ray, frames):
+    headers = {"X-API-Key": on_ray.keys["camera"]}
+    jpeg = frames[-1][1]
+    found = on_ray.client.post("/detect", files={"image": ("f.jpg", jpeg, "image/jpeg")}, headers=headers)
+    assert found.status_code == 200 and found.json()["model"] == "street-v2" and found.json()["detections"], found.text
+    photo = on_ray.client.post("/photos", data={"lat": "30.2936", "lon": "120.1614", "taken_at": frames[-1][0].isoformat(), "point": "巡查点"},
+                               files={"image": ("p.jpg", jpeg, "image/jpeg")}, headers=headers)
+    assert photo.status_code == 200, photo.text
+    assert photo.json()["location"]["point"] == "巡查点" and photo.json()["gps_source"] == "form"
+    assert ray.get(owner_of(None).ping.remote()).frames == 1  # the patrol photos' one owner took it
+
+
+def owner_of(camera_id: str | None):
+    from service.cluster.calls import NAMESPACE, owner_name
+
+    return ray.get_actor(owner_name(camera_id), namespace=NAMESPACE)
+
+
 def test_a_camera_whose_actor_cannot_be_placed_is_answered_503_with_retry_after(on_ray):
     from ray import serve
 
@@ -438,3 +456,12 @@ def test_a_lost_worker_node_moves_its_camera_to_a_living_node_with_its_state(on_
     assert info.node != worker_id and info.restarted and info.restored_from == "ledger"
     assert opened_at(responses) == [reference["opened"]]
     assert without_camera_id(ledger_cases(on_ray.db_url, "cam-node")) == ledger_cases_at(reference, responses)
+
+
+def test_the_district_sizing_follows_the_measured_figures():
+    from service.cluster.bench import district
+
+    d = district(per_replica_images_s=10.0, owner_cpu_s_per_frame=0.02, camera_mb=300.0, replica_cores=2.0)
+    assert d["frames_per_s_needed"] == 250.0  # 500 cameras, one frame every 2 s
+    assert d["detector_replicas"] == 36 and d["detector_cores"] == 72.0  # 250 / (10 x 0.7) = 35.7, rounded up
+    assert d["camera_owner_cores"] == round(250 * 0.02 / 0.7, 1) and d["camera_actors_memory_gb"] == round(500 * 300 / 1024, 1)
