@@ -83,17 +83,20 @@ class CameraOwners:
         return list(self.seen.values())
 
     def refresh(self, timeout_s: float = 5.0) -> None:
-        """Ask every placed owner how it goes (its stream, its backlog): owners of streamed cameras, or of cameras
-        that send nothing, would otherwise be seen only through the replies of their frames."""
+        """Ask every owner how it goes (its stream, its backlog): owners of streamed cameras, or of cameras that
+        send nothing, would otherwise be seen only through the replies of their frames."""
         import ray
 
         with self._lock:
-            handles = {cid: h for cid, h in self._handles.items() if cid in self._placed}
+            handles = dict(self._handles)
         refs = {h.ping.remote(): cid for cid, h in handles.items()}
-        ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+        ready, pending = ray.wait(list(refs), num_returns=len(refs), timeout=timeout_s)
+        for ref in pending:
+            ray.cancel(ref)  # an owner still being placed: asked again next time
         for ref in ready:
             try:
                 self.note(ray.get(ref))
+                self._placed.add(refs[ref])  # one that was still starting when its camera was first asked for
             except Exception as e:  # that owner is being re-created: its next answer tells
                 log.debug("owner of %s did not answer: %s", owner_name(refs[ref]), e)
 

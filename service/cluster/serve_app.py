@@ -125,7 +125,9 @@ def connect(address: str, env_vars: dict[str, str] | None = None, log_to_driver:
 
 
 def serve_on_ray(settings: ServiceSettings, address: str, host: str, port: int, proxy_location: str) -> int:
-    """`streetorder serve --ray`: deploy, then block until SIGINT/SIGTERM, then shut down cleanly."""
+    """`streetorder serve --ray`: deploy, then block until SIGINT/SIGTERM, then shut down cleanly. (With `--ray
+    local`, a Ctrl-C in a terminal also reaches the local Ray's own processes: the shutdown may then find them
+    gone, and the owners' last checkpoints, written with their frames, are what remains, as after a crash.)"""
     connect(address)
     deploy(settings, host=host, port=port, proxy_location=proxy_location)
     log.warning("streetorder is served by Ray Serve on http://%s:%d (%d detector replica(s))", host, port, settings.ray_replicas)
@@ -133,5 +135,9 @@ def serve_on_ray(settings: ServiceSettings, address: str, host: str, port: int, 
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: done.set())
     done.wait()
-    shutdown()
+    try:
+        shutdown()
+    except Exception as e:  # the cluster went down first (see above)
+        log.error("the cluster did not answer while shutting down: %s", e)
+        return 1
     return 0
