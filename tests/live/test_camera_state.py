@@ -12,12 +12,14 @@ from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
 from pipeline.cases import CaseStore, LedgerConfig
+from pipeline.config import StreetOrderConfig
 from pipeline.db.engine import Database
 from pipeline.detect import make_detections
 from pipeline.engine import Engine
 from pipeline.live.camera_state import CameraCheckpoint, CameraStateBook, version_of
 from pipeline.live.intake import Deferred, Intake
 from pipeline.live.report_queue import JournalError, ReportQueue
+from pipeline.source.frames import Frame
 
 from .test_intake import BIKE, CONFIG, T0, frame
 
@@ -196,3 +198,35 @@ def test_a_crash_between_a_state_file_and_its_journal_line_keeps_the_older_state
     assert {c: ck.blob for c, ck in ReportQueue(journal).states().items()} == {"cam-1": b"three"}
     again.done_many(list(again.pending))
     assert list((tmp_path / "journal.jsonl.states").iterdir()) == [] and again.states() == {}
+
+
+def test_a_static_scene_comes_back_exactly_and_goes_on_as_if_never_stopped():
+    """A no_vending zone reads the static scene: its float pictures travel raw (out of zlib), bit for bit."""
+    config = StreetOrderConfig.model_validate({
+        "cameras": [{"id": "cam-1", "location": {"district": "拱墅区", "point": "P1"}, "resolution": [640, 480],
+                     "zones": [{"id": "pavement", "kind": "no_vending", "polygon": [[0, 0], [640, 0], [640, 480], [0, 480]]}]}],
+    })
+    rng = np.random.default_rng(0)
+    street = rng.integers(0, 255, (480, 640, 3), dtype=np.uint8)
+
+    def image(i: int) -> np.ndarray:
+        out = (street.astype(np.int16) + rng.integers(-3, 4, street.shape)).clip(0, 255).astype(np.uint8)
+        if i >= 3:
+            out[200:320, 250:400] = (40, 160, 220)  # something new that stays
+        return out
+
+    images = [image(i) for i in range(12)]
+    whole, first = Engine(config), Engine(config)
+    for i in range(6):
+        whole.process(Frame(images[i], T0 + timedelta(seconds=2 * i), "cam-1"), EMPTY)
+        first.process(Frame(images[i], T0 + timedelta(seconds=2 * i), "cam-1"), EMPTY)
+    blob = first.snapshot_camera("cam-1")
+    second = Engine(config)
+    second.restore_camera("cam-1", blob)
+    for i in range(6, 12):
+        whole.process(Frame(images[i], T0 + timedelta(seconds=2 * i), "cam-1"), EMPTY)
+        second.process(Frame(images[i], T0 + timedelta(seconds=2 * i), "cam-1"), EMPTY)
+    a, b = whole.cameras["cam-1"].static, second.cameras["cam-1"].static
+    assert a.long is not None and np.isfinite(a.fg_since).any() and a.static_s.max() > 0  # something new, timed as it stands
+    for name in ("long", "short", "fg_since", "static_s", "still_seen"):
+        assert np.array_equal(getattr(a, name), getattr(b, name), equal_nan=True), name
