@@ -140,11 +140,22 @@ def cmd_config(args: argparse.Namespace) -> int:
     if args.action == "schema":
         print(json.dumps(config_schema(), indent=2, ensure_ascii=False))
         return 0
+    from .config import StreamCredentialsError
+
     config = load_config(args.file)
+    unset = 0
     for c in config.cameras:
         zones = ", ".join(f"{z.id} ({z.kind}{', scheduled' if z.schedule else ''})" for z in c.zones) or "no zones"
-        print(f"{c.id}: {c.location.district} / {c.location.point}, {c.resolution[0]}x{c.resolution[1]}; {zones}; {len(c.fixtures)} fixture(s)")
-    print(f"ok: {len(config.cameras)} camera(s)")
+        stream = ""
+        if c.stream is not None:
+            stream = f"; stream {c.stream.kind} every {c.stream.every_s:g} s"
+            try:
+                c.stream.credentials()
+            except StreamCredentialsError as e:  # not an error of the file: the service's environment may set them
+                stream += f" (warning: {e} here)"
+                unset += 1
+        print(f"{c.id}: {c.location.district} / {c.location.point}, {c.resolution[0]}x{c.resolution[1]}; {zones}; {len(c.fixtures)} fixture(s){stream}")
+    print(f"ok: {len(config.cameras)} camera(s)" + (f"; {unset} stream(s) without their credentials in this environment" if unset else ""))
     return 0
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 SYSTEM_PYTHON = "/usr/bin/python3"

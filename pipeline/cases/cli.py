@@ -203,6 +203,28 @@ def cmd_db_current(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_outages(args: argparse.Namespace) -> int:
+    """Camera outages (`pipeline.live.outages`): the blind points, now or in the past."""
+    import json
+    from dataclasses import asdict
+
+    from ..live.outages import CameraOutages
+
+    store = _store(args)
+    try:
+        rows = CameraOutages(store.db).list(open_only=args.open, camera_id=args.camera)
+        for o in rows:
+            if args.json:
+                print(json.dumps({**asdict(o), "dark_s": round(o.dark_s)}, default=str, ensure_ascii=False))
+            else:
+                until = f"{o.ended_at:%Y-%m-%d %H:%M}Z" if o.ended_at else "now (dark)"
+                print(f"{o.camera_id:<16} {o.district}/{o.point} owner={o.owner or '-'}  {o.down_since:%Y-%m-%d %H:%M}Z → {until}  {o.dark_s / 3600:.1f} h  {o.error or ''}")
+        print(f"\n{len(rows)} outage(s)", file=sys.stderr)
+        return 0
+    finally:
+        store.close()
+
+
 def cmd_quarantine(args: argparse.Namespace) -> int:
     """List, re-post or drop incident reports the ledger refused (the service quarantines them)."""
     from ..db.quarantine import get_quarantined, quarantined, release, report_of
@@ -298,6 +320,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true")
     _common(p)
     p.set_defaults(func=cmd_overdue)
+
+    p = csub.add_parser(
+        "outages", help="cameras whose stream went dark (the service writes them): when, where, for how long",
+        description="Each row is one outage of a streamed camera: down longer than its stream's offline_after_s, written once by "
+        "`streetorder serve` and closed by the camera's next picture. Newest first; --open lists the points that are blind now.", epilog=EPILOG,
+    )
+    p.add_argument("--open", action="store_true", help="only outages not over yet")
+    p.add_argument("--camera", help="only this camera")
+    p.add_argument("--json", action="store_true", help="one JSON object per outage")
+    _common(p)
+    p.set_defaults(func=cmd_outages)
 
     p = csub.add_parser(
         "quarantine", help="incident reports the ledger refused: list, retry or drop them",

@@ -8,7 +8,7 @@ link (or better, since a dark camera reports nothing). What the ledger's users n
 blind and whether it still is: one row per outage, written once when it is declared and closed by the first
 picture after it, so the ranking can show each district's dark camera-hours beside its cases.
 
-The service writes through `CameraOutages`; both writes are idempotent (an open outage is never opened twice,
+The service writes through `CameraOutages`, `streetorder cases outages` reads them; both writes are idempotent (an open outage is never opened twice,
 also across a restart; closing closes whatever is open), so a write retried after a database outage is safe.
 """
 

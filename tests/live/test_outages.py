@@ -3,9 +3,11 @@ declared (also after a restart: the service declares it again), closed by the ca
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import UTC, datetime, timedelta
 
+from pipeline.cli import main
 from pipeline.db.engine import Database
 from pipeline.domain import Location
 from pipeline.live.outages import CameraOutages
@@ -14,7 +16,7 @@ T0 = datetime(2026, 12, 6, 22, 0, tzinfo=UTC)
 GATE = Location(district="拱墅区", street="米市巷街道", point="学校东门")
 
 
-def test_one_open_outage_per_camera_closed_by_the_next_picture(pg_url):
+def test_one_open_outage_per_camera_closed_by_the_next_picture(pg_url, capsys):
     db = Database(pg_url)
     book = CameraOutages(db)
     camera = f"cam-outage-{datetime.now(UTC).timestamp():.0f}"
@@ -39,5 +41,14 @@ def test_one_open_outage_per_camera_closed_by_the_next_picture(pg_url):
         rows = book.list(camera_id=camera)
         assert [r.ended_at for r in rows] == [None, T0 + timedelta(minutes=7)]  # newest first
         assert rows[1].dark_s == 7 * 60
+
+        # what the ledger's users read: `streetorder cases outages`
+        capsys.readouterr()
+        assert main(["cases", "outages", "--db", pg_url, "--camera", camera]) == 0
+        out = capsys.readouterr().out.splitlines()
+        assert len(out) == 2 and "now (dark)" in out[0] and "拱墅区/学校东门" in out[1] and "owner=李娜" in out[1] and "0.1 h" in out[1]
+        assert main(["cases", "outages", "--db", pg_url, "--camera", camera, "--open", "--json"]) == 0
+        [line] = capsys.readouterr().out.splitlines()
+        assert json.loads(line)["ended_at"] is None
     finally:
         db.dispose()

@@ -14,7 +14,6 @@ from datetime import datetime, timedelta
 
 import av
 import numpy as np
-import pytest
 import yaml
 from PIL import Image
 
@@ -92,7 +91,12 @@ def test_streamed_cameras(make_client, tmp_path, monkeypatch, caplog):
         assert (outage.camera_id, outage.district, outage.point, outage.stream_kind, outage.ended_at) == ("cam-2", "西湖区", "P2", "http", None)
         assert (outage.reported_at - outage.down_since).total_seconds() >= 1.5
 
-        # cam-1 drops: down on /ready (the service stays ready), cam-1's samples stop; it comes back: up, reconnected
+        # a stream that never comes up holds nothing of the others: cam-1 goes on
+        samples = streams_of(client)["cam-1"]["samples"]
+        wait_for(lambda: streams_of(client)["cam-1"]["samples"] >= samples + 2, 5, lambda: f"{streams_of(client)}")
+
+        # cam-1 drops: down on /ready (the service stays ready); meanwhile cam-2's camera comes up, and its outage is
+        # closed by its first picture; cam-1 comes back: up, reconnected
         samples = streams_of(client)["cam-1"]["samples"]
         rtsp.stop()
         wait_for(lambda: streams_of(client)["cam-1"]["state"] == "down", 10, lambda: f"{streams_of(client)}")
@@ -102,17 +106,16 @@ def test_streamed_cameras(make_client, tmp_path, monkeypatch, caplog):
         assert metric(text, "streetorder_stream_samples_total", 'camera="cam-1"') >= samples
         assert metric(text, "streetorder_stream_intake_total", 'camera="cam-1",outcome="processed"') >= 3
         assert metric(text, "streetorder_stream_down_seconds", 'camera="cam-2"') >= 1.5
+        snapshots.start()
+        wait_for(lambda: streams_of(client)["cam-2"]["state"] == "up", 10, lambda: f"{streams_of(client)}")
+        wait_for(lambda: not outages.list(open_only=True), 5, "the outage was not closed")
+        [outage] = outages.list()  # still the only one
+        assert outage.ended_at >= outage.reported_at
+        assert streams_of(client)["cam-1"]["state"] == "down"
         rtsp.start()
         wait_for(lambda: streams_of(client)["cam-1"]["state"] == "up", 15, lambda: f"{streams_of(client)}")
         wait_for(lambda: streams_of(client)["cam-1"]["samples"] > samples + 1, 5, lambda: f"{streams_of(client)}")
         assert streams_of(client)["cam-1"]["reconnects"] >= 1
-
-        # cam-2's camera comes up: its outage is closed by its first picture, and stays the only one
-        snapshots.start()
-        wait_for(lambda: streams_of(client)["cam-2"]["state"] == "up", 10, lambda: f"{streams_of(client)}")
-        wait_for(lambda: not outages.list(open_only=True), 5, "the outage was not closed")
-        [outage] = outages.list()
-        assert outage.ended_at >= outage.reported_at
 
         ready, metrics_text = client.get("/ready").text, client.get("/metrics").text
         streamed = client.get("/cases", params={"camera_id": "cam-1"}).json()["cases"]

@@ -11,6 +11,7 @@ from datetime import datetime
 
 import pytest
 
+from pipeline.cli import main
 from pipeline.config import ConfigError, StreamConfig, parse_config
 from pipeline.source.streams import StreamReader, StreamState, StreamStatus
 from tests.conftest import STREETS_IN
@@ -206,7 +207,7 @@ cameras:
 """
 
 
-def test_stream_config_refuses_credentials_in_the_url_without_echoing_them():
+def test_stream_config_refuses_credentials_in_the_url_without_echoing_them(tmp_path, monkeypatch, capsys):
     with pytest.raises(ConfigError) as e:
         parse_config(_config(f'url: "rtsp://admin:{PASSWORD}@10.1.2.3/live", every: 2'), "cams.yaml")
     assert "cams.yaml:6: cameras[0].stream.url:" in str(e.value) and "username_env/password_env" in str(e.value)
@@ -227,3 +228,12 @@ def test_stream_config_refuses_credentials_in_the_url_without_echoing_them():
     ]:
         with pytest.raises(ConfigError, match=why):
             parse_config(_config(bad), "cams.yaml")
+
+    # `streetorder config check` names a stream whose credentials' variables are unset where it runs
+    path = tmp_path / "cams.yaml"
+    path.write_text(_config("url: rtsp://10.1.2.3/live, every: 2, username_env: SO_TEST_U, password_env: SO_TEST_P"))
+    monkeypatch.delenv("SO_TEST_U", raising=False)
+    monkeypatch.setenv("SO_TEST_P", PASSWORD)
+    assert main(["config", "check", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "stream rtsp every 2 s (warning: stream credentials: environment variable(s) SO_TEST_U not set here)" in out and PASSWORD not in out

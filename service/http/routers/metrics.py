@@ -20,7 +20,7 @@ router = APIRouter(tags=["health"])
 )
 async def metrics(state: State) -> Response:
     """Request latency per route template, detector time and batch sizes, detector queue depth, image memory
-    in use, report backlog, inference requests in flight and the admission's estimate, cases created, and the
-    process's RSS and CPU. On the event loop (no thread), so a scrape answers during a burst."""
+    in use, report backlog, inference requests in flight and the admission's estimate, cases created, each
+    streamed camera's state and counters (`streetorder_stream_*`), and the process's RSS and CPU. On the event loop (no thread), so a scrape answers during a burst."""
     body, ctype = state.metrics.exposition()
     return Response(body, media_type=ctype)
