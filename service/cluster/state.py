@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 import time
 from collections import Counter
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime
@@ -41,7 +41,7 @@ from ..runtime.model_slot import LoadedModel, ModelSlot
 from ..runtime.state import ServiceState
 from ..settings import ServiceSettings
 from .calls import owner_name, unwrap
-from .camera_owner import OwnerInfo, Reply
+from .camera_owner import Reply
 from .detector_replica import Detected
 from .owners import CameraOwners
 from .rollout import ReplicaStatus
