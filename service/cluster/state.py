@@ -74,7 +74,7 @@ class ModelName:
 class ClusterModels:
     """`ModelSlot`'s face for the routes, over the replicas (see `rollout.py`)."""
 
-    def __init__(self, settings: ServiceSettings, rollout, metrics: ServiceMetrics) -> None:
+    def __init__(self, settings: ServiceSettings, rollout) -> None:
         self.rollout = rollout
         self.slot = ModelSlot(settings.models_dir, DetectorSettings(conf=settings.conf, imgsz=settings.imgsz), settings.threads, settings.persist_model)
         self.models_dir = self.slot.models_dir
@@ -204,7 +204,7 @@ class ClusterDetector:
     """`DetectorRuntime`'s parts, for the ingress (see the module doc)."""
 
     def __init__(self, settings: ServiceSettings, handle, rollout, metrics: ServiceMetrics) -> None:
-        self.models = ClusterModels(settings, rollout, metrics)
+        self.models = ClusterModels(settings, rollout)
         self.metrics = metrics
         self.batcher = RemoteBatcher(handle, settings.retry_after_s, self.observe)
         self.budget = DecodeBudget(settings.image_memory_mb * 2**20, settings.image_memory_wait_s, settings.retry_after_s, metrics)
