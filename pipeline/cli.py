@@ -224,10 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_bench_serve(args: argparse.Namespace) -> int:
-    """`streetorder bench serve` is the service's own bench (`service.bench`; `--burst`: `service.bench_burst`),
-    imported when it runs."""
+    """`streetorder bench serve` is the service's own bench (`service.bench`; `--burst`: `service.bench_burst`;
+    `--ray`: `service.cluster.bench`), imported when it runs."""
     if args.burst:
         from service.bench_burst import cmd_bench_burst as run
+    elif args.ray:
+        from service.cluster.bench import cmd_bench_serve_ray as run
     else:
         from service.bench import cmd_bench_serve as run
 

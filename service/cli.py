@@ -27,7 +27,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_upload_bytes=args.max_upload_mb * 1024 * 1024 if args.max_upload_mb else None, persist_model=args.persist_model or None,
         insecure_open=args.insecure_open or None,
         journal=args.journal, key_cache=args.key_cache, max_clock_skew_s=args.max_clock_skew, latency_budget_s=args.latency_budget, forwarded_allow_ips=args.forwarded_allow_ips,
+        ray_replicas=args.replicas,
     )
+    if args.ray:
+        return _serve_on_ray(settings, args)
     try:
         app = create_app(settings)
     except DBAPIError as e:
@@ -42,6 +45,17 @@ def cmd_serve(args: argparse.Namespace) -> int:
     _freeze_startup_objects()
     uvicorn.Server(config).run()
     return 0
+
+
+def _serve_on_ray(settings, args: argparse.Namespace) -> int:
+    """`serve --ray`: the same app on Ray Serve (service/cluster/); Ray is imported only here."""
+    try:
+        import ray.serve  # noqa: F401
+    except ImportError as e:
+        raise ValueError(f"--ray needs Ray Serve ({e}): pip install 'streetorder[ray]'") from None
+    from service.cluster.serve_app import serve_on_ray
+
+    return serve_on_ray(settings, args.ray, args.host, args.port, {"head": "HeadOnly", "every-node": "EveryNode"}[args.ray_proxy])
 
 
 def _freeze_startup_objects() -> None:
@@ -118,7 +132,9 @@ STREETORDER_IMGSZ, STREETORDER_EVIDENCE_DIR, STREETORDER_PUBLIC_URL, STREETORDER
 STREETORDER_PERSIST_MODEL, STREETORDER_INSECURE_OPEN, STREETORDER_SESSION_HOURS, STREETORDER_AUTH_FAILURES_PER_ADDRESS,
 STREETORDER_AUTH_FAILURES_GLOBAL, STREETORDER_AUTH_WINDOW_S, STREETORDER_JOURNAL, STREETORDER_MAX_CLOCK_SKEW_S,
 STREETORDER_RETRY_INTERVAL_S, STREETORDER_STATE_EVERY_S, STREETORDER_EARLIEST_TAKEN_AT, STREETORDER_KEY_CACHE, STREETORDER_LATENCY_BUDGET_S,
-STREETORDER_FORWARDED_ALLOW_IPS; flags win.
+STREETORDER_FORWARDED_ALLOW_IPS; with --ray also STREETORDER_RAY_REPLICAS, STREETORDER_RAY_REPLICA_CPUS,
+STREETORDER_RAY_CAMERA_CPUS, STREETORDER_RAY_PLACEMENT_WAIT_S, STREETORDER_RAY_JOURNAL_DIR, STREETORDER_RAY_HEARTBEAT_S;
+flags win.
 With PostgreSQL unreachable at start, serve starts degraded: keys are checked against the key cache (written
 while the database is up), frames and photos are journaled (202), /ready is 503 with the reason, and all is
 written once the database answers.
@@ -163,6 +179,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--forwarded-allow-ips", metavar="LIST", help="reverse proxies (addresses or networks, comma-separated; * for any) whose X-Forwarded-For is believed (default: none)")
     p.add_argument("--max-upload-mb", type=int, help="largest request body in MiB (default 20)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"], help="uvicorn log level (default info)")
+    p.add_argument("--ray", metavar="ADDRESS", help="serve on a Ray cluster (Ray Serve): its address (HOST:PORT as `ray start --head` printed, or auto), or `local` to start one on this machine; see docs/operations.md#on-a-ray-cluster")
+    p.add_argument("--replicas", type=int, help="with --ray: detector replicas, spread over the nodes (default 1; STREETORDER_RAY_REPLICAS)")
+    p.add_argument("--ray-proxy", choices=["head", "every-node"], default="head", help="with --ray: where Ray Serve's HTTP proxy listens on --host/--port: the head node only (default), or every node (behind a load balancer)")
     p.add_argument("--insecure-open", action="store_true", help="start even with no API keys, every route open to anyone (local demos only; warned loudly)")
     p.set_defaults(func=cmd_serve)
 

@@ -127,6 +127,24 @@ class ServiceSettings(EnvSettings):
     earliest_taken_at: AwareDatetime = Field(
         datetime(2000, 1, 1, tzinfo=UTC), title="Earliest capture time", description="Frames and photos taken before it are refused (422): a camera or phone with a reset clock",
     )
+    # ---- on a Ray cluster (`streetorder serve --ray`, service/cluster/) ----
+    ray_replicas: int = Field(1, ge=1, le=4096, title="Detector replicas", description="`serve --ray`: detector replicas (Ray Serve deployment), spread over the cluster's nodes")
+    ray_replica_cpus: float = Field(1.0, gt=0, le=256, title="CPUs per detector replica", description="`serve --ray`: CPUs each detector replica reserves (Ray places no more replicas on a node than it has CPUs for)")
+    ray_camera_cpus: float = Field(
+        0.05, gt=0, le=64, title="CPUs per camera owner",
+        description="`serve --ray`: CPUs each camera's owner actor reserves (its engine and its ledger writes); with the nodes' CPUs it bounds how many cameras the cluster takes",
+    )
+    ray_placement_wait_s: float = Field(
+        10.0, gt=0, le=600, title="Camera placement wait",
+        description="`serve --ray`: seconds a camera's frame waits for its owner actor to be placed; past it the frame is refused with 503 and Retry-After (the cluster is full)",
+    )
+    ray_journal_dir: Path = Field(
+        Path("var/camera-journals"), title="Camera journals",
+        description="`serve --ray`: on the node `serve --ray` runs on (the head): each camera's report journal and, while the ledger is down, its newest state, kept by the journal actor pinned there",
+    )
+    ray_heartbeat_s: float = Field(
+        0.25, gt=0, le=60, title="Replica heartbeat", description="`serve --ray`: how often each detector replica reports to the model rollout and asks which model to serve (bounds a swap's rollout)",
+    )
     streams: bool = Field(
         True, title="Pull streams", description="Read the cameras' `stream:` (RTSP or HTTP snapshots) on a thread per camera; off: frames come only from POST /frames",
     )

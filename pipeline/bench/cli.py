@@ -152,6 +152,12 @@ def register(sub: argparse._SubParsersAction, *, bench_serve: Callable[[argparse
     q.add_argument("--no-batching", action="store_true", help="serve without micro-batching (each request runs the detector alone), for comparison")
     q.add_argument("--burst", type=int, metavar="N", help="instead: bursts of N concurrent POST /detect (fresh connections), with /health and a reviewer's GET /cases probed meanwhile; prints the 503s, their latency and the accepted p50/p99 (issue 22's targets use 96)")
     q.add_argument("--data", default=str(SHARED_DATA / "garbage-cn" / "val" / "images"), help="folder of images (default ../shared/data/garbage-cn/val/images)")
+    q.add_argument("--ray", metavar="ADDRESS", help="instead: `serve --ray` on this Ray cluster (`local`: one started here) with 1 and 2 detector replicas (--replicas), "
+                   "against the one-process service in the same run: POST /detect at concurrency 16 and POST /frames from --cameras cameras; prints what a "
+                   "500-camera district would need (docs/benchmarks.md)")
+    q.add_argument("--replicas", default="1,2", help="with --ray: replica counts to measure, comma-separated (default 1,2)")
+    q.add_argument("--cameras", type=int, default=16, help="with --ray: cameras posting frames at once, each its frames in order (default 16)")
+    q.add_argument("--db", help="with --ray: a PostgreSQL server URL (default $STREETORDER_DB); the bench makes a database of its own there and drops it after")
     q.set_defaults(func=bench_serve)
     q = what.add_parser(
         "streams", help="RTSP decode cost (key frames vs every frame) and how many streamed cameras `streetorder serve` sustains at every 2 s",

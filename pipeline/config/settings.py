@@ -55,6 +55,12 @@ lists every one of them (the same test keeps it complete).
 | STREETORDER_EARLIEST_TAKEN_AT | 2000-01-01T00:00:00Z | Service: frames taken before it are refused |
 | STREETORDER_STREAMS | true | Service: read the cameras' `stream:` itself (a thread per camera); false: frames only from POST /frames |
 | STREETORDER_PUBLIC_URL | unset | Service: how clients reach the service; sets the ledger's evidence base URL |
+| STREETORDER_RAY_REPLICAS | 1 | Service on Ray (`serve --ray`): detector replicas |
+| STREETORDER_RAY_REPLICA_CPUS | 1 | Service on Ray: CPUs each detector replica reserves |
+| STREETORDER_RAY_CAMERA_CPUS | 0.05 | Service on Ray: CPUs each camera's owner actor reserves |
+| STREETORDER_RAY_PLACEMENT_WAIT_S | 10 | Service on Ray: seconds a frame waits for its camera's actor to be placed before 503 |
+| STREETORDER_RAY_JOURNAL_DIR | var/camera-journals | Service on Ray: the cameras' report journals, on the node serve runs on |
+| STREETORDER_RAY_HEARTBEAT_S | 0.25 | Service on Ray: how often detector replicas report and ask which model to serve |
 
 The test suite alone also reads STREETORDER_TEST_PG (tests/conftest.py): the PostgreSQL admin database it
 creates its test databases in.

@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ..cases.evidence_store import fsync_dir
 from ..domain import IncidentReport
@@ -94,11 +94,14 @@ class JournalError(OSError):
 class ReportQueue:
     """FIFO of `QueueEntry`; durable when `journal` is given. Not thread-safe: intake holds the engine lock."""
 
-    def __init__(self, journal: Path | None = None) -> None:
+    def __init__(self, journal: Path | None = None, files: JournalFiles | None = None) -> None:
+        """`journal`: the journal's path, or its name when `files` keeps it elsewhere (a Ray camera actor's
+        journal on the head node, service/cluster/journal.py)."""
         self.journal = Path(journal) if journal else None
+        self.files = files or (LocalJournal(self.journal) if self.journal is not None else None)
         self.pending: deque[QueueEntry] = deque()
         self._seq = 0
-        self._superseded: list[Path] = []  # state files of checkpoints a newer one replaces
+        self._superseded: list[str] = []  # state files of checkpoints a newer one replaces
         if self.journal is not None:
             self._load()
 
@@ -145,7 +148,7 @@ class ReportQueue:
             for e in self.pending:
                 if e.state is not None and e.camera_id == camera_id:
                     if e.state_durable:
-                        self._superseded.append(self._state_path(e.camera_id, e.seq))  # deleted once the new one is journaled
+                        self._superseded.append(_state_key(e.camera_id, e.seq))  # deleted once the new one is journaled
                     e.state, e.state_durable = None, False
         entry = QueueEntry(seq, now, camera_id=camera_id, taken_at=taken_at, state=state)
         self.pending.append(entry)
@@ -197,102 +200,66 @@ class ReportQueue:
             self._append("".join(json.dumps({"done": e.seq}) + "\n" for e in durable).encode())
             for e in entries:
                 if e.state is not None and e.state_durable:
-                    self._state_path(e.camera_id, e.seq).unlink(missing_ok=True)
+                    self.files.remove_state(_state_key(e.camera_id, e.seq))
 
-    # ---- the file -----------------------------------------------------------------------------------
+    # ---- the file (its storage: `files`) --------------------------------------------------------------
 
     def _append(self, data: bytes) -> None:
-        new = not self.journal.exists()
-        self.journal.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        if new:
-            fsync_dir(self.journal.parent)
+        self.files.append(data)
 
     def _truncate(self) -> None:
-        fd = os.open(self.journal, os.O_WRONLY | os.O_CREAT, 0o600)
-        try:
-            os.ftruncate(fd, 0)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        for path in self._state_files():
-            path.unlink(missing_ok=True)
+        """Empty the journal and remove every state file beside it."""
+        self.files.truncate()
+        for key, _ in self.files.states():
+            self.files.remove_state(key)
         self._superseded.clear()
-
-    # ---- the engine states beside the file ----------------------------------------------------------
-
-    @property
-    def _state_dir(self) -> Path:
-        return self.journal.with_name(self.journal.name + ".states")
-
-    def _state_path(self, camera_id: str, seq: int) -> Path:
-        return self._state_dir / f"{hashlib.sha256(camera_id.encode()).hexdigest()[:32]}-{seq}.state"
 
     def _drop_superseded(self) -> None:
-        for path in self._superseded:
-            path.unlink(missing_ok=True)
+        for key in self._superseded:
+            self.files.remove_state(key)
         self._superseded.clear()
 
-    def _state_files(self) -> list[Path]:
-        return sorted(self._state_dir.glob("*.state")) if self._state_dir.is_dir() else []
-
     def _write_state(self, entry: QueueEntry) -> None:
-        """The entry's state as `{"seq", "camera_id", "version", "frame_at"}\\n<blob>`, in a file
-        of its own (a temp file, fsync, rename)."""
+        """The entry's state as `{"seq", "camera_id", "version", "frame_at"}\\n<blob>`, in a file of its own."""
         st = entry.state
         head = {"seq": entry.seq, "camera_id": st.camera_id, "version": st.version, "frame_at": st.frame_at.isoformat()}
-        path = self._state_path(st.camera_id, entry.seq)
-        new_dir = not self._state_dir.exists()
-        self._state_dir.mkdir(parents=True, exist_ok=True)
-        if new_dir:
-            fsync_dir(self._state_dir.parent)
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("wb") as f:
-            f.write(json.dumps(head, ensure_ascii=False).encode() + b"\n" + st.blob)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_dir(self._state_dir)
+        self.files.write_state(_state_key(st.camera_id, entry.seq), json.dumps(head, ensure_ascii=False).encode() + b"\n" + st.blob)
 
     def _load_states(self) -> None:
         """Give each pending frame time its state file back, the newest of each camera only; a file whose entry
         is done, or that a newer one replaces, or unreadable, goes."""
         by_seq = {e.seq: e for e in self.pending if not e.is_report}
         newest: dict[str, QueueEntry] = {}
-        for path in sorted(self._state_files(), key=_seq_of):
+        for key, content in sorted(self.files.states(), key=lambda kc: _seq_of(kc[0])):
             try:
-                head, blob = path.read_bytes().split(b"\n", 1)
+                head, blob = content.split(b"\n", 1)
                 data = json.loads(head)
                 entry = by_seq.get(int(data["seq"]))
                 if entry is None or entry.camera_id != data["camera_id"]:
-                    path.unlink()
+                    self.files.remove_state(key)
                     continue
                 entry.state = CameraCheckpoint(data["camera_id"], int(data["version"]), datetime.fromisoformat(data["frame_at"]), blob)
                 entry.state_durable = True
                 if (older := newest.get(entry.camera_id)) is not None:  # in seq order: this one is newer
-                    self._state_path(older.camera_id, older.seq).unlink(missing_ok=True)
+                    self.files.remove_state(_state_key(older.camera_id, older.seq))
                     older.state, older.state_durable = None, False
                 newest[entry.camera_id] = entry
             except (ValueError, KeyError, TypeError) as e:
-                log.error("%s: unreadable camera state skipped (%s)", path, e)
-                path.unlink()
+                log.error("%s: unreadable camera state skipped (%s)", key, e)
+                self.files.remove_state(key)
 
     def _load(self) -> None:
-        if not self.journal.exists():
+        raw = self.files.read()
+        if raw is None:
             return
         entries: dict[int, QueueEntry] = {}
         done: set[int] = set()
-        lines = self.journal.read_bytes().split(b"\n")
-        for n, raw in enumerate(lines, 1):
-            if not raw.strip():
+        lines = raw.split(b"\n")
+        for n, line in enumerate(lines, 1):
+            if not line.strip():
                 continue
             try:
-                data = json.loads(raw)
+                data = json.loads(line)
                 if "done" in data:
                     done.add(int(data["done"]))
                 else:
@@ -309,18 +276,90 @@ class ReportQueue:
             log.warning("report journal %s: %d entr(ies) from before the restart are queued for the ledger", self.journal, len(self.pending))
 
     def _rewrite(self) -> None:
-        """Replace the file by the pending entries alone (atomically: a temp file, fsync, rename)."""
-        tmp = self.journal.with_name(self.journal.name + ".tmp")
-        with tmp.open("wb") as f:
-            f.write("".join(json.dumps(e.line(), ensure_ascii=False) + "\n" for e in self.pending).encode())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.journal)
-        fsync_dir(self.journal.parent)
+        """Replace the journal by the pending entries alone (atomically)."""
+        self.files.replace("".join(json.dumps(e.line(), ensure_ascii=False) + "\n" for e in self.pending).encode())
 
 
-def _seq_of(path: Path) -> int:
-    tail = path.stem.rsplit("-", 1)[-1]
+class JournalFiles(Protocol):
+    """Where a journal and its state files are kept: `LocalJournal` (a file and a folder beside it, fsync'ed), or
+    a keeper on another machine (service/cluster/journal.py). Every write is durable when it returns."""
+
+    def append(self, data: bytes) -> None: ...
+    def truncate(self) -> None: ...
+    def read(self) -> bytes | None: ...
+    def replace(self, data: bytes) -> None: ...
+    def write_state(self, key: str, data: bytes) -> None: ...
+    def remove_state(self, key: str) -> None: ...
+    def states(self) -> list[tuple[str, bytes]]: ...
+
+
+class LocalJournal:
+    """The journal as a local file, its engine states as files in `<journal>.states/` (see the module doc)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.state_dir = self.path.with_name(self.path.name + ".states")
+
+    def append(self, data: bytes) -> None:
+        new = not self.path.exists()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if new:
+            fsync_dir(self.path.parent)
+
+    def truncate(self) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            os.ftruncate(fd, 0)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def read(self) -> bytes | None:
+        return self.path.read_bytes() if self.path.exists() else None
+
+    def replace(self, data: bytes) -> None:
+        _write_atomically(self.path, data)
+
+    def write_state(self, key: str, data: bytes) -> None:
+        new_dir = not self.state_dir.exists()
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        if new_dir:
+            fsync_dir(self.state_dir.parent)
+        _write_atomically(self.state_dir / f"{key}.state", data)
+
+    def remove_state(self, key: str) -> None:
+        (self.state_dir / f"{key}.state").unlink(missing_ok=True)
+
+    def states(self) -> list[tuple[str, bytes]]:
+        if not self.state_dir.is_dir():
+            return []
+        return [(p.stem, p.read_bytes()) for p in sorted(self.state_dir.glob("*.state"))]
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """A temp file, fsync, rename, fsync of the folder."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def _state_key(camera_id: str, seq: int) -> str:
+    return f"{hashlib.sha256(camera_id.encode()).hexdigest()[:32]}-{seq}"
+
+
+def _seq_of(key: str) -> int:
+    tail = key.rsplit("-", 1)[-1]
     return int(tail) if tail.isdigit() else -1
 
 

@@ -6,7 +6,7 @@ The serving path is onnxruntime only: nothing here imports torch (tests/service/
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Security
@@ -34,14 +34,15 @@ Create keys with `streetorder keys create --role ROLE --name NAME`. List routes 
 answer with `total` and a `next` link. Errors are JSON `{"detail": ...}`."""
 
 
-def create_app(settings: ServiceSettings | None = None) -> FastAPI:
+def create_app(settings: ServiceSettings | None = None, open_state: Callable[[ServiceSettings], ServiceState] = ServiceState.open) -> FastAPI:
     """Build the app. Raises ConfigError (bad camera config) or a database error (a ledger that refuses us) at
     once; a PostgreSQL that does not answer starts it degraded (`runtime.ledger.LedgerLink`), and a model that
-    fails to load only makes /ready say so."""
+    fails to load only makes /ready say so. `open_state`: what runs the models and the engine, this process by
+    default; `streetorder serve --ray` passes the cluster's (`service/cluster/state.py`), same routes on top."""
     settings = settings or ServiceSettings.load()
     bound_malloc()
     Auth.check_configured(settings)  # fail fast, before the model loads (the key cache answers while the database is down)
-    state = ServiceState.open(settings)
+    state = open_state(settings)
     try:
         auth = Auth.open_for(settings, state.store.db, state.link)  # no keys and no --insecure-open: refuse to start
     except Exception:

@@ -13,6 +13,11 @@ class ServiceError(Exception):
         super().__init__(detail)
         self.detail = detail
 
+    def __reduce__(self):
+        """Pickled with all its fields (`queued`, `retry_after_s`), so it crosses a process boundary whole: a camera's
+        actor on a Ray cluster refuses a frame with the same error the one-process service raises."""
+        return (_restore, (type(self), self.__dict__.copy()))
+
 
 class Accepted(ServiceError):
     """Taken and safe, not yet in the ledger: a frame whose incident reports wait in the journaled queue."""
@@ -54,3 +59,10 @@ class Overloaded(Unavailable):
     def __init__(self, detail: str, retry_after_s: int = 1) -> None:
         super().__init__(detail)
         self.retry_after_s = retry_after_s
+
+
+def _restore(cls: type[ServiceError], fields: dict) -> ServiceError:
+    e = cls.__new__(cls)
+    Exception.__init__(e, fields.get("detail"))
+    e.__dict__.update(fields)
+    return e

@@ -215,24 +215,10 @@ class LiveIntake:
     # ---- frames and photos --------------------------------------------------------------------------
 
     def check_taken_at(self, at: datetime, what: str = "taken_at") -> None:
-        """A capture time the engine may use: not ahead of our clock by more than the allowed skew (a camera
-        clock in the future would lock its frame order), not before the configured earliest time."""
-        now = datetime.now(UTC)
-        skew = timedelta(seconds=self.settings.max_clock_skew_s)
-        if at > now + skew:
-            ahead = (at - now).total_seconds()
-            raise Unprocessable(
-                f"{what} {at.isoformat()} is {ahead:,.0f} s ahead of the service's clock ({now.isoformat(timespec='seconds')}), more than the allowed "
-                f"clock skew of {skew.total_seconds():g} s: check the camera's or phone's clock; nothing was stored"
-            )
-        if at < self.settings.earliest_taken_at:
-            raise Unprocessable(f"{what} {at.isoformat()} is before {self.settings.earliest_taken_at.isoformat()}, the earliest capture time accepted: check the camera's or phone's clock")
+        check_taken_at(self.settings, at, what)
 
     def _check_order(self, camera_id: str, at: datetime) -> None:
-        last = self.last_frame.get(camera_id)
-        if last is not None and at <= last:
-            what = "the same time as" if at == last else "older than"
-            raise Conflict(f"camera '{camera_id}': frame taken at {at.isoformat()} is {what} its last frame ({last.isoformat()}); frames of a camera must arrive in time order, each once")
+        check_order(camera_id, at, self.last_frame.get(camera_id))
 
     def process_frame(self, camera_id: str, at: datetime, image: np.ndarray) -> Processed:
         """Detect, then run the engine and commit the cases, so the response reports committed cases only.
@@ -288,8 +274,8 @@ class LiveIntake:
                 self._count_cases(result, "frame")
             except Deferred as e:
                 self._tidy(e.written)
-                raise _deferred(e, "frame") from None
-            self._tidy(_posted(result))
+                raise deferred_error(e, "frame") from None
+            self._tidy(posted_reports(result))
         return Processed(model, result, image.shape[1], image.shape[0])
 
     def process_photo(self, image: np.ndarray, at: datetime, gps: GeoPoint, place: dict[str, str], source: str) -> tuple[Processed, Location]:
@@ -316,8 +302,8 @@ class LiveIntake:
                 self._count_cases(result, "photo")
             except Deferred as e:
                 self._tidy(e.written)
-                raise _deferred(e, "photo") from None
-            self._tidy(_posted(result))
+                raise deferred_error(e, "photo") from None
+            self._tidy(posted_reports(result))
         return Processed(model, result, image.shape[1], image.shape[0]), location
 
     def _count_cases(self, result: IntakeResult, source: str) -> None:
@@ -326,26 +312,14 @@ class LiveIntake:
             self.metrics.cases_created.labels(source).inc(created)
 
     def _tidy(self, reports: list[IncidentReport]) -> None:
-        """Delete the engine's copies of evidence the ledger now holds, or a live service fills its disk. The
-        engine re-reports an unchanged incident with the same hashes, which the ledger finds by hash alone;
-        reports still queued keep their files (a replay may need them). Under the engine lock: the engine
-        writes these folders."""
-        for report in reports:
-            for ev in report.evidence:
-                if self.store.evidence.exists(ev.sha256):
-                    Path(ev.path).unlink(missing_ok=True)
-            for folder in {Path(ev.path).parent for ev in report.evidence}:
-                try:
-                    folder.rmdir()  # only when empty
-                except OSError:
-                    pass
+        tidy_evidence(self.store, reports)
 
 
-def _posted(result: IntakeResult) -> list[IncidentReport]:
+def posted_reports(result: IntakeResult) -> list[IncidentReport]:
     return [*result.frame.reports, *(r for r, _ in result.retried)]
 
 
-def _deferred(e: Deferred, what: str) -> Exception:
+def deferred_error(e: Deferred, what: str) -> Exception:
     """202 when the reports are safe in the journal; 503 in the one case where they are in memory only."""
     if e.durable:
         return Accepted(
@@ -353,3 +327,40 @@ def _deferred(e: Deferred, what: str) -> Exception:
             f"in order when the ledger is back ({e.queued} waiting): do not resend it", queued=e.queued,
         )
     return Unavailable(f"the {what} was processed but the ledger is unavailable ({e}) and the report journal cannot be written: {e.queued} report(s) wait in memory only")
+
+
+def check_taken_at(settings: ServiceSettings, at: datetime, what: str = "taken_at") -> None:
+    """A capture time the engine may use: not ahead of our clock by more than the allowed skew (a camera clock in
+    the future would lock its frame order), not before the configured earliest time."""
+    now = datetime.now(UTC)
+    skew = timedelta(seconds=settings.max_clock_skew_s)
+    if at > now + skew:
+        ahead = (at - now).total_seconds()
+        raise Unprocessable(
+            f"{what} {at.isoformat()} is {ahead:,.0f} s ahead of the service's clock ({now.isoformat(timespec='seconds')}), more than the allowed "
+            f"clock skew of {skew.total_seconds():g} s: check the camera's or phone's clock; nothing was stored"
+        )
+    if at < settings.earliest_taken_at:
+        raise Unprocessable(f"{what} {at.isoformat()} is before {settings.earliest_taken_at.isoformat()}, the earliest capture time accepted: check the camera's or phone's clock")
+
+
+def check_order(camera_id: str, at: datetime, last: datetime | None) -> None:
+    """409 for a frame not newer than the camera's last one (frames of a camera go in time order, each once)."""
+    if last is not None and at <= last:
+        what = "the same time as" if at == last else "older than"
+        raise Conflict(f"camera '{camera_id}': frame taken at {at.isoformat()} is {what} its last frame ({last.isoformat()}); frames of a camera must arrive in time order, each once")
+
+
+def tidy_evidence(store: CaseStore, reports: list[IncidentReport]) -> None:
+    """Delete the engine's copies of evidence the ledger now holds, or a live service fills its disk. The engine
+    re-reports an unchanged incident with the same hashes, which the ledger finds by hash alone; reports still
+    queued keep their files (a replay may need them). Under the engine lock: the engine writes these folders."""
+    for report in reports:
+        for ev in report.evidence:
+            if store.evidence.exists(ev.sha256):
+                Path(ev.path).unlink(missing_ok=True)
+        for folder in {Path(ev.path).parent for ev in report.evidence}:
+            try:
+                folder.rmdir()  # only when empty
+            except OSError:
+                pass

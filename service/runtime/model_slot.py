@@ -124,18 +124,26 @@ class ModelSlot:
 
     def swap(self, name: str, persist: bool | None = None) -> LoadedModel:
         """Serve the model `name` (a folder in models_dir). Raises NotFound/Unprocessable and keeps the old one."""
-        if not NAME.match(name) or name.endswith((".onnx", ".pt")):
-            raise NotFound(f"'{name}' is not a model name; give a folder name in {self.models_dir} (known: {', '.join(self.names()) or 'none'})")
+        self.check_name(name)
         with self._swap:
             new = self.load(name)
             self.current, self.error = new, None
             if (self.persist if persist is None else persist):
-                tmp = self.models_dir / "CURRENT.tmp"
-                tmp.write_text(name + "\n")
-                tmp.replace(self.models_dir / "CURRENT")
-                self._seen = name
+                self.write_pointer(name)
         log.info("model swapped to %s", new.name)
         return new
+
+    def check_name(self, name: str) -> None:
+        """A swap takes a model's folder name in models_dir, never a path."""
+        if not NAME.match(name) or name.endswith((".onnx", ".pt")):
+            raise NotFound(f"'{name}' is not a model name; give a folder name in {self.models_dir} (known: {', '.join(self.names()) or 'none'})")
+
+    def write_pointer(self, name: str) -> None:
+        """Rewrite models_dir/CURRENT to `name` (atomically), so a restart keeps the choice."""
+        tmp = self.models_dir / "CURRENT.tmp"
+        tmp.write_text(name + "\n")
+        tmp.replace(self.models_dir / "CURRENT")
+        self._seen = name
 
     def require(self) -> LoadedModel:
         model = self.current  # one read: the whole request uses the same model

@@ -49,10 +49,18 @@ class ServiceState:
         self.metrics = metrics
         self.engine_lock = threading.Lock()
         self.cameras = Cameras(source, self.engine_lock)
-        self.live = LiveIntake(settings, self.cameras, store, detector, metrics, self.engine_lock, self.link)
+        self.live = self._open_live()
         metrics.watch(queue_depth=detector.batcher.depth, decode_bytes=lambda: detector.budget.used, backlog=lambda: self.live.backlog, model=detector.model_info)
-        self.streams = StreamWorkers(self.cameras, self.live, CameraOutages(store.db), self.link, max_pixels=settings.max_pixels)
+        self.streams = self._open_streams()
         metrics.watch_streams(self.streams.statuses, self.streams.outcomes)
+
+    def _open_live(self) -> LiveIntake:
+        """The intake: the engine in this process (a cluster's state puts each camera's engine in its own actor)."""
+        return LiveIntake(self.settings, self.cameras, self.store, self.detector, self.metrics, self.engine_lock, self.link)
+
+    def _open_streams(self) -> StreamWorkers:
+        """The cameras' streams: read on threads of this process (on a cluster, each camera's actor reads its own)."""
+        return StreamWorkers(self.cameras, self.live, CameraOutages(self.store.db), self.link, max_pixels=self.settings.max_pixels)
 
     @classmethod
     def open(cls, settings: ServiceSettings) -> ServiceState:
