@@ -198,9 +198,10 @@ class _Recorder:
         store.post_incident, store.post_incidents = post_one, post_many
 
 
-def run_job(footage: Path, config: Path, detector, gate: bool = True, strategy: str | None = None) -> tuple[float, dict, list]:
+def run_job(footage: Path, config: Path, detector, gate: bool = True, strategy: str | None = None, streams: int | str = "auto") -> tuple[float, dict, list]:
     """The night job on `footage` with a fresh SQLite ledger (one worker: the bench times decoding and
-    detection, not the cores); seconds, summary and incident reports."""
+    detection, not the cores); seconds, summary and incident reports. `streams`: the worker's detector streams
+    (`NightSettings.streams`; `detector` was loaded with the threads each should have)."""
     from ..cases import AutoVerifier, CaseStore, LedgerConfig
     from ..config import load_config
     from ..engine import Engine
@@ -216,7 +217,7 @@ def run_job(footage: Path, config: Path, detector, gate: bool = True, strategy: 
             if strategy is None:
                 from ..night.job import run_batch
 
-                settings = NightSettings(every_s=EVERY_S, gate=gate)
+                settings = NightSettings(every_s=EVERY_S, gate=gate, streams=streams, threads=getattr(getattr(detector, "primary", detector), "threads", None))
                 summary = run_batch(store, load_config(config), footage, settings, workers=1, fresh=True, progress=False, detector=detector).as_dict()
             else:
                 intake = Intake(Engine(config, detector, evidence_dir=work / "ev"), store, AutoVerifier(store), pool=None)

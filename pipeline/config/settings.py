@@ -18,6 +18,7 @@ lists every one of them (the same test keeps it complete).
 | STREETORDER_CLASSES | datasets/classes.yaml | The classes annotators add beyond the model's |
 | STREETORDER_SAMPLES | var/samples | Root of the labelled sample versions |
 | STREETORDER_FRAME_POOL | var/frames | Frame pool folder; `off`, `0`, `false` or `none` turns the pool off |
+| STREETORDER_NIGHT_STREAMS | auto | Night job: detector streams per worker (`auto` or a number; `run --streams` wins); auto: one single-threaded stream per core, at most 4 |
 | STREETORDER_CAMERA_CONFIG | the sample config | Service: cameras, zones, rules (YAML) (`serve --config` wins) |
 | STREETORDER_MODEL | models/CURRENT | Service: model name, model folder or .onnx file (`--model` wins) |
 | STREETORDER_PERSIST_MODEL | false | Service: PUT /models/current also rewrites models/CURRENT |
@@ -62,7 +63,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -127,3 +128,14 @@ class PipelineSettings(EnvSettings):
     classes: Path | None = Field(None, title="Added classes", description="The classes annotators add beyond the model's; unset: datasets/classes.yaml")
     samples: Path | None = Field(None, title="Samples root", description="Root of the labelled sample versions; unset: var/samples")
     frame_pool: str | None = Field(None, title="Frame pool", description="Frame pool folder, or off/0/false/none to turn the pool off; unset: var/frames")
+    night_streams: str | int = Field(
+        "auto", title="Night detector streams",
+        description="Night job: detector batches run at once in each worker, beside the decoding (a --streams flag wins); auto: one single-threaded stream per core of the worker, at most 4",
+    )
+
+    @field_validator("night_streams", mode="before")
+    @classmethod
+    def _streams(cls, value: object) -> str | int:
+        from ..detect.streams import parse_streams
+
+        return parse_streams(value)
