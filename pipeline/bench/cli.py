@@ -47,17 +47,20 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_bench_batch(args: argparse.Namespace) -> int:
     from .batch import run
 
-    out = run(minutes=args.minutes, model=args.model, today=args.today, log=(lambda m: print(m, file=sys.stderr)) if args.json else print)
+    out = run(minutes=args.minutes, busy_minutes=args.busy_minutes, model=args.model, today=args.today, log=(lambda m: print(m, file=sys.stderr)) if args.json else print)
     if args.json:
         print(json.dumps(out, indent=2, ensure_ascii=False, default=str))
         return 0
     for name, r in out["inputs"].items():
         print(f"{name}: {r['video_seconds']:.0f} s of video in {r['job_seconds']} s = {r['video_seconds_per_second']}x real time; naive {r['naive_video_seconds_per_second']}x; "
               f"speedup_vs_naive {r['speedup_vs_naive']}; planted {r['planted']}, found {r['found']}, extra incidents {r['extra_incidents']}; gate {r['gate']}")
+        if "streams_x_threads_median" in r:
+            print(f"  detector streams x threads (seconds, median of 2): {r['streams_x_threads_median']}")
         if "today_seconds" in r:
             print(f"  the job before (decode all, detect every sample): {r['today_video_seconds_per_second']}x real time, {r['today_vs_naive']} of naive speed")
     st = out["static_scene"]
     print(f"static objects on the night street (as a no_vending zone): on {st['on_seconds']} s vs off {st['off_seconds']} s: cost {st['cost']:+.1%}")
+    print(f"the job's detector: {out['parallelism']['why']}")
     print(out["cpu"])
     return 0
 
@@ -131,15 +134,18 @@ def register(sub: argparse._SubParsersAction, *, bench_serve: Callable[[argparse
     q.add_argument("--data", default=str(SHARED_DATA / "garbage-cn" / "val" / "images"), help="folder of images (default ../shared/data/garbage-cn/val/images)")
     q.set_defaults(func=bench_serve)
     q = what.add_parser(
-        "batch", help="the night job vs ultralytics' own video loop, on a generated 1080p night street and vtest.avi",
+        "batch", help="the night job vs ultralytics' own video loop, on a generated 1080p night street, a generated busy 1080p street and vtest.avi",
         description="Build (once, cached under var/bench/) a 1080p 25 fps H.264 (GOP 50) recording of a static night street with real garbage piles "
-        "appearing and disappearing, and take ../shared/data/video/vtest.avi; run each through the night job (decode only what is needed, change gate, "
+        "appearing and disappearing, and one of a busy day street (real vehicles passing through the watched zone all the time, real garbage piles on "
+        "the pavement), and take ../shared/data/video/vtest.avi; run each through the night job (decode only what is needed, change gate, "
         "detector, engine, a fresh SQLite ledger) and through ultralytics YOLO(model).predict(source=video, vid_stride=50, stream=True) with the same "
-        "model, in one run. Prints video_seconds_per_second, the same for the naive way, speedup_vs_naive, and planted / found / extra incidents.",
+        "model, in one run. Prints video_seconds_per_second, the same for the naive way, speedup_vs_naive, and planted / found / extra incidents; on "
+        "the busy inputs also the job with one detector stream on every core against one single-threaded stream per core (streams_x_threads).",
     )
     q.add_argument("--json", action="store_true", help="print one JSON object (progress goes to stderr)")
     q.add_argument("--model", help="model (default: models/CURRENT)")
     q.add_argument("--minutes", type=float, default=30.0, help="length of the generated night recording (default 30; each length is cached)")
+    q.add_argument("--busy-minutes", type=float, default=5.0, help="length of the generated busy street (default 5; each length is cached)")
     q.add_argument("--today", action="store_true", help="also time the job as it was: every frame decoded, the detector on every sample")
     q.set_defaults(func=cmd_bench_batch)
     q = what.add_parser(

@@ -25,7 +25,8 @@ lists every one of them (the same test keeps it complete).
 | STREETORDER_MODEL_WATCH_S | 2 | Service: how often to re-read models/CURRENT and follow it; 0: never |
 | STREETORDER_CONF | 0.25 | Service: detector score floor |
 | STREETORDER_IMGSZ | the model's | Service: inference size in pixels (a multiple of 32) |
-| STREETORDER_THREADS | all cores | Service: onnxruntime intra-op threads |
+| STREETORDER_THREADS | the cores shared out | Service: intra-op threads of each detector stream (one stream: the runtime's default, all cores) |
+| STREETORDER_INFERENCE_STREAMS | auto | Service: micro-batches the detector runs at once (`auto` or a number); auto: one stream per 4 cores |
 | STREETORDER_API_KEY | unset | Service: deprecated single master key, accepted as an admin key with a warning |
 | STREETORDER_INSECURE_OPEN | false | Service: start with no API keys, every route open (demos only) |
 | STREETORDER_EVIDENCE_PUBLIC | false | Service: serve /evidence without a key |
