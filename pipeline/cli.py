@@ -182,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="model name, folder or .onnx (default: models/CURRENT)")
     p.add_argument("--conf", type=float, default=0.25, help="detector score threshold (default 0.25; rules apply their own on top)")
     p.add_argument("--threads", type=int, help="inference threads per detector stream (default: the worker's cores shared out between its streams)")
-    p.add_argument("--streams", help="detector batches run at once in each worker, beside the decoding: 'auto' (default, STREETORDER_NIGHT_STREAMS) or a number; auto: one single-threaded stream per core, at most 4")
+    p.add_argument("--streams", help="detector batches run at once in each worker, beside the decoding: 'auto' (default, STREETORDER_NIGHT_STREAMS) or a number; auto: one single-threaded stream per core, at most 4; 0: the detector in the decoding thread, as before")
     add_backend_arg(p)
     p.add_argument("--every", type=float, default=2.0, help="seconds of video between sampled frames (default 2)")
     p.add_argument("--batch", type=int, default=4, help="frames per detector batch (default 4)")

@@ -411,8 +411,9 @@ def run(minutes: float = 30.0, model: str | None = None, today: bool = False, lo
     par = choose_parallelism(PipelineSettings().night_streams, cores, favor="throughput")  # as `run_batch` chooses for one worker
     log(f"bench: the job's detector: {par.why}")
     detector = load_cue_cascade(model, settings=DetectorSettings(conf=0.25), threads=par.threads)
-    # the two ways to share the cores, for the busy inputs: one stream on every core, one single-threaded stream per core
-    ways = {f"1x{cores}": (1, cores), f"{cores}x1": (cores, 1)} if cores > 1 else {}
+    # for the busy inputs: the detector in the decoding thread on every core (the job before it had streams), one
+    # stream of its own on every core, one single-threaded stream per core
+    ways = {f"0x{cores}": (0, cores), f"1x{cores}": (1, cores), f"{cores}x1": (cores, 1)} if cores > 1 else {}
     detectors = {t: detector if t == par.threads else load_cue_cascade(model, settings=DetectorSettings(conf=0.25), threads=t) for _, t in ways.values()}
     imgsz = getattr(getattr(detector, "primary", detector), "imgsz", 416)
     night = build_night_input(minutes, detector, log, model)

@@ -130,6 +130,7 @@ def register(sub: argparse._SubParsersAction, *, bench_serve: Callable[[argparse
     q.add_argument("--images", type=int, default=32, help="real images to send (default 32)")
     q.add_argument("--rounds", type=int, default=2, help="detector and load phases in turn, this many times (default 2)")
     q.add_argument("--no-batching", action="store_true", help="serve without micro-batching (each request runs the detector alone), for comparison")
+    q.add_argument("--streams", help="the service's detector streams (STREETORDER_INFERENCE_STREAMS: auto or a number); the bench's own detector gets the same threads per stream")
     q.add_argument("--burst", type=int, metavar="N", help="instead: bursts of N concurrent POST /detect (fresh connections), with /health and a reviewer's GET /cases probed meanwhile; prints the 503s, their latency and the accepted p50/p99 (issue 22's targets use 96)")
     q.add_argument("--data", default=str(SHARED_DATA / "garbage-cn" / "val" / "images"), help="folder of images (default ../shared/data/garbage-cn/val/images)")
     q.set_defaults(func=bench_serve)
@@ -140,7 +141,8 @@ def register(sub: argparse._SubParsersAction, *, bench_serve: Callable[[argparse
         "the pavement), and take ../shared/data/video/vtest.avi; run each through the night job (decode only what is needed, change gate, "
         "detector, engine, a fresh SQLite ledger) and through ultralytics YOLO(model).predict(source=video, vid_stride=50, stream=True) with the same "
         "model, in one run. Prints video_seconds_per_second, the same for the naive way, speedup_vs_naive, and planted / found / extra incidents; on "
-        "the busy inputs also the job with one detector stream on every core against one single-threaded stream per core (streams_x_threads).",
+        "the busy inputs also the job with its detector in the decoding thread on every core (0xN, as before streams), one stream of its own on every "
+        "core (1xN) and one single-threaded stream per core (Nx1): streams_x_threads.",
     )
     q.add_argument("--json", action="store_true", help="print one JSON object (progress goes to stderr)")
     q.add_argument("--model", help="model (default: models/CURRENT)")

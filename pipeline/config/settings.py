@@ -18,7 +18,7 @@ lists every one of them (the same test keeps it complete).
 | STREETORDER_CLASSES | datasets/classes.yaml | The classes annotators add beyond the model's |
 | STREETORDER_SAMPLES | var/samples | Root of the labelled sample versions |
 | STREETORDER_FRAME_POOL | var/frames | Frame pool folder; `off`, `0`, `false` or `none` turns the pool off |
-| STREETORDER_NIGHT_STREAMS | auto | Night job: detector streams per worker (`auto` or a number; `run --streams` wins); auto: one single-threaded stream per core, at most 4 |
+| STREETORDER_NIGHT_STREAMS | auto | Night job: detector streams per worker (`auto` or a number; `run --streams` wins); auto: one single-threaded stream per core, at most 4; 0: the detector in the decoding thread |
 | STREETORDER_CAMERA_CONFIG | the sample config | Service: cameras, zones, rules (YAML) (`serve --config` wins) |
 | STREETORDER_MODEL | models/CURRENT | Service: model name, model folder or .onnx file (`--model` wins) |
 | STREETORDER_PERSIST_MODEL | false | Service: PUT /models/current also rewrites models/CURRENT |
@@ -131,7 +131,7 @@ class PipelineSettings(EnvSettings):
     frame_pool: str | None = Field(None, title="Frame pool", description="Frame pool folder, or off/0/false/none to turn the pool off; unset: var/frames")
     night_streams: str | int = Field(
         "auto", title="Night detector streams",
-        description="Night job: detector batches run at once in each worker, beside the decoding (a --streams flag wins); auto: one single-threaded stream per core of the worker, at most 4",
+        description="Night job: detector batches run at once in each worker, beside the decoding (a --streams flag wins); auto: one single-threaded stream per core of the worker, at most 4; 0: the detector in the decoding thread",
     )
 
     @field_validator("night_streams", mode="before")
@@ -139,4 +139,4 @@ class PipelineSettings(EnvSettings):
     def _streams(cls, value: object) -> str | int:
         from ..detect.streams import parse_streams
 
-        return parse_streams(value)
+        return parse_streams(value, minimum=0)

@@ -27,28 +27,30 @@ MAX_AUTO_STREAMS = 4  # past this, each stream's batch in flight costs memory fo
 
 @dataclass(frozen=True)
 class Parallelism:
-    """`streams` detector calls at once, each on `threads` intra-op threads; `why` says how it was chosen."""
+    """`streams` detector calls at once, each on `threads` intra-op threads (0 streams: one call at a time, in
+    the caller's thread); `why` says how it was chosen."""
 
     streams: int
     threads: int
     why: str
 
     def __post_init__(self) -> None:
-        if self.streams < 1 or self.threads < 1:
-            raise ValueError(f"streams and threads must be at least 1, got {self.streams} and {self.threads}")
+        if self.streams < 0 or self.threads < 1:
+            raise ValueError(f"streams must be at least 0 and threads at least 1, got {self.streams} and {self.threads}")
 
 
-def parse_streams(value: object) -> StreamsSetting:
-    """`auto` or a whole number of streams >= 1 (an int, or its text as the environment or a flag gives it)."""
+def parse_streams(value: object, minimum: int = 1) -> StreamsSetting:
+    """`auto` or a whole number of streams >= `minimum` (an int, or its text as the environment or a flag gives
+    it). The night job takes 0: its detector then runs in the decoding thread, as before it had streams."""
     if isinstance(value, str):
         text = value.strip().lower()
         if text == "auto":
             return "auto"
         if text.isdigit():
             value = int(text)
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= minimum:
         return value
-    raise ValueError(f"inference streams must be 'auto' or a whole number >= 1, got {value!r}")
+    raise ValueError(f"inference streams must be 'auto' or a whole number >= {minimum}, got {value!r}")
 
 
 def available_cores() -> int:
@@ -61,7 +63,7 @@ def choose_parallelism(setting: object = "auto", cores: int | None = None, threa
 
     `auto` for throughput: one single-threaded stream per core, at most `MAX_AUTO_STREAMS` (then the cores are
     shared out as threads). For latency: one stream per 4 cores, so that each call keeps 4 threads."""
-    streams = parse_streams(setting)
+    streams = parse_streams(setting, minimum=0)
     cores = max(1, cores if cores is not None else available_cores())
     if streams == "auto":
         if favor == "throughput":
@@ -72,8 +74,8 @@ def choose_parallelism(setting: object = "auto", cores: int | None = None, threa
             why = f"auto for latency on {cores} core(s): one stream per 4 cores"
     else:
         n, why = streams, "as set"
-    per = threads if threads is not None else max(1, cores // n)
-    why += f"; {'threads as set' if threads is not None else 'cores shared out'}: {n} stream(s) x {per} thread(s)"
+    per = threads if threads is not None else max(1, cores // max(n, 1))
+    why += f"; {'threads as set' if threads is not None else 'cores shared out'}: {n or 'no'} stream(s){' (the detector in the decoding thread)' if n == 0 else ''} x {per} thread(s)"
     return Parallelism(n, per, why)
 
 

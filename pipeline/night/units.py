@@ -27,7 +27,7 @@ class NightSettings:
     backend: str = "onnx"
     conf: float = 0.25
     threads: int | None = None  # inference threads per detector stream; None: the worker's cores shared out between its streams
-    streams: int | str = "auto"  # detector batches run at once per worker, beside the decoding (`detect.streams`); auto: from the cores
+    streams: int | str = "auto"  # detector batches run at once per worker, beside the decoding (`detect.streams`); auto: from the cores; 0: in the decoding thread
     every_s: float = 2.0  # seconds of video between sampled frames
     batch: int = 4  # frames per detector batch
     checkpoint_s: float = 300.0  # footage seconds between progress records inside a source
@@ -38,7 +38,7 @@ class NightSettings:
             raise ValueError("every, batch and checkpoint interval must be positive")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"threads must be at least 1, got {self.threads}")
-        object.__setattr__(self, "streams", parse_streams(self.streams))
+        object.__setattr__(self, "streams", parse_streams(self.streams, minimum=0))
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,12 @@ def service_parallelism(settings: ServiceSettings) -> Parallelism:
     return choose_parallelism(settings.inference_streams, threads=settings.threads, favor="latency")
 
 
+def detector_threads(settings: ServiceSettings, par: Parallelism) -> int | None:
+    """The threads the model is loaded with: each stream's share, or (one stream, none set) the runtime's own
+    default, all cores, as before streams."""
+    return None if par.streams == 1 and settings.threads is None else par.threads
+
+
 class DetectorRuntime:
     """`models` (which model serves), `batcher` (runs it in batches), `budget` (image memory in flight),
     `admission` (which inference requests are taken at all, and the pool their blocking parts run on)."""
@@ -53,8 +59,7 @@ class DetectorRuntime:
         review page keep working while a model is fixed or swapped in."""
         par = service_parallelism(settings)
         log.info("detector: %d stream(s) x %s thread(s) (%s)", par.streams, par.threads, par.why)
-        threads = settings.threads if par.streams == 1 and settings.threads is None else par.threads  # one stream: the runtime's own default
-        models = ModelSlot(settings.models_dir, DetectorSettings(conf=settings.conf, imgsz=settings.imgsz), threads, settings.persist_model)
+        models = ModelSlot(settings.models_dir, DetectorSettings(conf=settings.conf, imgsz=settings.imgsz), detector_threads(settings, par), settings.persist_model)
         models.start(settings.model)
         if settings.model is None and settings.model_watch_s > 0:
             models.follow_current(settings.model_watch_s)  # promote/rollback move CURRENT; the service follows

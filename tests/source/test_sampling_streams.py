@@ -119,6 +119,7 @@ def test_a_consumer_that_stops_early_stops_the_streams():
 
 def test_the_streams_setting_is_validated():
     assert parse_streams("auto") == "auto" and parse_streams(" AUTO ") == "auto" and parse_streams("3") == 3 and parse_streams(2) == 2
+    assert parse_streams("0", minimum=0) == 0 and NightSettings(streams=0).streams == 0  # the night job: in the decoding thread
     for bad in ("0", 0, -1, "two", "1.5", True, None, 2.0):
         with pytest.raises(ValueError, match="'auto' or a whole number"):
             parse_streams(bad)
@@ -139,6 +140,8 @@ def test_auto_picks_from_the_cores_and_says_why():
     assert choose_parallelism("auto", cores=16, favor="latency").streams == 4
     fixed = choose_parallelism(3, cores=2, threads=2)
     assert (fixed.streams, fixed.threads) == (3, 2) and "as set" in fixed.why
+    off = choose_parallelism(0, cores=2)
+    assert (off.streams, off.threads) == (0, 2) and "decoding thread" in off.why
 
 
 def test_the_environment_variables_are_validated(monkeypatch):
