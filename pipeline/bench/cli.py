@@ -45,9 +45,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_batch(args: argparse.Namespace) -> int:
-    from .batch import run
+    from .batch import INPUTS, run
 
-    out = run(minutes=args.minutes, busy_minutes=args.busy_minutes, model=args.model, today=args.today, log=(lambda m: print(m, file=sys.stderr)) if args.json else print)
+    only = tuple(args.only.split(",")) if args.only else INPUTS
+    out = run(minutes=args.minutes, busy_minutes=args.busy_minutes, model=args.model, today=args.today, only=only, log=(lambda m: print(m, file=sys.stderr)) if args.json else print)
     if args.json:
         print(json.dumps(out, indent=2, ensure_ascii=False, default=str))
         return 0
@@ -58,8 +59,9 @@ def cmd_bench_batch(args: argparse.Namespace) -> int:
             print(f"  detector streams x threads (seconds, median of 2): {r['streams_x_threads_median']}")
         if "today_seconds" in r:
             print(f"  the job before (decode all, detect every sample): {r['today_video_seconds_per_second']}x real time, {r['today_vs_naive']} of naive speed")
-    st = out["static_scene"]
-    print(f"static objects on the night street (as a no_vending zone): on {st['on_seconds']} s vs off {st['off_seconds']} s: cost {st['cost']:+.1%}")
+    st = out.get("static_scene")
+    if st:
+        print(f"static objects on the night street (as a no_vending zone): on {st['on_seconds']} s vs off {st['off_seconds']} s: cost {st['cost']:+.1%}")
     print(f"the job's detector: {out['parallelism']['why']}")
     print(out["cpu"])
     return 0
@@ -147,6 +149,7 @@ def register(sub: argparse._SubParsersAction, *, bench_serve: Callable[[argparse
     q.add_argument("--json", action="store_true", help="print one JSON object (progress goes to stderr)")
     q.add_argument("--model", help="model (default: models/CURRENT)")
     q.add_argument("--minutes", type=float, default=30.0, help="length of the generated night recording (default 30; each length is cached)")
+    q.add_argument("--only", metavar="NAMES", help="comma-separated inputs to run (night_street_1080p, busy_street_1080p, vtest; default all)")
     q.add_argument("--busy-minutes", type=float, default=5.0, help="length of the generated busy street (default 5; each length is cached)")
     q.add_argument("--today", action="store_true", help="also time the job as it was: every frame decoded, the detector on every sample")
     q.set_defaults(func=cmd_bench_batch)
