@@ -80,6 +80,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .night.job import run_batch  # the heavy imports, once the night can be written down
     from .config import load_config
     from .detect.registry import resolve_model
+    from .config.settings import PipelineSettings
     from .night.units import NightSettings
 
     try:
@@ -87,6 +88,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         settings = NightSettings(
             model=args.model, model_name=resolve_model(args.model).name, backend=args.backend, conf=args.conf, threads=args.threads,
             every_s=args.every, batch=args.batch, checkpoint_s=args.checkpoint_every, gate=not args.no_gate,
+            streams=PipelineSettings.load(night_streams=args.streams).night_streams,
         )
         summary = run_batch(store, config, Path(args.footage), settings, workers=args.workers, ray=args.ray, fresh=args.fresh, progress=not args.json)
         report = summary.as_dict() | {"database": redact(ledger.database_url), "evidence_dir": str(ledger.evidence_dir)}
@@ -190,7 +192,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_ledger_args(p)
     p.add_argument("--model", help="model name, folder or .onnx (default: models/CURRENT)")
     p.add_argument("--conf", type=float, default=0.25, help="detector score threshold (default 0.25; rules apply their own on top)")
-    p.add_argument("--threads", type=int, help="inference threads")
+    p.add_argument("--threads", type=int, help="inference threads per detector stream (default: the worker's cores shared out between its streams)")
+    p.add_argument("--streams", help="detector batches run at once in each worker, beside the decoding: 'auto' (default, STREETORDER_NIGHT_STREAMS) or a number; auto: one single-threaded stream per core, at most 4; 0: the detector in the decoding thread, as before")
     add_backend_arg(p)
     p.add_argument("--every", type=float, default=2.0, help="seconds of video between sampled frames (default 2)")
     p.add_argument("--batch", type=int, default=4, help="frames per detector batch (default 4)")

@@ -131,18 +131,28 @@ def _backend(text: str) -> tuple[str, str]:
     raise RuntimeError("the service reports no model (streetorder_model_info)")
 
 
-def _same_detector(model: str, backend: str):
+def _same_detector(model: str, backend: str, threads: int | None = None):
     """The service's detector in this process: same model files, same runtimes as its `backend` label says
     ('openvino+cue:onnx': the street model on OpenVINO, its cue model on onnxruntime; auto's probe may pick
-    either per model, so it is not re-run here)."""
+    either per model, so it is not re-run here), and the threads each of its streams has."""
     from pipeline.detect.cascade import CueCascade, load_cue_cascade
     from pipeline.detect.registry import load_detector
 
     primary, _, cue = backend.partition("+cue:")
-    detector = load_cue_cascade(model, backend=primary, settings=DetectorSettings(conf=0.25))
+    detector = load_cue_cascade(model, backend=primary, settings=DetectorSettings(conf=0.25), threads=threads)
     if isinstance(detector, CueCascade) and cue and cue != primary:
-        detector.cue = load_detector(detector.cue.path, backend=cue, settings=detector.cue.settings)
+        detector.cue = load_detector(detector.cue.path, backend=cue, settings=detector.cue.settings, threads=threads)
     return detector
+
+
+def _service_parallelism(env: dict[str, str]):
+    """The streams and threads the service started with `env` (over this environment) chooses (`runtime.detector`)."""
+    from service.runtime.detector import detector_threads, service_parallelism
+    from service.settings import ServiceSettings
+
+    settings = ServiceSettings.load(inference_streams=env.get("STREETORDER_INFERENCE_STREAMS"), threads=env.get("STREETORDER_THREADS"))
+    par = service_parallelism(settings)
+    return par, detector_threads(settings, par)
 
 
 def _keys(db_url: str) -> dict[str, str]:
@@ -329,7 +339,8 @@ def run_serve_bench(model: str | None = None, data: Path = DEFAULT_DATA, images:
         try:
             service.wait_ready()
             model_name, backend = _backend(service.metrics())
-            detector = _same_detector(model_name if model is None else model, backend)
+            par, threads = _service_parallelism(settings_env)
+            detector = _same_detector(model_name if model is None else model, backend, threads)
             asyncio.run(_load(service.url, blobs, 4, 16, service.keys["camera"]))  # warm-up: sessions, threads, connection pools
             _detector_round(detector, decoded[:8])
             single: list[float] = []
@@ -380,7 +391,8 @@ def run_serve_bench(model: str | None = None, data: Path = DEFAULT_DATA, images:
         "images": len(decoded),
         "image_size": f"{decoded[0].shape[1]}x{decoded[0].shape[0]}",
         "rounds": rounds,
-        "cpu": f"{os.cpu_count()} cores",
+        "cpu": f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at the end",
+        "parallelism": {"streams": par.streams, "threads": par.threads, "why": par.why},
         "detector": {
             "single_ms": round(single_ms, 1),
             "single_p99_ms": round(_pct(single, 99) * 1000, 1),
@@ -405,12 +417,14 @@ def run_serve_bench(model: str | None = None, data: Path = DEFAULT_DATA, images:
 
 def cmd_bench_serve(args: argparse.Namespace) -> int:
     """`streetorder bench serve`: run the bench and print its figures (one JSON object with --json)."""
-    out = run_serve_bench(args.model, data=Path(args.data), images=args.images, rounds=args.rounds, batching=not args.no_batching)
+    env = {"STREETORDER_INFERENCE_STREAMS": str(args.streams)} if getattr(args, "streams", None) else None
+    out = run_serve_bench(args.model, data=Path(args.data), images=args.images, rounds=args.rounds, batching=not args.no_batching, env=env)
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
     d = out["detector"]
     print(f"model {out['model']} ({out['backend']}), {out['images']} images {out['image_size']}, {out['rounds']} rounds, {out['cpu']}, micro-batching {'on' if out['batching'] else 'off'}")
+    print(f"detector streams: {out['parallelism']['why']}")
     print(f"detector alone: {d['single_ms']} ms single image; batched images/s {d['batched_images_per_s']} (best: batch {d['best_batch']}, {d['best_batched_images_per_s']}/s)")
     for c, s in out["serve"].items():
         print(f"POST /detect {c:>4}: {s['images_per_s']:6.1f} images/s  p50 {s['p50_ms']:7.1f} ms  p95 {s['p95_ms']:7.1f} ms  p99 {s['p99_ms']:7.1f} ms  mean batch {s['mean_batch_size']}  ({s['requests']} requests, {s['errors']} errors)")

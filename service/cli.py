@@ -169,7 +169,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--persist-model", action="store_true", help="PUT /models/current also rewrites models/CURRENT")
     p.add_argument("--conf", type=float, help="detector score floor (default 0.25)")
     p.add_argument("--imgsz", type=int, help="inference size in pixels (default: the model's own)")
-    p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: all cores)")
+    p.add_argument("--threads", type=int, help="intra-op threads of each detector stream (default: the cores shared out between the streams, STREETORDER_INFERENCE_STREAMS; one stream: all cores)")
     p.add_argument("--evidence-dir", metavar="DIR", help="where the engine writes evidence before the ledger stores it (default var/engine-evidence)")
     p.add_argument("--public-url", metavar="URL", help="how clients reach the service; links in responses and outbound messages use it")
     p.add_argument("--journal", metavar="FILE", help="report journal: what the ledger could not take yet, replayed first on start (default var/report-journal.jsonl)")

@@ -51,7 +51,11 @@ class ServiceSettings(EnvSettings):
     )
     conf: float = Field(0.25, ge=0.01, le=1, title="Detector score floor", description="Detections below it never reach the engine; /detect cannot go lower")
     imgsz: int | None = Field(None, ge=32, title="Inference size", description="Pixels (multiple of 32); unset: the model's own")
-    threads: int | None = Field(None, ge=1, title="ONNX threads", description="onnxruntime intra-op threads; unset: all cores")
+    threads: int | None = Field(None, ge=1, title="ONNX threads", description="Intra-op threads of each detector stream; unset: the cores shared out between the streams (one stream: the runtime's default, all cores)")
+    inference_streams: str | int = Field(
+        "auto", title="Detector streams",
+        description="Micro-batches the detector runs at once, each on its own thread (`auto` or a number); auto: one stream per 4 cores, so that a lone request keeps its threads",
+    )
     # ---- auth (roles, sessions, login limits) ----
     api_key: SecretStr | None = Field(
         None, title="Legacy master key",
@@ -151,6 +155,13 @@ class ServiceSettings(EnvSettings):
     public_url: str | None = Field(
         None, title="Public base URL", description="How clients reach this service, e.g. https://streetorder.city.example; sets the ledger's evidence_base_url",
     )
+
+    @field_validator("inference_streams", mode="before")
+    @classmethod
+    def _streams(cls, v: object) -> str | int:
+        from pipeline.detect.streams import parse_streams
+
+        return parse_streams(v)
 
     @field_validator("public_url")
     @classmethod

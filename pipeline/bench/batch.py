@@ -45,6 +45,13 @@ LOOK = NightLook(noise_sigma=5.0, gain_drift=0.12, offset_drift=8.0, drift_perio
 # (appear, vanish) as shares of the recording, and where the pile stands (top-left, 1080p pixels)
 EVENTS = (((0.07, 0.40), (180, 700)), ((0.22, 0.56), (760, 780)), ((0.50, 0.533), (1250, 760)), ((0.61, 0.87), (1250, 760)), ((0.72, 1.01), (420, 800)))
 DECOY = 2  # index of the pile that is gone before the dwell time: no violation
+# the busy street: traffic on two lanes (their tops), piles on the pavement below them; the decoy stays 7% of the
+# clip, while no pile stands beside it (two piles side by side can be seen as one)
+BUSY_LANES = (400, 590)
+BUSY_EVENTS = (((0.08, 0.55), (120, 830)), ((0.30, 0.90), (620, 830)), ((0.02, 0.09), (1100, 830)), ((0.60, 1.01), (1480, 830)))
+BUSY_DECOY = 2
+BUSY_DWELL_S = 45
+BUSY_BACKGROUNDS = ("IMG-20240615-WA0055_jpg.jpg", "IMG-20240615-WA0003_jpg.jpg", "IMG-20240615-WA0004_jpg.jpg")
 
 CONFIG = """# streetorder bench batch: the cameras of its generated inputs
 cameras:
@@ -62,6 +69,13 @@ cameras:
     resolution: [768, 576]
     zones:
       - {{id: plaza, kind: garbage_watch, polygon: [[0, 200], [768, 200], [768, 576], [0, 576]]}}
+  - id: cam-busy
+    name: busy day street (generated)
+    location: {{district: 拱墅区, street: 米市巷街道, point: 繁忙测试街}}
+    owner: 李娜
+    resolution: [1920, 1080]
+    zones:
+      - {{id: road, kind: garbage_watch, polygon: [[0, 400], [1920, 400], [1920, 1080], [0, 1080]], overrides: {{garbage: {{min_dwell_s: {busy_dwell}}}}}}}
 rules:
   garbage: {{min_dwell_s: {dwell}}}
 """
@@ -139,7 +153,7 @@ def build_night_input(minutes: float, detector, log=print, model: str | None = N
     video = BENCH_DIR / f"cam-night_{int(minutes)}min" / "cam-night" / "night_20261120_230000.mp4"
     meta_path = BENCH_DIR / f"cam-night_{int(minutes)}min.json"  # beside the footage folder, which holds camera folders only
     config = BENCH_DIR / f"bench-cameras-{int(minutes)}min.yaml"
-    config.write_text(CONFIG.format(dwell=dwell_s(minutes)), encoding="utf-8")
+    config.write_text(CONFIG.format(dwell=dwell_s(minutes), busy_dwell=BUSY_DWELL_S), encoding="utf-8")
     if video.is_file() and meta_path.is_file():
         meta = json.loads(meta_path.read_text())
         return NightInput(video, config, meta["planted"], meta["decoys"], meta["seconds"])
@@ -173,6 +187,69 @@ def build_night_input(minutes: float, detector, log=print, model: str | None = N
     return NightInput(video, config, meta["planted"], meta["decoys"], seconds)
 
 
+def build_busy_input(minutes: float, detector, log=print) -> NightInput:
+    """The busy 1080p day street (`busyclip`): traffic through the watched zone at every sample, real garbage
+    piles on the pavement (each one the detector finds there, with the traffic passing), built once and cached.
+    Its camera is `cam-busy` in the bench's camera config (written by `build_night_input`)."""
+    from .busyclip import compose_busy, traffic, vehicle_crops, write_busy_clip
+
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    seconds = minutes * 60.0
+    video = BENCH_DIR / f"cam-busy_{int(minutes)}min" / "cam-busy" / "busy_20261121_080000.mp4"
+    meta_path = BENCH_DIR / f"cam-busy_{int(minutes)}min.json"
+    config = BENCH_DIR / "bench-cameras-busy.yaml"  # cam-busy's zone carries its own dwell time
+    config.write_text(CONFIG.format(dwell=GARBAGE_DWELL_S, busy_dwell=BUSY_DWELL_S), encoding="utf-8")
+    if video.is_file() and meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        return NightInput(video, config, meta["planted"], meta["decoys"], meta["seconds"])
+    movers = traffic(vehicle_crops(SHARED_DATA / "streets-in"), seconds, W, BUSY_LANES)
+    background = _busy_street(detector, movers)
+    crops = iter(_crops())
+    planted: list[Planted] = []
+    for k, ((a, v), at) in enumerate(BUSY_EVENTS):
+        for crop in crops:  # the first real pile the model finds on this street, with the traffic beside it
+            scale = 230 / crop.shape[0]
+            patch = cv2.resize(crop, (min(420, round(crop.shape[1] * scale)), 230), interpolation=cv2.INTER_AREA)
+            p = Planted(f"pile{k}", patch, at, a * seconds, min(v, 1.5) * seconds)
+            if all(_detected_bgr(detector, compose_busy(background, [p], movers, t), p.box) for t in (p.appear_s, (p.appear_s + min(p.vanish_s, seconds)) / 2)):
+                planted.append(p)
+                break
+        else:
+            raise RuntimeError("bench: ran out of garbage crops the model finds on the busy street")
+    log(f"bench: encoding {minutes:g} min of a busy 1080p street to {video} (once; cached)")
+    t0 = time.perf_counter()
+    write_busy_clip(video, background, planted, movers, seconds, progress=lambda i, n: log(f"  {i / n:.0%}"))
+    log(f"bench: encoded in {time.perf_counter() - t0:.0f} s")
+
+    def row(p: Planted) -> dict:
+        return {"name": p.name, "box": list(p.box), "appear_s": p.appear_s, "vanish_s": p.vanish_s}
+
+    meta = {"seconds": seconds, "planted": [row(p) for k, p in enumerate(planted) if k != BUSY_DECOY], "decoys": [row(planted[BUSY_DECOY])]}
+    meta_path.write_text(json.dumps(meta, indent=1))
+    return NightInput(video, config, meta["planted"], meta["decoys"], seconds)
+
+
+def _busy_street(detector, movers) -> np.ndarray:
+    """A real street in which the model sees no garbage, with or without the traffic on it, as a 1080p picture."""
+    from .busyclip import compose_busy
+
+    for name in BUSY_BACKGROUNDS:
+        img = load_image(SHARED_DATA / "streets-in" / "images" / name)
+        h, w = img.shape[:2]
+        ch = min(h, round(w * 9 / 16))
+        street = cv2.resize(img[(h - ch) // 2 : (h - ch) // 2 + ch], (W, H), interpolation=cv2.INTER_AREA)
+        frames = [street] + [compose_busy(street, [], movers, t) for t in (3.0, 17.0, 41.0, 66.0)]
+        if not any(np.isin(d.data["class_name"], ["garbage", "overflow"]).any() for d in detector.detect(frames)):
+            return street
+    raise RuntimeError("bench: every candidate street already shows garbage to the model")
+
+
+def _detected_bgr(detector, scene: np.ndarray, box) -> bool:
+    d = detector.detect([scene])[0]
+    keep = np.isin(d.data["class_name"], ["garbage", "overflow"]) & (d.confidence >= 0.45)
+    return bool(keep.any() and box_iou(np.array([box], float), d.xyxy[keep]).max() >= 0.4)
+
+
 def write_frame(background: np.ndarray, planted: list[Planted]) -> np.ndarray:
     from .nightclip import compose
 
@@ -198,9 +275,10 @@ class _Recorder:
         store.post_incident, store.post_incidents = post_one, post_many
 
 
-def run_job(footage: Path, config: Path, detector, gate: bool = True, strategy: str | None = None) -> tuple[float, dict, list]:
+def run_job(footage: Path, config: Path, detector, gate: bool = True, strategy: str | None = None, streams: int | str = "auto") -> tuple[float, dict, list]:
     """The night job on `footage` with a fresh SQLite ledger (one worker: the bench times decoding and
-    detection, not the cores); seconds, summary and incident reports."""
+    detection, not the cores); seconds, summary and incident reports. `streams`: the worker's detector streams
+    (`NightSettings.streams`; `detector` was loaded with the threads each should have)."""
     from ..cases import AutoVerifier, CaseStore, LedgerConfig
     from ..config import load_config
     from ..engine import Engine
@@ -216,7 +294,7 @@ def run_job(footage: Path, config: Path, detector, gate: bool = True, strategy: 
             if strategy is None:
                 from ..night.job import run_batch
 
-                settings = NightSettings(every_s=EVERY_S, gate=gate)
+                settings = NightSettings(every_s=EVERY_S, gate=gate, streams=streams, threads=getattr(getattr(detector, "primary", detector), "threads", None))
                 summary = run_batch(store, load_config(config), footage, settings, workers=1, fresh=True, progress=False, detector=detector).as_dict()
             else:
                 intake = Intake(Engine(config, detector, evidence_dir=work / "ev"), store, AutoVerifier(store), pool=None)
@@ -259,11 +337,13 @@ def _stdout_to_stderr():
 
 def naive(video: Path, model_onnx: Path, imgsz: int, stride: int) -> tuple[float, int]:
     """ultralytics' own video loop over the same model, one frame in `stride` (50 at 25 fps: every 2 s), as a
-    user would write it."""
+    user would write it. Its model is loaded (ultralytics opens the ONNX session on the first predict) before the
+    clock starts, as the job's detector is."""
     from ultralytics import YOLO
 
     with _stdout_to_stderr():  # ultralytics logs its model loading to stdout (its handler holds the stream): keep --json clean
         model = YOLO(str(model_onnx), task="detect")
+        model.predict(np.zeros((H, W, 3), np.uint8), imgsz=imgsz, conf=0.25, verbose=False, device="cpu")
         t0 = time.perf_counter()
         n = 0
         for _ in model.predict(source=str(video), vid_stride=stride, stream=True, imgsz=imgsz, conf=0.25, verbose=False, device="cpu"):
@@ -312,8 +392,18 @@ def gate_stats(video: Path, config_path: Path, camera_id: str) -> dict:
     return {"strategy": stats.strategy, "ticks": stats.ticks, "decoded": stats.decoded, "detected": stats.detected, "bisections": stats.bisections}
 
 
-def run(minutes: float = 30.0, model: str | None = None, today: bool = False, log=print) -> dict:
+INPUTS = ("night_street_1080p", "busy_street_1080p", "vtest")
+
+
+def run(minutes: float = 30.0, model: str | None = None, today: bool = False, log=print, busy_minutes: float = 5.0, only: tuple[str, ...] = INPUTS) -> dict:
+    """Every input of `only` (all by default) through the job and the naive loop; the static scene's cost with
+    the night street."""
+    unknown = set(only) - set(INPUTS)
+    if unknown:
+        raise ValueError(f"unknown bench input(s) {', '.join(sorted(unknown))} (known: {', '.join(INPUTS)})")
+    from ..config.settings import PipelineSettings
     from ..detect import DetectorSettings
+    from ..detect.streams import available_cores, choose_parallelism
     from ..detect.registry import resolve_model
     from ..detect.cascade import load_cue_cascade
     from ..source.frames import video_start
@@ -326,20 +416,35 @@ def run(minutes: float = 30.0, model: str | None = None, today: bool = False, lo
     _warm_imports()
 
     ref = resolve_model(model)
-    detector = load_cue_cascade(model, settings=DetectorSettings(conf=0.25))
+    cores = available_cores()
+    par = choose_parallelism(PipelineSettings().night_streams, cores, favor="throughput")  # as `run_batch` chooses for one worker
+    log(f"bench: the job's detector: {par.why}")
+    detector = load_cue_cascade(model, settings=DetectorSettings(conf=0.25), threads=par.threads)
+    # for the busy inputs: the detector in the decoding thread on every core (the job before it had streams), one
+    # stream of its own on every core, one single-threaded stream per core
+    ways = {f"0x{cores}": (0, cores), f"1x{cores}": (1, cores), f"{cores}x1": (cores, 1)} if cores > 1 else {}
+    detectors = {t: detector if t == par.threads else load_cue_cascade(model, settings=DetectorSettings(conf=0.25), threads=t) for _, t in ways.values()}
     imgsz = getattr(getattr(detector, "primary", detector), "imgsz", 416)
-    night = build_night_input(minutes, detector, log, model)
+    night = build_night_input(minutes, detector, log, model) if "night_street_1080p" in only else None
+    busy = build_busy_input(busy_minutes, detector, log) if "busy_street_1080p" in only else None
+    if night is None:  # vtest's camera is in the bench's camera config, which the busy street's build writes too
+        night = busy or build_busy_input(busy_minutes, detector, log)
     vtest_dir = BENCH_DIR / "vtest" / "cam-vtest"
     vtest_dir.mkdir(parents=True, exist_ok=True)
     vtest = vtest_dir / "vtest_20261120_220000.avi"
     if not vtest.exists():
         vtest.symlink_to(VTEST)
-    out: dict = {"model": ref.name, "imgsz": imgsz, "cpu": _cpu(), "inputs": {}}
-    for name, video, camera, planted in (("night_street_1080p", night.video, "cam-night", night.planted), ("vtest", vtest, "cam-vtest", [])):
+    out: dict = {"model": ref.name, "imgsz": imgsz, "cpu": _cpu(), "parallelism": {"streams": par.streams, "threads": par.threads, "why": par.why}, "inputs": {}}
+    inputs = (
+        ("night_street_1080p", night, night.video, "cam-night", False),
+        ("busy_street_1080p", busy, busy.video, "cam-busy", True),
+        ("vtest", night, vtest, "cam-vtest", True),
+    )
+    for name, source, video, camera, busy_scene in [i for i in inputs if i[0] in only]:
         seconds_of_video, fps = _duration(video)
         stride = max(1, round(fps * EVERY_S))  # the job's sampling: 50 frames at 25 fps, 20 in vtest's 10 fps
         log(f"bench: {name}: the night job")
-        t_job, summary, reports = run_job(video.parent.parent, night.config, detector)
+        t_job, summary, reports = run_job(video.parent.parent, source.config, detector, streams=par.streams)
         log(f"bench: {name}: naive ultralytics predict(vid_stride=50)")
         try:
             t_naive, n_naive = naive(video, ref.onnx, imgsz, stride)
@@ -356,19 +461,29 @@ def run(minutes: float = 30.0, model: str | None = None, today: bool = False, lo
             "naive_frames": n_naive,
             "speedup_vs_naive": round(t_naive / t_job, 2) if t_naive else None,
             "job_frames": summary["frames"],
-            **score(reports, planted, start),
-            "decoys": len(night.decoys) if camera == "cam-night" else 0,
-            "gate": gate_stats(video, night.config, camera),
+            **score(reports, source.planted if camera != "cam-vtest" else [], start),
+            "decoys": len(source.decoys) if camera != "cam-vtest" else 0,
+            "gate": gate_stats(video, source.config, camera),
         }
+        if busy_scene and ways:  # streams against threads, interleaved, each way twice
+            times: dict[str, list[float]] = {k: [] for k in ways}
+            for _ in range(2):
+                for k, (streams, threads) in ways.items():
+                    log(f"bench: {name}: the night job with {streams} stream(s) x {threads} thread(s)")
+                    times[k].append(round(run_job(video.parent.parent, source.config, detectors[threads], streams=streams)[0], 2))
+            row["streams_x_threads_seconds"] = times
+            row["streams_x_threads_median"] = {k: round(float(np.median(v)), 2) for k, v in times.items()}
         if today:
             log(f"bench: {name}: the job as it was (decode every frame, detect every sample)")
-            t_today, _, today_reports = run_job(video.parent.parent, night.config, detector, strategy="decode")
+            t_today, _, today_reports = run_job(video.parent.parent, source.config, detector, strategy="decode")
             row["today_seconds"] = round(t_today, 2)
             row["today_video_seconds_per_second"] = round(seconds_of_video / t_today, 1)
             row["today_vs_naive"] = round(t_naive / t_today, 2) if t_naive else None
-            row["today_found"] = score(today_reports, planted, start)["found"]
+            row["today_found"] = score(today_reports, source.planted if camera != "cam-vtest" else [], start)["found"]
         out["inputs"][name] = row
-    out["static_scene"] = static_cost(night, detector, log)
+    if "night_street_1080p" in only:
+        out["static_scene"] = static_cost(night, detector, log)
+    out["load_at_end"] = [round(x, 2) for x in os.getloadavg()] if hasattr(os, "getloadavg") else None
     return out
 
 

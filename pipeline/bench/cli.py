@@ -65,19 +65,24 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_bench_batch(args: argparse.Namespace) -> int:
-    from .batch import run
+    from .batch import INPUTS, run
 
-    out = run(minutes=args.minutes, model=args.model, today=args.today, log=(lambda m: print(m, file=sys.stderr)) if args.json else print)
+    only = tuple(args.only.split(",")) if args.only else INPUTS
+    out = run(minutes=args.minutes, busy_minutes=args.busy_minutes, model=args.model, today=args.today, only=only, log=(lambda m: print(m, file=sys.stderr)) if args.json else print)
     if args.json:
         print(json.dumps(out, indent=2, ensure_ascii=False, default=str))
         return 0
     for name, r in out["inputs"].items():
         print(f"{name}: {r['video_seconds']:.0f} s of video in {r['job_seconds']} s = {r['video_seconds_per_second']}x real time; naive {r['naive_video_seconds_per_second']}x; "
               f"speedup_vs_naive {r['speedup_vs_naive']}; planted {r['planted']}, found {r['found']}, extra incidents {r['extra_incidents']}; gate {r['gate']}")
+        if "streams_x_threads_median" in r:
+            print(f"  detector streams x threads (seconds, median of 2): {r['streams_x_threads_median']}")
         if "today_seconds" in r:
             print(f"  the job before (decode all, detect every sample): {r['today_video_seconds_per_second']}x real time, {r['today_vs_naive']} of naive speed")
-    st = out["static_scene"]
-    print(f"static objects on the night street (as a no_vending zone): on {st['on_seconds']} s vs off {st['off_seconds']} s: cost {st['cost']:+.1%}")
+    st = out.get("static_scene")
+    if st:
+        print(f"static objects on the night street (as a no_vending zone): on {st['on_seconds']} s vs off {st['off_seconds']} s: cost {st['cost']:+.1%}")
+    print(f"the job's detector: {out['parallelism']['why']}")
     print(out["cpu"])
     return 0
 
@@ -150,6 +155,7 @@ def register(sub: argparse._SubParsersAction, *, bench_serve: Callable[[argparse
     q.add_argument("--images", type=int, default=32, help="real images to send (default 32)")
     q.add_argument("--rounds", type=int, default=2, help="detector and load phases in turn, this many times (default 2)")
     q.add_argument("--no-batching", action="store_true", help="serve without micro-batching (each request runs the detector alone), for comparison")
+    q.add_argument("--streams", help="the service's detector streams (STREETORDER_INFERENCE_STREAMS: auto or a number); the bench's own detector gets the same threads per stream")
     q.add_argument("--burst", type=int, metavar="N", help="instead: bursts of N concurrent POST /detect (fresh connections), with /health and a reviewer's GET /cases probed meanwhile; prints the 503s, their latency and the accepted p50/p99 (issue 22's targets use 96)")
     q.add_argument("--data", default=str(SHARED_DATA / "garbage-cn" / "val" / "images"), help="folder of images (default ../shared/data/garbage-cn/val/images)")
     q.add_argument("--ray", metavar="ADDRESS", help="instead: `serve --ray` on this Ray cluster (`local`: one started here) with 1 and 2 detector replicas (--replicas), "
@@ -173,15 +179,20 @@ def register(sub: argparse._SubParsersAction, *, bench_serve: Callable[[argparse
     q.add_argument("--seconds", type=float, default=20.0, help="measuring window per decode phase; the service's is 1.5 times it (default 20)")
     q.set_defaults(func=bench_streams)
     q = what.add_parser(
-        "batch", help="the night job vs ultralytics' own video loop, on a generated 1080p night street and vtest.avi",
+        "batch", help="the night job vs ultralytics' own video loop, on a generated 1080p night street, a generated busy 1080p street and vtest.avi",
         description="Build (once, cached under var/bench/) a 1080p 25 fps H.264 (GOP 50) recording of a static night street with real garbage piles "
-        "appearing and disappearing, and take ../shared/data/video/vtest.avi; run each through the night job (decode only what is needed, change gate, "
+        "appearing and disappearing, and one of a busy day street (real vehicles passing through the watched zone all the time, real garbage piles on "
+        "the pavement), and take ../shared/data/video/vtest.avi; run each through the night job (decode only what is needed, change gate, "
         "detector, engine, a fresh SQLite ledger) and through ultralytics YOLO(model).predict(source=video, vid_stride=50, stream=True) with the same "
-        "model, in one run. Prints video_seconds_per_second, the same for the naive way, speedup_vs_naive, and planted / found / extra incidents.",
+        "model, in one run. Prints video_seconds_per_second, the same for the naive way, speedup_vs_naive, and planted / found / extra incidents; on "
+        "the busy inputs also the job with its detector in the decoding thread on every core (0xN, as before streams), one stream of its own on every "
+        "core (1xN) and one single-threaded stream per core (Nx1): streams_x_threads.",
     )
     q.add_argument("--json", action="store_true", help="print one JSON object (progress goes to stderr)")
     q.add_argument("--model", help="model (default: models/CURRENT)")
     q.add_argument("--minutes", type=float, default=30.0, help="length of the generated night recording (default 30; each length is cached)")
+    q.add_argument("--only", metavar="NAMES", help="comma-separated inputs to run (night_street_1080p, busy_street_1080p, vtest; default all)")
+    q.add_argument("--busy-minutes", type=float, default=5.0, help="length of the generated busy street (default 5; each length is cached)")
     q.add_argument("--today", action="store_true", help="also time the job as it was: every frame decoded, the detector on every sample")
     q.set_defaults(func=cmd_bench_batch)
     q = what.add_parser(

@@ -19,13 +19,15 @@ lists every one of them (the same test keeps it complete).
 | STREETORDER_SAMPLES | var/samples | Root of the labelled sample versions |
 | STREETORDER_FRAME_POOL | var/frames | Frame pool folder; `off`, `0`, `false` or `none` turns the pool off |
 | STREETORDER_BACKEND_CACHE | var/backend-auto.json | Where `--backend auto` keeps its choice per model file, threads and CPU; `off`, `0`, `false` or `none`: choose anew in each process |
+| STREETORDER_NIGHT_STREAMS | auto | Night job: detector streams per worker (`auto` or a number; `run --streams` wins); auto: one single-threaded stream per core, at most 4; 0: the detector in the decoding thread |
 | STREETORDER_CAMERA_CONFIG | the sample config | Service: cameras, zones, rules (YAML) (`serve --config` wins) |
 | STREETORDER_MODEL | models/CURRENT | Service: model name, model folder or .onnx file (`--model` wins) |
 | STREETORDER_PERSIST_MODEL | false | Service: PUT /models/current also rewrites models/CURRENT |
 | STREETORDER_MODEL_WATCH_S | 2 | Service: how often to re-read models/CURRENT and follow it; 0: never |
 | STREETORDER_CONF | 0.25 | Service: detector score floor |
 | STREETORDER_IMGSZ | the model's | Service: inference size in pixels (a multiple of 32) |
-| STREETORDER_THREADS | all cores | Service: onnxruntime intra-op threads |
+| STREETORDER_THREADS | the cores shared out | Service: intra-op threads of each detector stream (one stream: the runtime's default, all cores) |
+| STREETORDER_INFERENCE_STREAMS | auto | Service: micro-batches the detector runs at once (`auto` or a number); auto: one stream per 4 cores |
 | STREETORDER_API_KEY | unset | Service: deprecated single master key, accepted as an admin key with a warning |
 | STREETORDER_INSECURE_OPEN | false | Service: start with no API keys, every route open (demos only) |
 | STREETORDER_EVIDENCE_PUBLIC | false | Service: serve /evidence without a key |
@@ -71,7 +73,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pydantic import Field, SecretStr, ValidationError
+from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, EnvSettingsSource, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -137,3 +139,14 @@ class PipelineSettings(EnvSettings):
     samples: Path | None = Field(None, title="Samples root", description="Root of the labelled sample versions; unset: var/samples")
     frame_pool: str | None = Field(None, title="Frame pool", description="Frame pool folder, or off/0/false/none to turn the pool off; unset: var/frames")
     backend_cache: str | None = Field(None, title="Backend choice cache", description="JSON file where `--backend auto` keeps its choice per model file, thread count and CPU, or off/0/false/none to choose anew in each process; unset: var/backend-auto.json")
+    night_streams: str | int = Field(
+        "auto", title="Night detector streams",
+        description="Night job: detector batches run at once in each worker, beside the decoding (a --streams flag wins); auto: one single-threaded stream per core of the worker, at most 4; 0: the detector in the decoding thread",
+    )
+
+    @field_validator("night_streams", mode="before")
+    @classmethod
+    def _streams(cls, value: object) -> str | int:
+        from ..detect.streams import parse_streams
+
+        return parse_streams(value, minimum=0)

@@ -14,6 +14,7 @@ progress with the cases it posts, so a killed night started again continues wher
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from tqdm import tqdm
 from ..config import StreetOrderConfig
 from ..db.storage import StorageError
 from ..detect import Detector
+from ..detect.streams import choose_parallelism
 from ..source.frames import VIDEO_SUFFIXES, Frame, VideoError, photo_metadata, video_start
 from ..source.images import IMAGE_SUFFIXES, ImageError, load_image
 from ..live.intake import Deferred
@@ -60,6 +62,7 @@ class BatchSummary:
     sources_done_before: int = 0  # sources an earlier run of this night finished: not decoded again
     sources_resumed: int = 0  # sources continued from a position inside them
     workers: int = 1
+    parallelism: dict = field(default_factory=dict)  # each worker's detector streams and threads, and why
     seconds: float = 0.0
 
     def add_counts(self, c: Counts) -> None:
@@ -97,6 +100,7 @@ class BatchSummary:
         return d
 
 
+log = logging.getLogger(__name__)
 _RANK = {"unchanged": 0, "updated": 1, "reopened": 2, "created": 3}  # what a case shows when several posts touched it
 
 
@@ -223,8 +227,12 @@ def run_batch(
     patrol_jobs = jobs([patrol]) if patrol else []
     n = max(1, workers or default_workers())
     local = 1 if n == 1 or len(camera_jobs) + len(patrol_jobs) <= 1 else min(n, max(len(camera_jobs), 1))  # processes that can be busy at once
-    if settings.threads is None:  # the cores shared out between the workers (a Ray worker holds one CPU)
-        settings = NightSettings(**{**settings.__dict__, "threads": 1 if ray is not None else max(1, default_workers() // local)})
+    # the cores shared out between the workers (a Ray worker holds one CPU), then between each worker's detector
+    # streams: single-threaded streams side by side where a worker has the cores for them (`detect.streams`)
+    par = choose_parallelism(settings.streams, 1 if ray is not None else max(1, default_workers() // local), settings.threads, favor="throughput")
+    log.info("night job: %d worker(s), each %s (%s)", n if ray is not None else local, f"{par.streams} detector stream(s) x {par.threads} thread(s)", par.why)
+    settings = NightSettings(**{**settings.__dict__, "threads": par.threads, "streams": par.streams})
+    summary.parallelism = {"streams": par.streams, "threads": par.threads, "why": par.why}
     if ray is not None:
         from .ray_pool import RayPool
 

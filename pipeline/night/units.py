@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
+from ..detect.streams import parse_streams
 from ..domain import GeoPoint
 
 PATROL = "patrol"  # the patrol photos' unit, and their folder in the footage
@@ -25,7 +26,8 @@ class NightSettings:
     model_name: str | None = None  # the model's name, put in each frame's meta (evidence metadata names it)
     backend: str = "onnx"
     conf: float = 0.25
-    threads: int | None = None  # inference threads per worker
+    threads: int | None = None  # inference threads per detector stream; None: the worker's cores shared out between its streams
+    streams: int | str = "auto"  # detector batches run at once per worker, beside the decoding (`detect.streams`); auto: from the cores; 0: in the decoding thread
     every_s: float = 2.0  # seconds of video between sampled frames
     batch: int = 4  # frames per detector batch
     checkpoint_s: float = 300.0  # footage seconds between progress records inside a source
@@ -34,6 +36,9 @@ class NightSettings:
     def __post_init__(self) -> None:
         if self.every_s <= 0 or self.batch < 1 or self.checkpoint_s <= 0:
             raise ValueError("every, batch and checkpoint interval must be positive")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads must be at least 1, got {self.threads}")
+        object.__setattr__(self, "streams", parse_streams(self.streams, minimum=0))
 
 
 @dataclass(frozen=True)

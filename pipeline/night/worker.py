@@ -13,6 +13,7 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from ..config import StreetOrderConfig
+from ..detect.streams import choose_parallelism
 from ..engine import Engine, FrameResult
 from ..frame_step import FrameStep
 from ..samples.frame_pool import FramePool
@@ -178,8 +179,15 @@ class UnitRunner:
         gates and detects it; `--no-gate` runs the detector on every sampled frame."""
         return sample_video(
             Path(src.key), src.start, self.config.camera(camera_id), self.detector, self.settings.every_s, None if self.settings.gate else GATE_OFF, start_s,
-            rules=self.config.rules, batch=self.settings.batch,
+            rules=self.config.rules, batch=self.settings.batch, streams=self.streams,
         )
+
+    @property
+    def streams(self) -> int:
+        """Detector streams beside the decoding (`run_batch` resolved `auto` already; a runner made directly
+        resolves it from this process's cores)."""
+        s = self.settings.streams
+        return s if isinstance(s, int) else choose_parallelism(s, threads=self.settings.threads).streams
 
     def _frame(self, step: FrameStep, sink: dict, unit: Unit, frame: Frame, dets, counts: Counts) -> FrameOut | None:
         frame.meta.setdefault("model", self.settings.model_name)

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -195,73 +197,122 @@ class _Slot:
     detections: sv.Detections | None = None
 
 
+class _Batches:
+    """Detector batches, run in the caller's thread (`streams` 0) or on `streams` threads while the caller decodes
+    the next frames: the results are the same either way, and handed on in tick order.
+
+    At most `streams + 1` batches are in flight: one waiting for each stream and one more being filled, so the
+    decoder never runs more than a batch ahead of the detector."""
+
+    def __init__(self, detector: Detector, streams: int) -> None:
+        self.detector, self.streams = detector, streams
+        self._pool = ThreadPoolExecutor(streams, thread_name_prefix="streetorder-detect") if streams > 0 else None
+        self._inflight: deque[tuple[Future, list[_Slot]]] = deque()
+
+    def submit(self, images: list[np.ndarray], slots: list[_Slot]) -> None:
+        if self._pool is None:
+            self._fill(self.detector.detect(images), slots)
+            return
+        self._inflight.append((self._pool.submit(self.detector.detect, images), slots))
+        self.settle(self.streams)
+
+    def settle(self, keep: int = 0) -> None:
+        """Collect finished batches; wait for the oldest while more than `keep` are in flight."""
+        while self._inflight and (len(self._inflight) > keep or self._inflight[0][0].done()):
+            future, slots = self._inflight.popleft()
+            self._fill(future.result(), slots)
+
+    @staticmethod
+    def _fill(found: list, slots: list[_Slot]) -> None:
+        for slot, dets in zip(slots, found):
+            slot.detections = dets
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def detect_steps(
-    steps: Iterable[_Step], camera: CameraConfig, detector: Detector, start: datetime, source: str, batch: int, stats: SampleStats
+    steps: Iterable[_Step], camera: CameraConfig, detector: Detector, start: datetime, source: str, batch: int, stats: SampleStats, streams: int = 0,
 ) -> Iterator[tuple[Frame, sv.Detections]]:
     """Detect the steps that need it, in batches (`detector`: the camera's own, as `camera_detector` made it),
-    and hand every tick on in order, with its detections.
+    and hand every tick on in order, with its detections. `streams` > 0: the batches run on that many threads
+    while the steps go on being decoded (`_Batches`); the batches, and so the detections, are the same.
 
     When the steps fail part-way (a truncated video), what was already decoded is still handed on first.
     """
-    waiting: list[tuple[Frame, _Slot]] = []  # in tick order
+    waiting: deque[tuple[Frame, _Slot]] = deque()  # in tick order, not handed on yet
     to_run: list[tuple[Frame, _Slot]] = []
+    held = 0  # ticks since the last flush: a batch is cut where the sequential run cut it
     ref: tuple[np.ndarray, _Slot] | None = None
+    batches = _Batches(detector, streams)
 
-    def run() -> None:
-        if not to_run:
-            return
-        for (_, slot), dets in zip(to_run, detector.detect([f.image for f, _ in to_run])):
-            slot.detections = dets
-        stats.detected += len(to_run)
-        to_run.clear()
+    def flush() -> None:
+        nonlocal held
+        held = 0
+        if to_run:
+            stats.detected += len(to_run)
+            batches.submit([f.image for f, _ in to_run], [s for _, s in to_run])
+            to_run.clear()
 
-    def drain() -> Iterator[tuple[Frame, sv.Detections]]:
-        run()
-        out = [(f, dataclasses.replace(s.detections, data=dict(s.detections.data))) for f, s in waiting]
-        waiting.clear()
+    def ready(wait: bool = False) -> Iterator[tuple[Frame, sv.Detections]]:
+        """The ticks at the head whose detections are in (`wait`: all of them, once every batch is in)."""
+        batches.settle(0 if wait else batches.streams)
+        out = []
+        while waiting and waiting[0][1].detections is not None:
+            f, s = waiting.popleft()
+            out.append((f, dataclasses.replace(s.detections, data=dict(s.detections.data))))
         yield from out
 
     try:
-        for s in steps:
-            stats.ticks += 1
-            at = start + timedelta(seconds=s.t)
-            if s.decoded is not None:
-                image = s.decoded.bgr()
-                slot = _Slot()
-                ref = (image, slot)
-                frame = Frame(image, at, camera.id, source=f"{source}@{s.t:.2f}s", meta={"t": s.t} | ({"resume_s": s.resume_s} if s.resume_s is not None else {}))
-                to_run.append((frame, slot))
-                waiting.append((frame, slot))
-                if len(to_run) >= batch:
-                    yield from drain()
-            else:
-                stats.reused += 1
-                waiting.append((Frame(ref[0], at, camera.id, source=f"{source}@{s.t:.2f}s", meta={"reused": True, "t": s.t}), ref[1]))
-                if not to_run or len(waiting) >= _MAX_WAITING:
-                    yield from drain()
-        yield from drain()
-    except Exception:
-        yield from drain()
-        raise
+        try:
+            for s in steps:
+                stats.ticks += 1
+                held += 1
+                at = start + timedelta(seconds=s.t)
+                if s.decoded is not None:
+                    image = s.decoded.bgr()
+                    slot = _Slot()
+                    ref = (image, slot)
+                    frame = Frame(image, at, camera.id, source=f"{source}@{s.t:.2f}s", meta={"t": s.t} | ({"resume_s": s.resume_s} if s.resume_s is not None else {}))
+                    to_run.append((frame, slot))
+                    waiting.append((frame, slot))
+                    if len(to_run) >= batch:
+                        flush()
+                else:
+                    stats.reused += 1
+                    waiting.append((Frame(ref[0], at, camera.id, source=f"{source}@{s.t:.2f}s", meta={"reused": True, "t": s.t}), ref[1]))
+                    if not to_run or held >= _MAX_WAITING:
+                        flush()
+                yield from ready(wait=len(waiting) >= _MAX_WAITING)
+        except Exception:
+            flush()
+            yield from ready(wait=True)
+            raise
+        flush()
+        yield from ready(wait=True)
+    finally:
+        batches.close()
 
 
 def gated(
     source: TickSource, camera: CameraConfig, detector: Detector, start: datetime, width: int, height: int, gate: GateConfig | None = None,
-    rules: RulesConfig | None = None, every_s: float = 2.0, batch: int = 4, stats: SampleStats | None = None, name: str = "",
+    rules: RulesConfig | None = None, every_s: float = 2.0, batch: int = 4, stats: SampleStats | None = None, name: str = "", streams: int = 0,
 ) -> Iterator[tuple[Frame, sv.Detections]]:
     """Any tick source through the gate and the detector (`sample_video` for files; scenarios use it on composed
-    scenes). `detector` is used as given: wrap the shared model with `camera_detector` first."""
+    scenes). `detector` is used as given: wrap the shared model with `camera_detector` first. `streams`: detector
+    batches on that many threads beside the decoding (`detect_steps`)."""
     cfg = gate if gate is not None else camera.gate
     stats = stats if stats is not None else SampleStats()
     change = ChangeGate(cfg, camera, width, height) if cfg.enabled else None
     stride = max(1, int(longest_stride_s(cfg, camera, rules) / every_s + 1e-9)) if change else 1
-    yield from detect_steps(plan_ticks(source, change, stride, stats), camera, detector, start, name, batch, stats)
+    yield from detect_steps(plan_ticks(source, change, stride, stats), camera, detector, start, name, batch, stats, streams)
 
 
 def sample_video(
     path: str | Path, start: datetime, camera: CameraConfig, detector: Detector, every_s: float = 2.0, gate: GateConfig | None = None,
     start_s: float = 0.0, *, rules: RulesConfig | None = None, batch: int = 4, stats: SampleStats | None = None, strategy: str = "auto",
-    prefetch: int = 0,
+    prefetch: int = 0, streams: int = 0,
 ) -> Iterator[tuple[Frame, sv.Detections]]:
     """One video of `camera`, from `start_s` seconds of video time on, as (frame, detections) per sampling tick.
 
@@ -273,13 +324,17 @@ def sample_video(
     `prefetch`: decoding, gating and detecting run in a thread ahead of the caller, with at most this many
     frames of their own picture waiting (`prefetch.prefetched`; the night job prefetches each file itself);
     0 (the default) runs everything in the caller's thread.
+
+    `streams`: the detector's batches run on that many threads of their own while the next ticks are decoded
+    and gated (the night job: `NightSettings.streams`); 0 runs them where the decoding runs. The detections are
+    the same either way.
     """
     stats = stats if stats is not None else SampleStats()
-    ticks = _sample(Path(path), start, camera, detector, every_s, gate, start_s, rules, batch, stats, strategy)
+    ticks = _sample(Path(path), start, camera, detector, every_s, gate, start_s, rules, batch, stats, strategy, streams)
     return prefetched(ticks, depth=prefetch, name="streetorder-sample") if prefetch > 0 else ticks
 
 
-def _sample(path: Path, start, camera, detector, every_s, gate, start_s, rules, batch, stats, strategy) -> Iterator[tuple[Frame, sv.Detections]]:
+def _sample(path: Path, start, camera, detector, every_s, gate, start_s, rules, batch, stats, strategy, streams=0) -> Iterator[tuple[Frame, sv.Detections]]:
     t0 = time.perf_counter()
     try:
         with VideoReader(path, every_s, start_s, strategy) as reader:
@@ -288,7 +343,7 @@ def _sample(path: Path, start, camera, detector, every_s, gate, start_s, rules, 
             if reader.info.fps * every_s < 1 - 1e-6:  # fewer frames than ticks: no grid to step along, gate tick by tick
                 gate = gate.model_copy(update={"max_stride_s": 0.0})
             w, h = reader.info.width, reader.info.height
-            yield from gated(reader, camera, camera_detector(detector, camera, w, h), start, w, h, gate, rules, every_s, batch, stats, str(path))
+            yield from gated(reader, camera, camera_detector(detector, camera, w, h), start, w, h, gate, rules, every_s, batch, stats, str(path), streams)
             reader.finish()
     finally:
         stats.seconds += time.perf_counter() - t0

@@ -74,8 +74,10 @@ class Admission:
 
     def __init__(
         self, budget_s: float, threads: int, metrics: ServiceMetrics, *, retry_after_s: int = 1, cold_limit: int = 8, cores: int | None = None,
+        detector_streams: int = 1,
     ) -> None:
         self.budget_s, self.retry_after_s, self.cold_limit, self.metrics = budget_s, retry_after_s, cold_limit, metrics
+        self.detector_streams = max(1, detector_streams)  # micro-batches run at once: the detector's time per image is shared
         self.cores = cores or os.cpu_count() or 1
         self.limiter = anyio.CapacityLimiter(threads)
         self.in_flight = 0
@@ -87,8 +89,9 @@ class Admission:
     # ---- measurements ----
 
     def observe_detector(self, seconds: float, images: int) -> None:
-        """One detector call (a micro-batch) took `seconds` for `images` images."""
-        per = seconds / max(images, 1)
+        """One detector call (a micro-batch) took `seconds` for `images` images (with several streams, the
+        calls overlap: each image costs the detector its share)."""
+        per = seconds / max(images, 1) / self.detector_streams
         with self._lock:
             self.detector_s = per if self.detector_s is None else self.detector_s + SMOOTHING * (per - self.detector_s)
 

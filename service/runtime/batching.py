@@ -128,7 +128,8 @@ class Pending:
 
 
 class MicroBatcher:
-    """`detect(detector, image)` from any thread; the detector runs on one worker thread, in batches.
+    """`detect(detector, image)` from any thread; the detector runs on `streams` worker threads (one by
+    default), each taking the next batch when it is free, in batches.
 
     With `enabled=False` each caller runs the detector itself, one image per call (the service before
     micro-batching; `streetorder bench serve --no-batching` measures it).
@@ -136,18 +137,21 @@ class MicroBatcher:
 
     def __init__(
         self, metrics: ServiceMetrics, *, max_size: int = 8, max_wait_s: float = 0.004, queue_size: int = 64, retry_after_s: int = 1, enabled: bool = True,
-        budget: Budget | None = None, observer: Callable[[float, int], None] | None = None,
+        budget: Budget | None = None, observer: Callable[[float, int], None] | None = None, streams: int = 1,
     ) -> None:
+        if streams < 1:
+            raise ValueError(f"streams must be at least 1, got {streams}")
         self.metrics = metrics
         self.budget = budget
         self.max_size, self.max_wait_s, self.queue_size, self.retry_after_s = max_size, max_wait_s, queue_size, retry_after_s
         self.enabled = enabled
         self.observer = observer  # told each detector call's (seconds, images): admission's service time
+        self.streams = streams  # worker threads, each running a batch at once (`detect.streams`)
         self._queue: deque[_Item] = deque()
         self._cond = threading.Condition()
         self._incoming = 0  # requests that will call detect soon (decoding their upload)
         self._closed = False
-        self._worker: threading.Thread | None = None
+        self._workers: list[threading.Thread] = []
 
     # ---- callers ----------------------------------------------------------------------------------------
 
@@ -223,8 +227,8 @@ class MicroBatcher:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        if self._worker is not None:
-            self._worker.join(timeout=10)
+        for worker in self._workers:
+            worker.join(timeout=10)
 
     def _observe(self, model: str, n: int, seconds: float) -> None:
         self.metrics.inference.labels(model).observe(seconds)
@@ -235,27 +239,32 @@ class MicroBatcher:
     # ---- the worker -------------------------------------------------------------------------------------
 
     def _start(self) -> None:
-        if self._worker is None:
-            self._worker = threading.Thread(target=self._run, name="detector-batcher", daemon=True)
-            self._worker.start()
+        if not self._workers:
+            self._workers = [threading.Thread(target=self._run, name=f"detector-batcher-{k}", daemon=True) for k in range(self.streams)]
+            for worker in self._workers:
+                worker.start()
 
     def _same(self, detector: Detector) -> int:
         return sum(1 for it in self._queue if it.detector is detector)
 
     def _take(self) -> list[_Item] | None:
-        """The next batch: the oldest image and those queued for the same detector, once full or due."""
+        """The next batch: the oldest image and those queued for the same detector, once full or due. With
+        several workers, one that finds its oldest image taken by another while it waited starts over."""
         with self._cond:
-            while not self._queue:
-                if self._closed:
-                    return None
-                self._cond.wait()
-            first = self._queue[0]
-            due = first.queued + self.max_wait_s
-            while not self._closed and self._incoming > 0 and self._same(first.detector) < self.max_size:
-                left = due - time.perf_counter()
-                if left <= 0:
+            while True:
+                while not self._queue:
+                    if self._closed:
+                        return None
+                    self._cond.wait()
+                first = self._queue[0]
+                due = first.queued + self.max_wait_s
+                while not self._closed and self._incoming > 0 and self._same(first.detector) < self.max_size:
+                    left = due - time.perf_counter()
+                    if left <= 0:
+                        break
+                    self._cond.wait(left)
+                if self._queue and self._queue[0] is first:
                     break
-                self._cond.wait(left)
             batch, rest = [], deque()
             while self._queue:
                 it = self._queue.popleft()
@@ -300,8 +309,10 @@ class MicroBatcher:
                 continue
             for it, d in zip(batch, found):
                 _answer(it.future, d)
-        # closed: anything left is answered rather than left hanging
-        for it in list(self._queue):
+        # closed: anything left is answered rather than left hanging (taken under the lock: each worker does this)
+        with self._cond:
+            left, self._queue = list(self._queue), deque()
+        for it in left:
             _answer(it.future, exc=Unavailable("the service is shutting down"))
 
 
