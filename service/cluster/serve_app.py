@@ -88,7 +88,7 @@ def owners() -> list:
     from ray.util import list_named_actors
 
     named = list_named_actors(all_namespaces=True)
-    return [ray.get_actor(a["name"], namespace=NAMESPACE) for a in named if a.get("namespace") == NAMESPACE and (a["name"].startswith("camera:") or a["name"] == "patrol")]
+    return [ray.get_actor(a["name"], namespace=NAMESPACE) for a in named if a.get("namespace") == NAMESPACE and (a["name"].startswith("owner:") or a["name"] == "patrol")]
 
 
 def shutdown(timeout_s: float = 60.0) -> None:
