@@ -51,8 +51,7 @@ from ..runtime.streams import StreamWorkers
 from ..runtime.ledger import LedgerLink
 from ..runtime.live import check_order, deferred_error, posted_reports, tidy_evidence
 from ..settings import ServiceSettings
-from .calls import camera_key, owner_index, owner_name
-from .calls import unwrap
+from .calls import camera_key, owner_index, owner_name, unwrap
 from .detector_replica import Detected
 from .journal import kept_queue
 
