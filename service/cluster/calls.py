@@ -3,7 +3,7 @@
 A Ray call fails in two ways: the remote code raised (a `RayTaskError` carrying the original exception, e.g.
 a 409 `Conflict` from a camera's owner, or a 202 `Accepted`), or the process that ran it went away (its node
 died, it was killed). The first is handed on as what it was; the second becomes a 503 with Retry-After,
-because nothing of the request was acknowledged and the camera's actor is being re-created elsewhere: the
+because nothing of the request was acknowledged and the camera's owner actor is being re-created elsewhere: the
 camera resends the frame, and the frame order kept in the ledger refuses it (409) if it had reached the ledger.
 """
 
