@@ -314,6 +314,7 @@ def test_two_cameras_of_one_owner_both_progress_each_in_its_own_order(on_ray, re
     first, second = PAIR
     with ThreadPoolExecutor(2) as pool:
         runs = list(pool.map(lambda cid: run(on_ray, cid, frames, upto=upto), PAIR))
+    assert len(runs) == 2
     for responses in runs:
         assert [r.status_code for r in responses.values()] == [200] * upto, [r.text for r in responses.values()]
         assert [changes(r.json()) for r in responses.values()] == [changes(r.json()) for i, r in reference["responses"].items() if i < upto]
