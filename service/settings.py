@@ -136,7 +136,14 @@ class ServiceSettings(EnvSettings):
     ray_replica_cpus: float = Field(1.0, gt=0, le=256, title="CPUs per detector replica", description="`serve --ray`: CPUs each detector replica reserves (Ray places no more replicas on a node than it has CPUs for)")
     ray_camera_cpus: float = Field(
         0.05, gt=0, le=64, title="CPUs per camera owner",
-        description="`serve --ray`: CPUs each camera's owner actor reserves (its engine and its ledger writes); with the nodes' CPUs it bounds how many cameras the cluster takes",
+        description="`serve --ray`: CPUs each camera owner actor (a shard of cameras) reserves (its cameras' engines and ledger writes); with the nodes' CPUs it bounds how many owners the cluster places",
+    )
+    ray_owners: int | None = Field(
+        None, ge=1, le=100_000, title="Camera owners",
+        description="`serve --ray`: owner actors the cameras are shared among (rendezvous hashing of the camera id: stable); unset: one per `ray_cameras_per_owner` configured cameras",
+    )
+    ray_cameras_per_owner: int = Field(
+        32, ge=1, le=10_000, title="Cameras per owner", description="`serve --ray`, `ray_owners` unset: the owner count is ceil(cameras / this)",
     )
     ray_placement_wait_s: float = Field(
         10.0, gt=0, le=600, title="Camera placement wait",

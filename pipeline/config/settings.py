@@ -59,8 +59,10 @@ lists every one of them (the same test keeps it complete).
 | STREETORDER_PUBLIC_URL | unset | Service: how clients reach the service; sets the ledger's evidence base URL |
 | STREETORDER_RAY_REPLICAS | 1 | Service on Ray (`serve --ray`): detector replicas |
 | STREETORDER_RAY_REPLICA_CPUS | 1 | Service on Ray: CPUs each detector replica reserves |
-| STREETORDER_RAY_CAMERA_CPUS | 0.05 | Service on Ray: CPUs each camera's owner actor reserves |
-| STREETORDER_RAY_PLACEMENT_WAIT_S | 10 | Service on Ray: seconds a frame waits for its camera's actor to be placed before 503 |
+| STREETORDER_RAY_CAMERA_CPUS | 0.05 | Service on Ray: CPUs each camera owner actor (a shard of cameras) reserves |
+| STREETORDER_RAY_OWNERS | ceil(cameras / 32) | Service on Ray: owner actors the cameras are shared among (rendezvous hashing of the camera id) |
+| STREETORDER_RAY_CAMERAS_PER_OWNER | 32 | Service on Ray: cameras per owner when STREETORDER_RAY_OWNERS is unset |
+| STREETORDER_RAY_PLACEMENT_WAIT_S | 10 | Service on Ray: seconds a frame waits for its camera's owner actor to be placed before 503 |
 | STREETORDER_RAY_JOURNAL_DIR | var/camera-journals | Service on Ray: the cameras' report journals, on the node serve runs on |
 | STREETORDER_RAY_HEARTBEAT_S | 0.25 | Service on Ray: how often detector replicas report and ask which model to serve |
 

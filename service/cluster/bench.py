@@ -5,7 +5,7 @@ Each setup gets the same two phases, with the same real images (`--data`):
 - `POST /detect` at concurrency 16 (raw HTTP on kept-alive connections, as `bench serve` does): the detector path
   (ingress -> replica, batched there);
 - `POST /frames` from `--cameras` cameras at once, each sending its frames in time order (one request at a time,
-  as a camera does): the whole path (ingress -> the camera's owner actor -> a replica -> the engine -> the ledger).
+  as a camera does): the whole path (ingress -> the owner actor of the camera's shard -> a replica -> the engine -> the ledger).
 
 The cluster's ledger is a database the bench makes on the given PostgreSQL server and drops after; the one
 process uses SQLite (as `bench serve`). Between replica counts the application is updated in place
@@ -124,14 +124,25 @@ def _bench_database(server_url: str):
     return url, drop
 
 
-def _owners_cpu(cameras: int) -> list[float | None]:
-    """CPU seconds so far of each camera's owner (local processes)."""
+def _owner_reports(owners: int) -> list:
+    """Each placed owner actor of `owners` (`OwnerReport`: its pid and cameras); one no camera hashed to is
+    never made."""
     import ray
 
-    from .calls import NAMESPACE
+    from .calls import NAMESPACE, owner_name
 
-    infos = ray.get([ray.get_actor(f"camera:bench-{i:03d}", namespace=NAMESPACE).ping.remote() for i in range(cameras)])
-    return [_cpu_s(o.pid) for o in infos]
+    handles = []
+    for k in range(owners):
+        try:
+            handles.append(ray.get_actor(owner_name(k, owners), namespace=NAMESPACE))
+        except ValueError:
+            pass
+    return ray.get([h.ping.remote() for h in handles])
+
+
+def _owners_cpu(owners: int) -> list[float | None]:
+    """CPU seconds so far of each owner actor (local processes)."""
+    return [_cpu_s(o.pid) for o in _owner_reports(owners)]
 
 
 def _cpu_s(pid: int) -> float | None:
@@ -154,19 +165,25 @@ def _rss_mb(pid: int) -> float | None:
     return None
 
 
-def district(per_replica_images_s: float, owner_cpu_s_per_frame: float | None, camera_mb: float | None, replica_cores: float) -> dict:
+def district(
+    per_replica_images_s: float, owner_cpu_s_per_frame: float | None, owner_mb: float | None, camera_mb: float | None, replica_cores: float,
+    cameras_per_owner: int = 32,
+) -> dict:
     """What `DISTRICT_CAMERAS` cameras at one frame every `DISTRICT_EVERY_S` need: detector replicas like the one
     measured (on `replica_cores` cores: Ray's CPU figure is a reservation, onnxruntime uses the cores it finds),
     cores for the camera owners from their measured CPU per frame (engine, ledger writes, the calls), memory from
-    one owner's resident size; each planned at `HEADROOM`."""
+    an owner's measured resident size: `owner_mb` for the process with no camera, `camera_mb` more for each
+    camera it holds, at `cameras_per_owner` cameras an owner; each planned at `HEADROOM`."""
     need = DISTRICT_CAMERAS / DISTRICT_EVERY_S
     replicas = math.ceil(need / (per_replica_images_s * HEADROOM))
     owner_cores = None if owner_cpu_s_per_frame is None else round(need * owner_cpu_s_per_frame / HEADROOM, 1)
+    owners = math.ceil(DISTRICT_CAMERAS / cameras_per_owner)
+    memory = None if owner_mb is None or camera_mb is None else round((owners * owner_mb + DISTRICT_CAMERAS * camera_mb) / 1024, 1)
     return {
         "cameras": DISTRICT_CAMERAS, "every_s": DISTRICT_EVERY_S, "frames_per_s_needed": need, "per_replica_images_per_s": per_replica_images_s,
         "owner_cpu_ms_per_frame": None if owner_cpu_s_per_frame is None else round(owner_cpu_s_per_frame * 1000, 1), "headroom": HEADROOM,
         "detector_replicas": replicas, "replica_cores": replica_cores, "detector_cores": replicas * replica_cores, "camera_owner_cores": owner_cores,
-        "camera_actors_memory_gb": round(DISTRICT_CAMERAS * camera_mb / 1024, 1) if camera_mb else None,
+        "camera_owners": owners, "cameras_per_owner": cameras_per_owner, "owner_base_mb": owner_mb, "camera_mb": camera_mb, "camera_owners_memory_gb": memory,
     }
 
 
@@ -179,7 +196,7 @@ def run_ray_bench(address: str, db: str, model: str | None = None, data: Path = 
     from pipeline.db.engine import Database
 
     from . import serve_app
-    from .calls import NAMESPACE
+    from .calls import owner_count
 
     paths = sorted(p for p in Path(data).glob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:images]
     if len(paths) < 4:
@@ -218,26 +235,42 @@ def run_ray_bench(address: str, db: str, model: str | None = None, data: Path = 
                     base = f"http://127.0.0.1:{port}"
                     _wait_replicas(base, keys["admin"], n)
                     warm: list[float | None] = []
-                    run = _phases(base, keys, blobs, cameras, T0 + timedelta(hours=i + 1), on_warm=lambda: warm.extend(_owners_cpu(cameras)))
-                    after = _owners_cpu(cameras)
+                    owners = owner_count(settings, cameras)
+                    run = _phases(base, keys, blobs, cameras, T0 + timedelta(hours=i + 1), on_warm=lambda: warm.extend(_owners_cpu(owners)))
+                    after = _owners_cpu(owners)
                     run["replica_cpus"] = settings.ray_replica_cpus
                     if None not in warm + after:  # the owners' CPU over the measured frames alone
                         run["owner_cpu_ms_per_frame"] = round((sum(after) - sum(warm)) / (cameras * FRAMES_PER_CAMERA) * 1000, 1)
                     runs[str(n)] = run
-                pid = ray.get(ray.get_actor("camera:bench-000", namespace=NAMESPACE).ping.remote()).pid
-                camera_mb = _rss_mb(pid)
+                # an owner's memory: the owners of the runs above (all `cameras` cameras, or their share), against
+                # one owner per camera (rendezvous hashing leaves some with one camera), after the same frames
+                many = max(_owner_reports(owners), key=lambda o: len(o.cameras))
+                out["owner_rss_mb"] = {len(many.cameras): _rss_mb(many.pid)}
+                if len(many.cameras) > 1:
+                    one = settings.model_copy(update={"ray_owners": cameras})
+                    serve_app.deploy(one, port=port)
+                    _wait_replicas(base, keys["admin"], replicas[-1])
+                    asyncio.run(_cameras(base, keys["camera"], blobs, cameras, FRAMES_PER_CAMERA, T0 + timedelta(hours=len(replicas) + 1)))
+                    single_owners = [o for o in _owner_reports(cameras) if len(o.cameras) == 1]
+                    if single_owners:
+                        out["owner_rss_mb"][1] = _rss_mb(single_owners[0].pid)
             finally:
                 serve_app.shutdown()
                 ray.shutdown()
         finally:
             drop()
     out["ray"] = runs
-    out["camera_actor_rss_mb"] = camera_mb
+    # per camera, the difference the cameras made; the process itself, what one camera's owner had beyond that
+    rss = out["owner_rss_mb"]
+    n_many = max(rss)
+    camera_mb = round((rss[n_many] - rss[1]) / (n_many - 1), 1) if 1 in rss and n_many > 1 and None not in (rss[1], rss[n_many]) else None
+    owner_mb = round(rss[1] - camera_mb, 1) if camera_mb is not None else None
+    out["camera_mb"], out["owner_base_mb"] = camera_mb, owner_mb
     first = runs[str(replicas[0])]
     owner_cpu = first.get("owner_cpu_ms_per_frame")
     # a local cluster's replica had the machine's cores; on a real cluster, the CPUs it reserved
     replica_cores = float(os.cpu_count() or 1) if address == "local" else first["replica_cpus"]
-    out["district"] = district(first["detect_c16"]["images_per_s"] / replicas[0], owner_cpu / 1000 if owner_cpu is not None else None, camera_mb, replica_cores)
+    out["district"] = district(first["detect_c16"]["images_per_s"] / replicas[0], owner_cpu / 1000 if owner_cpu is not None else None, owner_mb, camera_mb, replica_cores)
     out["load_average_end"] = os.getloadavg()
     return out
 
@@ -286,9 +319,10 @@ def cmd_bench_serve_ray(args: argparse.Namespace) -> int:
     for n, r in out["ray"].items():
         print(line(f"ray, {n} replica(s)", r))
     d = out["district"]
-    print(f"a camera's owner actor: {out['camera_actor_rss_mb']} MB resident, {d['owner_cpu_ms_per_frame']} ms CPU a frame (over the measured frames)")
+    print(f"camera owner actors: {', '.join(f'{mb} MB resident with {n} camera(s)' for n, mb in sorted(out['owner_rss_mb'].items()))} "
+          f"(so {out['owner_base_mb']} MB the process and {out['camera_mb']} MB a camera), {d['owner_cpu_ms_per_frame']} ms CPU a frame (over the measured frames)")
     print(f"district: {d['cameras']} cameras every {d['every_s']:g} s = {d['frames_per_s_needed']:g} frames/s; at {d['per_replica_images_per_s']:.1f} images/s per replica "
           f"(planned at {d['headroom']:.0%}) that is {d['detector_replicas']} detector replicas like it ({d['replica_cores']:g} cores each: {d['detector_cores']:g} cores), {d['camera_owner_cores']} cores for the camera owners, "
-          f"and about {d['camera_actors_memory_gb']} GB for them")
+          f"and, at {d['cameras_per_owner']} cameras an owner, {d['camera_owners']} owners in about {d['camera_owners_memory_gb']} GB")
     print(f"load average at the end {out['load_average_end']}")
     return 0

@@ -5,8 +5,8 @@ Three deployments' worth of parts, all on the cluster:
   (`state.py`), behind Ray Serve's HTTP proxy;
 - `detector`: `ray_replicas` detector replicas (`detector_replica.py`), spread over the nodes;
 - two named actors pinned to the node `serve` runs on (the head): the model rollout (`rollout.py`) and the
-  journal keeper (`journal.py`); and one actor per camera, created by the ingress on the camera's first frame
-  (`owners.py`, `camera_owner.py`).
+  journal keeper (`journal.py`); and the camera owner actors, each holding a shard of the cameras, created by
+  the ingress when it starts (`owners.py`, `camera_owner.py`).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def for_cluster(settings: ServiceSettings) -> ServiceSettings:
 
     ledger = settings.ledger_settings()
     if make_url(normalize_url(ledger.database_url)).get_backend_name() != "postgresql":
-        raise ValueError(f"serve --ray needs the ledger on PostgreSQL (every camera's actor writes to it, from any node), not {ledger.database_url.split(':')[0]}; pass --db postgresql://...")
+        raise ValueError(f"serve --ray needs the ledger on PostgreSQL (every camera owner actor writes to it, from any node), not {ledger.database_url.split(':')[0]}; pass --db postgresql://...")
     ledger = ledger.model_copy(update={"evidence_dir": Path(ledger.evidence_dir).resolve()})
     paths = {k: Path(getattr(settings, k)).resolve() for k in ("camera_config", "models_dir", "evidence_dir", "journal", "ray_journal_dir")}
     key_cache = settings.key_cache_path().resolve()
@@ -88,7 +88,7 @@ def owners() -> list:
     from ray.util import list_named_actors
 
     named = list_named_actors(all_namespaces=True)
-    return [ray.get_actor(a["name"], namespace=NAMESPACE) for a in named if a.get("namespace") == NAMESPACE and (a["name"].startswith("camera:") or a["name"] == "patrol")]
+    return [ray.get_actor(a["name"], namespace=NAMESPACE) for a in named if a.get("namespace") == NAMESPACE and (a["name"].startswith("owner:") or a["name"] == "patrol")]
 
 
 def shutdown(timeout_s: float = 60.0) -> None:

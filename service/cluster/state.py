@@ -40,7 +40,7 @@ from ..runtime.metrics import ServiceMetrics
 from ..runtime.model_slot import LoadedModel, ModelSlot
 from ..runtime.state import ServiceState
 from ..settings import ServiceSettings
-from .calls import owner_name, unwrap
+from .calls import camera_key, owner_count, unwrap
 from .camera_owner import Reply
 from .detector_replica import Detected
 from .owners import CameraOwners
@@ -48,8 +48,8 @@ from .rollout import ReplicaStatus
 
 log = logging.getLogger(__name__)
 
-ROLLOUT_WAIT_S = 120.0
-OWNERS_EVERY_S = 2.0  # how often the ingress asks every camera owner how it goes  # how long a PUT /models/current waits for every replica to serve the new model
+ROLLOUT_WAIT_S = 120.0  # how long a PUT /models/current waits for every replica to serve the new model
+OWNERS_EVERY_S = 2.0  # how often the ingress asks every camera owner how it goes
 
 
 @dataclass(frozen=True)
@@ -260,7 +260,7 @@ class OwnerCall:
         except Exception as e:
             if isinstance(e, ActorDiedError):  # gone for good (killed, or it could not start): the next frame makes a new one
                 self.owners.forget(self.camera_id)
-            raise unwrap(e, owner_name(self.camera_id), self.retry_after_s) from None
+            raise unwrap(e, f"{self.owners.name(self.camera_id)} (the owner of {camera_key(self.camera_id)})", self.retry_after_s) from None
 
 
 class ClusterIntake:
@@ -279,7 +279,7 @@ class ClusterIntake:
 
     @property
     def backlog_error(self) -> str | None:
-        errors = [f"{owner_name(i.camera_id)}: {i.backlog_error}" for i in self.owners.infos() if i.backlog_error]
+        errors = [f"{camera_key(i.camera_id)}: {i.backlog_error}" for i in self.owners.infos() if i.backlog_error]
         return "; ".join(errors) or None
 
     def start(self) -> None:
@@ -298,7 +298,7 @@ class ClusterIntake:
         self.check_taken_at(at)
         self.cameras.camera(camera_id)  # 404 before an actor is made for a camera nobody configured
         owner = self.owners.owner(camera_id)
-        return ClusterJob(camera_id, at, image, OwnerCall(owner.frame.remote(at, image), camera_id, self.owners, self.settings.retry_after_s))
+        return ClusterJob(camera_id, at, image, OwnerCall(owner.frame.remote(camera_id, at, image), camera_id, self.owners, self.settings.retry_after_s))
 
     def end_frame(self, job: ClusterJob, reply: Reply) -> Processed:
         return self._processed(reply, job.image, "frame")
@@ -369,14 +369,16 @@ class ClusterState(ServiceState):
                 log.warning("asking the camera owners failed: %s", e)
 
     def _place_owners(self) -> None:
-        cameras = self.cameras.config().cameras
-        for camera in cameras:  # all asked for at once, then waited for
-            self.owners.handle(camera.id)
-        for camera in cameras:
+        first = {}  # one camera of each owner, which stands for it
+        for camera in self.cameras.config().cameras:
+            first.setdefault(self.owners.name(camera.id), camera.id)
+        for camera_id in first.values():  # all asked for at once, then waited for
+            self.owners.handle(camera_id)
+        for name, camera_id in first.items():
             try:
-                self.owners.owner(camera.id)
-            except Exception as e:  # no room yet (its frames get 503 until there is), or it failed to start
-                log.warning("camera '%s' has no owner yet: %s", camera.id, getattr(e, "detail", e))
+                self.owners.owner(camera_id)
+            except Exception as e:  # no room yet (its cameras' frames get 503 until there is), or it failed to start
+                log.warning("%s (camera '%s' and others) is not placed yet: %s", name, camera_id, getattr(e, "detail", e))
 
     @classmethod
     def opener(cls, detector, rollout, keeper):
@@ -388,7 +390,8 @@ class ClusterState(ServiceState):
             link = LedgerLink(settings.ledger_settings(), settings.retry_interval_s)
             store = link.open_store()
             metrics = ServiceMetrics()
-            return cls(settings, source, store, ClusterDetector(settings, detector, rollout, metrics), metrics, link, CameraOwners(settings, detector, keeper))
+            owners = CameraOwners(settings, detector, keeper, owner_count(settings, len(source.get().cameras)))
+            return cls(settings, source, store, ClusterDetector(settings, detector, rollout, metrics), metrics, link, owners)
 
         return open_state
 
@@ -437,20 +440,32 @@ class ClusterFigures:
         if self.models.last_rollout_s is not None:
             yield GaugeMetricFamily("streetorder_model_rollout_seconds", "How long the last PUT /models/current took to reach every replica", value=self.models.last_rollout_s)
         infos = self.owners.infos()
-        owner = GaugeMetricFamily("streetorder_camera_owner_info", "Which node and process own each camera now", labels=["camera", "node", "pid", "restarted", "restored_from"])
-        frames = CounterMetricFamily("streetorder_camera_owner_frames", "Frames the camera's current owner processed since it started", labels=["camera", "node"])
-        backlog = GaugeMetricFamily("streetorder_camera_owner_backlog", "Reports journaled by the camera's owner, waiting for the ledger", labels=["camera"])
+        owner = GaugeMetricFamily("streetorder_camera_owner_info", "Which owner actor, node and process own each camera now", labels=["camera", "owner", "node", "pid", "restarted", "restored_from"])
+        frames = CounterMetricFamily("streetorder_camera_owner_frames", "Frames the camera's current owner processed for it since it started", labels=["camera", "owner", "node"])
+        backlog = GaugeMetricFamily("streetorder_camera_owner_backlog", "Reports journaled by the camera's owner, waiting for the ledger", labels=["camera", "owner"])
         per_node = GaugeMetricFamily("streetorder_cameras_per_node", "Cameras owned by actors on each node", labels=["node"])
+        owner_cameras = GaugeMetricFamily("streetorder_owner_cameras", "Cameras each owner actor holds", labels=["owner", "node", "pid"])
+        owner_frames = CounterMetricFamily("streetorder_owner_frames", "Frames each owner actor processed since it started, all its cameras", labels=["owner", "node"])
+        owner_backlog = GaugeMetricFamily("streetorder_owner_backlog", "Reports journaled by each owner actor, all its cameras", labels=["owner"])
         counts: dict[str, int] = {}
+        per_owner: dict[tuple[str, str, str], list[int]] = {}
         for i in infos:
             name = i.camera_id or "patrol"
-            owner.add_metric([name, i.node[:12], str(i.pid), str(i.restarted).lower(), i.restored_from or ""], 1)
-            frames.add_metric([name, i.node[:12]], i.frames)
-            backlog.add_metric([name], i.backlog)
+            owner.add_metric([name, i.owner, i.node[:12], str(i.pid), str(i.restarted).lower(), i.restored_from or ""], 1)
+            frames.add_metric([name, i.owner, i.node[:12]], i.frames)
+            backlog.add_metric([name, i.owner], i.backlog)
             counts[i.node[:12]] = counts.get(i.node[:12], 0) + 1
+            figures = per_owner.setdefault((i.owner, i.node[:12], str(i.pid)), [0, 0, 0])
+            figures[0] += 1
+            figures[1] += i.frames
+            figures[2] += i.backlog
         for node, n in sorted(counts.items()):
             per_node.add_metric([node], n)
-        yield from (owner, frames, backlog, per_node)
+        for (name, node, pid), (n, f, b) in sorted(per_owner.items()):
+            owner_cameras.add_metric([name, node, pid], n)
+            owner_frames.add_metric([name, node], f)
+            owner_backlog.add_metric([name], b)
+        yield from (owner, frames, backlog, per_node, owner_cameras, owner_frames, owner_backlog)
 
     def describe(self):
         return []

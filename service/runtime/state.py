@@ -59,7 +59,7 @@ class ServiceState:
         return LiveIntake(self.settings, self.cameras, self.store, self.detector, self.metrics, self.engine_lock, self.link)
 
     def _open_streams(self) -> StreamWorkers:
-        """The cameras' streams: read on threads of this process (on a cluster, each camera's actor reads its own)."""
+        """The cameras' streams: read on threads of this process (on a cluster, each camera's owner actor reads its own)."""
         return StreamWorkers(self.cameras, self.live, CameraOutages(self.store.db), self.link, max_pixels=self.settings.max_pixels)
 
     @classmethod

@@ -4,14 +4,15 @@ one CPU-poor worker beside the head), with the real PostgreSQL behind a TCP prox
 The frames are the `bikes-pile-up` scenario (real motorbike crops left one by one on a real street), one frame
 every 20 s of its first 360 s (18 frames; every 2 s would take minutes on two cores), JPEG-encoded once and posted by
 HTTP to Ray Serve's proxy. Several cameras share the scenario's view under their own ids, so each test has a
-camera of its own on the one cluster:
+camera of its own on the one cluster; the cameras are shared among `OWNERS` owner actors (rendezvous hashing):
 - the single process and the cluster give the same incidents, frame by frame, and the same case;
-- a camera's actor killed mid-dwell, and later the worker node that holds a camera's actor, removed mid-dwell:
+- two cameras of one owner, their frames sent at once: both progress, each in its own order;
+- a camera's owner actor killed mid-dwell, and later the worker node that holds a camera's owner, removed mid-dwell:
   the camera's incident opens at the same frame time as without, and every acknowledged report is in the ledger
   once (one case, the same incident, the same count);
 - the database cut mid-stream: frames are answered 202, journaled on the head node, and land once it returns;
 - PUT /models/current reaches both detector replicas (the rollout time is printed);
-- a camera whose actor cannot be placed is answered 503 with Retry-After;
+- a camera whose owner cannot be placed is answered 503 with Retry-After;
 - a camera with a `stream:` (a local HTTP snapshot camera) is read by its own owner actor: its samples go
   through the camera's engine into the ledger, and when the camera goes dark the outage is in the ledger.
 The worker-node test runs last: it takes a node away.
@@ -52,7 +53,25 @@ pytest.importorskip("ray.serve")
 
 STEP_S = 20
 UNTIL_S = 360  # the first 6 minutes: the motorbikes come, the incident opens (~4 min) and grows
-CAMERAS = ("scen-pavement", "cam-actor", "cam-outage", "cam-node")
+OWNERS = 2
+
+
+def _pair() -> tuple[str, str]:
+    """Two camera ids that the same owner of `OWNERS` holds."""
+    from service.cluster.calls import owner_index
+
+    seen: dict[int, str] = {}
+    for i in range(OWNERS + 1):
+        cid = f"cam-pair-{i}"
+        k = owner_index(cid, OWNERS)
+        if k in seen:
+            return seen[k], cid
+        seen[k] = cid
+    raise AssertionError("pigeonholes")
+
+
+PAIR = _pair()
+CAMERAS = ("scen-pavement", "cam-actor", "cam-outage", "cam-node", *PAIR)
 
 
 @dataclass
@@ -152,7 +171,7 @@ def on_ray(setup_dir, pg_url) -> Cluster:
     ray.init(address=cluster.address, namespace=NAMESPACE)
     with socket_port() as port:
         pass
-    settings = _settings(setup_dir, db_url)
+    settings = _settings(setup_dir, db_url, ray_owners=OWNERS)
     serve_app.deploy(settings, port=port)
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=120)
     try:
@@ -240,9 +259,15 @@ def opened_at(responses: dict[int, httpx.Response]) -> list[int]:
 
 
 def owner(camera_id: str):
-    from service.cluster.calls import NAMESPACE
+    """The actor that owns the camera (of `OWNERS`)."""
+    from service.cluster.calls import NAMESPACE, owner_index, owner_name
 
-    return ray.get_actor(f"camera:{camera_id}", namespace=NAMESPACE)
+    return ray.get_actor(owner_name(owner_index(camera_id, OWNERS), OWNERS), namespace=NAMESPACE)
+
+
+def seat(camera_id: str):
+    """The camera's `OwnerInfo`, from its owner."""
+    return ray.get(owner(camera_id).ping.remote()).camera(camera_id)
 
 
 def without_camera_id(rows: list[tuple]) -> list[tuple]:
@@ -280,6 +305,26 @@ def test_the_cluster_gives_the_same_incidents_and_case_as_the_single_process(ref
     assert cases == reference["cases"] != []
 
 
+def test_two_cameras_of_one_owner_both_progress_each_in_its_own_order(on_ray, reference, frames):
+    """Their frames sent at the same time: each camera's frames reach its engine in order (its incident as the
+    reference's), the other's do not wait for them, and a frame older than its camera's last is refused."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    upto = 6
+    first, second = PAIR
+    with ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda cid: run(on_ray, cid, frames, upto=upto), PAIR))
+    assert len(runs) == 2
+    for responses in runs:
+        assert [r.status_code for r in responses.values()] == [200] * upto, [r.text for r in responses.values()]
+        assert [changes(r.json()) for r in responses.values()] == [changes(r.json()) for i, r in reference["responses"].items() if i < upto]
+    late = post(on_ray.client, on_ray.keys["camera"], first, frames[upto - 2][0], frames[upto - 2][1])
+    assert late.status_code == 409, late.text  # out of its own order; the other camera's frames did not move it
+    report = ray.get(owner(first).ping.remote())
+    assert report.camera(first).frames == upto and report.camera(second).frames == upto
+    assert report.camera(first).last_frame == frames[upto - 1][0] == report.camera(second).last_frame
+
+
 def test_a_camera_actor_killed_mid_dwell_is_recreated_with_its_state(on_ray, reference, frames):
     kill_at = reference["opened"] - 2  # the motorbikes stand, their dwell runs: the actor dies
     pid_before = {}
@@ -290,7 +335,7 @@ def test_a_camera_actor_killed_mid_dwell_is_recreated_with_its_state(on_ray, ref
             ray.kill(owner("cam-actor"), no_restart=False)
 
     responses = run(on_ray, "cam-actor", frames, upto=reference["opened"] + 2, during=during)
-    info = ray.get(owner("cam-actor").ping.remote())
+    info = seat("cam-actor")
     assert info.restarted and info.pid != pid_before["pid"] and info.restored_from == "ledger"
     assert opened_at(responses) == [reference["opened"]]  # on time, not a full dwell after the restart
     assert [changes(r.json()) for r in responses.values() if r.status_code == 200] == [changes(r.json()) for i, r in reference["responses"].items() if i in responses and responses[i].status_code == 200]
@@ -326,7 +371,7 @@ def test_a_database_outage_under_ray_journals_answers_202_and_lands_once(on_ray,
     assert "journaled" in responses[cut.start].json()["detail"]
     assert opened_at(responses) == [reference["opened"]]
     deadline = time.monotonic() + 30
-    while ray.get(owner("cam-outage").ping.remote()).backlog:
+    while seat("cam-outage").backlog:
         assert time.monotonic() < deadline, "the journal did not drain"
         time.sleep(0.3)
     assert without_camera_id(ledger_cases(on_ray.db_url, "cam-outage")) == ledger_cases_at(reference, responses)
@@ -344,7 +389,9 @@ def test_a_model_swap_reaches_every_replica(on_ray, reference):
     assert len(served) == 2 and all('model="street-v1"' in line for line in served), served
     rollout = [float(line.split()[-1]) for line in metrics.splitlines() if line.startswith("streetorder_model_rollout_seconds ")]
     print(f"rollout to 2 replicas: {rollout[0]:.2f} s (PUT answered in {took:.2f} s), load average {os.getloadavg()}")
-    assert 'streetorder_camera_owner_info{camera="scen-pavement"' in metrics
+    owned = [line for line in metrics.splitlines() if line.startswith("streetorder_camera_owner_info{") and 'camera="scen-pavement"' in line]
+    assert len(owned) == 1 and 'owner="owner:' in owned[0], owned
+    assert [line for line in metrics.splitlines() if line.startswith("streetorder_owner_cameras{")], "no per-owner figures"
     assert on_ray.client.put("/models/current", json={"name": "street-v2"}, headers=admin).json()["name"] == "street-v2"
 
 
@@ -361,12 +408,12 @@ def test_detect_and_a_patrol_photo_go_through_the_replicas_and_the_patrol_owner(
 
 
 def owner_of(camera_id: str | None):
-    from service.cluster.calls import NAMESPACE, owner_name
+    from service.cluster.calls import NAMESPACE, PATROL
 
-    return ray.get_actor(owner_name(camera_id), namespace=NAMESPACE)
+    return owner(camera_id) if camera_id else ray.get_actor(PATROL, namespace=NAMESPACE)
 
 
-def test_a_camera_whose_actor_cannot_be_placed_is_answered_503_with_retry_after(on_ray):
+def test_a_camera_whose_owner_cannot_be_placed_is_answered_503_with_retry_after(on_ray):
     from ray import serve
 
     from service.cluster.calls import NAMESPACE
@@ -375,11 +422,12 @@ def test_a_camera_whose_actor_cannot_be_placed_is_answered_503_with_retry_after(
     from service.runtime.errors import Overloaded
 
     full = on_ray.settings.model_copy(update={"ray_camera_cpus": 64.0, "ray_placement_wait_s": 1.0})
-    owners = CameraOwners(full, serve.get_deployment_handle("detector", app_name="streetorder"), ray.get_actor(KEEPER_NAME, namespace=NAMESPACE))
+    # another owner count: owners of their own, not the running ones
+    owners = CameraOwners(full, serve.get_deployment_handle("detector", app_name="streetorder"), ray.get_actor(KEEPER_NAME, namespace=NAMESPACE), OWNERS + 5)
     with pytest.raises(Overloaded, match="cannot be placed: the cluster has no room") as refused:
         owners.owner("cam-nowhere")
     assert refused.value.retry_after_s >= 1
-    ray.kill(ray.get_actor("camera:cam-nowhere", namespace=NAMESPACE), no_restart=True)
+    ray.kill(ray.get_actor(owners.name("cam-nowhere"), namespace=NAMESPACE), no_restart=True)
 
 
 def test_a_streamed_camera_is_read_by_its_own_owner_and_its_outage_lands_in_the_ledger(on_ray, snapshot_camera):
@@ -395,7 +443,7 @@ def test_a_streamed_camera_is_read_by_its_own_owner_and_its_outage_lands_in_the_
     db = Database(on_ray.db_url, auto_upgrade=False)
     try:
         wait(lambda: "cam-stream" in last_frames(db), 30, "no sample of the stream reached the ledger")  # through the owner's engine and intake
-        info = ray.get(owner("cam-stream").ping.remote())
+        info = seat("cam-stream")
         assert info.stream is not None and info.frames >= 1 and info.stream_outcomes.get("processed", 0) >= 1, info
         metrics = on_ray.client.get("/metrics", headers=admin).text
         assert 'streetorder_stream_state{camera="cam-stream",state="up"} 1.0' in metrics
@@ -425,7 +473,7 @@ def test_a_lost_worker_node_moves_its_camera_to_a_living_node_with_its_state(on_
     from ray import serve
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    from service.cluster.calls import NAMESPACE
+    from service.cluster.calls import NAMESPACE, owner_index
     from service.cluster.journal import KEEPER_NAME
     from service.cluster.owners import create_owner
 
@@ -442,7 +490,7 @@ def test_a_lost_worker_node_moves_its_camera_to_a_living_node_with_its_state(on_
                 break  # its name is free
             assert time.monotonic() < deadline, "the killed owner's name was not freed"
             time.sleep(0.2)
-    create_owner(on_ray.settings, "cam-node", serve.get_deployment_handle("detector", app_name="streetorder"), ray.get_actor(KEEPER_NAME, namespace=NAMESPACE),
+    create_owner(on_ray.settings, owner_index("cam-node", OWNERS), OWNERS, serve.get_deployment_handle("detector", app_name="streetorder"), ray.get_actor(KEEPER_NAME, namespace=NAMESPACE),
                  scheduling_strategy=NodeAffinitySchedulingStrategy(worker_id, soft=True))
     assert ray.get(owner("cam-node").ping.remote()).node == worker_id
     kill_at = reference["opened"] - 2
@@ -452,7 +500,7 @@ def test_a_lost_worker_node_moves_its_camera_to_a_living_node_with_its_state(on_
             on_ray.cluster.remove_node(on_ray.worker, allow_graceful=False)
 
     responses = run(on_ray, "cam-node", frames, upto=reference["opened"] + 2, during=during)
-    info = ray.get(owner("cam-node").ping.remote())
+    info = seat("cam-node")
     assert info.node != worker_id and info.restarted and info.restored_from == "ledger"
     assert opened_at(responses) == [reference["opened"]]
     assert without_camera_id(ledger_cases(on_ray.db_url, "cam-node")) == ledger_cases_at(reference, responses)
@@ -461,7 +509,22 @@ def test_a_lost_worker_node_moves_its_camera_to_a_living_node_with_its_state(on_
 def test_the_district_sizing_follows_the_measured_figures():
     from service.cluster.bench import district
 
-    d = district(per_replica_images_s=10.0, owner_cpu_s_per_frame=0.02, camera_mb=300.0, replica_cores=2.0)
+    d = district(per_replica_images_s=10.0, owner_cpu_s_per_frame=0.02, owner_mb=300.0, camera_mb=2.0, replica_cores=2.0, cameras_per_owner=32)
     assert d["frames_per_s_needed"] == 250.0  # 500 cameras, one frame every 2 s
     assert d["detector_replicas"] == 36 and d["detector_cores"] == 72.0  # 250 / (10 x 0.7) = 35.7, rounded up
-    assert d["camera_owner_cores"] == round(250 * 0.02 / 0.7, 1) and d["camera_actors_memory_gb"] == round(500 * 300 / 1024, 1)
+    assert d["camera_owner_cores"] == round(250 * 0.02 / 0.7, 1)
+    assert d["camera_owners"] == 16 and d["camera_owners_memory_gb"] == round((16 * 300 + 500 * 2) / 1024, 1)  # ceil(500 / 32) processes, not 500
+
+
+def test_the_cameras_are_shared_among_owners_stably():
+    from service.cluster.calls import owner_count, owner_index
+
+    ids = [f"cam-{i:04d}" for i in range(2000)]
+    before = {cid: owner_index(cid, 16) for cid in ids}
+    assert before == {cid: owner_index(cid, 16) for cid in ids}  # the same in any process: no salted hash
+    shares = [list(before.values()).count(k) for k in range(16)]
+    assert min(shares) > 2000 / 16 * 0.6, shares  # spread over every owner
+    moved = sum(owner_index(cid, 17) != before[cid] for cid in ids)
+    assert moved < 2000 * 2 / 17  # one owner more moves about 1/17 of the cameras (to the new one), not most of them
+    settings = ServiceSettings()
+    assert owner_count(settings, 500) == 16 and owner_count(settings, 1) == 1 and owner_count(settings.model_copy(update={"ray_owners": 3}), 500) == 3
