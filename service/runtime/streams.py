@@ -45,9 +45,6 @@ from .live import LiveIntake
 
 log = logging.getLogger(__name__)
 
-OUTCOMES = ("processed", "journaled", "superseded", "shed", "refused", "failed")
-
-
 class _Handoff:
     """One camera's newest picture on its way from the reader to the intake; a newer one replaces it."""
 
@@ -199,10 +196,6 @@ class StreamWorkers:
                     log.warning("camera outage: the ledger did not take it (%s: %s); retried every %g s", type(e).__name__, e, self.supervise_every_s)
                     return
                 self._pending.pop(0)
-
-    def pending_outage_writes(self) -> int:
-        with self._pending_lock:
-            return len(self._pending)
 
 
 class _Sink:
