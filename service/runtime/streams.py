@@ -1,4 +1,4 @@
-"""The cameras' streams in the single-process service: one worker thread per camera whose config names a
+"""The cameras' streams in the single-process service: one worker (two threads, below) per camera whose config names a
 `stream:`, each driving a `StreamReader` whose samples go through the same intake as POST /frames
 (`LiveIntake.process_frame`: the detector's micro-batcher, the camera's frame order, the engine, the ledger or
 the journal).
