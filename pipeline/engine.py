@@ -64,6 +64,19 @@ class _Camera:
     static_key: tuple = ()
     static_dets: tuple | None = None  # (objects list, config version, their detections): reused while both are the same
 
+    def saved(self) -> tuple:
+        """What a snapshot keeps of the camera (zones are rebuilt from the config, detections come again)."""
+        return (self.tracker, self.incidents, self.camera, self.static, self.static_key)
+
+    @classmethod
+    def restored(cls, saved: tuple) -> _Camera:
+        """The camera from `saved` (a record from before static scenes holds three items)."""
+        tracker, incidents, camera, *static = saved
+        cam = cls(tracker, incidents, camera)
+        if static:
+            cam.static, cam.static_key = static
+        return cam
+
 
 @dataclass
 class _Reported:
@@ -264,9 +277,8 @@ class Engine:
         config. A best frame whose evidence was already written is never needed again (evidence is rewritten only
         when a better frame comes), so its pixels are left out: the snapshot stays small however long an incident
         lasts."""
-        cameras = {cid: (cam.tracker, cam.incidents, cam.camera, cam.static, cam.static_key) for cid, cam in self.cameras.items()}
-        incidents = [inc for cam in self.cameras.values() for inc in cam.incidents.open] + list(self.patrol.incidents)
-        written = {id(inc.best) for inc in incidents if inc.best is not None and (r := self._reported.get(inc.id)) and r.best_version == inc.best_version}
+        cameras = {cid: cam.saved() for cid, cam in self.cameras.items()}
+        written = self._written([inc for cam in self.cameras.values() for inc in cam.incidents.open] + list(self.patrol.incidents))
         buf = io.BytesIO()
         _StatePickler(buf, written).dump({"cameras": cameras, "patrol": self.patrol, "reported": self._reported})
         return zlib.compress(buf.getvalue(), 1)
@@ -274,10 +286,7 @@ class Engine:
     def restore(self, blob: bytes) -> None:
         """Take up the state `snapshot` gave (a record from before static scenes holds three items a camera)."""
         state = pickle.loads(zlib.decompress(blob))
-        for cid, (tracker, incidents, camera, *static) in state["cameras"].items():
-            self.cameras[cid] = _Camera(tracker, incidents, camera)
-            if static:
-                self.cameras[cid].static, self.cameras[cid].static_key = static
+        self.cameras.update({cid: _Camera.restored(saved) for cid, saved in state["cameras"].items()})
         self.patrol = state["patrol"]
         self._reported = state["reported"]
 
@@ -291,8 +300,7 @@ class Engine:
         if cam is None:
             return _pack_camera({"camera_id": camera_id, "camera": None, "reported": {}}, set())
         reported = {inc.id: r for inc in cam.incidents.open if (r := self._reported.get(inc.id)) is not None}
-        written = {id(inc.best) for inc in cam.incidents.open if inc.best is not None and (r := reported.get(inc.id)) and r.best_version == inc.best_version}
-        return _pack_camera({"camera_id": camera_id, "camera": (cam.tracker, cam.incidents, cam.camera, cam.static, cam.static_key), "reported": reported}, written)
+        return _pack_camera({"camera_id": camera_id, "camera": cam.saved(), "reported": reported}, self._written(cam.incidents.open))
 
     def restore_camera(self, camera_id: str, blob: bytes) -> None:
         """Take up one camera's state as `snapshot_camera` gave it, replacing what the engine held for that camera
@@ -306,10 +314,13 @@ class Engine:
             for inc in old.incidents.open:
                 self._reported.pop(inc.id, None)
         if state["camera"] is not None:
-            tracker, incidents, camera, static, static_key = state["camera"]
-            cam = self.cameras[camera_id] = _Camera(tracker, incidents, camera)
-            cam.static, cam.static_key = static, static_key
+            self.cameras[camera_id] = _Camera.restored(state["camera"])
         self._reported.update(state["reported"])
+
+    def _written(self, incidents: list[Incident]) -> set[int]:
+        """Ids of the best frames of `incidents` whose evidence was written as reported (their pixels are never
+        needed again: evidence is rewritten only when a better frame comes), left out of a snapshot."""
+        return {id(inc.best) for inc in incidents if inc.best is not None and (r := self._reported.get(inc.id)) and r.best_version == inc.best_version}
 
     def open_incidents(self) -> list[Incident]:
         return [inc for cam in self.cameras.values() for inc in cam.incidents.open]

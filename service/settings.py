@@ -157,7 +157,7 @@ class ServiceSettings(EnvSettings):
         0.25, gt=0, le=60, title="Replica heartbeat", description="`serve --ray`: how often each detector replica reports to the model rollout and asks which model to serve (bounds a swap's rollout)",
     )
     streams: bool = Field(
-        True, title="Pull streams", description="Read the cameras' `stream:` (RTSP or HTTP snapshots) on a thread per camera; off: frames come only from POST /frames",
+        True, title="Pull streams", description="Read the cameras' `stream:` (RTSP or HTTP snapshots) on two threads per camera (its reader and its intake); off: frames come only from POST /frames",
     )
     public_url: str | None = Field(
         None, title="Public base URL", description="How clients reach this service, e.g. https://streetorder.city.example; sets the ledger's evidence_base_url",

@@ -59,15 +59,7 @@ def backends_bench(model: str | None, images: list[Path], rounds: int = 2, threa
     for det in dets.values():  # warm-up
         det.detect([imgs[0]])
         det.detect([imgs[0]])
-    times: dict[str, list[float]] = {k: [] for k in dets}
-    for _ in range(rounds):
-        for im in imgs:
-            for name, det in dets.items():
-                time.sleep(pause_s)
-                t = time.perf_counter()
-                det.detect([im])
-                times[name].append(time.perf_counter() - t)
-    med = {k: statistics.median(v) * 1000 for k, v in times.items()}
+    med = _interleaved_ms(dets, imgs, rounds, pause_s)
     auto = load_detector(model, backend="auto", settings=settings, threads=threads)
     choice = getattr(auto, "auto_choice", None)
     return {
@@ -95,15 +87,7 @@ def cascade_bench(model: str | None, images: list[Path], rounds: int = 2, thread
     dets = {b: load_cue_cascade(model, backend=b, settings=settings, threads=threads) for b in ("openvino", "onnx", "auto")}
     for det in dets.values():
         det.detect(imgs[:1])
-    times: dict[str, list[float]] = {k: [] for k in dets}
-    for _ in range(rounds):
-        for im in imgs:
-            for name, det in dets.items():
-                time.sleep(pause_s)
-                t = time.perf_counter()
-                det.detect([im])
-                times[name].append(time.perf_counter() - t)
-    med = {k: statistics.median(v) * 1000 for k, v in times.items()}
+    med = _interleaved_ms(dets, imgs, rounds, pause_s)
     return {
         "images": len(imgs),
         "rounds": rounds,
@@ -113,6 +97,19 @@ def cascade_bench(model: str | None, images: list[Path], rounds: int = 2, thread
         "auto_backend": getattr(dets["auto"], "backend", "?"),
         "load_average": _load(),
     }
+
+
+def _interleaved_ms(dets: dict, imgs: list[np.ndarray], rounds: int, pause_s: float) -> dict[str, float]:
+    """Median ms per image of each detector at batch 1, taken image by image in turn (a load change hits all alike)."""
+    times: dict[str, list[float]] = {k: [] for k in dets}
+    for _ in range(rounds):
+        for im in imgs:
+            for name, det in dets.items():
+                time.sleep(pause_s)
+                t = time.perf_counter()
+                det.detect([im])
+                times[name].append(time.perf_counter() - t)
+    return {k: statistics.median(v) * 1000 for k, v in times.items()}
 
 
 def _load() -> list[float]:

@@ -55,7 +55,7 @@ lists every one of them (the same test keeps it complete).
 | STREETORDER_RETRY_INTERVAL_S | 2 | Service: seconds between attempts to post queued reports |
 | STREETORDER_MAX_CLOCK_SKEW_S | 300 | Service: frames taken more than this far in the future are refused |
 | STREETORDER_EARLIEST_TAKEN_AT | 2000-01-01T00:00:00Z | Service: frames taken before it are refused |
-| STREETORDER_STREAMS | true | Service: read the cameras' `stream:` itself (a thread per camera); false: frames only from POST /frames |
+| STREETORDER_STREAMS | true | Service: read the cameras' `stream:` itself (a reader and an intake thread per camera); false: frames only from POST /frames |
 | STREETORDER_PUBLIC_URL | unset | Service: how clients reach the service; sets the ledger's evidence base URL |
 | STREETORDER_RAY_REPLICAS | 1 | Service on Ray (`serve --ray`): detector replicas |
 | STREETORDER_RAY_REPLICA_CPUS | 1 | Service on Ray: CPUs each detector replica reserves |

@@ -21,16 +21,9 @@ def last_frames(db: Database) -> dict[str, datetime]:
         return {row.camera_id: row.last_frame_at for row in s.scalars(select(CameraFrame))}
 
 
-def mark_frames(db: Database, marks: dict[str, datetime], *, now: datetime | None = None) -> None:
-    """Store each camera's frame time if newer than the stored one (a replayed, older mark changes nothing)."""
-    if not marks:
-        return
-    with db.transaction() as s:
-        mark_frames_in(s, marks, now=now)
-
-
 def mark_frames_in(s: Session, marks: dict[str, datetime], *, now: datetime | None = None) -> None:
-    """`mark_frames` inside the caller's transaction (the one that posts those frames' reports)."""
+    """Store each camera's frame time if newer than the stored one (a replayed, older mark changes nothing), in
+    the caller's transaction (the one that posts those frames' reports and the cameras' states)."""
     if not marks:
         return
     now = now or datetime.now(UTC)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+import copy
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 import supervision as sv
@@ -36,6 +37,21 @@ class DetectorSettings:
         if unknown:
             raise ValueError(f"unknown class(es) {unknown}; this model knows: {', '.join(names)}")
         return [names.index(c) for c in self.classes]
+
+
+D = TypeVar("D")
+
+
+def with_other_settings(detector: D, settings: DetectorSettings) -> D:
+    """A shallow copy of a loaded detector (its `settings`, `imgsz`, `names`, `keep_ids`) with other thresholds or
+    class filter: the model is loaded once. The input size cannot change (the model would have to be loaded again)."""
+    imgsz = detector.imgsz  # type: ignore[attr-defined]
+    if (settings.imgsz or imgsz) != imgsz:
+        raise ValueError(f"with_settings cannot change imgsz ({imgsz} -> {settings.imgsz}); load the model again")
+    other = copy.copy(detector)
+    other.settings = settings  # type: ignore[attr-defined]
+    other.keep_ids = settings.class_ids(detector.names)  # type: ignore[attr-defined]
+    return other
 
 
 class Detector(Protocol):

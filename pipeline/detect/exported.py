@@ -8,7 +8,6 @@ NMS, max_det) so every backend gives the same boxes for the same weights.
 from __future__ import annotations
 
 import ast
-import copy
 import mmap
 import threading
 import weakref
@@ -20,7 +19,7 @@ import cv2
 import numpy as np
 import supervision as sv
 
-from .base import DetectorSettings, make_detections
+from .base import DetectorSettings, make_detections, with_other_settings
 from .letterbox import Letterbox, letterbox
 
 Dims = list[int | None]  # a tensor shape; None where the model leaves a dimension dynamic
@@ -169,12 +168,7 @@ class ExportedDetector:
     # ---- shared ------------------------------------------------------------------------------------------
     def with_settings(self, settings: DetectorSettings) -> ExportedDetector:
         """The same loaded model with other thresholds or class filter (the input size cannot change)."""
-        if (settings.imgsz or self.imgsz) != self.imgsz:
-            raise ValueError(f"with_settings cannot change imgsz ({self.imgsz} -> {settings.imgsz}); load the model again")
-        other = copy.copy(self)
-        other.settings = settings
-        other.keep_ids = settings.class_ids(self.names)
-        return other
+        return with_other_settings(self, settings)
 
     def detect(self, images: Sequence[np.ndarray]) -> list[sv.Detections]:
         return self.detect_prepared([self.prepare(im) for im in images])

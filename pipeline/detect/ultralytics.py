@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import supervision as sv
 
-from .base import DetectorSettings, make_detections
+from .base import DetectorSettings, make_detections, with_other_settings
 
 # ultralytics reads YOLO_OFFLINE from the environment when it is imported (there is no argument for it), so this
 # is set before any import of it: never reach for fonts, weights or update checks. The one kind of os.environ
@@ -43,14 +43,7 @@ class UltralyticsDetector:
     def with_settings(self, settings: DetectorSettings) -> UltralyticsDetector:
         """The same loaded model with other thresholds or class filter (as `ExportedDetector.with_settings`; a
         sliced view runs the two-wheelers from a lower floor)."""
-        import copy
-
-        if (settings.imgsz or self.imgsz) != self.imgsz:
-            raise ValueError(f"with_settings cannot change imgsz ({self.imgsz} -> {settings.imgsz}); load the model again")
-        other = copy.copy(self)
-        other.settings = settings
-        other.keep_ids = settings.class_ids(self.names)
-        return other
+        return with_other_settings(self, settings)
 
     def detect(self, images: Sequence[np.ndarray]) -> list[sv.Detections]:
         if not images:

@@ -12,6 +12,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 from prometheus_client import ProcessCollector
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from pipeline.source.streams import StreamState
+
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
 
@@ -69,9 +71,6 @@ class _ModelInfo:
         return []
 
 
-STREAM_STATES = ("connecting", "up", "down", "offline")
-
-
 class _StreamCollector:
     """Per streamed camera: its state (one series per state, 1 for the current one, as a Prometheus state set),
     how long it has been down, when its last picture came, and its counters. Alert on
@@ -97,8 +96,8 @@ class _StreamCollector:
         intake = CounterMetricFamily("streetorder_stream_intake", "The camera's pictures by what the intake made of them (processed, journaled, superseded, shed, refused, failed)", labels=["camera", "outcome"])
         for st in self.statuses():
             cam = st.camera_id
-            for name in STREAM_STATES:
-                state.add_metric([cam, name], 1.0 if st.state == name else 0.0)
+            for name in StreamState:
+                state.add_metric([cam, name.value], 1.0 if st.state == name else 0.0)
             down.add_metric([cam], 0.0 if st.down_since is None else max((now - st.down_since).total_seconds(), 0.0))
             if st.last_sample_at is not None:
                 last.add_metric([cam], st.last_sample_at.timestamp())

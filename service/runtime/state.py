@@ -1,7 +1,7 @@
 """What the running service holds, composed from its parts, one job each: the camera config (`cameras.py`), the
 ledger (`CaseStore`; its health in `ledger.py`), the detector (`detector.py`: the model slot and the
 micro-batcher), the live intake (`live.py`: the engine, frame order and the journaled report queue), and the
-cameras' streams (`streams.py`: a worker thread per streamed camera, feeding the live intake).
+cameras' streams (`streams.py`: a reader and an intake thread per streamed camera, feeding the live intake).
 
 Locking: the engine (trackers, incidents, the per-camera frame order) is not thread-safe, so everything that
 touches it runs under `engine_lock`, one frame or photo at a time. Detection, the slow part, runs before the

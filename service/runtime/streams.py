@@ -1,4 +1,4 @@
-"""The cameras' streams in the single-process service: one worker thread per camera whose config names a
+"""The cameras' streams in the single-process service: one worker (two threads, below) per camera whose config names a
 `stream:`, each driving a `StreamReader` whose samples go through the same intake as POST /frames
 (`LiveIntake.process_frame`: the detector's micro-batcher, the camera's frame order, the engine, the ledger or
 the journal).
@@ -44,9 +44,6 @@ from .ledger import LedgerLink
 from .live import LiveIntake
 
 log = logging.getLogger(__name__)
-
-OUTCOMES = ("processed", "journaled", "superseded", "shed", "refused", "failed")
-
 
 class _Handoff:
     """One camera's newest picture on its way from the reader to the intake; a newer one replaces it."""
@@ -199,10 +196,6 @@ class StreamWorkers:
                     log.warning("camera outage: the ledger did not take it (%s: %s); retried every %g s", type(e).__name__, e, self.supervise_every_s)
                     return
                 self._pending.pop(0)
-
-    def pending_outage_writes(self) -> int:
-        with self._pending_lock:
-            return len(self._pending)
 
 
 class _Sink:
