@@ -148,7 +148,7 @@ def _files_key(ref: ModelRef) -> list:
 
 def _auto(ref: ModelRef, settings: DetectorSettings | None, threads: int | None):
     onnx = ref.onnx.resolve()
-    key = (json.dumps(_files_key(ref)), threads, settings.imgsz if settings else None, machine_key())
+    key = (json.dumps(_files_key(ref)), threads, settings.imgsz if settings else None, machine_key(), PipelineSettings().auto_variants)
     with _AUTO_LOCK:
         choice = _AUTO.get(key)
         if choice is None:
@@ -250,8 +250,9 @@ def _probe(ref: ModelRef, settings: DetectorSettings | None, threads: int | None
     else:
         candidates["openvino"] = other
         notes.append(f"openvino matches onnx ({matched} boxes on {PROBE_IMAGE.name})")
+    variants = PipelineSettings().auto_variants
     for name in VARIANTS:
-        why = unusable(ref.card, onnx.parent, name)
+        why = unusable(ref.card, onnx.parent, name) if variants else "STREETORDER_AUTO_VARIANTS is off"
         if why is None:
             try:
                 det = _exported(name, onnx, settings, threads)

@@ -65,6 +65,7 @@ def street_copy(tmp_path) -> Path:
 def test_auto_picks_the_fastest_accepted_caches_and_logs(street_copy, tmp_path, monkeypatch, caplog):
     cache = tmp_path / "auto.json"
     monkeypatch.setenv("STREETORDER_BACKEND_CACHE", str(cache))
+    monkeypatch.setenv("STREETORDER_AUTO_VARIANTS", "1")
     monkeypatch.setattr(registry, "_AUTO", {})
     caplog.set_level(logging.INFO, logger="pipeline.detect.registry")
     det = load_detector(street_copy, "auto", DetectorSettings(conf=0.25), threads=1)
@@ -103,6 +104,7 @@ def test_auto_picks_the_fastest_accepted_caches_and_logs(street_copy, tmp_path, 
 
 def test_a_variant_without_a_verdict_is_not_served(street_copy, monkeypatch):
     monkeypatch.setattr(registry, "_AUTO", {})
+    monkeypatch.setenv("STREETORDER_AUTO_VARIANTS", "1")
     card = json.loads((street_copy / "card.json").read_text())
     del card["variants"]
     (street_copy / "card.json").write_text(json.dumps(card))
@@ -113,3 +115,11 @@ def test_a_variant_without_a_verdict_is_not_served(street_copy, monkeypatch):
     variant_file(street_copy, "openvino-int8").unlink()
     with pytest.raises(FileNotFoundError, match="has no model.int8.xml"):
         load_detector(street_copy, "openvino-int8")
+
+
+def test_auto_serves_no_variant_unless_asked(street_copy, monkeypatch):
+    monkeypatch.setattr(registry, "_AUTO", {})
+    monkeypatch.delenv("STREETORDER_AUTO_VARIANTS", raising=False)
+    det = load_detector(street_copy, "auto", DetectorSettings(conf=0.25), threads=1)
+    assert det.backend in ("onnx", "openvino") and set(det.auto_choice.ms) <= {"onnx", "openvino"}
+    assert "openvino-bf16 skipped: STREETORDER_AUTO_VARIANTS is off" in det.auto_choice.reason

@@ -128,7 +128,7 @@ mnt, work = Path(sys.argv[1]), Path(sys.argv[2])
 config = LedgerConfig(database_url=f"sqlite:///{mnt / 'ledger.db'}", evidence_dir=work / "evidence")
 store = CaseStore.open(config)
 store.post_incident(incident(work, "first", point="P-1", evidence=[evidence_file(work, 1)]))
-with open(mnt / "filler", "wb") as f:  # the disk fills up while the night runs
+with open(mnt / "filler", "wb", buffering=0) as f:  # the disk fills up while the night runs (unbuffered: no flush left to fail on close)
     try:
         while True:
             f.write(b"\0" * 65536)
