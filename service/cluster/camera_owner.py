@@ -181,8 +181,8 @@ class CameraOwner:
         self.settings, self.index, self.owners, self.detector, self.keeper = settings, index, owners, detector, keeper
         self.name = owner_name(index, owners)
         self.node, self.pid, self.started_at = ctx.get_node_id(), os.getpid(), datetime.now(UTC)
-        with warnings.catch_warnings():  # Ray's own property reads a deprecated attribute of itself
-            warnings.simplefilter("ignore", DeprecationWarning)
+        with warnings.catch_warnings(record=True):  # Ray's own property reads a deprecated attribute of itself: recorded, not shown
+            warnings.simplefilter("always", DeprecationWarning)
             self.restarted = bool(ctx.was_current_actor_reconstructed)
         self.lock = threading.RLock()  # the engines, the intakes and the journals: every camera's, and the retry thread
         self.link = LedgerLink(settings.ledger_settings(), settings.retry_interval_s)

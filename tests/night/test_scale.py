@@ -117,6 +117,20 @@ def empty_pg(pg_url: str) -> str:
     return pg_url
 
 
+@pytest.fixture(scope="module", autouse=True)
+def one_backend_choice(tmp_path_factory):
+    """`--backend auto` keeps its choice in a file, as it does by default outside the tests (conftest turns that off):
+    every process of a night and of its resume then serves the same backend, as on one machine in production.
+    Chosen anew in each process, onnx and openvino (a few ms apart at one thread) could flip between the runs, and
+    their boxes, though within the parity tolerance, give other evidence crops."""
+    from pipeline.detect import registry
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STREETORDER_BACKEND_CACHE", str(tmp_path_factory.mktemp("backend") / "auto.json"))
+        mp.setattr(registry, "_AUTO", {})  # a choice an earlier test made in this process, never written to the file
+        yield
+
+
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The night in one process (this one), uninterrupted: what every other way of running it must give."""
