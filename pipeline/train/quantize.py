@@ -187,7 +187,7 @@ def variants_markdown(card: dict) -> str:
         return ""
     t = rec.get("timing", {})
     lines = [START, "## Variants (INT8, bf16) and the accuracy gate", "",
-             "Built and gated by `streetorder models quantize " + str(card.get("name", "NAME")) + "`. `--backend auto` serves the fastest accepted one on each machine. "
+             "Built and gated by `streetorder models quantize " + str(card.get("name", "NAME")) + "`. With `STREETORDER_AUTO_VARIANTS=1`, `--backend auto` serves the fastest accepted one on each machine (off by default: see docs/benchmarks.md, a resumed night with bf16 served did not match the uninterrupted one); any can be asked for by name. "
              f"Accepted when mAP50 and mAP50-95 on garbage-cn val drop at most 0.005 against f32 (onnxruntime), cue-class recall against f32 is at least 0.98, "
              f"and two-wheeler recall and precision on the streets-in holdout move at most 0.01.", "",
              "| variant | file | accepted | mAP50 (f32) | mAP50-95 (f32) | cue recall | two-wheeler R / P (f32) | ms per image | vs onnx f32 |",
