@@ -24,7 +24,7 @@ class NightSettings:
 
     model: str | None = None  # model name, folder or .onnx; None: models/CURRENT
     model_name: str | None = None  # the model's name, put in each frame's meta (evidence metadata names it)
-    backend: str = "onnx"
+    backend: str = "auto"  # as `streetorder run` (a library caller and the command serve the same model the same way)
     conf: float = 0.25
     threads: int | None = None  # inference threads per detector stream; None: the worker's cores shared out between its streams
     streams: int | str = "auto"  # detector batches run at once per worker, beside the decoding (`detect.streams`); auto: from the cores; 0: in the decoding thread
