@@ -20,6 +20,7 @@ class DetectorSettings:
     classes: tuple[str, ...] | None = None  # keep only these class names
     imgsz: int | None = None  # None: the size the model was exported or trained at
     max_det: int = 300
+    rect: bool = True  # letterbox to the smallest stride-32 rectangle (ultralytics' predict), not the square: a wide frame costs less
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.conf <= 1.0:

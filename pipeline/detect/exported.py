@@ -20,7 +20,7 @@ import numpy as np
 import supervision as sv
 
 from .base import DetectorSettings, make_detections, with_other_settings
-from .letterbox import Letterbox, letterbox
+from .letterbox import Letterbox, input_shape, letterbox
 
 Dims = list[int | None]  # a tensor shape; None where the model leaves a dimension dynamic
 
@@ -141,6 +141,7 @@ class ExportedDetector:
         self.imgsz = self.settings.imgsz or int(exported)
         if fixed and fixed[0] != self.imgsz:
             raise ValueError(f"{self.path} has a fixed input of {fixed[0]} px; imgsz {self.imgsz} is not possible")
+        self.fixed_size = bool(fixed)  # an export with a fixed input takes the square only
         self.dynamic_batch = in_shape[0] is None
         self.batch_size = batch_size if self.dynamic_batch else int(in_shape[0])
         nc = out_channels - 4 if out_channels is not None else len(names or [])
@@ -162,7 +163,7 @@ class ExportedDetector:
         """Finish loading now that `self.imgsz`, `self.batch_size` and `self.dynamic_batch` are known."""
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        """float32 (B, 3, imgsz, imgsz) RGB in [0, 1] -> (B, 4 + nc, anchors)."""
+        """float32 (B, 3, h, w) RGB in [0, 1] (h, w: `input_shape`) -> (B, 4 + nc, anchors)."""
         raise NotImplementedError
 
     # ---- shared ------------------------------------------------------------------------------------------
@@ -176,7 +177,7 @@ class ExportedDetector:
     def prepare(self, image: np.ndarray) -> Prepared:
         """The image as this model's input. Split from `detect_prepared` so that a caller with spare threads
         (the service, one per request) prepares images while the model runs on the previous batch."""
-        boxed, box = letterbox(image, self.imgsz)
+        boxed, box = letterbox(image, self.imgsz, rect=self.rect)
         tensor = self._buffers.take((3, *boxed.shape[:2]))  # BGR HWC -> RGB CHW in [0, 1]
         for plane, channel in zip(tensor, cv2.split(boxed)[::-1]):  # one pass a plane: 40% less than a strided copy
             np.divide(channel, np.float32(255.0), out=plane, dtype=np.float32)
@@ -184,15 +185,30 @@ class ExportedDetector:
         weakref.finalize(prepared, self._buffers.give, tensor)
         return prepared
 
+    @property
+    def rect(self) -> bool:
+        """Inputs are letterboxed to a rectangle (the settings ask for it and the export's input size is free)."""
+        return self.settings.rect and not self.fixed_size
+
+    def input_shape(self, height: int, width: int) -> tuple[int, int]:
+        """The (h, w) input an image of this size becomes."""
+        return input_shape(height, width, self.imgsz, self.rect)
+
     def detect_prepared(self, prepared: Sequence[Prepared]) -> list[sv.Detections]:
         return [self.finish(raw, p) for raw, p in zip(self.infer_prepared(prepared), prepared)]
 
     def infer_prepared(self, prepared: Sequence[Prepared]) -> list[np.ndarray]:
         """The model's raw output for each prepared image, (4 + nc, anchors). Split from `finish` so that the
         thread that owns the model only runs the model: the service decodes boxes on each request's thread."""
-        out: list[np.ndarray] = []
-        for start in range(0, len(prepared), self.batch_size):
-            out.extend(self._infer_tensors([p.tensor for p in prepared[start : start + self.batch_size]]))
+        out: list[np.ndarray | None] = [None] * len(prepared)
+        by_shape: dict[tuple[int, ...], list[int]] = {}  # a batch is one shape: images of one camera share it
+        for i, p in enumerate(prepared):
+            by_shape.setdefault(p.tensor.shape, []).append(i)
+        for idx in by_shape.values():
+            for start in range(0, len(idx), self.batch_size):
+                part = idx[start : start + self.batch_size]
+                for i, raw in zip(part, self._infer_tensors([prepared[i].tensor for i in part])):
+                    out[i] = raw
         return out
 
     def _infer_tensors(self, tensors: list[np.ndarray]) -> list[np.ndarray]:

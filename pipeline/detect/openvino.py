@@ -2,8 +2,8 @@
 compiled by OpenVINO for the CPU. No torch anywhere.
 
 Pre- and post-processing are shared with the onnxruntime backend (`exported.py`). The model is reshaped to a
-static input (batch 1, the inference size), which OpenVINO's CPU plugin runs fastest, and compiled with a LATENCY
-hint; a batch is run image by image. Inference runs in the precision asked for, f32 by default: the CPU plugin's
+static input (batch 1, each input rectangle its own compiled model), which OpenVINO's CPU plugin runs fastest,
+and compiled with a LATENCY hint; a batch is run image by image. Inference runs in the precision asked for, f32 by default: the CPU plugin's
 own default on bf16-capable CPUs is bf16, which is faster but moves scores by up to ~0.05, so bf16 is served only
 as a variant that passed the accuracy gate (`variants.py`).
 """
@@ -60,30 +60,46 @@ class OpenVinoDetector(ExportedDetector):
         return {k: v.astype(str) if hasattr(v, "astype") else str(v) for k, v in section.items()}
 
     def _compile(self) -> None:
-        # Static batch 1 when the export leaves batch dynamic (faster than a dynamic or a batch-8 shape here).
+        # Static shapes, batch 1 when the export leaves batch dynamic (faster than a dynamic or a batch-8 shape
+        # here), one compiled model per input shape: a camera's frames are all one rectangle, so a service sees a
+        # handful (at most 2 * imgsz / 32 rectangles), each compiled on first sight (~0.2 s).
         self._run_batch = self.batch_size if not self.dynamic_batch else 1
-        self.model.reshape({self.model.inputs[0]: ov.PartialShape([self._run_batch, 3, self.imgsz, self.imgsz])})
-        config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": self.precision}
+        self._config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": self.precision}
         if self.threads:
-            config["INFERENCE_NUM_THREADS"] = int(self.threads)
-        self.compiled = _core().compile_model(self.model, "CPU", config)
-        del self.model  # the compiled model keeps what it needs
-        self._local = threading.local()  # an infer request is not thread-safe: one per thread
+            self._config["INFERENCE_NUM_THREADS"] = int(self.threads)
+        self._compiled: dict[tuple[int, int], ov.CompiledModel] = {}
+        self._compile_lock = threading.Lock()
+        self._local = threading.local()  # an infer request is not thread-safe: one per thread and shape
+        self.compiled = self._compiled_for((self.imgsz, self.imgsz))
 
-    def _request(self) -> ov.InferRequest:
-        request = getattr(self._local, "request", None)
+    def _compiled_for(self, hw: tuple[int, int]) -> ov.CompiledModel:
+        compiled = self._compiled.get(hw)
+        if compiled is None:
+            with self._compile_lock:
+                compiled = self._compiled.get(hw)
+                if compiled is None:
+                    model = self.model.clone()
+                    model.reshape({model.inputs[0]: ov.PartialShape([self._run_batch, 3, *hw])})
+                    compiled = self._compiled[hw] = _core().compile_model(model, "CPU", self._config)
+        return compiled
+
+    def _request(self, hw: tuple[int, int]) -> ov.InferRequest:
+        requests = getattr(self._local, "requests", None)
+        if requests is None:
+            requests = self._local.requests = {}
+        request = requests.get(hw)
         if request is None:
-            request = self._local.request = self.compiled.create_infer_request()
+            request = requests[hw] = self._compiled_for(hw).create_infer_request()
         return request
 
     def _infer_tensors(self, tensors: list[np.ndarray]) -> list[np.ndarray]:
         if self._run_batch != 1:
             return super()._infer_tensors(tensors)
         # image by image, each read in place (the call is synchronous; no stacked copy, no input copy)
-        request = self._request()
+        request = self._request(tensors[0].shape[1:])
         return [request.infer({0: t[None]}, share_inputs=True, share_outputs=False)[0][0] for t in tensors]
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        request, n = self._request(), self._run_batch
+        request, n = self._request(batch.shape[2:]), self._run_batch
         outs = [request.infer({0: batch[i : i + n]}, share_inputs=False, share_outputs=False)[0] for i in range(0, len(batch), n)]
         return outs[0] if len(outs) == 1 else np.concatenate(outs)

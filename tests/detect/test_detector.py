@@ -7,7 +7,7 @@ import pytest
 
 from pipeline.detect import DetectorSettings, load_detector, registry, resolve_model
 from pipeline.detect.exported import read_onnx_metadata
-from pipeline.detect.letterbox import letterbox
+from pipeline.detect.letterbox import input_shape, letterbox
 from pipeline.detect.variants import box_agreement
 from pipeline.train.gate import MIN_CUE_RECALL
 from pipeline.source.images import load_image
@@ -18,15 +18,17 @@ from tests.conftest import STREETS_IN, val_images
 REAL_IMAGES = val_images(24) + sorted((STREETS_IN / "images").glob("*.jpg"))[::40]
 
 
+@pytest.mark.parametrize("rect", [False, True])
 @pytest.mark.parametrize("shape", [(640, 640), (576, 768), (1080, 1920), (333, 500), (41, 977)])
-def test_letterbox_matches_ultralytics(shape):
+def test_letterbox_matches_ultralytics(shape, rect):
     from ultralytics.data.augment import LetterBox
 
     rng = np.random.default_rng(0)
     image = rng.integers(0, 255, size=(*shape, 3), dtype=np.uint8)
-    ours, box = letterbox(image, 320)
-    theirs = LetterBox((320, 320), auto=False)(image=image)
-    assert ours.shape == theirs.shape == (320, 320, 3)
+    ours, box = letterbox(image, 320, rect=rect)
+    theirs = LetterBox((320, 320), auto=rect, stride=32)(image=image)
+    assert ours.shape == theirs.shape == (*input_shape(*shape, 320, rect), 3)
+    assert rect or ours.shape == (320, 320, 3)
     assert np.array_equal(ours, theirs)
     corners = np.array([[0, 0, shape[1], shape[0]]], dtype=np.float32)
     to_input = corners * box.ratio + [box.pad_left, box.pad_top, box.pad_left, box.pad_top]
