@@ -18,7 +18,7 @@ lists every one of them (the same test keeps it complete).
 | STREETORDER_CLASSES | datasets/classes.yaml | The classes annotators add beyond the model's |
 | STREETORDER_SAMPLES | var/samples | Root of the labelled sample versions |
 | STREETORDER_FRAME_POOL | var/frames | Frame pool folder; `off`, `0`, `false` or `none` turns the pool off |
-| STREETORDER_AUTO_VARIANTS | false | Whether `--backend auto` also times and serves the variants the gate accepted (off: a resumed night with bf16 served did not match the uninterrupted night) |
+| STREETORDER_AUTO_VARIANTS | true | Whether `--backend auto` also times and serves the variants the gate accepted; `false`: f32 only (onnxruntime or OpenVINO) |
 | STREETORDER_BACKEND_CACHE | var/backend-auto.json | Where `--backend auto` keeps its choice per model file, threads and CPU; `off`, `0`, `false` or `none`: choose anew in each process |
 | STREETORDER_NIGHT_STREAMS | auto | Night job: detector streams per worker (`auto` or a number; `run --streams` wins); auto: one single-threaded stream per core, at most 4; 0: the detector in the decoding thread |
 | STREETORDER_CAMERA_CONFIG | the sample config | Service: cameras, zones, rules (YAML) (`serve --config` wins) |
@@ -142,10 +142,9 @@ class PipelineSettings(EnvSettings):
     samples: Path | None = Field(None, title="Samples root", description="Root of the labelled sample versions; unset: var/samples")
     frame_pool: str | None = Field(None, title="Frame pool", description="Frame pool folder, or off/0/false/none to turn the pool off; unset: var/frames")
     auto_variants: bool = Field(
-        False, title="Auto serves variants",
-        description="Whether `--backend auto` also times and serves the INT8/bf16 variants the gate accepted. Off by default: with bf16 "
-        "served, a resumed night's evidence differed from the uninterrupted night's (tests/night/test_scale.py); ask for a variant by "
-        "name (`--backend openvino-bf16`) or turn this on where a night is never resumed",
+        True, title="Auto serves variants",
+        description="Whether `--backend auto` also times and serves the INT8/bf16 variants the accuracy gate accepted (card.json); false: "
+        "f32 only (onnxruntime or OpenVINO), e.g. to compare with figures taken before the variants",
     )
     backend_cache: str | None = Field(None, title="Backend choice cache", description="JSON file where `--backend auto` keeps its choice per model file, thread count and CPU, or off/0/false/none to choose anew in each process; unset: var/backend-auto.json")
     night_streams: str | int = Field(
