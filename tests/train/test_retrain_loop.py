@@ -5,6 +5,7 @@ rollback, and the service following models/CURRENT. Real models (street-v1, stre
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from datetime import timedelta
@@ -87,6 +88,28 @@ def test_intake_feeds_a_bounded_pool_one_frame_per_camera_interval(tmp_path):
     assert [f.taken_at for f in frames] == [T0 + timedelta(seconds=40), T0 + timedelta(seconds=80)]
     assert frames[0].camera == "cam" and frames[0].detections[0]["class_name"] == "stall"
     assert frames[0].detections[0]["box"] == pytest.approx([420 / 640, 20 / 480, 520 / 640, 120 / 480], abs=1e-4)
+
+
+def test_the_pool_keeps_its_caps_with_several_writers_without_listing_its_folder_per_frame(tmp_path, monkeypatch):
+    """Two pools on one folder (two night workers): each keeps its own listing, reads the folder again every
+    RESCAN_EVERY frames, and the folder never holds more than the cap plus that many frames per writer."""
+    from pipeline.samples import frame_pool
+
+    monkeypatch.setattr(frame_pool, "RESCAN_EVERY", 3)
+    listings = []
+    scandir = frame_pool.os.scandir
+    monkeypatch.setattr(frame_pool.os, "scandir", lambda p: listings.append(p) or scandir(p))
+    cfg = FramePoolConfig(root=tmp_path / "pool", min_interval_s=0, max_frames=4)
+    a, b = FramePool(cfg), FramePool(cfg)
+    image = np.full((48, 64, 3), 90, np.uint8)
+    for k in range(20):
+        (a if k % 2 else b).offer(image + k, T0 + timedelta(seconds=k), f"cam{k % 2}", None)
+        names = os.listdir(cfg.root)  # (glob would list through os.scandir too)
+        jpgs = [n for n in names if n.endswith(".jpg")]
+        assert len(jpgs) <= 4 + 2 * 3 and len([n for n in names if n.endswith(".json")]) == len(jpgs)
+    assert len(listings) <= 2 * (20 // 2 // (3 + 1) + 1)  # a listing per RESCAN_EVERY + 1 frames, not one per frame
+    newest = sorted(f.taken_at for f in FramePool(cfg).frames())
+    assert newest[-1] == T0 + timedelta(seconds=19) and len(newest) >= 4
 
 
 def test_the_night_job_pools_detected_frames_not_the_gates_reuses_of_them(tmp_path):
