@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -144,6 +145,29 @@ def test_onnx_metadata_without_onnx(coco_onnx, tmp_path):
         assert read_onnx_metadata(path) == meta and "names" in meta
     (tmp_path / "junk.onnx").write_bytes(b"\xff" * 64)
     assert read_onnx_metadata(tmp_path / "junk.onnx") == {}
+
+
+@pytest.mark.parametrize("backend", ["onnx", "openvino"])
+def test_each_image_gets_its_own_rectangle_in_a_mixed_batch(coco_onnx, backend):
+    """A wide frame is letterboxed to the smallest stride rectangle (a 1080p frame at 320 px: 320x192, not 320x320),
+    and a batch of several shapes gives each image what it gets alone (the batch is split by shape; OpenVINO
+    compiles a model per shape)."""
+    det = load_detector(coco_onnx, backend, DetectorSettings(conf=0.25, imgsz=320))
+    street = load_image(REAL_IMAGES[-1])
+    wide = cv2.resize(street, (1920, 1080))
+    tall = cv2.resize(street, (480, 800))
+    assert det.prepare(wide).tensor.shape == (3, 192, 320) and det.prepare(tall).tensor.shape == (3, 320, 192)
+    square = det.with_settings(DetectorSettings(conf=0.25, imgsz=320, rect=False))
+    assert square.prepare(wide).tensor.shape == (3, 320, 320)
+    images = [wide, tall, street, wide]
+    batched = det.detect(images)
+    assert sum(len(d) for d in batched) > 0
+    for image, b in zip(images, batched):
+        [alone] = det.detect([image])
+        assert np.array_equal(alone.class_id, b.class_id) and np.allclose(alone.xyxy, b.xyxy, atol=0.05)
+    # the rectangle finds what the square finds (the same objects, a few pixels apart)
+    [r], [q] = det.detect([wide]), square.detect([wide])
+    assert box_agreement([q], [r])["recall"] >= 0.9
 
 
 @pytest.mark.slow
