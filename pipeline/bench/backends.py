@@ -76,27 +76,54 @@ def backends_bench(model: str | None, images: list[Path], rounds: int = 2, threa
     }
 
 
-def cascade_bench(model: str | None, images: list[Path], rounds: int = 2, threads: int | None = None, pause_s: float = 0.005) -> dict:
+def cascade_bench(model: str | None, images: list[Path] | list[np.ndarray], rounds: int = 2, threads: int | None = None, pause_s: float = 0.005) -> dict:
     """A vending or parking camera's frame: the street model plus its cue model (`load_cue_cascade`), batch 1,
-    before (both models f32 on OpenVINO, what `auto` served before the variants; and on onnxruntime) and now
-    (`auto`: each model's fastest accepted variant on this machine), interleaved image by image."""
+    before (both models f32 on OpenVINO with the square letterbox: what `auto` served before the variants and the
+    rectangle; and f32 on onnxruntime) and now (`auto`: each model's fastest accepted variant on this machine, the
+    rectangle), interleaved image by image. `images`: files, or frames already in memory."""
     from ..detect.cascade import load_cue_cascade
 
-    imgs = [load_image(p) for p in images]
-    settings = DetectorSettings(conf=0.25)
-    dets = {b: load_cue_cascade(model, backend=b, settings=settings, threads=threads) for b in ("openvino", "onnx", "auto")}
+    imgs = [load_image(p) if isinstance(p, Path) else p for p in images]
+    square = DetectorSettings(conf=0.25, rect=False)
+    dets = {
+        "openvino": load_cue_cascade(model, backend="openvino", settings=square, threads=threads),
+        "onnx": load_cue_cascade(model, backend="onnx", settings=square, threads=threads),
+        "auto": load_cue_cascade(model, backend="auto", settings=DetectorSettings(conf=0.25), threads=threads),
+    }
     for det in dets.values():
         det.detect(imgs[:1])
     med = _interleaved_ms(dets, imgs, rounds, pause_s)
+    h, w = imgs[0].shape[:2]
     return {
         "images": len(imgs),
+        "size": f"{w}x{h}" if all(im.shape[:2] == (h, w) for im in imgs) else "mixed",
         "rounds": rounds,
         "threads": threads or "all cores",
-        "ms_per_frame": {"before: openvino f32": round(med["openvino"], 1), "onnx f32": round(med["onnx"], 1), "auto": round(med["auto"], 1)},
+        "ms_per_frame": {"before: openvino f32, square": round(med["openvino"], 1), "onnx f32, square": round(med["onnx"], 1), "auto": round(med["auto"], 1)},
         "auto_vs_before": round(med["auto"] / med["openvino"], 2),
         "auto_backend": getattr(dets["auto"], "backend", "?"),
         "load_average": _load(),
     }
+
+
+def camera_frames(n: int = 20, width: int = 1920, height: int = 1080) -> list[np.ndarray]:
+    """Real streets-in street scenes as a 16:9 camera's frames (centre crop, resized): what a vending or parking
+    camera sends, where garbage-cn's photos are square."""
+    import cv2
+
+    paths = sorted((SHARED_DATA / "streets-in" / "images").glob("*.jpg"))[:: 7][:n]
+    out = []
+    for p in paths:
+        img = load_image(p)
+        h, w = img.shape[:2]
+        if w / h >= width / height:
+            cw = round(h * width / height)
+            img = img[:, (w - cw) // 2 : (w - cw) // 2 + cw]
+        else:
+            ch = round(w * height / width)
+            img = img[(h - ch) // 2 : (h - ch) // 2 + ch]
+        out.append(cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA))
+    return out
 
 
 def _interleaved_ms(dets: dict, imgs: list[np.ndarray], rounds: int, pause_s: float) -> dict[str, float]:
@@ -244,7 +271,12 @@ def run_all(model: str | None, backend: str = "auto", images: int = 30, data: Pa
     samples = sorted((SAMPLE_FOOTAGE / "patrol").glob("*.jpg"))
     samples = (samples * 2)[:8]
     lane = SAMPLE_FOOTAGE / "cam-lane" / "lane_20261120_220000.mp4"
-    first = {"load_average_before": _load(), "backends": backends_bench(model, real, rounds=rounds), "cascade": cascade_bench(model, real[:20], rounds=rounds)}
+    first = {
+        "load_average_before": _load(),
+        "backends": backends_bench(model, real, rounds=rounds),
+        "cascade": cascade_bench(model, real[:20], rounds=rounds),
+        "cascade_camera_1080p": cascade_bench(model, camera_frames(20), rounds=rounds),
+    }
     if backends_only:
         return first | {"cpu": _cpu()}
     return first | {
