@@ -118,6 +118,9 @@ def time_variants(folder: Path, backends: Sequence[str], images: Sequence[Path],
             "threads": threads or "all cores", "load_average": [round(x, 2) for x in os.getloadavg()]}
 
 
+LETTERBOX = "the smallest stride-32 rectangle holding each image (DetectorSettings.rect)"
+
+
 def quantize_model(
     model: str | Path, shared: Path = SHARED, calibration: int = CALIBRATION_IMAGES, sets: GateSets | None = None, pool: Path | None = None,
     threads: int | None = None, progress: bool = False, write: bool = True, keep_float: str = "head",
@@ -138,6 +141,7 @@ def quantize_model(
     timing = time_variants(folder, ["onnx", "openvino", *variants], sets.garbage_val()[:10], threads=threads)
     record: dict = {
         "reference": "f32 model.onnx on onnxruntime",
+        "letterbox": LETTERBOX,
         "cpu_capabilities": list(cpu_capabilities()),
         "timing": timing,
     }
@@ -187,7 +191,7 @@ def variants_markdown(card: dict) -> str:
         return ""
     t = rec.get("timing", {})
     lines = [START, "## Variants (INT8, bf16) and the accuracy gate", "",
-             "Built and gated by `streetorder models quantize " + str(card.get("name", "NAME")) + "`. With `STREETORDER_AUTO_VARIANTS=1`, `--backend auto` serves the fastest accepted one on each machine (off by default: see docs/benchmarks.md, a resumed night with bf16 served did not match the uninterrupted one); any can be asked for by name. "
+             "Built and gated by `streetorder models quantize " + str(card.get("name", "NAME")) + "`. `--backend auto` serves the fastest accepted one on each machine (`STREETORDER_AUTO_VARIANTS=false`: f32 only); any can be asked for by name. "
              f"Accepted when mAP50 and mAP50-95 on garbage-cn val drop at most 0.005 against f32 (onnxruntime), cue-class recall against f32 is at least 0.98, "
              f"and two-wheeler recall and precision on the streets-in holdout move at most 0.01.", "",
              "| variant | file | accepted | mAP50 (f32) | mAP50-95 (f32) | cue recall | two-wheeler R / P (f32) | ms per image | vs onnx f32 |",
@@ -215,5 +219,8 @@ def variants_markdown(card: dict) -> str:
             f"| {v} | {e['file']} | {'yes' if g['accepted'] else 'NO: ' + '; '.join(g['failed'])} | {m50} | {m95} | {c['cue_recall']['recall']} | {tw_txt} | {ms.get(v, '–')} | {ratio.get(v, '–')} |"
         )
     lines += ["", f"Timing: median of {t.get('images')} garbage-cn val images x {t.get('rounds')} rounds, batch 1, interleaved, threads {t.get('threads')}, "
-              f"load average {t.get('load_average')} while measured (2 shared cores: read the ratios, not the milliseconds).", END]
+              f"load average {t.get('load_average')} while measured (2 shared cores: read the ratios, not the milliseconds)."]
+    if rec.get("letterbox"):
+        lines.append(f"Gated with the input as served: {rec['letterbox']}.")
+    lines.append(END)
     return "\n".join(lines)
