@@ -150,7 +150,7 @@ class Engine:
 
         raw = self._detect(frame, detections, camera)
         dets = raw[~state.zones.ignored(raw) & ~fixture_mask(raw, camera, width, height)] if len(raw) else raw
-        tracked = state.tracker.update(dets, at)
+        tracked = state.tracker.update(dets, at, reused=bool(frame.meta.get("reused")))
         if state.static is not None:
             tracked = self._with_static(state, frame, at, tracked, camera)
         ctx = FrameContext(at=at, width=width, height=height, detections=tracked, rules=cfg.rules, zones=state.zones)

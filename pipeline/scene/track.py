@@ -93,6 +93,7 @@ class CameraTracker:
         self.trackers: dict[str, ByteTrackTracker] = {}
         self.stillness = StillnessBook(cfg)
         self.last_at: datetime | None = None
+        self._last: tuple[sv.Detections, sv.Detections, int] | None = None  # the last ByteTrack update: input, tracks, repeats
 
     def _tracker(self, cls: str) -> ByteTrackTracker:
         if cls not in self.trackers:
@@ -105,12 +106,26 @@ class CameraTracker:
             )
         return self.trackers[cls]
 
-    def update(self, detections: sv.Detections, at: datetime) -> sv.Detections:
-        """Track one frame. Frames must come in time order; an older frame resets the camera's tracks."""
+    def update(self, detections: sv.Detections, at: datetime, reused: bool = False) -> sv.Detections:
+        """Track one frame. Frames must come in time order; an older frame resets the camera's tracks.
+
+        `reused`: the change gate's repeat of the last detected frame, with its detections. Once ByteTrack has
+        been updated twice running with these boxes (a new track is confirmed on its second update), another
+        update with them gives the same tracks: they are handed on without one (on a static night those updates
+        were most of the engine's time), and only how long each object has stood still moves on with the time.
+        (A moving object's Kalman velocity is then not damped by repeats of a frame that did not change.)"""
         if self.last_at is not None and at < self.last_at:
             self.trackers.clear()
             self.stillness = StillnessBook(self.cfg)
+            self._last = None
         self.last_at = at
+        last = getattr(self, "_last", None)  # (input, tracks, updates in a row with that input) of the last ByteTrack update
+        same = last is not None and _same_boxes(last[0], detections)
+        if reused and same and last[2] >= 2:
+            out = _copy(last[1])
+            out.data["still_since"] = np.array(self.stillness.update(out, at), dtype=object)
+            return out
+        repeats = last[2] + 1 if same else 1
         ts = at.timestamp()
         parts = []
         names = detections.data.get("class_name", np.array([], dtype=object))
@@ -126,9 +141,9 @@ class CameraTracker:
             out = sv.Detections.empty()
             out.tracker_id = np.zeros(0, dtype=int)
             out.data = {"class_name": np.array([], dtype=object)}
-            out.data["still_since"] = np.array([], dtype=object)
-            return out
-        out = concat(parts)
+        else:
+            out = concat(parts)
+        self._last = (detections, _copy(out), repeats)
         out.data["still_since"] = np.array(self.stillness.update(out, at), dtype=object)
         return out
 
@@ -136,6 +151,17 @@ class CameraTracker:
 # The night job tracks every sampling tick of every camera, so the per-class split and the merge of ByteTrack's
 # answers run hundreds of thousands of times a night: for plain boxes they build `Detections` directly, without
 # the general indexing and merging (and their validation) that masks and metadata would need.
+
+
+def _same_boxes(a: sv.Detections, b: sv.Detections) -> bool:
+    """The same detections (a reused tick's are the detected frame's, copied)."""
+    return (a.xyxy is b.xyxy or np.array_equal(a.xyxy, b.xyxy)) and np.array_equal(a.confidence, b.confidence) and np.array_equal(a.class_id, b.class_id)
+
+
+def _copy(d: sv.Detections) -> sv.Detections:
+    """Tracks as handed on: arrays shared (never written in place), the data dict its own."""
+    return sv.Detections(xyxy=d.xyxy, confidence=d.confidence, class_id=d.class_id, tracker_id=d.tracker_id, mask=d.mask,
+                         data={k: v for k, v in d.data.items() if k != "still_since"}, metadata=dict(d.metadata))
 
 
 def _plain(d: sv.Detections) -> bool:

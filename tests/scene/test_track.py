@@ -95,3 +95,27 @@ def test_the_tracker_on_an_empty_frame_and_a_frame_from_the_past():
     # an older frame (a replay started over) resets the camera's tracks: nothing has stood still since T0 any more
     back = T0 + timedelta(seconds=10)
     assert list(tracker.update(pile, back).data["still_since"]) == [back]
+
+
+def test_a_reused_tick_hands_on_the_last_tracks_with_the_time_moved_on():
+    """The change gate's reused ticks carry the detected frame's boxes again: once ByteTrack has had them twice
+    (new tracks are confirmed then) it is not updated with them again, and the tracks, their ids and their dwell
+    come out as when it was (static objects: a pile, a parked car, a person below the activation score)."""
+    scene = dets(("garbage", (250, 300, 350, 380), 0.7), ("car", (500, 100, 700, 220), 0.8), ("person", (40, 40, 80, 160), 0.2))
+    skipping, updating = CameraTracker(TrackingConfig()), CameraTracker(TrackingConfig())
+    for t in range(0, 120, 2):
+        detected = t % 20 == 0  # the detector ran every 20 s; the ticks between repeat its detections
+        at = T0 + timedelta(seconds=t)
+        again = dets(("garbage", (250, 300, 350, 380), 0.7), ("car", (500, 100, 700, 220), 0.8), ("person", (40, 40, 80, 160), 0.2))  # equal, not the same object
+        a = skipping.update(scene if detected else again, at, reused=not detected)
+        b = updating.update(scene, at)
+        assert np.array_equal(a.xyxy, b.xyxy) and np.array_equal(a.tracker_id, b.tracker_id)
+        assert list(a.data["class_name"]) == list(b.data["class_name"]) and list(a.data["still_since"]) == list(b.data["still_since"])
+    assert list(a.data["still_since"])[:2] == [T0, T0] and sorted(a.tracker_id.tolist())[-2:] == [0, 0]
+
+
+def test_a_tick_marked_reused_with_other_boxes_is_tracked():
+    tracker = CameraTracker(TrackingConfig())
+    tracker.update(dets(("garbage", (250, 300, 350, 380), 0.7)), T0)
+    moved = tracker.update(dets(("garbage", (250, 300, 350, 380), 0.7), ("garbage", (600, 300, 700, 380), 0.7)), T0 + timedelta(seconds=2), reused=True)
+    assert len(moved) == 2 and list(moved.data["still_since"]) == [T0, T0 + timedelta(seconds=2)]
