@@ -3,9 +3,9 @@ compiled by OpenVINO for the CPU. No torch anywhere.
 
 Pre- and post-processing are shared with the onnxruntime backend (`exported.py`). The model is reshaped to a
 static input (batch 1, each input rectangle its own compiled model), which OpenVINO's CPU plugin runs fastest,
-and compiled with a LATENCY hint; a batch is run image by image. Inference runs in the precision asked for, f32 by default: the CPU plugin's
-own default on bf16-capable CPUs is bf16, which is faster but moves scores by up to ~0.05, so bf16 is served only
-as a variant that passed the accuracy gate (`variants.py`).
+and compiled with a LATENCY hint; a batch is run image by image. Inference runs in the precision asked for, f32
+by default: the CPU plugin's own default on bf16-capable CPUs is bf16, which is faster but moves scores by up to
+~0.05, so bf16 is served only as a variant that passed the accuracy gate (`variants.py`).
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ class OpenVinoDetector(ExportedDetector):
         self._compiled: dict[tuple[int, int], ov.CompiledModel] = {}
         self._compile_lock = threading.Lock()
         self._local = threading.local()  # an infer request is not thread-safe: one per thread and shape
-        self.compiled = self._compiled_for((self.imgsz, self.imgsz))
+        self._compiled_for((self.imgsz, self.imgsz))  # the square now: a model that cannot compile fails at load, not on a frame
 
     def _compiled_for(self, hw: tuple[int, int]) -> ov.CompiledModel:
         compiled = self._compiled.get(hw)

@@ -32,6 +32,7 @@ from ..config.settings import PipelineSettings
 log = logging.getLogger(__name__)
 RESCAN_EVERY = 50  # frames kept between two listings of the pool's folder (`FramePool._evict`)
 
+
 class FramePoolConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
