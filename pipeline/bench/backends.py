@@ -107,23 +107,24 @@ def cascade_bench(model: str | None, images: list[Path] | list[np.ndarray], roun
 
 
 def camera_frames(n: int = 20, width: int = 1920, height: int = 1080) -> list[np.ndarray]:
-    """Real streets-in street scenes as a 16:9 camera's frames (centre crop, resized): what a vending or parking
-    camera sends, where garbage-cn's photos are square."""
+    """Real streets-in street scenes as a 16:9 camera's frames: what a vending or parking camera sends, where
+    garbage-cn's photos are square."""
+    paths = sorted((SHARED_DATA / "streets-in" / "images").glob("*.jpg"))[:: 7][:n]
+    return [as_camera_frame(load_image(p), width, height) for p in paths]
+
+
+def as_camera_frame(img: np.ndarray, width: int = 1920, height: int = 1080) -> np.ndarray:
+    """`img` centre-cropped to the camera's aspect ratio and resized to its frame size."""
     import cv2
 
-    paths = sorted((SHARED_DATA / "streets-in" / "images").glob("*.jpg"))[:: 7][:n]
-    out = []
-    for p in paths:
-        img = load_image(p)
-        h, w = img.shape[:2]
-        if w / h >= width / height:
-            cw = round(h * width / height)
-            img = img[:, (w - cw) // 2 : (w - cw) // 2 + cw]
-        else:
-            ch = round(w * height / width)
-            img = img[(h - ch) // 2 : (h - ch) // 2 + ch]
-        out.append(cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA))
-    return out
+    h, w = img.shape[:2]
+    if w / h >= width / height:
+        cw = round(h * width / height)
+        img = img[:, (w - cw) // 2 : (w - cw) // 2 + cw]
+    else:
+        ch = round(w * height / width)
+        img = img[(h - ch) // 2 : (h - ch) // 2 + ch]
+    return cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
 
 
 def _interleaved_ms(dets: dict, imgs: list[np.ndarray], rounds: int, pause_s: float) -> dict[str, float]:

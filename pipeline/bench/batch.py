@@ -33,6 +33,7 @@ import numpy as np
 from ..geometry import box_iou
 from ..source.images import load_image
 from ..paths import REPO, SHARED_DATA
+from .backends import as_camera_frame
 from .nightclip import NightLook, Planted, night_gray, write_night_clip
 
 BENCH_DIR = REPO / "var" / "bench"
@@ -119,10 +120,7 @@ def _street(detector, look: NightLook) -> np.ndarray:
     brightness drift, not through the noise), as a 1080p night picture: every garbage incident on it is planted."""
     rng = np.random.default_rng(0)
     for name in BACKGROUNDS:
-        img = load_image(SHARED_DATA / "streets-in" / "images" / name)
-        h, w = img.shape[:2]
-        ch = min(h, round(w * 9 / 16))
-        img = cv2.resize(img[(h - ch) // 2 : (h - ch) // 2 + ch], (W, H), interpolation=cv2.INTER_AREA)
+        img = as_camera_frame(load_image(SHARED_DATA / "streets-in" / "images" / name), W, H)
         night = night_gray(img, gain=0.35, offset=10)
         clean = True
         for gain, offset in ((1.0, 0.0), (1 + look.gain_drift, look.offset_drift), (1 - look.gain_drift, -look.offset_drift), (1 + look.gain_drift, -look.offset_drift), (1 - look.gain_drift, look.offset_drift)):
@@ -234,10 +232,7 @@ def _busy_street(detector, movers) -> np.ndarray:
     from .busyclip import compose_busy
 
     for name in BUSY_BACKGROUNDS:
-        img = load_image(SHARED_DATA / "streets-in" / "images" / name)
-        h, w = img.shape[:2]
-        ch = min(h, round(w * 9 / 16))
-        street = cv2.resize(img[(h - ch) // 2 : (h - ch) // 2 + ch], (W, H), interpolation=cv2.INTER_AREA)
+        street = as_camera_frame(load_image(SHARED_DATA / "streets-in" / "images" / name), W, H)
         frames = [street] + [compose_busy(street, [], movers, t) for t in (3.0, 17.0, 41.0, 66.0)]
         if not any(np.isin(d.data["class_name"], ["garbage", "overflow"]).any() for d in detector.detect(frames)):
             return street
