@@ -57,6 +57,10 @@ class StillnessBook:
         ]
         if not keys:
             return None
+        if box[2] > box[0] and box[3] > box[1]:
+            for k in keys:  # standing exactly where one settled (a reused tick's unconfirmed box): IoU 1, the best there is
+                if np.array_equal(self.states[k].anchor, box):
+                    return self.states.pop(k)
         iou = box_iou(np.array([self.states[k].anchor for k in keys]), box[None])[:, 0]
         best = int(iou.argmax())
         return self.states.pop(keys[best]) if iou[best] >= 0.5 else None

@@ -119,3 +119,28 @@ def test_a_tick_marked_reused_with_other_boxes_is_tracked():
     tracker.update(dets(("garbage", (250, 300, 350, 380), 0.7)), T0)
     moved = tracker.update(dets(("garbage", (250, 300, 350, 380), 0.7), ("garbage", (600, 300, 700, 380), 0.7)), T0 + timedelta(seconds=2), reused=True)
     assert len(moved) == 2 and list(moved.data["still_since"]) == [T0, T0 + timedelta(seconds=2)]
+
+
+def test_relinking_by_exact_position_picks_what_the_best_overlap_picks():
+    """The shortcut for a box standing exactly where a lost object settled pops the state the IoU search would
+    (the first of the best overlaps), duplicates and empty boxes included."""
+    from pipeline.geometry import box_iou
+    from pipeline.scene.track import _Still
+
+    rng = np.random.default_rng(0)
+    lost = T0 - timedelta(seconds=5)
+    for _ in range(300):
+        corners = rng.integers(0, 12, (5, 4)).astype(np.float32)
+        anchors = np.column_stack([np.minimum(corners[:, 0], corners[:, 2]), np.minimum(corners[:, 1], corners[:, 3]),
+                                   np.maximum(corners[:, 0], corners[:, 2]), np.maximum(corners[:, 1], corners[:, 3])])
+        if rng.random() < 0.5:  # two lost objects settled in the same place
+            anchors[4] = anchors[2]
+        book = StillnessBook(TrackingConfig())
+        book.states = {("garbage", k): _Still(a.copy(), lost, lost, a.copy()) for k, a in enumerate(anchors)}
+        box = anchors[rng.integers(0, 5)].copy() if rng.random() < 0.7 else anchors[0] + rng.integers(-2, 3, 4)
+        iou = box_iou(anchors, box[None].astype(np.float32))[:, 0]
+        want = int(iou.argmax()) if iou.max() >= 0.5 else None
+        got = book._relink("garbage", box, T0, set())
+        assert (got is None) == (want is None)
+        if want is not None:
+            assert ("garbage", want) not in book.states and len(book.states) == 4
