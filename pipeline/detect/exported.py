@@ -20,7 +20,7 @@ import numpy as np
 import supervision as sv
 
 from .base import DetectorSettings, make_detections, with_other_settings
-from .letterbox import Letterbox, input_shape, letterbox
+from .letterbox import Letterbox, letterbox
 
 Dims = list[int | None]  # a tensor shape; None where the model leaves a dimension dynamic
 
@@ -163,7 +163,7 @@ class ExportedDetector:
         """Finish loading now that `self.imgsz`, `self.batch_size` and `self.dynamic_batch` are known."""
 
     def _infer(self, batch: np.ndarray) -> np.ndarray:
-        """float32 (B, 3, h, w) RGB in [0, 1] (h, w: `input_shape`) -> (B, 4 + nc, anchors)."""
+        """float32 (B, 3, h, w) RGB in [0, 1] (h, w: `letterbox.input_shape`) -> (B, 4 + nc, anchors)."""
         raise NotImplementedError
 
     # ---- shared ------------------------------------------------------------------------------------------
@@ -189,10 +189,6 @@ class ExportedDetector:
     def rect(self) -> bool:
         """Inputs are letterboxed to a rectangle (the settings ask for it and the export's input size is free)."""
         return self.settings.rect and not self.fixed_size
-
-    def input_shape(self, height: int, width: int) -> tuple[int, int]:
-        """The (h, w) input an image of this size becomes."""
-        return input_shape(height, width, self.imgsz, self.rect)
 
     def detect_prepared(self, prepared: Sequence[Prepared]) -> list[sv.Detections]:
         return [self.finish(raw, p) for raw, p in zip(self.infer_prepared(prepared), prepared)]
