@@ -39,6 +39,8 @@ async def detect(
         raise Unprocessable(f"unknown class(es) {unknown}; model {model.name} knows: {', '.join(model.detector.names)}")
     img, pending = await job.run(_submit, state, images, image, model)  # admitted by AdmissionGate, or it was a 503
     raw = await pending.wait()  # on the event loop: no thread waits for the detector
+    if pending.finished(raw):  # the boxes are made (a lone image): what is left is a few boxes into JSON
+        return job.answer_here(_answer, model, img, pending, raw, conf, wanted)
     return await job.answer(_answer, model, img, pending, raw, conf, wanted)
 
 

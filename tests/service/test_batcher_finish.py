@@ -1,0 +1,95 @@
+"""Who makes the boxes of a prepared image's raw output: the worker for a lone image with nothing behind it (the
+request then needs no thread hop after the detector), each request for its own under load (the model never waits
+for boxes); and a failing `finish` still reaches the request as its error."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from pipeline.detect import make_detections
+from service.runtime.batching import MicroBatcher, Pending
+from service.runtime.metrics import ServiceMetrics
+
+
+class Prepared:
+    def __init__(self, value: int) -> None:
+        self.value = value
+        self.nbytes = 8
+
+
+class Split:
+    """A preparable detector: `prepare` keeps the first pixel, the model echoes it, `finish` turns it into one box
+    whose score is pixel / 255, and records the thread it ran on."""
+
+    names = ("garbage",)
+    preparable = True
+
+    def __init__(self, model_s: float = 0.0, fail_finish: bool = False) -> None:
+        self.model_s, self.fail_finish = model_s, fail_finish
+        self.finished_on: list[str] = []
+        self.batches: list[int] = []
+
+    def prepare(self, image):
+        return Prepared(int(image[0, 0, 0]))
+
+    def infer_prepared(self, prepared):
+        self.batches.append(len(prepared))
+        time.sleep(self.model_s)
+        return [p.value for p in prepared]
+
+    def finish(self, raw, prepared):
+        self.finished_on.append(threading.current_thread().name)
+        if self.fail_finish:
+            raise RuntimeError("bad output")
+        return make_detections(np.array([[0, 0, 4, 4]], float), [raw / 255], [0], self.names)
+
+
+def image(v: int) -> np.ndarray:
+    return np.full((8, 8, 3), v, np.uint8)
+
+
+def test_a_lone_image_gets_its_boxes_from_the_worker():
+    detector = Split()
+    batcher = MicroBatcher(ServiceMetrics())
+    try:
+        pending = batcher.submit(detector, image(51))
+        raw = pending.future.result(timeout=5)
+        assert Pending.finished(raw)  # the route answers on the event loop, no hop
+        found = pending.finish(raw)
+    finally:
+        batcher.close()
+    assert round(float(found.confidence[0]) * 255) == 51
+    assert detector.finished_on == ["detector-batcher-0"]  # made once, on the worker
+
+
+def test_under_load_each_request_makes_its_own_boxes():
+    detector = Split(model_s=0.02)
+    batcher = MicroBatcher(ServiceMetrics(), max_size=8, max_wait_s=0.01)
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            answers = list(pool.map(lambda v: batcher.detect(detector, image(v)), range(1, 49)))
+    finally:
+        batcher.close()
+    assert [round(float(a.confidence[0]) * 255) for a in answers] == list(range(1, 49))
+    assert max(detector.batches) > 1
+    batched = sum(n for n in detector.batches if n > 1)
+    on_callers = sum(1 for name in detector.finished_on if not name.startswith("detector-batcher"))
+    assert on_callers >= batched  # every image of a batch was finished by its own request
+    assert len(detector.finished_on) == 48  # and none twice
+
+
+def test_a_finish_that_fails_on_the_worker_fails_the_request():
+    detector = Split(fail_finish=True)
+    batcher = MicroBatcher(ServiceMetrics())
+    try:
+        pending = batcher.submit(detector, image(3))
+        with pytest.raises(RuntimeError, match="bad output"):
+            pending.result()
+    finally:
+        batcher.close()
+    assert not pending._open  # its memory reservation is released
