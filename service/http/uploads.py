@@ -20,7 +20,7 @@ from fastapi import Depends, File, Request, UploadFile
 from starlette.datastructures import FormData, UploadFile as StarletteUpload
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pipeline.source.images import FORMAT_NAMES, decode_image, probe_image
+from pipeline.source.images import FORMAT_NAMES, ImageError, decode_image, probe_image
 
 from ..runtime.decode_budget import DecodeBudget
 from ..runtime.errors import Unprocessable
@@ -157,6 +157,22 @@ class BodyTimeout:
 
     async def _refuse(self, send: Send) -> None:
         await send_refusal(send, 408, f"request body stalled: no bytes for {self.timeout_s:g} s; send the whole body without pausing", [(b"connection", b"close")])
+
+
+def decodes_quickly(upload: UploadFile, max_bytes: int, max_pixels: int) -> bool:
+    """An upload whose decoding takes a few milliseconds at most: at most `max_bytes` (so it is in memory, never
+    spooled to disk) and a header declaring at most `max_pixels`. A file that is no image says False here; the
+    decoder then says why."""
+    if upload.size is None or upload.size > max_bytes:
+        return False
+    try:
+        upload.file.seek(0)
+        probe_image(upload.file, upload.filename or "image", max_pixels)
+        return True
+    except ImageError:
+        return False
+    finally:
+        upload.file.seek(0)
 
 
 def refuse_repeated_files(form: FormData) -> None:

@@ -50,32 +50,30 @@ class Admitted:
         self.cpu_s = 0.0
         self.served = False
 
-    async def answer(self, fn: Callable[..., T], *args) -> T:
+    @property
+    def alone(self) -> bool:
+        """No other inference request is in flight: a short part run on the event loop delays none."""
+        return self.admission.in_flight <= 1
+
+    async def run(self, fn: Callable[..., T], *args, here: bool = False) -> T:
+        """`fn(*args)` on the inference pool; `here`: on the event loop instead, for a part of a few milliseconds
+        where the hop to a thread and back would cost a fifth of it or more (see `alone`)."""
+        if here:
+            return self._timed(fn, *args)
+        return await anyio.to_thread.run_sync(partial(self._timed, fn, *args), limiter=self.admission.limiter)
+
+    async def answer(self, fn: Callable[..., T], *args, here: bool = False) -> T:
         """The last blocking part, after the detector: as `run`, and the request counts as served."""
-        out = await self.run(fn, *args)
+        out = await self.run(fn, *args, here=here)
         self.served = True
         return out
 
-    def answer_here(self, fn: Callable[..., T], *args) -> T:
-        """As `answer`, on the calling thread (the event loop): for a last part of a fraction of a millisecond,
-        where the hop to a thread and back would cost more than the part itself."""
+    def _timed(self, fn: Callable[..., T], *args) -> T:
         start = time.thread_time()
         try:
-            out = fn(*args)
+            return fn(*args)
         finally:
             self.cpu_s += time.thread_time() - start
-        self.served = True
-        return out
-
-    async def run(self, fn: Callable[..., T], *args) -> T:
-        def timed() -> T:
-            start = time.thread_time()
-            try:
-                return fn(*args)
-            finally:
-                self.cpu_s += time.thread_time() - start
-
-        return await anyio.to_thread.run_sync(timed, limiter=self.admission.limiter)
 
 
 class Admission:

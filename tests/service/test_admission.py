@@ -170,3 +170,23 @@ def test_a_burst_sheds_at_once_and_health_and_reviewers_stay_fast(camera_config,
     assert health and max(health) < 1.0, sorted(health)[-5:]
     assert cases and max(cases) < 3.0, sorted(cases)[-5:]
     assert metric(text, "streetorder_inference_in_flight") == 0
+
+
+def test_a_part_runs_on_the_loop_only_when_asked_and_counts_its_cpu():
+    import threading
+
+    admission = _admission()
+
+    async def both() -> tuple[str, str, bool, bool]:
+        with admission.admit() as job:
+            alone = job.alone
+            with admission.admit():
+                crowded = not job.alone
+            here = await job.run(lambda: threading.current_thread().name, here=True)
+            pooled = await job.answer(lambda: threading.current_thread().name)
+            assert job.served and job.cpu_s >= 0
+        return here, pooled, alone, crowded
+
+    here, pooled, alone, crowded = asyncio.run(both())
+    assert here == threading.current_thread().name and pooled != here
+    assert alone and crowded

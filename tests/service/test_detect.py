@@ -53,3 +53,38 @@ def test_detect_needs_a_camera_or_admin_key(client, street_jpeg):
         assert client.post("/detect", headers=key_of(client, Role.REVIEWER), files=files).status_code == 403
         assert client.post("/detect", headers=key_of(client, Role.CAMERA), files=files).status_code == 200
         assert client.get("/health").status_code == 200 and client.get("/ready").status_code == 200  # probes stay open
+
+
+def test_where_an_upload_is_decoded(client, street_jpeg, monkeypatch):
+    """A small upload on an idle service is decoded on the event loop (no hop to a thread and back); a large one
+    goes to the inference pool, so the loop is never held for long. Both give the same answer."""
+    import asyncio
+
+    import cv2
+    import numpy as np
+
+    from service.http.routers import detect as route
+
+    on_loop: list[bool] = []
+    submit = route._submit
+
+    def recording(*args):
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)
+        except RuntimeError:
+            on_loop.append(False)
+        return submit(*args)
+
+    monkeypatch.setattr(route, "_submit", recording)
+    assert len(street_jpeg) <= route.DECODE_HERE_BYTES
+    small = detect(client, street_jpeg)
+    noise = np.random.default_rng(0).integers(0, 256, (900, 900, 3), dtype=np.uint8)
+    big = cv2.imencode(".jpg", noise, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    assert len(big) > route.DECODE_HERE_BYTES
+    wide = cv2.imencode(".jpg", np.full((1080, 1920, 3), 90, np.uint8))[1].tobytes()  # few bytes, many pixels
+    assert len(wide) <= route.DECODE_HERE_BYTES
+    responses = [detect(client, jpeg) for jpeg in (big, wide)]
+    assert small.status_code == 200 and all(r.status_code == 200 for r in responses)
+    assert on_loop == [True, False, False]
+    assert detect(client, street_jpeg).json() == small.json()

@@ -15,9 +15,16 @@ from ..admission_gate import Job
 from ..deps import State, require_multipart
 from ..errors import error_responses
 from ..schemas.detect import DetectionOut, DetectOut
-from ..uploads import ImageFile, ImageHold, Images
+from ..uploads import ImageFile, ImageHold, Images, decodes_quickly
 
 router = APIRouter(tags=["detect"])
+
+# An upload this small is decoded and prepared on the event loop when it is the only inference request in flight
+# (`Admitted.alone`): a 640 px JPEG of 60-80 KB takes 2.7 ms there, and the hop to a thread and back about 0.7 ms
+# more at c=1 (docs/benchmarks.md), while nothing waits behind it. Larger ones, and every one under load, go to
+# the inference pool, so the loop is never held for more than a few milliseconds.
+DECODE_HERE_BYTES = 256 * 1024
+DECODE_HERE_PIXELS = 1_000_000
 
 
 @router.post("/detect", response_model=DetectOut, summary="Detect objects in one image", dependencies=[Depends(require_multipart)], responses=error_responses(401, 413, 415, 422, 503))
@@ -37,11 +44,10 @@ async def detect(
     unknown = sorted(set(wanted) - set(model.detector.names))
     if unknown:
         raise Unprocessable(f"unknown class(es) {unknown}; model {model.name} knows: {', '.join(model.detector.names)}")
-    img, pending = await job.run(_submit, state, images, image, model)  # admitted by AdmissionGate, or it was a 503
+    here = job.alone and decodes_quickly(image, DECODE_HERE_BYTES, DECODE_HERE_PIXELS)
+    img, pending = await job.run(_submit, state, images, image, model, here=here)  # admitted by AdmissionGate, or it was a 503
     raw = await pending.wait()  # on the event loop: no thread waits for the detector
-    if pending.finished(raw):  # the boxes are made (a lone image): what is left is a few boxes into JSON
-        return job.answer_here(_answer, model, img, pending, raw, conf, wanted)
-    return await job.answer(_answer, model, img, pending, raw, conf, wanted)
+    return await job.answer(_answer, model, img, pending, raw, conf, wanted, here=pending.finished(raw))  # made boxes: only JSON is left
 
 
 def _submit(state: ServiceState, images: ImageHold, image: UploadFile, model: LoadedModel) -> tuple[np.ndarray, Pending]:
