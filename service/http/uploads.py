@@ -129,7 +129,8 @@ class BodyTimeout:
             if complete:
                 return await receive()
             try:
-                message = await asyncio.wait_for(receive(), self.timeout_s)
+                async with asyncio.timeout(self.timeout_s):  # no task per read, as wait_for makes on 3.11
+                    message = await receive()
             except TimeoutError:
                 stalled = True
                 return {"type": "http.disconnect"}  # the app stops reading here
