@@ -279,13 +279,12 @@ class Engine:
         lasts."""
         cameras = {cid: cam.saved() for cid, cam in self.cameras.items()}
         written = self._written([inc for cam in self.cameras.values() for inc in cam.incidents.open] + list(self.patrol.incidents))
-        buf = io.BytesIO()
-        _StatePickler(buf, written).dump({"cameras": cameras, "patrol": self.patrol, "reported": self._reported})
-        return zlib.compress(buf.getvalue(), 1)
+        return _pack({"cameras": cameras, "patrol": self.patrol, "reported": self._reported}, written, _ENGINE_MAGIC)
 
     def restore(self, blob: bytes) -> None:
-        """Take up the state `snapshot` gave (a record from before static scenes holds three items a camera)."""
-        state = pickle.loads(zlib.decompress(blob))
+        """Take up the state `snapshot` gave (a record from before static scenes holds three items a camera; one
+        from before the raw arrays, plain zlib)."""
+        state = _unpack(blob, _ENGINE_MAGIC) if blob.startswith(_ENGINE_MAGIC) else pickle.loads(zlib.decompress(blob))
         self.cameras.update({cid: _Camera.restored(saved) for cid, saved in state["cameras"].items()})
         self.patrol = state["patrol"]
         self._reported = state["reported"]
@@ -298,15 +297,17 @@ class Engine:
         A camera the engine has not seen yet gives an empty state."""
         cam = self.cameras.get(camera_id)
         if cam is None:
-            return _pack_camera({"camera_id": camera_id, "camera": None, "reported": {}}, set())
+            return _pack({"camera_id": camera_id, "camera": None, "reported": {}}, set(), _CAMERA_MAGIC)
         reported = {inc.id: r for inc in cam.incidents.open if (r := self._reported.get(inc.id)) is not None}
-        return _pack_camera({"camera_id": camera_id, "camera": cam.saved(), "reported": reported}, self._written(cam.incidents.open))
+        return _pack({"camera_id": camera_id, "camera": cam.saved(), "reported": reported}, self._written(cam.incidents.open), _CAMERA_MAGIC)
 
     def restore_camera(self, camera_id: str, blob: bytes) -> None:
         """Take up one camera's state as `snapshot_camera` gave it, replacing what the engine held for that camera
         (its reported entries included); other cameras and the patrol are untouched. Raises ValueError for a
         state of another camera."""
-        state = _unpack_camera(blob)
+        if not blob.startswith(_CAMERA_MAGIC):
+            raise ValueError("not a camera state (Engine.snapshot_camera)")
+        state = _unpack(blob, _CAMERA_MAGIC)
         if state.get("camera_id") != camera_id:
             raise ValueError(f"the state given for camera '{camera_id}' is camera '{state.get('camera_id')}'s")
         old = self.cameras.pop(camera_id, None)
@@ -339,15 +340,17 @@ class Engine:
         return out
 
 
-_CAMERA_MAGIC = b"SOcam1"
-_RAW_MIN = 64 * 1024  # arrays this big whose first bytes hardly compress stay out of zlib (see _pack_camera)
+_CAMERA_MAGIC = b"SOcam1"  # one camera's state (`snapshot_camera`)
+_ENGINE_MAGIC = b"SOeng1"  # the whole engine's (`snapshot`, the night job's checkpoints)
+_RAW_MIN = 64 * 1024  # arrays this big whose first bytes hardly compress stay out of zlib (see _pack)
 
 
-def _pack_camera(state: dict, written: set[int]) -> bytes:
-    """One camera's state as bytes: the pickle, zlib-compressed, with the big arrays that do not compress (a
-    static scene's float pictures: running averages whose low bytes are noise, 0.9 MB of the 1.5) appended raw
-    after it, out of band (pickle protocol 5). zlib spent 55 of 85 ms on those for a 15% saving; raw, a
-    checkpoint under the engine lock takes a fraction of that (docs/benchmarks.md)."""
+def _pack(state: dict, written: set[int], magic: bytes) -> bytes:
+    """A state as bytes: the pickle, zlib-compressed, with the big arrays that do not compress (a static scene's
+    float pictures: running averages whose low bytes are noise, 0.9 MB of the 1.5 a camera) appended raw after
+    it, out of band (pickle protocol 5). zlib spent 55 of 85 ms on those for a 15% saving; raw, a live
+    checkpoint under the engine lock takes a fraction of that, and the static night's five checkpoints
+    (docs/benchmarks.md)."""
     raw: list[bytes] = []
 
     def out_of_band(buf: pickle.PickleBuffer) -> bool:
@@ -359,15 +362,13 @@ def _pack_camera(state: dict, written: set[int]) -> bytes:
 
     out = io.BytesIO()
     _StatePickler(out, written, buffer_callback=out_of_band).dump(state)
-    parts = [_CAMERA_MAGIC, len(raw).to_bytes(4, "big"), *(len(r).to_bytes(8, "big") for r in raw), *raw, zlib.compress(out.getvalue(), 1)]
+    parts = [magic, len(raw).to_bytes(4, "big"), *(len(r).to_bytes(8, "big") for r in raw), *raw, zlib.compress(out.getvalue(), 1)]
     return b"".join(parts)
 
 
-def _unpack_camera(blob: bytes) -> dict:
-    if not blob.startswith(_CAMERA_MAGIC):
-        raise ValueError("not a camera state (Engine.snapshot_camera)")
+def _unpack(blob: bytes, magic: bytes) -> dict:
     view = memoryview(blob)
-    at = len(_CAMERA_MAGIC)
+    at = len(magic)
     count = int.from_bytes(view[at : at + 4], "big")
     at += 4
     sizes = [int.from_bytes(view[at + 8 * i : at + 8 * i + 8], "big") for i in range(count)]

@@ -104,6 +104,30 @@ def test_restoring_a_camera_leaves_the_others_alone_and_refuses_another_cameras_
         engine.restore_camera("cam-2", empty)
 
 
+def test_a_whole_engine_snapshot_restores_and_an_older_zlib_one_still_does():
+    """The night job's checkpoints (`Engine.snapshot`): the packed form restores to the same incidents and dwell,
+    and a checkpoint written before it (plain zlib of the pickle) is still taken up by a resumed night."""
+    import io
+    import pickle
+    import zlib
+
+    from pipeline.engine import _StatePickler
+
+    first = Engine(CONFIG)
+    first.process(frame(0), BIKE)
+    blob = first.snapshot()
+    assert blob.startswith(b"SOeng1")
+    buf = io.BytesIO()
+    _StatePickler(buf, set()).dump({"cameras": {c: cam.saved() for c, cam in first.cameras.items()}, "patrol": first.patrol, "reported": first._reported})
+    older = zlib.compress(buf.getvalue(), 1)
+    for saved in (blob, older):
+        engine = Engine(CONFIG)
+        engine.restore(saved)
+        assert [r.incident_id for r in engine.process(frame(1), BIKE).opened] == ["cam-1-non_motor_parking-np-20261121T090000"]
+    with pytest.raises(ValueError, match="not a camera state"):
+        Engine(CONFIG).restore_camera("cam-1", blob)
+
+
 # ---- the intake: when a camera's state is checkpointed, and where it waits during an outage ----------------
 
 EMPTY = make_detections(np.zeros((0, 4)), np.zeros(0), np.zeros(0), ("bicycle",))
