@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import weakref
 import zlib
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -107,6 +108,7 @@ class Engine:
         self.cameras: dict[str, _Camera] = {}
         self.patrol = PatrolIncidents(self.config.patrol)
         self._reported: dict[str, _Reported] = {}
+        self._zips = _FrameZips()  # best frames compressed once for all the snapshots they are in
 
     @property
     def config(self) -> StreetOrderConfig:
@@ -279,7 +281,8 @@ class Engine:
         lasts."""
         cameras = {cid: cam.saved() for cid, cam in self.cameras.items()}
         written = self._written([inc for cam in self.cameras.values() for inc in cam.incidents.open] + list(self.patrol.incidents))
-        return _pack({"cameras": cameras, "patrol": self.patrol, "reported": self._reported}, written, _ENGINE_MAGIC)
+        with self._zips:
+            return _pack({"cameras": cameras, "patrol": self.patrol, "reported": self._reported}, written, _ENGINE_MAGIC, self._zips)
 
     def restore(self, blob: bytes) -> None:
         """Take up the state `snapshot` gave (a record from before static scenes holds three items a camera; one
@@ -345,7 +348,7 @@ _ENGINE_MAGIC = b"SOeng1"  # the whole engine's (`snapshot`, the night job's che
 _RAW_MIN = 64 * 1024  # arrays this big whose first bytes hardly compress stay out of zlib (see _pack)
 
 
-def _pack(state: dict, written: set[int], magic: bytes) -> bytes:
+def _pack(state: dict, written: set[int], magic: bytes, zips: _FrameZips | None = None) -> bytes:
     """A state as bytes: the pickle, zlib-compressed, with the big arrays that do not compress (a static scene's
     float pictures: running averages whose low bytes are noise, 0.9 MB of the 1.5 a camera) appended raw after
     it, out of band (pickle protocol 5). zlib spent 55 of 85 ms on those for a 15% saving; raw, a live
@@ -361,7 +364,7 @@ def _pack(state: dict, written: set[int], magic: bytes) -> bytes:
         return True
 
     out = io.BytesIO()
-    _StatePickler(out, written, buffer_callback=out_of_band).dump(state)
+    _StatePickler(out, written, buffer_callback=out_of_band, zips=zips).dump(state)
     parts = [magic, len(raw).to_bytes(4, "big"), *(len(r).to_bytes(8, "big") for r in raw), *raw, zlib.compress(out.getvalue(), 1)]
     return b"".join(parts)
 
@@ -380,14 +383,52 @@ def _unpack(blob: bytes, magic: bytes) -> dict:
     return pickle.loads(zlib.decompress(view[at:]), buffers=buffers)
 
 
-class _StatePickler(pickle.Pickler):
-    """Pickles a snapshot, leaving out the pixels of best frames whose evidence was written (`written`: their ids)."""
+class _FrameZips:
+    """Best frames' pixels, compressed once for every state they are part of. A frame stays an incident's best
+    across many checkpoints (a static night's checkpoints compressed the same 1080p frames again and again, 50-110
+    ms each, a tenth of the job's main thread); its bytes are kept while it is in the latest state. A best frame
+    is a decoded picture that nothing draws on (evidence draws on copies), so its identity stands for its pixels."""
 
-    def __init__(self, file, written: set[int], buffer_callback=None) -> None:
+    def __init__(self) -> None:
+        self._zips: dict[int, tuple[weakref.ref, bytes]] = {}
+        self._used: dict[int, tuple[weakref.ref, bytes]] = {}
+
+    def __enter__(self) -> _FrameZips:
+        self._used = {}
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._zips = self._used  # what the latest state holds; the rest is let go
+
+    def get(self, image: np.ndarray) -> bytes:
+        hit = self._zips.get(id(image)) or self._used.get(id(image))
+        if hit is None or hit[0]() is not image:
+            hit = (weakref.ref(image), zlib.compress(np.ascontiguousarray(image), 1))
+        self._used[id(image)] = hit
+        return hit[1]
+
+
+def _unzipped_snapshot(data, shape: tuple[int, ...], dtype: str, *fields) -> Snapshot:
+    image = np.frombuffer(bytearray(zlib.decompress(data)), dtype=dtype).reshape(shape)  # writable, as it was
+    return Snapshot(image, *fields)
+
+
+class _StatePickler(pickle.Pickler):
+    """Pickles a snapshot, leaving out the pixels of best frames whose evidence was written (`written`: their ids),
+    and taking the others' compressed pixels from `zips` (out of band, next to the state's other raw arrays)."""
+
+    def __init__(self, file, written: set[int], buffer_callback=None, zips: _FrameZips | None = None) -> None:
         super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL, buffer_callback=buffer_callback)
         self.written = written
+        self.zips = zips
 
     def reducer_override(self, obj):
-        if type(obj) is Snapshot and id(obj) in self.written:
-            return Snapshot, (None, obj.at, obj.box, obj.detections, obj.members, obj.quality, obj.private)
+        if type(obj) is not Snapshot:
+            return NotImplemented
+        fields = (obj.at, obj.box, obj.detections, obj.members, obj.quality, obj.private, obj.model)
+        if id(obj) in self.written:
+            return Snapshot, (None, *fields)
+        image = obj.image
+        if self.zips is not None and isinstance(image, np.ndarray) and image.nbytes >= _RAW_MIN:
+            return _unzipped_snapshot, (pickle.PickleBuffer(self.zips.get(image)), image.shape, image.dtype.str, *fields)
         return NotImplemented

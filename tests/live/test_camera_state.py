@@ -128,6 +128,34 @@ def test_a_whole_engine_snapshot_restores_and_an_older_zlib_one_still_does():
         Engine(CONFIG).restore_camera("cam-1", blob)
 
 
+def test_a_best_frame_is_compressed_once_for_every_snapshot_it_is_in(monkeypatch):
+    """The night job checkpoints the same open incidents again and again: a best frame whose evidence is not
+    written yet is compressed for the first snapshot only, and restores to the same pixels from any of them."""
+    import pipeline.engine as engine_module
+
+    big = []
+    compress = engine_module.zlib.compress
+    monkeypatch.setattr(engine_module.zlib, "compress", lambda data, *a: (big.append(1) if memoryview(data).nbytes >= 2**18 else None, compress(data, *a))[1])
+    engine = Engine(CONFIG)
+    closer = make_detections(np.array([[90, 90, 230, 330]]), np.array([0.95]), np.array([0]), ("bicycle",))
+    for i, dets in enumerate([BIKE, BIKE, closer]):  # opened and reported at 1; a better frame at 2, not reported yet
+        engine.process(frame(i), dets)
+    [cam] = engine.cameras.values()
+    pending = [inc.best for inc in cam.incidents.open if id(inc.best) not in engine._written(cam.incidents.open)]
+    first = engine.snapshot()
+    compressed = len(big)
+    second = engine.snapshot()
+    assert compressed >= 1 and len(big) == compressed  # the frame (900 KB) compressed for the first only
+    for blob in (first, second):
+        restored = Engine(CONFIG)
+        restored.restore(blob)
+        [again] = restored.cameras.values()
+        images = [inc.best.image for inc in again.incidents.open if inc.best is not None and inc.best.image is not None]
+        assert len(images) == len(pending) and all(np.array_equal(a, b.image) for a, b in zip(images, pending))
+        assert all(im.flags.writeable for im in images)
+    assert pending, "the test needs a best frame whose evidence is not written yet"
+
+
 # ---- the intake: when a camera's state is checkpointed, and where it waits during an outage ----------------
 
 EMPTY = make_detections(np.zeros((0, 4)), np.zeros(0), np.zeros(0), ("bicycle",))
