@@ -16,6 +16,7 @@ import pickle
 import weakref
 import zlib
 from dataclasses import dataclass, field
+from functools import cached_property
 from datetime import datetime
 from pathlib import Path
 
@@ -43,11 +44,24 @@ class FrameResult:
 
     detections: sv.Detections
     violations: list[Violation] = field(default_factory=list)
-    present: list[tuple[str, tuple[float, float, float, float]]] = field(default_factory=list)  # for auto-verification
     opened: list[IncidentReport] = field(default_factory=list)
     updated: list[IncidentReport] = field(default_factory=list)
     ended: list[IncidentReport] = field(default_factory=list)
     raw: sv.Detections | None = None  # every detection before ignore zones, fixtures and tracking (for blurring)
+    context: FrameContext | None = field(default=None, repr=False)  # the rules' view of the frame, for `present`
+
+    @cached_property
+    def present(self) -> list[tuple[str, tuple[float, float, float, float]]]:
+        """Each rule's evidence as it stands in this frame, zones and dwell aside: auto-verification's "is the
+        problem still there?". Worked out when asked, in the frame's own step: only a camera with cases to check
+        asks (on a static night it was a fifth of the engine's work on the gate's reused ticks)."""
+        return present(self.context) if self.context is not None else []
+
+    def __getstate__(self) -> dict:
+        """Pickled (a Ray camera owner's reply) with `present` worked out and without the rules' context."""
+        state = dict(self.__dict__)
+        state["present"], state["context"] = self.present, None
+        return state
 
     @property
     def reports(self) -> list[IncidentReport]:
@@ -159,7 +173,7 @@ class Engine:
         violations = evaluate(ctx)
         changes = state.incidents.update(at, violations, lambda v: Snapshot(frame.image, at, v.box, tracked, v.members, snapshot_quality(v, width, height, cfg.evidence.edge_margin_px), raw, frame.meta.get("model")))
         result = self._result(tracked, violations, changes, raw, camera=camera, zones=state.zones)
-        result.present = present(ctx)
+        result.context = ctx
         return result
 
     def _with_static(self, state: _Camera, frame: Frame, at: datetime, tracked: sv.Detections, camera: CameraConfig) -> sv.Detections:

@@ -132,3 +132,19 @@ def test_unknown_camera_and_missing_detector():
         e.process(Frame(IMG, T0, "nope"), dets())
     with pytest.raises(ValueError, match="no detector"):
         e.process(Frame(IMG, T0, "cam"))
+
+
+def test_present_is_worked_out_when_asked_and_travels_pickled():
+    """`FrameResult.present` (auto-verification's view) is computed on first use from the frame's rule context,
+    equal to the rules' `present`; a pickled result (a Ray owner's reply) carries it without the context."""
+    import pickle
+
+    from pipeline.rules import present
+
+    e = engine()
+    result = e.process(Frame(IMG, T0, "cam"), dets(("garbage", (100, 300, 180, 380), 0.8), ("garbage", (300, 300, 370, 370), 0.7)))
+    assert "present" not in result.__dict__  # nothing worked out yet
+    expected = present(result.context)
+    assert expected and result.present == expected
+    again = pickle.loads(pickle.dumps(result))
+    assert again.context is None and again.present == expected
