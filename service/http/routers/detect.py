@@ -20,7 +20,7 @@ from ..uploads import ImageFile, ImageHold, Images, decodes_quickly
 router = APIRouter(tags=["detect"])
 
 # An upload this small is decoded and prepared on the event loop when it is the only inference request in flight
-# (`Admitted.alone`): a 640 px JPEG of 60-80 KB takes 2.7 ms there, and the hop to a thread and back about 0.7 ms
+# (`Admitted.alone`): a 640 px JPEG of 60-80 KB takes 2.7 ms there, and the hop to a thread and back 0.2-0.7 ms
 # more at c=1 (docs/benchmarks.md), while nothing waits behind it. Larger ones, and every one under load, go to
 # the inference pool, so the loop is never held for more than a few milliseconds.
 DECODE_HERE_BYTES = 256 * 1024
