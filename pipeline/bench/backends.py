@@ -39,9 +39,18 @@ def _interleaved(cases: dict[str, Callable[[], int]], rounds: int) -> dict[str, 
 
 
 def backends_bench(model: str | None, images: list[Path], rounds: int = 2, threads: int | None = None, pause_s: float = 0.005) -> dict:
-    """Every available backend at batch 1 and the model's own size, on real images, interleaved image by image
-    (each image goes through every backend before the next), so noise hits all of them alike. A short untimed
-    pause before each call lets the previous backend's worker threads stop spinning, as between live frames."""
+    """Every available backend at batch 1 and the model's own size, on real images, timed two ways in one run:
+
+    - as served (`ms_per_image`, `speedup_vs_ultralytics`): backends take turns a run of images at a time
+      (`_served_ms`), so each is timed in the state it has when it is the only runtime at work, as in the service
+      and the night job; the turns alternate, so drift hits all of them alike;
+    - image by image (`..._interleaved`): each image through every backend before the next, so every call follows
+      another runtime's. On this 2-core machine such a call is 1-2.5 ms slower than in a run of its own and gets
+      back to speed over several calls (whatever the pause before it), so this measures the switching as much as
+      the model.
+
+    A short untimed pause before each call lets the previous call's worker threads stop spinning, as between live
+    frames."""
     imgs = [load_image(p) for p in images]
     if not imgs:
         raise FileNotFoundError("backend bench: no images")
@@ -59,7 +68,8 @@ def backends_bench(model: str | None, images: list[Path], rounds: int = 2, threa
     for det in dets.values():  # warm-up
         det.detect([imgs[0]])
         det.detect([imgs[0]])
-    med = _interleaved_ms(dets, imgs, rounds, pause_s)
+    served = _served_ms(dets, imgs, rounds, pause_s)
+    switching = _interleaved_ms(dets, imgs, rounds, pause_s)
     auto = load_detector(model, backend="auto", settings=settings, threads=threads)
     choice = getattr(auto, "auto_choice", None)
     return {
@@ -67,9 +77,8 @@ def backends_bench(model: str | None, images: list[Path], rounds: int = 2, threa
         "images": len(imgs),
         "rounds": rounds,
         "threads": threads or "all cores",
-        "ms_per_image": {k: round(v, 1) for k, v in med.items()},
-        "time_vs_onnx": {k: round(v / med["onnx"], 2) for k, v in med.items()},
-        **({"speedup_vs_ultralytics": {k: round(med["ultralytics"] / v, 2) for k, v in med.items()}} if "ultralytics" in med else {}),
+        **_figures(served),
+        **{f"{k}_interleaved": v for k, v in _figures(switching).items()},
         "skipped": skipped,
         "auto": {"backend": auto.backend, "reason": choice.reason if choice else None},
         "load_average": _load(),
@@ -80,7 +89,8 @@ def cascade_bench(model: str | None, images: list[Path] | list[np.ndarray], roun
     """A vending or parking camera's frame: the street model plus its cue model (`load_cue_cascade`), batch 1,
     before (both models f32 on OpenVINO with the square letterbox: what `auto` served before the variants and the
     rectangle; and f32 on onnxruntime) and now (`auto`: each model's fastest accepted variant on this machine, the
-    rectangle), interleaved image by image. `images`: files, or frames already in memory."""
+    rectangle), timed as served and image by image (as `backends_bench`). `images`: files, or frames already in
+    memory."""
     from ..detect.cascade import load_cue_cascade
 
     imgs = [load_image(p) if isinstance(p, Path) else p for p in images]
@@ -92,15 +102,20 @@ def cascade_bench(model: str | None, images: list[Path] | list[np.ndarray], roun
     }
     for det in dets.values():
         det.detect(imgs[:1])
-    med = _interleaved_ms(dets, imgs, rounds, pause_s)
+    served, switching = _served_ms(dets, imgs, rounds, pause_s), _interleaved_ms(dets, imgs, rounds, pause_s)
     h, w = imgs[0].shape[:2]
+
+    def figures(med: dict[str, float]) -> dict:
+        ms = {"before: openvino f32, square": round(med["openvino"], 1), "onnx f32, square": round(med["onnx"], 1), "auto": round(med["auto"], 1)}
+        return {"ms_per_frame": ms, "auto_vs_before": round(med["auto"] / med["openvino"], 2)}
+
     return {
         "images": len(imgs),
         "size": f"{w}x{h}" if all(im.shape[:2] == (h, w) for im in imgs) else "mixed",
         "rounds": rounds,
         "threads": threads or "all cores",
-        "ms_per_frame": {"before: openvino f32, square": round(med["openvino"], 1), "onnx f32, square": round(med["onnx"], 1), "auto": round(med["auto"], 1)},
-        "auto_vs_before": round(med["auto"] / med["openvino"], 2),
+        **figures(served),
+        **{f"{k}_interleaved": v for k, v in figures(switching).items()},
         "auto_backend": getattr(dets["auto"], "backend", "?"),
         "load_average": _load(),
     }
@@ -125,6 +140,33 @@ def as_camera_frame(img: np.ndarray, width: int = 1920, height: int = 1080) -> n
         ch = round(w * height / width)
         img = img[(h - ch) // 2 : (h - ch) // 2 + ch]
     return cv2.resize(img, (width, height), interpolation=cv2.INTER_AREA)
+
+
+def _figures(med: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Median ms per image of each backend, its time against onnxruntime's and, with torch in the run, the
+    speed-up over ultralytics torch."""
+    out = {"ms_per_image": {k: round(v, 1) for k, v in med.items()}, "time_vs_onnx": {k: round(v / med["onnx"], 2) for k, v in med.items()}}
+    if "ultralytics" in med:
+        out["speedup_vs_ultralytics"] = {k: round(med["ultralytics"] / v, 2) for k, v in med.items()}
+    return out
+
+
+def _served_ms(dets: dict, imgs: list[np.ndarray], rounds: int, pause_s: float, run: int = 10) -> dict[str, float]:
+    """Median ms per image of each detector at batch 1 as it runs when it is the only runtime at work: the
+    detectors take turns `run` images at a time, each turn opened by one untimed call (the one that pays for the
+    previous runtime's), turns alternating through every round."""
+    times: dict[str, list[float]] = {k: [] for k in dets}
+    for _ in range(rounds):
+        for start in range(0, len(imgs), run):
+            part = imgs[start : start + run]
+            for name, det in dets.items():
+                det.detect(part[:1])
+                for im in part:
+                    time.sleep(pause_s)
+                    t = time.perf_counter()
+                    det.detect([im])
+                    times[name].append(time.perf_counter() - t)
+    return {k: statistics.median(v) * 1000 for k, v in times.items()}
 
 
 def _interleaved_ms(dets: dict, imgs: list[np.ndarray], rounds: int, pause_s: float) -> dict[str, float]:
