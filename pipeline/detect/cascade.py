@@ -9,6 +9,7 @@ the street model's for the classes both know. Cameras that only watch garbage pa
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -84,9 +85,24 @@ class CueCascade:
     def preparable(self) -> bool:
         return getattr(self.primary, "preparable", False) and (not self.cue_classes or getattr(self.cue, "preparable", False))
 
-    def prepare(self, image: np.ndarray) -> CascadePrepared:
+    # `prepare` takes `spare`: an executor that makes the cue model's input while the calling thread makes the
+    # street model's. A service with an idle core passes one (`MicroBatcher`): the two are independent, 2-3 ms of
+    # numpy and OpenCV a frame, which release the GIL. (Boxes are not split so: NMS and merging are small Python
+    # steps that hold it, and a spare thread made them no faster at c=1.)
+    uses_spare = True
+
+    def prepare(self, image: np.ndarray, spare: Executor | None = None) -> CascadePrepared:
         """The image as both models' inputs (see `ExportedDetector.prepare`)."""
-        return CascadePrepared(self.primary.prepare(image), self.cue.prepare(image) if self.cue_classes else None)
+        if not self.cue_classes:
+            return CascadePrepared(self.primary.prepare(image), None)
+        if spare is None:
+            return CascadePrepared(self.primary.prepare(image), self.cue.prepare(image))
+        cue = spare.submit(self.cue.prepare, image)
+        try:
+            own = self.primary.prepare(image)
+        finally:
+            cue_input = cue.result()  # waited for even when ours failed: nothing of this image outlives the call
+        return CascadePrepared(own, cue_input)
 
     def detect_prepared(self, prepared: Sequence[CascadePrepared]) -> list[sv.Detections]:
         return [self.finish(raw, p) for raw, p in zip(self.infer_prepared(prepared), prepared)]

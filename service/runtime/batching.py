@@ -13,7 +13,9 @@ next batch. The prepared tensors' memory is reserved in the image memory budget 
 
 The worker waits for a batch to fill only while more requests are on their way (`incoming`: a request is
 decoding its upload), and never longer than `max_wait` after the oldest image was queued, so one lone request
-pays no wait at all. The queue is bounded: when `queue_size` images already wait, the request is refused at
+pays no wait at all. A lone image on an idle service also gets a spare thread: a detector with independent
+inputs (the street model's and its cue model's, `CueCascade.uses_spare`) prepares them side by side, on a core
+that nothing uses then. The queue is bounded: when `queue_size` images already wait, the request is refused at
 once with 503 and Retry-After (`Overloaded`) instead of piling up threads and memory.
 """
 
@@ -21,11 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -47,6 +50,8 @@ class Budget(Protocol):
 
     def reserve(self, nbytes: int, what: str) -> AbstractContextManager[None]: ...
 
+
+SPARE_CORES = len(os.sched_getaffinity(0))  # a spare thread needs a core the model is not using
 
 _TICKET: ContextVar[_Ticket | None] = ContextVar("batch_ticket", default=None)
 
@@ -156,8 +161,11 @@ class MicroBatcher:
         self._queue: deque[_Item] = deque()
         self._cond = threading.Condition()
         self._incoming = 0  # requests that will call detect soon (decoding their upload)
+        self._running = 0  # batches in the detector now
         self._closed = False
         self._workers: list[threading.Thread] = []
+        self._spare: ThreadPoolExecutor | None = None  # made on first use (`_spare_for`)
+        self._spare_lock = threading.Lock()
 
     # ---- callers ----------------------------------------------------------------------------------------
 
@@ -195,7 +203,12 @@ class MicroBatcher:
             done.set_result(found)
             return Pending(detector, None, done, nullcontext())
         try:
-            prepared = detector.prepare(image) if getattr(detector, "preparable", False) else None
+            if not getattr(detector, "preparable", False):
+                prepared = None
+            elif spare := self._spare_for(detector, incoming=1 if ticket else 0):
+                prepared = detector.prepare(image, spare=spare)
+            else:
+                prepared = detector.prepare(image)
         except BaseException:
             if ticket:
                 ticket.close()
@@ -229,12 +242,26 @@ class MicroBatcher:
     def depth(self) -> int:
         return len(self._queue)
 
+    def _spare_for(self, detector: Detector, incoming: int = 0) -> ThreadPoolExecutor | None:
+        """A spare thread for a detector with independent inputs (`uses_spare`), while nothing else is queued,
+        in the model or on its way (`incoming`: the caller's own announcement): then the cores are idle but for
+        this image. Under load the cores are busy with other requests, and a request prepares its image alone."""
+        if not getattr(detector, "uses_spare", False) or self._queue or self._running or self._incoming > incoming or SPARE_CORES < 2:
+            return None
+        with self._spare_lock:
+            if self._spare is None and not self._closed:
+                self._spare = ThreadPoolExecutor(1, thread_name_prefix="detector-spare")
+            return self._spare
+
     def close(self) -> None:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
         for worker in self._workers:
             worker.join(timeout=10)
+        with self._spare_lock:
+            if self._spare is not None:
+                self._spare.shutdown(wait=True)
 
     def _observe(self, model: str, n: int, seconds: float) -> None:
         self.metrics.inference.labels(model).observe(seconds)
@@ -276,6 +303,7 @@ class MicroBatcher:
                 it = self._queue.popleft()
                 (batch if it.detector is first.detector and len(batch) < self.max_size else rest).append(it)
             self._queue = rest
+            self._running += 1  # until `_run` is done with it
             return batch
 
     @staticmethod
@@ -287,8 +315,7 @@ class MicroBatcher:
             return detector.infer_prepared([it.prepared for it in batch])
         return detector.detect([it.image for it in batch])
 
-    @staticmethod
-    def _finished(it: _Item, raw: list) -> list:
+    def _finished(self, it: _Item, raw: list) -> list:
         """A lone image with nothing queued or on its way behind it: its boxes are made here, while the model has
         nothing else to do, saving the request a hop to a thread and back after the detector (half a millisecond
         at c=1, `docs/benchmarks.md`). Under load the requests finish their own: the model never waits for boxes."""
@@ -296,6 +323,26 @@ class MicroBatcher:
             return [it.detector.finish(raw[0], it.prepared)]
         except Exception:  # the request's own `finish` raises it again where the route expects it
             return raw
+
+    def _run_batch(self, batch: list[_Item]) -> None:
+        now = time.perf_counter()
+        for it in batch:
+            self.metrics.queue_wait.observe(now - it.queued)
+        try:
+            found = self._run_detector(batch)
+            self._observe(batch[0].model, len(batch), time.perf_counter() - now)
+        except Exception as e:
+            if len(batch) == 1:  # the request answers 500 as it did before batching
+                _answer(batch[0].future, exc=e)
+                return
+            log.warning("detector failed on a batch of %d; running its images one by one", len(batch), exc_info=True)
+            for it in batch:  # so only the image that fails it fails, not its batch-mates
+                self._one(it)
+            return
+        if len(batch) == 1 and batch[0].prepared is not None and not self._queue and not self._incoming:
+            found = self._finished(batch[0], found)
+        for it, d in zip(batch, found):
+            _answer(it.future, d)
 
     def _one(self, it: _Item) -> None:
         start = time.perf_counter()
@@ -309,24 +356,11 @@ class MicroBatcher:
 
     def _run(self) -> None:
         while (batch := self._take()) is not None:
-            now = time.perf_counter()
-            for it in batch:
-                self.metrics.queue_wait.observe(now - it.queued)
             try:
-                found = self._run_detector(batch)
-                self._observe(batch[0].model, len(batch), time.perf_counter() - now)
-            except Exception as e:
-                if len(batch) == 1:  # the request answers 500 as it did before batching
-                    _answer(batch[0].future, exc=e)
-                    continue
-                log.warning("detector failed on a batch of %d; running its images one by one", len(batch), exc_info=True)
-                for it in batch:  # so only the image that fails it fails, not its batch-mates
-                    self._one(it)
-                continue
-            if len(batch) == 1 and batch[0].prepared is not None and not self._queue and not self._incoming:
-                found = self._finished(batch[0], found)
-            for it, d in zip(batch, found):
-                _answer(it.future, d)
+                self._run_batch(batch)
+            finally:
+                with self._cond:
+                    self._running -= 1
         # closed: anything left is answered rather than left hanging (taken under the lock: each worker does this)
         with self._cond:
             left, self._queue = list(self._queue), deque()

@@ -58,6 +58,35 @@ def test_the_services_split_of_the_work_gives_what_detect_gives(street, coco):
     assert prepared[0].nbytes == prepared[0].primary.tensor.nbytes + prepared[0].cue.tensor.nbytes
 
 
+def test_a_spare_thread_prepares_the_cue_models_input_to_the_same_answer(street, coco):
+    """With `spare` (what an idle service passes), the cue model's input is made on another thread while this
+    one makes the street model's: the same inputs, the same boxes."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    cascade = CueCascade(street, coco, STREET)
+    image = load_image(BIKES)
+    alone = cascade.prepare(image)
+    with ThreadPoolExecutor(1, thread_name_prefix="spare") as spare:
+        side = cascade.prepare(image, spare=spare)
+        assert np.array_equal(alone.primary.tensor, side.primary.tensor) and np.array_equal(alone.cue.tensor, side.cue.tensor)
+    [raw] = cascade.infer_prepared([side])
+    whole, split = cascade.finish(raw, alone), cascade.finish(raw, side)
+    assert len(whole) > 0 and list(whole.data["class_name"]) == list(split.data["class_name"])
+    assert np.array_equal(whole.xyxy, split.xyxy) and np.array_equal(whole.confidence, split.confidence)
+
+
+def test_a_failure_on_the_spare_thread_reaches_the_caller(street, coco, monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    def broken(image):
+        raise RuntimeError("no cue input")
+
+    cascade = CueCascade(street, coco, STREET)
+    monkeypatch.setattr(coco, "prepare", broken)
+    with ThreadPoolExecutor(1) as spare, pytest.raises(RuntimeError, match="no cue input"):
+        cascade.prepare(load_image(BIKES), spare=spare)
+
+
 @pytest.mark.slow
 def test_a_class_filter_applies_to_both_models(street, coco):
     only = CueCascade(load_detector("street-v1", settings=DetectorSettings(conf=0.25, classes=("garbage", "motorcycle"))), coco, STREET, keep=("garbage", "motorcycle"))

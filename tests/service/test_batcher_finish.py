@@ -1,6 +1,7 @@
 """Who makes the boxes of a prepared image's raw output: the worker for a lone image with nothing behind it (the
 request then needs no thread hop after the detector), each request for its own under load (the model never waits
-for boxes); and a failing `finish` still reaches the request as its error."""
+for boxes); and a failing `finish` still reaches the request as its error. A detector with independent inputs gets
+a spare thread for them only while the service is otherwise idle."""
 
 from __future__ import annotations
 
@@ -93,3 +94,49 @@ def test_a_finish_that_fails_on_the_worker_fails_the_request():
     finally:
         batcher.close()
     assert not pending._open  # its memory reservation is released
+
+
+class TwoParts(Split):
+    """A detector with independent inputs (`uses_spare`, as `CueCascade`): records whether each call got a spare."""
+
+    uses_spare = True
+
+    def __init__(self, model_s: float = 0.0) -> None:
+        super().__init__(model_s)
+        self.spares: list[tuple[str, bool]] = []
+
+    def prepare(self, image, spare=None):
+        self.spares.append(("prepare", spare is not None))
+        if spare is not None:
+            return spare.submit(super().prepare, image).result()
+        return super().prepare(image)
+
+
+
+def test_a_lone_image_gets_a_spare_thread_for_its_inputs():
+    detector = TwoParts()
+    batcher = MicroBatcher(ServiceMetrics())
+    try:
+        for v in (10, 20):
+            found = batcher.detect(detector, image(v))
+            assert round(float(found.confidence[0]) * 255) == v
+    finally:
+        batcher.close()
+    assert detector.spares == [("prepare", True)] * 2
+    assert batcher._spare is not None and batcher._spare._shutdown  # closed with the batcher
+
+
+def test_under_load_no_request_takes_the_spare_thread():
+    detector = TwoParts(model_s=0.3)
+    batcher = MicroBatcher(ServiceMetrics(), max_size=8, max_wait_s=0.01)
+    try:
+        first = batcher.submit(detector, image(1))  # in the model for 300 ms
+        time.sleep(0.01)
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda v: batcher.detect(detector, image(v)), range(2, 10)))
+        first.result()
+    finally:
+        batcher.close()
+    assert [round(float(a.confidence[0]) * 255) for a in answers] == list(range(2, 10))
+    prepared_with = [used for _, used in detector.spares]
+    assert prepared_with[0] is True and not any(prepared_with[1:])  # the model was busy for every later one
