@@ -315,7 +315,8 @@ class MicroBatcher:
             return detector.infer_prepared([it.prepared for it in batch])
         return detector.detect([it.image for it in batch])
 
-    def _finished(self, it: _Item, raw: list) -> list:
+    @staticmethod
+    def _finished(it: _Item, raw: list) -> list:
         """A lone image with nothing queued or on its way behind it: its boxes are made here, while the model has
         nothing else to do, saving the request a hop to a thread and back after the detector (half a millisecond
         at c=1, `docs/benchmarks.md`). Under load the requests finish their own: the model never waits for boxes."""
