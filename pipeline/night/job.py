@@ -15,7 +15,6 @@ progress with the cases it posts, so a killed night started again continues wher
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -27,7 +26,7 @@ from tqdm import tqdm
 from ..config import StreetOrderConfig
 from ..db.storage import StorageError
 from ..detect import Detector
-from ..detect.streams import choose_parallelism
+from ..detect.streams import available_cores, choose_parallelism
 from ..source.frames import VIDEO_SUFFIXES, Frame, VideoError, photo_metadata, video_start
 from ..source.images import IMAGE_SUFFIXES, ImageError, load_image
 from ..live.intake import Deferred
@@ -172,7 +171,7 @@ def plan_units(footage: Path, config: StreetOrderConfig) -> tuple[list[Unit], Un
 
 
 def default_workers() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return available_cores()
 
 
 def run_batch(

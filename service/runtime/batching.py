@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 import time
 from collections import deque
@@ -38,6 +37,7 @@ import numpy as np
 import supervision as sv
 
 from pipeline.detect import Detector
+from pipeline.detect.streams import available_cores
 
 from .errors import Overloaded, Unavailable
 from .metrics import ServiceMetrics
@@ -51,7 +51,7 @@ class Budget(Protocol):
     def reserve(self, nbytes: int, what: str) -> AbstractContextManager[None]: ...
 
 
-SPARE_CORES = len(os.sched_getaffinity(0))  # a spare thread needs a core the model is not using
+SPARE_CORES = available_cores()  # a spare thread needs a core the model is not using
 
 _TICKET: ContextVar[_Ticket | None] = ContextVar("batch_ticket", default=None)
 
