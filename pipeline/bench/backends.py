@@ -151,16 +151,17 @@ def _figures(med: dict[str, float]) -> dict[str, dict[str, float]]:
     return out
 
 
-def _served_ms(dets: dict, imgs: list[np.ndarray], rounds: int, pause_s: float, run: int = 10) -> dict[str, float]:
+def _served_ms(dets: dict, imgs: list[np.ndarray], rounds: int, pause_s: float, run: int = 10, opened: bool = True) -> dict[str, float]:
     """Median ms per image of each detector at batch 1 as it runs when it is the only runtime at work: the
-    detectors take turns `run` images at a time, each turn opened by one untimed call (the one that pays for the
-    previous runtime's), turns alternating through every round."""
+    detectors take turns `run` images at a time, each turn opened by one untimed call (`opened`: the one that
+    pays for the previous runtime's), turns alternating through every round."""
     times: dict[str, list[float]] = {k: [] for k in dets}
     for _ in range(rounds):
         for start in range(0, len(imgs), run):
             part = imgs[start : start + run]
             for name, det in dets.items():
-                det.detect(part[:1])
+                if opened:
+                    det.detect(part[:1])
                 for im in part:
                     time.sleep(pause_s)
                     t = time.perf_counter()
@@ -170,16 +171,9 @@ def _served_ms(dets: dict, imgs: list[np.ndarray], rounds: int, pause_s: float, 
 
 
 def _interleaved_ms(dets: dict, imgs: list[np.ndarray], rounds: int, pause_s: float) -> dict[str, float]:
-    """Median ms per image of each detector at batch 1, taken image by image in turn (a load change hits all alike)."""
-    times: dict[str, list[float]] = {k: [] for k in dets}
-    for _ in range(rounds):
-        for im in imgs:
-            for name, det in dets.items():
-                time.sleep(pause_s)
-                t = time.perf_counter()
-                det.detect([im])
-                times[name].append(time.perf_counter() - t)
-    return {k: statistics.median(v) * 1000 for k, v in times.items()}
+    """Median ms per image of each detector at batch 1, taken image by image in turn (a load change hits all
+    alike; every call follows another runtime's)."""
+    return _served_ms(dets, imgs, rounds, pause_s, run=1, opened=False)
 
 
 def _load() -> list[float]:
