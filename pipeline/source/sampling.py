@@ -239,6 +239,10 @@ def detect_steps(
     and hand every tick on in order, with its detections. `streams` > 0: the batches run on that many threads
     while the steps go on being decoded (`_Batches`); the batches, and so the detections, are the same.
 
+    A batch is cut when it holds `batch` frames, or once `batch` ticks have passed since the last cut: on a
+    static scene the detected frames are far apart, and every reused tick between them would otherwise wait
+    (with the engine) until the batch filled up. The cuts depend on the steps alone, never on timing.
+
     When the steps fail part-way (a truncated video), what was already decoded is still handed on first.
     """
     waiting: deque[tuple[Frame, _Slot]] = deque()  # in tick order, not handed on yet
@@ -282,7 +286,7 @@ def detect_steps(
                 else:
                     stats.reused += 1
                     waiting.append((Frame(ref[0], at, camera.id, source=f"{source}@{s.t:.2f}s", meta={"reused": True, "t": s.t}), ref[1]))
-                    if not to_run or held >= _MAX_WAITING:
+                    if not to_run or held >= batch:  # a part-filled batch goes rather than hold the engine back for more ticks
                         flush()
                 yield from ready(wait=len(waiting) >= _MAX_WAITING)
         except Exception:

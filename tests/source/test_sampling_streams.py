@@ -97,6 +97,29 @@ def test_streams_give_the_sequential_batches_and_detections_in_tick_order():
         assert all(name.startswith("streetorder-detect") for name in det.threads)  # not the decoding thread
 
 
+def test_a_part_filled_batch_does_not_hold_the_ticks_behind_it():
+    """On a static scene the detected frames are far apart: a batch is sent once `batch` ticks have passed, not
+    when it fills up, so the engine gets the first tick after one detection, not four (the ticks between are
+    the gate's reuses, waiting on that batch)."""
+
+    def still(t: float) -> np.ndarray:  # the block moves once every 20 s: a detection, then reuses
+        image = np.full((H, W, 3), 40, np.uint8)
+        x = 10 * (int(t) // 20) % (W - 16)
+        image[20:40, x : x + 16] = 220
+        return image
+
+    config = parse_config(CONFIG)
+    for streams in (0, 2):
+        det = Slow()
+        items = gated(ImageTicks(still, 2.0, 60), config.cameras[0], det, START, W, H, rules=config.rules, batch=4, streams=streams)
+        first = next(items)
+        assert not first[0].meta.get("reused") and det.batches[0] == (0,)
+        if streams == 0:  # the streams decode on while they detect; the sequential path has run the one batch
+            assert det.batches == [(0,)]
+        rest = list(items)
+        assert len(rest) == 59 and all(len(b) == 1 for b in det.batches) and len(det.batches) >= 3
+
+
 def test_a_detector_error_comes_after_the_ticks_before_it():
     full = _view(_run(0, Slow())[0])
     for streams in (0, 2):
