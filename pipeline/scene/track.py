@@ -25,6 +25,9 @@ class _Still:
     since: datetime
     last_seen: datetime
     last_box: np.ndarray
+    # `last_box` is known not to have moved from `anchor` (checked, or the anchor itself); False by default, so a
+    # state restored from an older checkpoint is checked once
+    steady: bool = False
 
 
 # Share of a box inside the settled box above which a change of shape is occlusion, not movement.
@@ -76,10 +79,16 @@ class StillnessBook:
             key = (str(cls), int(tid))
             st = self.states.get(key)
             if st is None:
-                st = self._relink(str(cls), box, at, seen) or _Still(box.copy(), at, at, box.copy())
+                st = self._relink(str(cls), box, at, seen)
+                if st is None:
+                    st = _Still(box.copy(), at, at, box.copy(), steady=True)
+                else:
+                    st.steady = False  # taken over where it settled, by IoU: whether it moved is checked from the next frame on
                 self.states[key] = st
-            elif self._moved(st.anchor, box):
-                st.anchor, st.since = box.copy(), at
+            elif not (st.steady and (st.last_box == box).all()):  # the same box as last time has not moved since (most ticks of a static scene)
+                if self._moved(st.anchor, box):
+                    st.anchor, st.since = box.copy(), at
+                st.steady = True
             st.last_seen, st.last_box = at, box.copy()
             seen.add(key)
             out.append(st.since)

@@ -144,3 +144,42 @@ def test_relinking_by_exact_position_picks_what_the_best_overlap_picks():
         assert (got is None) == (want is None)
         if want is not None:
             assert ("garbage", want) not in book.states and len(book.states) == 4
+
+
+def test_a_box_seen_again_where_it_was_skips_the_movement_check_with_the_same_dwell():
+    """Most ticks of a static scene show each object exactly where it was: `StillnessBook` skips the movement
+    check for those (`_Still.steady`). Over a random walk of repeats, jitter, real moves, drop-outs and track-id
+    switches (relinks, which skip the check on their own frame), the dwell is what checking every frame gives."""
+
+    class EveryFrame(StillnessBook):
+        def update(self, detections, at):
+            for st in self.states.values():
+                st.steady = False
+            return super().update(detections, at)
+
+    rng = np.random.default_rng(3)
+    fast, slow = StillnessBook(TrackingConfig()), EveryFrame(TrackingConfig())
+    boxes = {k: np.array([100.0 + 500 * k, 200, 400 + 500 * k, 300]) for k in range(3)}  # wide: a relink may move it (below)
+    tids = {k: k + 1 for k in boxes}
+    skipped = 0
+    for i in range(600):
+        at = T0 + timedelta(seconds=2 * i)
+        for k in boxes:
+            r = rng.random()
+            if r < 0.05:
+                boxes[k] = boxes[k] + rng.normal(0, 25, 4)  # jitter, sometimes past the tolerance
+            elif r < 0.08:
+                boxes[k] = boxes[k] + np.array([60.0, 0, 60, 0])  # moved
+            elif r < 0.10:
+                tids[k] += 10  # the tracker blinked: a new id where the object stands
+            elif r < 0.12:  # a new id 90 px aside: relinked (IoU 0.54), yet beyond the stillness tolerance (79 px)
+                tids[k] += 10
+                boxes[k] = boxes[k] + np.array([90.0, 0, 90, 0]) * rng.choice([-1, 1])
+        shown = [k for k in boxes if rng.random() > 0.05]  # drop-outs
+        d = sv.Detections(
+            xyxy=np.array([boxes[k] for k in shown], dtype=np.float32).reshape(-1, 4), tracker_id=np.array([tids[k] for k in shown], dtype=int),
+            data={"class_name": np.array(["garbage"] * len(shown), dtype=object)},
+        )
+        skipped += sum(st.steady for st in fast.states.values())
+        assert fast.update(d, at) == slow.update(d, at), i
+    assert skipped > 500  # the walk did take the shortcut
