@@ -156,6 +156,38 @@ def test_a_best_frame_is_compressed_once_for_every_snapshot_it_is_in(monkeypatch
     assert pending, "the test needs a best frame whose evidence is not written yet"
 
 
+def test_a_grey_best_frame_is_kept_as_one_channel_and_restores_whole(monkeypatch):
+    """An infrared night camera's frames are grey (three equal channels): a checkpoint compresses one channel of
+    a pending best frame, a third of the bytes, and restores all three; a colour frame keeps all three."""
+    import pipeline.engine as engine_module
+    from pipeline.engine import _is_grey
+
+    compressed = []
+    compress = engine_module.zlib.compress
+    monkeypatch.setattr(engine_module.zlib, "compress", lambda data, *a: (compressed.append(memoryview(data).nbytes), compress(data, *a))[1])
+
+    rng = np.random.default_rng(7)
+    grey = np.repeat(rng.integers(0, 255, (480, 640, 1), dtype=np.uint8), 3, axis=2)
+    colour = grey.copy()
+    colour[300, 200, 1] += 1  # one pixel off grey, in a row the first look at a row in 32 skips
+    assert _is_grey(grey) and not _is_grey(colour) and not _is_grey(grey[..., 0])
+    frames = {}
+    for name, image in (("grey", grey), ("colour", colour)):
+        compressed.clear()
+        engine = Engine(CONFIG)
+        closer = make_detections(np.array([[90, 90, 230, 330]]), np.array([0.95]), np.array([0]), ("bicycle",))
+        for i, dets in enumerate([BIKE, BIKE, closer]):  # opened and reported at 1; a better frame at 2, not reported yet
+            engine.process(Frame(image, T0 + timedelta(seconds=2 * i), "cam-1"), dets)
+        blob = engine.snapshot()
+        frames[name] = [n for n in compressed if n >= 640 * 480]
+        restored = Engine(CONFIG)
+        restored.restore(blob)
+        [cam] = restored.cameras.values()
+        bests = [inc.best.image for inc in cam.incidents.open if inc.best is not None and inc.best.image is not None]
+        assert bests and all(np.array_equal(b, image) and b.flags.writeable for b in bests)
+    assert frames == {"grey": [640 * 480], "colour": [640 * 480 * 3]}
+
+
 # ---- the intake: when a camera's state is checkpointed, and where it waits during an outage ----------------
 
 EMPTY = make_detections(np.zeros((0, 4)), np.zeros(0), np.zeros(0), ("bicycle",))
