@@ -20,8 +20,8 @@ def prefetched(items: Iterable, depth: int = 8, ahead: int = 512, name: str = "d
     came before it.
 
     At most `depth` frames with their own picture wait, and `ahead` ticks in all: the change gate's reuses share
-    the last detected frame's picture, so they cost no memory, and on a static night the sampler hands them on
-    in bursts (it holds reuses back while a detector batch fills). Bounding only the picture frames lets the
+    the last detected frame's picture, so they cost no memory, and the sampler hands them on in bursts (each
+    waits for the detector batch before it, `sampling.detect_steps`). Bounding only the picture frames lets the
     engine work through one burst while the decoder is already on the next (`bench batch`'s 30-minute night,
     interleaved runs: 4.7 -> 3.9 s).
     """
