@@ -184,7 +184,8 @@ def register(sub: argparse._SubParsersAction, *, bench_serve: Callable[[argparse
         "appearing and disappearing, and one of a busy day street (real vehicles passing through the watched zone all the time, real garbage piles on "
         "the pavement), and take ../shared/data/video/vtest.avi; run each through the night job (decode only what is needed, change gate, "
         "detector, engine, a fresh SQLite ledger) and through ultralytics YOLO(model).predict(source=video, vid_stride=50, stream=True) with the same "
-        "model, in one run. Prints video_seconds_per_second, the same for the naive way, speedup_vs_naive, and planted / found / extra incidents; on "
+        "model, in one run (each job three times, in turn with the job as shipped: the median counts). Prints video_seconds_per_second, the same for the "
+        "naive way, speedup_vs_naive, and planted / found / extra incidents; on "
         "the busy inputs also the job with its detector in the decoding thread on every core (0xN, as before streams), one stream of its own on every "
         "core (1xN) and one single-threaded stream per core (Nx1): streams_x_threads.",
     )
