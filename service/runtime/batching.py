@@ -331,6 +331,8 @@ class MicroBatcher:
             self.metrics.queue_wait.observe(now - it.queued)
         try:
             found = self._run_detector(batch)
+            if len(found) != len(batch):  # a broken runtime: without this, the images it left out would wait for ever
+                raise RuntimeError(f"the detector returned {len(found)} outputs for {len(batch)} image(s)")
             self._observe(batch[0].model, len(batch), time.perf_counter() - now)
         except Exception as e:
             if len(batch) == 1:  # the request answers 500 as it did before batching
@@ -359,6 +361,11 @@ class MicroBatcher:
         while (batch := self._take()) is not None:
             try:
                 self._run_batch(batch)
+            except Exception as e:  # a fault outside the detector call: this batch's requests get it, the worker lives on
+                log.exception("detector worker: a batch of %d failed outside the detector", len(batch))
+                for it in batch:
+                    if not it.future.done():
+                        _answer(it.future, exc=e)
             finally:
                 with self._cond:
                     self._running -= 1

@@ -140,3 +140,53 @@ def test_under_load_no_request_takes_the_spare_thread():
     assert [round(float(a.confidence[0]) * 255) for a in answers] == list(range(2, 10))
     prepared_with = [used for _, used in detector.spares]
     assert prepared_with[0] is True and not any(prepared_with[1:])  # the model was busy for every later one
+
+
+class ShortOutput(Split):
+    """A broken model runtime: one output fewer than the images it was given, on its first call only."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def infer_prepared(self, prepared):
+        self.calls += 1
+        out = super().infer_prepared(prepared)
+        return out[:-1] if self.calls == 1 else out
+
+
+def test_a_detector_that_answers_short_fails_its_requests_instead_of_leaving_them_waiting():
+    detector = ShortOutput()
+    batcher = MicroBatcher(ServiceMetrics())
+    try:
+        pending = batcher.submit(detector, image(7))
+        with pytest.raises(RuntimeError, match="0 outputs for 1 image"):
+            pending.future.result(timeout=5)  # before the fix: never answered, the request waited for ever
+        assert round(float(batcher.detect(detector, image(9)).confidence[0]) * 255) == 9  # the worker goes on
+    finally:
+        batcher.close()
+
+
+def test_a_worker_that_trips_over_its_own_bookkeeping_answers_the_batch_and_goes_on(monkeypatch):
+    """Anything that escapes a batch (here the queue-wait metric) reaches that batch's requests as their error; the
+    worker thread lives on, so later requests are served (before: the thread died and every later request waited)."""
+    detector = Split()
+    batcher = MicroBatcher(ServiceMetrics())
+
+    class BreaksOnce:
+        def __init__(self, real):
+            self.real, self.calls = real, 0
+
+        def observe(self, value):
+            self.calls += 1
+            if self.calls == 1:
+                raise ValueError("metrics backend broke")
+            self.real.observe(value)
+
+    monkeypatch.setattr(batcher.metrics, "queue_wait", BreaksOnce(batcher.metrics.queue_wait))
+    try:
+        with pytest.raises(ValueError, match="metrics backend broke"):
+            batcher.submit(detector, image(5)).future.result(timeout=5)
+        assert round(float(batcher.detect(detector, image(6)).confidence[0]) * 255) == 6
+    finally:
+        batcher.close()
