@@ -147,54 +147,83 @@ def so(*args, check=True):
         raise RuntimeError(f"streetorder {args[0]} exited {out.returncode}")
     return out.returncode
 """),
-    ("markdown", "## The night job fills the frame pool\nBesides cases, every camera frame (one per 30 s of video per camera, downscaled and blurred) and its detections go to a bounded pool that `samples select` reads."),
+    ("markdown", """
+## The night job fills the frame pool
+Besides cases, every camera frame (one per 30 s of video per camera, downscaled and blurred) and its detections go to a bounded pool that `samples select` reads.
+"""),
     ("code", """
 so("run", "--db", db, "--json")
 frames = sorted((W / "frames").glob("*.jpg"))
 len(frames), json.loads(frames[0].with_suffix(".json").read_text())["detections"][:2]
 """),
-    ("markdown", "## Review: confirm one case, reject another\nIn the review page (`streetorder serve`) a reviewer also moves, resizes, adds or re-classes boxes; here through the store."),
+    ("markdown", """
+## Review: confirm one case, reject another
+What the review page's Dispatch and Reject buttons do (`pipeline/review/decisions.py`: one code path for the page, the API and the CLI); each decision is logged with the reviewer in the ledger's `annotations` table.
+"""),
     ("code", """
+from pipeline.review import decisions
 from pipeline.cases import CaseStore, LedgerConfig
-store = CaseStore.open(LedgerConfig(database_url=db, evidence_dir=W / "evidence"))
-cases = store.list()
-if cases:
-    store.transition(cases[0].id, "dispatched", actor="reviewer")
-if len(cases) > 1:
-    store.transition(cases[1].id, "rejected", actor="reviewer", note="a bollard, not a bin")
+store = CaseStore.open(LedgerConfig.load(None, database_url=db))  # the ledger and evidence store the night job wrote
+cases = [c for c in store.list() if c.source == "camera"] + [c for c in store.list() if c.source != "camera"]
+decisions.dispatch(store, cases[0].id, actor="王审核", owner="张伟", source="notebook")
+# the stall case is rejected: a class neither street model knows yet, so the gate's reviewed-case check below
+# compares the two models on the confirmed case alone, whatever their scores on the others
+stall = next((c for c in cases if c.type == "street_vending"), None)
+if stall is not None:
+    decisions.reject(store, stall.id, actor="王审核", reason="a delivery cart unloading, not a stall", source="notebook")
 [(c.id, c.type, c.status) for c in store.list()]
 """),
-    ("markdown", "## What to label next\nUncertain detections, disagreement with the previous model, novelty against the training set; near-duplicates from static cameras dropped; per-camera and per-class quotas."),
+    ("markdown", """
+## What to label next
+Uncertain detections, disagreement with the previous model, novelty against the training set; near-duplicates from static cameras dropped; per-camera and per-class quotas.
+"""),
     ("code", """
 so("samples", "select", "--budget", "6", "--compare-with", "street-v1", "--out", str(W / "task"))
 task = json.loads((W / "task" / "manifest.json").read_text())
 [(i["image"], i["camera"], i["reason"], i["score"], i["pseudo_boxes"]) for i in task["items"]], task["skipped"]
 """),
-    ("markdown", "## Fix the boxes, add a new class\n`datasets/classes.yaml` already lists `stall`, `cart`, `tricycle`, `trash_bag`, `shared_bike`: the labelling list is the model's 12 classes plus those, appended. Here an annotator adds a stall box to the first frame (in the review page this is a drag)."),
+    ("markdown", """
+## Fix the boxes, add a new class
+`datasets/classes.yaml` already lists `stall`, `cart`, `tricycle`, `trash_bag`, `shared_bike`: the labelling list is the model's 12 classes plus those, appended. In the review page's box editor (`/review/{id}/label`) a reviewer drags a new box and presses a class key; here the same save, through the annotation log (a new row, never an update).
+"""),
     ("code", """
+from pipeline.cases.annotations import Annotations, LabelBox
+from pipeline.cases.case_frames import case_frame
+from pipeline.samples.labels import current_labels
 from pipeline.samples.classes import labelling_classes
 names = labelling_classes()
-first = W / "task" / task["items"][0]["label"]
-first.write_text(first.read_text() + f"{names.index('stall')} 0.5 0.6 0.3 0.3\\n")
-print(names)
-print(first.read_text())
+frame = case_frame(store, store.get(cases[0].id))
+now = current_labels(Annotations(store.db), frame)  # the model's boxes on the case's frame, as the editor shows them
+w, h = frame.width, frame.height
+stall = LabelBox(class_name="stall", box=(0.35 * w, 0.45 * h, 0.65 * w, 0.75 * h), origin="drawn")
+saved = Annotations(store.db).save(frame.case_id, action="boxes", reviewer="王审核", source="notebook", frame_sha256=frame.frame_sha256,
+                                   boxes=[*now.boxes, stall], frame_size=(w, h), model=frame.model)
+print(names[12:])
+[(b.class_name, b.origin) for b in saved.boxes]
 """),
-    ("markdown", "## Export the labelled task as a sample version\n`streetorder samples export --format yolo` writes versioned folders with a manifest; a version is `images/`, `labels/` and `manifest.json` with its class list, which is all `retrain` reads. Here the task becomes version `v0001`."),
+    ("markdown", """
+## Export the reviewed frames as a sample version
+`streetorder samples export` writes the next version (`v0001`, never overwriting one) under the samples root, with a manifest: provenance per image, the class list, counts per class and camera. The reviewer's boxes are labels (the stall included), the rejected case's violation a hard negative. `--format coco|cvat|labelstudio` writes the files those tools import; `samples import` brings a labelled batch back.
+"""),
     ("code", """
-version = W / "samples" / "v0001"
-shutil.copytree(W / "task" / "images", version / "images")
-shutil.copytree(W / "task" / "labels", version / "labels")
-(version / "manifest.json").write_text(json.dumps({"version": "v0001", "classes": task["classes"], "from_task": str(W / "task")}))
+so("samples", "export", "--db", db, "--pseudo", "proposals")
 from pipeline.train.versions import find_versions
-[v.describe() for v in find_versions()]
+manifest = json.loads((W / "samples" / "v0001" / "manifest.json").read_text())
+[v.describe() for v in find_versions()], manifest.get("counts")
 """),
-    ("markdown", "## Retrain (tiny settings)\nFrom the current model, with the new classes appended to its head (old ids and what it knew stay), on base data plus every sample version; the card records the command and each data version."),
+    ("markdown", """
+## Retrain (tiny settings)
+From the current model, with the new classes appended to its head (old ids and what it knew stay), on base data plus every sample version; the card records the command and each data version.
+"""),
     ("code", """
 so("retrain", "--name", "street-v3", "--models-dir", str(W / "models"), "--limit", "8", "--imgsz", "64", "--epochs", "1", "--batch", "8", "--workers", "0", "--teacher-imgsz", "160", "--workdir", str(W / "train"))
 card = json.loads((W / "models" / "street-v3" / "card.json").read_text())
 card["classes"][12:], card["training"]["command"], card["training"]["data_versions"]["sample_versions"]
 """),
-    ("markdown", "## The gate, with an HTML report\nThe benchmark is a fixed half of garbage-cn val, the held-out fifth of every sample version, unseen clean streets and the recently reviewed cases. `--bench-limit` keeps this quick and marks the verdict as not a promotion benchmark."),
+    ("markdown", """
+## The gate, with an HTML report
+The benchmark is a fixed half of garbage-cn val, the held-out fifth of every sample version, unseen clean streets and the recently reviewed cases. `--bench-limit` keeps this quick and marks the verdict as not a promotion benchmark.
+"""),
     ("code", """
 so("evaluate", "--candidate", "street-v3", "--bench-limit", "24", "--db", db, "--report", str(W / "report"))
 sorted(p.name for p in (W / "report").iterdir())
@@ -203,12 +232,18 @@ sorted(p.name for p in (W / "report").iterdir())
 import matplotlib.pyplot as plt, matplotlib.image as mpimg
 plt.figure(figsize=(12, 4)); plt.imshow(mpimg.imread(W / "report" / "pr-garbage_cn.png")); plt.axis("off");
 """),
-    ("markdown", "## Promote: refused, and why\nThe one-epoch model loses to street-v2, so `promote` refuses and CURRENT stays."),
+    ("markdown", """
+## Promote: refused, and why
+The one-epoch model loses to street-v2, so `promote` refuses and CURRENT stays.
+"""),
     ("code", """
 rc = so("promote", "street-v3", "--bench-limit", "24", "--db", db, check=False)
 rc, (W / "models" / "CURRENT").read_text().strip()
 """),
-    ("markdown", "## Promote a better model, then roll back in one command\nWith street-v1 current, street-v2 is better on every check and goes through (the full benchmark, no limit). A running `streetorder serve` follows CURRENT within seconds, both ways."),
+    ("markdown", """
+## Promote a better model, then roll back in one command
+With street-v1 current, street-v2 is better on every check and goes through (the full benchmark, no limit). A running `streetorder serve` follows CURRENT within seconds, both ways.
+"""),
     ("code", """
 (W / "models" / "CURRENT").write_text("street-v1\\n")
 so("promote", "street-v2", "--db", db)

@@ -26,6 +26,18 @@ def test_there_are_three_notebooks_each_cell_with_a_stable_id_and_no_outputs():
         assert all(not c.get("outputs") and c.get("execution_count") is None for c in cells if c["cell_type"] == "code"), path.name
 
 
+def test_the_generator_writes_the_committed_notebooks():
+    """`notebooks/make_notebooks.py` is where the cells are edited: what it writes is what is committed, so a
+    rewrite never undoes an edit made in the notebook alone (notebook 3 had drifted so)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("make_notebooks", REPO / "notebooks" / "make_notebooks.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)  # defines the cells; writes only under `__main__`
+    for cells, name, path in ((gen.MODEL, "model", NOTEBOOKS[0]), (gen.LEDGER, "ledger", NOTEBOOKS[1]), (gen.LOOP, "loop", NOTEBOOKS[2])):
+        assert json.dumps(gen.nb(cells, name), indent=1, ensure_ascii=False) + "\n" == path.read_text(), f"{path.name}: run notebooks/make_notebooks.py, or edit its cells there"
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
