@@ -337,9 +337,10 @@ def naive(video: Path, model_onnx: Path, imgsz: int, stride: int) -> tuple[float
     """ultralytics' own video loop over the same model, one frame in `stride` (50 at 25 fps: every 2 s), as a
     user would write it. Its model is loaded (ultralytics opens the ONNX session on the first predict) before the
     clock starts, as the job's detector is."""
-    from ultralytics import YOLO
+    from ..detect.ultralytics import import_yolo
 
-    with _stdout_to_stderr():  # ultralytics logs its model loading to stdout (its handler holds the stream): keep --json clean
+    YOLO = import_yolo()  # noqa: N806  (its log on stderr: keeps --json clean)
+    with _stdout_to_stderr():  # ultralytics logs its model loading to stdout when imported before (its handler holds the stream)
         model = YOLO(str(model_onnx), task="detect")
         model.predict(np.zeros((H, W, 3), np.uint8), imgsz=imgsz, conf=0.25, verbose=False, device="cpu")
         t0 = time.perf_counter()

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +19,18 @@ from .base import DetectorSettings, make_detections, with_other_settings
 os.environ.setdefault("YOLO_OFFLINE", "1")
 
 
+def import_yolo():
+    """`ultralytics.YOLO`, with ultralytics' log on stderr for the rest of the process.
+
+    ultralytics logs through a handler that keeps the `sys.stdout` it finds when it is first imported, and logs
+    there on import (on a machine without its settings file: "Creating new Ultralytics Settings ...") and when it
+    loads a model, which put text before the JSON of `streetorder bench --json` and `bench batch --json`. Imported
+    here first, the handler keeps stderr instead. (An earlier import elsewhere in the process keeps its stdout.)"""
+    with contextlib.redirect_stdout(sys.stderr):
+        from ultralytics import YOLO
+    return YOLO
+
+
 class UltralyticsDetector:
     """`ultralytics.YOLO` behind the `Detector` interface.
 
@@ -26,7 +40,7 @@ class UltralyticsDetector:
     backend = "ultralytics"
 
     def __init__(self, path: str | Path, settings: DetectorSettings | None = None, device: str = "cpu") -> None:
-        from ultralytics import YOLO
+        YOLO = import_yolo()  # noqa: N806  (the class, as ultralytics names it)
 
         self.path = Path(path)
         if not self.path.is_file():
