@@ -1,5 +1,6 @@
 """The district overview (数据看板): the month's figures per district, street and type, a 12-week trend, the
-monthly ranking and the points on a map, and for each figure the cases behind it.
+monthly ranking and the points on a map, and for each figure the cases behind it; beside them, the cameras that
+were dark (`pipeline.live.outages`: blind points, never cases, so never in the figures or the ranking).
 
 Everything is the monthly report's replay of the case history (`report.replay_period`), so a figure here is
 the report's figure and the list behind it is exactly the cases it counts. One difference: `rectified` counts
@@ -13,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from ..live.outages import CameraOutages, DarkRow, Outage, dark_by_district, still_dark
 from .errors import LedgerError
 from .report import CaseFigures, Counts, DistrictRow, load_history, month_bounds, rank_districts, replay_period
 from .store import CaseStore
@@ -128,6 +130,8 @@ class Overview:
     ranking: list[DistrictRow]
     trend: list[WeekPoint] = field(default_factory=list)
     points: list[MapPoint] = field(default_factory=list)
+    dark: list[DarkRow] = field(default_factory=list)  # per district: camera outages in the period
+    dark_cameras: list[Outage] = field(default_factory=list)  # the cameras still dark at `as_of`, longest first
 
 
 def _as_of(store: CaseStore, period: Period, now: datetime | None) -> datetime:
@@ -171,6 +175,7 @@ def build_overview(store: CaseStore, month: str | None = None, *, now: datetime 
     for f in figs:
         if f.gps is not None:
             points[(f.district, f.point)].append(f)
+    outages = CameraOutages(store.db).overlapping(period.start, as_of)
     return Overview(
         period=period, timezone=tz, as_of=as_of, totals=_sum(figs, FIGURES),
         by_district=_rows(figs, lambda f: Where(district=f.district)),
@@ -182,6 +187,8 @@ def build_overview(store: CaseStore, month: str | None = None, *, now: datetime 
             MapPoint(d, g[0].street, p, sum(f.gps[0] for f in g) / len(g), sum(f.gps[1] for f in g) / len(g), len(g), sum(f.counts.open for f in g), sum(f.counts.overdue for f in g))
             for (d, p), g in sorted(points.items())
         ],
+        dark=dark_by_district(outages, period.start, as_of),
+        dark_cameras=sorted((o for o in outages if still_dark(o, as_of)), key=lambda o: (o.down_since, o.camera_id)),
     )
 
 

@@ -14,10 +14,12 @@ also across a restart; closing closes whatever is open), so a write retried afte
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 
 from ..db.engine import Database
@@ -42,6 +44,38 @@ class Outage:
     def dark_s(self) -> float:
         """How long the point has been blind (until now while the outage is open)."""
         return ((self.ended_at or datetime.now(UTC)) - self.down_since).total_seconds()
+
+
+@dataclass(frozen=True)
+class DarkRow:
+    """One district's blind time in a period: its outages that overlapped the period, the camera-hours they took
+    from it, and how many cameras were still dark at its end (or now, for the period under way)."""
+
+    district: str
+    outages: int
+    dark_hours: float
+    still_dark: int
+
+
+def dark_seconds(outage: Outage, start: datetime, end: datetime) -> float:
+    """The part of `outage` that falls in [start, end); an outage still open runs to `end`."""
+    stop = min(outage.ended_at or end, end)
+    return max(0.0, (stop - max(outage.down_since, start)).total_seconds())
+
+
+def still_dark(outage: Outage, at: datetime) -> bool:
+    return outage.down_since < at and (outage.ended_at is None or outage.ended_at > at)
+
+
+def dark_by_district(outages: Iterable[Outage], start: datetime, end: datetime) -> list[DarkRow]:
+    """Per district, the outages that overlap [start, end) (`end`: the period's end, or now while it runs), most
+    dark hours first."""
+    rows: dict[str, list[Outage]] = defaultdict(list)
+    for o in outages:
+        if dark_seconds(o, start, end) > 0:
+            rows[o.district].append(o)
+    out = [DarkRow(d, len(g), round(sum(dark_seconds(o, start, end) for o in g) / 3600, 2), sum(still_dark(o, end) for o in g)) for d, g in rows.items()]
+    return sorted(out, key=lambda r: (-r.dark_hours, r.district))
 
 
 def _outage(row: CameraOutage) -> Outage:
@@ -82,5 +116,15 @@ class CameraOutages:
             q = q.where(CameraOutage.ended_at.is_(None))
         if camera_id is not None:
             q = q.where(CameraOutage.camera_id == camera_id)
+        with self.db.transaction() as s:
+            return [_outage(r) for r in s.scalars(q)]
+
+    def overlapping(self, start: datetime, end: datetime) -> list[Outage]:
+        """Outages that were under way at some time in [start, end), newest first."""
+        q = (
+            select(CameraOutage)
+            .where(CameraOutage.down_since < end, or_(CameraOutage.ended_at.is_(None), CameraOutage.ended_at > start))
+            .order_by(CameraOutage.down_since.desc(), CameraOutage.id.desc())
+        )
         with self.db.transaction() as s:
             return [_outage(r) for r in s.scalars(q)]

@@ -52,3 +52,32 @@ def test_one_open_outage_per_camera_closed_by_the_next_picture(pg_url, capsys):
         assert json.loads(line)["ended_at"] is None
     finally:
         db.dispose()
+
+
+def test_dark_hours_per_district_count_only_the_part_inside_the_period(tmp_path):
+    """What the overview shows of outages: a month's dark camera-hours per district, an outage that began before
+    the month or is still open cut at the month's start and at its end (or now), one that ended before it left out."""
+    from pipeline.live.outages import dark_by_district
+
+    db = Database(f"sqlite:///{tmp_path / 'ledger.db'}")
+    book = CameraOutages(db)
+    start, now = datetime(2026, 12, 1, tzinfo=UTC), datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+    other = Location(district="上城区", street="湖滨街道", point="广场")
+    try:
+        book.open("cam-before", GATE, None, "rtsp", start - timedelta(hours=5), start, None)  # 5 h before the month, 2 inside
+        book.close("cam-before", start + timedelta(hours=2))
+        book.open("cam-old", GATE, None, "rtsp", start - timedelta(days=3), start - timedelta(days=3), None)  # over before the month
+        book.close("cam-old", start - timedelta(days=2))
+        book.open("cam-open", GATE, "李娜", "http", now - timedelta(hours=3), now - timedelta(hours=3), "HTTP 503")  # still dark
+        book.open("cam-plaza", other, None, "rtsp", now - timedelta(hours=10), now - timedelta(hours=10), None)
+        book.close("cam-plaza", now - timedelta(hours=9))
+
+        outages = book.overlapping(start, now)
+        assert {o.camera_id for o in outages} == {"cam-before", "cam-open", "cam-plaza"}
+        rows = dark_by_district(outages, start, now)
+        assert [(r.district, r.outages, r.dark_hours, r.still_dark) for r in rows] == [("拱墅区", 2, 5.0, 1), ("上城区", 1, 1.0, 0)]
+        # the same outages seen from the month's end, a week later: the open one runs on
+        later = now + timedelta(days=7)
+        assert dark_by_district(book.overlapping(start, later), start, later)[0].dark_hours == 2 + 3 + 7 * 24
+    finally:
+        db.dispose()

@@ -119,3 +119,26 @@ def test_a_week_is_named_by_any_of_its_days(client, ledger):
     monday = this["week"]
     wednesday = (datetime.fromisoformat(monday) + timedelta(days=2)).date().isoformat()
     assert _ids(client.get("/overview/cases", params={"figure": "new", "week": wednesday}).text) == _ids(client.get(this["figures"]["new"]["cases"]).text) != []
+
+
+def test_dark_cameras_are_shown_beside_the_figures_and_counted_in_none(client, ledger):
+    """A camera whose stream went dark is a blind point: the overview lists it (per district and by camera) and
+    leaves the case figures and the ranking as they were."""
+    from pipeline.domain import Location
+    from pipeline.live.outages import CameraOutages
+
+    before = client.get("/overview/figures").json()
+    store = client.app.state.service.store
+    now = datetime.now(UTC)
+    CameraOutages(store.db).open("cam-bund-3", Location(district="黄浦区", street="南京东路街道", point="外滩"), "张三", "rtsp", now - timedelta(minutes=10), now - timedelta(minutes=5), "connection refused")
+    o = client.get("/overview/figures").json()
+    [dark] = o["dark"]
+    assert (dark["district"], dark["outages"], dark["still_dark"]) == ("黄浦区", 1, 1) and 0 < dark["dark_hours"] <= 0.2
+    [cam] = o["dark_cameras"]
+    assert (cam["camera_id"], cam["point"], cam["owner"], cam["error"]) == ("cam-bund-3", "外滩", "张三", "connection refused")
+    assert {k: o[k] for k in ("totals", "by_district", "ranking")} == {k: before[k] for k in ("totals", "by_district", "ranking")}
+    page = unescape(client.get("/overview").text)
+    assert 'data-camera="cam-bund-3"' in page and "外滩" in page and "离线摄像头 dark cameras" in page
+    CameraOutages(store.db).close("cam-bund-3", now)
+    o = client.get("/overview/figures").json()
+    assert o["dark_cameras"] == [] and o["dark"][0]["still_dark"] == 0

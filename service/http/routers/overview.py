@@ -1,7 +1,8 @@
 """GET /overview: the district overview (数据看板) for the people ranked each month, reviewers and admins.
 
 - GET /overview          the page (HTML): figures per district, street and type, a 12-week trend, the monthly
-  ranking, and the points on a plain map from their GPS (inline SVG: no tiles, no CDN, works offline);
+  ranking, the points on a plain map from their GPS (inline SVG: no tiles, no CDN, works offline), and the
+  cameras that were dark (blind points: camera outages, not cases);
 - GET /overview/figures  the same figures as JSON, each with the link to its cases;
 - GET /overview/cases    the cases behind one figure (`figure`, `month` or `week`, and district/street/point/type).
 
@@ -101,6 +102,25 @@ class PointOut(BaseModel):
     link: str
 
 
+class DarkOut(BaseModel):
+    district: str
+    outages: int  # camera outages under way at some time in the month
+    dark_hours: float  # camera-hours they took from the month (up to as_of)
+    still_dark: int  # cameras dark at as_of
+
+
+class DarkCameraOut(BaseModel):
+    camera_id: str
+    district: str
+    street: str
+    point: str
+    owner: str | None
+    stream_kind: str
+    down_since: str
+    dark_hours: float  # up to as_of
+    error: str | None
+
+
 class OverviewOut(BaseModel):
     month: str
     timezone: str
@@ -112,6 +132,8 @@ class OverviewOut(BaseModel):
     ranking: list[RankOut]
     trend: list[WeekOut]
     points: list[PointOut]
+    dark: list[DarkOut]
+    dark_cameras: list[DarkCameraOut]
 
 
 def _cases_url(request: Request, figure: str, period: Period, where: Where) -> str:
@@ -130,6 +152,12 @@ def _out(request: Request, o: Overview) -> OverviewOut:
         ranking=[RankOut(rank=r.rank, district=r.district, score=r.score, open=r.counts.open, overdue=r.counts.overdue, relapsed=r.counts.relapsed, cases=_cases_url(request, "open", o.period, Where(district=r.district))) for r in o.ranking],
         trend=[WeekOut(week=w.period.key, figures=_figures(request, w.period, Where(), w.figures)) for w in o.trend],
         points=[PointOut(**p.__dict__, link=_cases_url(request, "open", o.period, Where(district=p.district, point=p.point))) for p in o.points],
+        dark=[DarkOut(**r.__dict__) for r in o.dark],
+        dark_cameras=[
+            DarkCameraOut(camera_id=c.camera_id, district=c.district, street=c.street, point=c.point, owner=c.owner, stream_kind=c.stream_kind,
+                          down_since=c.down_since.isoformat(), dark_hours=round((o.as_of - c.down_since).total_seconds() / 3600, 2), error=c.error)
+            for c in o.dark_cameras
+        ],
     )
 
 
