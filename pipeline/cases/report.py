@@ -29,6 +29,7 @@ from sqlalchemy import select
 
 from ..db.tables.ledger import Case, CaseEvent, CaseEvidence
 from ..domain import ViolationType
+from ..live.outages import CameraOutages, DarkRow, dark_by_district
 from .errors import EvidenceError, LedgerError
 from .evidence_store import EvidenceStore
 from .lifecycle import OPEN_STATUSES, CaseStatus
@@ -105,6 +106,7 @@ class MonthlyReport:
     points: list[PointRow]
     totals: Counts
     gallery: list[GalleryCase]
+    dark: list[DarkRow] = field(default_factory=list)  # camera outages per district (blind points, not cases: not ranked)
 
 
 def month_bounds(month: str, tz: str) -> tuple[datetime, datetime]:
@@ -231,7 +233,8 @@ def build_report(store: CaseStore, month: str, *, now: datetime | None = None) -
     for c in districts.values():
         totals.add(c)
     point_rows = [PointRow(d, p, streets[(d, p)], c) for (d, p), c in sorted(points.items())]
-    return MonthlyReport(month, store.config.report_timezone, start, end, as_of, rows, point_rows, totals, gallery)
+    dark = dark_by_district(CameraOutages(store.db).overlapping(start, as_of), start, as_of)
+    return MonthlyReport(month, store.config.report_timezone, start, end, as_of, rows, point_rows, totals, gallery, dark)
 
 
 def _rank_key(name: str, c: Counts) -> tuple:
@@ -272,7 +275,7 @@ def thumbnail_uri(evidence: EvidenceStore, sha256: str, px: int = THUMB_PX) -> s
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
-CSV_COLUMNS = ("level", "rank", "district", "point", "street", "new", "open", "overdue", "closed", "relapsed", "rectified", "median_rectify_h")
+CSV_COLUMNS = ("level", "rank", "district", "point", "street", "new", "open", "overdue", "closed", "relapsed", "rectified", "median_rectify_h", "dark_outages", "dark_hours", "still_dark")
 
 
 def write_csv(report: MonthlyReport, path: Path) -> Path:
@@ -284,6 +287,8 @@ def write_csv(report: MonthlyReport, path: Path) -> Path:
             w.writerow(["district", d.rank, d.district, "", "", *_figures(d.counts)])
         for p in report.points:
             w.writerow(["point", "", p.district, p.point, p.street, *_figures(p.counts)])
+        for d in report.dark:  # a district's dark cameras: the case columns stay empty
+            w.writerow(["dark", "", d.district, "", "", *[""] * 7, d.outages, f"{d.dark_hours:.2f}", d.still_dark])
     return path
 
 

@@ -143,3 +143,26 @@ def test_month_validation(store):
         month_bounds("2026-13", "Asia/Shanghai")
     with pytest.raises(LedgerError, match="has not started"):
         build_report(store, "2030-01", now=datetime(2026, 11, 5, tzinfo=SHANGHAI))
+
+
+def test_the_month_reports_each_districts_dark_cameras_unranked(seeded, tmp_path):
+    """Camera outages in the month (cut at its start and end) per district, in the HTML and as `dark` rows of the
+    CSV; the ranking and the case figures are those of the ledger alone."""
+    from pipeline.domain import Location
+    from pipeline.live.outages import CameraOutages
+
+    store, _ = seeded
+    before = build_report(store, "2026-11", now=datetime(2026, 12, 10, tzinfo=SHANGHAI))
+    book = CameraOutages(store.db)
+    start = datetime(2026, 11, 1, tzinfo=SHANGHAI)
+    book.open("cam-a", Location(district="黄浦区", street="南京东路街道", point="A-1"), None, "rtsp", start - timedelta(hours=1), start, None)
+    book.close("cam-a", start + timedelta(hours=3))  # 3 h of it in November
+    book.open("cam-b", Location(district="徐汇区", street="天平路街道", point="C-1"), None, "http", datetime(2026, 11, 30, 20, tzinfo=SHANGHAI), datetime(2026, 11, 30, 20, tzinfo=SHANGHAI), None)  # dark into December
+    html, csv_path = write_report(store, "2026-11", tmp_path / "out", now=datetime(2026, 12, 10, tzinfo=SHANGHAI))
+    r = build_report(store, "2026-11", now=datetime(2026, 12, 10, tzinfo=SHANGHAI))
+    assert [(d.district, d.outages, d.dark_hours, d.still_dark) for d in r.dark] == [("徐汇区", 1, 4.0, 1), ("黄浦区", 1, 3.0, 0)]
+    assert [d.district for d in r.districts] == [d.district for d in before.districts] and r.totals == before.totals
+    rows = [row for row in csv.DictReader(io.StringIO(csv_path.read_text(encoding="utf-8-sig"))) if row["level"] == "dark"]
+    assert [(x["district"], x["dark_outages"], x["dark_hours"], x["still_dark"], x["open"]) for x in rows] == [("徐汇区", "1", "4.00", "1", ""), ("黄浦区", "1", "3.00", "0", "")]
+    page = html.read_text(encoding="utf-8")
+    assert "Dark cameras" in page and page.index("Dark cameras") < page.index("Points")
