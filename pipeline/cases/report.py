@@ -284,9 +284,9 @@ def write_csv(report: MonthlyReport, path: Path) -> Path:
         w = csv.writer(f)
         w.writerow(CSV_COLUMNS)
         for d in report.districts:
-            w.writerow(["district", d.rank, d.district, "", "", *_figures(d.counts)])
+            w.writerow(["district", d.rank, d.district, "", "", *_figures(d.counts), "", "", ""])
         for p in report.points:
-            w.writerow(["point", "", p.district, p.point, p.street, *_figures(p.counts)])
+            w.writerow(["point", "", p.district, p.point, p.street, *_figures(p.counts), "", "", ""])
         for d in report.dark:  # a district's dark cameras: the case columns stay empty
             w.writerow(["dark", "", d.district, "", "", *[""] * 7, d.outages, f"{d.dark_hours:.2f}", d.still_dark])
     return path

@@ -162,7 +162,9 @@ def test_the_month_reports_each_districts_dark_cameras_unranked(seeded, tmp_path
     r = build_report(store, "2026-11", now=datetime(2026, 12, 10, tzinfo=SHANGHAI))
     assert [(d.district, d.outages, d.dark_hours, d.still_dark) for d in r.dark] == [("徐汇区", 1, 4.0, 1), ("黄浦区", 1, 3.0, 0)]
     assert [d.district for d in r.districts] == [d.district for d in before.districts] and r.totals == before.totals
-    rows = [row for row in csv.DictReader(io.StringIO(csv_path.read_text(encoding="utf-8-sig"))) if row["level"] == "dark"]
+    every = list(csv.DictReader(io.StringIO(csv_path.read_text(encoding="utf-8-sig"))))
+    assert all(None not in row.values() for row in every)  # every row has every column
+    rows = [row for row in every if row["level"] == "dark"]
     assert [(x["district"], x["dark_outages"], x["dark_hours"], x["still_dark"], x["open"]) for x in rows] == [("徐汇区", "1", "4.00", "1", ""), ("黄浦区", "1", "3.00", "0", "")]
     page = html.read_text(encoding="utf-8")
     assert "Dark cameras" in page and page.index("Dark cameras") < page.index("Points")
