@@ -379,7 +379,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "report",
         help="monthly report per district and point (HTML with thumbnails, and CSV)",
-        description="Write report-MONTH.html (with evidence thumbnails) and report-MONTH.csv: new, open, overdue, closed and relapsed cases and the median time to rectify, per district and point, with the monthly district ranking (score = open + relapsed, lower is better).",
+        description="Write report-MONTH.html (with evidence thumbnails) and report-MONTH.csv: new, open, overdue, closed and relapsed cases and the median time to rectify, per district and point, with the monthly district ranking (score = open + relapsed, lower is better), and each district's dark cameras (outages, camera-hours dark, still dark; not ranked).",
         epilog=EPILOG,
     )
     p.add_argument("--month", required=True, help="YYYY-MM, in the config's report_timezone (default Asia/Shanghai)")
