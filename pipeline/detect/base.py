@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 import copy
 from dataclasses import dataclass
 from typing import Protocol, TypeVar
@@ -61,6 +61,15 @@ class Detector(Protocol):
     names: tuple[str, ...]
 
     def detect(self, images: Sequence[np.ndarray]) -> list[sv.Detections]: ...
+
+
+def warm(detector: Detector, sizes: Iterable[tuple[int, int]]) -> None:
+    """Build now what `detector` would build on the first image of each (height, width): the input shapes an
+    OpenVINO model compiles (`OpenVinoDetector.warm`), through a cascade's models and a sliced detector's tiles.
+    A detector without `warm` builds nothing per shape."""
+    method = getattr(detector, "warm", None)
+    if method is not None:
+        method(list(sizes))
 
 
 def make_detections(xyxy: np.ndarray, scores: np.ndarray, class_ids: np.ndarray, names: Sequence[str]) -> sv.Detections:

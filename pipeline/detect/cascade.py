@@ -16,7 +16,7 @@ import numpy as np
 import supervision as sv
 
 from ..rules.registry import zone_kinds
-from .base import Detector, make_detections
+from .base import Detector, make_detections, warm
 from .exported import Prepared
 
 
@@ -106,6 +106,12 @@ class CueCascade:
 
     def detect_prepared(self, prepared: Sequence[CascadePrepared]) -> list[sv.Detections]:
         return [self.finish(raw, p) for raw, p in zip(self.infer_prepared(prepared), prepared)]
+
+    def warm(self, sizes: Sequence[tuple[int, int]]) -> None:
+        """Both models' per-shape builds (`base.warm`); the cue model's only where it runs."""
+        warm(self.primary, sizes)
+        if self.cue_classes:
+            warm(self.cue, sizes)
 
     def infer_prepared(self, prepared: Sequence[CascadePrepared]) -> list[tuple[np.ndarray, np.ndarray | None]]:
         """Both models' raw outputs for each image (see `ExportedDetector.infer_prepared`)."""

@@ -16,6 +16,7 @@ import numpy as np
 import openvino as ov
 
 from .exported import Dims, ExportedDetector, read_onnx_metadata
+from .letterbox import input_shape
 
 IR_METADATA = "streetorder_metadata"  # rt_info section of an IR that carries the ONNX export's metadata_props
 
@@ -82,6 +83,15 @@ class OpenVinoDetector(ExportedDetector):
                     model.reshape({model.inputs[0]: ov.PartialShape([self._run_batch, 3, *hw])})
                     compiled = self._compiled[hw] = _core().compile_model(model, "CPU", self._config)
         return compiled
+
+    def warm(self, sizes) -> None:
+        """Compile the input rectangle of each (height, width) now, not on its first image, and run it once: a
+        compiled model's first inference pays the runtime's lazy set-up, on any thread (the cue model at 640x384:
+        33 ms against 15, and 17 after a first one on another thread)."""
+        for height, width in sizes:
+            hw = input_shape(height, width, self.imgsz, self.rect)
+            if hw not in self._compiled:
+                self._compiled_for(hw).create_infer_request().infer({0: np.zeros((self._run_batch, 3, *hw), np.float32)})
 
     def _request(self, hw: tuple[int, int]) -> ov.InferRequest:
         requests = getattr(self._local, "requests", None)

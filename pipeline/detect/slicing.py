@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import supervision as sv
 
-from .base import Detector, make_detections
+from .base import Detector, make_detections, warm
 
 Box = tuple[float, float, float, float]
 MIN_TILE_PX = 32  # a region whose tiles would be smaller than this is not sliced (the full frame covers it)
@@ -182,6 +182,11 @@ class SlicedDetector:
             return []
         full = self._run.detect(images)
         return [self._merge(f, self._tiled(im), im.shape[1], im.shape[0]) for f, im in zip(full, images)]
+
+    def warm(self, sizes: Sequence[tuple[int, int]]) -> None:
+        """The model's per-shape builds (`base.warm`) for these frames and for each of their tiles."""
+        tiles = {(y2 - y1, x2 - x1) for height, width in sizes for _, boxes, _ in self._plan(width, height) for x1, y1, x2, y2 in boxes}
+        warm(self._run, [*sizes, *sorted(tiles)])
 
     def tiles(self, width: int, height: int) -> list[Box]:
         """The tiles (frame pixels) a frame of this size is cut into; for inspection, tests and cost."""
