@@ -49,6 +49,10 @@ class ServiceSettings(EnvSettings):
     model_watch_s: float = Field(
         2.0, ge=0, title="Follow CURRENT every (s)", description="While serving models/CURRENT (no explicit model), re-read it this often and swap to a newly promoted or rolled-back model with no restart; 0: never",
     )
+    warm_up_s: float = Field(
+        30.0, ge=0, title="Warm-up budget (s)",
+        description="At each model load, build the input shapes every configured camera's frames need (OpenVINO compiles one per rectangle) before the model serves, for at most this long; 0: off, each shape compiles on its first frame",
+    )
     conf: float = Field(0.25, ge=0.01, le=1, title="Detector score floor", description="Detections below it never reach the engine; /detect cannot go lower")
     imgsz: int | None = Field(None, ge=32, title="Inference size", description="Pixels (multiple of 32); unset: the model's own")
     threads: int | None = Field(None, ge=1, title="ONNX threads", description="Intra-op threads of each detector stream; unset: the cores shared out between the streams (one stream: the runtime's default, all cores)")

@@ -19,10 +19,11 @@ import numpy as np
 import supervision as sv
 from ray import serve
 
-from pipeline.config import CameraConfig
+from pipeline.config import CameraConfig, ConfigSource
 from pipeline.detect import DetectorSettings
 from pipeline.detect.plan import frame_detector
 
+from ..runtime.detector import camera_warm_up
 from ..runtime.errors import ServiceError
 from ..runtime.model_slot import LoadedModel, ModelSlot
 from ..settings import ServiceSettings
@@ -50,7 +51,8 @@ class DetectorReplica:
         self.replica = serve.get_replica_context().replica_id.unique_id
         self.node = ray.get_runtime_context().get_node_id()
         self.heartbeat_s = settings.ray_heartbeat_s
-        self.models = ModelSlot(settings.models_dir, DetectorSettings(conf=settings.conf, imgsz=settings.imgsz), settings.threads)
+        warm = camera_warm_up(settings, ConfigSource(settings.camera_config))  # the cameras as this replica starts: frames of any may come here
+        self.models = ModelSlot(settings.models_dir, DetectorSettings(conf=settings.conf, imgsz=settings.imgsz), settings.threads, warm=warm)
         self.generation = 0
         self.applied_at = 0.0
         self.images = self.batches = 0

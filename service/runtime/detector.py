@@ -8,9 +8,12 @@ its image to the batcher, so a model swap never waits for a frame (nor a frame f
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
-from pipeline.detect import DetectorSettings
+from pipeline.config import ConfigSource
+from pipeline.detect import Detector, DetectorSettings
 from pipeline.detect.streams import Parallelism, choose_parallelism
+from pipeline.detect.warm_up import WarmUp, warm_up
 
 from ..settings import ServiceSettings
 from .admission import Admission
@@ -34,6 +37,13 @@ def detector_threads(settings: ServiceSettings, par: Parallelism) -> int | None:
     return None if par.streams == 1 and settings.threads is None else par.threads
 
 
+def camera_warm_up(settings: ServiceSettings, source: ConfigSource) -> Callable[[Detector], WarmUp] | None:
+    """`ModelSlot`'s warm-up: the cameras of the config as last loaded (`warm_up`); None when switched off."""
+    if not settings.warm_up_s:
+        return None
+    return lambda detector: warm_up(detector, source.config.cameras, settings.warm_up_s)
+
+
 class DetectorRuntime:
     """`models` (which model serves), `batcher` (runs it in batches), `budget` (image memory in flight),
     `admission` (which inference requests are taken at all, and the pool their blocking parts run on)."""
@@ -54,12 +64,14 @@ class DetectorRuntime:
         )
 
     @classmethod
-    def open(cls, settings: ServiceSettings, metrics: ServiceMetrics) -> DetectorRuntime:
+    def open(cls, settings: ServiceSettings, metrics: ServiceMetrics, warm: Callable[[Detector], WarmUp] | None = None) -> DetectorRuntime:
         """A model that does not load is reported by /ready instead of failing the start, so the ledger and the
-        review page keep working while a model is fixed or swapped in."""
+        review page keep working while a model is fixed or swapped in. `warm`: see `ModelSlot`."""
         par = service_parallelism(settings)
         log.info("detector: %d stream(s) x %s thread(s) (%s)", par.streams, par.threads, par.why)
-        models = ModelSlot(settings.models_dir, DetectorSettings(conf=settings.conf, imgsz=settings.imgsz), detector_threads(settings, par), settings.persist_model)
+        models = ModelSlot(
+            settings.models_dir, DetectorSettings(conf=settings.conf, imgsz=settings.imgsz), detector_threads(settings, par), settings.persist_model, warm=warm,
+        )
         models.start(settings.model)
         if settings.model is None and settings.model_watch_s > 0:
             models.follow_current(settings.model_watch_s)  # promote/rollback move CURRENT; the service follows

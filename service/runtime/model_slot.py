@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -18,6 +19,7 @@ from pipeline.detect import DetectorSettings, resolve_model
 from pipeline.detect import Detector
 from pipeline.detect.cascade import load_cue_cascade
 from pipeline.detect.registry import current_name
+from pipeline.detect.warm_up import WarmUp
 
 from .errors import NotFound, Unavailable, Unprocessable
 
@@ -33,16 +35,24 @@ class LoadedModel:
     detector: Detector
     card: dict = field(default_factory=dict)
     loaded_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    warm_up: WarmUp | None = None  # what `ModelSlot.warm` built before it served
 
 
 class ModelSlot:
-    """Holds the current detector; `swap` replaces it atomically."""
+    """Holds the current detector; `swap` replaces it atomically.
 
-    def __init__(self, models_dir: Path, settings: DetectorSettings, threads: int | None = None, persist: bool = False) -> None:
+    `warm` (optional) runs on each loaded detector before it serves, as `load`'s last step: the service compiles
+    its cameras' input shapes there (`pipeline.detect.warm_up`), so a swap's new model is warm while the old one
+    still serves."""
+
+    def __init__(
+        self, models_dir: Path, settings: DetectorSettings, threads: int | None = None, persist: bool = False, warm: Callable[[Detector], WarmUp] | None = None,
+    ) -> None:
         self.models_dir = Path(models_dir)
         self.settings = settings
         self.threads = threads
         self.persist = persist
+        self.warm = warm
         self.current: LoadedModel | None = None
         self.error: str | None = None  # why the model at startup did not load
         self._swap = threading.Lock()  # one swap at a time; readers never wait
@@ -71,8 +81,9 @@ class ModelSlot:
             raise NotFound(str(e)) from None
         except Exception as e:  # a corrupt or incompatible file: onnxruntime raises its own types
             raise Unprocessable(f"model '{spec}' failed to load: {type(e).__name__}: {e}") from None
+        warmed = self.warm(detector) if self.warm is not None else None
         name = ref.name if ref.card.get("name") or ref.onnx.stem != "model" else ref.onnx.parent.name
-        return LoadedModel(name=name, path=ref.onnx, detector=detector, card=ref.card)
+        return LoadedModel(name=name, path=ref.onnx, detector=detector, card=ref.card, warm_up=warmed)
 
     def start(self, spec: str | Path | None) -> None:
         """Load the configured model at startup; a failure is kept in `error` so the service can still serve the

@@ -26,7 +26,7 @@ from pipeline.review.decisions import Rejection, reject
 
 from ..settings import ServiceSettings
 from .cameras import Cameras
-from .detector import DetectorRuntime
+from .detector import DetectorRuntime, camera_warm_up
 from .ledger import LedgerLink
 from .live import LiveIntake
 from .metrics import ServiceMetrics
@@ -71,7 +71,8 @@ class ServiceState:
         link = LedgerLink(settings.ledger_settings(), settings.retry_interval_s)
         store = link.open_store()
         metrics = ServiceMetrics()
-        return cls(settings, source, store, DetectorRuntime.open(settings, metrics), metrics, link)
+        detector = DetectorRuntime.open(settings, metrics, warm=camera_warm_up(settings, source))
+        return cls(settings, source, store, detector, metrics, link)
 
     def start(self) -> None:
         """Start retrying the queue in the background (so it drains when the ledger is back, traffic or not), and

@@ -79,3 +79,21 @@ def test_a_swap_fixes_a_service_that_started_without_a_model(make_client, street
     assert client.put("/models/current", json={"name": "coco"}).status_code == 200
     assert client.get("/ready").status_code == 200
     assert detect(client, street_jpeg).status_code == 200
+
+
+def test_a_model_is_warmed_before_it_serves(models_root, make_client):
+    """`ModelSlot.warm` runs on each loaded detector while the old one still serves (a swap's compiles never
+    hold a frame); the service hands it the camera config, unless `warm_up_s` is 0."""
+    from pipeline.detect import DetectorSettings
+    from service.runtime.model_slot import ModelSlot
+
+    seen = []
+    slot = ModelSlot(models_root, DetectorSettings(), threads=1, warm=lambda det: seen.append((det, slot.current.name if slot.current else None)))
+    slot.start("coco")
+    slot.swap("coco-b")
+    assert [serving for _, serving in seen] == [None, "coco"]
+    assert seen[1][0] is slot.current.detector
+
+    warmed = make_client().get("/models/current").json()["warm_up"]  # cam-1 and cam-2: one plan, one frame size
+    assert {k: warmed[k] for k in ("plans", "cameras", "left", "failed")} == {"plans": 1, "cameras": 2, "left": 0, "failed": []}
+    assert make_client(warm_up_s=0).get("/models/current").json()["warm_up"] is None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 
 from fastapi import APIRouter, Request
 
@@ -12,7 +13,7 @@ from ...runtime.model_slot import LoadedModel
 from ..deps import State
 from ..errors import error_responses
 from ..paging import Paging, page_fields, window
-from ..schemas.models import CurrentModel, ModelChoice, ModelList, ModelSummary
+from ..schemas.models import CurrentModel, ModelChoice, ModelList, ModelSummary, WarmUpOut
 
 router = APIRouter(prefix="/models", tags=["models"])
 
@@ -22,6 +23,7 @@ def describe(model: LoadedModel, rules: RulesConfig) -> CurrentModel:
     return CurrentModel(
         name=model.name, path=str(model.path), classes=names, imgsz=model.detector.imgsz, loaded_at=model.loaded_at,
         rule_classes_missing=sorted(rules.used_classes() - set(names)),
+        warm_up=WarmUpOut(**asdict(model.warm_up)) if model.warm_up else None,
     )
 
 

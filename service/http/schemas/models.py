@@ -28,6 +28,16 @@ class ModelList(Page):
     models: list[ModelSummary]
 
 
+class WarmUpOut(Out):
+    """What the load's warm-up built (`pipeline.detect.warm_up`)."""
+
+    plans: int = Field(description="Distinct (camera plan, frame size) pairs whose input shapes were built")
+    cameras: int
+    seconds: float
+    left: int = Field(description="Plans past the time budget (STREETORDER_WARM_UP_S): they build on their first frame")
+    failed: list[str] = Field(description="Cameras whose input shapes failed to build (see the log)")
+
+
 class CurrentModel(Out):
     name: str
     path: str
@@ -35,6 +45,7 @@ class CurrentModel(Out):
     imgsz: int
     loaded_at: datetime
     rule_classes_missing: list[str] = Field(description="Classes the configured rules look for that this model cannot detect")
+    warm_up: WarmUpOut | None = Field(None, description="The cameras' input shapes built at load; null when the warm-up is off")
 
 
 class ModelChoice(BaseModel):
