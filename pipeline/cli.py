@@ -228,8 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_bench_serve(args: argparse.Namespace) -> int:
     """`streetorder bench serve` is the service's own bench (`service.bench`; `--burst`: `service.bench_burst`;
+    `--first-frames`: `service.bench_first_frames`;
     `--ray`: `service.cluster.bench`), imported when it runs."""
-    if args.burst:
+    if args.first_frames:
+        from service.bench_first_frames import cmd_bench_first_frames as run
+    elif args.burst:
         from service.bench_burst import cmd_bench_burst as run
     elif args.ray:
         from service.cluster.bench import cmd_bench_serve_ray as run

@@ -156,6 +156,7 @@ def register(sub: argparse._SubParsersAction, *, bench_serve: Callable[[argparse
     q.add_argument("--rounds", type=int, default=2, help="detector and load phases in turn, this many times (default 2)")
     q.add_argument("--no-batching", action="store_true", help="serve without micro-batching (each request runs the detector alone), for comparison")
     q.add_argument("--streams", help="the service's detector streams (STREETORDER_INFERENCE_STREAMS: auto or a number); the bench's own detector gets the same threads per stream")
+    q.add_argument("--first-frames", action="store_true", help="instead: start the service with the warm-up off and on (STREETORDER_WARM_UP_S) on cameras of common resolutions; prints /ready after the start and each camera's first and second POST /frames")
     q.add_argument("--burst", type=int, metavar="N", help="instead: bursts of N concurrent POST /detect (fresh connections), with /health and a reviewer's GET /cases probed meanwhile; prints the 503s, their latency and the accepted p50/p99 (issue 22's targets use 96)")
     q.add_argument("--data", default=str(SHARED_DATA / "garbage-cn" / "val" / "images"), help="folder of images (default ../shared/data/garbage-cn/val/images)")
     q.add_argument("--ray", metavar="ADDRESS", help="instead: `serve --ray` on this Ray cluster (`local`: one started here) with 1 and 2 detector replicas (--replicas), "

@@ -34,3 +34,18 @@ def test_bench_serve_runs_every_phase_and_prints_its_figures(monkeypatch, capsys
     assert set(out["detector"]["batched_images_per_s"]) == {"1", "2"}
     for key in ("c16_vs_best_batched", "c16_vs_best_batched_unpaired", "c1_p99_vs_single", "c1_p50_vs_single", "c1_p99_vs_single_p99", "c1_p99_vs_single_unpaired"):
         assert math.isfinite(out[key]) and out[key] > 0, key
+
+
+def test_bench_first_frames_starts_the_service_with_and_without_the_warm_up(capsys):
+    assert main(["bench", "serve", "--first-frames", "--json", "--rounds", "1"]) == 0
+    out = json.loads(capsys.readouterr().out)
+
+    off, on = out["warm_up_off"], out["warm_up_on"]
+    assert len(off["runs"]) == len(on["runs"]) == 1 and len(out["cameras"]) == 4
+    assert off["runs"][0]["warm_up"] is None
+    # four cameras, four plans: 16:9 with and without the cue model, 4:3 with it, the square (built at load already)
+    assert {k: on["runs"][0]["warm_up"][k] for k in ("plans", "cameras", "left", "failed")} == {"plans": 4, "cameras": 4, "left": 0, "failed": []}
+    for mode in (off, on):
+        assert set(mode["per_camera"]) == {"vending-1080p", "garbage-720p", "parking-4x3", "garbage-square"}
+        assert all(v["first_ms"] > 0 and v["second_ms"] > 0 for v in mode["per_camera"].values())
+    assert math.isfinite(out["first_frames_on_vs_off"]) and out["first_frames_on_vs_off"] > 0
