@@ -14,6 +14,13 @@ def cmd_models(args: argparse.Namespace) -> int:
     from .gate_sets import GateSets
     from .quantize import quantize_model
 
+    if args.timing_only:
+        from .quantize import retime_model
+
+        record = retime_model(args.name, shared=args.shared, threads=args.threads, write=not args.dry_run)
+        t = record["timing"]
+        print(json.dumps(record, indent=2) if args.json else f"ms per image: {json.dumps(t['ms_per_image'])} on {t['cpu']}, load average {t['load_average']}")
+        return 0
     pool = FramePool.from_env()
     record = quantize_model(
         args.name, shared=args.shared, calibration=args.calibration, sets=GateSets(args.shared, args.limit), pool=pool.cfg.root if pool else None,
@@ -46,6 +53,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--limit", type=int, help="gate on only the first N images of each set (a quick look; the card's numbers should come from the full sets)")
     q.add_argument("--threads", type=int, help="inference threads")
     q.add_argument("--keep-float", choices=["head", "decode", "none"], default="head", help="INT8: what stays float: the whole Detect head (default), only its box decoding, or nothing (a degraded model)")
+    q.add_argument("--timing-only", action="store_true", help="only time the variants already built and gated again, and replace the card's timing (files and verdicts stay)")
     q.add_argument("--dry-run", action="store_true", help="build and gate, but leave card.json and README.md as they are")
     q.add_argument("--json", action="store_true", help="print the record as JSON")
     q.set_defaults(func=cmd_models)

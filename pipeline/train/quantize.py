@@ -29,7 +29,7 @@ from ..detect import DetectorSettings, load_detector, resolve_model
 from ..detect.letterbox import letterbox
 from ..detect.openvino import IR_METADATA
 from ..detect.exported import read_onnx_metadata
-from ..detect.variants import VARIANTS, cpu_capabilities, variant_file
+from ..detect.variants import VARIANTS, cpu_capabilities, cpu_name, variant_file
 from ..formats.yolo import list_images
 from ..paths import SHARED, STREETS_SPLIT
 from ..source.images import load_image
@@ -115,7 +115,24 @@ def time_variants(folder: Path, backends: Sequence[str], images: Sequence[Path],
                 times[b].append(time.perf_counter() - t)
     ms = {b: round(statistics.median(v) * 1000, 1) for b, v in times.items()}
     return {"ms_per_image": ms, "vs_onnx": {b: round(v / ms["onnx"], 2) for b, v in ms.items()}, "images": len(imgs), "rounds": rounds,
-            "threads": threads or "all cores", "load_average": [round(x, 2) for x in os.getloadavg()]}
+            "threads": threads or "all cores", "cpu": cpu_name(), "load_average": [round(x, 2) for x in os.getloadavg()]}
+
+
+def retime_model(model: str | Path, shared: Path = SHARED, threads: int | None = None, write: bool = True) -> dict:
+    """Time a model's built variants again and (with `write`) replace only the card's `variants.timing`: the files
+    and the gate's verdicts stay as they are. For figures from a quiet machine, or from the CPU a city runs."""
+    ref = resolve_model(model)
+    if ref.onnx is None:
+        raise FileNotFoundError(f"model '{ref.name}' has no model.onnx")
+    folder = ref.onnx.parent
+    record = dict(ref.card.get("variants") or {})
+    if not record:
+        raise ValueError(f"model '{ref.name}' has no variants in its card yet: run `streetorder models quantize {ref.name}` first")
+    variants = [v for v in VARIANTS if VARIANTS[v].capability in cpu_capabilities() and variant_file(folder, v).is_file()]
+    record["timing"] = time_variants(folder, ["onnx", "openvino", *variants], GateSets(shared).garbage_val()[:10], threads=threads)
+    if write:
+        write_variants(folder, record)
+    return record
 
 
 LETTERBOX = "the smallest stride-32 rectangle holding each image (DetectorSettings.rect)"
@@ -219,7 +236,7 @@ def variants_markdown(card: dict) -> str:
             f"| {v} | {e['file']} | {'yes' if g['accepted'] else 'NO: ' + '; '.join(g['failed'])} | {m50} | {m95} | {c['cue_recall']['recall']} | {tw_txt} | {ms.get(v, '–')} | {ratio.get(v, '–')} |"
         )
     lines += ["", f"Timing: median of {t.get('images')} garbage-cn val images x {t.get('rounds')} rounds, batch 1, interleaved, threads {t.get('threads')}, "
-              f"load average {t.get('load_average')} while measured (2 shared cores: read the ratios, not the milliseconds)."]
+              f"{'on ' + t['cpu'] + ', ' if t.get('cpu') else ''}load average {t.get('load_average')} while measured (2 shared cores: read the ratios, not the milliseconds)."]
     if rec.get("letterbox"):
         lines.append(f"Gated with the input as served: {rec['letterbox']}.")
     lines.append(END)

@@ -63,3 +63,28 @@ def test_readme_section_is_replaced_not_repeated():
     card["variants"]["timing"]["ms_per_image"]["onnx"] = 9.0
     twice = replace_section(once, variants_markdown(card))
     assert twice.count("## Variants") == 1 and "| 9.0 |" in twice and "| 10.0 |" not in twice and twice.startswith("# m\n\ntext\n")
+
+
+def test_timing_only_replaces_the_cards_timing_and_keeps_the_verdicts(tmp_path, capsys):
+    """`models quantize NAME --timing-only`: the variants already built are timed again on this machine; the files
+    and the gate's verdicts stay, the card says on which CPU and load the new figures were taken."""
+    from pipeline.cli import main
+    from pipeline.detect.variants import cpu_name
+
+    folder = tmp_path / "street-v2"
+    shutil.copytree(REPO / "models" / "street-v2", folder)
+    before = json.loads((folder / "card.json").read_text())
+    assert main(["models", "quantize", str(folder), "--timing-only", "--json"]) == 0
+    after = json.loads((folder / "card.json").read_text())
+
+    timing = after["variants"]["timing"]
+    assert timing["cpu"] == cpu_name() and timing["images"] == 10 and timing != before["variants"]["timing"]
+    assert {"onnx", "openvino"} <= set(timing["ms_per_image"]) and all(v > 0 for v in timing["ms_per_image"].values())
+    assert {k: v for k, v in after["variants"].items() if k != "timing"} == {k: v for k, v in before["variants"].items() if k != "timing"}
+    assert {k: v for k, v in after.items() if k != "variants"} == {k: v for k, v in before.items() if k != "variants"}
+    assert f"on {cpu_name()}, load average" in (folder / "README.md").read_text()
+
+    (folder / "card.json").write_text(json.dumps({k: v for k, v in before.items() if k != "variants"}))
+    capsys.readouterr()
+    assert main(["models", "quantize", str(folder), "--timing-only"]) == 2
+    assert "no variants in its card yet: run `streetorder models quantize street-v2` first" in capsys.readouterr().err
