@@ -52,18 +52,12 @@ def city(path: Path) -> None:
 
 
 def frames(photo: Path = PHOTO) -> dict[str, bytes]:
-    """The real photo cropped to each camera's aspect and scaled to its resolution, as JPEG."""
-    image = cv2.imread(str(photo))
-    if image is None:
-        raise FileNotFoundError(f"bench serve --first-frames needs {photo}")
-    out = {}
-    for cam, w, h, _ in CAMERAS:
-        ih, iw = image.shape[:2]
-        scale = min(iw / w, ih / h)
-        cw, ch = int(w * scale), int(h * scale)
-        crop = image[(ih - ch) // 2 : (ih - ch) // 2 + ch, (iw - cw) // 2 : (iw - cw) // 2 + cw]
-        out[cam] = cv2.imencode(".jpg", cv2.resize(crop, (w, h), interpolation=cv2.INTER_AREA), [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes()
-    return out
+    """The real photo as each camera's frame (`as_camera_frame`: cropped to its aspect, scaled), as JPEG."""
+    from pipeline.bench.backends import as_camera_frame
+    from pipeline.source.images import load_image
+
+    image = load_image(photo)
+    return {cam: cv2.imencode(".jpg", as_camera_frame(image, w, h), [cv2.IMWRITE_JPEG_QUALITY, 90])[1].tobytes() for cam, w, h, _ in CAMERAS}
 
 
 def one_start(warm_up: bool, blobs: dict[str, bytes], model: str | None) -> dict:

@@ -60,19 +60,25 @@ def cpu_capabilities() -> tuple[str, ...]:
 
 
 @functools.cache
-def cpu_name() -> str:
-    """The CPU as a person reads it: model name, cores, and the matrix and bf16 flags that pick OpenVINO's kernels
-    (a timing says where it was taken: AMX runs bf16 about twice as fast as AVX512-BF16 alone)."""
-    name, flags = platform.processor() or platform.machine(), set()
+def _cpuinfo() -> tuple[str, frozenset[str]]:
+    """The CPU's model name and flags from /proc/cpuinfo (the platform's name and none elsewhere)."""
+    name, flags = platform.processor() or platform.machine(), frozenset()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name") and ":" in line:
                 name = line.split(":", 1)[1].strip()
             elif line.startswith("flags") and ":" in line:
-                flags = set(line.split(":", 1)[1].split())
+                flags = frozenset(line.split(":", 1)[1].split())
                 break
     except OSError:
         pass
+    return name, flags
+
+
+def cpu_name() -> str:
+    """The CPU as a person reads it: model name, cores, and the matrix and bf16 flags that pick OpenVINO's kernels
+    (a timing says where it was taken: AMX runs bf16 about twice as fast as AVX512-BF16 alone)."""
+    name, flags = _cpuinfo()
     shown = [f for f in ("avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8") if f in flags]
     return f"{name}, {os.cpu_count()} cores" + (f", {' '.join(shown)}" if shown else "")
 
@@ -81,16 +87,8 @@ def cpu_name() -> str:
 def machine_key() -> str:
     """The CPU as far as speed goes: model name, the vector and matrix flags, core count, runtime versions. A
     choice measured on one machine is not reused on another."""
-    name, flags = platform.processor() or platform.machine(), []
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and ":" in line:
-                name = line.split(":", 1)[1].strip()
-            elif line.startswith("flags") and ":" in line:
-                flags = sorted(f for f in line.split(":", 1)[1].split() if f.startswith(("avx", "amx", "fma", "f16c")))
-                break
-    except OSError:
-        pass
+    name, all_flags = _cpuinfo()
+    flags = sorted(f for f in all_flags if f.startswith(("avx", "amx", "fma", "f16c")))
     versions = []
     for module in ("onnxruntime", "openvino"):
         try:
