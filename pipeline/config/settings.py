@@ -25,6 +25,7 @@ lists every one of them (the same test keeps it complete).
 | STREETORDER_MODEL | models/CURRENT | Service: model name, model folder or .onnx file (`--model` wins) |
 | STREETORDER_PERSIST_MODEL | false | Service: PUT /models/current also rewrites models/CURRENT |
 | STREETORDER_MODEL_WATCH_S | 2 | Service: how often to re-read models/CURRENT and follow it; 0: never |
+| STREETORDER_WARM_UP_S | 30 | Service: at each model load, build every configured camera's input shapes before it serves, for at most this long; 0: off |
 | STREETORDER_CONF | 0.25 | Service: detector score floor |
 | STREETORDER_IMGSZ | the model's | Service: inference size in pixels (a multiple of 32) |
 | STREETORDER_THREADS | the cores shared out | Service: intra-op threads of each detector stream (one stream: the runtime's default, all cores) |
