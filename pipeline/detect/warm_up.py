@@ -4,7 +4,8 @@ OpenVINO compiles a model once per input shape (`OpenVinoDetector.warm`): 0.25-0
 detector's own thread. A loaded model has only the square, so a 16:9 or 4:3 camera's first frame, and every
 request queued behind it, waited about 0.5 s for the street and the cue model to compile. `warm_up` builds, for
 each camera's `resolution`, what the detector its frames take (`plan.camera_detector`: the cue model where its
-zones need it, its slicing tiles) would build on that first frame. Nothing is run; onnxruntime builds nothing.
+zones need it, its slicing tiles) would build on that first frame: OpenVINO compiles each new shape and runs it
+once on zeros (a compiled model's first inference pays a lazy set-up); onnxruntime builds nothing.
 """
 
 from __future__ import annotations
