@@ -7,6 +7,7 @@ The engine reads the config on every frame, so reading and editing it happen und
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.config import CameraConfig, ConfigSource, Fixture, StreetOrderConfig
@@ -22,15 +23,21 @@ class Cameras:
     def __init__(self, source: ConfigSource, lock: threading.Lock) -> None:
         self.source = source
         self.lock = lock
+        self.on_change: Callable[[StreetOrderConfig], object] | None = None  # after a reload, outside the lock; must not block
+        self._version = source.version
 
     @property
     def path(self) -> Path | None:
         return self.source.path
 
     def config(self) -> StreetOrderConfig:
-        """The current config, re-read first if its file or the fixtures file changed."""
+        """The current config, re-read first if its file or the fixtures file changed (then `on_change` is told)."""
         with self.lock:
-            return self.source.get()
+            config = self.source.get()
+            changed, self._version = self.source.version != self._version, self.source.version
+        if changed and self.on_change is not None:
+            self.on_change(config)
+        return config
 
     def camera(self, camera_id: str) -> CameraConfig:
         try:

@@ -20,7 +20,8 @@ from __future__ import annotations
 import threading
 
 from pipeline.cases import CaseStore
-from pipeline.config import ConfigSource
+from pipeline.config import ConfigSource, StreetOrderConfig
+from pipeline.detect.warm_up import warm_up
 from pipeline.live.outages import CameraOutages
 from pipeline.review.decisions import Rejection, reject
 
@@ -72,7 +73,18 @@ class ServiceState:
         store = link.open_store()
         metrics = ServiceMetrics()
         detector = DetectorRuntime.open(settings, metrics, warm=camera_warm_up(settings, source))
-        return cls(settings, source, store, detector, metrics, link)
+        state = cls(settings, source, store, detector, metrics, link)
+        if settings.warm_up_s:
+            state.cameras.on_change = state.warm_up_cameras
+        return state
+
+    def warm_up_cameras(self, config: StreetOrderConfig) -> None:
+        """A config reloaded while serving may add cameras or resolutions: their input shapes are built on a thread
+        of their own (`warm_up`; shapes built already are skipped), not on the detector's when their first frame
+        comes. A camera is usually added well before it sends anything, and a health probe notices the edit."""
+        model = self.detector.models.current
+        if model is not None:
+            threading.Thread(target=warm_up, args=(model.detector, config.cameras, self.settings.warm_up_s), name="warm-up", daemon=True).start()
 
     def start(self) -> None:
         """Start retrying the queue in the background (so it drains when the ledger is back, traffic or not), and

@@ -109,3 +109,25 @@ def test_fixtures_are_listed_per_camera_edited_in_place_and_removed(client, stre
     assert [f["id"] for f in stored["cam-1"]] == ["rack", "bin-0", "bin-2"] and stored["cam-1"][0]["reason"] == "rack moved"
     assert [f["id"] for f in client.get("/cameras/cam-1/fixtures").json()["fixtures"]] == ["kiosk", "rack", "bin-0", "bin-2"]
     assert client.get("/cameras").json()["config_error"] is None
+
+
+def test_a_camera_added_while_serving_is_warmed_before_its_first_frame(make_client, camera_config, caplog):
+    """A config edit that adds a camera builds its input shapes on a thread of its own once the service notices
+    the edit (here: a /ready probe), before the camera sends anything (`ServiceState.warm_up_cameras`)."""
+    import logging
+    import time
+
+    caplog.set_level(logging.INFO, logger="pipeline.detect.warm_up")
+    client = make_client()
+    assert "warm-up: 1 plan(s) for 2 camera(s)" in caplog.text  # at the start
+    data = yaml.safe_load(camera_config.read_text(encoding="utf-8"))
+    data["cameras"].append({"id": "cam-3", "location": {"district": "西湖区", "point": "P3"}, "resolution": [1920, 1080]})
+    camera_config.write_text(yaml.safe_dump(data, allow_unicode=True), encoding="utf-8")
+    assert client.get("/ready").status_code == 200
+    deadline = time.monotonic() + 60
+    while "for 3 camera(s)" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "warm-up: 2 plan(s) for 3 camera(s)" in caplog.text
+    assert client.get("/cameras").json()["config_version"] == 2
+
+    assert make_client(warm_up_s=0).app.state.service.cameras.on_change is None
