@@ -66,7 +66,7 @@ class Detector(Protocol):
 def warm(detector: Detector, sizes: Iterable[tuple[int, int]]) -> None:
     """Build now what `detector` would build on the first image of each (height, width): the input shapes an
     OpenVINO model compiles (`OpenVinoDetector.warm`), through a cascade's models and a sliced detector's tiles.
-    A detector without `warm` builds nothing per shape."""
+    A detector without `warm` (onnxruntime, ultralytics) builds nothing per shape."""
     method = getattr(detector, "warm", None)
     if method is not None:
         method(list(sizes))

@@ -166,10 +166,6 @@ class ExportedDetector:
         """float32 (B, 3, h, w) RGB in [0, 1] (h, w: `letterbox.input_shape`) -> (B, 4 + nc, anchors)."""
         raise NotImplementedError
 
-    def warm(self, sizes: Sequence[tuple[int, int]]) -> None:
-        """Build what the runtime makes per input shape for images of these (height, width) (`base.warm`);
-        onnxruntime makes nothing."""
-
     # ---- shared ------------------------------------------------------------------------------------------
     def with_settings(self, settings: DetectorSettings) -> ExportedDetector:
         """The same loaded model with other thresholds or class filter (the input size cannot change)."""
