@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-BACKEND_HELP = "auto (default): the fastest on this machine of onnx, openvino (when it agrees with onnx) and the INT8/bf16 variants the accuracy gate accepted (card.json), chosen once and cached; onnx (onnxruntime), openvino, openvino-bf16, openvino-int8 (a variant, accepted or not), or ultralytics (the .pt; needs the train extra)"
+BACKEND_HELP = "auto (default): the fastest on this machine of onnx, openvino (when it agrees with onnx) and the INT8/bf16 variants the accuracy gate accepted (card.json), chosen once and cached; onnx (onnxruntime), openvino, openvino-bf16, openvino-int8, openvino-int8-bf16 (a variant, accepted or not), or ultralytics (the .pt; needs the train extra)"
 
 
 def add_backend_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=["auto", "onnx", "openvino", "openvino-bf16", "openvino-int8", "ultralytics"], default="auto", help=BACKEND_HELP)
+    p.add_argument("--backend", choices=["auto", "onnx", "openvino", "openvino-bf16", "openvino-int8", "openvino-int8-bf16", "ultralytics"], default="auto", help=BACKEND_HELP)
 
 
 def add_detector_args(p: argparse.ArgumentParser) -> None:

@@ -76,7 +76,7 @@ def resolve_model(spec: str | Path | None = None, root: Path | None = None) -> M
     )
 
 
-BACKENDS = ("auto", "onnx", "openvino", "openvino-bf16", "openvino-int8", "ultralytics")
+BACKENDS = ("auto", "onnx", "openvino", *VARIANTS, "ultralytics")
 PROBE_IMAGE = SAMPLE_FOOTAGE / "patrol" / "patrol_01.jpg"
 
 log = logging.getLogger(__name__)

@@ -4,6 +4,8 @@ A model folder holds `model.onnx` (f32) and may hold what `streetorder models qu
 builds beside it:
 - `openvino-int8`: `model.int8.xml` + `.bin`, an OpenVINO IR quantized to INT8 by NNCF post-training quantization
   on real street frames, the detection head's box decoding kept in float;
+- `openvino-int8-bf16`: the same IR with the layers it keeps in float (the head) run in bf16, on CPUs with both;
+  gated on its own, since the head's scores move with its precision;
 - `openvino-bf16`: no file of its own, `model.onnx` compiled by OpenVINO with the bf16 inference precision hint
   (on CPUs with AVX512-BF16 or AMX).
 
@@ -36,14 +38,19 @@ class Variant:
     precision: str  # 'bf16' or 'int8'
     file: str  # the file in the model folder it serves
     hint: str  # OpenVINO's INFERENCE_PRECISION_HINT: how the layers left in float run
-    capability: str  # the OpenVINO CPU capability it needs
+    capabilities: tuple[str, ...]  # the OpenVINO CPU capabilities it needs
+
+    def missing(self) -> list[str]:
+        """The capabilities this CPU lacks for it (none: it can run here)."""
+        return [c for c in self.capabilities if c not in cpu_capabilities()]
 
 
 VARIANTS: dict[str, Variant] = {
     v.backend: v
     for v in (
-        Variant("openvino-int8", "int8", "model.int8.xml", "f32", "INT8"),
-        Variant("openvino-bf16", "bf16", "model.onnx", "bf16", "BF16"),
+        Variant("openvino-int8", "int8", "model.int8.xml", "f32", ("INT8",)),
+        Variant("openvino-int8-bf16", "int8", "model.int8.xml", "bf16", ("INT8", "BF16")),
+        Variant("openvino-bf16", "bf16", "model.onnx", "bf16", ("BF16",)),
     )
 }
 
@@ -118,8 +125,8 @@ def unusable(card: dict, folder: Path, backend: str) -> str | None:
         return "not gated (no verdict in card.json)"
     if gate.get("accepted") is not True:
         return "refused by the gate: " + "; ".join(gate.get("failed") or ["no reason recorded"])
-    if v.capability not in cpu_capabilities():
-        return f"this CPU lacks {v.capability}"
+    if v.missing():
+        return f"this CPU lacks {' and '.join(v.missing())}"
     return None
 
 

@@ -42,9 +42,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="a model's reduced-precision variants (train extra)", description="Work on the files of a model under models/.")
     actions = p.add_subparsers(dest="models_action", required=True, metavar="ACTION")
     q = actions.add_parser(
-        "quantize", help="build the INT8 variant, gate it and bf16, record both in the card",
-        description="Build models/NAME/model.int8.xml (NNCF post-training INT8, calibrated on real street frames, box decoding in float), then gate it and "
-        "the bf16 variant against f32 (mAP on garbage-cn val, cue-class recall, two-wheeler recall and precision on the streets-in holdout) through "
+        "quantize", help="build the INT8 variant, gate its variants and bf16, record them in the card",
+        description="Build models/NAME/model.int8.xml (NNCF post-training INT8, calibrated on real street frames, the head's class branch and box decoding in float), "
+        "then gate it (its float layers in f32, and in bf16 where the CPU has it) and the bf16 variant against f32 (mAP on garbage-cn val, cue-class recall, two-wheeler recall and precision on the streets-in holdout) through "
         "the serving backends, time them, and write the verdicts into card.json and README.md, where `--backend auto` reads them.",
     )
     q.add_argument("name", help="model name under models/, or a model folder")
@@ -52,7 +52,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--calibration", type=int, default=300, help="calibration images (default 300)")
     q.add_argument("--limit", type=int, help="gate on only the first N images of each set (a quick look; the card's numbers should come from the full sets)")
     q.add_argument("--threads", type=int, help="inference threads")
-    q.add_argument("--keep-float", choices=["head", "decode", "none"], default="head", help="INT8: what stays float: the whole Detect head (default), only its box decoding, or nothing (a degraded model)")
+    q.add_argument("--keep-float", choices=["classes-and-decode", "head", "decode", "none"], default="classes-and-decode", help="INT8: what of the Detect head stays float: all but its box branches' 3x3 convolutions (default), all of it, only its box decoding, or nothing (a degraded model)")
     q.add_argument("--timing-only", action="store_true", help="only time the variants already built and gated again, and replace the card's timing (files and verdicts stay)")
     q.add_argument("--dry-run", action="store_true", help="build and gate, but leave card.json and README.md as they are")
     q.add_argument("--json", action="store_true", help="print the record as JSON")

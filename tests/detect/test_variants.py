@@ -123,3 +123,24 @@ def test_auto_serves_no_variant_when_turned_off(street_copy, monkeypatch):
     det = load_detector(street_copy, "auto", DetectorSettings(conf=0.25), threads=1)
     assert det.backend in ("onnx", "openvino") and set(det.auto_choice.ms) <= {"onnx", "openvino"}
     assert "openvino-bf16 skipped: STREETORDER_AUTO_VARIANTS is off" in det.auto_choice.reason
+
+
+@pytest.mark.skipif("INT8" not in cpu_capabilities(), reason="this CPU has no INT8 path in OpenVINO")
+@pytest.mark.parametrize("name", ["street-v2", "yolo11n-coco"])
+def test_the_shipped_int8_runs_each_silu_inside_its_convolution(name):
+    """The INT8 IR is built from the converted model (one Swish op a SiLU), so the CPU plugin fuses the activation
+    and the requantization into each INT8 convolution. Built from the raw ONNX, every SiLU and its quantizer ran as
+    kernels of their own (129 beside 62 INT8 convolutions in street-v2), and INT8 was no faster than bf16."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(variant_file(MODELS / name, "openvino-int8")), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    kinds: dict[str, int] = {}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        if "model.23" in op.get_friendly_name():  # the head: its float layers and box decoding are elementwise by design
+            continue
+        info = op.get_rt_info()
+        kind = f"{info['layerType'].astype(str)}/{info['runtimePrecision'].astype(str)}"
+        kinds[kind] = kinds.get(kind, 0) + 1
+    int8_convs = kinds.get("Convolution/u8", 0) + kinds.get("Convolution/i8", 0)
+    separate = sum(n for k, n in kinds.items() if k.startswith(("FakeQuantize/", "Eltwise/f32", "Subgraph/")))
+    assert int8_convs >= 50 and separate <= int8_convs // 5, kinds

@@ -48,7 +48,7 @@ def test_the_shipped_cards_record_full_set_verdicts():
         folder = REPO / "models" / name
         card = json.loads((folder / "card.json").read_text())
         rec = card["variants"]
-        for v in ("openvino-int8", "openvino-bf16"):
+        for v in ("openvino-int8", "openvino-int8-bf16", "openvino-bf16"):
             gate = rec[v]["gate"]
             assert gate["sets"]["limit_per_set"] is None and gate["sets"]["garbage_cn_val"] == val_images
             assert gate["checks"]["cue_recall"]["images"] == {"streets-in holdout": 78, "vtest frames": 40, "garbage-cn val": 391}
