@@ -3,8 +3,8 @@
 A model folder holds `model.onnx` (f32) and may hold what `streetorder models quantize` (`pipeline/train/quantize.py`)
 builds beside it:
 - `openvino-int8`: `model.int8.xml` + `.bin`, an OpenVINO IR quantized to INT8 by NNCF post-training quantization
-  on real street frames, the detection head's box decoding kept in float;
-- `openvino-int8-bf16`: the same IR with the layers it keeps in float (the head) run in bf16, on CPUs with both;
+  on real street frames, most of the detection head kept in float (run in f32);
+- `openvino-int8-bf16`: the same IR with the layers it keeps in float run in bf16, on CPUs with both;
   gated on its own, since the head's scores move with its precision;
 - `openvino-bf16`: no file of its own, `model.onnx` compiled by OpenVINO with the bf16 inference precision hint
   (on CPUs with AVX512-BF16 or AMX).

@@ -1,7 +1,7 @@
 """Build a model's reduced-precision variants, gate them, and record both in its card: `streetorder models
 quantize NAME` (and `retrain`, for every model it trains).
 
-- INT8 (`model.int8.xml` + `.bin`): NNCF post-training quantization of the OpenVINO model read from `model.onnx`,
+- INT8 (`model.int8.xml` + `.bin`): NNCF post-training quantization of the OpenVINO model converted from `model.onnx`,
   calibrated on real street frames (garbage-cn train, streets-in outside its holdout, the frame pool), preset MIXED
   (symmetric weights, asymmetric activations), with the Detect head in float but for its box branches' 3x3
   convolutions, and every Sigmoid in float. The model is converted (`ov.convert_model`, as `ovc` does), so each
