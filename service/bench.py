@@ -141,7 +141,8 @@ def _same_detector(model: str, backend: str, threads: int | None = None):
     primary, _, cue = backend.partition("+cue:")
     detector = load_cue_cascade(model, backend=primary, settings=DetectorSettings(conf=0.25), threads=threads)
     if isinstance(detector, CueCascade) and cue and cue != primary:
-        detector.cue = load_detector(detector.cue.path, backend=cue, settings=detector.cue.settings, threads=threads)
+        # by its folder: the file a variant serves may be the INT8 IR, which names no model
+        detector.cue = load_detector(detector.cue.path.parent, backend=cue, settings=detector.cue.settings, threads=threads)
     return detector
 
 

@@ -49,3 +49,14 @@ def test_bench_first_frames_starts_the_service_with_and_without_the_warm_up(caps
         assert set(mode["per_camera"]) == {"vending-1080p", "garbage-720p", "parking-4x3", "garbage-square"}
         assert all(v["first_ms"] > 0 and v["second_ms"] > 0 for v in mode["per_camera"].values())
     assert math.isfinite(out["first_frames_on_vs_off"]) and out["first_frames_on_vs_off"] > 0
+
+
+@pytest.mark.skipif(not {"INT8", "BF16"} <= set(__import__("pipeline.detect.variants", fromlist=["x"]).cpu_capabilities()), reason="no INT8 or BF16 here")
+def test_the_benchs_detector_serves_each_model_as_the_label_says():
+    """'openvino-int8-bf16+cue:openvino-bf16': the street model from its INT8 IR, the cue model from its own folder
+    (it was once loaded by the path of the IR it first got, which names no model)."""
+    from tests.conftest import REPO
+
+    det = serve_bench._same_detector(str(REPO / "models" / "street-v2"), "openvino-int8-bf16+cue:openvino-bf16")
+    assert det.primary.backend == "openvino-int8-bf16" and det.cue.backend == "openvino-bf16"
+    assert det.cue.path.name == "model.onnx" and det.cue.path.parent.name == "yolo11n-coco"
