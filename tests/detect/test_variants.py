@@ -125,22 +125,25 @@ def test_auto_serves_no_variant_when_turned_off(street_copy, monkeypatch):
     assert "openvino-bf16 skipped: STREETORDER_AUTO_VARIANTS is off" in det.auto_choice.reason
 
 
+def _int8_layers(name: str) -> list[tuple[str, str, str]]:
+    """The shipped INT8 IR of `name` as the CPU plugin runs it: (layer name, kind, precision) per runtime layer."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(variant_file(MODELS / name, "openvino-int8")), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    return [(op.get_friendly_name(), op.get_rt_info()["layerType"].astype(str), op.get_rt_info()["runtimePrecision"].astype(str))
+            for op in compiled.get_runtime_model().get_ordered_ops()]
+
+
 @pytest.mark.skipif("INT8" not in cpu_capabilities(), reason="this CPU has no INT8 path in OpenVINO")
 @pytest.mark.parametrize("name", ["street-v2", "yolo11n-coco"])
 def test_the_shipped_int8_runs_each_silu_inside_its_convolution(name):
     """The INT8 IR is built from the converted model (one Swish op a SiLU), so the CPU plugin fuses the activation
     and the requantization into each INT8 convolution. Built from the raw ONNX, every SiLU and its quantizer ran as
     kernels of their own (129 beside 62 INT8 convolutions in street-v2), and INT8 was no faster than bf16."""
-    import openvino as ov
-
-    compiled = ov.Core().compile_model(str(variant_file(MODELS / name, "openvino-int8")), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     kinds: dict[str, int] = {}
-    for op in compiled.get_runtime_model().get_ordered_ops():
-        if "model.23" in op.get_friendly_name():  # the head: its float layers and box decoding are elementwise by design
-            continue
-        info = op.get_rt_info()
-        kind = f"{info['layerType'].astype(str)}/{info['runtimePrecision'].astype(str)}"
-        kinds[kind] = kinds.get(kind, 0) + 1
+    for layer, kind, precision in _int8_layers(name):
+        if "/model.23/" not in layer:  # outside the head, whose float layers and box decoding are elementwise by design
+            kinds[f"{kind}/{precision}"] = kinds.get(f"{kind}/{precision}", 0) + 1
     int8_convs = kinds.get("Convolution/u8", 0) + kinds.get("Convolution/i8", 0)
     separate = sum(n for k, n in kinds.items() if k.startswith(("FakeQuantize/", "Eltwise/f32", "Subgraph/")))
     assert int8_convs >= 50 and separate <= int8_convs // 5, kinds
@@ -152,14 +155,7 @@ def test_the_shipped_int8_quantizes_only_the_box_stems_of_the_head():
     and the box branches' last convolutions stay float (quantized, they cost 0.03 mAP50-95)."""
     import re
 
-    import openvino as ov
-
-    compiled = ov.Core().compile_model(str(variant_file(MODELS / "street-v2", "openvino-int8")), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    head = {}
-    for op in compiled.get_runtime_model().get_ordered_ops():
-        info, name = op.get_rt_info(), op.get_friendly_name()
-        if "/model.23/" in name and info["layerType"].astype(str) == "Convolution":
-            head[name] = info["runtimePrecision"].astype(str)
+    head = {layer: precision for layer, kind, precision in _int8_layers("street-v2") if "/model.23/" in layer and kind == "Convolution"}
     stems = {n: p for n, p in head.items() if re.search(r"/cv2\.\d/cv2\.\d\.[01]/", n)}
     assert len(stems) == 6 and set(stems.values()) <= {"u8", "i8"}, stems
     assert all(p == "f32" for n, p in head.items() if n not in stems), head

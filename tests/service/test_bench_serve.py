@@ -13,7 +13,10 @@ import math
 import pytest
 
 from pipeline.cli import main
+from pipeline.detect.variants import cpu_capabilities
 from service import bench as serve_bench
+
+from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
 
@@ -51,12 +54,10 @@ def test_bench_first_frames_starts_the_service_with_and_without_the_warm_up(caps
     assert math.isfinite(out["first_frames_on_vs_off"]) and out["first_frames_on_vs_off"] > 0
 
 
-@pytest.mark.skipif(not {"INT8", "BF16"} <= set(__import__("pipeline.detect.variants", fromlist=["x"]).cpu_capabilities()), reason="no INT8 or BF16 here")
+@pytest.mark.skipif(not {"INT8", "BF16"} <= set(cpu_capabilities()), reason="this CPU has no INT8 or no BF16 path in OpenVINO")
 def test_the_benchs_detector_serves_each_model_as_the_label_says():
     """'openvino-int8-bf16+cue:openvino-bf16': the street model from its INT8 IR, the cue model from its own folder
     (it was once loaded by the path of the IR it first got, which names no model)."""
-    from tests.conftest import REPO
-
     det = serve_bench._same_detector(str(REPO / "models" / "street-v2"), "openvino-int8-bf16+cue:openvino-bf16")
     assert det.primary.backend == "openvino-int8-bf16" and det.cue.backend == "openvino-bf16"
     assert det.cue.path.name == "model.onnx" and det.cue.path.parent.name == "yolo11n-coco"
