@@ -37,16 +37,12 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from ..detect.ultralytics import import_yolo  # importing it sets YOLO_OFFLINE before any import of ultralytics
 from ..formats.yolo import cxcywh_to_xyxy, label_path, list_images, load_data_yaml, read_labels, write_labels
 from ..paths import SHARED, SHARED_DATA, STREETS_SPLIT
 from ..samples.classes import COCO_KEEP, COCO_TO_MERGED
 from .dataset import Sources, _link, _rows
 from .pseudo_label import TeacherBox, run_teacher, select_pseudo_labels
-
-# ultralytics reads YOLO_OFFLINE from the environment when it is imported (there is no argument for it), so this
-# is set before any import of it: never reach for fonts, weights or update checks. The one kind of os.environ
-# write kept on purpose (tests/config/test_settings_env.py allows only this one).
-os.environ.setdefault("YOLO_OFFLINE", "1")
 
 MERGED_TO_COCO = {merged: coco for coco, merged in COCO_TO_MERGED.items()}
 LR0 = 0.001  # see the module docstring
@@ -165,7 +161,7 @@ def _class_id(cfg: CurveConfig) -> int:
 
 def _coco_names(base: Path) -> list[str]:
     """The base model's classes; pseudo-labels use COCO ids, so the rules' classes must sit where COCO has them."""
-    from ultralytics import YOLO
+    YOLO = import_yolo()
 
     names = YOLO(str(base)).names
     out = [names[i] for i in range(len(names))]
@@ -216,7 +212,7 @@ def _eval_set(cfg: CurveConfig, root: Path, cid: int) -> tuple[Path, int, int]:
 def _fit(cfg: CurveConfig, init: Path, data: Path, project: Path, name: str, epochs: int) -> Path:
     """Fine-tune as `streetorder train` does on a CPU (its trainer, no night augmentation, one process), with
     validation only at the end on a few held-apart train images; the last epoch's weights are scored."""
-    from ultralytics import YOLO
+    YOLO = import_yolo()
 
     from .trainer import _street_trainer
 

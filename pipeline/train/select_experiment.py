@@ -18,13 +18,9 @@ from pathlib import Path
 
 import yaml
 
+from ..detect.ultralytics import import_yolo  # importing it sets YOLO_OFFLINE before any import of ultralytics
 from ..formats.yolo import label_path, list_images
 from ..paths import SHARED_DATA
-
-# ultralytics reads YOLO_OFFLINE from the environment when it is imported (there is no argument for it), so this
-# is set before any import of it: never reach for fonts, weights or update checks. The one kind of os.environ
-# write kept on purpose (tests/config/test_settings_env.py allows only this one).
-os.environ.setdefault("YOLO_OFFLINE", "1")
 
 
 @dataclass(frozen=True)
@@ -79,7 +75,7 @@ def _fit(cfg: ExperimentConfig, name: str, init: Path, data: Path, epochs: int, 
     best = cfg.workdir.resolve() / "runs" / name / "weights" / "best.pt"
     if best.exists():
         return best
-    from ultralytics import YOLO
+    YOLO = import_yolo()
 
     from .trainer import _street_trainer
 
@@ -94,7 +90,7 @@ def _fit(cfg: ExperimentConfig, name: str, init: Path, data: Path, epochs: int, 
 def _onnx(cfg: ExperimentConfig, weights: Path) -> Path:
     onnx = weights.with_suffix(".onnx")
     if not onnx.exists():
-        from ultralytics import YOLO
+        YOLO = import_yolo()
 
         YOLO(str(weights)).export(format="onnx", imgsz=cfg.imgsz, dynamic=True, simplify=True, opset=17, device="cpu")
     return onnx

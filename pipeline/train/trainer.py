@@ -12,10 +12,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-# ultralytics reads YOLO_OFFLINE from the environment when it is imported (there is no argument for it), so this
-# is set before any import of it: never reach for fonts, weights or update checks. The one kind of os.environ
-# write kept on purpose (tests/config/test_settings_env.py allows only this one).
-os.environ.setdefault("YOLO_OFFLINE", "1")
+from ..detect.ultralytics import import_yolo  # importing it sets YOLO_OFFLINE before any import of ultralytics
 
 
 class TrainConfig(BaseModel):
@@ -98,7 +95,7 @@ def _street_trainer(night_p: float, workers: int, threads: int):
 
 def fit(cfg: TrainConfig, resume: bool = False) -> Path:
     """Train on the built dataset; returns the best checkpoint."""
-    from ultralytics import YOLO
+    YOLO = import_yolo()
 
     project = (cfg.run_dir / "runs").resolve()
     last = project / "fit" / "weights" / "last.pt"
@@ -135,7 +132,7 @@ def fit(cfg: TrainConfig, resume: bool = False) -> Path:
 
 def export(cfg: TrainConfig, best: Path) -> tuple[Path, Path]:
     """Copy the checkpoint to models/<name>/model.pt and export model.onnx (dynamic batch, fixed imgsz)."""
-    from ultralytics import YOLO
+    YOLO = import_yolo()
 
     cfg.out_dir.mkdir(parents=True, exist_ok=True)
     pt = cfg.out_dir / "model.pt"
