@@ -61,7 +61,7 @@ def create_app(settings: ServiceSettings | None = None, open_state: Callable[[Se
     )
     app.state.service = state
     app.state.auth = auth
-    app.state.images = ImageReader(state.detector.budget, settings.max_pixels)
+    app.state.images = ImageReader(state.detector.budget, settings.max_pixels, state.metrics)
     install_handlers(app)
     app.add_middleware(BodyLimit, limit=settings.max_upload_bytes)
     app.add_middleware(BodyTimeout, timeout_s=settings.body_timeout_s)  # a stalled upload: 408, connection freed

@@ -11,6 +11,7 @@ flight never take more than the budget together, whatever is uploaded at once.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Annotated, Any
@@ -24,6 +25,7 @@ from pipeline.source.images import FORMAT_NAMES, ImageError, decode_image, probe
 
 from ..runtime.decode_budget import DecodeBudget
 from ..runtime.errors import Unprocessable
+from ..runtime.metrics import ServiceMetrics
 from .errors import UnsupportedMediaType, send_refusal
 
 # What the schema says of every image part: bytes (a file part), and never empty. That the bytes decode as an
@@ -187,11 +189,12 @@ def refuse_repeated_files(form: FormData) -> None:
 
 class ImageReader:
     """Uploaded file → decoded image, inside the memory budget. One per app (`app.state.images`); requests use it
-    through `ImageHold`."""
+    through `ImageHold`. Each decode's time goes to `metrics` (stage `decode`) when given."""
 
-    def __init__(self, budget: DecodeBudget, max_pixels: int) -> None:
+    def __init__(self, budget: DecodeBudget, max_pixels: int, metrics: ServiceMetrics | None = None) -> None:
         self.budget = budget
         self.max_pixels = max_pixels
+        self.decode_time = metrics.stage["decode"] if metrics is not None else None
 
     @contextmanager
     def read(self, upload: UploadFile, field: str = "image") -> Iterator[tuple[bytes, np.ndarray]]:
@@ -212,7 +215,10 @@ class ImageReader:
             upload.file.seek(0)
             data = upload.file.read()
             more = info.fallback_bytes() if info else 0  # a plain JPEG that libjpeg-turbo refuses goes to Pillow, which needs more
+            start = time.perf_counter()
             image = decode_image(data, name, self.max_pixels, on_fallback=(lambda: held.enter_context(self.budget.reserve(more, name))) if more else None)
+            if self.decode_time is not None:
+                self.decode_time.observe(time.perf_counter() - start)
             yield data, image
 
 

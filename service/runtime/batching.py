@@ -51,6 +51,12 @@ class Budget(Protocol):
     def reserve(self, nbytes: int, what: str) -> AbstractContextManager[None]: ...
 
 
+class Observer(Protocol):
+    """A histogram's child (`ServiceMetrics.stage[...]`): takes seconds."""
+
+    def observe(self, amount: float) -> None: ...
+
+
 SPARE_CORES = available_cores()  # a spare thread needs a core the model is not using
 
 _TICKET: ContextVar[_Ticket | None] = ContextVar("batch_ticket", default=None)
@@ -94,9 +100,12 @@ class Pending:
     (`finish`); the prepared input's memory stays reserved until then. Wait with `result()` on a thread, or
     `await wait()` then `finish(raw)` (the async routes: no thread is held while the detector is busy)."""
 
-    def __init__(self, detector: Detector, prepared: object | None, future: Future, reservation: AbstractContextManager[None]) -> None:
+    def __init__(
+        self, detector: Detector, prepared: object | None, future: Future, reservation: AbstractContextManager[None], boxes_time: Observer | None = None,
+    ) -> None:
         self.detector, self.prepared, self.future = detector, prepared, future
         self._reservation = reservation
+        self._boxes_time = boxes_time  # where `finish` reports the time it took to make the boxes
         self._open = True
         self._closing = threading.Lock()  # close() may come from the worker (a cancelled wait) and the route at once
 
@@ -120,7 +129,9 @@ class Pending:
     def finish(self, out: object) -> sv.Detections:
         """Boxes from the raw output (CPU work: on a thread); the boxes themselves where the worker made them."""
         try:
-            return self.detector.finish(out, self.prepared) if self.prepared is not None and not self.finished(out) else out
+            if self.prepared is None or self.finished(out):
+                return out
+            return _timed_boxes(self.detector, out, self.prepared, self._boxes_time)
         finally:
             self.close()
 
@@ -203,12 +214,15 @@ class MicroBatcher:
             done.set_result(found)
             return Pending(detector, None, done, nullcontext())
         try:
+            start = time.perf_counter()
             if not getattr(detector, "preparable", False):
                 prepared = None
             elif spare := self._spare_for(detector, incoming=1 if ticket else 0):
                 prepared = detector.prepare(image, spare=spare)
             else:
                 prepared = detector.prepare(image)
+            if prepared is not None:
+                self.metrics.stage["prepare"].observe(time.perf_counter() - start)
         except BaseException:
             if ticket:
                 ticket.close()
@@ -231,7 +245,7 @@ class MicroBatcher:
         except BaseException:
             reservation.__exit__(None, None, None)
             raise
-        return Pending(detector, prepared, item.future, reservation)
+        return Pending(detector, prepared, item.future, reservation, self.metrics.stage["boxes"])
 
     def _reserved(self, prepared):
         """The prepared input's memory, reserved in the image budget until the detector is done with it."""
@@ -315,13 +329,12 @@ class MicroBatcher:
             return detector.infer_prepared([it.prepared for it in batch])
         return detector.detect([it.image for it in batch])
 
-    @staticmethod
-    def _finished(it: _Item, raw: list) -> list:
+    def _finished(self, it: _Item, raw: list) -> list:
         """A lone image with nothing queued or on its way behind it: its boxes are made here, while the model has
         nothing else to do, saving the request a hop to a thread and back after the detector (half a millisecond
         at c=1, `docs/benchmarks.md`). Under load the requests finish their own: the model never waits for boxes."""
         try:
-            return [it.detector.finish(raw[0], it.prepared)]
+            return [_timed_boxes(it.detector, raw[0], it.prepared, self.metrics.stage["boxes"])]
         except Exception:  # the request's own `finish` raises it again where the route expects it
             return raw
 
@@ -374,6 +387,15 @@ class MicroBatcher:
             left, self._queue = list(self._queue), deque()
         for it in left:
             _answer(it.future, exc=Unavailable("the service is shutting down"))
+
+
+def _timed_boxes(detector: Detector, raw: object, prepared: object, observer: Observer | None) -> sv.Detections:
+    """`detector.finish`, its time told to `observer` (stage `boxes`)."""
+    start = time.perf_counter()
+    found = detector.finish(raw, prepared)
+    if observer is not None:
+        observer.observe(time.perf_counter() - start)
+    return found
 
 
 def _answer(future: Future, result: object = None, exc: BaseException | None = None) -> None:

@@ -16,6 +16,10 @@ from pipeline.source.streams import StreamState
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 10.0)
 BATCH_BUCKETS = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+STAGE_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
+# The steps an uploaded image takes around the model, in order (`stages`): with `inference` and `queue_wait`
+# they say where a request's milliseconds go besides the model (`streetorder bench serve`'s c=1 breakdown).
+STAGES = ("decode", "prepare", "boxes")
 
 
 class ServiceMetrics:
@@ -29,6 +33,11 @@ class ServiceMetrics:
         self.requests = Histogram("streetorder_request_seconds", "HTTP request latency by route template", ["method", "route", "status"], buckets=LATENCY_BUCKETS, registry=r)
         self.inference = Histogram("streetorder_inference_seconds", "Detector time per call (one micro-batch)", ["model"], buckets=LATENCY_BUCKETS, registry=r)
         self.batch_size = Histogram("streetorder_batch_size", "Images per detector call", ["model"], buckets=BATCH_BUCKETS, registry=r)
+        self.stages = Histogram(
+            "streetorder_image_stage_seconds", "Time an image spends in each step around the model: decode (upload to pixels), prepare (pixels to the model's "
+            "input), boxes (the model's output to detections)", ["stage"], buckets=STAGE_BUCKETS, registry=r,
+        )
+        self.stage = {name: self.stages.labels(name) for name in STAGES}  # bound once: a request observes each without a lookup
         self.queue_wait = Histogram("streetorder_queue_wait_seconds", "Time an image waited for the detector", buckets=LATENCY_BUCKETS, registry=r)
         self.shed = Counter("streetorder_shed_total", "Requests refused with 503 to shed load", ["reason"], registry=r)
         self.cases_created = Counter("streetorder_cases_created_total", "Cases opened in the ledger by this process", ["source"], registry=r)

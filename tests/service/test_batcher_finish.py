@@ -84,6 +84,41 @@ def test_under_load_each_request_makes_its_own_boxes():
     assert len(detector.finished_on) == 48  # and none twice
 
 
+class Slow(Split):
+    """`prepare` and `finish` take a known time, so the stage timings can be checked against it."""
+
+    def prepare(self, image):
+        time.sleep(0.005)
+        return super().prepare(image)
+
+    def finish(self, raw, prepared):
+        time.sleep(0.005)
+        return super().finish(raw, prepared)
+
+
+def stage(metrics: ServiceMetrics, name: str, what: str = "count") -> float:
+    return metrics.registry.get_sample_value(f"streetorder_image_stage_seconds_{what}", {"stage": name})
+
+
+def test_each_image_is_timed_once_in_prepare_and_in_boxes_wherever_its_boxes_are_made():
+    """The stage histogram behind `bench serve`'s breakdown: every image once per stage, whether the worker made its
+    boxes (a lone image) or its own request did (under load), with the time the step took."""
+    detector = Slow(model_s=0.02)
+    metrics = ServiceMetrics()
+    batcher = MicroBatcher(metrics, max_size=8, max_wait_s=0.01)
+    try:
+        batcher.detect(detector, image(1))  # alone: boxes on the worker
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda v: batcher.detect(detector, image(v)), range(2, 18)))  # batched: boxes on each request's thread
+    finally:
+        batcher.close()
+    assert any(not name.startswith("detector-batcher") for name in detector.finished_on)  # both paths were taken
+    assert stage(metrics, "prepare") == stage(metrics, "boxes") == 17
+    assert stage(metrics, "decode") == 0  # decoding is the upload reader's (test_capacity.py)
+    for name in ("prepare", "boxes"):
+        assert 17 * 0.005 <= stage(metrics, name, "sum") < 17 * 0.05
+
+
 def test_a_finish_that_fails_on_the_worker_fails_the_request():
     detector = Split(fail_finish=True)
     batcher = MicroBatcher(ServiceMetrics())

@@ -303,6 +303,9 @@ def test_metrics_expose_the_series(make_client, street_jpeg):
                    "streetorder_report_backlog", "streetorder_decode_budget_used_bytes", "streetorder_model_info"):
         assert re.search(rf"^{series}", text, re.M), series
     assert metric(text, "streetorder_inference_seconds_count") == 1
+    for stage in ("decode", "prepare", "boxes"):  # the steps around the model, one image each
+        assert metric(text, "streetorder_image_stage_seconds_count", f'stage="{stage}"') == 1, stage
+        assert metric(text, "streetorder_image_stage_seconds_sum", f'stage="{stage}"') > 0, stage
     assert re.search(r'^streetorder_model_info\{backend="[a-z+:]+",model="coco"\} 1\.0$', text, re.M)
 
 
