@@ -37,6 +37,12 @@ def test_bench_serve_runs_every_phase_and_prints_its_figures(monkeypatch, capsys
     assert set(out["detector"]["batched_images_per_s"]) == {"1", "2"}
     for key in ("c16_vs_best_batched", "c16_vs_best_batched_unpaired", "c1_p99_vs_single", "c1_p50_vs_single", "c1_p99_vs_single_p99", "c1_p99_vs_single_unpaired"):
         assert math.isfinite(out[key]) and out[key] > 0, key
+    parts = out["c1_mean_ms"]  # the six interleaved requests' time, step by step, from the service's own metrics
+    for step in ("client", "in the service", "decode", "prepare", "queue", "model", "boxes", "detector alone"):
+        assert math.isfinite(parts[step]) and parts[step] >= 0, step
+    assert parts["decode"] > 0 and parts["model"] > 0 and parts["boxes"] > 0
+    assert parts["in the service"] < parts["client"]
+    assert math.isclose(parts["in the service"] + parts["outside the service"], parts["client"], abs_tol=0.02)
 
 
 def test_bench_first_frames_starts_the_service_with_and_without_the_warm_up(capsys):
