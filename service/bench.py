@@ -15,6 +15,8 @@ per call, and batches of 2-16. Two ratios say what the service makes of the dete
   rounds' own figures is `c1_p99_vs_single_unpaired`; `c1_p99_vs_single_p99` puts the tail against the
   detector's own p99, to show how much of it is the machine's noise).
 
+Beside them, `c1_mean_ms` breaks the interleaved requests' time down by the service's own metrics (`_breakdown`).
+
 The clients, the service and the bench's own detector share the machine's cores, as a live service shares
 them with its neighbours: read the figures as ratios measured side by side, not as absolute capacity.
 """
@@ -142,7 +144,8 @@ def _breakdown(before: str, after: str, served: list[float], alone: list[float])
     the steps the service times (decode, prepare, queue, model, boxes), the rest of its own time (HTTP framework,
     thread hops, JSON), and what happens outside it (the client, the connection, uvicorn's parsing). Means, not
     medians: a histogram keeps sums. `model` is the runtime alone; the detector's own time (`alone`) is prepare +
-    model + boxes without the service."""
+    model + boxes without the service. The service's time runs until its app returns, a little after the answer
+    was sent (the request's teardown), so it is slightly over and the time outside it slightly under."""
     a, b = _stage_totals(before), _stage_totals(after)
     ms = {k: 1000 * (b[k][0] - a[k][0]) / (b[k][1] - a[k][1]) if b[k][1] > a[k][1] else float("nan") for k in b}
     steps = ("decode", "prepare", "queue", "model", "boxes")
