@@ -149,7 +149,8 @@ def open_variant(folder: Path, backend: str, settings: DetectorSettings | None =
 def box_agreement(reference: list, other: list, min_score: float = 0.3, iou: float = 0.5, slack: float = 0.1) -> dict:
     """How far two variants' boxes agree, scores aside: the share of the reference's boxes scoring >= `min_score`
     that the other finds (same class, IoU >= `iou`, scoring >= `min_score - slack`), and the same the other way
-    round. Quantization moves scores; boxes that move are what the accuracy gate refuses."""
+    round, with the counts behind them (`missed` of `boxes`, `extra` of `other_boxes`). Quantization moves
+    scores; boxes that move are what the accuracy gate refuses."""
     found = {"recall": [0, 0], "precision": [0, 0]}
     for key, (a_all, b_all) in (("recall", (reference, other)), ("precision", (other, reference))):
         for a, b in zip(a_all, b_all):
@@ -168,4 +169,6 @@ def box_agreement(reference: list, other: list, min_score: float = 0.3, iou: flo
                         used.add(int(j))
                         found[key][0] += 1
                         break
-    return {k: (round(n / total, 4) if total else None) for k, (n, total) in found.items()} | {"boxes": found["recall"][1]}
+    (matched, boxes), (kept, others) = found["recall"], found["precision"]
+    rates = {k: (round(n / total, 4) if total else None) for k, (n, total) in found.items()}
+    return rates | {"boxes": boxes, "missed": boxes - matched, "other_boxes": others, "extra": others - kept}

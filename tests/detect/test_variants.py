@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import shutil
 from pathlib import Path
 
@@ -26,10 +27,27 @@ def _shipped(name: str) -> list[str]:
     return [v for v in VARIANTS if unusable(ref.card, ref.onnx.parent, v) is None]
 
 
+def too_many(count: int, of: int, min_rate: float = MIN_CUE_RECALL, alpha: float = 0.01) -> bool:
+    """Whether `count` misses in `of` boxes contradict a rate of at least `min_rate`: were the miss rate 1 -
+    min_rate, that many or more would come less often than `alpha`. The gate measures the rate on about 900
+    boxes; a sample of 50 shows it only this far (two misses in 56 happen a third of the time at a true 0.98,
+    and one CPU's kernels may miss two where another's miss one)."""
+    p = 1 - min_rate
+    return 1 - sum(math.comb(of, k) * p**k * (1 - p) ** (of - k) for k in range(count)) < alpha
+
+
+def test_too_many_can_tell_a_degraded_variant_from_a_sample_of_fifty():
+    assert not too_many(0, 56) and not too_many(2, 56) and not too_many(3, 56)
+    assert too_many(6, 56) and too_many(10, 56)  # recall 0.89, 0.82 on the sample: below 0.98, whatever the noise
+    assert not too_many(3, 900) and not too_many(18, 900)  # on the gate's ~900 boxes the bound is tight: 18 fine,
+    assert too_many(30, 900)  # 30 (recall 0.967) not
+
+
 @pytest.mark.parametrize("name", ["street-v2", "yolo11n-coco"])
 def test_accepted_variants_find_the_boxes_f32_finds(name):
     """Parity of boxes, not of scores: each accepted variant finds f32's confident boxes (same class, IoU >= 0.5,
-    its own score within 0.1 of the floor) and adds few, at the rate the gate's cue recall demands."""
+    its own score within 0.1 of the floor) and adds few, at the rate the gate's cue recall demands (as far as a
+    sample of about 50 boxes can tell: `too_many`)."""
     ref = resolve_model(MODELS / name)
     accepted = _shipped(name)
     if {"INT8", "BF16"} <= set(cpu_capabilities()):  # this project's machines: at least one variant of each model was accepted
@@ -40,13 +58,14 @@ def test_accepted_variants_find_the_boxes_f32_finds(name):
     for v in accepted:
         agree = box_agreement(f32, load_detector(MODELS / name, v, settings).detect(images))
         assert agree["boxes"] > 20
-        assert agree["recall"] >= MIN_CUE_RECALL and agree["precision"] >= MIN_CUE_RECALL, (v, agree)
+        assert not too_many(agree["missed"], agree["boxes"]) and not too_many(agree["extra"], agree["other_boxes"]), (v, agree)
 
 
 def test_box_agreement_sees_moved_boxes():
     image = load_image(IMAGES[0])
     dets = load_detector(MODELS / "street-v2", "onnx", DetectorSettings(conf=0.2)).detect([image])
-    assert box_agreement(dets, dets) == {"recall": 1.0, "precision": 1.0, "boxes": len(dets[0][dets[0].confidence >= 0.3])}
+    n = len(dets[0][dets[0].confidence >= 0.3])
+    assert box_agreement(dets, dets) == {"recall": 1.0, "precision": 1.0, "boxes": n, "missed": 0, "other_boxes": n, "extra": 0}
     moved = dets[0][dets[0].confidence >= 0.3]
     moved.xyxy = moved.xyxy + (moved.xyxy[:, 2:] - moved.xyxy[:, :2]).repeat(2, axis=1)  # each box shifted by its own size
     assert box_agreement(dets, [moved])["recall"] == 0.0
