@@ -115,6 +115,16 @@ def gate_record(card: dict, backend: str) -> dict | None:
     return ((card.get("variants") or {}).get(backend) or {}).get("gate")
 
 
+def verdict(gate: dict) -> tuple[bool, list[str]]:
+    """A gate record's verdict over every CPU it was gated on (the one that built it, and `also_on`: `models quantize
+    --gate-only` on others, whose kernels differ): accepted only if each accepted it; else why, CPU by CPU."""
+    failed = [] if gate.get("accepted") is True else list(gate.get("failed") or ["no reason recorded"])
+    for other in gate.get("also_on") or []:
+        if other.get("accepted") is not True:
+            failed += [f"on {other.get('cpu', 'another CPU')}: {why}" for why in other.get("failed") or ["no reason recorded"]]
+    return not failed, failed
+
+
 def unusable(card: dict, folder: Path, backend: str) -> str | None:
     """Why this variant cannot be served here (None: it can): no file, never gated, refused, or not on this CPU."""
     v = VARIANTS[backend]
@@ -123,8 +133,9 @@ def unusable(card: dict, folder: Path, backend: str) -> str | None:
     gate = gate_record(card, backend)
     if gate is None:
         return "not gated (no verdict in card.json)"
-    if gate.get("accepted") is not True:
-        return "refused by the gate: " + "; ".join(gate.get("failed") or ["no reason recorded"])
+    accepted, failed = verdict(gate)
+    if not accepted:
+        return "refused by the gate: " + "; ".join(failed)
     if v.missing():
         return f"this CPU lacks {' and '.join(v.missing())}"
     return None

@@ -21,6 +21,17 @@ def cmd_models(args: argparse.Namespace) -> int:
         t = record["timing"]
         print(json.dumps(record, indent=2) if args.json else f"ms per image: {json.dumps(t['ms_per_image'])} on {t['cpu']}, load average {t['load_average']}")
         return 0
+    if args.gate_only:
+        from .quantize import regate_model
+
+        record = regate_model(args.name, sets=GateSets(args.shared, args.limit), threads=args.threads, progress=not args.json, write=not args.dry_run)
+        if args.json:
+            print(json.dumps(record, indent=2))
+            return 0
+        for name, entry in record.items():
+            for again in ((entry.get("gate") or {}).get("also_on") or []) if isinstance(entry, dict) else []:
+                print(f"{name} on {again['cpu']}: " + ("accepted" if again["accepted"] else "REFUSED: " + "; ".join(again["failed"])))
+        return 0
     pool = FramePool.from_env()
     record = quantize_model(
         args.name, shared=args.shared, calibration=args.calibration, sets=GateSets(args.shared, args.limit), pool=pool.cfg.root if pool else None,
@@ -54,6 +65,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     q.add_argument("--threads", type=int, help="inference threads")
     q.add_argument("--keep-float", choices=["classes-and-decode", "head", "decode", "none"], default="classes-and-decode", help="INT8: what of the Detect head stays float: all but its box branches' 3x3 convolutions (default), all of it, only its box decoding, or nothing (a degraded model)")
     q.add_argument("--timing-only", action="store_true", help="only time the variants already built and gated again, and replace the card's timing (files and verdicts stay)")
+    q.add_argument("--gate-only", action="store_true", help="only gate the variants already built again, on this CPU (its kernels may differ from the one that built them), "
+                   "and add its verdicts to the card: a variant refused on any CPU it was gated on is refused")
     q.add_argument("--dry-run", action="store_true", help="build and gate, but leave card.json and README.md as they are")
     q.add_argument("--json", action="store_true", help="print the record as JSON")
     q.set_defaults(func=cmd_models)

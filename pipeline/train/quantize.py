@@ -34,7 +34,7 @@ from ..detect import DetectorSettings, load_detector, resolve_model
 from ..detect.letterbox import letterbox
 from ..detect.openvino import IR_METADATA
 from ..detect.exported import read_onnx_metadata
-from ..detect.variants import VARIANTS, cpu_capabilities, cpu_name, variant_file
+from ..detect.variants import VARIANTS, cpu_capabilities, cpu_name, gate_record, variant_file, verdict
 from ..formats.yolo import list_images
 from ..paths import SHARED, STREETS_SPLIT
 from ..source.images import load_image
@@ -149,6 +149,30 @@ def retime_model(model: str | Path, shared: Path = SHARED, threads: int | None =
     return record
 
 
+def regate_model(model: str | Path, sets: GateSets | None = None, threads: int | None = None, progress: bool = False, write: bool = True) -> dict:
+    """Gate a model's built variants again on this CPU, the files as they are, and (with `write`) add its verdicts
+    to the card: each gated variant's `gate.also_on` lists the further CPUs it was gated on, with their verdicts
+    (`variants.verdict`: refused on any, refused). OpenVINO's kernels differ per CPU (AMX, AVX512-VNNI, AVX2), so
+    the machines a city serves on can check what they will serve."""
+    ref = resolve_model(model)
+    if ref.onnx is None:
+        raise FileNotFoundError(f"model '{ref.name}' has no model.onnx")
+    folder = ref.onnx.parent
+    record = dict(ref.card.get("variants") or {})
+    if not record:
+        raise ValueError(f"model '{ref.name}' has no variants in its card yet: run `streetorder models quantize {ref.name}` first")
+    variants = [v for v in VARIANTS if not VARIANTS[v].missing() and variant_file(folder, v).is_file() and gate_record(ref.card, v)]
+    cpu = cpu_name()
+    for v, g in gate_variants(str(folder), variants, sets or GateSets(), threads=threads, progress=progress).items():
+        gate = dict(record[v]["gate"])
+        here = {"cpu": cpu, "accepted": g["accepted"], "failed": g["failed"], "checks": g["checks"], "sets": g["sets"]}
+        gate["also_on"] = [x for x in gate.get("also_on") or [] if x.get("cpu") != cpu] + [here]
+        record[v] = {**record[v], "gate": gate}
+    if write:
+        write_variants(folder, record)
+    return record
+
+
 LETTERBOX = "the smallest stride-32 rectangle holding each image (DetectorSettings.rect)"
 
 
@@ -215,6 +239,15 @@ def replace_section(text: str, section: str) -> str:
     return text.rstrip("\n") + "\n\n" + section + "\n"
 
 
+def _numbers(checks: dict) -> str:
+    """A verdict's figures in a line: mAP (where the model has garbage classes), cue recall, two-wheelers."""
+    out = [f"mAP50 {checks['map50']['variant']}, mAP50-95 {checks['map50_95']['variant']}"] if checks["map50"]["f32"] is not None else []
+    out.append(f"cue recall {checks['cue_recall']['recall']}")
+    if tw := checks.get("two_wheelers"):
+        out.append(f"two-wheeler R / P {tw['variant']['recall']} / {tw['variant']['precision']}")
+    return ", ".join(out)
+
+
 def variants_markdown(card: dict) -> str:
     """The README section for a card's `variants`: each variant's gate numbers and speed."""
     rec = card.get("variants") or {}
@@ -228,6 +261,7 @@ def variants_markdown(card: dict) -> str:
              "| variant | file | accepted | mAP50 (f32) | mAP50-95 (f32) | cue recall | two-wheeler R / P (f32) | ms per image | vs onnx f32 |",
              "|---|---|---|---|---|---|---|---|---|"]
     ms, ratio = t.get("ms_per_image", {}), t.get("vs_onnx", {})
+    again: list[str] = []  # verdicts from further CPUs (`models quantize --gate-only`)
     for b in ("onnx", "openvino"):
         if b in ms:
             lines.append(f"| {b} f32 | model.onnx | reference | | | | | {ms[b]} | {ratio.get(b)} |")
@@ -246,12 +280,17 @@ def variants_markdown(card: dict) -> str:
         m95 = f"{c['map50_95']['variant']} ({c['map50_95']['f32']})" if c["map50_95"]["f32"] is not None else "n/a"
         if tw and tw.get("passed") is None:
             tw_txt += " (recorded; the cue model serves two-wheelers)"
+        accepted, failed = verdict(g)
         lines.append(
-            f"| {v} | {e['file']} | {'yes' if g['accepted'] else 'NO: ' + '; '.join(g['failed'])} | {m50} | {m95} | {c['cue_recall']['recall']} | {tw_txt} | {ms.get(v, '–')} | {ratio.get(v, '–')} |"
+            f"| {v} | {e['file']} | {'yes' if accepted else 'NO: ' + '; '.join(failed)} | {m50} | {m95} | {c['cue_recall']['recall']} | {tw_txt} | {ms.get(v, '–')} | {ratio.get(v, '–')} |"
         )
+        again += [f"{v} on {x['cpu']}: {'accepted' if x['accepted'] else 'refused (' + '; '.join(x['failed']) + ')'}, {_numbers(x['checks'])}" for x in g.get("also_on") or []]
     lines += ["", f"Timing: median of {t.get('images')} garbage-cn val images x {t.get('rounds')} rounds, batch 1, interleaved, threads {t.get('threads')}, "
               f"{'on ' + t['cpu'] + ', ' if t.get('cpu') else ''}load average {t.get('load_average')} while measured (2 shared cores: read the ratios, not the milliseconds)."]
     if rec.get("letterbox"):
         lines.append(f"Gated with the input as served: {rec['letterbox']}.")
+    if again:
+        lines += ["", "Gated again on other CPUs (`streetorder models quantize NAME --gate-only`; a variant refused on any is refused):", ""]
+        lines += [f"- {line}" for line in again]
     lines.append(END)
     return "\n".join(lines)

@@ -53,6 +53,8 @@ def test_the_shipped_cards_record_full_set_verdicts():
             assert gate["sets"]["limit_per_set"] is None and gate["sets"]["garbage_cn_val"] == val_images
             assert gate["checks"]["cue_recall"]["images"] == {"streets-in holdout": 78, "vtest frames": 40, "garbage-cn val": 391}
             assert gate["accepted"] == (not gate["failed"]) == all(c.get("passed") is not False for c in gate["checks"].values())
+            for again in gate.get("also_on") or []:  # gated again on other CPUs: full sets too
+                assert again["sets"]["limit_per_set"] is None and again["checks"]["cue_recall"]["images"] == gate["checks"]["cue_recall"]["images"]
         assert card["variants"]["openvino-int8"]["bytes"] < 6_000_000  # committed to the repo: kept small
         assert variants_markdown(card) in (folder / "README.md").read_text()
 
@@ -88,3 +90,47 @@ def test_timing_only_replaces_the_cards_timing_and_keeps_the_verdicts(tmp_path, 
     capsys.readouterr()
     assert main(["models", "quantize", str(folder), "--timing-only"]) == 2
     assert "no variants in its card yet: run `streetorder models quantize street-v2` first" in capsys.readouterr().err
+
+
+def test_a_variant_refused_on_any_cpu_it_was_gated_on_is_refused():
+    """`verdict`: the build CPU's verdict and each further one's (`also_on`); `unusable` serves none refused anywhere."""
+    from pipeline.detect.variants import unusable, verdict
+
+    card = json.loads((REPO / "models" / "street-v2" / "card.json").read_text())
+    gate = card["variants"]["openvino-bf16"]["gate"]
+    assert verdict(gate) == (True, [])
+    gate["also_on"] = [{"cpu": "Xeon A", "accepted": True, "failed": []}, {"cpu": "EPYC B", "accepted": False, "failed": ["cue_recall: 0.97 < 0.98"]}]
+    assert verdict(gate) == (False, ["on EPYC B: cue_recall: 0.97 < 0.98"])
+    if "BF16" in cpu_capabilities():
+        assert unusable(card, REPO / "models" / "street-v2", "openvino-bf16") == "refused by the gate: on EPYC B: cue_recall: 0.97 < 0.98"
+    gate["also_on"] = gate["also_on"][:1]
+    assert verdict(gate) == (True, [])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not {"INT8", "BF16"} <= set(cpu_capabilities()), reason="this CPU has no INT8 or no BF16 path in OpenVINO")
+def test_gate_only_adds_this_cpus_verdicts_and_keeps_the_files_and_the_first_ones(tmp_path, capsys):
+    """`models quantize NAME --gate-only`: the files as built are gated again here; each variant's record keeps the
+    build CPU's verdict and lists this CPU's under `also_on` (once, however often it is run), and the README says so."""
+    from pipeline.cli import main
+    from pipeline.detect.variants import cpu_name
+
+    folder = tmp_path / "street-v2"
+    shutil.copytree(REPO / "models" / "street-v2", folder)
+    before = json.loads((folder / "card.json").read_text())
+    ir = (folder / "model.int8.xml").read_bytes()
+    for _ in range(2):
+        assert main(["models", "quantize", str(folder), "--gate-only", "--limit", "8"]) == 0
+    out = capsys.readouterr().out
+    after = json.loads((folder / "card.json").read_text())
+
+    assert (folder / "model.int8.xml").read_bytes() == ir  # nothing rebuilt
+    for v in ("openvino-int8", "openvino-int8-bf16", "openvino-bf16"):
+        gate, first = after["variants"][v]["gate"], before["variants"][v]["gate"]
+        assert {k: x for k, x in gate.items() if k != "also_on"} == first
+        [here] = gate["also_on"]
+        assert here["cpu"] == cpu_name() and isinstance(here["accepted"], bool) and here["sets"]["limit_per_set"] == 8
+        assert f"{v} on {cpu_name()}: " in out
+    assert after["variants"]["timing"] == before["variants"]["timing"]
+    readme = (folder / "README.md").read_text()
+    assert readme.count("Gated again on other CPUs") == 1 and f"openvino-bf16 on {cpu_name()}: " in readme
