@@ -41,7 +41,7 @@ def test_bench_serve_runs_every_phase_and_prints_its_figures(monkeypatch, capsys
     for step in ("client", "in the service", "decode", "prepare", "queue", "model", "boxes", "detector alone"):
         assert math.isfinite(parts[step]) and parts[step] >= 0, step
     assert parts["decode"] > 0 and parts["model"] > 0 and parts["boxes"] > 0
-    assert parts["in the service"] < parts["client"]
+    assert parts["in the service"] > parts["model"]  # a request waits for its inference (the service's time ends a little after its answer: it may pass the client's)
     assert math.isclose(parts["in the service"] + parts["outside the service"], parts["client"], abs_tol=0.02)
 
 
