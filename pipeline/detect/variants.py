@@ -84,9 +84,12 @@ def _cpuinfo() -> tuple[str, frozenset[str]]:
 
 def cpu_name() -> str:
     """The CPU as a person reads it: model name, cores, and the matrix and bf16 flags that pick OpenVINO's kernels
-    (a timing says where it was taken: AMX runs bf16 about twice as fast as AVX512-BF16 alone)."""
+    (a timing says where it was taken: AMX runs bf16 about twice as fast as AVX512-BF16 alone; AVX2 alone runs
+    INT8 without VNNI)."""
     name, flags = _cpuinfo()
     shown = [f for f in ("avx512_bf16", "avx512_vnni", "amx_bf16", "amx_int8") if f in flags]
+    if "avx512f" not in flags and "avx2" in flags:  # no AVX-512 at all: INT8 without VNNI, no bf16
+        shown = ["avx2 only", *shown]
     return f"{name}, {os.cpu_count()} cores" + (f", {' '.join(shown)}" if shown else "")
 
 
