@@ -21,7 +21,7 @@ from fastapi import Depends, File, Request, UploadFile
 from starlette.datastructures import FormData, UploadFile as StarletteUpload
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pipeline.source.images import FORMAT_NAMES, ImageError, decode_image, probe_image
+from pipeline.source.images import FORMAT_NAMES, ImageError, ImageInfo, decode_image, probe_image
 
 from ..runtime.decode_budget import DecodeBudget
 from ..runtime.errors import Unprocessable
@@ -162,22 +162,6 @@ class BodyTimeout:
         await send_refusal(send, 408, f"request body stalled: no bytes for {self.timeout_s:g} s; send the whole body without pausing", [(b"connection", b"close")])
 
 
-def decodes_quickly(upload: UploadFile, max_bytes: int, max_pixels: int) -> bool:
-    """An upload whose decoding takes a few milliseconds at most: at most `max_bytes` (so it is in memory, never
-    spooled to disk) and a header declaring at most `max_pixels`. A file that is no image says False here; the
-    decoder then says why."""
-    if upload.size is None or upload.size > max_bytes:
-        return False
-    try:
-        upload.file.seek(0)
-        probe_image(upload.file, upload.filename or "image", max_pixels)
-        return True
-    except ImageError:
-        return False
-    finally:
-        upload.file.seek(0)
-
-
 def refuse_repeated_files(form: FormData) -> None:
     """Each upload route takes one file per field: a second `image` part would be dropped unseen (FastAPI keeps
     the first), so the request is refused instead."""
@@ -196,12 +180,20 @@ class ImageReader:
         self.max_pixels = max_pixels
         self.decode_time = metrics.stage["decode"] if metrics is not None else None
 
+    def probe(self, upload: UploadFile, field: str = "image") -> ImageInfo:
+        """The upload's header: format, mode and size; ImageError for a refused format or a size over `max_pixels`."""
+        upload.file.seek(0)
+        try:
+            return probe_image(upload.file, upload.filename or field, self.max_pixels)
+        finally:
+            upload.file.seek(0)
+
     @contextmanager
-    def read(self, upload: UploadFile, field: str = "image") -> Iterator[tuple[bytes, np.ndarray]]:
+    def read(self, upload: UploadFile, field: str = "image", info: ImageInfo | None = None) -> Iterator[tuple[bytes, np.ndarray]]:
         """The upload's bytes and its BGR image, reserved in the budget until the block ends. 415 for a declared
         non-image type; 422 (ImageError) for a refused format, a size over `max_pixels` (read from the header,
         nothing decoded) or bad bytes; 413 for an image larger than the whole budget; 503 + Retry-After when
-        the budget stays taken."""
+        the budget stays taken. `info`: its header as `probe` read it already."""
         ctype = (upload.content_type or "").lower()
         if ctype and not ctype.startswith(IMAGE_TYPES):
             raise UnsupportedMediaType(f"{field}: expected an image ({FORMAT_NAMES}), got content type {upload.content_type}")
@@ -209,14 +201,17 @@ class ImageReader:
         upload.file.seek(0, 2)
         size = upload.file.tell()
         upload.file.seek(0)
-        info = probe_image(upload.file, name, self.max_pixels) if size else None
+        if size and info is None:
+            info = self.probe(upload, field)
+        elif not size:
+            info = None
         with ExitStack() as held:
             held.enter_context(self.budget.reserve(size + (info.decode_bytes() if info else 0), name))
             upload.file.seek(0)
             data = upload.file.read()
             more = info.fallback_bytes() if info else 0  # a plain JPEG that libjpeg-turbo refuses goes to Pillow, which needs more
             start = time.perf_counter()
-            image = decode_image(data, name, self.max_pixels, on_fallback=(lambda: held.enter_context(self.budget.reserve(more, name))) if more else None)
+            image = decode_image(data, name, self.max_pixels, on_fallback=(lambda: held.enter_context(self.budget.reserve(more, name))) if more else None, info=info)
             if self.decode_time is not None:
                 self.decode_time.observe(time.perf_counter() - start)
             yield data, image
@@ -230,13 +225,27 @@ class ImageHold:
     def __init__(self, reader: ImageReader, batcher) -> None:
         self.reader, self.batcher = reader, batcher
         self._stack = ExitStack()
+        self._headers: dict[int, ImageInfo] = {}  # id(upload) -> its header, read once (`decodes_quickly`, `read`)
+
+    def decodes_quickly(self, upload: UploadFile, max_bytes: int, max_pixels: int) -> bool:
+        """An upload whose decoding takes a few milliseconds at most: at most `max_bytes` (so it is in memory, never
+        spooled to disk) and a header declaring at most `max_pixels`. A file that is no image, or one the reader
+        refuses, says False here; the reader then says why. The header read here is not read again by `read`."""
+        if upload.size is None or upload.size > max_bytes:
+            return False
+        try:
+            info = self.reader.probe(upload)
+        except ImageError:
+            return False
+        self._headers[id(upload)] = info
+        return info.pixels <= max_pixels
 
     def read(self, upload: UploadFile, field: str = "image", detect: bool = True) -> tuple[bytes, np.ndarray]:
         """`detect`: the image goes to the detector next (a rectification photo does not)."""
         if detect:
             self._stack.enter_context(self.batcher.incoming())
         try:
-            return self._stack.enter_context(self.reader.read(upload, field))
+            return self._stack.enter_context(self.reader.read(upload, field, self._headers.pop(id(upload), None)))
         except BaseException:
             self._stack.close()  # a refused upload: the batcher must not wait for it
             raise

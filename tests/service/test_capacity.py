@@ -155,6 +155,28 @@ def test_a_plain_jpeg_that_libjpeg_turbo_refuses_is_decoded_by_pillow_inside_a_l
     assert budget.used == 0
 
 
+def test_a_request_reads_its_uploads_header_once(monkeypatch, street_jpeg):
+    """The route asks whether the upload decodes quickly (its header), then reads it: the header is parsed once."""
+    from starlette.datastructures import Headers, UploadFile
+
+    from pipeline.source import images
+    from service.http import uploads
+
+    calls = []
+    real = uploads.probe_image
+    monkeypatch.setattr(uploads, "probe_image", lambda *a, **k: calls.append(1) or real(*a, **k))
+    budget = DecodeBudget(512 * MiB, wait_s=0.1, retry_after_s=1, metrics=ServiceMetrics())
+    hold = uploads.ImageHold(uploads.ImageReader(budget, images.MAX_PIXELS), batcher=None)
+    upload = UploadFile(io.BytesIO(street_jpeg), size=len(street_jpeg), filename="s.jpg", headers=Headers({"content-type": "image/jpeg"}))
+    assert hold.decodes_quickly(upload, 1 << 20, 10**7)
+    _, image = hold.read(upload, detect=False)
+    assert len(calls) == 1 and np.array_equal(image, decode_image(street_jpeg))
+    assert budget.used > 0
+    hold.close()
+    assert budget.used == 0
+    assert not hold.decodes_quickly(upload, 1 << 20, 100)  # more pixels than the route decodes on the event loop
+
+
 def test_an_image_larger_than_the_whole_budget_is_413(make_client):
     client = make_client(image_memory_mb=16)
     r = detect(client, png(Image.new("RGB", (2000, 1000))), "wide.png")  # 2 MP x 14 B = 27 MiB > 16 MiB

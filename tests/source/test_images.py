@@ -68,6 +68,35 @@ def test_plain_jpeg_fast_path_only_for_complete_upright_files():
     assert decode_image(rotated.getvalue()).shape[:2] == (64, 32)
 
 
+def test_a_probed_plain_jpeg_is_decoded_without_reading_its_header_again(monkeypatch):
+    """`decode_image(info=probe_image(...))`: the service read the header already; a plain JPEG goes straight to
+    libjpeg-turbo, with the same pixels, and an EXIF-rotated one still takes Pillow's path."""
+    import io
+
+    import pipeline.source.images as images
+
+    blobs = [p.read_bytes() for p in val_images(3)]
+    infos = [images.probe_image(b) for b in blobs]
+    expected = [decode_image(b) for b in blobs]
+    rotated = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.new("RGB", (64, 32), (0, 0, 255)).save(rotated, format="JPEG", exif=exif)
+    rotated_info = images.probe_image(rotated.getvalue())
+    assert all(i.plain_jpeg for i in infos) and not rotated_info.plain_jpeg
+
+    def no_pillow(*a, **k):
+        raise AssertionError("the header was parsed again")
+
+    monkeypatch.setattr(images, "open_pil", no_pillow)
+    for b, info, want in zip(blobs, infos, expected):
+        assert np.array_equal(decode_image(b, info=info), want)
+    monkeypatch.undo()
+    assert decode_image(rotated.getvalue(), info=rotated_info).shape[:2] == (64, 32)  # rotated, by Pillow
+    with pytest.raises(ImageError, match="truncated"):  # data that stops short is refused on this path too
+        decode_image(_declaring(blobs[0], 7000, 7000), "lying.jpg", info=images.probe_image(_declaring(blobs[0], 7000, 7000)))
+
+
 def test_truncated_jpeg(tmp_path):
     data = val_images(1)[0].read_bytes()
     path = tmp_path / "cut.jpg"

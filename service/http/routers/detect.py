@@ -15,7 +15,7 @@ from ..admission_gate import Job
 from ..deps import State, require_multipart
 from ..errors import error_responses
 from ..schemas.detect import DetectionOut, DetectOut
-from ..uploads import ImageFile, ImageHold, Images, decodes_quickly
+from ..uploads import ImageFile, ImageHold, Images
 
 router = APIRouter(tags=["detect"])
 
@@ -44,7 +44,7 @@ async def detect(
     unknown = sorted(set(wanted) - set(model.detector.names))
     if unknown:
         raise Unprocessable(f"unknown class(es) {unknown}; model {model.name} knows: {', '.join(model.detector.names)}")
-    here = job.alone and decodes_quickly(image, DECODE_HERE_BYTES, DECODE_HERE_PIXELS)
+    here = job.alone and images.decodes_quickly(image, DECODE_HERE_BYTES, DECODE_HERE_PIXELS)
     img, pending = await job.run(_submit, state, images, image, model, here=here)  # admitted by AdmissionGate, or it was a 503
     raw = await pending.wait()  # on the event loop: no thread waits for the detector
     return await job.answer(_answer, model, img, pending, raw, conf, wanted, here=pending.finished(raw))  # made boxes: only JSON is left
