@@ -9,12 +9,13 @@ import pytest
 from pipeline.detect import DetectorSettings, load_detector, registry, resolve_model
 from pipeline.detect.exported import read_onnx_metadata
 from pipeline.detect.letterbox import input_shape, letterbox
+from pipeline.detect.streams import available_cores
 from pipeline.detect.variants import box_agreement
 from pipeline.train.gate import MIN_CUE_RECALL
 from pipeline.source.images import load_image
 from pipeline.geometry import box_iou
 
-from tests.conftest import STREETS_IN, val_images
+from tests.conftest import REPO, STREETS_IN, val_images
 
 REAL_IMAGES = val_images(24) + sorted((STREETS_IN / "images").glob("*.jpg"))[::40]
 
@@ -227,3 +228,40 @@ def test_settings_validation():
         DetectorSettings(conf=1.5)
     with pytest.raises(ValueError):
         DetectorSettings(imgsz=333)
+
+
+def test_openvino_gives_each_detector_stream_a_runtime_stream_of_its_own():
+    """A detector loaded with fewer threads than cores is called by that many streams at once (`detect.streams`):
+    OpenVINO needs as many streams in the compiled model, unpinned, or it runs the calls one after the other. The
+    speed of it is `streetorder bench batch`'s to show; here the properties, and two threads' boxes."""
+    import threading
+
+    from pipeline.detect.openvino import runtime_streams
+
+    assert runtime_streams(None, 2) == {}
+    assert runtime_streams(2, 2) == {"INFERENCE_NUM_THREADS": 2}
+    assert runtime_streams(1, 2) == {"INFERENCE_NUM_THREADS": 2, "NUM_STREAMS": 2, "ENABLE_CPU_PINNING": False}
+    assert runtime_streams(2, 8) == {"INFERENCE_NUM_THREADS": 8, "NUM_STREAMS": 4, "ENABLE_CPU_PINNING": False}
+    assert runtime_streams(3, 2) == {"INFERENCE_NUM_THREADS": 3}  # more threads than cores: one stream, as asked
+
+    det = load_detector(str(REPO / "models" / "street-v2"), backend="openvino", settings=DetectorSettings(conf=0.25), threads=1)
+    images = [load_image(p) for p in val_images(4)]
+    alone = [det.detect([im])[0] for im in images]
+    compiled = next(iter(det._compiled.values()))
+    cores = available_cores()
+    assert int(compiled.get_property("NUM_STREAMS")) == max(1, cores) and int(compiled.get_property("INFERENCE_NUM_THREADS")) == max(1, cores)
+    together: dict[int, list] = {}
+
+    def run(k: int) -> None:
+        together[k] = [det.detect([im])[0] for im in images]
+
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(len(d) for d in alone) > 0
+    for k in range(2):
+        assert len(together[k]) == len(alone) == 4
+        for a, b in zip(alone, together[k]):
+            assert np.array_equal(a.class_id, b.class_id) and np.allclose(a.xyxy, b.xyxy, atol=0.5)
