@@ -201,10 +201,7 @@ class ImageReader:
         upload.file.seek(0, 2)
         size = upload.file.tell()
         upload.file.seek(0)
-        if size and info is None:
-            info = self.probe(upload, field)
-        elif not size:
-            info = None
+        info = (info or self.probe(upload, field)) if size else None
         with ExitStack() as held:
             held.enter_context(self.budget.reserve(size + (info.decode_bytes() if info else 0), name))
             upload.file.seek(0)
