@@ -17,7 +17,7 @@ import openvino as ov
 
 from .exported import Dims, ExportedDetector, read_onnx_metadata
 from .letterbox import input_shape
-from .streams import available_cores
+from .streams import MAX_AUTO_STREAMS, available_cores
 
 IR_METADATA = "streetorder_metadata"  # rt_info section of an IR that carries the ONNX export's metadata_props
 
@@ -30,11 +30,13 @@ def runtime_streams(threads: int | None, cores: int) -> dict[str, object]:
     its own: the compiled model then needs as many streams of its own, or OpenVINO runs the calls one at a time
     (one stream: two threads calling a 1-thread model got 0.9-1.2x one thread's throughput, two streams 1.9-2x),
     and unpinned threads, or each model pins its first stream to the same core (a street and a cue model called
-    at once ran no faster than one after the other). A lone caller still runs on `threads` threads."""
+    at once ran no faster than one after the other). A lone caller still runs on `threads` threads. At most
+    `MAX_AUTO_STREAMS`, as many as `auto` runs: each runtime stream holds its own buffers, and a detector does not
+    know how many streams will call it (`--threads 1` on 64 cores would compile 64)."""
     if not threads:
         return {}
     threads = int(threads)
-    streams = max(1, cores // threads)
+    streams = max(1, min(cores // threads, MAX_AUTO_STREAMS))
     if streams == 1:
         return {"INFERENCE_NUM_THREADS": threads}
     return {"INFERENCE_NUM_THREADS": threads * streams, "NUM_STREAMS": streams, "ENABLE_CPU_PINNING": False}

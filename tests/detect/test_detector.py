@@ -243,6 +243,7 @@ def test_openvino_gives_each_detector_stream_a_runtime_stream_of_its_own():
     assert runtime_streams(1, 2) == {"INFERENCE_NUM_THREADS": 2, "NUM_STREAMS": 2, "ENABLE_CPU_PINNING": False}
     assert runtime_streams(2, 8) == {"INFERENCE_NUM_THREADS": 8, "NUM_STREAMS": 4, "ENABLE_CPU_PINNING": False}
     assert runtime_streams(3, 2) == {"INFERENCE_NUM_THREADS": 3}  # more threads than cores: one stream, as asked
+    assert runtime_streams(1, 64)["NUM_STREAMS"] == 4  # at most as many as auto runs: each holds its own buffers
 
     det = load_detector(str(REPO / "models" / "street-v2"), backend="openvino", settings=DetectorSettings(conf=0.25), threads=1)
     images = [load_image(p) for p in val_images(4)]
